@@ -1,0 +1,275 @@
+//! Points, vectors and rigid transforms tagged with their frame.
+//!
+//! Transforms are named `a_from_b` and map coordinates in frame `B` to frame `A`, so composition
+//! reads right to left: `robot_from_marker = robot_from_ct * ct_from_marker`. The only products
+//! that exist are `Transform<A, B> * Transform<B, C> -> Transform<A, C>` and
+//! `Transform<A, B> * Point<B> -> Point<A>`: mixing frames does not compile.
+//!
+//! ```compile_fail
+//! use stylet_core::frame::{Ct, Point, Robot, Transform};
+//! let robot_from_ct = Transform::<Robot, Ct>::identity();
+//! let tip_in_robot = Point::<Robot>::new(0.0, 0.0, 0.0);
+//! let _ = robot_from_ct * tip_in_robot; // a robot-frame point through a CT-frame transform
+//! ```
+//!
+//! All lengths are millimetres.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::{Mul, Sub};
+
+use nalgebra::{Isometry3, Point3, Rotation3, Translation3, UnitQuaternion, Vector3};
+
+/// A coordinate frame, as a zero-sized marker type.
+pub trait Frame: Copy + Clone + fmt::Debug + Default + Send + Sync + 'static {
+    /// Short name used in messages and telemetry.
+    const NAME: &'static str;
+}
+
+macro_rules! frames {
+    ($($(#[$doc:meta])* $name:ident = $text:literal;)*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name;
+        impl Frame for $name {
+            const NAME: &'static str = $text;
+        }
+    )*};
+}
+
+frames! {
+    /// The CT image's patient frame as DICOM defines it: LPS (x to the patient's left, y posterior,
+    /// z superior), millimetres.
+    Ct = "ct";
+    /// 3D Slicer's and NIfTI's patient frame: RAS (x right, y anterior, z superior).
+    Slicer = "slicer";
+    /// The robot's base frame.
+    Robot = "robot";
+    /// The arm's flange (last link before the needle driver).
+    Flange = "flange";
+    /// The needle frame: origin at the tip, z along the needle axis pointing forward.
+    Needle = "needle";
+    /// The registration marker frame carried by the robot.
+    Marker = "marker";
+}
+
+/// A point in frame `F`, in millimetres.
+#[derive(Clone, Copy, PartialEq)]
+pub struct Point<F: Frame> {
+    coords: Point3<f64>,
+    frame: PhantomData<F>,
+}
+
+/// A free vector (a direction or displacement) in frame `F`, in millimetres.
+#[derive(Clone, Copy, PartialEq)]
+pub struct Vector<F: Frame> {
+    coords: Vector3<f64>,
+    frame: PhantomData<F>,
+}
+
+/// A rigid transform taking coordinates in frame `B` to frame `A` (named `a_from_b`).
+#[derive(Clone, Copy, PartialEq)]
+pub struct Transform<A: Frame, B: Frame> {
+    iso: Isometry3<f64>,
+    frames: PhantomData<(A, B)>,
+}
+
+impl<F: Frame> Point<F> {
+    /// A point from its coordinates in millimetres.
+    #[must_use]
+    pub fn new(x: f64, y: f64, z: f64) -> Self {
+        Self::from_nalgebra(Point3::new(x, y, z))
+    }
+
+    /// The frame's origin.
+    #[must_use]
+    pub fn origin() -> Self {
+        Self::new(0.0, 0.0, 0.0)
+    }
+
+    /// Wraps raw coordinates that are known to be in frame `F`.
+    #[must_use]
+    pub fn from_nalgebra(coords: Point3<f64>) -> Self {
+        Point { coords, frame: PhantomData }
+    }
+
+    /// The raw coordinates (leaves the type-checked world: use at edges only).
+    #[must_use]
+    pub fn to_nalgebra(self) -> Point3<f64> {
+        self.coords
+    }
+
+    /// `[x, y, z]` in millimetres.
+    #[must_use]
+    pub fn to_array(self) -> [f64; 3] {
+        [self.coords.x, self.coords.y, self.coords.z]
+    }
+
+    /// Euclidean distance in millimetres.
+    #[must_use]
+    pub fn distance_mm(self, other: Point<F>) -> f64 {
+        nalgebra::distance(&self.coords, &other.coords)
+    }
+}
+
+impl<F: Frame> Vector<F> {
+    /// A vector from its components in millimetres.
+    #[must_use]
+    pub fn new(x: f64, y: f64, z: f64) -> Self {
+        Vector { coords: Vector3::new(x, y, z), frame: PhantomData }
+    }
+
+    /// The raw components.
+    #[must_use]
+    pub fn to_nalgebra(self) -> Vector3<f64> {
+        self.coords
+    }
+
+    /// Length in millimetres.
+    #[must_use]
+    pub fn norm_mm(self) -> f64 {
+        self.coords.norm()
+    }
+}
+
+impl<F: Frame> Sub for Point<F> {
+    type Output = Vector<F>;
+    fn sub(self, rhs: Point<F>) -> Vector<F> {
+        Vector { coords: self.coords - rhs.coords, frame: PhantomData }
+    }
+}
+
+impl<A: Frame, B: Frame> Transform<A, B> {
+    /// The identity (frames `A` and `B` coincide).
+    #[must_use]
+    pub fn identity() -> Self {
+        Self::from_nalgebra(Isometry3::identity())
+    }
+
+    /// From a rotation and a translation in millimetres.
+    #[must_use]
+    pub fn from_parts(rotation: UnitQuaternion<f64>, translation_mm: [f64; 3]) -> Self {
+        let t = Translation3::new(translation_mm[0], translation_mm[1], translation_mm[2]);
+        Self::from_nalgebra(Isometry3::from_parts(t, rotation))
+    }
+
+    /// Wraps a raw isometry that is known to map `B` to `A`.
+    #[must_use]
+    pub fn from_nalgebra(iso: Isometry3<f64>) -> Self {
+        Transform { iso, frames: PhantomData }
+    }
+
+    /// The raw isometry (edges only).
+    #[must_use]
+    pub fn to_nalgebra(self) -> Isometry3<f64> {
+        self.iso
+    }
+
+    /// The inverse transform, `b_from_a`.
+    #[must_use]
+    pub fn inverse(self) -> Transform<B, A> {
+        Transform::from_nalgebra(self.iso.inverse())
+    }
+
+    /// The homogeneous 4x4 matrix, row-major, translation in millimetres.
+    #[must_use]
+    pub fn to_matrix_rows(self) -> [[f64; 4]; 4] {
+        let m = self.iso.to_homogeneous();
+        let mut rows = [[0.0; 4]; 4];
+        for (r, row) in rows.iter_mut().enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = m[(r, c)];
+            }
+        }
+        rows
+    }
+
+    /// Applies the rotation only, to a vector of frame `B`.
+    #[must_use]
+    pub fn rotate(self, v: Vector<B>) -> Vector<A> {
+        Vector { coords: self.iso.rotation * v.coords, frame: PhantomData }
+    }
+}
+
+impl<A: Frame, B: Frame, C: Frame> Mul<Transform<B, C>> for Transform<A, B> {
+    type Output = Transform<A, C>;
+    fn mul(self, rhs: Transform<B, C>) -> Transform<A, C> {
+        Transform::from_nalgebra(self.iso * rhs.iso)
+    }
+}
+
+impl<A: Frame, B: Frame> Mul<Point<B>> for Transform<A, B> {
+    type Output = Point<A>;
+    fn mul(self, rhs: Point<B>) -> Point<A> {
+        Point::from_nalgebra(self.iso * rhs.coords)
+    }
+}
+
+/// `ct_from_slicer`: RAS to LPS, the one place this conversion is defined. It is its own inverse
+/// (a rotation of 180 degrees about the superior axis).
+#[must_use]
+pub fn ct_from_slicer() -> Transform<Ct, Slicer> {
+    let flip = Rotation3::from_axis_angle(&Vector3::z_axis(), core::f64::consts::PI);
+    Transform::from_nalgebra(Isometry3::from_parts(Translation3::identity(), flip.into()))
+}
+
+/// `slicer_from_ct`: LPS to RAS.
+#[must_use]
+pub fn slicer_from_ct() -> Transform<Slicer, Ct> {
+    ct_from_slicer().inverse()
+}
+
+impl<F: Frame> fmt::Debug for Point<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Point<{}>({:.4}, {:.4}, {:.4}) mm", F::NAME, self.coords.x, self.coords.y, self.coords.z)
+    }
+}
+
+impl<F: Frame> fmt::Debug for Vector<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Vector<{}>({:.4}, {:.4}, {:.4}) mm", F::NAME, self.coords.x, self.coords.y, self.coords.z)
+    }
+}
+
+impl<A: Frame, B: Frame> fmt::Debug for Transform<A, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Transform<{}_from_{}>({:?})", A::NAME, B::NAME, self.iso)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lps_ras_flips_x_and_y_only() {
+        let p_ras = Point::<Slicer>::new(10.0, -20.0, 30.0);
+        let p_lps = ct_from_slicer() * p_ras;
+        let [x, y, z] = p_lps.to_array();
+        assert!((x + 10.0).abs() < 1e-12 && (y - 20.0).abs() < 1e-12 && (z - 30.0).abs() < 1e-12);
+        let back = slicer_from_ct() * p_lps;
+        assert!(back.distance_mm(p_ras) < 1e-12);
+    }
+
+    proptest! {
+        #[test]
+        fn composition_matches_sequential_application(
+            ax in -3.0f64..3.0, ay in -3.0f64..3.0, az in -3.0f64..3.0,
+            bx in -3.0f64..3.0, by in -3.0f64..3.0, bz in -3.0f64..3.0,
+            t in proptest::array::uniform3(-500.0f64..500.0),
+            u in proptest::array::uniform3(-500.0f64..500.0),
+            p in proptest::array::uniform3(-500.0f64..500.0),
+        ) {
+            let robot_from_ct = Transform::<Robot, Ct>::from_parts(UnitQuaternion::from_euler_angles(ax, ay, az), t);
+            let ct_from_marker = Transform::<Ct, Marker>::from_parts(UnitQuaternion::from_euler_angles(bx, by, bz), u);
+            let point_in_marker = Point::<Marker>::new(p[0], p[1], p[2]);
+            let robot_from_marker = robot_from_ct * ct_from_marker;
+            let direct = robot_from_marker * point_in_marker;
+            let stepwise = robot_from_ct * (ct_from_marker * point_in_marker);
+            prop_assert!(direct.distance_mm(stepwise) < 1e-9);
+            let round_trip = robot_from_marker.inverse() * direct;
+            prop_assert!(round_trip.distance_mm(point_in_marker) < 1e-9);
+        }
+    }
+}

@@ -2,8 +2,7 @@
 //! [`Clock`] for the time instead of reading the system clock, so tests drive a [`MockClock`]
 //! forward and assert what happens at each instant, without sleeping.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A monotonic instant in nanoseconds since the clock's own epoch.
@@ -113,9 +112,12 @@ impl Clock for MonotonicClock {
 }
 
 /// A clock that moves only when told to. Clones share the same time.
+///
+/// `sleep_until` blocks until the test has advanced the time to the deadline, so a thread that
+/// paces itself on this clock (the supervisor's loop) runs in lockstep with the test.
 #[derive(Clone, Debug, Default)]
 pub struct MockClock {
-    now_ns: Arc<AtomicU64>,
+    now: Arc<(Mutex<u64>, Condvar)>,
 }
 
 impl MockClock {
@@ -125,24 +127,35 @@ impl MockClock {
         Self::default()
     }
 
-    /// Moves time forward by `d`.
+    /// Moves time forward by `d`, waking every sleeper whose deadline has come.
     pub fn advance(&self, d: Nanos) {
-        self.now_ns.fetch_add(d.0, Ordering::SeqCst);
+        let (lock, cv) = &*self.now;
+        let mut now = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        *now = now.saturating_add(d.0);
+        cv.notify_all();
     }
 
     /// Sets the time (never backwards: an earlier value is ignored, as a monotonic clock would).
     pub fn set(&self, t: Nanos) {
-        self.now_ns.fetch_max(t.0, Ordering::SeqCst);
+        let (lock, cv) = &*self.now;
+        let mut now = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        *now = (*now).max(t.0);
+        cv.notify_all();
     }
 }
 
 impl Clock for MockClock {
     fn now(&self) -> Nanos {
-        Nanos(self.now_ns.load(Ordering::SeqCst))
+        let (lock, _) = &*self.now;
+        Nanos(*lock.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn sleep_until(&self, deadline: Nanos) {
-        self.set(deadline);
+        let (lock, cv) = &*self.now;
+        let mut now = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while *now < deadline.0 {
+            now = cv.wait(now).unwrap_or_else(PoisonError::into_inner);
+        }
     }
 }
 
@@ -157,10 +170,28 @@ mod tests {
         assert_eq!(clock.now(), Nanos::ZERO);
         clock.advance(Nanos::from_millis(5));
         assert_eq!(shared.now(), Nanos(5_000_000));
-        shared.sleep_until(Nanos::from_millis(7));
-        assert_eq!(clock.now(), Nanos::from_millis(7));
         clock.set(Nanos::from_millis(1));
-        assert_eq!(clock.now(), Nanos::from_millis(7));
+        assert_eq!(clock.now(), Nanos::from_millis(5));
+        // A deadline already passed returns at once.
+        shared.sleep_until(Nanos::from_millis(4));
+    }
+
+    #[test]
+    fn mock_clock_sleeper_wakes_only_when_time_reaches_its_deadline() {
+        let clock = MockClock::new();
+        let sleeper = clock.clone();
+        let woke = Arc::new(Mutex::new(None));
+        let woke2 = Arc::clone(&woke);
+        let t = std::thread::spawn(move || {
+            sleeper.sleep_until(Nanos::from_millis(10));
+            *woke2.lock().unwrap() = Some(sleeper.now());
+        });
+        clock.advance(Nanos::from_millis(9));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(*woke.lock().unwrap(), None, "woke before its deadline");
+        clock.advance(Nanos::from_millis(1));
+        t.join().unwrap();
+        assert_eq!(*woke.lock().unwrap(), Some(Nanos::from_millis(10)));
     }
 
     #[test]

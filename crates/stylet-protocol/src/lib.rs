@@ -13,7 +13,7 @@ pub mod cobs;
 mod codec;
 mod message;
 
-pub use codec::{encode_frame, DecodeError, EncodeError, Frame, FrameDecoder, MAX_FRAME, MAX_PAYLOAD};
+pub use codec::{decode_payload, encode_frame, DecodeError, EncodeError, Frame, FrameDecoder, MAX_FRAME, MAX_PAYLOAD};
 pub use message::{
     ControllerInfo, ControllerState, FaultCode, FaultReport, JointArray, JointSetpoint, JointState, Message,
     MessageType, NackReason, Setpoint, Status, MAX_JOINTS, PROTOCOL_VERSION,

@@ -1,0 +1,69 @@
+//! What crosses the supervisor's boundary: the command only it can make, and the actuator port
+//! it decorates.
+
+use stylet_protocol::{ControllerInfo, ControllerState, FaultReport, Message, NackReason};
+
+/// A message the link may send to the controller. Its field is private and it has no public
+/// constructor: only the supervisor in this crate makes one, so a command that skipped the
+/// checks does not compile.
+///
+/// ```compile_fail
+/// use stylet_protocol::Message;
+/// let cmd = stylet_safety::SupervisedCommand { message: Message::Disable };
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SupervisedCommand {
+    message: Message,
+}
+
+impl SupervisedCommand {
+    pub(crate) fn new(message: Message) -> Self {
+        SupervisedCommand { message }
+    }
+
+    /// The message to encode.
+    #[must_use]
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+}
+
+/// What the link reports to the supervisor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActuatorInput {
+    /// The controller answered the handshake.
+    Connected(ControllerInfo),
+    /// A controller state frame arrived.
+    State {
+        /// Sequence number of the frame.
+        seq: u16,
+        /// The state.
+        state: ControllerState,
+    },
+    /// The controller reported a fault.
+    Fault(FaultReport),
+    /// The controller refused a frame.
+    Nack {
+        /// Sequence number of the refused frame.
+        seq: u16,
+        /// Its type byte.
+        msg_type: u8,
+        /// Why.
+        reason: NackReason,
+    },
+    /// A frame failed CRC or decoding.
+    LinkError,
+    /// The port closed or failed.
+    Disconnected,
+}
+
+/// The port the supervisor drives: the serial link to the controller, or a fake in unit tests.
+/// Both calls must return at once (the supervisor's cycle never blocks).
+pub trait Actuator {
+    /// Queues a command for sending.
+    fn send(&mut self, command: SupervisedCommand);
+
+    /// Hands every input received since the last call to `sink` (the supervisor stamps them with
+    /// the cycle's time).
+    fn poll(&mut self, sink: &mut dyn FnMut(ActuatorInput));
+}

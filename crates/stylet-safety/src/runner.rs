@@ -1,0 +1,312 @@
+//! The supervisor's fixed-rate thread.
+//!
+//! One thread owns the [`Supervisor`] and an [`Actuator`]; each cycle it sleeps until its deadline
+//! on the injected [`Clock`], drains operator messages and link inputs without blocking, steps the
+//! supervisor with the current trajectory sample, hands the one command to the actuator, and
+//! publishes events and a snapshot without blocking (bounded channels; a full channel drops and
+//! counts). Nothing in the cycle allocates except when a new trajectory replaces an old one.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use stylet_core::{Clock, Nanos};
+
+use crate::command::Actuator;
+use crate::state::Command;
+use crate::supervisor::{Event, Refusal, Snapshot, Supervisor};
+use crate::trajectory::Trajectory;
+
+/// Lateness histogram resolution.
+const BUCKET: Nanos = Nanos::from_micros(1);
+/// Buckets (1 us each up to 50 ms; later cycles land in the last one).
+const BUCKETS: usize = 50_000;
+
+/// A message to the supervisor thread.
+#[derive(Debug)]
+pub enum Operator {
+    /// A workflow command; the answer comes back on the channel when one is given.
+    Command(Command, Option<SyncSender<Result<(), Refusal>>>),
+    /// The operator console is alive.
+    Heartbeat,
+    /// The respiratory gate input.
+    Gate(bool),
+    /// Software e-stop.
+    EStop,
+    /// Run this trajectory from the current commanded position.
+    Execute(Trajectory),
+    /// Stop following the trajectory (the supervisor brings moving joints to a controlled stop).
+    Abort,
+    /// Leave the loop (after the next cycle).
+    Shutdown,
+}
+
+/// What the runner reports besides supervisor events.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RunnerEvent {
+    /// A supervisor event.
+    Supervisor(Event),
+    /// A trajectory was taken.
+    TrajectoryStarted {
+        /// Its length in cycles.
+        samples: usize,
+    },
+    /// A trajectory ran to its end.
+    TrajectoryDone,
+    /// A trajectory was dropped: state left motion, a fault latched, or it was aborted.
+    TrajectoryInterrupted {
+        /// Samples executed.
+        at_sample: usize,
+    },
+    /// A trajectory did not start at the commanded position and was refused.
+    TrajectoryRejected {
+        /// Largest difference from the commanded position.
+        offset: f64,
+    },
+}
+
+/// Cycle lateness statistics (how late each cycle started after its deadline).
+#[derive(Clone, Debug)]
+pub struct Lateness {
+    counts: Vec<u32>,
+    total: u64,
+    max: Nanos,
+}
+
+impl Lateness {
+    fn new() -> Self {
+        Lateness { counts: vec![0; BUCKETS], total: 0, max: Nanos::ZERO }
+    }
+
+    fn record(&mut self, late: Nanos) {
+        let b = usize::try_from(late.0 / BUCKET.0).unwrap_or(BUCKETS - 1).min(BUCKETS - 1);
+        self.counts[b] += 1;
+        self.total += 1;
+        self.max = self.max.max(late);
+    }
+
+    /// Cycles recorded.
+    #[must_use]
+    pub fn cycles(&self) -> u64 {
+        self.total
+    }
+
+    /// The `q` quantile (0..=1), to the bucket's upper edge.
+    #[must_use]
+    pub fn quantile(&self, q: f64) -> Nanos {
+        if self.total == 0 {
+            return Nanos::ZERO;
+        }
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += u64::from(*c);
+            if seen >= rank {
+                return Nanos(((i as u64) + 1) * BUCKET.0);
+            }
+        }
+        self.max
+    }
+
+    /// The latest cycle.
+    #[must_use]
+    pub fn max(&self) -> Nanos {
+        self.max
+    }
+}
+
+/// What the thread returns when it ends.
+#[derive(Debug)]
+pub struct RunReport<A> {
+    /// The actuator, handed back.
+    pub actuator: A,
+    /// The final snapshot.
+    pub snapshot: Snapshot,
+    /// Lateness statistics.
+    pub lateness: Lateness,
+    /// Events dropped because the event channel was full.
+    pub events_dropped: u64,
+}
+
+/// The caller's side of a running supervisor.
+#[derive(Debug)]
+pub struct RunnerHandle<A> {
+    tx: SyncSender<Operator>,
+    /// Events, in order.
+    pub events: Receiver<RunnerEvent>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    cycles: Arc<AtomicU64>,
+    join: Option<JoinHandle<RunReport<A>>>,
+}
+
+/// The supervisor thread has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, docsplay::Display, thiserror::Error)]
+pub struct RunnerGone;
+
+impl<A> RunnerHandle<A> {
+    /// Sends a message to the thread.
+    ///
+    /// # Errors
+    /// [`RunnerGone`] when the thread has ended.
+    pub fn send(&self, m: Operator) -> Result<(), RunnerGone> {
+        self.tx.send(m).map_err(|_| RunnerGone)
+    }
+
+    /// Sends a workflow command and waits for the supervisor's answer.
+    ///
+    /// # Errors
+    /// [`RunnerGone`] when the thread has ended; the inner result is the supervisor's answer.
+    pub fn command(&self, c: Command) -> Result<Result<(), Refusal>, RunnerGone> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Operator::Command(c, Some(tx)))?;
+        rx.recv().map_err(|_| RunnerGone)
+    }
+
+    /// Cycles completed so far.
+    #[must_use]
+    pub fn cycles(&self) -> u64 {
+        self.cycles.load(Ordering::Acquire)
+    }
+
+    /// The newest snapshot.
+    #[must_use]
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.snapshot.lock().ok().map(|s| *s)
+    }
+
+    /// Stops the thread and collects its report.
+    ///
+    /// # Errors
+    /// [`RunnerGone`] when the thread panicked.
+    pub fn shutdown(mut self) -> Result<RunReport<A>, RunnerGone> {
+        let _ = self.tx.send(Operator::Shutdown);
+        self.join.take().ok_or(RunnerGone)?.join().map_err(|_| RunnerGone)
+    }
+}
+
+/// Starts the supervisor thread.
+///
+/// # Errors
+/// The OS error when the thread cannot be spawned.
+pub fn spawn<A: Actuator + Send + 'static>(
+    supervisor: Supervisor,
+    actuator: A,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<RunnerHandle<A>> {
+    let (tx, rx) = mpsc::sync_channel(256);
+    let (etx, erx) = mpsc::sync_channel(4096);
+    let snapshot = Arc::new(Mutex::new(supervisor.snapshot()));
+    let shared = Arc::clone(&snapshot);
+    // The epoch is taken here, not in the thread, so cycle k is due k periods after spawn.
+    let start = clock.now();
+    let cycles = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&cycles);
+    let join = std::thread::Builder::new()
+        .name("stylet-supervisor".into())
+        .spawn(move || run(supervisor, actuator, clock.as_ref(), start, &rx, &etx, &shared, &counter))?;
+    Ok(RunnerHandle { tx, events: erx, snapshot, cycles, join: Some(join) })
+}
+
+struct Active {
+    trajectory: Trajectory,
+    next: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run<A: Actuator>(
+    mut sup: Supervisor,
+    mut actuator: A,
+    clock: &dyn Clock,
+    start: Nanos,
+    rx: &Receiver<Operator>,
+    events: &SyncSender<RunnerEvent>,
+    shared: &Mutex<Snapshot>,
+    counter: &AtomicU64,
+) -> RunReport<A> {
+    let period = sup.config().period;
+    let mut lateness = Lateness::new();
+    let mut active: Option<Active> = None;
+    let mut dropped = 0u64;
+    let mut emit = |e: RunnerEvent| {
+        if events.try_send(e).is_err() {
+            dropped += 1;
+        }
+    };
+    let mut k: u64 = 1;
+    let mut running = true;
+    while running {
+        let deadline = start.saturating_add(Nanos(period.0.saturating_mul(k)));
+        clock.sleep_until(deadline);
+        let late = clock.now().saturating_sub(deadline);
+        lateness.record(late);
+        loop {
+            match rx.try_recv() {
+                Ok(Operator::Command(c, reply)) => {
+                    let r = sup.command(deadline, c);
+                    if let Some(reply) = reply {
+                        let _ = reply.try_send(r);
+                    }
+                }
+                Ok(Operator::Heartbeat) => sup.heartbeat(deadline),
+                Ok(Operator::Gate(open)) => sup.gate(deadline, open),
+                Ok(Operator::EStop) => sup.estop(deadline),
+                Ok(Operator::Execute(t)) => {
+                    let offset = t
+                        .start()
+                        .iter()
+                        .zip(sup.commanded())
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(if t.start().len() == sup.commanded().len() { 0.0 } else { f64::INFINITY }, f64::max);
+                    if offset > 1e-9 {
+                        emit(RunnerEvent::TrajectoryRejected { offset });
+                    } else {
+                        emit(RunnerEvent::TrajectoryStarted { samples: t.len() });
+                        active = Some(Active { trajectory: t, next: 0 });
+                    }
+                }
+                Ok(Operator::Abort) => {
+                    if let Some(a) = active.take() {
+                        emit(RunnerEvent::TrajectoryInterrupted { at_sample: a.next });
+                    }
+                }
+                Ok(Operator::Shutdown) | Err(TryRecvError::Disconnected) => running = false,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        actuator.poll(&mut |input| sup.handle(deadline, input));
+        let request = match &active {
+            Some(a) if sup.state().accepts_motion() && sup.fault().is_none() => a.trajectory.sample(a.next),
+            _ => None,
+        };
+        let out = sup.cycle(deadline, late, request);
+        if let Some(c) = out.command {
+            actuator.send(c);
+        }
+        if let Some(a) = active.as_mut() {
+            if out.consumed {
+                a.next += 1;
+            }
+            if sup.fault().is_some() || !sup.state().accepts_motion() {
+                emit(RunnerEvent::TrajectoryInterrupted { at_sample: a.next });
+                active = None;
+            } else if a.next >= a.trajectory.len() {
+                emit(RunnerEvent::TrajectoryDone);
+                active = None;
+            }
+        }
+        while let Some(e) = sup.pop_event() {
+            emit(RunnerEvent::Supervisor(e));
+        }
+        if let Ok(mut s) = shared.try_lock() {
+            *s = sup.snapshot();
+        }
+        counter.store(k, Ordering::Release);
+        k += 1;
+    }
+    let snapshot = sup.snapshot();
+    if let Ok(mut s) = shared.lock() {
+        *s = snapshot;
+    }
+    RunReport { actuator, snapshot, lateness, events_dropped: dropped }
+}

@@ -1006,7 +1006,10 @@ impl Supervisor {
             let advancing = insertion_delta > 0.0;
             let allowed = match self.state {
                 MotionState::Inserting => true,
-                MotionState::Homing | MotionState::Retracting => !advancing,
+                // Homing may bring the needle back, or forward to a home that is still outside
+                // the body.
+                MotionState::Homing => !advancing || r[i].position <= self.cfg.in_tissue_depth_mm,
+                MotionState::Retracting => !advancing,
                 _ => false,
             };
             if !allowed {

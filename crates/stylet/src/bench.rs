@@ -1,0 +1,85 @@
+//! `stylet bench loop`: cycle lateness of the real supervisor loop over a real pty.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stylet_core::{Clock, MonotonicClock};
+use stylet_link::{Link, LinkOptions};
+use stylet_safety::runner::{self, Operator};
+use stylet_safety::{Command, MotionState, SafetyConfig, Supervisor};
+use stylet_sim::pty::{serve, Pty};
+
+/// Options of `stylet bench loop`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// How long to hold the arm under supervision.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// The config folder.
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let cfg = SafetyConfig::load_dir(&args.config)?;
+    let mut controller = crate::simcmd::controller_from(&args.config, &[])?;
+    let mut pty = Pty::open()?;
+    let path = pty.path.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_sim = Arc::clone(&stop);
+    let sim = std::thread::spawn(move || {
+        serve(&mut pty, &mut controller, &stop_sim);
+        controller.monitor().report().clone()
+    });
+    let link = Link::open(&path, &LinkOptions::default())?;
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+    let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock)?;
+    let beat = |h: &runner::RunnerHandle<Link>| {
+        let _ = h.send(Operator::Heartbeat);
+    };
+    let t0 = Instant::now();
+    while h.snapshot().map(|s| s.state) != Some(MotionState::Connected) && t0.elapsed() < Duration::from_secs(2) {
+        beat(&h);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    beat(&h);
+    let _ = h.command(Command::StartHoming);
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs_f64() < args.seconds.max(0.1) {
+        beat(&h);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = h.command(Command::Complete);
+    let _ = h.command(Command::DisableDrives);
+    std::thread::sleep(Duration::from_millis(20));
+    let report = h.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
+    stop.store(true, Ordering::SeqCst);
+    let monitor = sim.join().map_err(|_| anyhow::anyhow!("simulator thread panicked"))?;
+    let lat = &report.lateness;
+    let us = |d: stylet_core::Nanos| (d.0 as f64 / 1e3 * 10.0).round() / 10.0;
+    let out = json!({
+        "seconds": args.seconds,
+        "rate_hz": 1.0 / cfg.dt(),
+        "cycles": lat.cycles(),
+        "lateness_us": { "p50": us(lat.quantile(0.5)), "p99": us(lat.quantile(0.99)), "p999": us(lat.quantile(0.999)), "max": us(lat.max()) },
+        "fault": report.snapshot.fault.map(|f| f.to_string()),
+        "wire_monitor": monitor,
+    });
+    if args.json {
+        println!("{out}");
+    } else {
+        println!(
+            "{} cycles at {} Hz: lateness p50 {} us, p99 {} us, p99.9 {} us, max {} us; fault: {}; wire monitor: {} setpoints, {} violations",
+            out["cycles"], out["rate_hz"], out["lateness_us"]["p50"], out["lateness_us"]["p99"], out["lateness_us"]["p999"],
+            out["lateness_us"]["max"], out["fault"], out["wire_monitor"]["setpoints"], out["wire_monitor"]["violations"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

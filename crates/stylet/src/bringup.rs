@@ -1,0 +1,423 @@
+//! `stylet bringup`: the first thing run against a controller, simulated or real.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use stylet_core::config::{JointKind, JointRole};
+use stylet_core::units::rad_from_deg;
+use stylet_core::{Clock, MonotonicClock};
+use stylet_link::{Link, LinkOptions, MuteSwitch};
+use stylet_protocol::Status;
+use stylet_safety::runner::{self, Operator, RunnerEvent, RunnerHandle};
+use stylet_safety::trajectory::Trajectory;
+use stylet_safety::{Command, Event, Fault, MotionState, SafetyConfig, Snapshot, Supervisor};
+
+/// Options of `stylet bringup`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The controller's serial device (e.g. /dev/ttyUSB0, or the pty `stylet sim controller` printed).
+    #[arg(long)]
+    port: String,
+    /// The config folder.
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// How far each revolute joint moves out and back, degrees.
+    #[arg(long, default_value_t = 2.0)]
+    range_deg: f64,
+    /// How far the insertion joint moves out and back, millimetres.
+    #[arg(long, default_value_t = 2.0)]
+    range_mm: f64,
+    /// Fraction of each joint's velocity, acceleration and jerk limits the moves use.
+    #[arg(long, default_value_t = 0.8)]
+    speed_fraction: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Why a step failed.
+#[derive(Debug)]
+enum StepError {
+    Fault(Fault),
+    Refused(String),
+    Timeout(String),
+    Check(String),
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Fault(x) => write!(f, "fault latched: {x}"),
+            StepError::Refused(x) => write!(f, "refused: {x}"),
+            StepError::Timeout(x) => write!(f, "timed out: {x}"),
+            StepError::Check(x) => write!(f, "check failed: {x}"),
+        }
+    }
+}
+
+struct Session {
+    h: RunnerHandle<Link>,
+    cfg: SafetyConfig,
+    mute: MuteSwitch,
+    log: Vec<Value>,
+    started: Instant,
+    fraction: f64,
+}
+
+const PUMP: Duration = Duration::from_millis(10);
+
+impl Session {
+    /// Keeps the operator heartbeat and the gate input fresh, and drains events into the log.
+    fn pump(&mut self) {
+        let _ = self.h.send(Operator::Heartbeat);
+        // Bring-up has no respiration: it holds the gate input open (RESP-2 is exercised later).
+        let _ = self.h.send(Operator::Gate(true));
+        while let Ok(e) = self.h.events.try_recv() {
+            let t = self.started.elapsed().as_secs_f64() * 1e3;
+            let text = match e {
+                RunnerEvent::Supervisor(Event::Transition { from, to, cause, .. }) => {
+                    format!("{} -> {} ({cause})", from.name(), to.name())
+                }
+                RunnerEvent::Supervisor(Event::FaultLatched { fault, reaction, .. }) => {
+                    format!("fault latched: {fault} -> {reaction:?}")
+                }
+                RunnerEvent::Supervisor(Event::FaultEscalated { fault, .. }) => format!("fault escalated: {fault}"),
+                RunnerEvent::Supervisor(Event::Refused { command, reason, .. }) => {
+                    format!("refused {command:?}: {reason}")
+                }
+                RunnerEvent::Supervisor(Event::ControllerNack { msg_type, reason, .. }) => {
+                    format!("controller refused message {msg_type:#04x} (reason {reason})")
+                }
+                RunnerEvent::Supervisor(Event::Stopped { .. }) => "controlled stop complete".to_string(),
+                other => format!("{other:?}"),
+            };
+            self.log.push(json!({ "t_ms": (t * 10.0).round() / 10.0, "event": text }));
+        }
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StepError> {
+        self.h.snapshot().ok_or_else(|| StepError::Check("supervisor thread gone".into()))
+    }
+
+    fn wait(&mut self, what: &str, timeout: Duration, done: impl Fn(&Snapshot) -> bool) -> Result<Snapshot, StepError> {
+        self.wait_for(what, timeout, true, done)
+    }
+
+    fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        fail_on_fault: bool,
+        done: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Snapshot, StepError> {
+        let t0 = Instant::now();
+        loop {
+            self.pump();
+            let s = self.snapshot()?;
+            if done(&s) {
+                return Ok(s);
+            }
+            if let (Some(f), true) = (s.fault, fail_on_fault) {
+                return Err(StepError::Fault(f));
+            }
+            if t0.elapsed() > timeout {
+                return Err(StepError::Timeout(what.to_string()));
+            }
+            std::thread::sleep(PUMP);
+        }
+    }
+
+    fn command(&mut self, c: Command) -> Result<(), StepError> {
+        self.pump();
+        match self.h.command(c) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(r)) => Err(StepError::Refused(format!("{c:?}: {r}"))),
+            Err(e) => Err(StepError::Check(e.to_string())),
+        }
+    }
+
+    /// Moves from the commanded position to `goal` and waits until the move is done and still.
+    fn move_to(&mut self, goal: &[f64]) -> Result<(), StepError> {
+        let s = self.snapshot()?;
+        let from = s.commanded.as_slice().to_vec();
+        if from.iter().zip(goal).all(|(a, b)| a == b) {
+            return Ok(());
+        }
+        let margins: Vec<f64> = self
+            .cfg
+            .robot
+            .joints
+            .iter()
+            .map(|j| match j.kind {
+                JointKind::Revolute => self.cfg.soft_margin_rad,
+                JointKind::Prismatic => self.cfg.soft_margin_mm,
+            })
+            .collect();
+        let t = Trajectory::point_to_point(&self.cfg.robot, &from, goal, &margins, self.fraction, self.cfg.dt())
+            .map_err(|e| StepError::Check(e.to_string()))?;
+        let seconds = t.len() as f64 * self.cfg.dt();
+        self.h.send(Operator::Execute(t)).map_err(|e| StepError::Check(e.to_string()))?;
+        let goal = goal.to_vec();
+        self.wait("move", Duration::from_secs_f64(seconds + 2.0), |s| {
+            s.commanded.as_slice() == goal.as_slice() && s.velocity.as_slice().iter().all(|v| *v == 0.0)
+        })?;
+        Ok(())
+    }
+
+    /// Waits for the arm to settle and returns the largest |commanded - measured|, per joint unit.
+    fn settle_error(&mut self) -> Result<f64, StepError> {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(150) {
+            self.pump();
+            std::thread::sleep(PUMP);
+        }
+        let s = self.snapshot()?;
+        if let Some(f) = s.fault {
+            return Err(StepError::Fault(f));
+        }
+        Ok(s.commanded.as_slice().iter().zip(s.measured.as_slice()).map(|(c, m)| (c - m).abs()).fold(0.0, f64::max))
+    }
+}
+
+struct Steps {
+    list: Vec<Value>,
+    ok: bool,
+}
+
+impl Steps {
+    fn run(&mut self, s: &mut Session, name: &str, f: impl FnOnce(&mut Session) -> Result<String, StepError>) {
+        if !self.ok {
+            return;
+        }
+        let t0 = Instant::now();
+        let r = f(s);
+        let ms = (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0;
+        match r {
+            Ok(detail) => self.list.push(json!({ "step": name, "ok": true, "detail": detail, "ms": ms })),
+            Err(e) => {
+                self.ok = false;
+                self.list.push(json!({ "step": name, "ok": false, "detail": e.to_string(), "ms": ms }));
+            }
+        }
+    }
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.speed_fraction > 0.0 && args.speed_fraction <= 1.0,
+        "--speed-fraction {} must be within (0, 1]",
+        args.speed_fraction
+    );
+    let cfg = SafetyConfig::load_dir(&args.config)?;
+    let link = Link::open(&args.port, &LinkOptions::default()).with_context(|| format!("bring-up of {}", args.port))?;
+    let info = link.info();
+    let stats = link.stats();
+    let mute = link.mute_switch();
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+    let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock).context("starting the supervisor thread")?;
+    let mut s = Session { h, cfg: cfg.clone(), mute, log: Vec::new(), started: Instant::now(), fraction: args.speed_fraction };
+    let mut steps = Steps { list: Vec::new(), ok: true };
+    let n = cfg.robot.joints.len();
+
+    steps.run(&mut s, "handshake", |s| {
+        s.wait("connected", Duration::from_secs(1), |x| x.state == MotionState::Connected)?;
+        if usize::from(info.joint_count) != n {
+            return Err(StepError::Check(format!("controller drives {} joints, config has {n}", info.joint_count)));
+        }
+        Ok(format!(
+            "controller {} firmware {}.{}.{}, protocol {}, {} joints",
+            info.controller_id, info.firmware[0], info.firmware[1], info.firmware[2], info.protocol_version, info.joint_count
+        ))
+    });
+    steps.run(&mut s, "enable", |s| {
+        s.command(Command::StartHoming)?;
+        let x = s.wait("drives enabled", Duration::from_secs(1), |x| x.status.has(Status::DRIVES_ENABLED))?;
+        if x.status.has(Status::BRAKE_ENGAGED) {
+            return Err(StepError::Check("brake still engaged with drives enabled".into()));
+        }
+        Ok("drives enabled, brakes released".into())
+    });
+    steps.run(&mut s, "home", |s| {
+        let home = s.cfg.robot.home();
+        let mut goal = s.snapshot()?.commanded.as_slice().to_vec();
+        if let Some(i) = s.cfg.robot.insertion_joint() {
+            goal[i] = home[i];
+            s.move_to(&goal)?; // needle first, on its own (INS-1)
+        }
+        s.move_to(&home)?;
+        s.command(Command::Complete)?;
+        let e = s.settle_error()?;
+        Ok(format!("at home, largest settle error {e:.2e}"))
+    });
+    for (i, j) in cfg.robot.joints.iter().enumerate() {
+        let name = format!("joint {i} ({})", j.name);
+        steps.run(&mut s, &name, |s| {
+            let start = s.snapshot()?.commanded.as_slice().to_vec();
+            let (range, margin, unit) = match j.kind {
+                JointKind::Revolute => (rad_from_deg(args.range_deg), s.cfg.soft_margin_rad, "rad"),
+                JointKind::Prismatic => (args.range_mm, s.cfg.soft_margin_mm, "mm"),
+            };
+            let up = start[i] + range <= j.max - margin;
+            let mut out = start.clone();
+            out[i] += if up { range } else { -range };
+            if j.role == JointRole::Orientation {
+                s.command(Command::BeginAlign)?;
+                s.move_to(&out)?;
+                s.command(Command::Complete)?;
+                let e_out = s.settle_error()?;
+                s.command(Command::BeginAlign)?;
+                s.move_to(&start)?;
+                s.command(Command::Complete)?;
+                let e_back = s.settle_error()?;
+                s.command(Command::BeginAlign)?;
+                s.command(Command::Complete)?;
+                Ok(format!("{:+.4} {unit} and back, settle error {:.2e} / {:.2e}", out[i] - start[i], e_out, e_back))
+            } else {
+                // Aligned -> Inserting needs the pedal (INS-2) and the gate (RESP-2).
+                if s.snapshot()?.state == MotionState::Idle {
+                    s.command(Command::BeginAlign)?;
+                    s.command(Command::Complete)?;
+                }
+                s.command(Command::BeginInsert)?;
+                s.move_to(&out)?;
+                s.command(Command::Complete)?;
+                let e_out = s.settle_error()?;
+                s.command(Command::BeginRetract)?;
+                s.move_to(&start)?;
+                s.command(Command::Complete)?;
+                let e_back = s.settle_error()?;
+                Ok(format!("{:+.4} {unit} and back, settle error {:.2e} / {:.2e}", out[i] - start[i], e_out, e_back))
+            }
+        });
+    }
+    steps.run(&mut s, "watchdog", |s| {
+        let x = s.snapshot()?;
+        if x.state == MotionState::Aligned {
+            s.command(Command::BeginAlign)?;
+            s.command(Command::BeginAlign).ok();
+        }
+        let window = s.cfg.controller_watchdog_ms;
+        let t0 = Instant::now();
+        s.mute.set(true);
+        let mut tripped_at = None;
+        let result = loop {
+            s.pump();
+            let x = s.snapshot()?;
+            if tripped_at.is_none() && x.status.has(Status::WATCHDOG_TRIPPED) {
+                tripped_at = Some(t0.elapsed());
+            }
+            match x.fault {
+                Some(Fault::ControllerWatchdog | Fault::DrivesDropped) if tripped_at.is_some() => break Ok(x),
+                Some(f @ (Fault::ControllerWatchdog | Fault::DrivesDropped)) => {
+                    if t0.elapsed() > Duration::from_secs(1) {
+                        break Err(StepError::Check(format!("{f} but the controller never reported its watchdog")));
+                    }
+                }
+                Some(f) => break Err(StepError::Fault(f)),
+                None => {}
+            }
+            if t0.elapsed() > Duration::from_secs(2) {
+                break Err(StepError::Timeout("controller watchdog did not trip".into()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        s.mute.set(false);
+        let x = result?;
+        if x.status.has(Status::DRIVES_ENABLED) || !x.status.has(Status::BRAKE_ENGAGED) {
+            return Err(StepError::Check("after the watchdog trip the drives are not off with brakes on".into()));
+        }
+        let trip_ms = tripped_at.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        // Operator reset: the controller clears its latch on ResetFaults, the supervisor returns to Connected.
+        s.command(Command::Reset)?;
+        s.wait_for("reset", Duration::from_secs(2), false, |x| x.state == MotionState::Connected && x.fault.is_none())
+            .map_err(|e| StepError::Check(format!("reset after the watchdog trip: {e}")))?;
+        Ok(format!(
+            "host silent: controller tripped after {trip_ms:.1} ms (window {window} ms), drives off, brakes on; reset ok"
+        ))
+    });
+    steps.run(&mut s, "disable", |s| {
+        let x = s.snapshot()?;
+        if matches!(x.state, MotionState::Idle | MotionState::Aligned) {
+            s.command(Command::DisableDrives)?;
+        }
+        let x = s.wait("drives off", Duration::from_secs(1), |x| {
+            x.state == MotionState::Connected && !x.status.has(Status::DRIVES_ENABLED) && x.status.has(Status::BRAKE_ENGAGED)
+        })?;
+        Ok(format!("drives off, brakes on ({})", x.state.name()))
+    });
+
+    // Leave the arm safe whatever happened: drives off if they are still on.
+    let last = s.snapshot().ok();
+    if let Some(x) = last {
+        if x.drives_on && x.fault.is_none() {
+            if s.command(Command::DisableDrives).is_err() {
+                let _ = s.h.send(Operator::EStop);
+            }
+            let _ = s.wait("drives off", Duration::from_millis(500), |x| !x.drives_on);
+        }
+    }
+    s.pump();
+    let final_snapshot = s.snapshot().ok();
+    let report = s.h.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let lat = &report.lateness;
+    let us = |d: stylet_core::Nanos| (d.0 as f64 / 1e3 * 10.0).round() / 10.0;
+    let snap = final_snapshot.unwrap_or(report.snapshot);
+    let out = json!({
+        "port": args.port,
+        "passed": steps.ok,
+        "controller": {
+            "id": info.controller_id,
+            "firmware": format!("{}.{}.{}", info.firmware[0], info.firmware[1], info.firmware[2]),
+            "protocol_version": info.protocol_version,
+            "joints": info.joint_count,
+        },
+        "steps": steps.list,
+        "final_state": snap.state.name(),
+        "fault": snap.fault.map(|f| json!({ "name": f.name(), "message": f.to_string(), "reaction": format!("{:?}", f.reaction()) })),
+        "drives_on": snap.drives_on,
+        "events": s.log,
+        "cycles": lat.cycles(),
+        "lateness_us": { "p50": us(lat.quantile(0.5)), "p99": us(lat.quantile(0.99)), "p999": us(lat.quantile(0.999)), "max": us(lat.max()) },
+        "link": {
+            "frames_sent": stats.frames_sent.load(std::sync::atomic::Ordering::Relaxed),
+            "frames_received": stats.frames_received.load(std::sync::atomic::Ordering::Relaxed),
+            "decode_errors": stats.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
+            "send_queue_full": stats.send_queue_full.load(std::sync::atomic::Ordering::Relaxed),
+        },
+    });
+    if args.json {
+        println!("{out}");
+    } else {
+        print_human(&out);
+    }
+    Ok(if steps.ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn print_human(r: &Value) {
+    println!("bring-up of {}", r["port"].as_str().unwrap_or("?"));
+    if let Some(steps) = r["steps"].as_array() {
+        for st in steps {
+            let ok = st["ok"].as_bool().unwrap_or(false);
+            println!(
+                "  [{}] {:<32} {:>8.1} ms  {}",
+                if ok { " ok " } else { "FAIL" },
+                st["step"].as_str().unwrap_or(""),
+                st["ms"].as_f64().unwrap_or(0.0),
+                st["detail"].as_str().unwrap_or("")
+            );
+        }
+    }
+    println!("final state: {}", r["final_state"].as_str().unwrap_or("?"));
+    if let Some(m) = r["fault"]["message"].as_str() {
+        println!("latched fault: {m}");
+    }
+    println!(
+        "supervisor: {} cycles, lateness p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+        r["cycles"], r["lateness_us"]["p50"], r["lateness_us"]["p99"], r["lateness_us"]["p999"], r["lateness_us"]["max"]
+    );
+    println!("{}", if r["passed"].as_bool().unwrap_or(false) { "PASSED" } else { "FAILED" });
+}

@@ -1,0 +1,58 @@
+//! `stylet config check`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::json;
+use stylet_core::config::RobotConfig;
+use stylet_safety::SafetyConfig;
+use stylet_sim::SimConfig;
+
+/// Loads every config file of `dir`; reports all that fail.
+pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let mut errors: Vec<String> = Vec::new();
+    let mut checked: Vec<String> = Vec::new();
+    let robot_path = dir.join("robot").join("robot.toml");
+    let robot = match RobotConfig::load(&robot_path) {
+        Ok(r) => {
+            checked.push(robot_path.display().to_string());
+            Some(r)
+        }
+        Err(e) => {
+            errors.push(e.to_string());
+            None
+        }
+    };
+    let safety_path = dir.join("safety.toml");
+    if let Some(robot) = robot.clone() {
+        match SafetyConfig::load(&safety_path, robot) {
+            Ok(_) => checked.push(safety_path.display().to_string()),
+            Err(e) => errors.push(e.to_string()),
+        }
+    } else {
+        errors.push(format!("{}: not checked (needs a valid robot config)", safety_path.display()));
+    }
+    let sim_path = dir.join("sim.toml");
+    match SimConfig::load(&sim_path) {
+        Ok(_) => checked.push(sim_path.display().to_string()),
+        Err(e) => errors.push(e.to_string()),
+    }
+    if as_json {
+        println!("{}", json!({ "ok": errors.is_empty(), "checked": checked, "errors": errors }));
+    } else {
+        for c in &checked {
+            println!("ok     {c}");
+        }
+        for e in &errors {
+            for (i, line) in e.lines().enumerate() {
+                println!("{} {line}", if i == 0 { "error " } else { "      " });
+            }
+        }
+        if let Some(r) = robot {
+            if errors.is_empty() {
+                println!("robot {:?}: {} joints", r.name, r.joints.len());
+            }
+        }
+    }
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

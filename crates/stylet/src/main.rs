@@ -1,0 +1,87 @@
+//! `stylet`: the command-line interface.
+
+mod bench;
+mod bringup;
+mod configcmd;
+mod simcmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Stylet: a control stack for robotic needle guidance in CT-guided liver ablation.
+///
+/// Every command prints a human report, or JSON with --json. Config lives in a folder
+/// (default ./config): robot/robot.toml, safety.toml, sim.toml.
+#[derive(Debug, Parser)]
+#[command(name = "stylet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Validate configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+    /// Simulators.
+    Sim {
+        #[command(subcommand)]
+        command: SimCmd,
+    },
+    /// Bring up a controller: handshake, enable, home, move each joint a little, prove the
+    /// controller watchdog trips when the host goes silent, disable.
+    Bringup(bringup::Args),
+    /// Measurements.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Check every file of a config folder; exits non-zero with readable errors.
+    Check {
+        /// The config folder.
+        #[arg(default_value = "config")]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCmd {
+    /// Run the simulated motor controller on a new pty and print its device path.
+    Controller(simcmd::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Run the supervisor loop at its rate against the simulated controller over a pty and
+    /// report cycle lateness (p50, p99, p99.9, max).
+    Loop(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Top::Config { command: ConfigCmd::Check { dir, json } } => configcmd::check(&dir, json),
+        Top::Sim { command: SimCmd::Controller(args) } => simcmd::run(&args),
+        Top::Bringup(args) => bringup::run(&args),
+        Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! | spec | effect |
 //! |---|---|
-//! | `drop=P` | each received frame is lost with probability P |
+//! | `drop=P` | each frame, received or sent, is lost with probability P |
 //! | `corrupt=P` | each sent frame has one byte flipped with probability P |
 //! | `delay=MS` | every sent frame leaves MS milliseconds late |
 //! | `disconnect[=S]@T` | from T, neither read nor write for S seconds (default: for good) |

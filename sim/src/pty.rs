@@ -79,6 +79,10 @@ pub fn serve(pty: &mut Pty, controller: &mut Controller, stop: &Arc<AtomicBool>)
         if up {
             for m in replies {
                 seq = seq.wrapping_add(1);
+                // A noisy line loses frames both ways.
+                if controller.drops_frame() {
+                    continue;
+                }
                 if let Ok(n) = encode_frame(seq, &m, &mut fbuf) {
                     let mut frame = fbuf[..n].to_vec();
                     if controller.corrupts_frame() && n > 1 {

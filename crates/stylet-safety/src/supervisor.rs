@@ -208,6 +208,7 @@ pub struct Supervisor {
     was_moving: bool,
     controller: Option<ControllerInfo>,
     state_at: Option<Nanos>,
+    connected_at: Nanos,
     measured: [f64; MAX_JOINTS],
     measured_valid: bool,
     controller_time_us: u64,
@@ -298,6 +299,7 @@ impl Supervisor {
             was_moving: false,
             controller: None,
             state_at: None,
+            connected_at: Nanos::ZERO,
             measured: [0.0; MAX_JOINTS],
             measured_valid: false,
             controller_time_us: 0,
@@ -543,6 +545,7 @@ impl Supervisor {
             return;
         }
         self.controller = Some(info);
+        self.connected_at = now;
         if usize::from(info.joint_count) != self.n {
             self.transition(now, MotionState::Connected, "handshake");
             self.latch(now, Fault::JointCountMismatch { controller: info.joint_count, config: self.n as u8 });
@@ -892,7 +895,8 @@ impl Supervisor {
         if lateness > self.cfg.max_lateness && self.drives_on {
             self.latch(now, Fault::CycleOverrun { lateness_ms: ms(lateness), limit_ms: ms(self.cfg.max_lateness) });
         }
-        let state_age = self.state_at.map_or(Nanos(u64::MAX), |t| now.saturating_sub(t));
+        // The first state is due one deadline after the handshake.
+        let state_age = now.saturating_sub(self.state_at.unwrap_or(self.connected_at));
         if state_age > self.cfg.controller_state_deadline && (self.drives_on || self.state != MotionState::Fault) {
             let deadline_ms = ms(self.cfg.controller_state_deadline);
             self.latch(now, Fault::StaleControllerState { age_ms: ms(state_age).min(1e9), deadline_ms });

@@ -264,11 +264,23 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             let up = start[i] + range <= j.max - margin;
             let mut out = start.clone();
             out[i] += if up { range } else { -range };
+            let measured_start = s.snapshot()?.measured.as_slice()[i];
+            let followed = |s: &Session| -> Result<(), StepError> {
+                let moved = s.snapshot()?.measured.as_slice()[i] - measured_start;
+                let wanted = out[i] - start[i];
+                if moved / wanted < 0.9 {
+                    return Err(StepError::Check(format!(
+                        "joint did not follow: commanded {wanted:+.5} {unit}, measured {moved:+.5} {unit}"
+                    )));
+                }
+                Ok(())
+            };
             if j.role == JointRole::Orientation {
                 s.command(Command::BeginAlign)?;
                 s.move_to(&out)?;
                 s.command(Command::Complete)?;
                 let e_out = s.settle_error()?;
+                followed(s)?;
                 s.command(Command::BeginAlign)?;
                 s.move_to(&start)?;
                 s.command(Command::Complete)?;
@@ -286,6 +298,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 s.move_to(&out)?;
                 s.command(Command::Complete)?;
                 let e_out = s.settle_error()?;
+                followed(s)?;
                 s.command(Command::BeginRetract)?;
                 s.move_to(&start)?;
                 s.command(Command::Complete)?;

@@ -1,5 +1,6 @@
 //! The command line as a user meets it: help, config errors that name file, key and value, and
 //! clear failures on bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

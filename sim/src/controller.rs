@@ -246,13 +246,19 @@ impl Controller {
                 }
             }
             // Controller-to-host messages sent to the controller are ignored.
-            Message::HelloAck(_) | Message::State(_) | Message::Fault(_) | Message::Ack { .. } | Message::Nack { .. } => {}
+            Message::HelloAck(_)
+            | Message::State(_)
+            | Message::Fault(_)
+            | Message::Ack { .. }
+            | Message::Nack { .. } => {}
         }
         out
     }
 
     fn fire_faults(&mut self, now: f64, out: &mut Vec<Message>) {
-        let Some(t0) = self.enabled_once_at else { return };
+        let Some(t0) = self.enabled_once_at else {
+            return;
+        };
         let due: Vec<FaultSpec> = {
             let (due, keep): (Vec<_>, Vec<_>) = self.pending_faults.iter().partition(|f| now - t0 >= f.at_s);
             self.pending_faults = keep;
@@ -374,11 +380,16 @@ impl Controller {
             };
             let noise = gaussian(&mut self.rng) * self.cfg.encoder_noise_counts;
             let counts = ((j.q + j.encoder_offset) * counts_per_unit + noise).round();
-            let mut current = self.cfg.current_per_acceleration_a * j.a + gaussian(&mut self.rng) * self.cfg.current_noise_a;
+            let mut current =
+                self.cfg.current_per_acceleration_a * j.a + gaussian(&mut self.rng) * self.cfg.current_noise_a;
             if j.overcurrent {
                 current = 3.0 * spec.max_current_a;
             }
-            joints.push(JointState { position: counts / counts_per_unit, velocity: j.v as f32, current_a: current as f32 });
+            joints.push(JointState {
+                position: counts / counts_per_unit,
+                velocity: j.v as f32,
+                current_a: current as f32,
+            });
         }
         ControllerState {
             controller_time_us: ((now - self.booted_at).max(0.0) * 1e6) as u64,

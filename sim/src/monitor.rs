@@ -167,7 +167,10 @@ impl WireMonitor {
             }
             if let (true, Some(ins)) = (orientation, self.insertion) {
                 if q0[ins] > self.in_tissue_depth_mm {
-                    self.violation("ins1_in_tissue", format!("orientation moved with the needle {} mm in (INS-1)", q0[ins]));
+                    self.violation(
+                        "ins1_in_tissue",
+                        format!("orientation moved with the needle {} mm in (INS-1)", q0[ins]),
+                    );
                 }
             }
             self.prev_v = Some((t0, v));

@@ -75,8 +75,8 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
 /// # Errors
 /// [`ConfigError::Read`] or [`ConfigError::Syntax`] (which covers unknown keys and wrong types).
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     parse_toml(path, &text)
 }
 
@@ -398,10 +398,14 @@ max_current_a = 2
 
     #[test]
     fn out_of_range_values_are_all_reported_with_key_and_value() {
-        let text = GOOD.replace("max_deg = 90", "max_deg = -100").replace("max_velocity_mm_s = 5", "max_velocity_mm_s = -1");
+        let text =
+            GOOD.replace("max_deg = 90", "max_deg = -100").replace("max_velocity_mm_s = 5", "max_velocity_mm_s = -1");
         let e = RobotConfig::from_toml_str(Path::new("robot.toml"), &text).unwrap_err().to_string();
         assert!(e.contains("`joints[0].max_deg` = -100"), "{e}");
-        assert!(e.contains("`joints[1].max_velocity_mm_s_s` = -1") || e.contains("`joints[1].max_velocity_mm_s` = -1"), "{e}");
+        assert!(
+            e.contains("`joints[1].max_velocity_mm_s_s` = -1") || e.contains("`joints[1].max_velocity_mm_s` = -1"),
+            "{e}"
+        );
     }
 
     #[test]

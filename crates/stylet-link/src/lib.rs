@@ -303,7 +303,9 @@ impl IoContext {
                     continue;
                 }
                 seq = seq.wrapping_add(1);
-                let Ok(n) = encode_frame(seq, cmd.message(), &mut buf) else { continue };
+                let Ok(n) = encode_frame(seq, cmd.message(), &mut buf) else {
+                    continue;
+                };
                 if writer.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
@@ -391,15 +393,17 @@ impl IoContext {
                     Ok(Err(e)) => return Err(self.io_error(e)),
                 };
                 let mut answer = None;
-                decoder.feed(&rbuf[..n], |r| match r {
-                    Ok(f) => match f.message {
-                        Message::HelloAck(info) => answer = Some(Ok(info)),
-                        Message::Nack { reason: stylet_protocol::NackReason::Version, .. } => {
-                            answer = Some(Err(0u16));
+                decoder.feed(&rbuf[..n], |r| {
+                    // Anything but the answer (a stale state, line noise) is skipped here.
+                    if let Ok(f) = r {
+                        match f.message {
+                            Message::HelloAck(info) => answer = Some(Ok(info)),
+                            Message::Nack { reason: stylet_protocol::NackReason::Version, .. } => {
+                                answer = Some(Err(0u16));
+                            }
+                            _ => {}
                         }
-                        _ => {}
-                    },
-                    Err(_) => {}
+                    }
                 });
                 match answer {
                     Some(Ok(info)) if info.protocol_version == PROTOCOL_VERSION => return Ok(info),
@@ -411,7 +415,11 @@ impl IoContext {
                         })
                     }
                     Some(Err(v)) => {
-                        return Err(LinkError::Version { path: self.path.clone(), controller: v, host: PROTOCOL_VERSION })
+                        return Err(LinkError::Version {
+                            path: self.path.clone(),
+                            controller: v,
+                            host: PROTOCOL_VERSION,
+                        })
                     }
                     None => {}
                 }

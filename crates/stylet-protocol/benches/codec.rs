@@ -24,8 +24,12 @@ fn messages() -> [(&'static str, Message); 2] {
                 last_setpoint_seq: 77,
                 status: Status(Status::DRIVES_ENABLED | Status::PEDAL_INPUT),
                 joint_faults: 0,
-                joints: JointArray::from_fn(7, |i| JointState { position: 0.1 * i as f64, velocity: 0.01, current_a: 0.5 })
-                    .unwrap(),
+                joints: JointArray::from_fn(7, |i| JointState {
+                    position: 0.1 * i as f64,
+                    velocity: 0.01,
+                    current_a: 0.5,
+                })
+                .unwrap(),
             }),
         ),
     ]

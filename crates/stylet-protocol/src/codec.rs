@@ -93,7 +93,9 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Oversize => write!(f, "frame longer than {MAX_FRAME} bytes discarded"),
             DecodeError::Cobs => f.write_str("invalid COBS encoding"),
-            DecodeError::TooShort { len } => write!(f, "payload of {len} bytes is shorter than header and CRC"),
+            DecodeError::TooShort { len } => {
+                write!(f, "payload of {len} bytes is shorter than header and CRC")
+            }
             DecodeError::Crc { received, computed } => {
                 write!(f, "CRC mismatch: frame says {received:#010x}, computed {computed:#010x}")
             }
@@ -256,30 +258,40 @@ fn read_body(t: u8, body: &[u8]) -> Result<Message, DecodeError> {
     let message = (|| -> Result<Option<Message>, DecodeError> {
         Ok(Some(match kind {
             MessageType::Hello => {
-                let (Some(protocol_version), Some(host_id)) = (r.u16(), r.u32()) else { return Ok(None) };
+                let (Some(protocol_version), Some(host_id)) = (r.u16(), r.u32()) else {
+                    return Ok(None);
+                };
                 Message::Hello { protocol_version, host_id }
             }
             MessageType::Enable => {
-                let Some(watchdog_ms) = r.u16() else { return Ok(None) };
+                let Some(watchdog_ms) = r.u16() else {
+                    return Ok(None);
+                };
                 Message::Enable { watchdog_ms }
             }
             MessageType::Disable => Message::Disable,
             MessageType::EStop => Message::EStop,
             MessageType::ResetFaults => Message::ResetFaults,
             MessageType::Setpoint => {
-                let (Some(host_time_us), Some(n)) = (r.u64(), r.u8()) else { return Ok(None) };
+                let (Some(host_time_us), Some(n)) = (r.u64(), r.u8()) else {
+                    return Ok(None);
+                };
                 let n = joints_of(n)?;
                 let mut joints = JointArray::<JointSetpoint>::from_fn(n, |_| JointSetpoint::default())
                     .ok_or(DecodeError::TooManyJoints(n as u8))?;
                 for j in joints.as_mut_slice() {
-                    let (Some(p), Some(v)) = (r.f64(), r.f32()) else { return Ok(None) };
+                    let (Some(p), Some(v)) = (r.f64(), r.f32()) else {
+                        return Ok(None);
+                    };
                     j.position = finite(p)?;
                     j.velocity = finite(f64::from(v))? as f32;
                 }
                 Message::Setpoint(Setpoint { host_time_us, joints })
             }
             MessageType::Heartbeat => {
-                let Some(host_time_us) = r.u64() else { return Ok(None) };
+                let Some(host_time_us) = r.u64() else {
+                    return Ok(None);
+                };
                 Message::Heartbeat { host_time_us }
             }
             MessageType::HelloAck => {
@@ -287,7 +299,9 @@ fn read_body(t: u8, body: &[u8]) -> Result<Message, DecodeError> {
                 else {
                     return Ok(None);
                 };
-                let Some(firmware) = r.take::<3>() else { return Ok(None) };
+                let Some(firmware) = r.take::<3>() else {
+                    return Ok(None);
+                };
                 Message::HelloAck(ControllerInfo { protocol_version, controller_id, joint_count, firmware })
             }
             MessageType::State => {
@@ -300,7 +314,9 @@ fn read_body(t: u8, body: &[u8]) -> Result<Message, DecodeError> {
                 let mut joints = JointArray::<JointState>::from_fn(n, |_| JointState::default())
                     .ok_or(DecodeError::TooManyJoints(n as u8))?;
                 for j in joints.as_mut_slice() {
-                    let (Some(p), Some(v), Some(c)) = (r.f64(), r.f32(), r.f32()) else { return Ok(None) };
+                    let (Some(p), Some(v), Some(c)) = (r.f64(), r.f32(), r.f32()) else {
+                        return Ok(None);
+                    };
                     j.position = finite(p)?;
                     j.velocity = finite(f64::from(v))? as f32;
                     j.current_a = finite(f64::from(c))? as f32;
@@ -314,16 +330,22 @@ fn read_body(t: u8, body: &[u8]) -> Result<Message, DecodeError> {
                 })
             }
             MessageType::Fault => {
-                let (Some(code), Some(joint), Some(value)) = (r.u8(), r.u8(), r.f32()) else { return Ok(None) };
+                let (Some(code), Some(joint), Some(value)) = (r.u8(), r.u8(), r.f32()) else {
+                    return Ok(None);
+                };
                 let code = fault_code(code).ok_or(DecodeError::BadEnum { msg_type: t, value: code })?;
                 Message::Fault(FaultReport { code, joint, value })
             }
             MessageType::Ack => {
-                let (Some(seq), Some(msg_type)) = (r.u16(), r.u8()) else { return Ok(None) };
+                let (Some(seq), Some(msg_type)) = (r.u16(), r.u8()) else {
+                    return Ok(None);
+                };
                 Message::Ack { seq, msg_type }
             }
             MessageType::Nack => {
-                let (Some(seq), Some(msg_type), Some(reason)) = (r.u16(), r.u8(), r.u8()) else { return Ok(None) };
+                let (Some(seq), Some(msg_type), Some(reason)) = (r.u16(), r.u8(), r.u8()) else {
+                    return Ok(None);
+                };
                 let reason = nack_reason(reason).ok_or(DecodeError::BadEnum { msg_type: t, value: reason })?;
                 Message::Nack { seq, msg_type, reason }
             }
@@ -446,14 +468,23 @@ mod tests {
             Message::Heartbeat { host_time_us: u64::MAX },
             Message::EStop,
             Message::ResetFaults,
-            Message::HelloAck(ControllerInfo { protocol_version: 1, controller_id: 42, joint_count: 7, firmware: [1, 2, 3] }),
+            Message::HelloAck(ControllerInfo {
+                protocol_version: 1,
+                controller_id: 42,
+                joint_count: 7,
+                firmware: [1, 2, 3],
+            }),
             Message::State(ControllerState {
                 controller_time_us: 9,
                 last_setpoint_seq: 65535,
                 status: Status(Status::DRIVES_ENABLED | Status::PEDAL_INPUT),
                 joint_faults: 0b10,
-                joints: JointArray::from_fn(MAX_JOINTS, |i| JointState { position: i as f64, velocity: -1.0, current_a: 2.5 })
-                    .unwrap(),
+                joints: JointArray::from_fn(MAX_JOINTS, |i| JointState {
+                    position: i as f64,
+                    velocity: -1.0,
+                    current_a: 2.5,
+                })
+                .unwrap(),
             }),
             Message::Fault(FaultReport { code: FaultCode::OverCurrent, joint: 3, value: 9.5 }),
             Message::Ack { seq: 5, msg_type: 0x02 },
@@ -527,20 +558,39 @@ mod tests {
         let pos = -1e6f64..1e6;
         let vel = -1e4f32..1e4;
         prop_oneof![
-            (any::<u16>(), any::<u32>()).prop_map(|(protocol_version, host_id)| Message::Hello { protocol_version, host_id }),
+            (any::<u16>(), any::<u32>())
+                .prop_map(|(protocol_version, host_id)| Message::Hello { protocol_version, host_id }),
             any::<u16>().prop_map(|watchdog_ms| Message::Enable { watchdog_ms }),
             Just(Message::Disable),
             Just(Message::EStop),
             Just(Message::ResetFaults),
             any::<u64>().prop_map(|host_time_us| Message::Heartbeat { host_time_us }),
-            (any::<u64>(), proptest::collection::vec((pos.clone(), vel.clone()), 0..=MAX_JOINTS)).prop_map(|(t, js)| {
-                let v: Vec<JointSetpoint> = js.into_iter().map(|(position, velocity)| JointSetpoint { position, velocity }).collect();
-                Message::Setpoint(Setpoint { host_time_us: t, joints: JointArray::from_slice(&v).unwrap() })
-            }),
-            (any::<u64>(), any::<u16>(), any::<u16>(), any::<u16>(), proptest::collection::vec((pos, vel.clone(), vel), 0..=MAX_JOINTS))
+            (any::<u64>(), proptest::collection::vec((pos.clone(), vel.clone()), 0..=MAX_JOINTS)).prop_map(
+                |(t, js)| {
+                    let v: Vec<JointSetpoint> =
+                        js.into_iter().map(|(position, velocity)| JointSetpoint { position, velocity }).collect();
+                    Message::Setpoint(Setpoint { host_time_us: t, joints: JointArray::from_slice(&v).unwrap() })
+                }
+            ),
+            (
+                any::<u64>(),
+                any::<u16>(),
+                any::<u16>(),
+                any::<u16>(),
+                proptest::collection::vec((pos, vel.clone(), vel), 0..=MAX_JOINTS)
+            )
                 .prop_map(|(t, s, st, jf, js)| {
-                    let v: Vec<JointState> = js.into_iter().map(|(position, velocity, current_a)| JointState { position, velocity, current_a }).collect();
-                    Message::State(ControllerState { controller_time_us: t, last_setpoint_seq: s, status: Status(st), joint_faults: jf, joints: JointArray::from_slice(&v).unwrap() })
+                    let v: Vec<JointState> = js
+                        .into_iter()
+                        .map(|(position, velocity, current_a)| JointState { position, velocity, current_a })
+                        .collect();
+                    Message::State(ControllerState {
+                        controller_time_us: t,
+                        last_setpoint_seq: s,
+                        status: Status(st),
+                        joint_faults: jf,
+                        joints: JointArray::from_slice(&v).unwrap(),
+                    })
                 }),
             (any::<u16>(), any::<u8>()).prop_map(|(seq, msg_type)| Message::Ack { seq, msg_type }),
         ]

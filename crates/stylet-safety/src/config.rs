@@ -104,7 +104,8 @@ impl SafetyConfig {
         let max_lateness = c.range("cycle.max_lateness_ms", r.cycle.max_lateness_ms, 0.1, 1000.0);
         let soft_deg = c.range("soft_limits.margin_deg", r.soft_limits.margin_deg, 0.0, 45.0);
         let soft_mm = c.range("soft_limits.margin_mm", r.soft_limits.margin_mm, 0.0, 100.0);
-        let frac = c.range("soft_limits.stop_deceleration_fraction", r.soft_limits.stop_deceleration_fraction, 0.1, 0.99);
+        let frac =
+            c.range("soft_limits.stop_deceleration_fraction", r.soft_limits.stop_deceleration_fraction, 0.1, 0.99);
         for (i, j) in robot.joints.iter().enumerate() {
             let margin = match j.kind {
                 stylet_core::config::JointKind::Revolute => rad_from_deg(soft_deg),
@@ -134,7 +135,8 @@ impl SafetyConfig {
         let window = c.range("link_health.window_ms", r.link_health.window_ms, 10.0, 60_000.0);
         let wd = r.controller_watchdog.window_ms;
         c.require((2..=1000).contains(&wd), "controller_watchdog.window_ms", wd, "must be within [2, 1000]");
-        let tissue = c.range("orientation_interlock.in_tissue_depth_mm", r.orientation_interlock.in_tissue_depth_mm, 0.0, 50.0);
+        let tissue =
+            c.range("orientation_interlock.in_tissue_depth_mm", r.orientation_interlock.in_tissue_depth_mm, 0.0, 50.0);
         let depth = c.range("insertion_depth.max_depth_mm", r.insertion_depth.max_depth_mm, 1.0, 1000.0);
         if let Some(j) = robot.insertion_joint().and_then(|i| robot.joints.get(i)) {
             c.require(

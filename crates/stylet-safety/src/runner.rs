@@ -6,8 +6,8 @@
 //! publishes events and a snapshot without blocking (bounded channels; a full channel drops and
 //! counts). Nothing in the cycle allocates except when a new trajectory replaces an old one.
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 

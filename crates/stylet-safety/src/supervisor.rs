@@ -738,7 +738,11 @@ impl Supervisor {
                 if !operator_fresh {
                     return Err(Refusal::OperatorStale);
                 }
-                self.transition(now, S::Inserting, if command == Command::Resume { "resume" } else { "begin insertion" });
+                self.transition(
+                    now,
+                    S::Inserting,
+                    if command == Command::Resume { "resume" } else { "begin insertion" },
+                );
             }
             Command::Hold => {
                 if self.state != S::Inserting {
@@ -837,7 +841,11 @@ impl Supervisor {
                 self.finish_reset(now);
             } else if now.saturating_sub(since) > RESET_TIMEOUT {
                 self.reset_since = None;
-                self.push_event(Event::Refused { at: now, command: Command::Reset, reason: Refusal::ControllerNotClear });
+                self.push_event(Event::Refused {
+                    at: now,
+                    command: Command::Reset,
+                    reason: Refusal::ControllerNotClear,
+                });
             }
         }
         // E-stop goes out at once, whatever else is happening.
@@ -1020,8 +1028,8 @@ impl Supervisor {
                 return Err(Fault::MotionNotAllowed { joint });
             }
         }
-        for i in 0..n {
-            self.q[i] = r[i].position;
+        for (q, sp) in self.q.iter_mut().zip(r) {
+            *q = sp.position;
         }
         self.v = v_new;
         self.a = a_new;

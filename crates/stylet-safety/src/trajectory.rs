@@ -53,11 +53,7 @@ impl Trajectory {
     /// Number of samples (cycles).
     #[must_use]
     pub fn len(&self) -> usize {
-        if self.joints == 0 {
-            0
-        } else {
-            self.samples.len() / self.joints
-        }
+        self.samples.len().checked_div(self.joints).unwrap_or(0)
     }
 
     /// Whether it has no samples.
@@ -81,7 +77,8 @@ impl Trajectory {
     /// The final positions.
     #[must_use]
     pub fn goal(&self) -> Vec<f64> {
-        self.sample(self.len().saturating_sub(1)).map_or_else(|| self.start.clone(), |s| s.iter().map(|j| j.position).collect())
+        self.sample(self.len().saturating_sub(1))
+            .map_or_else(|| self.start.clone(), |s| s.iter().map(|j| j.position).collect())
     }
 
     /// A synchronised minimum-jerk move from `from` to `to`, using at most `fraction` of each

@@ -1,5 +1,6 @@
 //! Property: whatever the motion generator, the operator and the controller do, no setpoint the
 //! supervisor emits leaves the envelope (hard limits, velocity, acceleration, INS-1, PATH-6).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -12,9 +13,15 @@ use stylet_safety::{ActuatorInput, Command};
 #[derive(Clone, Debug)]
 enum Action {
     /// A smooth move of some joints (may aim past the limits, may be too fast).
-    Move { offsets: Vec<(usize, f64)>, fraction: f64, take: usize },
+    Move {
+        offsets: Vec<(usize, f64)>,
+        fraction: f64,
+        take: usize,
+    },
     /// Arbitrary raw setpoints around the current command.
-    Raw { steps: Vec<(usize, f64)> },
+    Raw {
+        steps: Vec<(usize, f64)>,
+    },
     Command(Command),
     Pedal(bool),
     Gate(Option<bool>),

@@ -1,5 +1,6 @@
 //! Every fault class, injected deterministically: detected, the stated reaction within its bound,
 //! latched, and reset only once the cause has cleared.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -63,7 +64,9 @@ fn position_beyond_soft_stop_is_a_controlled_stop() {
             break;
         }
     }
-    h.assert_controlled_stop(|f| matches!(f, Fault::SoftStopApproach { joint: 0, .. } | Fault::PositionLimit { joint: 0, .. }));
+    h.assert_controlled_stop(|f| {
+        matches!(f, Fault::SoftStopApproach { joint: 0, .. } | Fault::PositionLimit { joint: 0, .. })
+    });
     reset_ok(&mut h, MotionState::Idle);
 }
 
@@ -282,7 +285,10 @@ fn joint_count_mismatch_is_refused_at_the_handshake() {
     h.fake = stylet_safety::fake::FakeActuator::new(vec![0.0; 6]);
     h.ticks(2);
     assert!(matches!(h.sup.fault(), Some(Fault::JointCountMismatch { controller: 6, config: 7 })));
-    assert_eq!(h.sup.command(h.now, Command::StartHoming), Err(Refusal::NotInState { command: Command::StartHoming, state: MotionState::Fault }));
+    assert_eq!(
+        h.sup.command(h.now, Command::StartHoming),
+        Err(Refusal::NotInState { command: Command::StartHoming, state: MotionState::Fault })
+    );
 }
 
 #[test]
@@ -304,7 +310,10 @@ fn orientation_in_tissue_and_with_insertion_are_refused_ins1() {
     let t = h.trajectory(&[(0, 0.05)], 0.5);
     h.run(&t);
     h.assert_controlled_stop(|f| matches!(f, Fault::OrientationInTissue { joint: 0, .. }));
-    assert_eq!(h.sup.command(h.now, Command::BeginAlign), Err(Refusal::NotInState { command: Command::BeginAlign, state: MotionState::Fault }));
+    assert_eq!(
+        h.sup.command(h.now, Command::BeginAlign),
+        Err(Refusal::NotInState { command: Command::BeginAlign, state: MotionState::Fault })
+    );
 
     // Orientation and insertion in the same request (homing, needle outside).
     let mut h = Harness::new();

@@ -1,5 +1,6 @@
 //! The real-time thread, in lockstep with a mock clock: the same loop that runs on hardware,
 //! advanced one period at a time by the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -37,7 +38,12 @@ impl Rig {
         self.clock.advance(self.period);
         let t0 = Instant::now();
         while self.h.cycles() < target {
-            assert!(t0.elapsed() < Duration::from_secs(10), "runner stalled at {} (target {target}), clock {:?}", self.h.cycles(), self.clock.now());
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "runner stalled at {} (target {target}), clock {:?}",
+                self.h.cycles(),
+                self.clock.now()
+            );
             std::thread::yield_now();
         }
         self.events.extend(self.h.events.try_iter());
@@ -61,7 +67,10 @@ fn runner_homes_and_executes_a_trajectory_in_lockstep() {
     let cfg = common::config();
     let mut rig = Rig::new();
     rig.steps(3, true);
-    assert!(rig.events.iter().any(|e| matches!(e, RunnerEvent::Supervisor(Event::Transition { to: MotionState::Connected, .. }))));
+    assert!(rig
+        .events
+        .iter()
+        .any(|e| matches!(e, RunnerEvent::Supervisor(Event::Transition { to: MotionState::Connected, .. }))));
     rig.h.send(Operator::Command(Command::StartHoming, None)).unwrap();
     rig.steps(3, true);
     let start = rig.h.snapshot().unwrap().commanded.as_slice().to_vec();

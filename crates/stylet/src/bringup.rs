@@ -85,7 +85,9 @@ impl Session {
                 RunnerEvent::Supervisor(Event::FaultLatched { fault, reaction, .. }) => {
                     format!("fault latched: {fault} -> {reaction:?}")
                 }
-                RunnerEvent::Supervisor(Event::FaultEscalated { fault, .. }) => format!("fault escalated: {fault}"),
+                RunnerEvent::Supervisor(Event::FaultEscalated { fault, .. }) => {
+                    format!("fault escalated: {fault}")
+                }
                 RunnerEvent::Supervisor(Event::Refused { command, reason, .. }) => {
                     format!("refused {command:?}: {reason}")
                 }
@@ -219,7 +221,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mute = link.mute_switch();
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
     let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock).context("starting the supervisor thread")?;
-    let mut s = Session { h, cfg: cfg.clone(), mute, log: Vec::new(), started: Instant::now(), fraction: args.speed_fraction };
+    let mut s =
+        Session { h, cfg: cfg.clone(), mute, log: Vec::new(), started: Instant::now(), fraction: args.speed_fraction };
     let mut steps = Steps { list: Vec::new(), ok: true };
     let n = cfg.robot.joints.len();
 
@@ -230,7 +233,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         Ok(format!(
             "controller {} firmware {}.{}.{}, protocol {}, {} joints",
-            info.controller_id, info.firmware[0], info.firmware[1], info.firmware[2], info.protocol_version, info.joint_count
+            info.controller_id,
+            info.firmware[0],
+            info.firmware[1],
+            info.firmware[2],
+            info.protocol_version,
+            info.joint_count
         ))
     });
     steps.run(&mut s, "enable", |s| {
@@ -325,11 +333,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
             match x.fault {
                 Some(Fault::ControllerWatchdog | Fault::DrivesDropped) if tripped_at.is_some() => break Ok(x),
-                Some(f @ (Fault::ControllerWatchdog | Fault::DrivesDropped)) => {
-                    if t0.elapsed() > Duration::from_secs(1) {
-                        break Err(StepError::Check(format!("{f} but the controller never reported its watchdog")));
-                    }
+                Some(f @ (Fault::ControllerWatchdog | Fault::DrivesDropped)) if t0.elapsed() > Duration::from_secs(1) => {
+                    break Err(StepError::Check(format!("{f} but the controller never reported its watchdog")));
                 }
+                Some(Fault::ControllerWatchdog | Fault::DrivesDropped) => {}
                 Some(f) => break Err(StepError::Fault(f)),
                 None => {}
             }
@@ -358,7 +365,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             s.command(Command::DisableDrives)?;
         }
         let x = s.wait("drives off", Duration::from_secs(1), |x| {
-            x.state == MotionState::Connected && !x.status.has(Status::DRIVES_ENABLED) && x.status.has(Status::BRAKE_ENGAGED)
+            x.state == MotionState::Connected
+                && !x.status.has(Status::DRIVES_ENABLED)
+                && x.status.has(Status::BRAKE_ENGAGED)
         })?;
         Ok(format!("drives off, brakes on ({})", x.state.name()))
     });
@@ -430,7 +439,11 @@ fn print_human(r: &Value) {
     }
     println!(
         "supervisor: {} cycles, lateness p50 {} us, p99 {} us, p99.9 {} us, max {} us",
-        r["cycles"], r["lateness_us"]["p50"], r["lateness_us"]["p99"], r["lateness_us"]["p999"], r["lateness_us"]["max"]
+        r["cycles"],
+        r["lateness_us"]["p50"],
+        r["lateness_us"]["p99"],
+        r["lateness_us"]["p999"],
+        r["lateness_us"]["max"]
     );
     println!("{}", if r["passed"].as_bool().unwrap_or(false) { "PASSED" } else { "FAILED" });
 }

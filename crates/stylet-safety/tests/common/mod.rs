@@ -1,5 +1,12 @@
 //! A deterministic harness: the supervisor, the fake controller and an explicit clock.
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::wrong_self_convention
+)]
 
 use std::path::Path;
 
@@ -151,7 +158,8 @@ impl Harness {
         assert!(expect(&f), "unexpected fault {f:?}");
         assert_eq!(f.reaction(), stylet_safety::Reaction::BrakeHold);
         // Within one cycle of detection the controller is told to disable.
-        let sent_disable = self.fake.sent.iter().rev().take(3).any(|c| matches!(c.message(), Message::Disable | Message::EStop));
+        let sent_disable =
+            self.fake.sent.iter().rev().take(3).any(|c| matches!(c.message(), Message::Disable | Message::EStop));
         if !sent_disable {
             self.tick(None);
         }

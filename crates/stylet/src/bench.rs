@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,6 @@ use stylet_core::{Clock, MonotonicClock};
 use stylet_link::{Link, LinkOptions};
 use stylet_safety::runner::{self, Operator};
 use stylet_safety::{Command, MotionState, SafetyConfig, Supervisor};
-use stylet_sim::pty::{serve, Pty};
 
 /// Options of `stylet bench loop`.
 #[derive(Debug, clap::Args)]
@@ -29,16 +27,8 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let cfg = SafetyConfig::load_dir(&args.config)?;
-    let mut controller = crate::simcmd::controller_from(&args.config, &[])?;
-    let mut pty = Pty::open()?;
-    let path = pty.path.clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_sim = Arc::clone(&stop);
-    let sim = std::thread::spawn(move || {
-        serve(&mut pty, &mut controller, &stop_sim);
-        controller.monitor().report().clone()
-    });
-    let link = Link::open(&path, &LinkOptions::default())?;
+    let sim = crate::simcmd::InProcessSim::start(&args.config, &[])?;
+    let link = Link::open(&sim.path, &LinkOptions::default())?;
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
     let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock)?;
     let beat = |h: &runner::RunnerHandle<Link>| {
@@ -60,8 +50,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let _ = h.command(Command::DisableDrives);
     std::thread::sleep(Duration::from_millis(20));
     let report = h.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
-    stop.store(true, Ordering::SeqCst);
-    let monitor = sim.join().map_err(|_| anyhow::anyhow!("simulator thread panicked"))?;
+    let monitor = sim.stop()?;
     let lat = &report.lateness;
     let us = |d: stylet_core::Nanos| (d.0 as f64 / 1e3 * 10.0).round() / 10.0;
     let out = json!({

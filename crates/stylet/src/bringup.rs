@@ -20,8 +20,12 @@ use stylet_safety::{Command, Event, Fault, MotionState, SafetyConfig, Snapshot, 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The controller's serial device (e.g. /dev/ttyUSB0, or the pty `stylet sim controller` printed).
+    #[arg(long, required_unless_present = "sim", conflicts_with = "sim")]
+    port: Option<String>,
+    /// Start the simulated controller in this process on a new pty and bring it up (its wire
+    /// monitor's report is added to the output).
     #[arg(long)]
-    port: String,
+    sim: bool,
     /// The config folder.
     #[arg(long, default_value = "config")]
     config: PathBuf,
@@ -215,7 +219,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         args.speed_fraction
     );
     let cfg = SafetyConfig::load_dir(&args.config)?;
-    let link = Link::open(&args.port, &LinkOptions::default()).with_context(|| format!("bring-up of {}", args.port))?;
+    let sim = if args.sim { Some(crate::simcmd::InProcessSim::start(&args.config, &[])?) } else { None };
+    let port = match (&args.port, &sim) {
+        (Some(p), _) => p.clone(),
+        (None, Some(s)) => s.path.clone(),
+        (None, None) => anyhow::bail!("give --port PATH or --sim"),
+    };
+    let link = Link::open(&port, &LinkOptions::default()).with_context(|| format!("bring-up of {port}"))?;
     let info = link.info();
     let stats = link.stats();
     let mute = link.mute_switch();
@@ -384,12 +394,19 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     s.pump();
     let final_snapshot = s.snapshot().ok();
-    let report = s.h.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let lat = &report.lateness;
+    let runner::RunReport { actuator: link, snapshot: last_snapshot, lateness, .. } =
+        s.h.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
+    drop(link); // closes the port
+    let lat = &lateness;
     let us = |d: stylet_core::Nanos| (d.0 as f64 / 1e3 * 10.0).round() / 10.0;
-    let snap = final_snapshot.unwrap_or(report.snapshot);
+    let snap = final_snapshot.unwrap_or(last_snapshot);
+    let monitor = match sim {
+        Some(sim) => Some(sim.stop()?),
+        None => None,
+    };
     let out = json!({
-        "port": args.port,
+        "port": port,
+        "wire_monitor": monitor,
         "passed": steps.ok,
         "controller": {
             "id": info.controller_id,
@@ -434,6 +451,12 @@ fn print_human(r: &Value) {
         }
     }
     println!("final state: {}", r["final_state"].as_str().unwrap_or("?"));
+    if r["wire_monitor"].is_object() {
+        println!(
+            "wire monitor (simulated controller): {} setpoints, {} outside the envelope",
+            r["wire_monitor"]["setpoints"], r["wire_monitor"]["violations"]
+        );
+    }
     if let Some(m) = r["fault"]["message"].as_str() {
         println!("latched fault: {m}");
     }

@@ -44,6 +44,35 @@ pub(crate) fn controller_from(config: &std::path::Path, faults: &[String]) -> an
     Ok(Controller::new(sim, safety.robot, monitor))
 }
 
+/// A simulated controller running in this process on its own pty (for `--sim` and benches).
+pub(crate) struct InProcessSim {
+    /// The pty device path.
+    pub(crate) path: String,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<stylet_sim::MonitorReport>,
+}
+
+impl InProcessSim {
+    pub(crate) fn start(config: &std::path::Path, faults: &[String]) -> anyhow::Result<Self> {
+        let mut controller = controller_from(config, faults)?;
+        let mut pty = Pty::open().context("starting the simulated controller")?;
+        let path = pty.path.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name("stylet-sim".into()).spawn(move || {
+            serve(&mut pty, &mut controller, &flag);
+            controller.monitor().report().clone()
+        })?;
+        Ok(InProcessSim { path, stop, thread })
+    }
+
+    /// Stops the controller and returns its wire monitor's report.
+    pub(crate) fn stop(self) -> anyhow::Result<stylet_sim::MonitorReport> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().map_err(|_| anyhow::anyhow!("simulated controller thread panicked"))
+    }
+}
+
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut controller = controller_from(&args.config, &args.faults)?;
     let mut pty = Pty::open().context("starting the simulated controller")?;

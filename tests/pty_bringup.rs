@@ -32,7 +32,8 @@ fn test_config(tag: &str) -> PathBuf {
     let patched = safety
         .replace("controller_state_ms = 15.0", "controller_state_ms = 40.0")
         .replace("max_lateness_ms = 10.0", "max_lateness_ms = 30.0")
-        .replace("window_ms = 20\n", "window_ms = 50\n");
+        .replace("window_ms = 20\n", "window_ms = 50\n")
+        .replace("reply_deadline_ms = 50.0", "reply_deadline_ms = 200.0");
     assert_ne!(safety, patched, "config/safety.toml changed: update the test's relaxations");
     std::fs::write(dir.join("safety.toml"), patched).unwrap();
     dir

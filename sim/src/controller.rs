@@ -239,6 +239,16 @@ impl Controller {
                     out.push(self.nack(seq, MessageType::Setpoint, NackReason::JointCount));
                 } else if !self.drives {
                     out.push(self.nack(seq, MessageType::Setpoint, NackReason::BadState));
+                } else if s
+                    .joints
+                    .as_slice()
+                    .iter()
+                    .zip(&self.robot.joints)
+                    .any(|(j, l)| j.position < l.min || j.position > l.max)
+                {
+                    // The controller's own joint limits: refuse, keep the last setpoint.
+                    self.last_valid_rx = now;
+                    out.push(self.nack(seq, MessageType::Setpoint, NackReason::OutOfRange));
                 } else {
                     self.last_valid_rx = now;
                     self.last_setpoint_seq = seq;

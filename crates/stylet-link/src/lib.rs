@@ -331,6 +331,7 @@ impl IoContext {
                                 Message::Nack { seq, msg_type, reason } => {
                                     Some(ActuatorInput::Nack { seq, msg_type, reason })
                                 }
+                                Message::Ack { msg_type, .. } => Some(ActuatorInput::Ack { msg_type }),
                                 // A second HelloAck means the controller restarted and greeted again.
                                 Message::HelloAck(info) => Some(ActuatorInput::Connected(info)),
                                 _ => None,

@@ -42,6 +42,11 @@ pub enum ActuatorInput {
     },
     /// The controller reported a fault.
     Fault(FaultReport),
+    /// The controller accepted a command frame (Enable, Disable, EStop, ResetFaults).
+    Ack {
+        /// The accepted frame's type byte.
+        msg_type: u8,
+    },
     /// The controller refused a frame.
     Nack {
         /// Sequence number of the refused frame.

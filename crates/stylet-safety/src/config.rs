@@ -42,6 +42,8 @@ pub struct SafetyConfig {
     pub link_max_errors: u32,
     /// Largest tolerated gap in the controller's sequence numbers (HAZ-9).
     pub link_max_sequence_gap: u16,
+    /// Deadline for the controller's Ack/Nack to Enable, Disable, EStop and ResetFaults (HAZ-9).
+    pub reply_deadline: Nanos,
     /// Controller watchdog window sent with `Enable` (HAZ-10).
     pub controller_watchdog_ms: u16,
     /// Depth beyond which the needle is in tissue (INS-1), mm.
@@ -133,6 +135,7 @@ impl SafetyConfig {
         let stale_state = c.range("staleness.controller_state_ms", r.staleness.controller_state_ms, 1.0, 1000.0);
         let stale_op = c.range("staleness.operator_heartbeat_ms", r.staleness.operator_heartbeat_ms, 10.0, 60_000.0);
         let window = c.range("link_health.window_ms", r.link_health.window_ms, 10.0, 60_000.0);
+        let reply = c.range("link_health.reply_deadline_ms", r.link_health.reply_deadline_ms, 1.0, 10_000.0);
         let wd = r.controller_watchdog.window_ms;
         c.require((2..=1000).contains(&wd), "controller_watchdog.window_ms", wd, "must be within [2, 1000]");
         let tissue =
@@ -164,6 +167,7 @@ impl SafetyConfig {
             link_window: ms(window),
             link_max_errors: r.link_health.max_errors,
             link_max_sequence_gap: r.link_health.max_sequence_gap,
+            reply_deadline: ms(reply),
             controller_watchdog_ms: wd,
             in_tissue_depth_mm: tissue,
             require_pedal: r.enable_interlock.require_pedal,
@@ -246,6 +250,7 @@ struct RawLink {
     window_ms: f64,
     max_errors: u32,
     max_sequence_gap: u16,
+    reply_deadline_ms: f64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -36,6 +36,8 @@ pub struct FakeActuator {
     pub joint_faults: u16,
     /// Whether the fake reports a state on each poll (false: silent controller).
     pub reporting: bool,
+    /// Whether the fake acknowledges Enable, Disable, EStop and ResetFaults (false: lost replies).
+    pub acking: bool,
     /// Controller time reported, microseconds (a test may set it back to fake a reset).
     pub controller_time_us: u64,
     seq: u16,
@@ -59,6 +61,7 @@ impl FakeActuator {
             watchdog_tripped: false,
             joint_faults: 0,
             reporting: true,
+            acking: true,
             controller_time_us: 1,
             seq: 0,
             connected_sent: false,
@@ -89,7 +92,12 @@ impl FakeActuator {
 
 impl Actuator for FakeActuator {
     fn send(&mut self, command: SupervisedCommand) {
-        match *command.message() {
+        let m = *command.message();
+        if self.acking && matches!(m, Message::Enable { .. } | Message::Disable | Message::EStop | Message::ResetFaults)
+        {
+            self.inputs.push_back(ActuatorInput::Ack { msg_type: m.message_type() as u8 });
+        }
+        match m {
             Message::Enable { .. } if !self.estop && !self.watchdog_tripped => self.drives = true,
             Message::Disable | Message::EStop => self.drives = false,
             Message::ResetFaults if !self.estop => {

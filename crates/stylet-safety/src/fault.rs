@@ -123,6 +123,13 @@ pub enum Fault {
         /// Limit.
         limit: u32,
     },
+    /// no reply from the controller to message {msg_type:#04x} within {deadline_ms:.1} ms (HAZ-9)
+    MissedReply {
+        /// The unanswered message's type byte.
+        msg_type: u8,
+        /// Reply deadline.
+        deadline_ms: f64,
+    },
     /// controller sequence jumped by {gap} frames, limit {limit} (HAZ-9)
     SequenceGap {
         /// Frames missing.
@@ -224,6 +231,7 @@ impl Fault {
             | Fault::EncoderJump { .. }
             | Fault::StaleControllerState { .. }
             | Fault::LinkErrors { .. }
+            | Fault::MissedReply { .. }
             | Fault::SequenceGap { .. }
             | Fault::ControllerFault { .. }
             | Fault::ControllerWatchdog
@@ -260,6 +268,7 @@ impl Fault {
             Fault::StaleMotion => "stale_motion",
             Fault::LinkErrors { .. } => "link_errors",
             Fault::SequenceGap { .. } => "sequence_gap",
+            Fault::MissedReply { .. } => "missed_reply",
             Fault::ControllerFault { .. } => "controller_fault",
             Fault::ControllerWatchdog => "controller_watchdog",
             Fault::DrivesDropped => "drives_dropped",

@@ -222,6 +222,7 @@ pub struct Supervisor {
     link_errors: u32,
     link_errors_total: u64,
     pending: Option<Message>,
+    awaiting_reply: Option<(u8, Nanos)>,
     disable_resend: u32,
     reset_since: Option<Nanos>,
     cycles: u64,
@@ -313,6 +314,7 @@ impl Supervisor {
             link_errors: 0,
             link_errors_total: 0,
             pending: None,
+            awaiting_reply: None,
             disable_resend: 0,
             reset_since: None,
             cycles: 0,
@@ -518,7 +520,17 @@ impl Supervisor {
                     self.latch(now, fault);
                 }
             }
+            ActuatorInput::Ack { msg_type } => {
+                if self.awaiting_reply.is_some_and(|(t, _)| t == msg_type) {
+                    self.awaiting_reply = None;
+                }
+            }
             ActuatorInput::Nack { msg_type, reason, .. } => {
+                // A refusal is a reply too; what it refused is caught by its consequences (e.g.
+                // drives that never come on).
+                if self.awaiting_reply.is_some_and(|(t, _)| t == msg_type) {
+                    self.awaiting_reply = None;
+                }
                 self.push_event(Event::ControllerNack { at: now, msg_type, reason: reason as u8 });
                 self.count_link_errors(now, 1);
             }
@@ -836,6 +848,13 @@ impl Supervisor {
             return None;
         }
         self.check_inputs(now, lateness);
+        if let Some((msg_type, sent)) = self.awaiting_reply {
+            if now.saturating_sub(sent) > self.cfg.reply_deadline {
+                self.awaiting_reply = None;
+                let deadline_ms = self.cfg.reply_deadline.as_secs_f64() * 1e3;
+                self.latch(now, Fault::MissedReply { msg_type, deadline_ms });
+            }
+        }
         if let Some(since) = self.reset_since {
             if self.controller_clear() && !self.pending.is_some_and(|m| m == Message::ResetFaults) {
                 self.finish_reset(now);
@@ -850,22 +869,23 @@ impl Supervisor {
         }
         // E-stop goes out at once, whatever else is happening.
         if self.pending == Some(Message::EStop) {
-            return self.take_pending();
+            return self.take_pending(now);
         }
         if !self.drives_on {
             if self.pending.is_some() {
-                return self.take_pending();
+                return self.take_pending(now);
             }
             self.disable_resend += 1;
             if self.fault.is_some() && self.disable_resend >= DISABLE_RESEND_CYCLES {
                 self.disable_resend = 0;
                 let m = if self.state == MotionState::EStop { Message::EStop } else { Message::Disable };
+                self.expect_reply(now, &m);
                 return Some(SupervisedCommand::new(m));
             }
             return Some(SupervisedCommand::new(Message::Heartbeat { host_time_us: now.as_micros() }));
         }
         if self.pending.is_some() && self.is_still() {
-            return self.take_pending();
+            return self.take_pending(now);
         }
         let request = if self.state.accepts_motion() && self.fault.is_none() { request } else { None };
         match request {
@@ -874,7 +894,7 @@ impl Supervisor {
                 if let Err(fault) = self.admit(now, r) {
                     self.latch(now, fault);
                     if !self.drives_on {
-                        return self.take_pending();
+                        return self.take_pending(now);
                     }
                     self.ramp_down(now);
                 }
@@ -894,8 +914,17 @@ impl Supervisor {
         Some(self.setpoint(now))
     }
 
-    fn take_pending(&mut self) -> Option<SupervisedCommand> {
-        self.pending.take().map(SupervisedCommand::new)
+    fn take_pending(&mut self, now: Nanos) -> Option<SupervisedCommand> {
+        let m = self.pending.take()?;
+        self.expect_reply(now, &m);
+        Some(SupervisedCommand::new(m))
+    }
+
+    /// Command frames (not setpoints or heartbeats) must be answered within the reply deadline.
+    fn expect_reply(&mut self, now: Nanos, m: &Message) {
+        if self.awaiting_reply.is_none() {
+            self.awaiting_reply = Some((m.message_type() as u8, now));
+        }
     }
 
     fn check_inputs(&mut self, now: Nanos, lateness: Nanos) {

@@ -443,3 +443,18 @@ fn a_brake_hold_escalates_a_controlled_stop() {
     assert_eq!(h.sup.state(), MotionState::EStop);
     assert!(!h.fake.drives);
 }
+
+#[test]
+fn a_command_the_controller_never_answers_is_a_brake_hold() {
+    let mut h = Harness::new();
+    h.ticks(2);
+    h.fake.acking = false;
+    h.sup.command(h.now, Command::StartHoming).unwrap();
+    let deadline_cycles = (h.cfg.reply_deadline.0 / h.cfg.period.0) as usize;
+    h.ticks(deadline_cycles);
+    assert_eq!(h.sup.fault(), None, "not before the reply deadline");
+    h.ticks(2);
+    h.assert_brake_hold(|f| matches!(f, Fault::MissedReply { msg_type: 0x02, .. }));
+    h.fake.acking = true;
+    reset_ok(&mut h, MotionState::Connected);
+}

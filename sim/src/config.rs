@@ -26,8 +26,8 @@ pub struct SimConfig {
     pub counts_per_mm: f64,
     /// Encoder noise, standard deviation in counts.
     pub encoder_noise_counts: f64,
-    /// Motor current per unit acceleration, amperes.
-    pub current_per_acceleration_a: f64,
+    /// Fraction of the current limit drawn at the acceleration limit.
+    pub current_fraction_at_acceleration_limit: f64,
     /// Current noise, amperes.
     pub current_noise_a: f64,
     /// Random seed.
@@ -51,7 +51,12 @@ impl SimConfig {
         let cpr = c.positive("controller.encoder_counts_per_rev", r.encoder_counts_per_rev);
         let cpm = c.positive("controller.encoder_counts_per_mm", r.encoder_counts_per_mm);
         let noise = c.range("controller.encoder_noise_counts", r.encoder_noise_counts, 0.0, 1000.0);
-        let kc = c.range("controller.current_per_acceleration_a", r.current_per_acceleration_a, 0.0, 100.0);
+        let kc = c.range(
+            "controller.current_fraction_at_acceleration_limit",
+            r.current_fraction_at_acceleration_limit,
+            0.0,
+            1.0,
+        );
         let cn = c.range("controller.current_noise_a", r.current_noise_a, 0.0, 10.0);
         let mut faults = Vec::new();
         for (i, s) in raw.faults.inject.iter().enumerate() {
@@ -71,7 +76,7 @@ impl SimConfig {
                 counts_per_rev: cpr,
                 counts_per_mm: cpm,
                 encoder_noise_counts: noise,
-                current_per_acceleration_a: kc,
+                current_fraction_at_acceleration_limit: kc,
                 current_noise_a: cn,
                 seed: r.seed,
                 faults,
@@ -98,7 +103,7 @@ struct RawController {
     encoder_counts_per_rev: f64,
     encoder_counts_per_mm: f64,
     encoder_noise_counts: f64,
-    current_per_acceleration_a: f64,
+    current_fraction_at_acceleration_limit: f64,
     current_noise_a: f64,
     seed: u64,
 }

@@ -53,6 +53,7 @@ pub struct Controller {
     booted_at: f64,
     last_setpoint_seq: u16,
     queue: VecDeque<(f64, Setpoint)>,
+    clock_offset: Option<f64>,
     enabled_once_at: Option<f64>,
     pending_faults: Vec<FaultSpec>,
     drop_p: f64,
@@ -88,6 +89,7 @@ impl Controller {
             booted_at: 0.0,
             last_setpoint_seq: 0,
             queue: VecDeque::new(),
+            clock_offset: None,
             enabled_once_at: None,
             drop_p: 0.0,
             corrupt_p: 0.0,
@@ -171,6 +173,7 @@ impl Controller {
         }
         self.drives = false;
         self.queue.clear();
+        self.clock_offset = None;
         for j in &mut self.joints {
             j.v = 0.0;
             j.a = 0.0;
@@ -252,7 +255,14 @@ impl Controller {
                 } else {
                     self.last_valid_rx = now;
                     self.last_setpoint_seq = seq;
-                    self.queue.push_back((now + self.cfg.latency_s, s));
+                    // Play setpoints out by their host timestamps, `latency` after the fastest
+                    // transit seen, as drives with a jitter buffer do: a host cycle that ran late
+                    // and caught up does not become a step in the target.
+                    let host_s = s.host_time_us as f64 * 1e-6;
+                    let offset = self.clock_offset.map_or(now - host_s, |o: f64| o.min(now - host_s));
+                    self.clock_offset = Some(offset);
+                    let at = (host_s + offset + self.cfg.latency_s).max(self.queue.back().map_or(0.0, |(t, _)| *t));
+                    self.queue.push_back((at, s));
                 }
             }
             // Controller-to-host messages sent to the controller are ignored.
@@ -390,8 +400,9 @@ impl Controller {
             };
             let noise = gaussian(&mut self.rng) * self.cfg.encoder_noise_counts;
             let counts = ((j.q + j.encoder_offset) * counts_per_unit + noise).round();
-            let mut current =
-                self.cfg.current_per_acceleration_a * j.a + gaussian(&mut self.rng) * self.cfg.current_noise_a;
+            let mut current = spec.max_current_a * self.cfg.current_fraction_at_acceleration_limit * j.a
+                / spec.max_acceleration
+                + gaussian(&mut self.rng) * self.cfg.current_noise_a;
             if j.overcurrent {
                 current = 3.0 * spec.max_current_a;
             }

@@ -293,44 +293,31 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 }
                 Ok(())
             };
-            if j.role == JointRole::Orientation {
-                s.command(Command::BeginAlign)?;
-                s.move_to(&out)?;
-                s.command(Command::Complete)?;
-                let e_out = s.settle_error()?;
-                followed(s)?;
-                s.command(Command::BeginAlign)?;
-                s.move_to(&start)?;
-                s.command(Command::Complete)?;
-                let e_back = s.settle_error()?;
-                s.command(Command::BeginAlign)?;
-                s.command(Command::Complete)?;
-                Ok(format!("{:+.4} {unit} and back, settle error {:.2e} / {:.2e}", out[i] - start[i], e_out, e_back))
-            } else {
-                // Aligned -> Inserting needs the pedal (INS-2) and the gate (RESP-2).
-                if s.snapshot()?.state == MotionState::Idle {
-                    s.command(Command::BeginAlign)?;
-                    s.command(Command::Complete)?;
+            // Orientation joints move in Aligning; the needle in Inserting (pedal, INS-2; gate,
+            // RESP-2) and back in Retracting, which starts from Aligned.
+            let (go_out, go_back) = match j.role {
+                JointRole::Orientation => (Command::BeginAlign, Command::BeginAlign),
+                JointRole::Insertion => {
+                    if s.snapshot()?.state == MotionState::Idle {
+                        s.command(Command::BeginAlign)?;
+                        s.command(Command::Complete)?;
+                    }
+                    (Command::BeginInsert, Command::BeginRetract)
                 }
-                s.command(Command::BeginInsert)?;
-                s.move_to(&out)?;
-                s.command(Command::Complete)?;
-                let e_out = s.settle_error()?;
-                followed(s)?;
-                s.command(Command::BeginRetract)?;
-                s.move_to(&start)?;
-                s.command(Command::Complete)?;
-                let e_back = s.settle_error()?;
-                Ok(format!("{:+.4} {unit} and back, settle error {:.2e} / {:.2e}", out[i] - start[i], e_out, e_back))
-            }
+            };
+            s.command(go_out)?;
+            s.move_to(&out)?;
+            s.command(Command::Complete)?;
+            let e_out = s.settle_error()?;
+            followed(s)?;
+            s.command(go_back)?;
+            s.move_to(&start)?;
+            s.command(Command::Complete)?;
+            let e_back = s.settle_error()?;
+            Ok(format!("{:+.4} {unit} and back, settle error {e_out:.2e} / {e_back:.2e}", out[i] - start[i]))
         });
     }
     steps.run(&mut s, "watchdog", |s| {
-        let x = s.snapshot()?;
-        if x.state == MotionState::Aligned {
-            s.command(Command::BeginAlign)?;
-            s.command(Command::BeginAlign).ok();
-        }
         let window = s.cfg.controller_watchdog_ms;
         let t0 = Instant::now();
         s.mute.set(true);

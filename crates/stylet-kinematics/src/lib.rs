@@ -9,10 +9,12 @@
 //! - [`path_clearance`]: clearance along a joint-space path, so a motion is checked all the way and
 //!   not only at its end.
 
+pub mod config;
 pub mod ik;
 pub mod keepout;
 pub mod model;
 
+pub use config::KinematicsConfig;
 pub use ik::{manipulability, solve_all, solve_first, IkFailure, IkOptions, NeedleLine, Solution};
 pub use keepout::{KeepOut, KeepOuts};
 pub use model::{Arm, ModelError, Motion};

@@ -421,3 +421,49 @@ fn solve(
     found.sort_by(|a, b| b.score.total_cmp(&a.score));
     Ok(found)
 }
+
+/// Random reachable needle lines for tests and benchmarks: random in-limit configurations with
+/// prismatic joints at 0 whose task manipulability reaches the solver's threshold (so a valid
+/// configuration exists), and the lines they reach (entry `standoff` beyond the tip along its z
+/// axis, target 30-150 mm further). Returns each generating configuration with its line.
+#[must_use]
+pub fn random_reachable_lines(arm: &Arm, n: usize, opts: &IkOptions, seed: u64) -> Vec<(Vec<f64>, NeedleLine)> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let q: Vec<f64> = arm
+            .joints
+            .iter()
+            .map(|j| match j.motion {
+                Motion::Prismatic => 0.0,
+                Motion::Revolute => {
+                    let lo = j.lower.max(-std::f64::consts::PI);
+                    let hi = j.upper.min(std::f64::consts::PI);
+                    rng.gen_range(lo..=hi)
+                }
+            })
+            .collect();
+        if manipulability(arm, &q, opts) < opts.min_manipulability {
+            continue;
+        }
+        let tip = arm.tip_pose(&q);
+        let z = tip.rotation * Vector3::z();
+        let entry = tip.translation.vector + z * opts.standoff_mm;
+        let target = entry + z * rng.gen_range(30.0..150.0);
+        out.push((q, NeedleLine { entry, target }));
+    }
+    out
+}
+
+/// The independent acceptance check of a solution by FK: tip distance from the stand-off point
+/// (mm), axis angle from the line (deg), and whether the joints are within limits.
+#[must_use]
+pub fn check(arm: &Arm, q: &[f64], line: &NeedleLine, standoff_mm: f64) -> (f64, f64, bool) {
+    let u = (line.target - line.entry).normalize();
+    let goal = line.entry - u * standoff_mm;
+    let tip = arm.tip_pose(q);
+    let z = tip.rotation * Vector3::z();
+    let dp = (tip.translation.vector - goal).norm();
+    let angle = z.dot(&u).clamp(-1.0, 1.0).acos().to_degrees();
+    (dp, angle, arm.within_limits(q))
+}

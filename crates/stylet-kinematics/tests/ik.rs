@@ -4,24 +4,19 @@
 mod common;
 
 use nalgebra::Vector3;
-use stylet_kinematics::{solve_all, solve_first, Arm, IkFailure, IkOptions, KeepOut, KeepOuts, NeedleLine};
+use stylet_kinematics::{check, solve_all, solve_first, Arm, IkFailure, IkOptions, KeepOut, KeepOuts, NeedleLine};
 
 /// Verifies a solution independently by FK: tip within 0.01 mm of the stand-off point, axis within
 /// 0.01 deg of the line, joints within limits.
 fn verify(arm: &Arm, q: &[f64], line: &NeedleLine, standoff: f64) -> Result<(), String> {
-    let u = (line.target - line.entry).normalize();
-    let goal = line.entry - u * standoff;
-    let tip = arm.tip_pose(q);
-    let dp = (tip.translation.vector - goal).norm();
-    let z = tip.rotation * Vector3::z();
-    let angle = z.dot(&u).clamp(-1.0, 1.0).acos().to_degrees();
+    let (dp, angle, in_limits) = check(arm, q, line, standoff);
     if dp > 0.01 {
         return Err(format!("tip {dp} mm off"));
     }
     if angle > 0.01 {
         return Err(format!("axis {angle} deg off"));
     }
-    if !arm.within_limits(q) {
+    if !in_limits {
         return Err(format!("joints out of limits: {q:?}"));
     }
     Ok(())

@@ -2,10 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nalgebra::Vector3;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use stylet_kinematics::{manipulability, Arm, IkOptions, Motion, NeedleLine};
+use stylet_kinematics::{random_reachable_lines, Arm, IkOptions, NeedleLine};
 
 pub fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/robot")
@@ -21,34 +18,8 @@ pub fn home(arm: &Arm) -> Vec<f64> {
     arm.joints.iter().enumerate().map(|(i, _)| deg.get(i).map_or(0.0, |d: &f64| d.to_radians())).collect()
 }
 
-/// Random reachable needle lines: random in-limit, non-singular configurations (prismatic joints at
-/// 0; manipulability at least the solver's threshold, so a valid configuration exists) and the
-/// lines they reach: entry `standoff` beyond the tip along the tool z axis, target 30-150 mm further.
+/// Random reachable needle lines (see `stylet_kinematics::random_reachable_lines`).
 pub fn random_lines(arm: &Arm, n: usize, standoff: f64, seed: u64) -> Vec<(Vec<f64>, NeedleLine)> {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let opts = IkOptions::default();
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let q: Vec<f64> = arm
-            .joints
-            .iter()
-            .map(|j| match j.motion {
-                Motion::Prismatic => 0.0,
-                Motion::Revolute => {
-                    let lo = j.lower.max(-std::f64::consts::PI);
-                    let hi = j.upper.min(std::f64::consts::PI);
-                    rng.gen_range(lo..=hi)
-                }
-            })
-            .collect();
-        if manipulability(arm, &q, &opts) < opts.min_manipulability {
-            continue;
-        }
-        let tip = arm.tip_pose(&q);
-        let z = tip.rotation * Vector3::z();
-        let entry = tip.translation.vector + z * standoff;
-        let target = entry + z * rng.gen_range(30.0..150.0);
-        out.push((q, NeedleLine { entry, target }));
-    }
-    out
+    let opts = IkOptions { standoff_mm: standoff, ..IkOptions::default() };
+    random_reachable_lines(arm, n, &opts, seed)
 }

@@ -40,7 +40,7 @@ impl KinematicsConfig {
             max_iterations: i.max_iterations,
             max_attempts: i.max_attempts,
             solution_attempts: i.solution_attempts,
-            distinct_rad: c.range("ik.distinct_deg", i.distinct_deg, 0.01, 180.0).to_radians(),
+            distinct_mm: c.range("ik.distinct_mm", i.distinct_mm, 0.001, 1000.0),
             min_manipulability: c.range("ik.min_manipulability", i.min_manipulability, 0.0, 1.0),
             characteristic_length_mm: IkOptions::default().characteristic_length_mm,
             seed: i.seed,
@@ -134,7 +134,7 @@ struct RawIk {
     max_iterations: usize,
     max_attempts: usize,
     solution_attempts: usize,
-    distinct_deg: f64,
+    distinct_mm: f64,
     seed: u64,
 }
 

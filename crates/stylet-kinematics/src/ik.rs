@@ -31,8 +31,8 @@ pub struct IkOptions {
     pub max_attempts: usize,
     /// Attempts to run when collecting every distinct solution.
     pub solution_attempts: usize,
-    /// Solutions whose joints differ by less than this (rad) are the same branch.
-    pub distinct_rad: f64,
+    /// Solutions whose joint frames all lie within this of each other (mm) are the same branch.
+    pub distinct_mm: f64,
     /// Refuse solutions whose task manipulability is below this.
     pub min_manipulability: f64,
     /// Length that weighs angular error against position error (mm per rad).
@@ -50,7 +50,7 @@ impl Default for IkOptions {
             max_iterations: 80,
             max_attempts: 100,
             solution_attempts: 16,
-            distinct_rad: 0.1,
+            distinct_mm: 1.0,
             min_manipulability: 1e-3,
             characteristic_length_mm: 300.0,
             seed: 0x0571_71e7,
@@ -237,6 +237,29 @@ fn attempt(
     Attempt { q, converged, pos_err: e_p.norm(), angle }
 }
 
+/// When the last revolute joint turns the tip about the needle axis itself (its axis is the tip's z
+/// axis through the tip), the needle's roll is that joint alone: put it mid-range, as far from its
+/// limits as it can be. The needle line does not change (checked).
+fn centre_roll(arm: &Arm, mut q: Vec<f64>) -> Vec<f64> {
+    let Some(last) = arm.joints.iter().rposition(|j| j.motion == Motion::Revolute) else { return q };
+    let j = &arm.joints[last];
+    if !(j.lower.is_finite() && j.upper.is_finite()) {
+        return q;
+    }
+    let tip = arm.tip_pose(&q);
+    let z = tip.rotation * Vector3::z();
+    let before = q.clone();
+    q[last] = 0.5 * (j.lower + j.upper);
+    let after = arm.tip_pose(&q);
+    let same_line = (after.translation.vector - tip.translation.vector).norm() < 1e-7
+        && (after.rotation * Vector3::z() - z).norm() < 1e-10;
+    if same_line {
+        q
+    } else {
+        before
+    }
+}
+
 fn random_seed(arm: &Arm, base: &[f64], rng: &mut SmallRng) -> Vec<f64> {
     arm.joints
         .iter()
@@ -376,6 +399,7 @@ fn solve(
     let clamped: Vec<f64> = arm.joints.iter().zip(seed).map(|(j, v)| v.clamp(j.lower, j.upper)).collect();
     let attempts = if all { opts.solution_attempts.max(1) } else { opts.max_attempts.max(1) };
     let mut found: Vec<Solution> = Vec::new();
+    let mut found_frames: Vec<Vec<Vector3<f64>>> = Vec::new();
     let mut best = (f64::INFINITY, f64::INFINITY);
     let mut best_singular: f64 = 0.0;
     let mut collision: Option<(String, f64)> = None;
@@ -390,7 +414,9 @@ fn solve(
             continue;
         }
         any_converged = true;
-        let sol = evaluate(arm, opts, &a.q, &p_goal, &u, keepout, &mut s);
+        let q = centre_roll(arm, a.q);
+        let sol = evaluate(arm, opts, &q, &p_goal, &u, keepout, &mut s);
+        let frames = s.points.clone();
         if sol.manipulability < opts.min_manipulability {
             best_singular = best_singular.max(sol.manipulability);
             continue;
@@ -400,10 +426,13 @@ fn solve(
             collision = Some((name, -sol.clearance_mm));
             continue;
         }
-        let distinct =
-            found.iter().all(|f| f.joints.iter().zip(&sol.joints).any(|(x, y)| (x - y).abs() > opts.distinct_rad));
+        // Branches differ in where the arm's joints are, not in the needle roll.
+        let distinct = found_frames
+            .iter()
+            .all(|f: &Vec<Vector3<f64>>| f.iter().zip(&frames).any(|(x, y)| (x - y).norm() > opts.distinct_mm));
         if distinct {
             found.push(sol);
+            found_frames.push(frames);
         }
         if !all {
             break;

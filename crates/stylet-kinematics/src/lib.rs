@@ -15,7 +15,9 @@ pub mod keepout;
 pub mod model;
 
 pub use config::KinematicsConfig;
-pub use ik::{check, manipulability, random_reachable_lines, solve_all, solve_first, IkFailure, IkOptions, NeedleLine, Solution};
+pub use ik::{
+    check, manipulability, random_reachable_lines, solve_all, solve_first, IkFailure, IkOptions, NeedleLine, Solution,
+};
 pub use keepout::{KeepOut, KeepOuts};
 pub use model::{Arm, ModelError, Motion};
 

@@ -62,9 +62,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "wire_monitor": monitor,
     });
     if args.json {
-        println!("{out}");
+        say!("{out}");
     } else {
-        println!(
+        say!(
             "{} cycles at {} Hz: lateness p50 {} us, p99 {} us, p99.9 {} us, max {} us; fault: {}; wire monitor: {} setpoints, {} violations",
             out["cycles"], out["rate_hz"], out["lateness_us"]["p50"], out["lateness_us"]["p99"], out["lateness_us"]["p999"],
             out["lateness_us"]["max"], out["fault"], out["wire_monitor"]["setpoints"], out["wire_monitor"]["violations"]

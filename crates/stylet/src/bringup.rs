@@ -416,7 +416,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         },
     });
     if args.json {
-        println!("{out}");
+        say!("{out}");
     } else {
         print_human(&out);
     }
@@ -424,11 +424,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_human(r: &Value) {
-    println!("bring-up of {}", r["port"].as_str().unwrap_or("?"));
+    say!("bring-up of {}", r["port"].as_str().unwrap_or("?"));
     if let Some(steps) = r["steps"].as_array() {
         for st in steps {
             let ok = st["ok"].as_bool().unwrap_or(false);
-            println!(
+            say!(
                 "  [{}] {:<32} {:>8.1} ms  {}",
                 if ok { " ok " } else { "FAIL" },
                 st["step"].as_str().unwrap_or(""),
@@ -437,17 +437,18 @@ fn print_human(r: &Value) {
             );
         }
     }
-    println!("final state: {}", r["final_state"].as_str().unwrap_or("?"));
+    say!("final state: {}", r["final_state"].as_str().unwrap_or("?"));
     if r["wire_monitor"].is_object() {
-        println!(
+        say!(
             "wire monitor (simulated controller): {} setpoints, {} outside the envelope",
-            r["wire_monitor"]["setpoints"], r["wire_monitor"]["violations"]
+            r["wire_monitor"]["setpoints"],
+            r["wire_monitor"]["violations"]
         );
     }
     if let Some(m) = r["fault"]["message"].as_str() {
-        println!("latched fault: {m}");
+        say!("latched fault: {m}");
     }
-    println!(
+    say!(
         "supervisor: {} cycles, lateness p50 {} us, p99 {} us, p99.9 {} us, max {} us",
         r["cycles"],
         r["lateness_us"]["p50"],
@@ -455,5 +456,5 @@ fn print_human(r: &Value) {
         r["lateness_us"]["p999"],
         r["lateness_us"]["max"]
     );
-    println!("{}", if r["passed"].as_bool().unwrap_or(false) { "PASSED" } else { "FAILED" });
+    say!("{}", if r["passed"].as_bool().unwrap_or(false) { "PASSED" } else { "FAILED" });
 }

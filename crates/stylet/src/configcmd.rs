@@ -38,19 +38,19 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         Err(e) => errors.push(e.to_string()),
     }
     if as_json {
-        println!("{}", json!({ "ok": errors.is_empty(), "checked": checked, "errors": errors }));
+        say!("{}", json!({ "ok": errors.is_empty(), "checked": checked, "errors": errors }));
     } else {
         for c in &checked {
-            println!("ok     {c}");
+            say!("ok     {c}");
         }
         for e in &errors {
             for (i, line) in e.lines().enumerate() {
-                println!("{} {line}", if i == 0 { "error " } else { "      " });
+                say!("{} {line}", if i == 0 { "error " } else { "      " });
             }
         }
         if let Some(r) = robot {
             if errors.is_empty() {
-                println!("robot {:?}: {} joints", r.name, r.joints.len());
+                say!("robot {:?}: {} joints", r.name, r.joints.len());
             }
         }
     }

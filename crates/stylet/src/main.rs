@@ -1,8 +1,17 @@
 //! `stylet`: the command-line interface.
 
+/// Prints a line to standard output; a closed pipe (`stylet ... | head`) is not an error.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 mod bench;
 mod bringup;
 mod configcmd;
+mod kincmd;
 mod simcmd;
 
 use std::path::PathBuf;
@@ -36,6 +45,11 @@ enum Top {
     /// Bring up a controller: handshake, enable, home, move each joint a little, prove the
     /// controller watchdog trips when the host goes silent, disable.
     Bringup(bringup::Args),
+    /// Forward kinematics: the tip pose of a URDF chain for given joint values.
+    Fk(kincmd::FkArgs),
+    /// Needle-axis inverse kinematics: every solution placing the tip at a stand-off before the entry
+    /// with the needle on the entry -> target line, ranked, or why there is none.
+    Ik(kincmd::IkArgs),
     /// Measurements.
     Bench {
         #[command(subcommand)]
@@ -67,6 +81,8 @@ enum BenchCmd {
     /// Run the supervisor loop at its rate against the simulated controller over a pty and
     /// report cycle lateness (p50, p99, p99.9, max).
     Loop(bench::Args),
+    /// IK success rate and time on random reachable lines, side by side with the `k` crate's solver.
+    Ik(kincmd::BenchIkArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +92,9 @@ fn main() -> ExitCode {
         Top::Sim { command: SimCmd::Controller(args) } => simcmd::run(&args),
         Top::Bringup(args) => bringup::run(&args),
         Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
+        Top::Bench { command: BenchCmd::Ik(args) } => kincmd::bench_ik(&args),
+        Top::Fk(args) => kincmd::fk(&args),
+        Top::Ik(args) => kincmd::ik(&args),
     };
     match result {
         Ok(code) => code,

@@ -78,10 +78,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut pty = Pty::open().context("starting the simulated controller")?;
     let stop = Arc::new(AtomicBool::new(false));
     if args.json {
-        println!("{}", json!({ "device": pty.path }));
+        say!("{}", json!({ "device": pty.path }));
     } else {
-        println!("simulated controller on {}", pty.path);
-        println!("connect with: stylet bringup --port {}", pty.path);
+        say!("simulated controller on {}", pty.path);
+        say!("connect with: stylet bringup --port {}", pty.path);
     }
     std::io::stdout().flush().ok();
     if args.stop_on_eof {
@@ -104,9 +104,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     serve(&mut pty, &mut controller, &stop);
     let report = controller.monitor().report();
     if args.json {
-        println!("{}", json!({ "monitor": report, "nacks": controller.nacks() }));
+        say!("{}", json!({ "monitor": report, "nacks": controller.nacks() }));
     } else {
-        println!(
+        say!(
             "wire monitor: {} setpoints, {} outside the envelope{}",
             report.setpoints,
             report.violations,

@@ -315,6 +315,7 @@ pub(crate) fn bench_ik(args: &BenchIkArgs) -> anyhow::Result<ExitCode> {
                 let t = arm.tip_pose(q);
                 let m = t.rotation.to_rotation_matrix();
                 json!({
+                    "q": to_urdf_units(&arm, q),
                     "entry_mm": [line.entry.x, line.entry.y, line.entry.z],
                     "target_mm": [line.target.x, line.target.y, line.target.z],
                     "pose_m": { "position": [t.translation.x * 1e-3, t.translation.y * 1e-3, t.translation.z * 1e-3],

@@ -79,3 +79,100 @@ fn bad_fault_spec_is_refused_before_starting() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("melt@1"));
 }
+
+fn run_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(STYLET).args(args).arg("--config").arg(repo().join("config")).output().unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {} / {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code(), v)
+}
+
+#[test]
+fn fk_prints_the_tip_pose_in_mm() {
+    // Home of the reference arm, needle retracted.
+    let (code, v) = run_json(&[
+        "fk",
+        "--json",
+        "--joints",
+        "0,-1.5707963267948966,1.5707963267948966,-1.5707963267948966,-1.5707963267948966,0,0",
+    ]);
+    assert_eq!(code, Some(0));
+    let p: Vec<f64> = v["tip"]["position_mm"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    // UR5e at (0, -90, 90, -90, -90, 0) deg from the standard DH table, plus the 60 mm needle
+    // driver along the tool z axis (computed independently of Stylet).
+    let expected = [-491.9, -133.3, 427.9];
+    for (a, b) in p.iter().zip(expected) {
+        assert!((a - b).abs() < 0.01, "{p:?}");
+    }
+    assert_eq!(v["chain"]["joints"].as_array().unwrap().len(), 7);
+    assert_eq!(v["within_limits"], true);
+    let q = v["tip"]["quaternion_xyzw"].as_array().unwrap();
+    let norm: f64 = q.iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
+    assert!((norm - 1.0).abs() < 1e-9);
+}
+
+#[test]
+fn ik_prints_ranked_fk_checked_solutions_or_the_reason() {
+    let (code, v) = run_json(&["ik", "--json", "--entry", "500,300,150", "--target", "520,340,40"]);
+    assert_eq!(code, Some(0), "{v}");
+    let sols = v["solutions"].as_array().unwrap();
+    assert!(!sols.is_empty());
+    for s in sols {
+        assert!(s["fk_check"]["position_error_mm"].as_f64().unwrap() < 0.01);
+        assert!(s["fk_check"]["axis_error_deg"].as_f64().unwrap() < 0.01);
+        assert_eq!(s["fk_check"]["within_limits"], true);
+        assert!(s["clearance_mm"].as_f64().unwrap() > 0.0, "config keep-outs applied: {s}");
+    }
+    let (code, v) = run_json(&["ik", "--json", "--entry", "3000,0,0", "--target", "3100,0,0"]);
+    assert_eq!(code, Some(2));
+    assert!(v["reason"].as_str().unwrap().contains("reach"), "{v}");
+}
+
+#[test]
+fn ik_on_another_urdf_and_bad_chains() {
+    let panda = repo().join("config/robot/arms/panda.urdf");
+    let (code, v) = run_json(&[
+        "ik",
+        "--json",
+        "--urdf",
+        panda.to_str().unwrap(),
+        "--base",
+        "panda_link0",
+        "--tip",
+        "panda_link8",
+        "--entry",
+        "400,0,300",
+        "--target",
+        "400,0,100",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["chain"]["joints"].as_array().unwrap().len(), 7);
+    let out = Command::new(STYLET)
+        .args([
+            "ik",
+            "--urdf",
+            panda.to_str().unwrap(),
+            "--base",
+            "panda_link0",
+            "--tip",
+            "gripper",
+            "--entry",
+            "1,2,3",
+            "--target",
+            "4,5,6",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("gripper") && err.contains("panda_link8"), "{err}");
+    let bad = std::env::temp_dir().join(format!("stylet-bad-{}.urdf", std::process::id()));
+    std::fs::write(&bad, "<robot name='x'><link name='a'/><joint").unwrap();
+    let out = Command::new(STYLET)
+        .args(["fk", "--urdf", bad.to_str().unwrap(), "--base", "a", "--tip", "a", "--joints", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid"));
+}

@@ -16,7 +16,8 @@ pub mod model;
 
 pub use config::KinematicsConfig;
 pub use ik::{
-    check, manipulability, random_reachable_lines, solve_all, solve_first, IkFailure, IkOptions, NeedleLine, Solution,
+    check, insertion_path, manipulability, random_reachable_lines, solve_all, solve_first, IkFailure, IkOptions,
+    InsertionError, NeedleLine, Solution,
 };
 pub use keepout::{KeepOut, KeepOuts};
 pub use model::{Arm, ModelError, Motion};

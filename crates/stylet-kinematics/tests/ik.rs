@@ -4,7 +4,10 @@
 mod common;
 
 use nalgebra::Vector3;
-use stylet_kinematics::{check, solve_all, solve_first, Arm, IkFailure, IkOptions, KeepOut, KeepOuts, NeedleLine};
+use stylet_kinematics::{
+    check, insertion_path, solve_all, solve_first, Arm, IkFailure, IkOptions, InsertionError, KeepOut, KeepOuts,
+    NeedleLine,
+};
 
 /// Verifies a solution independently by FK: tip within 0.01 mm of the stand-off point, axis within
 /// 0.01 deg of the line, joints within limits.
@@ -139,4 +142,62 @@ fn bad_urdf_and_missing_links_give_clear_errors() {
     assert!(e.contains("x.urdf") && e.contains("not valid"), "{e}");
     let e = Arm::from_urdf_file(std::path::Path::new("/nonexistent.urdf"), "a", "b").unwrap_err().to_string();
     assert!(e.contains("/nonexistent.urdf"), "{e}");
+}
+
+/// Distance of a point from the line through `a` along unit `u`.
+fn off_line(p: &Vector3<f64>, a: &Vector3<f64>, u: &Vector3<f64>) -> f64 {
+    (p - a).cross(u).norm()
+}
+
+#[test]
+fn insertion_with_a_needle_driver_moves_only_the_driver() {
+    let arm = common::reference_arm("needle_tip");
+    let home = common::home(&arm);
+    let opts = IkOptions::default();
+    let (_, line) = common::random_lines(&arm, 1, opts.standoff_mm, 21).remove(0);
+    let aligned = solve_first(&arm, &line, &home, &KeepOuts::default(), &opts).unwrap().joints;
+    let path = insertion_path(&arm, &line, &aligned, -opts.standoff_mm, 60.0, 1.0, &opts).unwrap();
+    let u = (line.target - line.entry).normalize();
+    for q in &path {
+        assert_eq!(&q[..6], &aligned[..6], "orientation joints frozen (INS-1)");
+        let tip = arm.tip_pose(q).translation.vector;
+        assert!(off_line(&tip, &line.entry, &u) < 1e-6);
+    }
+    let last = arm.tip_pose(path.last().unwrap()).translation.vector;
+    assert!((last - (line.entry + u * 60.0)).norm() < 1e-6);
+}
+
+#[test]
+fn insertion_without_a_driver_is_a_cartesian_straight_line_within_a_tenth_of_a_millimetre() {
+    let arm = Arm::from_urdf_file(&common::config_dir().join("arms/abb_irb120.urdf"), "base_link", "tool0").unwrap();
+    let opts = IkOptions::default();
+    let mut done = 0;
+    for (q0, line) in common::random_lines(&arm, 40, opts.standoff_mm, 31) {
+        let u = (line.target - line.entry).normalize();
+        let path = match insertion_path(&arm, &line, &q0, -opts.standoff_mm, 30.0, 0.5, &opts) {
+            Ok(p) => p,
+            // Random lines can run out of the small arm's workspace: the error must say where.
+            Err(e @ (InsertionError::LostLine { .. } | InsertionError::Discontinuous { .. })) => {
+                assert!(e.to_string().contains("at depth"), "{e}");
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        done += 1;
+        for w in path.windows(2) {
+            // Waypoints and the joint-space midpoints between them stay on the line.
+            let mid: Vec<f64> = w[0].iter().zip(&w[1]).map(|(a, b)| 0.5 * (a + b)).collect();
+            for q in [w[0].clone(), mid] {
+                let tip = arm.tip_pose(&q);
+                let p = tip.translation.vector;
+                assert!(off_line(&p, &line.entry, &u) <= 0.1, "tip {} mm off the line", off_line(&p, &line.entry, &u));
+                let axis = (tip.rotation * Vector3::z()).dot(&u).clamp(-1.0, 1.0).acos().to_degrees();
+                assert!(axis < 0.05, "axis {axis} deg off");
+            }
+        }
+        let tip = arm.tip_pose(path.last().unwrap()).translation.vector;
+        assert!((tip - (line.entry + u * 30.0)).norm() < 0.01);
+    }
+    // Lines near the edge of the workspace may leave it within 30 mm; most must work.
+    assert!(done >= 20, "only {done} of 40 insertions");
 }

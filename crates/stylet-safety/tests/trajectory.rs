@@ -21,12 +21,12 @@ proptest! {
         let lerp = |f: &[f64]| -> Vec<f64> { robot.joints.iter().zip(f).map(|(j, x)| j.min + x * (j.max - j.min)).collect() };
         let (from, to) = (lerp(&from_f), lerp(&to_f));
         let dt = cfg.dt();
-        let t = Trajectory::point_to_point(robot, &from, &to, &vec![0.0; 7], fraction, dt).unwrap();
+        let t = Trajectory::point_to_point(robot, &from, &to, &[0.0; 7], fraction, dt).unwrap();
         prop_assert_eq!(t.start(), &from[..]);
         prop_assert_eq!(t.goal(), to.clone(), "ends exactly on the goal");
         let mut q_prev = from.clone();
-        let mut v_prev = vec![0.0; 7];
-        let mut a_prev = vec![0.0; 7];
+        let mut v_prev = [0.0; 7];
+        let mut a_prev = [0.0; 7];
         for k in 0..t.len() {
             let s = t.sample(k).unwrap();
             for (i, j) in robot.joints.iter().enumerate() {

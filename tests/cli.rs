@@ -14,7 +14,7 @@ fn repo() -> PathBuf {
 fn copy_config(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("stylet-cli-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(dir.join("robot")).unwrap();
-    for f in ["robot/robot.toml", "safety.toml", "sim.toml"] {
+    for f in ["robot/robot.toml", "robot/kinematics.toml", "robot/stylet_arm.urdf", "safety.toml", "sim.toml"] {
         std::fs::copy(repo().join("config").join(f), dir.join(f)).unwrap();
     }
     dir
@@ -35,7 +35,7 @@ fn repository_config_checks_clean() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["checked"].as_array().unwrap().len(), 3);
+    assert_eq!(v["checked"].as_array().unwrap().len(), 5);
 }
 
 #[test]

@@ -22,6 +22,19 @@ pub struct KinematicsConfig {
     pub ik: IkOptions,
     /// Keep-out volumes and the arm's radius.
     pub keepouts: KeepOuts,
+    /// The needle.
+    pub needle: Needle,
+}
+
+/// The needle and its driver, mm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Needle {
+    /// Usable length beyond the guide.
+    pub usable_length_mm: f64,
+    /// Outer diameter.
+    pub outer_diameter_mm: f64,
+    /// From the flange to the guide's exit.
+    pub driver_length_mm: f64,
 }
 
 impl KinematicsConfig {
@@ -98,6 +111,30 @@ impl KinematicsConfig {
                 max: Vector3::from(b.max_mm),
             });
         }
+        for (k, h) in raw.keepout.height_field.iter().enumerate() {
+            let key = |f: &str| format!("keepout.height_field[{k}].{f}");
+            let spacing = c.positive(key("spacing_mm"), h.spacing_mm);
+            let ny = if h.nx == 0 { 0 } else { h.heights_mm.len() / h.nx };
+            c.require(
+                h.nx >= 2 && ny >= 2 && h.nx * ny == h.heights_mm.len(),
+                key("heights_mm"),
+                h.heights_mm.len(),
+                format!("must hold nx x ny values with nx = {} and ny >= 2", h.nx),
+            );
+            volumes.push(KeepOut::HeightField {
+                name: h.name.clone(),
+                origin_xy: nalgebra::Vector2::from(h.origin_xy_mm),
+                spacing_mm: spacing,
+                nx: h.nx,
+                heights: h.heights_mm.clone(),
+            });
+        }
+        let n = &raw.needle;
+        let needle = Needle {
+            usable_length_mm: c.range("needle.usable_length_mm", n.usable_length_mm, 1.0, 1000.0),
+            outer_diameter_mm: c.range("needle.outer_diameter_mm", n.outer_diameter_mm, 0.1, 20.0),
+            driver_length_mm: c.range("needle.driver_length_mm", n.driver_length_mm, 0.0, 1000.0),
+        };
         let urdf = path.parent().map_or_else(|| raw.urdf.clone(), |d| d.join(&raw.urdf));
         c.finish(
             path,
@@ -107,6 +144,7 @@ impl KinematicsConfig {
                 tip_link: raw.tip_link,
                 ik,
                 keepouts: KeepOuts { volumes, link_radius_mm },
+                needle,
             },
         )
     }
@@ -118,10 +156,19 @@ struct Raw {
     urdf: PathBuf,
     base_link: String,
     tip_link: String,
+    needle: RawNeedle,
     ik: RawIk,
     clearance: RawClearance,
     #[serde(default)]
     keepout: RawKeepOut,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeedle {
+    usable_length_mm: f64,
+    outer_diameter_mm: f64,
+    driver_length_mm: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +198,18 @@ struct RawKeepOut {
     cylinder: Vec<RawCylinder>,
     #[serde(default, rename = "box")]
     r#box: Vec<RawBox>,
+    #[serde(default)]
+    height_field: Vec<RawHeightField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeightField {
+    name: String,
+    origin_xy_mm: [f64; 2],
+    spacing_mm: f64,
+    nx: usize,
+    heights_mm: Vec<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,7 +14,7 @@ pub mod ik;
 pub mod keepout;
 pub mod model;
 
-pub use config::KinematicsConfig;
+pub use config::{KinematicsConfig, Needle};
 pub use ik::{
     check, insertion_path, manipulability, random_reachable_lines, solve_all, solve_first, IkFailure, IkOptions,
     InsertionError, NeedleLine, Solution,

@@ -92,3 +92,37 @@ fn bad_kinematics_config_names_the_key() {
     let e = KinematicsConfig::load(&p).unwrap_err().to_string();
     assert!(e.contains("keepout.cylinder[0].outer_radius_mm"), "{e}");
 }
+
+#[test]
+fn needle_geometry_in_toml_matches_the_urdf_and_the_depth_limit() {
+    let (cfg, _, _) = load();
+    let flange = Arm::from_urdf_file(&cfg.urdf, &cfg.base_link, "flange").unwrap();
+    let tip = Arm::from_urdf_file(&cfg.urdf, &cfg.base_link, &cfg.tip_link).unwrap();
+    let q = common::home(&tip);
+    let d = (tip.tip_pose(&q).translation.vector - flange.tip_pose(&q[..6]).translation.vector).norm();
+    assert!(
+        (d - cfg.needle.driver_length_mm).abs() < 1e-9,
+        "URDF driver {d} mm, kinematics.toml {}",
+        cfg.needle.driver_length_mm
+    );
+    let safety = stylet_safety::SafetyConfig::load_dir(&common::config_dir().join("..")).unwrap();
+    assert!(safety.max_depth_mm < cfg.needle.usable_length_mm, "PATH-6 keeps a reserve below the usable length");
+}
+
+#[test]
+fn a_skin_height_field_keeps_the_arm_above_it() {
+    let (mut cfg, arm, robot) = load();
+    let line = NeedleLine { entry: Vector3::new(500.0, 300.0, 150.0), target: Vector3::new(520.0, 340.0, 40.0) };
+    // A skin surface at z = 150 mm around the entry: the tip stands 10 mm above it on the line, and
+    // the arm (45 mm capsules) must stay clear of it elsewhere.
+    let n = 41;
+    cfg.keepouts.volumes.push(stylet_kinematics::KeepOut::HeightField {
+        name: "skin".into(),
+        origin_xy: nalgebra::Vector2::new(300.0, 100.0),
+        spacing_mm: 10.0,
+        nx: n,
+        heights: vec![150.0 - 60.0; n * n],
+    });
+    let sols = solve_all(&arm, &line, &robot.home(), &cfg.keepouts, &cfg.ik).unwrap();
+    assert!(sols.iter().all(|s| s.clearance_mm >= 0.0));
+}

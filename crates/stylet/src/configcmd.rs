@@ -32,6 +32,27 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     } else {
         errors.push(format!("{}: not checked (needs a valid robot config)", safety_path.display()));
     }
+    let kin_path = dir.join("robot").join("kinematics.toml");
+    match stylet_kinematics::KinematicsConfig::load(&kin_path) {
+        Ok(k) => match stylet_kinematics::Arm::from_urdf_file(&k.urdf, &k.base_link, &k.tip_link) {
+            Ok(arm) => {
+                checked.push(kin_path.display().to_string());
+                checked.push(k.urdf.display().to_string());
+                if let Some(r) = &robot {
+                    let names: Vec<&str> = arm.joints.iter().map(|j| j.name.as_str()).collect();
+                    let want: Vec<&str> = r.joints.iter().map(|j| j.name.as_str()).collect();
+                    if names != want {
+                        errors.push(format!(
+                            "{}: joints {names:?} differ from robot/robot.toml {want:?}",
+                            k.urdf.display()
+                        ));
+                    }
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        },
+        Err(e) => errors.push(e.to_string()),
+    }
     let sim_path = dir.join("sim.toml");
     match SimConfig::load(&sim_path) {
         Ok(_) => checked.push(sim_path.display().to_string()),

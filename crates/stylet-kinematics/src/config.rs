@@ -114,7 +114,7 @@ impl KinematicsConfig {
         for (k, h) in raw.keepout.height_field.iter().enumerate() {
             let key = |f: &str| format!("keepout.height_field[{k}].{f}");
             let spacing = c.positive(key("spacing_mm"), h.spacing_mm);
-            let ny = if h.nx == 0 { 0 } else { h.heights_mm.len() / h.nx };
+            let ny = h.heights_mm.len().checked_div(h.nx).unwrap_or(0);
             c.require(
                 h.nx >= 2 && ny >= 2 && h.nx * ny == h.heights_mm.len(),
                 key("heights_mm"),

@@ -85,7 +85,7 @@ impl KeepOut {
                 outside + q.x.max(q.y).max(q.z).min(0.0)
             }
             KeepOut::HeightField { origin_xy, spacing_mm, nx, heights, .. } => {
-                let ny = if *nx == 0 { 0 } else { heights.len() / nx };
+                let ny = heights.len().checked_div(*nx).unwrap_or(0);
                 let fx = (p.x - origin_xy.x) / spacing_mm;
                 let fy = (p.y - origin_xy.y) / spacing_mm;
                 if *nx < 2 || ny < 2 || !(fx >= 0.0 && fy >= 0.0) || fx > (*nx - 1) as f64 || fy > (ny - 1) as f64 {

@@ -1,18 +1,54 @@
 //! Sampled joint trajectories: what motion generation hands the supervisor, one sample per cycle.
 //!
-//! [`Trajectory::point_to_point`] makes a synchronised minimum-jerk (quintic) move: every joint
-//! starts and ends at rest with zero acceleration, and all arrive together. The kinematics crate
-//! supplies richer profiles through the same type.
+//! [`Trajectory::point_to_point`] makes a synchronised jerk-limited (double-S, seven-segment)
+//! move: every joint starts and ends at rest, follows the same normalised profile scaled by its
+//! displacement (so all arrive together on straight joint-space lines), and the profile is the
+//! time-optimal double-S (Biagiotti & Melchiorri, "Trajectory Planning for Automatic Machines and
+//! Robots", 2008, sec. 3.4) for the tightest joint's velocity, acceleration and jerk limits.
 
 use stylet_core::config::RobotConfig;
 use stylet_protocol::JointSetpoint;
 
-/// Peak of ds/dtau for s = 10 tau^3 - 15 tau^4 + 6 tau^5.
-const QUINTIC_PEAK_VELOCITY: f64 = 1.875;
-/// Peak of d2s/dtau2 (10 / sqrt 3).
-const QUINTIC_PEAK_ACCELERATION: f64 = 5.773_502_691_896_258;
-/// Peak of d3s/dtau3 (at both ends).
-const QUINTIC_PEAK_JERK: f64 = 60.0;
+/// One segment of constant jerk of the normalised profile: (duration s, jerk 1/s^3).
+type Segment = (f64, f64);
+
+/// Rest-to-rest double-S for a unit displacement under limits `v`, `a`, `j` (per second powers of
+/// the normalised coordinate): its constant-jerk segments.
+fn double_s(v: f64, a: f64, j: f64) -> Vec<Segment> {
+    // Acceleration phase for reaching v (or as much as a allows).
+    let (mut tj, mut ta) = if v * j >= a * a { (a / j, a / j + v / a) } else { ((v / j).sqrt(), 2.0 * (v / j).sqrt()) };
+    let mut tv = 1.0 / v - ta;
+    if tv < 0.0 {
+        // The maximum velocity is not reached.
+        tv = 0.0;
+        if 1.0 >= 2.0 * a * a * a / (j * j) {
+            tj = a / j;
+            ta = tj / 2.0 + ((tj / 2.0).powi(2) + 1.0 / a).sqrt();
+        } else {
+            tj = (1.0 / (2.0 * j)).cbrt();
+            ta = 2.0 * tj;
+        }
+    }
+    let ta_const = (ta - 2.0 * tj).max(0.0);
+    vec![(tj, j), (ta_const, 0.0), (tj, -j), (tv, 0.0), (tj, -j), (ta_const, 0.0), (tj, j)]
+}
+
+/// Position, velocity and acceleration of a constant-jerk-segment profile at time `t`.
+fn evaluate(segments: &[Segment], t: f64) -> (f64, f64, f64) {
+    let (mut s, mut v, mut a) = (0.0, 0.0, 0.0);
+    let mut left = t;
+    for &(d, j) in segments {
+        let h = left.min(d).max(0.0);
+        s += v * h + a * h * h / 2.0 + j * h * h * h / 6.0;
+        v += a * h + j * h * h / 2.0;
+        a += j * h;
+        left -= d;
+        if left <= 0.0 {
+            break;
+        }
+    }
+    (s, v, a)
+}
 
 /// A motion that cannot be planned.
 #[derive(Clone, Debug, PartialEq, docsplay::Display, thiserror::Error)]
@@ -81,8 +117,9 @@ impl Trajectory {
             .map_or_else(|| self.start.clone(), |s| s.iter().map(|j| j.position).collect())
     }
 
-    /// A synchronised minimum-jerk move from `from` to `to`, using at most `fraction` of each
-    /// joint's velocity, acceleration and jerk limits, sampled every `period_s`. Goals must lie
+    /// A synchronised jerk-limited (double-S) move from `from` to `to`, using at most `fraction` of
+    /// each joint's velocity, acceleration and jerk limits, sampled every `period_s`; the last
+    /// sample is exactly `to`. Goals must lie
     /// within `[min + margin, max - margin]` where `margin` is `margins[i]`.
     ///
     /// # Errors
@@ -102,29 +139,40 @@ impl Trajectory {
         if !(fraction > 0.0 && fraction <= 1.0) {
             return Err(TrajectoryError::BadFraction(fraction));
         }
-        let mut duration: f64 = 0.0;
-        for (i, j) in robot.joints.iter().enumerate() {
-            let (min, max) = (j.min + margins[i], j.max - margins[i]);
+        // The normalised coordinate's limits: the tightest joint decides each.
+        let (mut v, mut a, mut j) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+        for (i, jt) in robot.joints.iter().enumerate() {
+            let (min, max) = (jt.min + margins[i], jt.max - margins[i]);
             if !(to[i] >= min && to[i] <= max) {
-                return Err(TrajectoryError::OutOfRange { joint: i, name: j.name.clone(), value: to[i], min, max });
+                return Err(TrajectoryError::OutOfRange { joint: i, name: jt.name.clone(), value: to[i], min, max });
             }
             let d = (to[i] - from[i]).abs();
-            duration = duration
-                .max(QUINTIC_PEAK_VELOCITY * d / (fraction * j.max_velocity))
-                .max((QUINTIC_PEAK_ACCELERATION * d / (fraction * j.max_acceleration)).sqrt())
-                .max((QUINTIC_PEAK_JERK * d / (fraction * j.max_jerk)).cbrt());
+            if d > 0.0 {
+                v = v.min(fraction * jt.max_velocity / d);
+                a = a.min(fraction * jt.max_acceleration / d);
+                j = j.min(fraction * jt.max_jerk / d);
+            }
         }
+        let mut samples = Vec::new();
+        if !v.is_finite() {
+            // Nothing moves: one sample holding the start.
+            samples.extend(from.iter().map(|&position| JointSetpoint { position, velocity: 0.0 }));
+            return Ok(Trajectory { joints: n, start: from.to_vec(), samples });
+        }
+        let segments = double_s(v, a, j);
+        let duration: f64 = segments.iter().map(|(d, _)| d).sum();
+        // Whole cycles: stretch time by lambda >= 1 (velocity / lambda, acceleration / lambda^2,
+        // jerk / lambda^3: still within the limits).
         let steps = (duration / period_s).ceil().max(1.0) as usize;
-        let t_total = steps as f64 * period_s;
-        let mut samples = Vec::with_capacity(steps * n);
+        let lambda = steps as f64 * period_s / duration;
+        samples.reserve(steps * n);
         for k in 1..=steps {
-            let tau = k as f64 / steps as f64;
-            let s = tau * tau * tau * (10.0 - 15.0 * tau + 6.0 * tau * tau);
-            let ds = 30.0 * tau * tau * (1.0 - tau) * (1.0 - tau) / t_total;
+            let (s_k, v_k, _) = evaluate(&segments, k as f64 * period_s / lambda);
             for i in 0..n {
                 let delta = to[i] - from[i];
-                let position = if k == steps { to[i] } else { from[i] + delta * s };
-                samples.push(JointSetpoint { position, velocity: (delta * ds) as f32 });
+                let (position, velocity) =
+                    if k == steps { (to[i], 0.0) } else { (from[i] + delta * s_k.min(1.0), delta * v_k / lambda) };
+                samples.push(JointSetpoint { position, velocity: velocity as f32 });
             }
         }
         Ok(Trajectory { joints: n, start: from.to_vec(), samples })

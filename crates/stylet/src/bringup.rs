@@ -283,10 +283,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             let mut out = start.clone();
             out[i] += if up { range } else { -range };
             let measured_start = s.snapshot()?.measured.as_slice()[i];
-            let followed = |s: &Session| -> Result<(), StepError> {
+            // The joint must really have moved there and back (a stuck joint whose error stays
+            // under the following-error limit is caught here).
+            let followed = |s: &Session, wanted: f64| -> Result<(), StepError> {
                 let moved = s.snapshot()?.measured.as_slice()[i] - measured_start;
-                let wanted = out[i] - start[i];
-                if moved / wanted < 0.9 {
+                let range = out[i] - start[i];
+                if (moved - wanted).abs() > 0.1 * range.abs() {
                     return Err(StepError::Check(format!(
                         "joint did not follow: commanded {wanted:+.5} {unit}, measured {moved:+.5} {unit}"
                     )));
@@ -309,11 +311,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             s.move_to(&out)?;
             s.command(Command::Complete)?;
             let e_out = s.settle_error()?;
-            followed(s)?;
+            followed(s, out[i] - start[i])?;
             s.command(go_back)?;
             s.move_to(&start)?;
             s.command(Command::Complete)?;
             let e_back = s.settle_error()?;
+            followed(s, 0.0)?;
             Ok(format!("{:+.4} {unit} and back, settle error {e_out:.2e} / {e_back:.2e}", out[i] - start[i]))
         });
     }

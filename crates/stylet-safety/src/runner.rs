@@ -247,6 +247,10 @@ fn run<A: Actuator>(
                     if let Some(reply) = reply {
                         let _ = reply.try_send(r);
                     }
+                    // Keep the log in order: the transition before what the next message does.
+                    while let Some(e) = sup.pop_event() {
+                        emit(RunnerEvent::Supervisor(e));
+                    }
                 }
                 Ok(Operator::Heartbeat) => sup.heartbeat(deadline),
                 Ok(Operator::Gate(open)) => sup.gate(deadline, open),

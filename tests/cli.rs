@@ -14,7 +14,14 @@ fn repo() -> PathBuf {
 fn copy_config(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("stylet-cli-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(dir.join("robot")).unwrap();
-    for f in ["robot/robot.toml", "robot/kinematics.toml", "robot/stylet_arm.urdf", "safety.toml", "sim.toml"] {
+    for f in [
+        "robot/robot.toml",
+        "robot/kinematics.toml",
+        "robot/stylet_arm.urdf",
+        "safety.toml",
+        "sim.toml",
+        "registration.toml",
+    ] {
         std::fs::copy(repo().join("config").join(f), dir.join(f)).unwrap();
     }
     dir
@@ -35,7 +42,7 @@ fn repository_config_checks_clean() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["checked"].as_array().unwrap().len(), 5);
+    assert_eq!(v["checked"].as_array().unwrap().len(), 6);
 }
 
 #[test]
@@ -175,4 +182,98 @@ fn ik_on_another_urdf_and_bad_chains() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid"));
+}
+
+fn write_points(tag: &str, pts: &[[f64; 3]]) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("stylet-pts-{}-{tag}.txt", std::process::id()));
+    let text: String = std::iter::once("# x y z (mm)\nx,y,z\n".to_string())
+        .chain(pts.iter().map(|q| format!("{}, {}, {}\n", q[0], q[1], q[2])))
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn register_point_lists_ordered_unordered_and_refused() {
+    let frame = [
+        [0.0, 0.0, 0.0],
+        [120.0, 0.0, 0.0],
+        [0.0, 90.0, 0.0],
+        [135.0, 80.0, 10.0],
+        [60.0, 140.0, 35.0],
+        [20.0, 40.0, 70.0],
+        [100.0, 30.0, 55.0],
+    ];
+    // CT = robot rotated 90 deg about z and shifted: robot_from_ct maps back.
+    let ct: Vec<[f64; 3]> = frame.iter().map(|p| [-p[1] + 10.0, p[0] - 20.0, p[2] + 300.0]).collect();
+    let ct_file = write_points("ct", &ct);
+    let robot_file = write_points("robot", &frame);
+    let (code, v) = run_json(&[
+        "register",
+        "--json",
+        "--ct-points",
+        ct_file.to_str().unwrap(),
+        "--robot-points",
+        robot_file.to_str().unwrap(),
+        "--target",
+        "40,60,330",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    let m = &v["robot_from_ct"];
+    // Robot x = CT y + 20, robot y = -(CT x - 10), z - 300.
+    assert!((m[0][1].as_f64().unwrap() - 1.0).abs() < 1e-9 && (m[0][3].as_f64().unwrap() - 20.0).abs() < 1e-6, "{m}");
+    assert!(v["fre_rms_mm"].as_f64().unwrap() < 1e-6);
+    assert!(v["predicted_tre_mm"].is_number());
+    assert_eq!(v["markers"].as_array().unwrap().len(), 7);
+
+    // Unordered: shuffled, one marker missing, one extra blob.
+    let mut shuffled: Vec<[f64; 3]> = ct.iter().rev().skip(1).copied().collect();
+    shuffled.push([500.0, 500.0, 500.0]);
+    let shuffled_file = write_points("shuffled", &shuffled);
+    let (code, v) = run_json(&[
+        "register",
+        "--json",
+        "--unordered",
+        "--ct-points",
+        shuffled_file.to_str().unwrap(),
+        "--robot-points",
+        robot_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["markers_used"], 6);
+    assert!(v["fre_rms_mm"].as_f64().unwrap() < 1e-6);
+
+    // A moved marker is refused with its index.
+    let mut moved = ct.clone();
+    moved[3][2] += 6.0;
+    let moved_file = write_points("moved", &moved);
+    let (code, v) = run_json(&[
+        "register",
+        "--json",
+        "--ct-points",
+        moved_file.to_str().unwrap(),
+        "--robot-points",
+        robot_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(v["reason"].as_str().unwrap().contains("marker 3"), "{v}");
+
+    // A malformed point file names file and line.
+    let bad = std::env::temp_dir().join(format!("stylet-pts-{}-bad.txt", std::process::id()));
+    std::fs::write(&bad, "1 2 3\n4 five 6\n").unwrap();
+    let out = Command::new(STYLET)
+        .args([
+            "register",
+            "--ct-points",
+            bad.to_str().unwrap(),
+            "--robot-points",
+            robot_file.to_str().unwrap(),
+            "--config",
+        ])
+        .arg(repo().join("config"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:2", bad.display())), "{err}");
 }

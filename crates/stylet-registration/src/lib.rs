@@ -10,10 +10,12 @@
 //!
 //! Pure: data in, data out; frames in the types (`Transform<Robot, Ct>`).
 
+pub mod config;
 pub mod matching;
 pub mod points;
 pub mod rigid;
 
+pub use config::RegistrationConfig;
 pub use matching::match_markers;
 pub use points::{parse_points, read_points, PointFileError};
 pub use rigid::{predicted_tre, register, umeyama, Gates, MarkerResidual, Registration, RegistrationError};

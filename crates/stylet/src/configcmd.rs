@@ -53,6 +53,11 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         },
         Err(e) => errors.push(e.to_string()),
     }
+    let reg_path = dir.join("registration.toml");
+    match stylet_registration::RegistrationConfig::load(&reg_path) {
+        Ok(_) => checked.push(reg_path.display().to_string()),
+        Err(e) => errors.push(e.to_string()),
+    }
     let sim_path = dir.join("sim.toml");
     match SimConfig::load(&sim_path) {
         Ok(_) => checked.push(sim_path.display().to_string()),

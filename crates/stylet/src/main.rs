@@ -12,6 +12,7 @@ mod bench;
 mod bringup;
 mod configcmd;
 mod kincmd;
+mod regcmd;
 mod simcmd;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Top {
     /// Needle-axis inverse kinematics: every solution placing the tip at a stand-off before the entry
     /// with the needle on the entry -> target line, ranked, or why there is none.
     Ik(kincmd::IkArgs),
+    /// CT-to-robot registration from marker point lists: robot_from_ct, FRE, predicted TRE at the
+    /// target, per-marker residuals; refused with the reason when a quality gate fails.
+    Register(regcmd::Args),
     /// Measurements.
     Bench {
         #[command(subcommand)]
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
         Top::Bench { command: BenchCmd::Ik(args) } => kincmd::bench_ik(&args),
         Top::Fk(args) => kincmd::fk(&args),
+        Top::Register(args) => regcmd::run(&args),
         Top::Ik(args) => kincmd::ik(&args),
     };
     match result {

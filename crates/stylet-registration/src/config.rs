@@ -1,0 +1,73 @@
+//! `config/registration.toml`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use stylet_core::config::{read_toml, Checker, ConfigError};
+
+use crate::rigid::Gates;
+
+/// The registration config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegistrationConfig {
+    /// Quality gates.
+    pub gates: Gates,
+    /// Matching tolerance, mm.
+    pub matching_tolerance_mm: f64,
+}
+
+impl RegistrationConfig {
+    /// Loads and checks the file.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, key and value.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let raw: Raw = read_toml(path)?;
+        let mut c = Checker::new();
+        let q = &raw.quality;
+        c.require(
+            (3..=1000).contains(&q.min_markers),
+            "quality.min_markers",
+            q.min_markers,
+            "must be within [3, 1000]",
+        );
+        let tre = c.range("quality.max_predicted_tre_mm", q.max_predicted_tre_mm, 0.01, 100.0);
+        let res = c.range("quality.max_residual_mm", q.max_residual_mm, 0.01, 100.0);
+        let fle = c.range("quality.fle_mm", q.fle_mm, 0.0, 100.0);
+        let tol = c.range("matching.tolerance_mm", raw.matching.tolerance_mm, 0.01, 100.0);
+        c.finish(
+            path,
+            RegistrationConfig {
+                gates: Gates {
+                    min_markers: q.min_markers,
+                    max_predicted_tre_mm: tre,
+                    max_residual_mm: res,
+                    fle_mm: (fle > 0.0).then_some(fle),
+                },
+                matching_tolerance_mm: tol,
+            },
+        )
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    quality: RawQuality,
+    matching: RawMatching,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuality {
+    min_markers: usize,
+    max_predicted_tre_mm: f64,
+    max_residual_mm: f64,
+    fle_mm: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatching {
+    tolerance_mm: f64,
+}

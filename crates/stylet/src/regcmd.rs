@@ -1,0 +1,109 @@
+//! `stylet register`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+use stylet_core::frame::{Ct, Point, Robot};
+use stylet_registration::{match_markers, read_points, register, RegistrationConfig};
+
+/// Options of `stylet register`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Marker positions in the CT (LPS, mm), one per line (see docs/registration.md).
+    #[arg(long)]
+    ct_points: PathBuf,
+    /// The same markers in the robot base frame (mm). Row i corresponds to row i of --ct-points,
+    /// unless --unordered.
+    #[arg(long)]
+    robot_points: PathBuf,
+    /// The rows do not correspond: find the correspondence from the geometry (the robot points are
+    /// the registration frame's markers; CT points may miss some and include extra detections).
+    #[arg(long)]
+    unordered: bool,
+    /// The planned target in the CT (LPS, mm): X,Y,Z. Enables the predicted-TRE gate.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    target: Option<Vec<f64>>,
+    /// The config folder (registration.toml).
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let cfg = RegistrationConfig::load(&args.config.join("registration.toml"))?;
+    let mut ct = read_points(&args.ct_points)?;
+    let mut robot = read_points(&args.robot_points)?;
+    let mut pairs_json = serde_json::Value::Null;
+    if args.unordered {
+        let pairs = match_markers(&ct, &robot, cfg.matching_tolerance_mm, cfg.gates.min_markers);
+        let pairs = match pairs {
+            Ok(p) => p,
+            Err(e) => return refuse(args.json, &e.to_string()),
+        };
+        pairs_json = json!(pairs.iter().map(|(i, k)| json!({ "ct_row": i, "robot_row": k })).collect::<Vec<_>>());
+        let (c, r): (Vec<_>, Vec<_>) = pairs.iter().map(|(i, k)| (ct[*i], robot[*k])).unzip();
+        ct = c;
+        robot = r;
+    }
+    let target = match &args.target {
+        Some(t) => {
+            anyhow::ensure!(t.len() == 3 && t.iter().all(|x| x.is_finite()), "--target takes X,Y,Z in mm, got {t:?}");
+            Some(Point::<Ct>::new(t[0], t[1], t[2]))
+        }
+        None => None,
+    };
+    let ct_pts: Vec<Point<Ct>> = ct.iter().map(|p| Point::new(p.x, p.y, p.z)).collect();
+    let robot_pts: Vec<Point<Robot>> = robot.iter().map(|p| Point::new(p.x, p.y, p.z)).collect();
+    let reg = match register(&ct_pts, &robot_pts, target, &cfg.gates) {
+        Ok(r) => r,
+        Err(e) => return refuse(args.json, &e.to_string()),
+    };
+    let m = reg.robot_from_ct.to_matrix_rows();
+    let out = json!({
+        "ok": true,
+        "robot_from_ct": m,
+        "markers_used": reg.n,
+        "correspondence": pairs_json,
+        "fre_rms_mm": reg.fre_rms_mm,
+        "fle_mm": reg.fle_mm,
+        "predicted_tre_mm": reg.predicted_tre_mm,
+        "coplanar": reg.coplanar,
+        "markers": reg.markers,
+        "note": "FRE is not a measure of accuracy; predicted_tre_mm is, at the target given",
+    });
+    if args.json {
+        say!("{out}");
+    } else {
+        say!("robot_from_ct (mm):");
+        for row in m {
+            say!("  [{:>10.5} {:>10.5} {:>10.5} {:>10.3}]", row[0], row[1], row[2], row[3]);
+        }
+        say!(
+            "{} markers, FRE RMS {:.3} mm (not accuracy), FLE {:.3} mm{}",
+            reg.n,
+            reg.fre_rms_mm,
+            reg.fle_mm,
+            if reg.coplanar { ", coplanar" } else { "" }
+        );
+        match reg.predicted_tre_mm {
+            Some(t) => say!("predicted TRE at the target: {t:.3} mm"),
+            None => say!("no --target: TRE not predicted"),
+        }
+        for k in &reg.markers {
+            say!("  marker {:>2}: FRE {:.3} mm, leave-one-out {:.3} mm", k.index, k.fre_mm, k.leave_one_out_mm);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn refuse(as_json: bool, reason: &str) -> anyhow::Result<ExitCode> {
+    if as_json {
+        say!("{}", json!({ "ok": false, "reason": reason }));
+    } else {
+        say!("registration refused: {reason}");
+    }
+    Ok(ExitCode::from(2))
+}

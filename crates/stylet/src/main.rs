@@ -11,6 +11,7 @@ macro_rules! say {
 mod bench;
 mod bringup;
 mod configcmd;
+mod ctcmd;
 mod kincmd;
 mod regcmd;
 mod simcmd;
@@ -37,6 +38,11 @@ enum Top {
     Config {
         #[command(subcommand)]
         command: ConfigCmd,
+    },
+    /// CT volumes.
+    Ct {
+        #[command(subcommand)]
+        command: CtCmd,
     },
     /// Simulators.
     Sim {
@@ -75,6 +81,13 @@ enum ConfigCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum CtCmd {
+    /// Series, dimensions, spacing, orientation, LPS bounding box and HU range of a DICOM series
+    /// folder or a NIfTI file.
+    Info(ctcmd::InfoArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum SimCmd {
     /// Run the simulated motor controller on a new pty and print its device path.
     Controller(simcmd::Args),
@@ -98,6 +111,7 @@ fn main() -> ExitCode {
         Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
         Top::Bench { command: BenchCmd::Ik(args) } => kincmd::bench_ik(&args),
         Top::Fk(args) => kincmd::fk(&args),
+        Top::Ct { command: CtCmd::Info(args) } => ctcmd::info(&args),
         Top::Register(args) => regcmd::run(&args),
         Top::Ik(args) => kincmd::ik(&args),
     };

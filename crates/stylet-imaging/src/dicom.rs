@@ -1,0 +1,361 @@
+//! DICOM CT series: select, sort by position along the slice normal, geometry from
+//! ImagePositionPatient / ImageOrientationPatient / PixelSpacing (never SliceThickness, never file
+//! names or InstanceNumber), rescale to HU. Compressed pixel data (JPEG 2000, JPEG lossless, RLE,
+//! deflate) is decoded by dicom-pixeldata; an unsupported transfer syntax is named in the error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_object::{open_file, DefaultDicomObject};
+use dicom_pixeldata::PixelDecoder;
+use nalgebra::{Matrix3, Vector3};
+
+use crate::volume::Volume;
+
+/// Largest deviation of one slice step from the median before the series is refused, mm.
+pub const SPACING_TOLERANCE_MM: f64 = 0.01;
+
+/// Why a series could not be read. The doc comment is the message.
+#[derive(Clone, Debug, PartialEq, docsplay::Display, thiserror::Error)]
+pub enum DicomError {
+    /// cannot read {path}: {reason}
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        reason: String,
+    },
+    /// no DICOM files in {dir}
+    NoDicom {
+        /// The folder.
+        dir: String,
+    },
+    /// {dir} holds {count} series; name one with --series: {list}
+    SeveralSeries {
+        /// The folder.
+        dir: String,
+        /// How many.
+        count: usize,
+        /// UID, description and slice count of each.
+        list: String,
+    },
+    /// no series {uid} in {dir}
+    NoSuchSeries {
+        /// The folder.
+        dir: String,
+        /// The UID asked for.
+        uid: String,
+    },
+    /// {file}: missing or unreadable {tag}
+    MissingTag {
+        /// The file.
+        file: String,
+        /// The tag's name.
+        tag: String,
+    },
+    /// {file}: cannot decode pixel data in transfer syntax {syntax}: {reason}
+    PixelData {
+        /// The file.
+        file: String,
+        /// Transfer syntax UID and name.
+        syntax: String,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// {file}: {what} differs from the first slice ({first}): mixed series?
+    Inconsistent {
+        /// The file.
+        file: String,
+        /// Which attribute.
+        what: String,
+        /// The first slice's value.
+        first: String,
+    },
+    /// non-uniform slice spacing: steps from {min_mm:.3} to {max_mm:.3} mm (median {median_mm:.3}); refusing rather than mis-placing slices
+    NonUniformSpacing {
+        /// Smallest step.
+        min_mm: f64,
+        /// Largest step.
+        max_mm: f64,
+        /// Median step.
+        median_mm: f64,
+    },
+    /// missing slice(s): a gap of {gap_mm:.3} mm after position {after_mm:.3} mm (median step {median_mm:.3} mm)
+    MissingSlices {
+        /// Gap.
+        gap_mm: f64,
+        /// Position along the normal before the gap.
+        after_mm: f64,
+        /// Median step.
+        median_mm: f64,
+    },
+    /// two slices at the same position ({position_mm:.3} mm along the normal): {a} and {b}
+    DuplicatePosition {
+        /// Position.
+        position_mm: f64,
+        /// One file.
+        a: String,
+        /// The other.
+        b: String,
+    },
+}
+
+/// What was found and checked while loading a series.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SeriesReport {
+    /// SeriesInstanceUID.
+    pub series_uid: String,
+    /// SeriesDescription (may be empty).
+    pub description: String,
+    /// Transfer syntax UID and name of the first slice.
+    pub transfer_syntax: String,
+    /// Slices.
+    pub slices: usize,
+    /// Slice step from ImagePositionPatient, mm.
+    pub slice_spacing_mm: f64,
+    /// SliceThickness as written (not used for geometry).
+    pub slice_thickness_tag_mm: Option<f64>,
+    /// Angle between the slice step and the slice normal (gantry tilt), degrees.
+    pub tilt_deg: f64,
+    /// Whether the slice axes are not aligned with the patient axes.
+    pub oblique: bool,
+}
+
+struct Slice {
+    path: PathBuf,
+    obj: DefaultDicomObject,
+    position: Vector3<f64>,
+}
+
+fn tag_f64s(obj: &DefaultDicomObject, file: &Path, tag: dicom_object::Tag, name: &str) -> Result<Vec<f64>, DicomError> {
+    obj.element(tag)
+        .ok()
+        .and_then(|e| e.to_multi_float64().ok())
+        .ok_or_else(|| DicomError::MissingTag { file: file.display().to_string(), tag: name.into() })
+}
+
+fn tag_str(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> String {
+    obj.element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().trim_end_matches('\0').to_string())
+        .unwrap_or_default()
+}
+
+fn syntax_name(uid: &str) -> String {
+    let uid = uid.trim_end_matches('\0');
+    let name = match uid {
+        "1.2.840.10008.1.2" => "Implicit VR Little Endian",
+        "1.2.840.10008.1.2.1" => "Explicit VR Little Endian",
+        "1.2.840.10008.1.2.2" => "Explicit VR Big Endian",
+        "1.2.840.10008.1.2.1.99" => "Deflated Explicit VR Little Endian",
+        "1.2.840.10008.1.2.4.50" => "JPEG Baseline",
+        "1.2.840.10008.1.2.4.57" => "JPEG Lossless",
+        "1.2.840.10008.1.2.4.70" => "JPEG Lossless SV1",
+        "1.2.840.10008.1.2.4.80" => "JPEG-LS Lossless",
+        "1.2.840.10008.1.2.4.81" => "JPEG-LS Near-Lossless",
+        "1.2.840.10008.1.2.4.90" => "JPEG 2000 Lossless",
+        "1.2.840.10008.1.2.4.91" => "JPEG 2000",
+        "1.2.840.10008.1.2.5" => "RLE Lossless",
+        _ => "unknown",
+    };
+    format!("{uid} ({name})")
+}
+
+fn has_dicom_magic(p: &Path) -> bool {
+    let mut head = [0u8; 132];
+    std::fs::File::open(p).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok()
+        && &head[128..132] == b"DICM"
+}
+
+/// Every DICOM file directly in `dir` (files without the DICOM preamble are skipped).
+fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, DefaultDicomObject)>, DicomError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| DicomError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        match open_file(&p) {
+            Ok(obj) => out.push((p, obj)),
+            // A file with the DICOM preamble that does not parse is an error (truncated, damaged);
+            // anything else in the folder (notes, thumbnails) is not ours to read.
+            Err(e) if has_dicom_magic(&p) => {
+                return Err(DicomError::Io {
+                    path: p.display().to_string(),
+                    reason: format!("damaged or truncated DICOM file: {e}"),
+                })
+            }
+            Err(_) => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(DicomError::NoDicom { dir: dir.display().to_string() });
+    }
+    Ok(out)
+}
+
+/// Loads a CT series from a folder (`series`: its SeriesInstanceUID, needed when several are there).
+///
+/// # Errors
+/// A [`DicomError`] naming the file and what is wrong.
+pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesReport), DicomError> {
+    let files = read_dir(dir)?;
+    let mut by_series: BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>> = BTreeMap::new();
+    for (p, o) in files {
+        by_series.entry(tag_str(&o, tags::SERIES_INSTANCE_UID)).or_default().push((p, o));
+    }
+    let chosen = match series {
+        Some(uid) => by_series
+            .remove(uid)
+            .ok_or_else(|| DicomError::NoSuchSeries { dir: dir.display().to_string(), uid: uid.into() })?,
+        None if by_series.len() == 1 => by_series.into_values().next().unwrap_or_default(),
+        None => {
+            let list = by_series
+                .iter()
+                .map(|(uid, v)| {
+                    format!(
+                        "{uid} \"{}\" ({} files)",
+                        v.first().map(|(_, o)| tag_str(o, tags::SERIES_DESCRIPTION)).unwrap_or_default(),
+                        v.len()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(DicomError::SeveralSeries { dir: dir.display().to_string(), count: by_series.len(), list });
+        }
+    };
+    // Geometry of each slice.
+    let mut slices = Vec::with_capacity(chosen.len());
+    let first_iop =
+        tag_f64s(&chosen[0].1, &chosen[0].0, tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient (0020,0037)")?;
+    let first_ps = tag_f64s(&chosen[0].1, &chosen[0].0, tags::PIXEL_SPACING, "PixelSpacing (0028,0030)")?;
+    if first_iop.len() != 6 || first_ps.len() != 2 {
+        return Err(DicomError::MissingTag {
+            file: chosen[0].0.display().to_string(),
+            tag: "ImageOrientationPatient / PixelSpacing values".into(),
+        });
+    }
+    let rows0 = tag_str(&chosen[0].1, tags::ROWS);
+    let cols0 = tag_str(&chosen[0].1, tags::COLUMNS);
+    for (path, obj) in chosen {
+        let f = |t, n| tag_f64s(&obj, &path, t, n);
+        let ipp = f(tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient (0020,0032)")?;
+        let iop = f(tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient (0020,0037)")?;
+        let ps = f(tags::PIXEL_SPACING, "PixelSpacing (0028,0030)")?;
+        if ipp.len() != 3 {
+            return Err(DicomError::MissingTag {
+                file: path.display().to_string(),
+                tag: "ImagePositionPatient (3 values)".into(),
+            });
+        }
+        let same = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
+        if !same(&iop, &first_iop) {
+            return Err(DicomError::Inconsistent {
+                file: path.display().to_string(),
+                what: format!("ImageOrientationPatient {iop:?}"),
+                first: format!("{first_iop:?}"),
+            });
+        }
+        if !same(&ps, &first_ps) {
+            return Err(DicomError::Inconsistent {
+                file: path.display().to_string(),
+                what: format!("PixelSpacing {ps:?}"),
+                first: format!("{first_ps:?}"),
+            });
+        }
+        let (r, c) = (tag_str(&obj, tags::ROWS), tag_str(&obj, tags::COLUMNS));
+        if r != rows0 || c != cols0 {
+            return Err(DicomError::Inconsistent {
+                file: path.display().to_string(),
+                what: format!("Rows x Columns {r} x {c}"),
+                first: format!("{rows0} x {cols0}"),
+            });
+        }
+        slices.push(Slice { path, obj, position: Vector3::new(ipp[0], ipp[1], ipp[2]) });
+    }
+    let row_dir = Vector3::new(first_iop[0], first_iop[1], first_iop[2]).normalize();
+    let col_dir = Vector3::new(first_iop[3], first_iop[4], first_iop[5]).normalize();
+    let normal = row_dir.cross(&col_dir).normalize();
+    slices.sort_by(|a, b| a.position.dot(&normal).total_cmp(&b.position.dot(&normal)));
+    let along: Vec<f64> = slices.iter().map(|s| s.position.dot(&normal)).collect();
+    let mut steps: Vec<f64> = along.windows(2).map(|w| w[1] - w[0]).collect();
+    for (w, st) in slices.windows(2).zip(&steps) {
+        if *st < 1e-6 {
+            return Err(DicomError::DuplicatePosition {
+                position_mm: w[0].position.dot(&normal),
+                a: w[0].path.display().to_string(),
+                b: w[1].path.display().to_string(),
+            });
+        }
+    }
+    let mut sorted = steps.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(1.0);
+    for (i, st) in steps.iter().enumerate() {
+        if *st > 1.5 * median {
+            return Err(DicomError::MissingSlices { gap_mm: *st, after_mm: along[i], median_mm: median });
+        }
+    }
+    if let (Some(lo), Some(hi)) = (sorted.first(), sorted.last()) {
+        if hi - lo > SPACING_TOLERANCE_MM {
+            return Err(DicomError::NonUniformSpacing { min_mm: *lo, max_mm: *hi, median_mm: median });
+        }
+    }
+    // The slice direction: the actual step between positions (sheared under gantry tilt).
+    let (k_dir, k_spacing) = if slices.len() > 1 {
+        let d = (slices[slices.len() - 1].position - slices[0].position) / (slices.len() - 1) as f64;
+        (d.normalize(), d.norm())
+    } else {
+        (normal, 1.0)
+    };
+    steps.clear();
+    // Pixels, in HU (the Modality LUT: RescaleSlope / RescaleIntercept).
+    let nx: usize = cols0.parse().unwrap_or(0);
+    let ny: usize = rows0.parse().unwrap_or(0);
+    let mut voxels = Vec::with_capacity(nx * ny * slices.len());
+    let syntax = syntax_name(slices[0].obj.meta().transfer_syntax());
+    for s in &slices {
+        let file = s.path.display().to_string();
+        let ts = syntax_name(s.obj.meta().transfer_syntax());
+        let decoded = s.obj.decode_pixel_data().map_err(|e| DicomError::PixelData {
+            file: file.clone(),
+            syntax: ts.clone(),
+            reason: e.to_string(),
+        })?;
+        let values: Vec<f32> = decoded.to_vec().map_err(|e| DicomError::PixelData {
+            file: file.clone(),
+            syntax: ts.clone(),
+            reason: e.to_string(),
+        })?;
+        if values.len() != nx * ny {
+            return Err(DicomError::PixelData {
+                file,
+                syntax: ts,
+                reason: format!("{} pixels, expected {nx} x {ny}", values.len()),
+            });
+        }
+        voxels.extend(values);
+    }
+    let thickness = slices[0].obj.element(tags::SLICE_THICKNESS).ok().and_then(|e| e.to_float64().ok());
+    let axis_aligned = |v: &Vector3<f64>| v.iter().filter(|x| x.abs() > 1e-6).count() == 1;
+    let volume = Volume {
+        dims: [nx, ny, slices.len()],
+        spacing_mm: [first_ps[1], first_ps[0], k_spacing],
+        origin: slices[0].position,
+        direction: Matrix3::from_columns(&[row_dir, col_dir, k_dir]),
+        voxels,
+    };
+    let report = SeriesReport {
+        series_uid: tag_str(&slices[0].obj, tags::SERIES_INSTANCE_UID),
+        description: tag_str(&slices[0].obj, tags::SERIES_DESCRIPTION),
+        transfer_syntax: syntax,
+        slices: slices.len(),
+        slice_spacing_mm: k_spacing,
+        slice_thickness_tag_mm: thickness,
+        tilt_deg: volume.tilt_deg(),
+        oblique: !(axis_aligned(&row_dir) && axis_aligned(&col_dir)),
+    };
+    Ok((volume, report))
+}

@@ -1,0 +1,95 @@
+//! A CT volume with its geometry in the DICOM patient frame (LPS, mm).
+
+use nalgebra::{Matrix3, Vector3};
+use stylet_core::frame::{Ct, Point};
+
+/// A scalar volume on a (possibly sheared) grid. Voxel `(i, j, k)` (column, row, slice) has its
+/// centre at `origin + direction * diag(spacing) * (i, j, k)` in LPS millimetres.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Volume {
+    /// Columns, rows, slices.
+    pub dims: [usize; 3],
+    /// Spacing along each index, mm (column step, row step, slice step).
+    pub spacing_mm: [f64; 3],
+    /// Centre of voxel (0, 0, 0), LPS mm.
+    pub origin: Vector3<f64>,
+    /// Unit step directions as columns: along i (the DICOM row direction), j (column direction), k
+    /// (from one slice to the next; not perpendicular to the first two when the gantry is tilted).
+    pub direction: Matrix3<f64>,
+    /// Values (HU for CT, labels for label maps), `i` fastest, then `j`, then `k`.
+    pub voxels: Vec<f32>,
+}
+
+impl Volume {
+    /// The LPS position of a (fractional) voxel index.
+    #[must_use]
+    pub fn ct_from_index(&self, i: f64, j: f64, k: f64) -> Point<Ct> {
+        let d = self.direction;
+        let s = self.spacing_mm;
+        let p = self.origin + d.column(0) * (i * s[0]) + d.column(1) * (j * s[1]) + d.column(2) * (k * s[2]);
+        Point::new(p.x, p.y, p.z)
+    }
+
+    /// The fractional voxel index of an LPS position.
+    #[must_use]
+    pub fn index_from_ct(&self, p: Point<Ct>) -> Option<Vector3<f64>> {
+        let s = self.spacing_mm;
+        let m = Matrix3::from_columns(&[
+            self.direction.column(0) * s[0],
+            self.direction.column(1) * s[1],
+            self.direction.column(2) * s[2],
+        ]);
+        m.try_inverse().map(|inv| inv * (p.to_nalgebra().coords - self.origin))
+    }
+
+    /// Value at integer index, if inside.
+    #[must_use]
+    pub fn get(&self, i: usize, j: usize, k: usize) -> Option<f32> {
+        let [nx, ny, nz] = self.dims;
+        (i < nx && j < ny && k < nz).then(|| self.voxels[(k * ny + j) * nx + i])
+    }
+
+    /// Value at the voxel nearest to an LPS position, if inside.
+    #[must_use]
+    pub fn sample_nearest(&self, p: Point<Ct>) -> Option<f32> {
+        let idx = self.index_from_ct(p)?;
+        let r = |x: f64| if x >= -0.5 { Some(x.round() as usize) } else { None };
+        self.get(r(idx.x)?, r(idx.y)?, r(idx.z)?)
+    }
+
+    /// Axis-aligned LPS bounds of the voxel centres: (min, max).
+    #[must_use]
+    pub fn bounds(&self) -> (Vector3<f64>, Vector3<f64>) {
+        let [nx, ny, nz] = self.dims.map(|n| n.saturating_sub(1) as f64);
+        let mut lo = Vector3::repeat(f64::INFINITY);
+        let mut hi = Vector3::repeat(f64::NEG_INFINITY);
+        for (i, j, k) in [
+            (0.0, 0.0, 0.0),
+            (nx, 0.0, 0.0),
+            (0.0, ny, 0.0),
+            (0.0, 0.0, nz),
+            (nx, ny, 0.0),
+            (nx, 0.0, nz),
+            (0.0, ny, nz),
+            (nx, ny, nz),
+        ] {
+            let p = self.ct_from_index(i, j, k).to_nalgebra().coords;
+            lo = lo.inf(&p);
+            hi = hi.sup(&p);
+        }
+        (lo, hi)
+    }
+
+    /// Smallest and largest value.
+    #[must_use]
+    pub fn value_range(&self) -> (f32, f32) {
+        self.voxels.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+    }
+
+    /// Whether the grid is sheared (gantry tilt): slice direction not perpendicular to the slices.
+    #[must_use]
+    pub fn tilt_deg(&self) -> f64 {
+        let n = self.direction.column(0).cross(&self.direction.column(1));
+        n.dot(&self.direction.column(2)).abs().clamp(-1.0, 1.0).acos().to_degrees()
+    }
+}

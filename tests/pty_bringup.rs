@@ -100,6 +100,7 @@ fn bringup_passes_against_the_simulated_controller() {
     let sim = Sim::start(&config, &[]);
     let (ok, report) = bringup(&sim.device, &config, 0.3);
     let monitor = sim.stop();
+    let _ = std::fs::remove_dir_all(&config);
     assert!(ok, "bring-up failed: {report:#}");
     assert_eq!(report["passed"], true);
     let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
@@ -121,6 +122,7 @@ fn with_fault_range(spec: &str, range_deg: f64) -> (Value, Value) {
     let sim = Sim::start(&config, &[spec]);
     let (ok, report) = bringup(&sim.device, &config, range_deg);
     let monitor = sim.stop();
+    let _ = std::fs::remove_dir_all(&config);
     assert!(!ok, "{spec}: bring-up should fail: {report:#}");
     assert_eq!(report["passed"], false);
     assert_no_violations(&monitor);

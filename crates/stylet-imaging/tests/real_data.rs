@@ -150,4 +150,8 @@ fn malformed_series_give_clear_errors() {
     assert!(matches!(e, DicomError::NonUniformSpacing { .. }), "{e}");
     let e = load_series(Path::new("/nonexistent-dir"), None).unwrap_err().to_string();
     assert!(e.contains("/nonexistent-dir"), "{e}");
+    for tag in ["truncated", "nopos", "mixed", "gap", "shifted"] {
+        let _ =
+            std::fs::remove_dir_all(std::env::temp_dir().join(format!("stylet-dicom-{}-{tag}", std::process::id())));
+    }
 }

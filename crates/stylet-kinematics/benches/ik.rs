@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use nalgebra::{Isometry3, Translation3};
-use stylet_kinematics::{random_reachable_lines, solve_first, Arm, KeepOuts, KinematicsConfig, Motion};
+use nalgebra::Isometry3;
+use stylet_kinematics::{random_reachable_lines, solve_first, Arm, KeepOuts, KinematicsConfig};
 
 fn ik(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/robot");
@@ -29,32 +29,14 @@ fn ik(c: &mut Criterion) {
             black_box(solve_first(&arm, line, &home, &none, &kin.ik).ok())
         });
     });
-    let chain = k::Chain::<f64>::from_urdf_file(&kin.urdf).unwrap();
-    let serial = k::SerialChain::from_end(chain.find_link(&kin.tip_link).unwrap());
-    let solver = k::JacobianIkSolver::new(1e-5, 0.01f64.to_radians(), 0.5, 100);
-    let constraints = k::Constraints {
-        ignored_joint_names: arm
-            .joints
-            .iter()
-            .filter(|j| j.motion == Motion::Prismatic)
-            .map(|j| j.name.clone())
-            .collect(),
-        ..k::Constraints::default()
-    };
-    let targets: Vec<Isometry3<f64>> = lines
-        .iter()
-        .map(|(q, _)| {
-            let p = arm.tip_pose(q);
-            Isometry3::from_parts(Translation3::from(p.translation.vector * 1e-3), p.rotation)
-        })
-        .collect();
+    let baseline = stylet_kinematics::baseline::KBaseline::new(&kin.urdf, &arm).unwrap();
+    let targets: Vec<Isometry3<f64>> = lines.iter().map(|(q, _)| arm.tip_pose(q)).collect();
     let mut k = 0;
     g.bench_function("k_jacobian_6dof_pose", |b| {
         b.iter(|| {
-            serial.set_joint_positions_unchecked(&home);
             let t = &targets[k % targets.len()];
             k += 1;
-            black_box(k::InverseKinematicsSolver::solve_with_constraints(&solver, &serial, t, &constraints).is_ok())
+            black_box(baseline.solve(&home, t).is_some())
         });
     });
     g.finish();

@@ -9,6 +9,7 @@
 //! - [`path_clearance`]: clearance along a joint-space path, so a motion is checked all the way and
 //!   not only at its end.
 
+pub mod baseline;
 pub mod config;
 pub mod ik;
 pub mod keepout;

@@ -280,31 +280,16 @@ pub(crate) fn bench_ik(args: &BenchIkArgs) -> anyhow::Result<ExitCode> {
             ours_ok += 1;
         }
     }
-    // k: 6-DOF target (the generating pose, roll fixed), from the same home seed, needle joint ignored.
-    let chain = k::Chain::<f64>::from_urdf_file(&kin.urdf).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let end = chain.find_link(&kin.tip_link).context("tip link in k's chain")?;
-    let serial = k::SerialChain::from_end(end);
-    let solver = k::JacobianIkSolver::new(1e-5, 0.01f64.to_radians(), 0.5, 100);
-    let constraints = k::Constraints {
-        ignored_joint_names: arm
-            .joints
-            .iter()
-            .filter(|j| j.motion == Motion::Prismatic)
-            .map(|j| j.name.clone())
-            .collect(),
-        ..k::Constraints::default()
-    };
+    // k: 6-DOF target (the generating pose, roll fixed), from the same home seed, needle joint held.
+    let baseline = stylet_kinematics::baseline::KBaseline::new(&kin.urdf, &arm)?;
     let home_si = to_urdf_units(&arm, &home);
     let (mut k_ok, mut k_t) = (0usize, Vec::with_capacity(lines.len()));
     for (q, line) in &lines {
-        let pose = arm.tip_pose(q);
-        let target = Isometry3::from_parts(nalgebra::Translation3::from(pose.translation.vector * 1e-3), pose.rotation);
-        serial.set_joint_positions_unchecked(&home_si);
+        let target = arm.tip_pose(q);
         let t0 = Instant::now();
-        let r = k::InverseKinematicsSolver::solve_with_constraints(&solver, &serial, &target, &constraints);
+        let r = baseline.solve(&home, &target);
         k_t.push(t0.elapsed().as_secs_f64() * 1e6);
-        let qk = to_internal(&arm, &serial.joint_positions());
-        if r.is_ok() && accept(&qk, line) {
+        if r.is_some_and(|qk| accept(&qk, line)) {
             k_ok += 1;
         }
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod controller;
 pub mod faults;
 pub mod monitor;
+pub mod phantom;
 pub mod pty;
 
 pub use config::SimConfig;

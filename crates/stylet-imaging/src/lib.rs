@@ -1,9 +1,11 @@
 //! CT imaging: DICOM series and NIfTI label maps as [`Volume`]s in the DICOM patient frame (LPS).
 
 pub mod dicom;
+pub mod fiducials;
 pub mod nifti;
 mod volume;
 
 pub use dicom::{load_series, DicomError, SeriesReport};
+pub use fiducials::{detect, Fiducial, FiducialSettings, Rejected};
 pub use nifti::{load_nifti, parse_nifti, NiftiError};
 pub use volume::Volume;

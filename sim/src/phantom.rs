@@ -1,0 +1,188 @@
+//! A CT phantom for detection and registration tests: an abdomen cross-section with skin, liver,
+//! ribs, a contrast-filled vessel, a metal wire with streaks, a tumour, and the registration
+//! frame's markers placed at a known `ct_from_robot`. Deterministic from a seed.
+//!
+//! HU values: air -1000, soft tissue 40, liver 60, tumour 30, contrast vessel 300, rib (cortical) 2000,
+//! markers 3000, wire 3000 with +-600 HU streaks; Gaussian noise. Markers are rendered with partial
+//! volume (supersampled), so their detected centroids carry a real localisation error.
+
+use nalgebra::{Isometry3, Matrix3, Translation3, UnitQuaternion, Vector3};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use stylet_imaging::Volume;
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct PhantomSpec {
+    /// Random seed (noise, pose of the marker frame).
+    pub seed: u64,
+    /// Columns, rows, slices.
+    pub dims: [usize; 3],
+    /// Voxel size, mm.
+    pub spacing_mm: [f64; 3],
+    /// The registration frame's markers in the robot frame, mm.
+    pub markers_in_robot: Vec<Vector3<f64>>,
+    /// Marker diameter, mm.
+    pub marker_diameter_mm: f64,
+    /// Noise, HU (standard deviation).
+    pub noise_hu: f64,
+}
+
+/// The generated phantom and its ground truth.
+#[derive(Clone, Debug)]
+pub struct Phantom {
+    /// The CT.
+    pub volume: Volume,
+    /// The true transform from the robot frame to CT (LPS).
+    pub ct_from_robot: Isometry3<f64>,
+    /// True marker centres in CT.
+    pub markers_in_ct: Vec<Vector3<f64>>,
+    /// Tumour centre in CT.
+    pub tumour_in_ct: Vector3<f64>,
+}
+
+fn gaussian(rng: &mut SmallRng) -> f64 {
+    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.gen_range(0.0..1.0);
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Distance from `p` to the segment `a`-`b`.
+fn seg_dist(p: &Vector3<f64>, a: &Vector3<f64>, b: &Vector3<f64>) -> f64 {
+    let ab = b - a;
+    let t = ((p - a).dot(&ab) / ab.norm_squared()).clamp(0.0, 1.0);
+    (p - (a + ab * t)).norm()
+}
+
+/// Generates the phantom.
+#[must_use]
+pub fn generate(spec: &PhantomSpec) -> Phantom {
+    let mut rng = SmallRng::seed_from_u64(spec.seed);
+    let [nx, ny, nz] = spec.dims;
+    let s = spec.spacing_mm;
+    // Volume centred on the LPS origin.
+    let origin =
+        Vector3::new(-(nx as f64 - 1.0) * s[0] / 2.0, -(ny as f64 - 1.0) * s[1] / 2.0, -(nz as f64 - 1.0) * s[2] / 2.0);
+    let extent = Vector3::new(nx as f64 * s[0], ny as f64 * s[1], nz as f64 * s[2]);
+    let pos = |i: usize, j: usize, k: usize| origin + Vector3::new(i as f64 * s[0], j as f64 * s[1], k as f64 * s[2]);
+    // Body: an elliptic cylinder along z filling most of the field; liver on the patient's right
+    // (LPS -x), tumour inside it; anterior is -y in LPS.
+    let (ra, rb) = (0.42 * extent.x, 0.30 * extent.y);
+    let liver_c = Vector3::new(-0.15 * extent.x, 0.0, 0.0);
+    let liver_r = Vector3::new(0.2 * extent.x, 0.22 * extent.y, 0.45 * extent.z);
+    let tumour = liver_c + Vector3::new(5.0, -5.0, 3.0);
+    let vessel = (
+        Vector3::new(0.05 * extent.x, 0.1 * extent.y, origin.z),
+        Vector3::new(0.05 * extent.x, 0.1 * extent.y, -origin.z),
+    );
+    // Ribs: short arcs near the body wall at a few heights.
+    let mut ribs = Vec::new();
+    for kz in [-0.3, 0.0, 0.3] {
+        let z = kz * extent.z;
+        for side in [-1.0, 1.0] {
+            for a in 0..8 {
+                let t0 = 0.4 + a as f64 * 0.1;
+                let p =
+                    |t: f64| Vector3::new(side * ra * 0.92 * t.cos(), -rb * 0.92 * t.sin().abs() * 0.6 + rb * 0.3, z);
+                ribs.push((p(t0), p(t0 + 0.1)));
+            }
+        }
+    }
+    // A metal wire (a clip or guidewire) with streaks along x through it.
+    let wire_a = Vector3::new(0.15 * extent.x, -0.05 * extent.y, 0.1 * extent.z);
+    let wire_b = wire_a + Vector3::new(0.0, 0.0, 20.0);
+    let mut voxels = vec![0f32; nx * ny * nz];
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                let p = pos(i, j, k);
+                let mut hu = -1000.0;
+                let radial = (p.x / ra).powi(2) + (p.y / rb).powi(2);
+                if radial <= 1.0 {
+                    hu = 40.0;
+                    let d = (p - liver_c).component_div(&liver_r);
+                    if d.norm_squared() <= 1.0 {
+                        hu = 60.0;
+                    }
+                    if (p - tumour).norm() <= 10.0 {
+                        hu = 30.0;
+                    }
+                    if seg_dist(&p, &vessel.0, &vessel.1) <= 4.0 {
+                        hu = 300.0;
+                    }
+                    // Ribs run near the body wall only.
+                    if radial > 0.3 && ribs.iter().any(|(a, b)| seg_dist(&p, a, b) <= 4.0) {
+                        hu = 2000.0;
+                    }
+                    // Streaks: bright and dark bands along x at the wire's height.
+                    if (p.z - wire_a.z).abs() < 10.0 && (p.y - wire_a.y).abs() < 1.5 {
+                        hu += 600.0 * ((p.x - wire_a.x) * 0.2).cos() * (-(p.x - wire_a.x).abs() / 80.0).exp();
+                    }
+                    if seg_dist(&p, &wire_a, &wire_b) <= 1.0 {
+                        hu = 3000.0;
+                    }
+                }
+                voxels[(k * ny + j) * nx + i] = hu as f32;
+            }
+        }
+    }
+    // The marker frame on the anterior skin, at a random pose.
+    // The frame lies on the abdomen: its x-y plane along the CT x-z plane (Rx 90 deg), spun about
+    // the skin normal (CT y) at random, tilted a little.
+    let rot = UnitQuaternion::from_axis_angle(&Vector3::y_axis(), rng.gen_range(-3.1..3.1))
+        * UnitQuaternion::from_axis_angle(&Vector3::x_axis(), std::f64::consts::FRAC_PI_2 + rng.gen_range(-0.15..0.15))
+        * UnitQuaternion::from_axis_angle(&Vector3::z_axis(), rng.gen_range(-0.15..0.15));
+    let model_c = spec.markers_in_robot.iter().sum::<Vector3<f64>>() / spec.markers_in_robot.len() as f64;
+    let place = Vector3::new(rng.gen_range(-10.0..10.0), -rb - 12.0, rng.gen_range(-5.0..5.0));
+    let ct_from_robot = Isometry3::from_parts(Translation3::from(place - rot * model_c), rot);
+    let markers_in_ct: Vec<Vector3<f64>> =
+        spec.markers_in_robot.iter().map(|m| ct_from_robot * nalgebra::Point3::from(*m)).map(|p| p.coords).collect();
+    let r = spec.marker_diameter_mm / 2.0;
+    let sub = 5;
+    for m in &markers_in_ct {
+        let lo = ((m - origin).component_div(&Vector3::from(s))
+            - Vector3::repeat(r + 2.0).component_div(&Vector3::from(s)))
+        .map(|x| x.floor().max(0.0) as usize);
+        let hi = ((m - origin).component_div(&Vector3::from(s))
+            + Vector3::repeat(r + 2.0).component_div(&Vector3::from(s)))
+        .map(|x| x.ceil().max(0.0) as usize);
+        for k in lo.z..=hi.z.min(nz - 1) {
+            for j in lo.y..=hi.y.min(ny - 1) {
+                for i in lo.x..=hi.x.min(nx - 1) {
+                    // Partial volume: the fraction of the voxel inside the sphere.
+                    let c = pos(i, j, k);
+                    let mut inside = 0;
+                    for a in 0..sub {
+                        for b in 0..sub {
+                            for cc in 0..sub {
+                                let off = Vector3::new(
+                                    (a as f64 + 0.5) / sub as f64 - 0.5,
+                                    (b as f64 + 0.5) / sub as f64 - 0.5,
+                                    (cc as f64 + 0.5) / sub as f64 - 0.5,
+                                )
+                                .component_mul(&Vector3::from(s));
+                                if (c + off - m).norm() <= r {
+                                    inside += 1;
+                                }
+                            }
+                        }
+                    }
+                    if inside > 0 {
+                        let f = f64::from(inside) / f64::from(sub * sub * sub);
+                        let idx = (k * ny + j) * nx + i;
+                        voxels[idx] = (f64::from(voxels[idx]) * (1.0 - f) + 3000.0 * f) as f32;
+                    }
+                }
+            }
+        }
+    }
+    for v in &mut voxels {
+        *v += (gaussian(&mut rng) * spec.noise_hu) as f32;
+    }
+    Phantom {
+        volume: Volume { dims: spec.dims, spacing_mm: s, origin, direction: Matrix3::identity(), voxels },
+        ct_from_robot,
+        markers_in_ct,
+        tumour_in_ct: tumour,
+    }
+}

@@ -277,3 +277,56 @@ fn register_point_lists_ordered_unordered_and_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:2", bad.display())), "{err}");
 }
+
+#[test]
+fn phantom_fiducials_and_ct_registration_end_to_end() {
+    let out = std::env::temp_dir().join(format!("stylet-phantom-{}", std::process::id()));
+    let (code, truth) = run_json(&[
+        "sim",
+        "phantom",
+        "--json",
+        "--seed",
+        "5",
+        "--dims",
+        "240,240,180",
+        "--spacing-mm",
+        "1,1,1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{truth}");
+    let ct = out.join("ct.nii.gz");
+    let (code, f) = run_json(&["fiducials", "--json", "--ct", ct.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(f["markers"].as_array().unwrap().len(), 7, "{f}");
+    let t: Vec<f64> = truth["tumour_in_ct_lps_mm"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let target = format!("{},{},{}", t[0], t[1], t[2]);
+    let frame = repo().join("config/robot/marker_frame.txt");
+    let (code, reg) = run_json(&[
+        "register",
+        "--json",
+        "--ct",
+        ct.to_str().unwrap(),
+        "--robot-fiducials",
+        frame.to_str().unwrap(),
+        "--target",
+        &target,
+    ]);
+    assert_eq!(code, Some(0), "{reg}");
+    // Error at the tumour against the ground truth.
+    let m = |v: &serde_json::Value| -> Vec<Vec<f64>> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+            .collect()
+    };
+    let (est, tru) = (m(&reg["robot_from_ct"]), m(&truth["robot_from_ct"]));
+    let apply = |a: &Vec<Vec<f64>>| -> Vec<f64> {
+        (0..3).map(|r| a[r][0] * t[0] + a[r][1] * t[1] + a[r][2] * t[2] + a[r][3]).collect()
+    };
+    let (pe, pt) = (apply(&est), apply(&tru));
+    let err = ((pe[0] - pt[0]).powi(2) + (pe[1] - pt[1]).powi(2) + (pe[2] - pt[2]).powi(2)).sqrt();
+    assert!(err < 0.5, "error at the tumour {err} mm");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -9,17 +9,12 @@ use stylet_imaging::{detect, FiducialSettings};
 use stylet_registration::{match_markers, register, Gates};
 use stylet_sim::phantom::{generate, PhantomSpec};
 
-/// The registration frame (robot frame, mm): asymmetric, ~150 mm across.
+/// The registration frame (robot frame, mm) from config/robot/marker_frame.txt.
 fn frame() -> Vec<Vector3<f64>> {
-    vec![
-        Vector3::new(0.0, 0.0, 0.0),
-        Vector3::new(120.0, 0.0, 5.0),
-        Vector3::new(0.0, 90.0, 10.0),
-        Vector3::new(135.0, 80.0, 0.0),
-        Vector3::new(60.0, 140.0, 20.0),
-        Vector3::new(25.0, 45.0, 35.0),
-        Vector3::new(100.0, 30.0, 25.0),
-    ]
+    stylet_registration::read_points(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/robot/marker_frame.txt"),
+    )
+    .unwrap()
 }
 
 #[test]

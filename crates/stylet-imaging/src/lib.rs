@@ -7,5 +7,5 @@ mod volume;
 
 pub use dicom::{load_series, DicomError, SeriesReport};
 pub use fiducials::{detect, Fiducial, FiducialSettings, Rejected};
-pub use nifti::{load_nifti, parse_nifti, NiftiError};
+pub use nifti::{load_nifti, parse_nifti, write_nifti, NiftiError};
 pub use volume::Volume;

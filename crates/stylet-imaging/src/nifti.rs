@@ -261,6 +261,30 @@ mod tests {
     }
 
     #[test]
+    fn written_files_read_back_with_the_same_lps_geometry() {
+        let v = Volume {
+            dims: [3, 2, 2],
+            spacing_mm: [0.8, 0.9, 1.25],
+            origin: Vector3::new(-10.0, 20.0, -300.0),
+            direction: Matrix3::identity(),
+            voxels: (0..12).map(|x| x as f32 * 1.5 - 3.0).collect(),
+        };
+        for name in ["t.nii", "t.nii.gz"] {
+            let p = std::env::temp_dir().join(format!("stylet-nifti-{}-{name}", std::process::id()));
+            write_nifti(&v, &p).unwrap();
+            let back = load_nifti(&p).unwrap();
+            let _ = std::fs::remove_file(&p);
+            assert_eq!(back.dims, v.dims);
+            assert_eq!(back.voxels, v.voxels);
+            assert!((back.origin - v.origin).norm() < 1e-4);
+            assert!((back.direction - v.direction).norm() < 1e-6);
+            for (a, b) in back.spacing_mm.iter().zip(v.spacing_mm) {
+                assert!((a - b).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
     fn bad_files_are_named() {
         let srow = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]];
         let good = file([2, 2, 2], srow, &[0; 8], 4);
@@ -271,4 +295,59 @@ mod tests {
         let e = parse_nifti("x.nii", &good[..100]).unwrap_err().to_string();
         assert!(e.contains("not a NIfTI-1"), "{e}");
     }
+}
+
+/// Writes a volume as NIfTI-1 float32 (`.nii`, or gzip-compressed when the name ends in `.gz`),
+/// with its LPS geometry converted to the file's RAS sform.
+///
+/// # Errors
+/// [`NiftiError::Io`] naming the file.
+pub fn write_nifti(v: &Volume, path: &Path) -> Result<(), NiftiError> {
+    let name = path.display().to_string();
+    let mut b = vec![0u8; 352];
+    b[0..4].copy_from_slice(&348i32.to_le_bytes());
+    b[40..42].copy_from_slice(&3i16.to_le_bytes());
+    for (k, d) in v.dims.iter().enumerate() {
+        let d = i16::try_from(*d).map_err(|_| NiftiError::Io {
+            path: name.clone(),
+            reason: format!("dimension {d} exceeds NIfTI-1's 32767"),
+        })?;
+        b[42 + 2 * k..44 + 2 * k].copy_from_slice(&d.to_le_bytes());
+    }
+    b[70..72].copy_from_slice(&16i16.to_le_bytes()); // float32
+    b[72..74].copy_from_slice(&32i16.to_le_bytes());
+    b[76..80].copy_from_slice(&1f32.to_le_bytes());
+    for (k, s) in v.spacing_mm.iter().enumerate() {
+        b[80 + 4 * k..84 + 4 * k].copy_from_slice(&(*s as f32).to_le_bytes());
+    }
+    b[108..112].copy_from_slice(&352f32.to_le_bytes());
+    b[112..116].copy_from_slice(&1f32.to_le_bytes());
+    b[123] = 2; // xyzt_units: mm
+    b[254..256].copy_from_slice(&2i16.to_le_bytes()); // sform_code: aligned
+                                                      // LPS -> RAS for the sform rows.
+    for r in 0..3 {
+        let flip = if r < 2 { -1.0 } else { 1.0 };
+        for c in 0..3 {
+            let val = flip * v.direction[(r, c)] * v.spacing_mm[c];
+            let at = 280 + 16 * r + 4 * c;
+            b[at..at + 4].copy_from_slice(&(val as f32).to_le_bytes());
+        }
+        let at = 280 + 16 * r + 12;
+        b[at..at + 4].copy_from_slice(&((flip * v.origin[r]) as f32).to_le_bytes());
+    }
+    b[344..348].copy_from_slice(b"n+1\0");
+    b.reserve(v.voxels.len() * 4);
+    for x in &v.voxels {
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    let io = |e: std::io::Error| NiftiError::Io { path: name.clone(), reason: e.to_string() };
+    if name.ends_with(".gz") {
+        let f = std::fs::File::create(path).map_err(io)?;
+        let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &b).map_err(io)?;
+        gz.finish().map_err(io)?;
+    } else {
+        std::fs::write(path, &b).map_err(io)?;
+    }
+    Ok(())
 }

@@ -14,6 +14,21 @@ pub struct RegistrationConfig {
     pub gates: Gates,
     /// Matching tolerance, mm.
     pub matching_tolerance_mm: f64,
+    /// Marker detection: threshold (HU), diameter (mm), volume fraction range, max elongation.
+    pub fiducials: FiducialConfig,
+}
+
+/// Marker detection settings as written (the imaging crate applies them).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FiducialConfig {
+    /// Threshold, HU.
+    pub threshold_hu: f64,
+    /// Bead diameter, mm.
+    pub diameter_mm: f64,
+    /// Accepted volume fraction of the bead's: [min, max].
+    pub volume_fraction: [f64; 2],
+    /// Largest elongation.
+    pub max_elongation: f64,
 }
 
 impl RegistrationConfig {
@@ -35,6 +50,22 @@ impl RegistrationConfig {
         let res = c.range("quality.max_residual_mm", q.max_residual_mm, 0.01, 100.0);
         let fle = c.range("quality.fle_mm", q.fle_mm, 0.0, 100.0);
         let tol = c.range("matching.tolerance_mm", raw.matching.tolerance_mm, 0.01, 100.0);
+        let f = &raw.fiducials;
+        let fiducials = FiducialConfig {
+            threshold_hu: c.range("fiducials.threshold_hu", f.threshold_hu, -1000.0, 30_000.0),
+            diameter_mm: c.range("fiducials.diameter_mm", f.diameter_mm, 0.5, 50.0),
+            volume_fraction: [
+                c.range("fiducials.min_volume_fraction", f.min_volume_fraction, 0.0, 10.0),
+                c.range("fiducials.max_volume_fraction", f.max_volume_fraction, 0.0, 100.0),
+            ],
+            max_elongation: c.range("fiducials.max_elongation", f.max_elongation, 1.0, 100.0),
+        };
+        c.require(
+            f.min_volume_fraction < f.max_volume_fraction,
+            "fiducials.max_volume_fraction",
+            f.max_volume_fraction,
+            "must exceed min_volume_fraction",
+        );
         c.finish(
             path,
             RegistrationConfig {
@@ -45,6 +76,7 @@ impl RegistrationConfig {
                     fle_mm: (fle > 0.0).then_some(fle),
                 },
                 matching_tolerance_mm: tol,
+                fiducials,
             },
         )
     }
@@ -55,6 +87,17 @@ impl RegistrationConfig {
 struct Raw {
     quality: RawQuality,
     matching: RawMatching,
+    fiducials: RawFiducials,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFiducials {
+    threshold_hu: f64,
+    diameter_mm: f64,
+    min_volume_fraction: f64,
+    max_volume_fraction: f64,
+    max_elongation: f64,
 }
 
 #[derive(Debug, Deserialize)]

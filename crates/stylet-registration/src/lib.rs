@@ -15,7 +15,7 @@ pub mod matching;
 pub mod points;
 pub mod rigid;
 
-pub use config::RegistrationConfig;
+pub use config::{FiducialConfig, RegistrationConfig};
 pub use matching::match_markers;
 pub use points::{parse_points, read_points, PointFileError};
 pub use rigid::{predicted_tre, register, umeyama, Gates, MarkerResidual, Registration, RegistrationError};

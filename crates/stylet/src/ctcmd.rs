@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
-use stylet_imaging::{load_nifti, load_series, Volume};
+use stylet_imaging::{detect, load_nifti, load_series, Fiducial, FiducialSettings, Volume};
+use stylet_registration::RegistrationConfig;
 
 /// Options of `stylet ct info`.
 #[derive(Debug, clap::Args)]
@@ -64,6 +65,76 @@ pub(crate) fn info(args: &InfoArgs) -> anyhow::Result<ExitCode> {
         say!("  dimensions {}  spacing {} mm", g["dimensions"], g["spacing_mm"]);
         say!("  LPS bounds {} .. {} mm", g["bounds_lps_mm"]["min"], g["bounds_lps_mm"]["max"]);
         say!("  values {}  tilt {} deg", g["value_range"], g["tilt_deg"]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads a CT from a DICOM folder or a NIfTI file.
+pub(crate) fn load_ct(path: &std::path::Path, series: Option<&str>) -> anyhow::Result<Volume> {
+    Ok(if path.is_dir() { load_series(path, series)?.0 } else { load_nifti(path)? })
+}
+
+/// Detects the registration markers in a CT with the config's settings.
+pub(crate) fn detect_fiducials(
+    path: &std::path::Path,
+    series: Option<&str>,
+    cfg: &RegistrationConfig,
+) -> anyhow::Result<Vec<Fiducial>> {
+    let v = load_ct(path, series)?;
+    let f = cfg.fiducials;
+    let settings = FiducialSettings {
+        threshold_hu: f.threshold_hu as f32,
+        diameter_mm: f.diameter_mm,
+        volume_fraction: f.volume_fraction,
+        max_elongation: f.max_elongation,
+    };
+    Ok(detect(&v, &settings).0)
+}
+
+/// Options of `stylet fiducials`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FiducialArgs {
+    /// A CT: DICOM series folder or NIfTI file.
+    #[arg(long)]
+    ct: PathBuf,
+    /// SeriesInstanceUID, when the folder holds several series.
+    #[arg(long)]
+    series: Option<String>,
+    /// The config folder (registration.toml `[fiducials]`).
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn fiducials(args: &FiducialArgs) -> anyhow::Result<ExitCode> {
+    let cfg = RegistrationConfig::load(&args.config.join("registration.toml"))?;
+    let v = load_ct(&args.ct, args.series.as_deref())?;
+    let f = cfg.fiducials;
+    let settings = FiducialSettings {
+        threshold_hu: f.threshold_hu as f32,
+        diameter_mm: f.diameter_mm,
+        volume_fraction: f.volume_fraction,
+        max_elongation: f.max_elongation,
+    };
+    let (found, rejected) = detect(&v, &settings);
+    if args.json {
+        say!("{}", json!({ "markers": found, "rejected": rejected }));
+    } else {
+        say!("{} marker(s) in {}", found.len(), args.ct.display());
+        for m in &found {
+            say!(
+                "  ({:>9.3}, {:>9.3}, {:>9.3}) mm LPS  {:>6.1} mm3  peak {:>6.0} HU  +-{:.3} mm",
+                m.center_lps_mm[0],
+                m.center_lps_mm[1],
+                m.center_lps_mm[2],
+                m.volume_mm3,
+                m.peak_hu,
+                m.uncertainty_mm
+            );
+        }
+        say!("{} bright component(s) rejected (bone, contrast, metal, noise)", rejected.len());
     }
     Ok(ExitCode::SUCCESS)
 }

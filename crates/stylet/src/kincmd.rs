@@ -57,7 +57,7 @@ pub(crate) struct FkArgs {
     #[command(flatten)]
     chain: ChainArgs,
     /// Joint values in chain order, base to tip: radians and metres, as in the URDF.
-    #[arg(long, num_args = 1.., value_delimiter = ',', allow_negative_numbers = true, required = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, required = true)]
     joints: Vec<f64>,
     /// Print JSON.
     #[arg(long)]
@@ -70,13 +70,13 @@ pub(crate) struct IkArgs {
     #[command(flatten)]
     chain: ChainArgs,
     /// Skin entry point, mm in the robot base frame: X,Y,Z.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, required = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, required = true)]
     entry: Vec<f64>,
     /// Target point, mm in the robot base frame: X,Y,Z.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, required = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, required = true)]
     target: Vec<f64>,
     /// Seed joints (radians and metres as in the URDF; default: all zero, or the reference arm's home).
-    #[arg(long, num_args = 1.., value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     seed: Option<Vec<f64>>,
     /// Tip stand-off before the entry, mm (default from the config, 10).
     #[arg(long)]

@@ -57,6 +57,8 @@ enum Top {
     /// Needle-axis inverse kinematics: every solution placing the tip at a stand-off before the entry
     /// with the needle on the entry -> target line, ranked, or why there is none.
     Ik(kincmd::IkArgs),
+    /// Detect the registration frame's markers in a CT: centroids (LPS, mm) with uncertainty.
+    Fiducials(ctcmd::FiducialArgs),
     /// CT-to-robot registration from marker point lists: robot_from_ct, FRE, predicted TRE at the
     /// target, per-marker residuals; refused with the reason when a quality gate fails.
     Register(regcmd::Args),
@@ -91,6 +93,9 @@ enum CtCmd {
 enum SimCmd {
     /// Run the simulated motor controller on a new pty and print its device path.
     Controller(simcmd::Args),
+    /// Generate a CT phantom (NIfTI, LPS geometry) with the registration frame's markers at a known
+    /// pose, ribs, a contrast vessel, a metal wire with streaks and a tumour, plus its ground truth.
+    Phantom(simcmd::PhantomArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,12 +112,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Top::Config { command: ConfigCmd::Check { dir, json } } => configcmd::check(&dir, json),
         Top::Sim { command: SimCmd::Controller(args) } => simcmd::run(&args),
+        Top::Sim { command: SimCmd::Phantom(args) } => simcmd::phantom(&args),
         Top::Bringup(args) => bringup::run(&args),
         Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
         Top::Bench { command: BenchCmd::Ik(args) } => kincmd::bench_ik(&args),
         Top::Fk(args) => kincmd::fk(&args),
         Top::Ct { command: CtCmd::Info(args) } => ctcmd::info(&args),
         Top::Register(args) => regcmd::run(&args),
+        Top::Fiducials(args) => ctcmd::fiducials(&args),
         Top::Ik(args) => kincmd::ik(&args),
     };
     match result {

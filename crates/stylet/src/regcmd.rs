@@ -11,18 +11,28 @@ use stylet_registration::{match_markers, read_points, register, RegistrationConf
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Marker positions in the CT (LPS, mm), one per line (see docs/registration.md).
-    #[arg(long)]
-    ct_points: PathBuf,
+    #[arg(long, required_unless_present = "ct", conflicts_with = "ct")]
+    ct_points: Option<PathBuf>,
     /// The same markers in the robot base frame (mm). Row i corresponds to row i of --ct-points,
     /// unless --unordered.
+    #[arg(long, required_unless_present = "robot_fiducials")]
+    robot_points: Option<PathBuf>,
+    /// A CT (DICOM series folder or NIfTI): the markers are detected in it and matched to
+    /// --robot-fiducials without labels.
+    #[arg(long, requires = "robot_fiducials")]
+    ct: Option<PathBuf>,
+    /// The registration frame's markers in the robot base frame (a point file), for --ct.
+    #[arg(long, conflicts_with = "robot_points")]
+    robot_fiducials: Option<PathBuf>,
+    /// SeriesInstanceUID, when the --ct folder holds several series.
     #[arg(long)]
-    robot_points: PathBuf,
+    series: Option<String>,
     /// The rows do not correspond: find the correspondence from the geometry (the robot points are
     /// the registration frame's markers; CT points may miss some and include extra detections).
     #[arg(long)]
     unordered: bool,
     /// The planned target in the CT (LPS, mm): X,Y,Z. Enables the predicted-TRE gate.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     target: Option<Vec<f64>>,
     /// The config folder (registration.toml).
     #[arg(long, default_value = "config")]
@@ -34,10 +44,18 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let cfg = RegistrationConfig::load(&args.config.join("registration.toml"))?;
-    let mut ct = read_points(&args.ct_points)?;
-    let mut robot = read_points(&args.robot_points)?;
+    let mut detections = serde_json::Value::Null;
+    let (mut ct, mut robot, unordered) = match (&args.ct, &args.ct_points, &args.robot_fiducials, &args.robot_points) {
+        (Some(ct_path), _, Some(model), _) => {
+            let found = crate::ctcmd::detect_fiducials(ct_path, args.series.as_deref(), &cfg)?;
+            detections = json!(found);
+            (found.iter().map(|f| nalgebra::Vector3::from(f.center_lps_mm)).collect(), read_points(model)?, true)
+        }
+        (None, Some(c), _, Some(r)) => (read_points(c)?, read_points(r)?, args.unordered),
+        _ => anyhow::bail!("give --ct-points and --robot-points, or --ct and --robot-fiducials"),
+    };
     let mut pairs_json = serde_json::Value::Null;
-    if args.unordered {
+    if unordered {
         let pairs = match_markers(&ct, &robot, cfg.matching_tolerance_mm, cfg.gates.min_markers);
         let pairs = match pairs {
             Ok(p) => p,
@@ -67,6 +85,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "robot_from_ct": m,
         "markers_used": reg.n,
         "correspondence": pairs_json,
+        "detected_fiducials": detections,
         "fre_rms_mm": reg.fre_rms_mm,
         "fle_mm": reg.fle_mm,
         "predicted_tre_mm": reg.predicted_tre_mm,

@@ -115,3 +115,85 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Options of `stylet sim phantom`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PhantomArgs {
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output folder (created): ct.nii.gz, truth.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Volume size: columns,rows,slices.
+    #[arg(long, value_delimiter = ',', default_value = "300,300,190")]
+    dims: Vec<usize>,
+    /// Voxel size, mm: x,y,z.
+    #[arg(long, value_delimiter = ',', default_value = "0.8,0.8,1.0")]
+    spacing_mm: Vec<f64>,
+    /// Image noise, HU.
+    #[arg(long, default_value_t = 15.0)]
+    noise_hu: f64,
+    /// The config folder (robot/marker_frame.txt, registration.toml).
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.dims.len() == 3 && args.dims.iter().all(|d| (8..=2048).contains(d)),
+        "--dims takes three sizes in 8..2048, got {:?}",
+        args.dims
+    );
+    anyhow::ensure!(
+        args.spacing_mm.len() == 3 && args.spacing_mm.iter().all(|s| *s > 0.05 && *s < 10.0),
+        "--spacing-mm takes three sizes in (0.05, 10) mm, got {:?}",
+        args.spacing_mm
+    );
+    let frame_path = args.config.join("robot").join("marker_frame.txt");
+    let markers = stylet_registration::read_points(&frame_path)?;
+    let cfg = stylet_registration::RegistrationConfig::load(&args.config.join("registration.toml"))?;
+    let spec = stylet_sim::phantom::PhantomSpec {
+        seed: args.seed,
+        dims: [args.dims[0], args.dims[1], args.dims[2]],
+        spacing_mm: [args.spacing_mm[0], args.spacing_mm[1], args.spacing_mm[2]],
+        markers_in_robot: markers,
+        marker_diameter_mm: cfg.fiducials.diameter_mm,
+        noise_hu: args.noise_hu,
+    };
+    let ph = stylet_sim::phantom::generate(&spec);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let ct_path = args.out.join("ct.nii.gz");
+    stylet_imaging::write_nifti(&ph.volume, &ct_path)?;
+    let m = |t: &nalgebra::Isometry3<f64>| {
+        let h = t.to_homogeneous();
+        (0..4).map(|r| (0..4).map(|c| h[(r, c)]).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    let truth = json!({
+        "seed": args.seed,
+        "ct": ct_path,
+        "marker_frame": frame_path,
+        "ct_from_robot": m(&ph.ct_from_robot),
+        "robot_from_ct": m(&ph.ct_from_robot.inverse()),
+        "markers_in_ct_lps_mm": ph.markers_in_ct.iter().map(|p| [p.x, p.y, p.z]).collect::<Vec<_>>(),
+        "tumour_in_ct_lps_mm": [ph.tumour_in_ct.x, ph.tumour_in_ct.y, ph.tumour_in_ct.z],
+    });
+    std::fs::write(args.out.join("truth.json"), truth.to_string())?;
+    if args.json {
+        say!("{truth}");
+    } else {
+        say!(
+            "phantom {}x{}x{} at {:?} mm written to {}",
+            spec.dims[0],
+            spec.dims[1],
+            spec.dims[2],
+            spec.spacing_mm,
+            args.out.display()
+        );
+        say!("ground truth: {}", args.out.join("truth.json").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

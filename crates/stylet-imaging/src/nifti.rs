@@ -214,6 +214,61 @@ pub fn parse_nifti(name: &str, bytes: &[u8]) -> Result<Volume, NiftiError> {
     })
 }
 
+/// Writes a volume as NIfTI-1 float32 (`.nii`, or gzip-compressed when the name ends in `.gz`),
+/// with its LPS geometry converted to the file's RAS sform.
+///
+/// # Errors
+/// [`NiftiError::Io`] naming the file.
+pub fn write_nifti(v: &Volume, path: &Path) -> Result<(), NiftiError> {
+    let name = path.display().to_string();
+    let mut b = vec![0u8; 352];
+    b[0..4].copy_from_slice(&348i32.to_le_bytes());
+    b[40..42].copy_from_slice(&3i16.to_le_bytes());
+    for (k, d) in v.dims.iter().enumerate() {
+        let d = i16::try_from(*d).map_err(|_| NiftiError::Io {
+            path: name.clone(),
+            reason: format!("dimension {d} exceeds NIfTI-1's 32767"),
+        })?;
+        b[42 + 2 * k..44 + 2 * k].copy_from_slice(&d.to_le_bytes());
+    }
+    b[70..72].copy_from_slice(&16i16.to_le_bytes()); // float32
+    b[72..74].copy_from_slice(&32i16.to_le_bytes());
+    b[76..80].copy_from_slice(&1f32.to_le_bytes());
+    for (k, s) in v.spacing_mm.iter().enumerate() {
+        b[80 + 4 * k..84 + 4 * k].copy_from_slice(&(*s as f32).to_le_bytes());
+    }
+    b[108..112].copy_from_slice(&352f32.to_le_bytes());
+    b[112..116].copy_from_slice(&1f32.to_le_bytes());
+    b[123] = 2; // xyzt_units: mm
+    b[254..256].copy_from_slice(&2i16.to_le_bytes()); // sform_code: aligned
+                                                      // LPS -> RAS for the sform rows.
+    for r in 0..3 {
+        let flip = if r < 2 { -1.0 } else { 1.0 };
+        for c in 0..3 {
+            let val = flip * v.direction[(r, c)] * v.spacing_mm[c];
+            let at = 280 + 16 * r + 4 * c;
+            b[at..at + 4].copy_from_slice(&(val as f32).to_le_bytes());
+        }
+        let at = 280 + 16 * r + 12;
+        b[at..at + 4].copy_from_slice(&((flip * v.origin[r]) as f32).to_le_bytes());
+    }
+    b[344..348].copy_from_slice(b"n+1\0");
+    b.reserve(v.voxels.len() * 4);
+    for x in &v.voxels {
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    let io = |e: std::io::Error| NiftiError::Io { path: name.clone(), reason: e.to_string() };
+    if name.ends_with(".gz") {
+        let f = std::fs::File::create(path).map_err(io)?;
+        let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &b).map_err(io)?;
+        gz.finish().map_err(io)?;
+    } else {
+        std::fs::write(path, &b).map_err(io)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,59 +350,4 @@ mod tests {
         let e = parse_nifti("x.nii", &good[..100]).unwrap_err().to_string();
         assert!(e.contains("not a NIfTI-1"), "{e}");
     }
-}
-
-/// Writes a volume as NIfTI-1 float32 (`.nii`, or gzip-compressed when the name ends in `.gz`),
-/// with its LPS geometry converted to the file's RAS sform.
-///
-/// # Errors
-/// [`NiftiError::Io`] naming the file.
-pub fn write_nifti(v: &Volume, path: &Path) -> Result<(), NiftiError> {
-    let name = path.display().to_string();
-    let mut b = vec![0u8; 352];
-    b[0..4].copy_from_slice(&348i32.to_le_bytes());
-    b[40..42].copy_from_slice(&3i16.to_le_bytes());
-    for (k, d) in v.dims.iter().enumerate() {
-        let d = i16::try_from(*d).map_err(|_| NiftiError::Io {
-            path: name.clone(),
-            reason: format!("dimension {d} exceeds NIfTI-1's 32767"),
-        })?;
-        b[42 + 2 * k..44 + 2 * k].copy_from_slice(&d.to_le_bytes());
-    }
-    b[70..72].copy_from_slice(&16i16.to_le_bytes()); // float32
-    b[72..74].copy_from_slice(&32i16.to_le_bytes());
-    b[76..80].copy_from_slice(&1f32.to_le_bytes());
-    for (k, s) in v.spacing_mm.iter().enumerate() {
-        b[80 + 4 * k..84 + 4 * k].copy_from_slice(&(*s as f32).to_le_bytes());
-    }
-    b[108..112].copy_from_slice(&352f32.to_le_bytes());
-    b[112..116].copy_from_slice(&1f32.to_le_bytes());
-    b[123] = 2; // xyzt_units: mm
-    b[254..256].copy_from_slice(&2i16.to_le_bytes()); // sform_code: aligned
-                                                      // LPS -> RAS for the sform rows.
-    for r in 0..3 {
-        let flip = if r < 2 { -1.0 } else { 1.0 };
-        for c in 0..3 {
-            let val = flip * v.direction[(r, c)] * v.spacing_mm[c];
-            let at = 280 + 16 * r + 4 * c;
-            b[at..at + 4].copy_from_slice(&(val as f32).to_le_bytes());
-        }
-        let at = 280 + 16 * r + 12;
-        b[at..at + 4].copy_from_slice(&((flip * v.origin[r]) as f32).to_le_bytes());
-    }
-    b[344..348].copy_from_slice(b"n+1\0");
-    b.reserve(v.voxels.len() * 4);
-    for x in &v.voxels {
-        b.extend_from_slice(&x.to_le_bytes());
-    }
-    let io = |e: std::io::Error| NiftiError::Io { path: name.clone(), reason: e.to_string() };
-    if name.ends_with(".gz") {
-        let f = std::fs::File::create(path).map_err(io)?;
-        let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &b).map_err(io)?;
-        gz.finish().map_err(io)?;
-    } else {
-        std::fs::write(path, &b).map_err(io)?;
-    }
-    Ok(())
 }

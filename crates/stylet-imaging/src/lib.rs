@@ -4,8 +4,10 @@ pub mod dicom;
 pub mod fiducials;
 pub mod nifti;
 mod volume;
+pub mod writer;
 
 pub use dicom::{load_series, DicomError, SeriesReport};
 pub use fiducials::{detect, Fiducial, FiducialSettings, Rejected};
 pub use nifti::{load_nifti, parse_nifti, write_nifti, NiftiError};
 pub use volume::Volume;
+pub use writer::{write_series, WriteError};

@@ -122,7 +122,7 @@ pub(crate) struct PhantomArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Output folder (created): ct.nii.gz, truth.json.
+    /// Output folder (created): ct.nii.gz, truth.json (and dicom/ with --dicom).
     #[arg(long)]
     out: PathBuf,
     /// Volume size: columns,rows,slices.
@@ -134,6 +134,9 @@ pub(crate) struct PhantomArgs {
     /// Image noise, HU.
     #[arg(long, default_value_t = 15.0)]
     noise_hu: f64,
+    /// Also write the CT as a DICOM series (uncompressed) in DIR/dicom.
+    #[arg(long)]
+    dicom: bool,
     /// The config folder (robot/marker_frame.txt, registration.toml).
     #[arg(long, default_value = "config")]
     config: PathBuf,
@@ -182,6 +185,16 @@ pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
         "tumour_in_ct_lps_mm": [ph.tumour_in_ct.x, ph.tumour_in_ct.y, ph.tumour_in_ct.z],
     });
     std::fs::write(args.out.join("truth.json"), truth.to_string())?;
+    if args.dicom {
+        let study = format!("1.2.826.0.1.3680043.10.543.{}", args.seed);
+        stylet_imaging::write_series(
+            &ph.volume,
+            &args.out.join("dicom"),
+            &study,
+            &format!("{study}.1"),
+            "Stylet phantom",
+        )?;
+    }
     if args.json {
         say!("{truth}");
     } else {

@@ -169,6 +169,63 @@ fn has_dicom_magic(p: &Path) -> bool {
         && &head[128..132] == b"DICM"
 }
 
+/// Decodes one slice into `dst` (HU). Uncompressed 16-bit data is converted directly; everything
+/// else goes through dicom-pixeldata's decoders and Modality LUT.
+fn decode_slice(s: &Slice, nx: usize, ny: usize, dst: &mut [f32]) -> Result<(), DicomError> {
+    let file = s.path.display().to_string();
+    let ts_uid = s.obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let ts = syntax_name(&ts_uid);
+    let int = |t| s.obj.element(t).ok().and_then(|e| e.to_int::<i64>().ok());
+    let float = |t| s.obj.element(t).ok().and_then(|e| e.to_float64().ok());
+    let native = ts_uid == "1.2.840.10008.1.2.1" || ts_uid == "1.2.840.10008.1.2";
+    if native && int(tags::BITS_ALLOCATED) == Some(16) && int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) == 1 {
+        let bytes = s
+            .obj
+            .element(tags::PIXEL_DATA)
+            .ok()
+            .and_then(|e| e.to_bytes().ok())
+            .ok_or_else(|| DicomError::MissingTag { file: file.clone(), tag: "PixelData (7FE0,0010)".into() })?;
+        if bytes.len() < nx * ny * 2 {
+            return Err(DicomError::PixelData {
+                file,
+                syntax: ts,
+                reason: format!("{} bytes of pixel data, expected {}", bytes.len(), nx * ny * 2),
+            });
+        }
+        let slope = float(tags::RESCALE_SLOPE).unwrap_or(1.0) as f32;
+        let intercept = float(tags::RESCALE_INTERCEPT).unwrap_or(0.0) as f32;
+        let signed = int(tags::PIXEL_REPRESENTATION) == Some(1);
+        for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(2)) {
+            let raw = if signed {
+                f32::from(i16::from_le_bytes([b[0], b[1]]))
+            } else {
+                f32::from(u16::from_le_bytes([b[0], b[1]]))
+            };
+            *d = raw * slope + intercept;
+        }
+        return Ok(());
+    }
+    let decoded = s.obj.decode_pixel_data().map_err(|e| DicomError::PixelData {
+        file: file.clone(),
+        syntax: ts.clone(),
+        reason: e.to_string(),
+    })?;
+    let values: Vec<f32> = decoded.to_vec().map_err(|e| DicomError::PixelData {
+        file: file.clone(),
+        syntax: ts.clone(),
+        reason: e.to_string(),
+    })?;
+    if values.len() != nx * ny {
+        return Err(DicomError::PixelData {
+            file,
+            syntax: ts,
+            reason: format!("{} pixels, expected {nx} x {ny}", values.len()),
+        });
+    }
+    dst.copy_from_slice(&values);
+    Ok(())
+}
+
 /// Every DICOM file directly in `dir` (files without the DICOM preamble are skipped).
 fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, DefaultDicomObject)>, DicomError> {
     let entries = std::fs::read_dir(dir)
@@ -314,29 +371,35 @@ pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesRe
     // Pixels, in HU (the Modality LUT: RescaleSlope / RescaleIntercept).
     let nx: usize = cols0.parse().unwrap_or(0);
     let ny: usize = rows0.parse().unwrap_or(0);
-    let mut voxels = Vec::with_capacity(nx * ny * slices.len());
     let syntax = syntax_name(slices[0].obj.meta().transfer_syntax());
-    for s in &slices {
-        let file = s.path.display().to_string();
-        let ts = syntax_name(s.obj.meta().transfer_syntax());
-        let decoded = s.obj.decode_pixel_data().map_err(|e| DicomError::PixelData {
-            file: file.clone(),
-            syntax: ts.clone(),
-            reason: e.to_string(),
-        })?;
-        let values: Vec<f32> = decoded.to_vec().map_err(|e| DicomError::PixelData {
-            file: file.clone(),
-            syntax: ts.clone(),
-            reason: e.to_string(),
-        })?;
-        if values.len() != nx * ny {
-            return Err(DicomError::PixelData {
-                file,
-                syntax: ts,
-                reason: format!("{} pixels, expected {nx} x {ny}", values.len()),
-            });
-        }
-        voxels.extend(values);
+    // Decode the slices on every core; each thread fills its own part of the volume.
+    let mut voxels = vec![0f32; nx * ny * slices.len()];
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8);
+    let per = slices.len().div_ceil(workers).max(1);
+    let results: Vec<Result<(), DicomError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = slices
+            .chunks(per)
+            .zip(voxels.chunks_mut(per * nx * ny))
+            .map(|(chunk, out)| {
+                scope.spawn(move || {
+                    for (s, dst) in chunk.iter().zip(out.chunks_mut(nx * ny)) {
+                        decode_slice(s, nx, ny, dst)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(DicomError::Io { path: String::new(), reason: "decoder thread panicked".into() })
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
     }
     let thickness = slices[0].obj.element(tags::SLICE_THICKNESS).ok().and_then(|e| e.to_float64().ok());
     let axis_aligned = |v: &Vector3<f64>| v.iter().filter(|x| x.abs() > 1e-6).count() == 1;

@@ -1,6 +1,8 @@
-//! A CT phantom for detection and registration tests: an abdomen cross-section with skin, liver,
-//! ribs, a contrast-filled vessel, a metal wire with streaks, a tumour, and the registration
-//! frame's markers placed at a known `ct_from_robot`. Deterministic from a seed.
+//! A CT phantom for detection, registration and planning tests: an abdomen with skin, liver,
+//! tumour, lungs above the diaphragm, gallbladder, bile duct, portal vein and a contrast-filled
+//! vessel, gas-filled bowel, ribs, a metal wire with streaks, and the registration frame's markers
+//! at a known `ct_from_robot` (optionally with beads missing and bead-like extras). A label map on
+//! the same grid comes with it. Deterministic from a seed.
 //!
 //! HU values: air -1000, soft tissue 40, liver 60, tumour 30, contrast vessel 300, rib (cortical) 2000,
 //! markers 3000, wire 3000 with +-600 HU streaks; Gaussian noise. Markers are rendered with partial
@@ -26,19 +28,42 @@ pub struct PhantomSpec {
     pub marker_diameter_mm: f64,
     /// Noise, HU (standard deviation).
     pub noise_hu: f64,
+    /// Frame beads left out of the image (a bead that fell off, or outside the field of view).
+    pub missing_beads: Vec<usize>,
+    /// Bead-like bright spheres that are not on the frame (calcifications, a dropped bead).
+    pub extra_beads: usize,
 }
+
+/// Label values of the phantom's label map.
+pub const LABELS: [(u8, &str); 11] = [
+    (0, "air"),
+    (1, "body"),
+    (2, "liver"),
+    (3, "tumour"),
+    (4, "vessel"),
+    (5, "bone"),
+    (6, "lung"),
+    (7, "gallbladder"),
+    (8, "bile_duct"),
+    (9, "bowel"),
+    (10, "metal"),
+];
 
 /// The generated phantom and its ground truth.
 #[derive(Clone, Debug)]
 pub struct Phantom {
     /// The CT.
     pub volume: Volume,
+    /// The label map on the same grid (values from [`LABELS`]).
+    pub labels: Volume,
     /// The true transform from the robot frame to CT (LPS).
     pub ct_from_robot: Isometry3<f64>,
     /// True marker centres in CT.
     pub markers_in_ct: Vec<Vector3<f64>>,
     /// Tumour centre in CT.
     pub tumour_in_ct: Vector3<f64>,
+    /// Centres of the bead-like extras (not on the frame), CT.
+    pub extra_beads_in_ct: Vec<Vector3<f64>>,
 }
 
 fn gaussian(rng: &mut SmallRng) -> f64 {
@@ -91,37 +116,71 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
     // A metal wire (a clip or guidewire) with streaks along x through it.
     let wire_a = Vector3::new(0.15 * extent.x, -0.05 * extent.y, 0.1 * extent.z);
     let wire_b = wire_a + Vector3::new(0.0, 0.0, 20.0);
+    // Lungs above the diaphragm (superior is +z), gallbladder under the liver, a bile duct from it,
+    // a portal vein through the liver, gas-filled bowel loops low down.
+    let lungs = [
+        Vector3::new(-0.2 * extent.x, 0.05 * extent.y, 0.5 * extent.z),
+        Vector3::new(0.2 * extent.x, 0.05 * extent.y, 0.5 * extent.z),
+    ];
+    let lung_r = Vector3::new(0.16 * extent.x, 0.22 * extent.y, 0.25 * extent.z);
+    let gall_c = liver_c + Vector3::new(0.1 * extent.x, -0.14 * extent.y, -0.25 * liver_r.z);
+    let gall_r = Vector3::new(14.0, 11.0, 22.0);
+    let duct = (gall_c, liver_c + Vector3::new(0.02 * extent.x, 0.0, 0.1 * liver_r.z));
+    let portal = (
+        liver_c + Vector3::new(-0.6 * liver_r.x, 0.2 * liver_r.y, 0.0),
+        liver_c + Vector3::new(0.9 * liver_r.x, 0.25 * liver_r.y, 0.0),
+    );
+    let bowel: Vec<Vector3<f64>> =
+        (0..4).map(|b| Vector3::new((b as f64 - 1.5) * 0.15 * extent.x, -0.1 * extent.y, -0.38 * extent.z)).collect();
     let mut voxels = vec![0f32; nx * ny * nz];
+    let mut labels = vec![0f32; nx * ny * nz];
     for k in 0..nz {
         for j in 0..ny {
             for i in 0..nx {
                 let p = pos(i, j, k);
                 let mut hu = -1000.0;
+                let mut label = 0u8;
                 let radial = (p.x / ra).powi(2) + (p.y / rb).powi(2);
                 if radial <= 1.0 {
-                    hu = 40.0;
+                    (hu, label) = (40.0, 1);
+                    if lungs.iter().any(|c| (p - c).component_div(&lung_r).norm_squared() <= 1.0) {
+                        (hu, label) = (-800.0, 6);
+                    }
+                    if bowel.iter().any(|c| (p - c).norm() <= 15.0) {
+                        (hu, label) = (-600.0, 9);
+                    }
                     let d = (p - liver_c).component_div(&liver_r);
                     if d.norm_squared() <= 1.0 {
-                        hu = 60.0;
+                        (hu, label) = (60.0, 2);
+                    }
+                    if (p - gall_c).component_div(&gall_r).norm_squared() <= 1.0 {
+                        (hu, label) = (10.0, 7);
+                    }
+                    if seg_dist(&p, &duct.0, &duct.1) <= 2.5 {
+                        (hu, label) = (20.0, 8);
+                    }
+                    if seg_dist(&p, &portal.0, &portal.1) <= 6.0 {
+                        (hu, label) = (180.0, 4);
                     }
                     if (p - tumour).norm() <= 10.0 {
-                        hu = 30.0;
+                        (hu, label) = (30.0, 3);
                     }
                     if seg_dist(&p, &vessel.0, &vessel.1) <= 4.0 {
-                        hu = 300.0;
+                        (hu, label) = (300.0, 4);
                     }
                     // Ribs run near the body wall only.
                     if radial > 0.3 && ribs.iter().any(|(a, b)| seg_dist(&p, a, b) <= 4.0) {
-                        hu = 2000.0;
+                        (hu, label) = (2000.0, 5);
                     }
                     // Streaks: bright and dark bands along x at the wire's height.
                     if (p.z - wire_a.z).abs() < 10.0 && (p.y - wire_a.y).abs() < 1.5 {
                         hu += 600.0 * ((p.x - wire_a.x) * 0.2).cos() * (-(p.x - wire_a.x).abs() / 80.0).exp();
                     }
                     if seg_dist(&p, &wire_a, &wire_b) <= 1.0 {
-                        hu = 3000.0;
+                        (hu, label) = (3000.0, 10);
                     }
                 }
+                labels[(k * ny + j) * nx + i] = f32::from(label);
                 voxels[(k * ny + j) * nx + i] = hu as f32;
             }
         }
@@ -139,7 +198,19 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
         spec.markers_in_robot.iter().map(|m| ct_from_robot * nalgebra::Point3::from(*m)).map(|p| p.coords).collect();
     let r = spec.marker_diameter_mm / 2.0;
     let sub = 5;
-    for m in &markers_in_ct {
+    let mut beads: Vec<Vector3<f64>> =
+        markers_in_ct.iter().enumerate().filter(|(i, _)| !spec.missing_beads.contains(i)).map(|(_, m)| *m).collect();
+    let mut extras = Vec::new();
+    for _ in 0..spec.extra_beads {
+        // Inside the body, away from the frame.
+        extras.push(Vector3::new(
+            rng.gen_range(-0.5..0.5) * ra,
+            rng.gen_range(-0.2..0.6) * rb,
+            rng.gen_range(-0.35..0.35) * extent.z,
+        ));
+    }
+    beads.extend(extras.iter().copied());
+    for m in &beads {
         let lo = ((m - origin).component_div(&Vector3::from(s))
             - Vector3::repeat(r + 2.0).component_div(&Vector3::from(s)))
         .map(|x| x.floor().max(0.0) as usize);
@@ -181,8 +252,10 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
     }
     Phantom {
         volume: Volume { dims: spec.dims, spacing_mm: s, origin, direction: Matrix3::identity(), voxels },
+        labels: Volume { dims: spec.dims, spacing_mm: s, origin, direction: Matrix3::identity(), voxels: labels },
         ct_from_robot,
         markers_in_ct,
         tumour_in_ct: tumour,
+        extra_beads_in_ct: extras,
     }
 }

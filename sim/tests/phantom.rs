@@ -20,7 +20,10 @@ fn frame() -> Vec<Vector3<f64>> {
 #[test]
 fn detection_and_registration_on_generated_phantoms() {
     let mut worst = 0.0f64;
-    for seed in 0..8 {
+    for seed in 0..12 {
+        // Every third phantom misses a bead, every third has two bead-like extras.
+        let missing_beads = if seed % 3 == 1 { vec![seed as usize % 7] } else { Vec::new() };
+        let extra_beads = if seed % 3 == 2 { 2 } else { 0 };
         let spec = PhantomSpec {
             seed,
             dims: [300, 300, 190],
@@ -28,20 +31,27 @@ fn detection_and_registration_on_generated_phantoms() {
             markers_in_robot: frame(),
             marker_diameter_mm: 4.0,
             noise_hu: 15.0,
+            missing_beads: missing_beads.clone(),
+            extra_beads,
         };
         let ph = generate(&spec);
         let (found, rejected) = detect(&ph.volume, &FiducialSettings::default());
-        // Every detection is a marker (never the rib, vessel, wire or its streaks).
+        // Every detection is a bead (never the rib, vessel, wire or its streaks).
         for f in &found {
             let c = Vector3::from(f.center_lps_mm);
-            let nearest = ph.markers_in_ct.iter().map(|m| (m - c).norm()).fold(f64::INFINITY, f64::min);
-            assert!(nearest < 1.0, "seed {seed}: detection {c:?} is {nearest:.2} mm from any marker");
+            let nearest = ph
+                .markers_in_ct
+                .iter()
+                .chain(&ph.extra_beads_in_ct)
+                .map(|m| (m - c).norm())
+                .fold(f64::INFINITY, f64::min);
+            assert!(nearest < 1.0, "seed {seed}: detection {c:?} is {nearest:.2} mm from any bead");
         }
         // The ribs (2000 HU cortical bone) and the wire pass the threshold and are rejected by size
         // and shape.
         assert!(rejected.iter().filter(|r| r.reason.starts_with("too large")).count() >= 6, "{rejected:?}");
         assert!(
-            found.len() >= frame().len() - 1,
+            found.len() + missing_beads.len() >= frame().len() - 1,
             "seed {seed}: {} of {} markers found; rejected: {rejected:?}; truth {:?}",
             found.len(),
             frame().len(),
@@ -62,5 +72,38 @@ fn detection_and_registration_on_generated_phantoms() {
         worst = worst.max(err);
         assert!(err < 0.5, "seed {seed}: error at the tumour {err:.3} mm (predicted TRE {:?})", reg.predicted_tre_mm);
     }
-    println!("worst error at the tumour over 8 phantoms: {worst:.3} mm");
+    println!("worst error at the tumour over 12 phantoms: {worst:.3} mm");
+}
+
+#[test]
+fn the_label_map_holds_every_structure_on_the_ct_grid() {
+    let spec = PhantomSpec {
+        seed: 3,
+        dims: [220, 220, 160],
+        spacing_mm: [1.0, 1.0, 1.0],
+        markers_in_robot: frame(),
+        marker_diameter_mm: 4.0,
+        noise_hu: 0.0,
+        missing_beads: Vec::new(),
+        extra_beads: 0,
+    };
+    let ph = generate(&spec);
+    assert_eq!(
+        (ph.labels.dims, ph.labels.origin, ph.labels.spacing_mm),
+        (ph.volume.dims, ph.volume.origin, ph.volume.spacing_mm)
+    );
+    for (value, name) in stylet_sim::phantom::LABELS {
+        let n = ph.labels.voxels.iter().filter(|v| **v == f32::from(value)).count();
+        assert!(n > 0, "label {value} ({name}) is empty");
+        // Noise-free: each structure has its own HU (streaks aside).
+        if name == "liver" {
+            let hu: Vec<f32> =
+                ph.labels.voxels.iter().zip(&ph.volume.voxels).filter(|(l, _)| **l == 2.0).map(|(_, h)| *h).collect();
+            assert!(hu.iter().filter(|h| **h == 60.0).count() > hu.len() * 9 / 10);
+        }
+    }
+    assert_eq!(
+        ph.labels.sample_nearest(Point::new(ph.tumour_in_ct.x, ph.tumour_in_ct.y, ph.tumour_in_ct.z)),
+        Some(3.0)
+    );
 }

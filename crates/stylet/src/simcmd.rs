@@ -122,7 +122,7 @@ pub(crate) struct PhantomArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Output folder (created): ct.nii.gz, truth.json (and dicom/ with --dicom).
+    /// Output folder (created): ct.nii.gz, labels.nii.gz, truth.json (and dicom/ with --dicom).
     #[arg(long)]
     out: PathBuf,
     /// Volume size: columns,rows,slices.
@@ -137,6 +137,12 @@ pub(crate) struct PhantomArgs {
     /// Also write the CT as a DICOM series (uncompressed) in DIR/dicom.
     #[arg(long)]
     dicom: bool,
+    /// Leave these frame beads out of the image (indices, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    missing_beads: Vec<usize>,
+    /// Add this many bead-like bright spheres that are not on the frame.
+    #[arg(long, default_value_t = 0)]
+    extra_beads: usize,
     /// The config folder (robot/marker_frame.txt, registration.toml).
     #[arg(long, default_value = "config")]
     config: PathBuf,
@@ -166,11 +172,15 @@ pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
         markers_in_robot: markers,
         marker_diameter_mm: cfg.fiducials.diameter_mm,
         noise_hu: args.noise_hu,
+        missing_beads: args.missing_beads.clone(),
+        extra_beads: args.extra_beads,
     };
     let ph = stylet_sim::phantom::generate(&spec);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let ct_path = args.out.join("ct.nii.gz");
     stylet_imaging::write_nifti(&ph.volume, &ct_path)?;
+    let labels_path = args.out.join("labels.nii.gz");
+    stylet_imaging::write_nifti(&ph.labels, &labels_path)?;
     let m = |t: &nalgebra::Isometry3<f64>| {
         let h = t.to_homogeneous();
         (0..4).map(|r| (0..4).map(|c| h[(r, c)]).collect::<Vec<_>>()).collect::<Vec<_>>()
@@ -178,6 +188,9 @@ pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
     let truth = json!({
         "seed": args.seed,
         "ct": ct_path,
+        "labels": labels_path,
+        "label_table": stylet_sim::phantom::LABELS.iter().map(|(v, n)| json!({ "value": v, "name": n })).collect::<Vec<_>>(),
+        "extra_beads_in_ct_lps_mm": ph.extra_beads_in_ct.iter().map(|p| [p.x, p.y, p.z]).collect::<Vec<_>>(),
         "marker_frame": frame_path,
         "ct_from_robot": m(&ph.ct_from_robot),
         "robot_from_ct": m(&ph.ct_from_robot.inverse()),

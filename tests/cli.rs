@@ -296,6 +296,22 @@ fn phantom_fiducials_and_ct_registration_end_to_end() {
     ]);
     assert_eq!(code, Some(0), "{truth}");
     let ct = out.join("ct.nii.gz");
+    // The label map lies on the CT grid; a label map of another scan does not.
+    let labels = out.join("labels.nii.gz");
+    let o = Command::new(STYLET)
+        .args(["ct", "info", "--json", ct.to_str().unwrap(), "--labels", labels.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(info["labels"]["voxels_per_label"]["2"].as_u64().unwrap() > 1000, "liver voxels: {info}");
+    let other = repo().join("../shared/data/ct/totalsegmentator-abdomen/example_seg.nii.gz");
+    let bad = Command::new(STYLET)
+        .args(["ct", "info", ct.to_str().unwrap(), "--labels", other.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not match the CT grid"));
     let (code, f) = run_json(&["fiducials", "--json", "--ct", ct.to_str().unwrap()]);
     assert_eq!(code, Some(0));
     assert_eq!(f["markers"].as_array().unwrap().len(), 7, "{f}");

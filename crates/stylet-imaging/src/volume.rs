@@ -86,6 +86,30 @@ impl Volume {
         self.voxels.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
     }
 
+    /// Checks that `other` lies on the same voxel grid (a label map against its CT): same
+    /// dimensions, and voxel centres within `tolerance_mm` at the grid's corners. Returns what differs.
+    ///
+    /// # Errors
+    /// A description of the first difference.
+    pub fn check_same_grid(&self, other: &Volume, tolerance_mm: f64) -> Result<(), String> {
+        if self.dims != other.dims {
+            return Err(format!("dimensions {:?} differ from {:?}", other.dims, self.dims));
+        }
+        let [nx, ny, nz] = self.dims.map(|n| n.saturating_sub(1) as f64);
+        for (i, j, k) in [(0.0, 0.0, 0.0), (nx, 0.0, 0.0), (0.0, ny, 0.0), (0.0, 0.0, nz), (nx, ny, nz)] {
+            let (a, b) = (self.ct_from_index(i, j, k), other.ct_from_index(i, j, k));
+            let d = a.distance_mm(b);
+            if d > tolerance_mm {
+                return Err(format!(
+                    "voxel ({i}, {j}, {k}) is at {:?} in one and {:?} in the other ({d:.3} mm apart)",
+                    a.to_array(),
+                    b.to_array()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the grid is sheared (gantry tilt): slice direction not perpendicular to the slices.
     #[must_use]
     pub fn tilt_deg(&self) -> f64 {

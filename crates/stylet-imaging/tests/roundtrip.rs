@@ -37,3 +37,36 @@ fn dicom_series_round_trip_keeps_geometry_and_hu() {
     assert!(report.oblique);
     assert_eq!(back.voxels, v.voxels);
 }
+
+#[test]
+fn an_unsupported_transfer_syntax_is_named() {
+    use dicom_core::value::{PixelFragmentSequence, Value};
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::{open_file, FileMetaTableBuilder};
+    let v = Volume {
+        dims: [8, 8, 3],
+        spacing_mm: [1.0, 1.0, 1.0],
+        origin: Vector3::zeros(),
+        direction: Matrix3::identity(),
+        voxels: vec![0.0; 8 * 8 * 3],
+    };
+    let dir = std::env::temp_dir().join(format!("stylet-jls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = write_series(&v, &dir, "1.2.3", "1.2.3.4", "jpeg-ls").unwrap();
+    // Re-label every slice as JPEG-LS with an encapsulated (dummy) fragment: no decoder for it here.
+    for f in &files {
+        let obj = open_file(f).unwrap();
+        let mut ds = obj.into_inner();
+        ds.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            Value::PixelSequence(PixelFragmentSequence::new(vec![], vec![vec![0xFF, 0xD8, 0xFF, 0xF7, 0, 0]])),
+        ));
+        let out = ds.with_meta(FileMetaTableBuilder::new().transfer_syntax("1.2.840.10008.1.2.4.80")).unwrap();
+        out.write_to_file(f).unwrap();
+    }
+    let e = load_series(&dir, None).unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(e.contains("1.2.840.10008.1.2.4.80") && e.contains("JPEG-LS"), "{e}");
+}

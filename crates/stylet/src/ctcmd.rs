@@ -15,6 +15,9 @@ pub(crate) struct InfoArgs {
     /// SeriesInstanceUID, when the folder holds several series.
     #[arg(long)]
     series: Option<String>,
+    /// A label map (NIfTI) to check against the CT's grid; prints the voxel count of each label.
+    #[arg(long)]
+    labels: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -36,13 +39,26 @@ fn geometry(v: &Volume) -> serde_json::Value {
 }
 
 pub(crate) fn info(args: &InfoArgs) -> anyhow::Result<ExitCode> {
-    let out = if args.path.is_dir() {
+    let (v, mut out) = if args.path.is_dir() {
         let (v, r) = load_series(&args.path, args.series.as_deref())?;
-        json!({ "kind": "dicom_series", "path": args.path, "series": r, "geometry": geometry(&v), "value_unit": "HU" })
+        let j = json!({ "kind": "dicom_series", "path": args.path, "series": r, "geometry": geometry(&v), "value_unit": "HU" });
+        (v, j)
     } else {
         let v = load_nifti(&args.path)?;
-        json!({ "kind": "nifti", "path": args.path, "geometry": geometry(&v), "frame": "LPS (converted from the file's RAS)" })
+        let j = json!({ "kind": "nifti", "path": args.path, "geometry": geometry(&v), "frame": "LPS (converted from the file's RAS)" });
+        (v, j)
     };
+    if let Some(lp) = &args.labels {
+        let labels = load_nifti(lp)?;
+        if let Err(why) = v.check_same_grid(&labels, 0.01) {
+            anyhow::bail!("label map {} does not match the CT grid of {}: {why}", lp.display(), args.path.display());
+        }
+        let mut counts = std::collections::BTreeMap::<i64, usize>::new();
+        for l in &labels.voxels {
+            *counts.entry(l.round() as i64).or_default() += 1;
+        }
+        out["labels"] = json!({ "path": lp, "matches_ct_grid": true, "voxels_per_label": counts });
+    }
     if args.json {
         say!("{out}");
     } else {
@@ -65,6 +81,9 @@ pub(crate) fn info(args: &InfoArgs) -> anyhow::Result<ExitCode> {
         say!("  dimensions {}  spacing {} mm", g["dimensions"], g["spacing_mm"]);
         say!("  LPS bounds {} .. {} mm", g["bounds_lps_mm"]["min"], g["bounds_lps_mm"]["max"]);
         say!("  values {}  tilt {} deg", g["value_range"], g["tilt_deg"]);
+        if out.get("labels").is_some() {
+            say!("  label map matches the CT grid; voxels per label: {}", out["labels"]["voxels_per_label"]);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -196,13 +196,7 @@ fn stale_gate_during_insertion_is_a_controlled_stop() {
 #[test]
 fn motion_stream_stalling_mid_move_is_a_controlled_stop() {
     let mut h = Harness::new();
-    h.to_idle();
-    h.sup.command(h.now, Command::BeginAlign).unwrap();
-    let t = h.trajectory(&[(0, 0.5)], 0.8);
-    for k in 0..t.len() / 2 {
-        h.tick(t.sample(k));
-    }
-    h.tick(None);
+    h.stall_mid_move();
     h.assert_controlled_stop(|f| matches!(f, Fault::StaleMotion));
 }
 
@@ -430,13 +424,7 @@ fn estop_input_and_operator_estop_need_release_before_reset() {
 #[test]
 fn a_brake_hold_escalates_a_controlled_stop() {
     let mut h = Harness::new();
-    h.to_idle();
-    h.sup.command(h.now, Command::BeginAlign).unwrap();
-    let t = h.trajectory(&[(0, 0.5)], 0.8);
-    for k in 0..t.len() / 2 {
-        h.tick(t.sample(k));
-    }
-    h.tick(None); // StaleMotion: controlled stop begins
+    h.stall_mid_move(); // StaleMotion: controlled stop begins
     assert_eq!(h.sup.fault(), Some(Fault::StaleMotion));
     h.fake.estop = true;
     h.tick(None);

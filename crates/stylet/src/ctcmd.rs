@@ -93,12 +93,13 @@ pub(crate) fn load_ct(path: &std::path::Path, series: Option<&str>) -> anyhow::R
     Ok(if path.is_dir() { load_series(path, series)?.0 } else { load_nifti(path)? })
 }
 
-/// Detects the registration markers in a CT with the config's settings.
+/// Detects the registration markers in a CT with the config's `[fiducials]` settings; returns the
+/// markers and the rejected components.
 pub(crate) fn detect_fiducials(
     path: &std::path::Path,
     series: Option<&str>,
     cfg: &RegistrationConfig,
-) -> anyhow::Result<Vec<Fiducial>> {
+) -> anyhow::Result<(Vec<Fiducial>, Vec<stylet_imaging::Rejected>)> {
     let v = load_ct(path, series)?;
     let f = cfg.fiducials;
     let settings = FiducialSettings {
@@ -107,7 +108,7 @@ pub(crate) fn detect_fiducials(
         volume_fraction: f.volume_fraction,
         max_elongation: f.max_elongation,
     };
-    Ok(detect(&v, &settings).0)
+    Ok(detect(&v, &settings))
 }
 
 /// Options of `stylet fiducials`.
@@ -129,15 +130,7 @@ pub(crate) struct FiducialArgs {
 
 pub(crate) fn fiducials(args: &FiducialArgs) -> anyhow::Result<ExitCode> {
     let cfg = RegistrationConfig::load(&args.config.join("registration.toml"))?;
-    let v = load_ct(&args.ct, args.series.as_deref())?;
-    let f = cfg.fiducials;
-    let settings = FiducialSettings {
-        threshold_hu: f.threshold_hu as f32,
-        diameter_mm: f.diameter_mm,
-        volume_fraction: f.volume_fraction,
-        max_elongation: f.max_elongation,
-    };
-    let (found, rejected) = detect(&v, &settings);
+    let (found, rejected) = detect_fiducials(&args.ct, args.series.as_deref(), &cfg)?;
     if args.json {
         say!("{}", json!({ "markers": found, "rejected": rejected }));
     } else {

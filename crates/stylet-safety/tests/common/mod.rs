@@ -121,6 +121,18 @@ impl Harness {
         k
     }
 
+    /// Idle -> Aligning, half of a joint-0 move, then a cycle without a sample: the motion stream
+    /// stalls mid-move (StaleMotion).
+    pub fn stall_mid_move(&mut self) {
+        self.to_idle();
+        self.sup.command(self.now, Command::BeginAlign).expect("align");
+        let t = self.trajectory(&[(0, 0.5)], 0.8);
+        for k in 0..t.len() / 2 {
+            self.tick(t.sample(k));
+        }
+        self.tick(None);
+    }
+
     /// Idle -> Aligning -> Aligned -> Inserting, with the needle advanced by `depth_mm`.
     pub fn to_inserted(&mut self, depth_mm: f64) {
         self.to_idle();

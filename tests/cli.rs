@@ -42,7 +42,18 @@ fn repository_config_checks_clean() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["checked"].as_array().unwrap().len(), 6);
+    let checked: Vec<&str> = v["checked"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    for f in [
+        "robot.toml",
+        "safety.toml",
+        "kinematics.toml",
+        "registration.toml",
+        "sim.toml",
+        "scenarios/easy.toml",
+        "markers/frame-beads-4mm.toml",
+    ] {
+        assert!(checked.iter().any(|c| c.ends_with(f)), "{f} not checked: {checked:?}");
+    }
 }
 
 #[test]
@@ -89,6 +100,14 @@ fn bad_fault_spec_is_refused_before_starting() {
 
 fn run_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
     let out = Command::new(STYLET).args(args).arg("--config").arg(repo().join("config")).output().unwrap();
+    parse_json(&out)
+}
+
+fn run_json_no_config(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    parse_json(&Command::new(STYLET).args(args).output().unwrap())
+}
+
+fn parse_json(out: &std::process::Output) -> (Option<i32>, serde_json::Value) {
     let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("{e}: {} / {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     });
@@ -315,6 +334,30 @@ fn phantom_fiducials_and_ct_registration_end_to_end() {
     let (code, f) = run_json(&["fiducials", "--json", "--ct", ct.to_str().unwrap()]);
     assert_eq!(code, Some(0));
     assert_eq!(f["markers"].as_array().unwrap().len(), 7, "{f}");
+    // --marker-config: the shipped bead config finds the same; a 10 mm marker config finds none
+    // (the 4 mm beads are too small for it) and says why each was rejected.
+    let beads = repo().join("config/markers/frame-beads-4mm.toml");
+    let (code, same) =
+        run_json(&["fiducials", "--json", "--ct", ct.to_str().unwrap(), "--marker-config", beads.to_str().unwrap()]);
+    assert_eq!((code, &same), (Some(0), &f));
+    let big = std::env::temp_dir().join(format!("stylet-markers-10mm-{}.toml", std::process::id()));
+    std::fs::write(&big, std::fs::read_to_string(&beads).unwrap().replace("diameter_mm = 4.0", "diameter_mm = 10.0"))
+        .unwrap();
+    let (code, none) =
+        run_json(&["fiducials", "--json", "--ct", ct.to_str().unwrap(), "--marker-config", big.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&big);
+    assert_eq!(code, Some(0));
+    assert_eq!(none["markers"].as_array().unwrap().len(), 0, "{none}");
+    assert!(
+        none["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["reason"].as_str().unwrap().starts_with("too small"))
+            .count()
+            >= 7,
+        "{none}"
+    );
     let t: Vec<f64> = truth["tumour_in_ct_lps_mm"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
     let target = format!("{},{},{}", t[0], t[1], t[2]);
     let frame = repo().join("config/robot/marker_frame.txt");
@@ -344,5 +387,64 @@ fn phantom_fiducials_and_ct_registration_end_to_end() {
     let (pe, pt) = (apply(&est), apply(&tru));
     let err = ((pe[0] - pt[0]).powi(2) + (pe[1] - pt[1]).powi(2) + (pe[2] - pt[2]).powi(2)).sqrt();
     assert!(err < 0.5, "error at the tumour {err} mm");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn phantom_scenario_as_jpeg2000_dicom_reads_back() {
+    let out = std::env::temp_dir().join(format!("stylet-phantom-j2k-{}", std::process::id()));
+    let scenario = repo().join("config/scenarios/two-tumours.toml");
+    let (code, truth) = run_json(&[
+        "sim",
+        "phantom",
+        "--json",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--dims",
+        "200,200,190",
+        "--spacing-mm",
+        "1,1,1",
+        "--dicom",
+        "jpeg2000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{truth}");
+    assert_eq!(truth["tumours"].as_array().unwrap().len(), 2, "{truth}");
+    assert_eq!(truth["seed"], 7);
+    let dicom = out.join("dicom");
+    let (code, info) = run_json_no_config(&["ct", "info", "--json", dicom.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{info}");
+    assert_eq!(info["geometry"]["dimensions"], serde_json::json!([200, 200, 190]), "{info}");
+    assert!(info.to_string().contains("1.2.840.10008.1.2.4.90"), "transfer syntax not reported: {info}");
+    // Same geometry and HU range (to the int16 quantum) as the NIfTI written beside it.
+    let (code, nifti) = run_json_no_config(&["ct", "info", "--json", out.join("ct.nii.gz").to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(info["geometry"]["bounds_lps_mm"], nifti["geometry"]["bounds_lps_mm"]);
+    for i in 0..2 {
+        let (a, b) = (
+            info["geometry"]["value_range"][i].as_f64().unwrap(),
+            nifti["geometry"]["value_range"][i].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= 0.5, "HU range {a} vs {b}");
+    }
+    // One bead missing (index 3) and two bead-like extras: the 6 frame beads present are found,
+    // and every detection is a bead (frame or extra; an extra that lands in bone merges with it).
+    let (code, f) = run_json(&["fiducials", "--json", "--ct", dicom.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    let pt = |p: &serde_json::Value| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap(), p[2].as_f64().unwrap()];
+    let pts = |v: &serde_json::Value| -> Vec<[f64; 3]> { v.as_array().unwrap().iter().map(pt).collect() };
+    let frame = pts(&truth["markers_in_ct_lps_mm"]);
+    let extras = pts(&truth["extra_beads_in_ct_lps_mm"]);
+    let dist =
+        |a: &[f64; 3], b: &[f64; 3]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
+    let found: Vec<[f64; 3]> = f["markers"].as_array().unwrap().iter().map(|m| pt(&m["center_lps_mm"])).collect();
+    for (i, m) in frame.iter().enumerate() {
+        let hit = found.iter().any(|d| dist(d, m) < 1.0);
+        assert_eq!(hit, i != 3, "frame bead {i}: {f}");
+    }
+    for d in &found {
+        assert!(frame.iter().chain(&extras).any(|m| dist(d, m) < 1.0), "{d:?} is no bead");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -12,6 +12,7 @@ pub mod faults;
 pub mod monitor;
 pub mod phantom;
 pub mod pty;
+pub mod scenario;
 
 pub use config::SimConfig;
 pub use controller::Controller;

@@ -1,11 +1,13 @@
 //! A CT phantom for detection, registration and planning tests: an abdomen with skin, liver,
-//! tumour, lungs above the diaphragm, gallbladder, bile duct, portal vein and a contrast-filled
-//! vessel, gas-filled bowel, ribs, a metal wire with streaks, and the registration frame's markers
-//! at a known `ct_from_robot` (optionally with beads missing and bead-like extras). A label map on
-//! the same grid comes with it. Deterministic from a seed.
+//! one or more tumours, lungs above the diaphragm, gallbladder, bile duct, portal vein, three
+//! hepatic veins draining into the inferior vena cava, a contrast-filled aorta-like vessel,
+//! gas-filled bowel, ribs, optionally a metal wire with streaks, and the registration frame's
+//! markers at a known `ct_from_robot` (optionally with beads missing and bead-like extras). A
+//! label map on the same grid comes with it. Deterministic from a seed.
 //!
-//! HU values: air -1000, soft tissue 40, liver 60, tumour 30, contrast vessel 300, rib (cortical) 2000,
-//! markers 3000, wire 3000 with +-600 HU streaks; Gaussian noise. Markers are rendered with partial
+//! HU values: air -1000, soft tissue 40, liver 60, tumour 30, portal and hepatic veins 180,
+//! contrast vessel 300, rib (cortical) 2000, markers 3000, wire 3000 with +-600 HU streaks;
+//! Gaussian noise. Markers are rendered with partial
 //! volume (supersampled), so their detected centroids carry a real localisation error.
 
 use nalgebra::{Isometry3, Matrix3, Translation3, UnitQuaternion, Vector3};
@@ -32,6 +34,44 @@ pub struct PhantomSpec {
     pub missing_beads: Vec<usize>,
     /// Bead-like bright spheres that are not on the frame (calcifications, a dropped bead).
     pub extra_beads: usize,
+    /// Tumours (at least one).
+    pub tumours: Vec<TumourSpec>,
+    /// A metal wire (clip, guidewire) with streak artefacts.
+    pub metal_wire: bool,
+}
+
+/// One spherical tumour, placed relative to the liver's centre.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TumourSpec {
+    /// Offset of its centre from the liver's centre, LPS mm.
+    pub offset_from_liver_centre_mm: [f64; 3],
+    /// Diameter, mm.
+    pub diameter_mm: f64,
+}
+
+impl Default for TumourSpec {
+    fn default() -> Self {
+        Self { offset_from_liver_centre_mm: [5.0, -5.0, 3.0], diameter_mm: 20.0 }
+    }
+}
+
+/// The liver: an ellipsoid's centre and semi-axes (LPS mm) for a volume of `dims` x `spacing_mm`
+/// centred on the LPS origin.
+#[must_use]
+pub fn liver_ellipsoid(dims: [usize; 3], spacing_mm: [f64; 3]) -> (Vector3<f64>, Vector3<f64>) {
+    let extent =
+        Vector3::new(dims[0] as f64 * spacing_mm[0], dims[1] as f64 * spacing_mm[1], dims[2] as f64 * spacing_mm[2]);
+    (Vector3::new(-0.15 * extent.x, 0.0, 0.0), Vector3::new(0.2 * extent.x, 0.22 * extent.y, 0.45 * extent.z))
+}
+
+/// Whether a tumour lies wholly inside the liver (its sphere inside the ellipsoid shrunk by its
+/// radius along every axis: conservative).
+#[must_use]
+pub fn tumour_inside_liver(t: &TumourSpec, dims: [usize; 3], spacing_mm: [f64; 3]) -> bool {
+    let (_, r) = liver_ellipsoid(dims, spacing_mm);
+    let shrunk = r.map(|a| a - t.diameter_mm / 2.0);
+    shrunk.iter().all(|a| *a > 0.0)
+        && Vector3::from(t.offset_from_liver_centre_mm).component_div(&shrunk).norm_squared() <= 1.0
 }
 
 /// Label values of the phantom's label map.
@@ -60,8 +100,10 @@ pub struct Phantom {
     pub ct_from_robot: Isometry3<f64>,
     /// True marker centres in CT.
     pub markers_in_ct: Vec<Vector3<f64>>,
-    /// Tumour centre in CT.
+    /// Centre of the first tumour in CT.
     pub tumour_in_ct: Vector3<f64>,
+    /// Every tumour: centre in CT and diameter, mm.
+    pub tumours_in_ct: Vec<(Vector3<f64>, f64)>,
     /// Centres of the bead-like extras (not on the frame), CT.
     pub extra_beads_in_ct: Vec<Vector3<f64>>,
 }
@@ -93,9 +135,25 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
     // Body: an elliptic cylinder along z filling most of the field; liver on the patient's right
     // (LPS -x), tumour inside it; anterior is -y in LPS.
     let (ra, rb) = (0.42 * extent.x, 0.30 * extent.y);
-    let liver_c = Vector3::new(-0.15 * extent.x, 0.0, 0.0);
-    let liver_r = Vector3::new(0.2 * extent.x, 0.22 * extent.y, 0.45 * extent.z);
-    let tumour = liver_c + Vector3::new(5.0, -5.0, 3.0);
+    let (liver_c, liver_r) = liver_ellipsoid(spec.dims, s);
+    let tumours: Vec<(Vector3<f64>, f64)> = spec
+        .tumours
+        .iter()
+        .map(|t| (liver_c + Vector3::from(t.offset_from_liver_centre_mm), t.diameter_mm / 2.0))
+        .collect();
+    // The inferior vena cava runs up behind the liver (posterior is +y); the right, middle and
+    // left hepatic veins fan out from it through the upper liver.
+    let ivc_x = liver_c.x + 0.55 * liver_r.x;
+    let ivc = (
+        Vector3::new(ivc_x, 0.55 * liver_r.y, origin.z),
+        Vector3::new(ivc_x, 0.55 * liver_r.y, liver_c.z + 0.9 * liver_r.z),
+    );
+    let confluence = Vector3::new(ivc_x, 0.5 * liver_r.y, liver_c.z + 0.75 * liver_r.z);
+    let hepatic_veins = [
+        (confluence, liver_c + Vector3::new(-0.75 * liver_r.x, 0.1 * liver_r.y, 0.05 * liver_r.z)),
+        (confluence, liver_c + Vector3::new(-0.05 * liver_r.x, -0.45 * liver_r.y, 0.15 * liver_r.z)),
+        (confluence, liver_c + Vector3::new(0.75 * liver_r.x, -0.2 * liver_r.y, 0.3 * liver_r.z)),
+    ];
     let vessel = (
         Vector3::new(0.05 * extent.x, 0.1 * extent.y, origin.z),
         Vector3::new(0.05 * extent.x, 0.1 * extent.y, -origin.z),
@@ -159,10 +217,13 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
                     if seg_dist(&p, &duct.0, &duct.1) <= 2.5 {
                         (hu, label) = (20.0, 8);
                     }
-                    if seg_dist(&p, &portal.0, &portal.1) <= 6.0 {
+                    if seg_dist(&p, &portal.0, &portal.1) <= 6.0
+                        || seg_dist(&p, &ivc.0, &ivc.1) <= 9.0
+                        || hepatic_veins.iter().any(|(a, b)| seg_dist(&p, a, b) <= 3.5)
+                    {
                         (hu, label) = (180.0, 4);
                     }
-                    if (p - tumour).norm() <= 10.0 {
+                    if tumours.iter().any(|(c, r)| (p - c).norm() <= *r) {
                         (hu, label) = (30.0, 3);
                     }
                     if seg_dist(&p, &vessel.0, &vessel.1) <= 4.0 {
@@ -173,10 +234,10 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
                         (hu, label) = (2000.0, 5);
                     }
                     // Streaks: bright and dark bands along x at the wire's height.
-                    if (p.z - wire_a.z).abs() < 10.0 && (p.y - wire_a.y).abs() < 1.5 {
+                    if spec.metal_wire && (p.z - wire_a.z).abs() < 10.0 && (p.y - wire_a.y).abs() < 1.5 {
                         hu += 600.0 * ((p.x - wire_a.x) * 0.2).cos() * (-(p.x - wire_a.x).abs() / 80.0).exp();
                     }
-                    if seg_dist(&p, &wire_a, &wire_b) <= 1.0 {
+                    if spec.metal_wire && seg_dist(&p, &wire_a, &wire_b) <= 1.0 {
                         (hu, label) = (3000.0, 10);
                     }
                 }
@@ -255,7 +316,8 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
         labels: Volume { dims: spec.dims, spacing_mm: s, origin, direction: Matrix3::identity(), voxels: labels },
         ct_from_robot,
         markers_in_ct,
-        tumour_in_ct: tumour,
+        tumour_in_ct: tumours.first().map_or(liver_c, |t| t.0),
+        tumours_in_ct: tumours.iter().map(|(c, r)| (*c, 2.0 * r)).collect(),
         extra_beads_in_ct: extras,
     }
 }

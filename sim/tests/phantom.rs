@@ -7,7 +7,7 @@ use nalgebra::{Point3, Vector3};
 use stylet_core::frame::{Ct, Point, Robot};
 use stylet_imaging::{detect, FiducialSettings};
 use stylet_registration::{match_markers, register, Gates};
-use stylet_sim::phantom::{generate, PhantomSpec};
+use stylet_sim::phantom::{generate, PhantomSpec, TumourSpec};
 
 /// The registration frame (robot frame, mm) from config/robot/marker_frame.txt.
 fn frame() -> Vec<Vector3<f64>> {
@@ -33,6 +33,8 @@ fn detection_and_registration_on_generated_phantoms() {
             noise_hu: 15.0,
             missing_beads: missing_beads.clone(),
             extra_beads,
+            tumours: vec![TumourSpec::default()],
+            metal_wire: true,
         };
         let ph = generate(&spec);
         let (found, rejected) = detect(&ph.volume, &FiducialSettings::default());
@@ -86,6 +88,8 @@ fn the_label_map_holds_every_structure_on_the_ct_grid() {
         noise_hu: 0.0,
         missing_beads: Vec::new(),
         extra_beads: 0,
+        tumours: vec![TumourSpec::default()],
+        metal_wire: true,
     };
     let ph = generate(&spec);
     assert_eq!(
@@ -106,4 +110,70 @@ fn the_label_map_holds_every_structure_on_the_ct_grid() {
         ph.labels.sample_nearest(Point::new(ph.tumour_in_ct.x, ph.tumour_in_ct.y, ph.tumour_in_ct.z)),
         Some(3.0)
     );
+}
+
+#[test]
+fn several_tumours_each_a_whole_sphere_and_no_metal_when_asked() {
+    let tumours = vec![
+        TumourSpec { offset_from_liver_centre_mm: [5.0, -5.0, 3.0], diameter_mm: 30.0 },
+        TumourSpec { offset_from_liver_centre_mm: [-20.0, 15.0, -30.0], diameter_mm: 12.0 },
+    ];
+    let spec = PhantomSpec {
+        seed: 5,
+        dims: [240, 240, 190],
+        spacing_mm: [1.0, 1.0, 1.0],
+        markers_in_robot: frame(),
+        marker_diameter_mm: 4.0,
+        noise_hu: 0.0,
+        missing_beads: Vec::new(),
+        extra_beads: 0,
+        tumours: tumours.clone(),
+        metal_wire: false,
+    };
+    let ph = generate(&spec);
+    assert_eq!(ph.tumours_in_ct.len(), 2);
+    let tumour_voxels = ph.labels.voxels.iter().filter(|v| **v == 3.0).count() as f64;
+    let expected: f64 = tumours.iter().map(|t| std::f64::consts::PI / 6.0 * t.diameter_mm.powi(3)).sum();
+    assert!((tumour_voxels / expected - 1.0).abs() < 0.03, "{tumour_voxels} voxels vs {expected:.0} mm3");
+    for (c, _) in &ph.tumours_in_ct {
+        assert_eq!(ph.labels.sample_nearest(Point::new(c.x, c.y, c.z)), Some(3.0));
+    }
+    // Hepatic veins and the vena cava: a vessel column behind the liver, all the way up.
+    let vessel = ph.labels.voxels.iter().filter(|v| **v == 4.0).count();
+    assert!(vessel > 20_000, "{vessel} vessel voxels");
+    assert_eq!(ph.labels.voxels.iter().filter(|v| **v == 10.0).count(), 0, "metal without metal_wire");
+    // Without the wire, every voxel at metal density belongs to a frame bead.
+    let [nx, ny, _] = ph.volume.dims;
+    for (idx, hu) in ph.volume.voxels.iter().enumerate() {
+        if *hu >= 2500.0 {
+            let p = ph.volume.ct_from_index((idx % nx) as f64, ((idx / nx) % ny) as f64, (idx / (nx * ny)) as f64);
+            let p = Vector3::from(p.to_array());
+            let d = ph.markers_in_ct.iter().map(|m| (m - p).norm()).fold(f64::INFINITY, f64::min);
+            assert!(d < 3.0, "{hu} HU at {p:?}, {d:.1} mm from the nearest bead");
+        }
+    }
+}
+
+#[test]
+fn shipped_scenarios_load_and_a_tumour_outside_the_liver_is_named() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = stylet_sim::scenario::Scenario::load(&path).unwrap();
+            assert!(!s.phantom.tumours.is_empty());
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+    let text = std::fs::read_to_string(dir.join("easy.toml"))
+        .unwrap()
+        .replace("offset_from_liver_centre_mm = [5.0, -5.0, 3.0]", "offset_from_liver_centre_mm = [90.0, 0.0, 0.0]");
+    let bad = std::env::temp_dir().join(format!("stylet-bad-scenario-{}.toml", std::process::id()));
+    std::fs::write(&bad, text).unwrap();
+    let err = stylet_sim::scenario::Scenario::load(&bad).unwrap_err().to_string();
+    let _ = std::fs::remove_file(&bad);
+    assert!(err.contains("phantom.tumours[0].offset_from_liver_centre_mm"), "{err}");
+    assert!(err.contains("[90.0, 0.0, 0.0]"), "{err}");
 }

@@ -10,4 +10,4 @@ pub use dicom::{load_series, DicomError, SeriesReport};
 pub use fiducials::{detect, Fiducial, FiducialSettings, Rejected};
 pub use nifti::{load_nifti, parse_nifti, write_nifti, NiftiError};
 pub use volume::Volume;
-pub use writer::{write_series, WriteError};
+pub use writer::{write_series, write_series_encoded, PixelEncoding, WriteError};

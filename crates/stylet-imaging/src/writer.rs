@@ -1,9 +1,11 @@
-//! Writing a volume as a DICOM CT series (Explicit VR Little Endian, int16 with a rescale
-//! intercept), one file per slice, with the geometry in ImagePositionPatient /
-//! ImageOrientationPatient / PixelSpacing. Used by the phantom generator.
+//! Writing a volume as a DICOM CT series (int16 with a rescale intercept), one file per slice,
+//! with the geometry in ImagePositionPatient / ImageOrientationPatient / PixelSpacing, either
+//! uncompressed (Explicit VR Little Endian) or JPEG 2000 lossless (encapsulated, one fragment
+//! per frame, as PACS send it). Used by the phantom generator.
 
 use std::path::{Path, PathBuf};
 
+use dicom_core::value::PixelFragmentSequence;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
@@ -20,6 +22,13 @@ pub enum WriteError {
         /// The error.
         reason: String,
     },
+    /// JPEG 2000 encoding of slice {slice} failed: {reason}
+    Encode {
+        /// Slice index.
+        slice: usize,
+        /// What the encoder said.
+        reason: String,
+    },
     /// the volume is sheared (gantry tilt {tilt_deg:.3} deg): this writer writes orthogonal grids only
     Sheared {
         /// Tilt.
@@ -29,6 +38,16 @@ pub enum WriteError {
 
 fn ds(values: &[f64]) -> PrimitiveValue {
     PrimitiveValue::from(values.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join("\\").as_str())
+}
+
+/// How the pixel data are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PixelEncoding {
+    /// Explicit VR Little Endian, native pixels.
+    #[default]
+    Uncompressed,
+    /// JPEG 2000 Image Compression (Lossless Only), 1.2.840.10008.1.2.4.90.
+    Jpeg2000Lossless,
 }
 
 /// Writes `v` (HU) as `dir/slice_0000.dcm`, ... with the given series UID, study UID and
@@ -43,6 +62,21 @@ pub fn write_series(
     series_uid: &str,
     description: &str,
 ) -> Result<Vec<PathBuf>, WriteError> {
+    write_series_encoded(v, dir, study_uid, series_uid, description, PixelEncoding::Uncompressed)
+}
+
+/// [`write_series`] with a choice of pixel encoding.
+///
+/// # Errors
+/// A [`WriteError`].
+pub fn write_series_encoded(
+    v: &Volume,
+    dir: &Path,
+    study_uid: &str,
+    series_uid: &str,
+    description: &str,
+    encoding: PixelEncoding,
+) -> Result<Vec<PathBuf>, WriteError> {
     if v.tilt_deg() > 1e-6 {
         return Err(WriteError::Sheared { tilt_deg: v.tilt_deg() });
     }
@@ -55,11 +89,29 @@ pub fn write_series(
     for k in 0..nz {
         let p = v.ct_from_index(0.0, 0.0, k as f64).to_array();
         let sop_uid = format!("{series_uid}.{}", k + 1);
-        let mut bytes = Vec::with_capacity(nx * ny * 2);
-        for &hu in &v.voxels[k * nx * ny..(k + 1) * nx * ny] {
-            let stored = (f64::from(hu) + 1024.0).round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
-            bytes.extend_from_slice(&stored.to_le_bytes());
-        }
+        let stored: Vec<i16> = v.voxels[k * nx * ny..(k + 1) * nx * ny]
+            .iter()
+            .map(|&hu| (f64::from(hu) + 1024.0).round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16)
+            .collect();
+        let (pixel_data, transfer_syntax) = match encoding {
+            PixelEncoding::Uncompressed => {
+                let bytes: Vec<u8> = stored.iter().flat_map(|s| s.to_le_bytes()).collect();
+                (
+                    DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(bytes)),
+                    uids::EXPLICIT_VR_LITTLE_ENDIAN,
+                )
+            }
+            PixelEncoding::Jpeg2000Lossless => {
+                let scratch = dir.join(format!(".slice_{k:04}.j2k.tmp"));
+                let mut codestream = encode_j2k_lossless(&stored, nx, ny, &scratch)
+                    .map_err(|reason| WriteError::Encode { slice: k, reason })?;
+                if codestream.len() % 2 == 1 {
+                    codestream.push(0); // fragments have even length (PS3.5 A.4)
+                }
+                let fragments = PixelFragmentSequence::new(Vec::<u32>::new(), vec![codestream]);
+                (DataElement::new(tags::PIXEL_DATA, VR::OB, fragments), uids::JPEG2000_LOSSLESS)
+            }
+        };
         let obj = InMemDicomObject::from_element_iter([
             DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from(uids::CT_IMAGE_STORAGE)),
             DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop_uid.as_str())),
@@ -83,10 +135,10 @@ pub fn write_series(
             DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from([1u16])),
             DataElement::new(tags::RESCALE_INTERCEPT, VR::DS, ds(&[-1024.0])),
             DataElement::new(tags::RESCALE_SLOPE, VR::DS, ds(&[1.0])),
-            DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(bytes)),
+            pixel_data,
         ]);
         let file = obj
-            .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+            .with_meta(FileMetaTableBuilder::new().transfer_syntax(transfer_syntax))
             .map_err(|e| WriteError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
         // File names in reverse order of position: a reader that sorts by name is wrong.
         let path = dir.join(format!("slice_{:04}.dcm", nz - 1 - k));
@@ -95,4 +147,46 @@ pub fn write_series(
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// Encodes one signed 16-bit greyscale frame as a lossless JPEG 2000 codestream (reversible 5/3
+/// wavelet, one quality layer, no rate limit) with the pure-Rust OpenJPEG port. Its safe API
+/// writes to a file only, so the codestream goes through `scratch`, which is removed.
+fn encode_j2k_lossless(pixels: &[i16], nx: usize, ny: usize, scratch: &Path) -> Result<Vec<u8>, String> {
+    use openjp2::openjpeg::{opj_cparameters_t, OPJ_CLRSPC_GRAY, OPJ_CODEC_J2K};
+    let (w, h) = (u32::try_from(nx).map_err(|e| e.to_string())?, u32::try_from(ny).map_err(|e| e.to_string())?);
+    let component = openjp2::opj_image_comptparm { dx: 1, dy: 1, w, h, x0: 0, y0: 0, prec: 16, bpp: 16, sgnd: 1 };
+    let mut image = openjp2::opj_image::create(&[component], OPJ_CLRSPC_GRAY).ok_or("cannot allocate the image")?;
+    image.x1 = w;
+    image.y1 = h;
+    let data = image
+        .comps_mut()
+        .and_then(|c| c.first_mut())
+        .and_then(|c| c.data_mut())
+        .ok_or("the image has no component data")?;
+    if data.len() != pixels.len() {
+        return Err(format!("component holds {} samples, the frame {}", data.len(), pixels.len()));
+    }
+    for (d, &p) in data.iter_mut().zip(pixels) {
+        *d = i32::from(p);
+    }
+    let mut params = opj_cparameters_t {
+        tcp_numlayers: 1,
+        cp_disto_alloc: 1, // tcp_rates[0] = 0 with one layer: lossless
+        irreversible: 0,   // the reversible 5/3 wavelet
+        ..Default::default()
+    };
+    let mut codec = openjp2::Codec::new_encoder(OPJ_CODEC_J2K).ok_or("cannot create the encoder")?;
+    let mut stream = openjp2::Stream::new_file(scratch, 1 << 20, false).map_err(|e| e.to_string())?;
+    let ok = codec.setup_encoder(&mut params, &mut image) != 0
+        && codec.start_compress(&mut image, &mut stream) != 0
+        && codec.encode(&mut stream) != 0
+        && codec.end_compress(&mut stream) != 0;
+    drop(stream);
+    let bytes = std::fs::read(scratch).map_err(|e| e.to_string());
+    let _ = std::fs::remove_file(scratch);
+    if !ok {
+        return Err("the encoder reported an error".into());
+    }
+    bytes
 }

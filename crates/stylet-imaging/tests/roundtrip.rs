@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use nalgebra::{Matrix3, UnitQuaternion, Vector3};
-use stylet_imaging::{load_series, write_series, Volume};
+use stylet_imaging::{load_series, write_series, write_series_encoded, PixelEncoding, Volume};
 
 #[test]
 fn dicom_series_round_trip_keeps_geometry_and_hu() {
@@ -36,6 +36,34 @@ fn dicom_series_round_trip_keeps_geometry_and_hu() {
     }
     assert!(report.oblique);
     assert_eq!(back.voxels, v.voxels);
+}
+
+#[test]
+fn jpeg2000_lossless_series_reads_back_bit_exact() {
+    let (nx, ny, nz) = (40, 33, 5); // odd sizes: the codestream has no power-of-two shortcut
+    let v = Volume {
+        dims: [nx, ny, nz],
+        spacing_mm: [0.75, 0.75, 2.0],
+        origin: Vector3::new(-15.0, -12.0, 30.0),
+        direction: Matrix3::identity(),
+        // Full HU range, noise-like, including air and dense metal.
+        voxels: (0..nx * ny * nz).map(|i| ((i * 7919) % 5000) as f32 - 1024.0).collect(),
+    };
+    let dir = std::env::temp_dir().join(format!("stylet-j2k-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = write_series_encoded(&v, &dir, "1.2.3", "1.2.3.5", "j2k", PixelEncoding::Jpeg2000Lossless).unwrap();
+    let ts = dicom_object::open_file(&files[0]).unwrap().meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let leftovers = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "tmp"))
+        .count();
+    let (back, report) = load_series(&dir, None).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(ts, "1.2.840.10008.1.2.4.90");
+    assert_eq!(leftovers, 0, "scratch files left behind");
+    assert_eq!(report.slices, nz);
+    assert_eq!(back.dims, v.dims);
+    assert_eq!(back.voxels, v.voxels, "JPEG 2000 lossless must be lossless");
 }
 
 #[test]

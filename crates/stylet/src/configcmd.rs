@@ -63,6 +63,17 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         Ok(_) => checked.push(sim_path.display().to_string()),
         Err(e) => errors.push(e.to_string()),
     }
+    for (sub, load) in [
+        ("scenarios", (|p: &Path| stylet_sim::scenario::Scenario::load(p).map(|_| ())) as fn(&Path) -> _),
+        ("markers", |p: &Path| stylet_registration::FiducialConfig::load(p).map(|_| ())),
+    ] {
+        for path in toml_files(&dir.join(sub)) {
+            match load(&path) {
+                Ok(()) => checked.push(path.display().to_string()),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
     if as_json {
         say!("{}", json!({ "ok": errors.is_empty(), "checked": checked, "errors": errors }));
     } else {
@@ -81,4 +92,15 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The `.toml` files of a folder, sorted (none when it does not exist).
+fn toml_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }

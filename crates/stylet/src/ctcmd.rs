@@ -98,10 +98,9 @@ pub(crate) fn load_ct(path: &std::path::Path, series: Option<&str>) -> anyhow::R
 pub(crate) fn detect_fiducials(
     path: &std::path::Path,
     series: Option<&str>,
-    cfg: &RegistrationConfig,
+    f: &stylet_registration::FiducialConfig,
 ) -> anyhow::Result<(Vec<Fiducial>, Vec<stylet_imaging::Rejected>)> {
     let v = load_ct(path, series)?;
-    let f = cfg.fiducials;
     let settings = FiducialSettings {
         threshold_hu: f.threshold_hu as f32,
         diameter_mm: f.diameter_mm,
@@ -123,14 +122,21 @@ pub(crate) struct FiducialArgs {
     /// The config folder (registration.toml `[fiducials]`).
     #[arg(long, default_value = "config")]
     config: PathBuf,
+    /// A marker config file (a `[fiducials]` table: threshold_hu, diameter_mm, volume
+    /// fractions, max_elongation) used instead of registration.toml's.
+    #[arg(long)]
+    marker_config: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub(crate) fn fiducials(args: &FiducialArgs) -> anyhow::Result<ExitCode> {
-    let cfg = RegistrationConfig::load(&args.config.join("registration.toml"))?;
-    let (found, rejected) = detect_fiducials(&args.ct, args.series.as_deref(), &cfg)?;
+    let markers = match &args.marker_config {
+        Some(path) => stylet_registration::FiducialConfig::load(path)?,
+        None => RegistrationConfig::load(&args.config.join("registration.toml"))?.fiducials,
+    };
+    let (found, rejected) = detect_fiducials(&args.ct, args.series.as_deref(), &markers)?;
     if args.json {
         say!("{}", json!({ "markers": found, "rejected": rejected }));
     } else {

@@ -47,7 +47,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut detections = serde_json::Value::Null;
     let (mut ct, mut robot, unordered) = match (&args.ct, &args.ct_points, &args.robot_fiducials, &args.robot_points) {
         (Some(ct_path), _, Some(model), _) => {
-            let (found, _) = crate::ctcmd::detect_fiducials(ct_path, args.series.as_deref(), &cfg)?;
+            let (found, _) = crate::ctcmd::detect_fiducials(ct_path, args.series.as_deref(), &cfg.fiducials)?;
             detections = json!(found);
             (found.iter().map(|f| nalgebra::Vector3::from(f.center_lps_mm)).collect(), read_points(model)?, true)
         }

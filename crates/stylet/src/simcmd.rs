@@ -116,34 +116,47 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Options of `stylet sim phantom`.
+/// How the DICOM series is encoded.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum DicomEncoding {
+    /// Explicit VR Little Endian.
+    Uncompressed,
+    /// JPEG 2000 lossless (1.2.840.10008.1.2.4.90), as PACS often send CT.
+    Jpeg2000,
+}
+
+/// Options of `stylet sim phantom`. The patient comes from a scenario file; the options below
+/// override its `[phantom]` values.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PhantomArgs {
-    /// Random seed.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
     /// Output folder (created): ct.nii.gz, labels.nii.gz, truth.json (and dicom/ with --dicom).
     #[arg(long)]
     out: PathBuf,
-    /// Volume size: columns,rows,slices.
-    #[arg(long, value_delimiter = ',', default_value = "300,300,190")]
-    dims: Vec<usize>,
-    /// Voxel size, mm: x,y,z.
-    #[arg(long, value_delimiter = ',', default_value = "0.8,0.8,1.0")]
-    spacing_mm: Vec<f64>,
-    /// Image noise, HU.
-    #[arg(long, default_value_t = 15.0)]
-    noise_hu: f64,
-    /// Also write the CT as a DICOM series (uncompressed) in DIR/dicom.
+    /// Scenario file [default: CONFIG/scenarios/easy.toml].
     #[arg(long)]
-    dicom: bool,
+    scenario: Option<PathBuf>,
+    /// Random seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Volume size: columns,rows,slices.
+    #[arg(long, value_delimiter = ',')]
+    dims: Option<Vec<usize>>,
+    /// Voxel size, mm: x,y,z.
+    #[arg(long, value_delimiter = ',')]
+    spacing_mm: Option<Vec<f64>>,
+    /// Image noise, HU.
+    #[arg(long)]
+    noise_hu: Option<f64>,
+    /// Also write the CT as a DICOM series in DIR/dicom (uncompressed unless jpeg2000 is given).
+    #[arg(long, num_args = 0..=1, default_missing_value = "uncompressed", value_name = "ENCODING")]
+    dicom: Option<DicomEncoding>,
     /// Leave these frame beads out of the image (indices, comma-separated).
     #[arg(long, value_delimiter = ',')]
-    missing_beads: Vec<usize>,
+    missing_beads: Option<Vec<usize>>,
     /// Add this many bead-like bright spheres that are not on the frame.
-    #[arg(long, default_value_t = 0)]
-    extra_beads: usize,
-    /// The config folder (robot/marker_frame.txt, registration.toml).
+    #[arg(long)]
+    extra_beads: Option<usize>,
+    /// The config folder (robot/marker_frame.txt, registration.toml, scenarios/).
     #[arg(long, default_value = "config")]
     config: PathBuf,
     /// Print JSON.
@@ -152,28 +165,46 @@ pub(crate) struct PhantomArgs {
 }
 
 pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.dims.len() == 3 && args.dims.iter().all(|d| (8..=2048).contains(d)),
-        "--dims takes three sizes in 8..2048, got {:?}",
-        args.dims
-    );
-    anyhow::ensure!(
-        args.spacing_mm.len() == 3 && args.spacing_mm.iter().all(|s| *s > 0.05 && *s < 10.0),
-        "--spacing-mm takes three sizes in (0.05, 10) mm, got {:?}",
-        args.spacing_mm
-    );
+    let scenario_path = args.scenario.clone().unwrap_or_else(|| args.config.join("scenarios").join("easy.toml"));
+    let scenario = stylet_sim::scenario::Scenario::load(&scenario_path)?;
+    let mut ps = scenario.phantom;
+    if let Some(dims) = &args.dims {
+        anyhow::ensure!(
+            dims.len() == 3 && dims.iter().all(|d| (8..=2048).contains(d)),
+            "--dims takes three sizes in 8..2048, got {dims:?}"
+        );
+        ps.dims = [dims[0], dims[1], dims[2]];
+    }
+    if let Some(sp) = &args.spacing_mm {
+        anyhow::ensure!(
+            sp.len() == 3 && sp.iter().all(|s| *s > 0.05 && *s < 10.0),
+            "--spacing-mm takes three sizes in (0.05, 10) mm, got {sp:?}"
+        );
+        ps.spacing_mm = [sp[0], sp[1], sp[2]];
+    }
+    for (i, t) in ps.tumours.iter().enumerate() {
+        anyhow::ensure!(
+            stylet_sim::phantom::tumour_inside_liver(t, ps.dims, ps.spacing_mm),
+            "tumour {i} of {} does not fit inside the liver of a {:?} x {:?} mm volume",
+            scenario_path.display(),
+            ps.dims,
+            ps.spacing_mm
+        );
+    }
     let frame_path = args.config.join("robot").join("marker_frame.txt");
     let markers = stylet_registration::read_points(&frame_path)?;
     let cfg = stylet_registration::RegistrationConfig::load(&args.config.join("registration.toml"))?;
     let spec = stylet_sim::phantom::PhantomSpec {
-        seed: args.seed,
-        dims: [args.dims[0], args.dims[1], args.dims[2]],
-        spacing_mm: [args.spacing_mm[0], args.spacing_mm[1], args.spacing_mm[2]],
+        seed: args.seed.unwrap_or(ps.seed),
+        dims: ps.dims,
+        spacing_mm: ps.spacing_mm,
         markers_in_robot: markers,
         marker_diameter_mm: cfg.fiducials.diameter_mm,
-        noise_hu: args.noise_hu,
-        missing_beads: args.missing_beads.clone(),
-        extra_beads: args.extra_beads,
+        noise_hu: args.noise_hu.unwrap_or(ps.noise_hu),
+        missing_beads: args.missing_beads.clone().unwrap_or(ps.missing_beads),
+        extra_beads: args.extra_beads.unwrap_or(ps.extra_beads),
+        tumours: ps.tumours,
+        metal_wire: ps.metal_wire,
     };
     let ph = stylet_sim::phantom::generate(&spec);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
@@ -186,7 +217,8 @@ pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
         (0..4).map(|r| (0..4).map(|c| h[(r, c)]).collect::<Vec<_>>()).collect::<Vec<_>>()
     };
     let truth = json!({
-        "seed": args.seed,
+        "seed": spec.seed,
+        "scenario": scenario_path,
         "ct": ct_path,
         "labels": labels_path,
         "label_table": stylet_sim::phantom::LABELS.iter().map(|(v, n)| json!({ "value": v, "name": n })).collect::<Vec<_>>(),
@@ -196,16 +228,22 @@ pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
         "robot_from_ct": m(&ph.ct_from_robot.inverse()),
         "markers_in_ct_lps_mm": ph.markers_in_ct.iter().map(|p| [p.x, p.y, p.z]).collect::<Vec<_>>(),
         "tumour_in_ct_lps_mm": [ph.tumour_in_ct.x, ph.tumour_in_ct.y, ph.tumour_in_ct.z],
+        "tumours": ph.tumours_in_ct.iter().map(|(c, d)| json!({ "centre_in_ct_lps_mm": [c.x, c.y, c.z], "diameter_mm": d })).collect::<Vec<_>>(),
     });
     std::fs::write(args.out.join("truth.json"), truth.to_string())?;
-    if args.dicom {
-        let study = format!("1.2.826.0.1.3680043.10.543.{}", args.seed);
-        stylet_imaging::write_series(
+    if let Some(encoding) = args.dicom {
+        let study = format!("1.2.826.0.1.3680043.10.543.{}", spec.seed);
+        let encoding = match encoding {
+            DicomEncoding::Uncompressed => stylet_imaging::PixelEncoding::Uncompressed,
+            DicomEncoding::Jpeg2000 => stylet_imaging::PixelEncoding::Jpeg2000Lossless,
+        };
+        stylet_imaging::write_series_encoded(
             &ph.volume,
             &args.out.join("dicom"),
             &study,
             &format!("{study}.1"),
             "Stylet phantom",
+            encoding,
         )?;
     }
     if args.json {

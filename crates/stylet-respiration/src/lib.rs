@@ -1,8 +1,21 @@
 //! Respiration: from a surrogate signal to "may the needle advance now, and where is the target".
 //!
-//! So far: [`trace`], readers for recorded breathing traces (the Krilavicius marker CSVs with their
-//! quirks, and a plain `t_s,value` CSV), with every bad row reported by line number.
+//! - [`trace`]: readers for recorded breathing traces (Krilavicius marker CSVs with their quirks,
+//!   plain `t_s,value` CSV), every bad row reported by line number.
+//! - [`predict`]: causal predictors of the surrogate at the system latency (hold, wavelet-RLS,
+//!   pattern matching, and their accuracy-weighted blend).
+//! - [`gate`]: the processor: amplitude, end-exhale baseline, period and phase online; breath-hold
+//!   detection; the gate decision on the predicted signal (RESP-1..3) with its reason and deadline.
+//! - [`eval`]: scoring on recorded traces (`stylet resp eval`).
+//!
+//! Everything here is pure: time comes with the samples and with each `decide(now)` call.
 
+pub mod config;
+pub mod eval;
+pub mod gate;
+pub mod predict;
 pub mod trace;
 
+pub use config::{GateMode, Method, OnDrift, RespirationConfig};
+pub use gate::{BreathingEstimate, GateOutput, GateReason, Respiration, Sample, SampleRefused};
 pub use trace::{parse_csv, parse_krilavicius, read_trace, RowIssue, Trace, TraceError, TraceFormat};

@@ -42,3 +42,58 @@ fn all_fifteen_traces_read_with_their_quirks_reported() {
     assert!(seconds_glitches > 0, "the data README says some rows carry seconds");
     println!("{seconds_glitches} rows with the Timestamp not in ms");
 }
+
+/// The acceptance figures of issue 5 on the 15 real traces, principal axis, 400 ms horizon:
+/// prediction RMSE <= 0.5x the no-prediction RMSE averaged over traces; gate duty cycle >= 30 %
+/// with p95 residual motion inside the gate <= the window half-width.
+#[test]
+fn prediction_and_gating_on_the_fifteen_real_traces() {
+    use stylet_respiration::{eval::evaluate, Method, RespirationConfig};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/respiration/krilavicius");
+    let cfg =
+        RespirationConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/respiration.toml")).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let methods = [Method::WaveletRls, Method::Pattern, Method::Combined];
+    let mut ratios = vec![Vec::new(); methods.len()];
+    let (mut duty, mut worst_p95_excess) = (Vec::new(), f64::NEG_INFINITY);
+    for f in files.iter().filter(|p| p.extension().is_some_and(|e| e == "csv")) {
+        let t = read_trace(f, TraceFormat::Krilavicius).unwrap();
+        let (s, _) = t.principal_axis();
+        let r = evaluate(&t.t_s, &s, &cfg, 0.4, &methods);
+        for (k, m) in r.methods.iter().enumerate() {
+            ratios[k].push(m.ratio_to_hold);
+        }
+        duty.push(r.gate.duty_cycle);
+        worst_p95_excess = worst_p95_excess.max(r.gate.residual_p95_mm - r.gate.window_half_width_mm);
+        println!(
+            "{:<34} hold {:5.2} mm  rls {:.3}  pattern {:.3}  combined {:.3}  duty {:4.1} %  residual p95 {:.2} max {:.2} mm  re-ref {}",
+            f.file_name().unwrap().to_string_lossy(),
+            r.hold_rmse_mm,
+            r.methods[0].ratio_to_hold,
+            r.methods[1].ratio_to_hold,
+            r.methods[2].ratio_to_hold,
+            100.0 * r.gate.duty_cycle,
+            r.gate.residual_p95_mm,
+            r.gate.residual_max_mm,
+            r.gate.re_references,
+        );
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "mean ratio: rls {:.3} pattern {:.3} combined {:.3}; mean duty {:.1} %; min duty {:.1} %",
+        mean(&ratios[0]),
+        mean(&ratios[1]),
+        mean(&ratios[2]),
+        100.0 * mean(&duty),
+        100.0 * duty.iter().cloned().fold(1.0, f64::min)
+    );
+    assert_eq!(duty.len(), 15);
+    assert!(mean(&ratios[2]) <= 0.5, "combined {:.3}", mean(&ratios[2]));
+    assert!(
+        mean(&ratios[2]) < mean(&ratios[0]) && mean(&ratios[2]) < mean(&ratios[1]),
+        "the blend must beat each part"
+    );
+    assert!(mean(&duty) >= 0.30, "mean duty {:.3}", mean(&duty));
+    assert!(worst_p95_excess <= 0.0, "a trace's p95 residual exceeds the half-width by {worst_p95_excess:.2} mm");
+}

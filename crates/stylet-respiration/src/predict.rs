@@ -1,0 +1,427 @@
+//! Online prediction of the surrogate `h` samples ahead (the system latency at the nominal
+//! sample period). Every predictor is causal: [`Predictor::push`] takes the newest sample and
+//! [`Predictor::predict`] uses nothing later.
+//!
+//! - [`Hold`]: the last sample (what "no prediction" means; the reference for every figure).
+//! - [`WaveletRls`]: recursive least squares on a causal a-trous (Haar) multi-scale decomposition
+//!   of the recent signal, predicting the change over the horizon directly (the wLMS idea of
+//!   Ernst et al. with RLS in place of LMS).
+//! - [`PatternMatch`]: nearest neighbours among the past breaths: the recent window (offset
+//!   removed) is compared with every window of the last `history` samples, and the changes that
+//!   followed the `k` closest are averaged (inverse-distance weights). Breathing repeats itself, so
+//!   this captures the asymmetric inhale/exhale shape a linear model smooths over.
+//! - [`Combined`]: both of the above, weighted by the inverse of their recent squared error (an
+//!   exponential average over matured predictions), so each trace leans on whichever predicts it
+//!   better.
+
+/// A causal one-dimensional predictor at a fixed horizon in samples.
+pub trait Predictor {
+    /// Takes the newest sample (finite; the caller filters).
+    fn push(&mut self, value: f64);
+    /// The predicted value `horizon` samples after the newest (the newest value before warm-up).
+    fn predict(&self) -> f64;
+}
+
+/// A growing buffer trimmed from the front, so that indices from the back stay cheap.
+#[derive(Clone, Debug, Default)]
+struct Recent {
+    v: Vec<f64>,
+    keep: usize,
+}
+
+impl Recent {
+    fn new(keep: usize) -> Self {
+        Self { v: Vec::with_capacity(2 * keep + 8), keep: keep.max(1) }
+    }
+    fn push(&mut self, x: f64) {
+        if self.v.len() >= 2 * self.keep {
+            self.v.drain(..self.v.len() - self.keep);
+        }
+        self.v.push(x);
+    }
+    /// The value `back` samples before the newest (0 = newest).
+    fn back(&self, back: usize) -> Option<f64> {
+        self.v.len().checked_sub(back + 1).map(|i| self.v[i])
+    }
+    fn len(&self) -> usize {
+        self.v.len()
+    }
+}
+
+/// No prediction: the last sample held.
+#[derive(Clone, Debug, Default)]
+pub struct Hold {
+    last: f64,
+}
+
+impl Predictor for Hold {
+    fn push(&mut self, value: f64) {
+        self.last = value;
+    }
+    fn predict(&self) -> f64 {
+        self.last
+    }
+}
+
+/// Settings of [`WaveletRls`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WaveletRlsSettings {
+    /// Decomposition levels.
+    pub levels: usize,
+    /// Taps per level (spaced by the level's scale).
+    pub taps: usize,
+    /// RLS forgetting factor (0.99-1).
+    pub forgetting: f64,
+    /// Initial inverse-correlation diagonal.
+    pub delta: f64,
+}
+
+impl Default for WaveletRlsSettings {
+    fn default() -> Self {
+        Self { levels: 4, taps: 2, forgetting: 0.995, delta: 100.0 }
+    }
+}
+
+/// RLS on multi-scale features.
+#[derive(Clone, Debug)]
+pub struct WaveletRls {
+    s: WaveletRlsSettings,
+    horizon: usize,
+    /// Approximations c_0 (the signal) .. c_J.
+    approx: Vec<Recent>,
+    /// Details w_0 .. w_{J-1}.
+    detail: Vec<Recent>,
+    /// Feature vectors of the last `horizon + 1` samples, oldest first, waiting for their target.
+    pending: std::collections::VecDeque<(Vec<f64>, f64)>,
+    w: Vec<f64>,
+    p: Vec<f64>,
+    dim: usize,
+    current: Option<Vec<f64>>,
+}
+
+impl WaveletRls {
+    /// A predictor `horizon` samples ahead.
+    #[must_use]
+    pub fn new(horizon: usize, s: WaveletRlsSettings) -> Self {
+        let levels = s.levels.clamp(1, 8);
+        let taps = s.taps.clamp(1, 8);
+        let s = WaveletRlsSettings { levels, taps, ..s };
+        let keep = (1 << levels) * (taps + 1) + 4;
+        let dim = levels * taps + 3;
+        let mut p = vec![0.0; dim * dim];
+        for i in 0..dim {
+            p[i * dim + i] = s.delta;
+        }
+        Self {
+            s,
+            horizon,
+            approx: (0..=levels).map(|_| Recent::new(keep)).collect(),
+            detail: (0..levels).map(|_| Recent::new(keep)).collect(),
+            pending: std::collections::VecDeque::new(),
+            w: vec![0.0; dim],
+            p,
+            dim,
+            current: None,
+        }
+    }
+
+    fn reset_p(&mut self) {
+        self.p.iter_mut().for_each(|x| *x = 0.0);
+        for i in 0..self.dim {
+            self.p[i * self.dim + i] = self.s.delta;
+        }
+    }
+
+    fn features(&self) -> Option<Vec<f64>> {
+        let levels = self.s.levels;
+        let top = &self.approx[levels];
+        if top.len() <= 1 << levels || self.detail[levels - 1].len() < (1 << (levels - 1)) * self.s.taps {
+            return None;
+        }
+        let mut f = Vec::with_capacity(self.dim);
+        for j in 0..levels {
+            for k in 0..self.s.taps {
+                f.push(self.detail[j].back(k << j)?);
+            }
+        }
+        let s0 = self.approx[0].back(0)?;
+        let cj = top.back(0)?;
+        f.push(cj - s0);
+        f.push(cj - top.back(1 << levels)?);
+        f.push(1.0);
+        Some(f)
+    }
+
+    fn update(&mut self, x: &[f64], y: f64) {
+        let d = self.dim;
+        let lam = self.s.forgetting;
+        let px: Vec<f64> = (0..d).map(|r| (0..d).map(|c| self.p[r * d + c] * x[c]).sum()).collect();
+        let denom = lam + x.iter().zip(&px).map(|(a, b)| a * b).sum::<f64>();
+        if !(denom.is_finite() && denom > 1e-12) {
+            self.reset_p();
+            return;
+        }
+        let err = y - self.w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
+        for (w, p) in self.w.iter_mut().zip(&px) {
+            *w += p / denom * err;
+        }
+        for r in 0..d {
+            for c in 0..d {
+                self.p[r * d + c] = (self.p[r * d + c] - px[r] * px[c] / denom) / lam;
+            }
+        }
+        // Without excitation (a breath-hold) P grows as 1/lambda^n: keep it bounded.
+        let trace: f64 = (0..d).map(|i| self.p[i * d + i]).sum();
+        if !trace.is_finite() || !self.w.iter().all(|w| w.is_finite()) {
+            self.reset_p();
+            self.w.iter_mut().for_each(|w| *w = 0.0);
+        } else if trace > MAX_P_TRACE {
+            let k = MAX_P_TRACE / trace;
+            self.p.iter_mut().for_each(|x| *x *= k);
+        }
+    }
+}
+
+/// The largest trace of the RLS inverse-correlation matrix.
+const MAX_P_TRACE: f64 = 1e8;
+
+impl Predictor for WaveletRls {
+    fn push(&mut self, value: f64) {
+        self.approx[0].push(value);
+        for j in 0..self.s.levels {
+            let prev = &self.approx[j];
+            let now = prev.back(0).unwrap_or(value);
+            let then = prev.back(1 << j).unwrap_or(now);
+            let next = 0.5 * (now + then);
+            self.detail[j].push(now - next);
+            self.approx[j + 1].push(next);
+        }
+        // The sample `horizon` back now has its target.
+        if self.pending.len() >= self.horizon.max(1) {
+            if let Some((x, base)) = self.pending.pop_front() {
+                self.update(&x, value - base);
+            }
+        }
+        self.current = self.features();
+        if let Some(f) = &self.current {
+            self.pending.push_back((f.clone(), value));
+        } else {
+            self.pending.clear();
+        }
+    }
+
+    fn predict(&self) -> f64 {
+        let last = self.approx[0].back(0).unwrap_or(0.0);
+        match &self.current {
+            Some(f) => last + self.w.iter().zip(f).map(|(a, b)| a * b).sum::<f64>(),
+            None => last,
+        }
+    }
+}
+
+/// Settings of [`PatternMatch`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PatternMatchSettings {
+    /// Samples compared.
+    pub window: usize,
+    /// Neighbours averaged.
+    pub neighbours: usize,
+    /// Samples of history searched.
+    pub history: usize,
+}
+
+impl Default for PatternMatchSettings {
+    fn default() -> Self {
+        Self { window: 16, neighbours: 10, history: 1200 }
+    }
+}
+
+/// Nearest-neighbour prediction from past breaths.
+#[derive(Clone, Debug)]
+pub struct PatternMatch {
+    s: PatternMatchSettings,
+    horizon: usize,
+    buf: Recent,
+    prediction: f64,
+    scratch: Vec<(f64, f64)>,
+}
+
+impl PatternMatch {
+    /// A predictor `horizon` samples ahead.
+    #[must_use]
+    pub fn new(horizon: usize, s: PatternMatchSettings) -> Self {
+        let s = PatternMatchSettings {
+            window: s.window.clamp(2, 256),
+            neighbours: s.neighbours.clamp(1, 256),
+            history: s.history.clamp(16, 100_000),
+        };
+        Self { s, horizon, buf: Recent::new(s.history + s.window + horizon + 1), prediction: 0.0, scratch: Vec::new() }
+    }
+
+    fn compute(&mut self) -> Option<f64> {
+        let (w, h, k) = (self.s.window, self.horizon, self.s.neighbours);
+        let v = &self.buf.v;
+        let n = v.len();
+        let now = n.checked_sub(1)?;
+        // Candidate window ends j: a full window before them and their future (j + h) known.
+        let lo = (w - 1).max(n.saturating_sub(self.s.history));
+        let hi = now.checked_sub(h)?; // exclusive
+        if hi <= lo + k {
+            return None;
+        }
+        let q_end = v[now];
+        self.scratch.clear();
+        for j in lo..hi {
+            let c_end = v[j];
+            let mut d = 0.0;
+            for m in 0..w {
+                let e = (v[j - m] - c_end) - (v[now - m] - q_end);
+                d += e * e;
+            }
+            self.scratch.push((d, v[j + h] - c_end));
+        }
+        let k = k.min(self.scratch.len());
+        self.scratch.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
+        let (mut num, mut den) = (0.0, 0.0);
+        for (d, change) in &self.scratch[..k] {
+            let wt = 1.0 / (d + 1e-3);
+            num += wt * change;
+            den += wt;
+        }
+        Some(q_end + num / den)
+    }
+}
+
+impl Predictor for PatternMatch {
+    fn push(&mut self, value: f64) {
+        self.buf.push(value);
+        self.prediction = self.compute().unwrap_or(value);
+    }
+    fn predict(&self) -> f64 {
+        self.prediction
+    }
+}
+
+/// [`WaveletRls`] and [`PatternMatch`] blended by their recent accuracy.
+#[derive(Clone, Debug)]
+pub struct Combined {
+    horizon: usize,
+    rls: WaveletRls,
+    pattern: PatternMatch,
+    /// Past predictions (rls, pattern, blend) waiting for their target, oldest first.
+    pending: std::collections::VecDeque<[f64; 3]>,
+    /// Exponential averages of squared error: rls, pattern, blend.
+    mse: [f64; 3],
+    smoothing: f64,
+}
+
+impl Combined {
+    /// A predictor `horizon` samples ahead; `smoothing` is the weight of each new error in the
+    /// running mean squared errors (e.g. 0.02).
+    #[must_use]
+    pub fn new(horizon: usize, rls: WaveletRlsSettings, pattern: PatternMatchSettings, smoothing: f64) -> Self {
+        Self {
+            horizon,
+            rls: WaveletRls::new(horizon, rls),
+            pattern: PatternMatch::new(horizon, pattern),
+            pending: std::collections::VecDeque::new(),
+            mse: [1.0; 3],
+            smoothing: smoothing.clamp(1e-4, 1.0),
+        }
+    }
+
+    /// The running RMS error of the blended prediction (mm): the prediction's confidence.
+    #[must_use]
+    pub fn rms_error(&self) -> f64 {
+        self.mse[2].sqrt()
+    }
+
+    /// The blend weight of the pattern matcher (0-1).
+    #[must_use]
+    pub fn pattern_weight(&self) -> f64 {
+        let (a, b) = (1.0 / self.mse[0].max(1e-12), 1.0 / self.mse[1].max(1e-12));
+        b / (a + b)
+    }
+
+    /// The two predictions (rls, pattern).
+    #[must_use]
+    pub fn parts(&self) -> (f64, f64) {
+        (self.rls.predict(), self.pattern.predict())
+    }
+}
+
+impl Predictor for Combined {
+    fn push(&mut self, value: f64) {
+        if self.pending.len() > self.horizon.saturating_sub(1) {
+            if let Some(p) = self.pending.pop_front() {
+                let a = self.smoothing;
+                for (m, p) in self.mse.iter_mut().zip(p) {
+                    *m = (1.0 - a) * *m + a * (p - value).powi(2);
+                }
+            }
+        }
+        self.rls.push(value);
+        self.pattern.push(value);
+        self.pending.push_back([self.rls.predict(), self.pattern.predict(), self.predict()]);
+    }
+
+    fn predict(&self) -> f64 {
+        let w = self.pattern_weight();
+        (1.0 - w) * self.rls.predict() + w * self.pattern.predict()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sine(i: usize) -> f64 {
+        5.0 * (i as f64 * 0.1 * std::f64::consts::TAU / 4.0).sin()
+    }
+
+    fn rms_after(p: &mut dyn Predictor, h: usize, n: usize, skip: usize) -> f64 {
+        let mut preds = Vec::new();
+        let mut e2 = 0.0;
+        let mut m = 0;
+        for i in 0..n {
+            p.push(sine(i));
+            preds.push(p.predict());
+            if i >= skip + h {
+                e2 += (preds[i - h] - sine(i)).powi(2);
+                m += 1;
+            }
+        }
+        (e2 / f64::from(m)).sqrt()
+    }
+
+    #[test]
+    fn every_predictor_learns_a_clean_sine_far_better_than_hold() {
+        let h = 4;
+        let hold = rms_after(&mut Hold::default(), h, 1500, 600);
+        let rls = rms_after(&mut WaveletRls::new(h, WaveletRlsSettings::default()), h, 1500, 600);
+        let pm = rms_after(&mut PatternMatch::new(h, PatternMatchSettings::default()), h, 1500, 600);
+        let comb = rms_after(
+            &mut Combined::new(h, WaveletRlsSettings::default(), PatternMatchSettings::default(), 0.02),
+            h,
+            1500,
+            600,
+        );
+        assert!(hold > 2.0, "{hold}");
+        assert!(rls < 0.05 * hold, "rls {rls} vs hold {hold}");
+        assert!(pm < 0.05 * hold, "pattern {pm} vs hold {hold}");
+        assert!(comb < 0.05 * hold, "combined {comb} vs hold {hold}");
+    }
+
+    #[test]
+    fn a_flat_signal_keeps_the_rls_finite() {
+        let mut p = WaveletRls::new(4, WaveletRlsSettings::default());
+        for _ in 0..20_000 {
+            p.push(1.0);
+        }
+        assert!((p.predict() - 1.0).abs() < 1e-6, "{}", p.predict());
+        for i in 0..100 {
+            p.push(sine(i));
+        }
+        assert!(p.predict().is_finite());
+    }
+}

@@ -13,7 +13,9 @@ mod bringup;
 mod configcmd;
 mod ctcmd;
 mod kincmd;
+mod plot;
 mod regcmd;
+mod respcmd;
 mod simcmd;
 
 use std::path::PathBuf;
@@ -67,6 +69,18 @@ enum Top {
         #[command(subcommand)]
         command: BenchCmd,
     },
+    /// Respiration: prediction and gating on breathing traces.
+    Resp {
+        #[command(subcommand)]
+        command: RespCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RespCmd {
+    /// Prediction RMSE against no prediction per horizon, gate duty cycle and the residual motion
+    /// inside the gate, on one trace (--trace) or every trace of a folder (--dir); --plot draws one.
+    Eval(respcmd::EvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +135,7 @@ fn main() -> ExitCode {
         Top::Register(args) => regcmd::run(&args),
         Top::Fiducials(args) => ctcmd::fiducials(&args),
         Top::Ik(args) => kincmd::ik(&args),
+        Top::Resp { command: RespCmd::Eval(args) } => respcmd::eval(&args),
     };
     match result {
         Ok(code) => code,

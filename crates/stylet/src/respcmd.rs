@@ -1,0 +1,218 @@
+//! `stylet resp eval`: prediction and gating figures on recorded breathing traces.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::json;
+use stylet_respiration::eval::{evaluate, run, HorizonReport};
+use stylet_respiration::{read_trace, Method, OnDrift, RespirationConfig, TraceFormat};
+
+/// Trace file formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Krilavicius when the header names a Frame column, else plain CSV.
+    Auto,
+    /// Krilavicius marker CSV (`"Frame";"Timestamp";"x";"y";"z"`, decimal commas).
+    Krilavicius,
+    /// Plain `t_s,value` CSV.
+    Csv,
+}
+
+/// Options of `stylet resp eval`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvalArgs {
+    /// One trace file.
+    #[arg(long, required_unless_present = "dir", conflicts_with = "dir")]
+    trace: Option<PathBuf>,
+    /// Every `.csv` trace of a folder, with a summary.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Trace format.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: Format,
+    /// Prediction horizons, ms [default: the config's horizon].
+    #[arg(long = "horizon-ms", value_delimiter = ',')]
+    horizons_ms: Vec<f64>,
+    /// Write a PNG of signal, prediction and gate (one trace, first horizon).
+    #[arg(long, requires = "trace")]
+    plot: Option<PathBuf>,
+    /// Seconds of the trace to plot, from... to.
+    #[arg(long, value_delimiter = ',', default_value = "20,80")]
+    plot_span_s: Vec<f64>,
+    /// The config folder (respiration.toml).
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+const METHODS: [Method; 3] = [Method::WaveletRls, Method::Pattern, Method::Combined];
+
+fn format_of(path: &Path, f: Format) -> anyhow::Result<TraceFormat> {
+    Ok(match f {
+        Format::Krilavicius => TraceFormat::Krilavicius,
+        Format::Csv => TraceFormat::Csv,
+        Format::Auto => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            if text.lines().next().is_some_and(|l| l.contains("Frame")) {
+                TraceFormat::Krilavicius
+            } else {
+                TraceFormat::Csv
+            }
+        }
+    })
+}
+
+struct TraceResult {
+    path: PathBuf,
+    json: serde_json::Value,
+    reports: Vec<HorizonReport>,
+}
+
+fn eval_one(path: &Path, args: &EvalArgs, cfg: &RespirationConfig, horizons: &[f64]) -> anyhow::Result<TraceResult> {
+    let trace = read_trace(path, format_of(path, args.format)?)?;
+    let (signal, axis) = trace.principal_axis();
+    let reports: Vec<HorizonReport> =
+        horizons.iter().map(|h| evaluate(&trace.t_s, &signal, cfg, h * 1e-3, &METHODS)).collect();
+    let p2p =
+        signal.iter().copied().fold(f64::NEG_INFINITY, f64::max) - signal.iter().copied().fold(f64::INFINITY, f64::min);
+    let json = json!({
+        "trace": path,
+        "samples": trace.t_s.len(),
+        "duration_s": trace.t_s.last().unwrap_or(&0.0) - trace.t_s.first().unwrap_or(&0.0),
+        "median_interval_s": trace.median_interval_s(),
+        "rows_reported": trace.issues,
+        "principal_axis": [axis.x, axis.y, axis.z],
+        "peak_to_peak_mm": p2p,
+        "horizons": reports,
+    });
+    if let Some(png) = &args.plot {
+        let span = match args.plot_span_s.as_slice() {
+            [a, b] if b > a => (*a, *b),
+            other => anyhow::bail!("--plot-span-s takes FROM,TO seconds with FROM < TO, got {other:?}"),
+        };
+        let c = RespirationConfig { horizon_s: horizons[0] * 1e-3, on_drift: OnDrift::ReReference, ..cfg.clone() };
+        let (tl, _) = run(&trace.t_s, &signal, &c);
+        crate::plot::respiration_png(png, &tl, c.horizon_s, c.window_half_width_mm, span)
+            .with_context(|| format!("writing {}", png.display()))?;
+    }
+    Ok(TraceResult { path: path.to_path_buf(), json, reports })
+}
+
+pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let cfg = RespirationConfig::load(&args.config.join("respiration.toml"))?;
+    let horizons = if args.horizons_ms.is_empty() { vec![cfg.horizon_s * 1e3] } else { args.horizons_ms.clone() };
+    for h in &horizons {
+        anyhow::ensure!(h.is_finite() && (0.0..=2000.0).contains(h), "--horizon-ms {h}: must be within [0, 2000]");
+    }
+    let files: Vec<PathBuf> = match (&args.trace, &args.dir) {
+        (Some(t), _) => vec![t.clone()],
+        (None, Some(d)) => {
+            let mut f: Vec<PathBuf> = std::fs::read_dir(d)
+                .with_context(|| format!("reading {}", d.display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+                .collect();
+            f.sort();
+            anyhow::ensure!(!f.is_empty(), "{}: no .csv traces", d.display());
+            f
+        }
+        (None, None) => anyhow::bail!("give --trace FILE or --dir DIR"),
+    };
+    let bar = (files.len() > 1 && !args.json).then(|| {
+        let b = indicatif::ProgressBar::new(files.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} traces {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut results = Vec::new();
+    for f in &files {
+        if let Some(b) = &bar {
+            b.set_message(f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+        }
+        results.push(eval_one(f, args, &cfg, &horizons)?);
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let summary: Vec<serde_json::Value> = horizons
+        .iter()
+        .enumerate()
+        .map(|(k, h)| {
+            let mean = |f: &dyn Fn(&HorizonReport) -> f64| {
+                results.iter().map(|r| f(&r.reports[k])).sum::<f64>() / results.len() as f64
+            };
+            let methods: Vec<serde_json::Value> = METHODS
+                .iter()
+                .enumerate()
+                .map(|(m, method)| json!({ "method": method, "mean_ratio_to_hold": mean(&|r| r.methods[m].ratio_to_hold) }))
+                .collect();
+            json!({
+                "horizon_ms": h,
+                "traces": results.len(),
+                "methods": methods,
+                "mean_duty_cycle": mean(&|r| r.gate.duty_cycle),
+                "min_duty_cycle": results.iter().map(|r| r.reports[k].gate.duty_cycle).fold(f64::INFINITY, f64::min),
+                "max_residual_p95_mm": results.iter().map(|r| r.reports[k].gate.residual_p95_mm).fold(0.0, f64::max),
+                "window_half_width_mm": cfg.window_half_width_mm,
+            })
+        })
+        .collect();
+    if args.json {
+        let traces: Vec<&serde_json::Value> = results.iter().map(|r| &r.json).collect();
+        say!("{}", json!({ "config_method": cfg.method, "traces": traces, "summary": summary }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (k, h) in horizons.iter().enumerate() {
+        say!("horizon {h} ms (prediction RMSE / no-prediction RMSE; gate of the {:?} method)", cfg.method);
+        say!(
+            "{:<34} {:>8} {:>7} {:>7} {:>8} {:>6} {:>8} {:>8}",
+            "trace",
+            "hold mm",
+            "rls",
+            "pattern",
+            "combined",
+            "duty",
+            "res p95",
+            "res max"
+        );
+        for r in &results {
+            let rep = &r.reports[k];
+            say!(
+                "{:<34} {:>8.2} {:>7.3} {:>7.3} {:>8.3} {:>5.1}% {:>8.2} {:>8.2}",
+                r.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+                rep.hold_rmse_mm,
+                rep.methods[0].ratio_to_hold,
+                rep.methods[1].ratio_to_hold,
+                rep.methods[2].ratio_to_hold,
+                100.0 * rep.gate.duty_cycle,
+                rep.gate.residual_p95_mm,
+                rep.gate.residual_max_mm
+            );
+        }
+        let s = &summary[k];
+        say!(
+            "{:<34} {:>8} {:>7.3} {:>7.3} {:>8.3} {:>5.1}% {:>8.2}   (window +-{} mm)",
+            format!("mean over {} trace(s)", results.len()),
+            "",
+            s["methods"][0]["mean_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
+            s["methods"][1]["mean_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
+            s["methods"][2]["mean_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
+            100.0 * s["mean_duty_cycle"].as_f64().unwrap_or(f64::NAN),
+            s["max_residual_p95_mm"].as_f64().unwrap_or(f64::NAN),
+            cfg.window_half_width_mm
+        );
+    }
+    if let Some(p) = &args.plot {
+        say!("plot: {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

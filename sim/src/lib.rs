@@ -6,6 +6,7 @@
 //! [`pty::serve`] is the I/O edge. [`monitor::WireMonitor`] independently checks every setpoint
 //! that reaches the controller against the envelope and counts violations.
 
+pub mod breathing;
 pub mod config;
 pub mod controller;
 pub mod faults;

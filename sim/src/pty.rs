@@ -41,6 +41,13 @@ impl Pty {
         let _ = master.set_timeout(Duration::from_micros(500));
         Ok(Pty { master, _slave: slave, path })
     }
+
+    /// The master side, for a device simulated by hand (e.g. a sensor writing lines); call it
+    /// once the host has opened `path`.
+    #[must_use]
+    pub fn into_master(self) -> TTYPort {
+        self.master
+    }
 }
 
 /// Runs the controller on the pty until `stop` is set. One loop iteration per ~0.5 ms: read what

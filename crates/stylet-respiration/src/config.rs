@@ -120,8 +120,8 @@ impl Default for RespirationConfig {
             max_drift_mm: 2.0,
             on_drift: OnDrift::Close,
             max_hold_s: 20.0,
-            hold_speed_mm_per_s: 1.5,
-            hold_detect_s: 1.0,
+            hold_speed_mm_per_s: 0.6,
+            hold_detect_s: 2.0,
             hold_max_drift_mm: 2.0,
         }
     }

@@ -181,7 +181,6 @@ pub struct Respiration {
     last_crossing_s: Option<f64>,
     periods: std::collections::VecDeque<f64>,
     // Breath-hold detection.
-    still_since: Option<(f64, f64)>,
     hold: Option<(f64, f64)>,
 }
 
@@ -208,7 +207,6 @@ impl Respiration {
             inhale_armed: false,
             last_crossing_s: None,
             periods: std::collections::VecDeque::new(),
-            still_since: None,
             hold: None,
         }
     }
@@ -385,21 +383,24 @@ impl Respiration {
             theta.rem_euclid(std::f64::consts::TAU) / std::f64::consts::TAU
         });
 
-        // Breath-hold: slower than the detection speed for the detection time.
-        let speed = (s.value_mm - prev).abs() / dt;
-        let hold_slow = speed <= self.cfg.hold_speed_mm_per_s;
-        match (hold_slow, self.still_since) {
-            (true, None) => self.still_since = Some((s.t_s, s.value_mm)),
-            (false, _) => {
-                self.still_since = None;
-                self.hold = None;
-            }
-            _ => {}
-        }
-        if let Some((t0, level)) = self.still_since {
-            if self.hold.is_none() && s.t_s - t0 >= self.cfg.hold_detect_s {
-                self.hold = Some((t0, level));
-            }
+        // Breath-hold: over the last `hold_detect_s`, the signal spans no more than the detection
+        // speed allows (a range, not a sample-to-sample speed, so sensor noise does not break a
+        // hold and a natural end-exhale pause is too short to count as one).
+        let n = ((self.cfg.hold_detect_s / dt).round() as usize).max(2);
+        let slow = self.window.len() >= n && {
+            let (lo, hi) = self
+                .window
+                .iter()
+                .rev()
+                .take(n)
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+            hi - lo <= self.cfg.hold_speed_mm_per_s * self.cfg.hold_detect_s
+        };
+        if !slow {
+            self.hold = None;
+        } else if self.hold.is_none() {
+            let level = self.window.iter().rev().nth(n - 1).copied().unwrap_or(s.value_mm);
+            self.hold = Some((s.t_s - (n - 1) as f64 * dt, level));
         }
         self.estimate.hold_s = self.hold.map(|(t0, _)| s.t_s - t0);
 

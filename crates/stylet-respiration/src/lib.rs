@@ -6,16 +6,23 @@
 //!   pattern matching, and their accuracy-weighted blend).
 //! - [`gate`]: the processor: amplitude, end-exhale baseline, period and phase online; breath-hold
 //!   detection; the gate decision on the predicted signal (RESP-1..3) with its reason and deadline.
+//! - [`correlation`]: surrogate -> target displacement (with hysteresis) from checkpoint CTs.
 //! - [`eval`]: scoring on recorded traces (`stylet resp eval`).
+//! - [`source`]: the [`RespirationSource`] seam: replay, a live serial sensor (line format there),
+//!   and in `stylet-sim` the simulated breathing model.
 //!
-//! Everything here is pure: time comes with the samples and with each `decide(now)` call.
+//! Everything but [`source`] is pure: time comes with the samples and with each `decide(now)` call.
 
 pub mod config;
+pub mod correlation;
 pub mod eval;
 pub mod gate;
 pub mod predict;
+pub mod source;
 pub mod trace;
 
 pub use config::{GateMode, Method, OnDrift, RespirationConfig};
+pub use correlation::{CorrelationError, CorrelationModel, Observation};
 pub use gate::{BreathingEstimate, GateOutput, GateReason, Respiration, Sample, SampleRefused};
+pub use source::{parse_sensor_line, Replay, RespirationSource, SerialSensor, SourceError};
 pub use trace::{parse_csv, parse_krilavicius, read_trace, RowIssue, Trace, TraceError, TraceFormat};

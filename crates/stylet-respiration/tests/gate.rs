@@ -170,10 +170,13 @@ fn breath_hold_drift_closes_the_gate() {
     let cfg = RespirationConfig { mode: GateMode::BreathHold, ..RespirationConfig::default() };
     let mut r = Respiration::new(cfg);
     r.set_reference(0.0);
-    // A hold from 40 s that creeps 0.2 mm/s (slow enough to count as held): 2 mm after 10 s.
+    // A hold from 40 s that creeps 0.2 mm/s (slow enough to count as held): open first, closed
+    // once the level has moved 2 mm from where the hold began.
     let f = |t: f64| if t >= 40.0 { 0.2 * (t - 40.0) } else { breathing(t, 4.0, 10.0, 0.0) };
-    feed(&mut r, f, 0.0, 52.0);
-    let d = r.decide(51.9);
+    feed(&mut r, f, 0.0, 45.0);
+    assert!(r.decide(44.9).open, "{:?}", r.decide(44.9));
+    feed(&mut r, f, 45.0, 56.0);
+    let d = r.decide(55.9);
     assert_eq!(d.reason, GateReason::BreathHoldDrift, "{d:?}");
 }
 

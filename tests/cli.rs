@@ -448,3 +448,59 @@ fn phantom_scenario_as_jpeg2000_dicom_reads_back() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn resp_eval_on_real_traces_with_json_and_a_plot() {
+    let dir = repo().join("../shared/data/respiration/krilavicius");
+    let trace = dir.join("201205101522-LAC-1-N-138-6.csv");
+    let png = std::env::temp_dir().join(format!("stylet-resp-{}.png", std::process::id()));
+    let (code, v) = run_json(&[
+        "resp",
+        "eval",
+        "--json",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--horizon-ms",
+        "200,400",
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    let bytes = std::fs::read(&png).unwrap();
+    let _ = std::fs::remove_file(&png);
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let h = &v["traces"][0]["horizons"];
+    assert_eq!(h.as_array().unwrap().len(), 2);
+    for k in 0..2 {
+        let methods = h[k]["methods"].as_array().unwrap();
+        let combined = methods.iter().find(|m| m["method"] == "combined").unwrap();
+        // Prediction beats holding the last sample on this regular trace at both horizons.
+        assert!(combined["ratio_to_hold"].as_f64().unwrap() < 0.5, "{}", h[k]);
+        let gate = &h[k]["gate"];
+        assert!(gate["duty_cycle"].as_f64().unwrap() > 0.3, "{gate}");
+        assert!(gate["residual_p95_mm"].as_f64().unwrap() <= gate["window_half_width_mm"].as_f64().unwrap());
+    }
+    // A folder: one entry per trace and a summary; a plain CSV trace is read too.
+    let csv_dir = std::env::temp_dir().join(format!("stylet-resp-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&csv_dir).unwrap();
+    let mut text = String::from("t_s,value\n");
+    for i in 0..900 {
+        let t = f64::from(i) * 0.1;
+        text.push_str(&format!("{t:.1},{:.3}\n", 8.0 * (std::f64::consts::PI * t / 4.0).sin().powi(6)));
+    }
+    text.push_str("90.0,not-a-number\n");
+    std::fs::write(csv_dir.join("synthetic.csv"), text).unwrap();
+    std::fs::copy(&trace, csv_dir.join("real.csv")).unwrap();
+    let (code, v) = run_json(&["resp", "eval", "--json", "--dir", csv_dir.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&csv_dir);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["traces"].as_array().unwrap().len(), 2);
+    assert_eq!(v["summary"][0]["traces"], 2);
+    let synthetic = v["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trace"].as_str().unwrap().ends_with("synthetic.csv"))
+        .unwrap();
+    assert_eq!(synthetic["rows_reported"][0]["line"], 902, "{synthetic}");
+}

@@ -90,6 +90,32 @@ fn correlation_model_fitted_from_ten_checkpoints_predicts_the_liver() {
     let (rms, motion) = ((e2 / f64::from(n)).sqrt(), (motion2 / f64::from(n)).sqrt());
     println!("correlation model: {rms:.3} mm RMS 3-D error vs {motion:.2} mm RMS liver motion");
     assert!(rms < 0.5 && rms < 0.1 * motion, "{rms} mm vs motion {motion} mm");
+    // In the processor: with the reference at end-exhale, the predicted target offset follows the
+    // liver 400 ms ahead.
+    let mut r = Respiration::new(RespirationConfig::default());
+    r.set_correlation(model);
+    let mut worst: f64 = 0.0;
+    let mut m2 =
+        Breathing::new(BreathingSpec { seed: 4, drift_mm_per_min: 0.0, noise_mm: 0.0, ..BreathingSpec::default() });
+    for i in 0..1200 {
+        let t = 0.1 * f64::from(i);
+        r.push(stylet_respiration::Sample { t_s: t, value_mm: m2.surrogate(t) }).unwrap();
+        if i == 150 {
+            r.set_reference(r.estimate().baseline_mm);
+        }
+        let d = r.decide(t);
+        if i > 600 && d.open {
+            let p = d.predicted_target_offset_mm.unwrap();
+            // The true liver position at the reference surrogate level (no drift: baseline(0) = 0).
+            let rf = r.reference().unwrap();
+            let at_ref = [0.1 * rf, -0.4 * rf, -1.3 * rf];
+            let truth = m2.liver_offset_mm(t + 0.4);
+            let err = (0..3).map(|k| (p[k] - (truth[k] - at_ref[k])).powi(2)).sum::<f64>().sqrt();
+            worst = worst.max(err);
+        }
+    }
+    println!("predicted target offset while the gate is open: worst 3-D error {worst:.2} mm");
+    assert!(worst < 1.5, "{worst}");
 }
 
 #[tokio::test]

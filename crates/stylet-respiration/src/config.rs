@@ -301,3 +301,31 @@ struct RawBreathHold {
     detect_after_s: f64,
     max_drift_mm: f64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> String {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/respiration.toml"))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_shipped_file_is_the_default() {
+        let c = RespirationConfig::from_toml_str(Path::new("respiration.toml"), &shipped());
+        assert_eq!(c.ok(), Some(RespirationConfig::default()));
+    }
+
+    #[test]
+    fn limits_beyond_their_rules_are_refused_with_key_and_value() {
+        let text = shipped()
+            .replace("window_half_width_mm = 3.0", "window_half_width_mm = 5.0")
+            .replace("max_hold_s = 20.0", "max_hold_s = 25.0")
+            .replace("rule = \"RESP-3\"", "rule = \"RESP-9\"");
+        let err = RespirationConfig::from_toml_str(Path::new("r.toml"), &text).map(|_| ()).unwrap_err().to_string();
+        for needle in ["gating.window_half_width_mm", "5", "breath_hold.max_hold_s", "25", "reference.rule", "RESP-9"] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
+    }
+}

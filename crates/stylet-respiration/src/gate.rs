@@ -10,7 +10,11 @@
 //! moves when the target will be where it was imaged (RESP-2).
 
 use crate::config::{GateMode, Method, OnDrift, RespirationConfig};
+use crate::correlation::CorrelationModel;
 use crate::predict::{Combined, Hold, PatternMatch, PatternMatchSettings, Predictor, WaveletRls, WaveletRlsSettings};
+
+/// Larger surrogate values are refused (no breathing sensor reads metres).
+const MAX_ABS_VALUE_MM: f64 = 10_000.0;
 
 /// One surrogate sample.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -28,6 +32,11 @@ pub enum SampleRefused {
     NotFinite {
         /// Time.
         t_s: f64,
+        /// Value.
+        value_mm: f64,
+    },
+    /// sample value {value_mm} mm is beyond +-10 m: a broken sensor
+    OutOfRange {
         /// Value.
         value_mm: f64,
     },
@@ -96,6 +105,10 @@ pub struct GateOutput {
     pub predicted_mm: f64,
     /// Predicted offset from the reference level, mm (None without a reference).
     pub offset_from_reference_mm: Option<f64>,
+    /// The target's predicted displacement (LPS mm) from where it was at the reference level,
+    /// through the correlation model, when one is set: what to compensate when the gate opens off
+    /// the reference level.
+    pub predicted_target_offset_mm: Option<[f64; 3]>,
     /// Running RMS prediction error (the confidence), mm.
     pub confidence_mm: f64,
     /// This decision holds until then (newest sample + stale limit), s.
@@ -165,6 +178,8 @@ pub struct Respiration {
     started_s: f64,
     /// Recent grid values for the estimator, newest last.
     window: std::collections::VecDeque<f64>,
+    /// The same values, sorted (kept sorted incrementally).
+    sorted_window: Vec<f64>,
     /// Past predictions waiting for their target (for the running error).
     pending: std::collections::VecDeque<f64>,
     mse: f64,
@@ -174,6 +189,7 @@ pub struct Respiration {
     estimate: BreathingEstimate,
     reference_mm: Option<f64>,
     re_references: usize,
+    correlation: Option<CorrelationModel>,
     /// Which side is exhale (decided with hysteresis).
     exhale_low: Option<bool>,
     // Period and phase.
@@ -196,6 +212,7 @@ impl Respiration {
             count: 0,
             started_s: 0.0,
             window: std::collections::VecDeque::new(),
+            sorted_window: Vec::new(),
             pending: std::collections::VecDeque::new(),
             mse: 1.0,
             prev_predictions: [0.0; 2],
@@ -203,6 +220,7 @@ impl Respiration {
             estimate: BreathingEstimate::default(),
             reference_mm: None,
             re_references: 0,
+            correlation: None,
             exhale_low: None,
             inhale_armed: false,
             last_crossing_s: None,
@@ -223,6 +241,19 @@ impl Respiration {
             self.reference_mm = Some(level_mm);
             self.re_references += 1;
         }
+    }
+
+    /// Sets the surrogate -> target correlation model (fitted from checkpoint CTs).
+    pub fn set_correlation(&mut self, model: CorrelationModel) {
+        self.correlation = Some(model);
+    }
+
+    fn predicted_target_offset(&self) -> Option<[f64; 3]> {
+        let (m, r) = (self.correlation?, self.reference_mm?);
+        let v = (self.prediction - self.prev_predictions[0]) / (2.0 * self.cfg.period_s);
+        let (at, base) = (m.offset_mm(self.prediction, v), m.offset_mm(r, 0.0));
+        let d = [at[0] - base[0], at[1] - base[1], at[2] - base[2]];
+        d.iter().all(|x| x.is_finite()).then_some(d)
     }
 
     /// The reference level.
@@ -258,6 +289,9 @@ impl Respiration {
         if !(s.t_s.is_finite() && s.value_mm.is_finite()) {
             return Err(SampleRefused::NotFinite { t_s: s.t_s, value_mm: s.value_mm });
         }
+        if s.value_mm.abs() > MAX_ABS_VALUE_MM {
+            return Err(SampleRefused::OutOfRange { value_mm: s.value_mm });
+        }
         if let Some(last) = self.last {
             if s.t_s <= last.t_s {
                 return Err(SampleRefused::NotAdvancing { t_s: s.t_s, last_s: last.t_s });
@@ -282,10 +316,11 @@ impl Respiration {
     }
 
     fn restart(&mut self) {
-        let (reference, re) = (self.reference_mm, self.re_references);
+        let (reference, re, corr) = (self.reference_mm, self.re_references, self.correlation);
         *self = Self::new(self.cfg.clone());
         self.reference_mm = reference;
         self.re_references = re;
+        self.correlation = corr;
     }
 
     fn step(&mut self, s: Sample) {
@@ -312,16 +347,23 @@ impl Respiration {
         // Amplitude and end-exhale baseline over the recent window.
         let keep = ((self.cfg.baseline_window_s / dt).round() as usize).max(8);
         self.window.push_back(s.value_mm);
+        let at = self.sorted_window.partition_point(|v| *v < s.value_mm);
+        self.sorted_window.insert(at, s.value_mm);
         while self.window.len() > keep {
-            self.window.pop_front();
+            if let Some(old) = self.window.pop_front() {
+                let at = self.sorted_window.partition_point(|v| *v < old);
+                if at < self.sorted_window.len() {
+                    self.sorted_window.remove(at);
+                }
+            }
         }
-        let mut sorted: Vec<f64> = self.window.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
+        let sorted = &self.sorted_window;
         let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
         let (lo, hi) = (pct(0.05), pct(0.95));
         let range = (hi - lo).max(1e-9);
-        let low_dwell = sorted.iter().filter(|v| (*v - lo) / range < 0.25).count();
-        let high_dwell = sorted.iter().filter(|v| (*v - lo) / range > 0.75).count();
+        let below = |x: f64| sorted.partition_point(|v| *v < x);
+        let low_dwell = below(lo + 0.25 * range);
+        let high_dwell = sorted.len() - sorted.partition_point(|v| *v <= lo + 0.75 * range);
         // The exhale side is where the signal dwells; flipping needs a clear majority, so a
         // symmetric signal does not swap sides from one sample to the next.
         let exhale_low = match self.exhale_low {
@@ -330,20 +372,23 @@ impl Respiration {
             Some(false) => 2 * low_dwell > 3 * high_dwell,
         };
         self.exhale_low = Some(exhale_low);
+        // End-exhale level: the median of the samples within `exhale_fraction` of the range from
+        // the exhale extreme.
         let f = self.cfg.exhale_fraction;
-        let side: Vec<f64> = if exhale_low {
-            sorted.iter().copied().filter(|v| (v - lo) / range < f).collect()
-        } else {
-            sorted.iter().copied().filter(|v| (hi - v) / range < f).collect()
-        };
-        let baseline = if side.is_empty() {
-            if exhale_low {
+        let baseline = if exhale_low {
+            let k = below(lo + f * range);
+            if k == 0 {
                 lo
             } else {
-                hi
+                sorted[k / 2]
             }
         } else {
-            side[side.len() / 2]
+            let j = sorted.partition_point(|v| *v <= hi - f * range);
+            if j >= sorted.len() {
+                hi
+            } else {
+                sorted[j + (sorted.len() - j) / 2]
+            }
         };
         self.estimate.amplitude_mm = hi - lo;
         self.estimate.baseline_mm = baseline;
@@ -424,6 +469,7 @@ impl Respiration {
             reason: GateReason::NoSignal,
             predicted_mm: self.prediction,
             offset_from_reference_mm: self.reference_mm.map(|r| self.prediction - r),
+            predicted_target_offset_mm: self.predicted_target_offset(),
             confidence_mm: confidence,
             valid_until_s: self.last.map_or(f64::NEG_INFINITY, |l| l.t_s + self.cfg.stale_after_s),
             estimate: self.estimate,
@@ -455,11 +501,16 @@ impl Respiration {
                 return GateReason::BreathHoldDrift;
             }
         }
-        if (self.prediction - reference).abs() + c.confidence_factor * confidence > c.window_half_width_mm {
+        // Written so that a NaN anywhere closes the gate.
+        let margin = (self.prediction - reference).abs() + c.confidence_factor * confidence;
+        let inside = margin.is_finite() && margin <= c.window_half_width_mm;
+        if !inside {
             return GateReason::OutsideWindow;
         }
         // Predicted speed over two steps (one step is noisier).
-        if (self.prediction - self.prev_predictions[0]).abs() / (2.0 * c.period_s) > c.max_speed_mm_per_s {
+        let speed = (self.prediction - self.prev_predictions[0]).abs() / (2.0 * c.period_s);
+        let still = speed.is_finite() && speed <= c.max_speed_mm_per_s;
+        if !still {
             return GateReason::Moving;
         }
         GateReason::Open

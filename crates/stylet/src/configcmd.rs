@@ -63,6 +63,11 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         Ok(_) => checked.push(sim_path.display().to_string()),
         Err(e) => errors.push(e.to_string()),
     }
+    let resp_path = dir.join("respiration.toml");
+    match stylet_respiration::RespirationConfig::load(&resp_path) {
+        Ok(_) => checked.push(resp_path.display().to_string()),
+        Err(e) => errors.push(e.to_string()),
+    }
     for (sub, load) in [
         ("scenarios", (|p: &Path| stylet_sim::scenario::Scenario::load(p).map(|_| ())) as fn(&Path) -> _),
         ("markers", |p: &Path| stylet_registration::FiducialConfig::load(p).map(|_| ())),

@@ -5,9 +5,12 @@
 //! markers at a known `ct_from_robot` (optionally with beads missing and bead-like extras). A
 //! label map on the same grid comes with it. Deterministic from a seed.
 //!
+//! A vertebral column with its spinous process at the posterior midline and the heart above the
+//! diaphragm complete the planner's landmarks.
+//!
 //! HU values: air -1000, soft tissue 40, liver 60, tumour 30, portal and hepatic veins 180,
-//! contrast vessel 300, rib (cortical) 2000, markers 3000, wire 3000 with +-600 HU streaks;
-//! Gaussian noise. Markers are rendered with partial
+//! heart 150, contrast vessel 300, spine 700, rib (cortical) 2000, markers 3000, wire 3000 with
+//! +-600 HU streaks; Gaussian noise. Markers are rendered with partial
 //! volume (supersampled), so their detected centroids carry a real localisation error.
 
 use nalgebra::{Isometry3, Matrix3, Translation3, UnitQuaternion, Vector3};
@@ -75,7 +78,7 @@ pub fn tumour_inside_liver(t: &TumourSpec, dims: [usize; 3], spacing_mm: [f64; 3
 }
 
 /// Label values of the phantom's label map.
-pub const LABELS: [(u8, &str); 11] = [
+pub const LABELS: [(u8, &str); 13] = [
     (0, "air"),
     (1, "body"),
     (2, "liver"),
@@ -87,6 +90,8 @@ pub const LABELS: [(u8, &str); 11] = [
     (8, "bile_duct"),
     (9, "bowel"),
     (10, "metal"),
+    (11, "spine"),
+    (12, "heart"),
 ];
 
 /// The generated phantom and its ground truth.
@@ -188,6 +193,11 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
         liver_c + Vector3::new(-0.6 * liver_r.x, 0.2 * liver_r.y, 0.0),
         liver_c + Vector3::new(0.9 * liver_r.x, 0.25 * liver_r.y, 0.0),
     );
+    // The spine: a vertebral column at the posterior midline with its spinous process behind it;
+    // the heart above the diaphragm, left of centre.
+    let spine_c = Vector3::new(0.0, 0.62 * rb, 0.0);
+    let heart_c = Vector3::new(0.08 * extent.x, -0.05 * extent.y, 0.47 * extent.z);
+    let heart_r = Vector3::new(0.12 * extent.x, 0.14 * extent.y, 0.09 * extent.z);
     let bowel: Vec<Vector3<f64>> =
         (0..4).map(|b| Vector3::new((b as f64 - 1.5) * 0.15 * extent.x, -0.1 * extent.y, -0.38 * extent.z)).collect();
     let mut voxels = vec![0f32; nx * ny * nz];
@@ -206,6 +216,13 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
                     }
                     if bowel.iter().any(|c| (p - c).norm() <= 15.0) {
                         (hu, label) = (-600.0, 9);
+                    }
+                    if (p - heart_c).component_div(&heart_r).norm_squared() <= 1.0 {
+                        (hu, label) = (150.0, 12);
+                    }
+                    let (sx, sy) = (p.x - spine_c.x, p.y - spine_c.y);
+                    if sx * sx + sy * sy <= 15.0 * 15.0 || (sx.abs() <= 3.0 && sy > 0.0 && sy <= 32.0) {
+                        (hu, label) = (700.0, 11);
                     }
                     let d = (p - liver_c).component_div(&liver_r);
                     if d.norm_squared() <= 1.0 {

@@ -1,0 +1,1113 @@
+//! The planner: from a CT, its label map and a target tumour to ranked needle trajectories, each
+//! with a rule-by-rule report (docs/planning.md).
+
+use std::collections::BTreeMap;
+
+use nalgebra::{Matrix3, Vector3};
+use stylet_core::frame::Point;
+use stylet_imaging::Volume;
+
+use crate::config::{Class, LabelTable, Rules, Zone};
+use crate::edt::edt;
+use crate::geometry::{components, Spheroid};
+
+/// Which tumour to plan for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TumourSpec {
+    /// The `component`-th largest connected component (0 = largest) of label `value`.
+    Label {
+        /// Label value.
+        value: u32,
+        /// Component index, largest first.
+        component: usize,
+    },
+    /// A spherical tumour inserted at a point inside the liver.
+    Sphere {
+        /// Centre, LPS mm.
+        centre_lps_mm: [f64; 3],
+        /// Diameter, mm.
+        diameter_mm: f64,
+    },
+}
+
+/// Why no plan could be computed at all. The doc comment is the message.
+#[derive(Clone, Debug, PartialEq, docsplay::Display, thiserror::Error)]
+pub enum PlanError {
+    /// the label map does not lie on the CT grid: {0}
+    GridMismatch(String),
+    /// the label map holds values the label table "{table}" does not list: {values:?} (value, voxels)
+    UnknownLabels {
+        /// Table.
+        table: String,
+        /// Values and voxel counts.
+        values: Vec<(u32, usize)>,
+    },
+    /// label {value} has no voxels (or no component {component})
+    NoTumour {
+        /// Label value.
+        value: u32,
+        /// Component asked for.
+        component: usize,
+    },
+    /// label {value} is not a tumour class in table "{table}" (it is {class:?})
+    NotTumourLabel {
+        /// Label value.
+        value: u32,
+        /// Table.
+        table: String,
+        /// Its class.
+        class: Class,
+    },
+    /// the target ({x:.1}, {y:.1}, {z:.1}) mm LPS is outside the liver (the label there is {class:?})
+    TargetOutsideLiver {
+        /// LPS x.
+        x: f64,
+        /// LPS y.
+        y: f64,
+        /// LPS z.
+        z: f64,
+        /// What is there.
+        class: Option<Class>,
+    },
+    /// no skin surface found (no body in the label map, and no body outline in the CT)
+    NoSkin,
+}
+
+/// A rule's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Holds.
+    Pass,
+    /// Reported; the clinician decides.
+    Warn,
+    /// Not assessed (data missing), said so.
+    NotAssessed,
+    /// Violated.
+    Fail,
+}
+
+/// One rule's result for a plan.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RuleCheck {
+    /// Rule ID.
+    pub rule: &'static str,
+    /// Verdict.
+    pub status: Status,
+    /// Measured value (mm unless the detail says otherwise).
+    pub measured: Option<f64>,
+    /// Threshold applied.
+    pub limit: Option<f64>,
+    /// What was measured, in words.
+    pub detail: String,
+}
+
+fn check(
+    rule: &'static str,
+    status: Status,
+    measured: Option<f64>,
+    limit: Option<f64>,
+    detail: impl Into<String>,
+) -> RuleCheck {
+    RuleCheck { rule, status, measured, limit, detail: detail.into() }
+}
+
+/// One needle position.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Position {
+    /// Skin entry, LPS mm.
+    pub entry_lps_mm: [f64; 3],
+    /// Needle tip, LPS mm.
+    pub tip_lps_mm: [f64; 3],
+    /// Ablation zone centre, LPS mm.
+    pub zone_centre_lps_mm: [f64; 3],
+    /// Unit needle axis (entry to tip), LPS.
+    pub axis_lps: [f64; 3],
+    /// Insertion depth, mm.
+    pub depth_mm: f64,
+}
+
+/// A feasible plan.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Plan {
+    /// Rank score (higher is better; docs/planning.md).
+    pub score: f64,
+    /// Needle positions (more than one when the tumour needs overlapping zones, MAR-3).
+    pub positions: Vec<Position>,
+    /// The zone's long and short axes after shrink, mm.
+    pub zone_long_mm: f64,
+    /// Short axis.
+    pub zone_short_mm: f64,
+    /// MAR-1 margin, mm.
+    pub margin_mm: f64,
+    /// Smallest shaft clearance to a structure it must avoid, mm.
+    pub clearance_mm: f64,
+    /// The structure class nearest the shaft.
+    pub nearest_structure: Option<Class>,
+    /// Where the shaft comes nearest to it, LPS mm.
+    #[serde(skip)]
+    pub closest: Option<[f64; 3]>,
+    /// Angle between the needle and the axial plane, degrees.
+    pub angle_to_axial_deg: f64,
+    /// Every rule's verdict.
+    pub checks: Vec<RuleCheck>,
+}
+
+/// What the planner found.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PlanReport {
+    /// Tumour centroid, LPS mm.
+    pub tumour_centre_lps_mm: [f64; 3],
+    /// Tumour maximal diameter (twice the largest centroid distance), mm.
+    pub tumour_diameter_mm: f64,
+    /// Tumour voxels.
+    pub tumour_voxels: usize,
+    /// Indication checks (IND-1..4, warnings only).
+    pub indication: Vec<RuleCheck>,
+    /// Candidate lines evaluated.
+    pub candidates: usize,
+    /// Candidates passing every path rule.
+    pub path_feasible: usize,
+    /// Path-feasible candidates whose zone rules were evaluated (best paths first, until enough
+    /// plans were found).
+    pub zone_evaluated: usize,
+    /// Evaluated candidates passing every fail rule.
+    pub feasible: usize,
+    /// Candidates failing each rule (a candidate may fail several).
+    pub failures_by_rule: BTreeMap<&'static str, usize>,
+    /// Ranked plans, best first (empty: no safe path, see `failures_by_rule`).
+    pub plans: Vec<Plan>,
+    /// Whether the skin came from the label map or the CT's body outline.
+    pub skin_source: &'static str,
+}
+
+/// Everything the planner needs.
+#[derive(Clone, Debug)]
+pub struct PlanInput<'a> {
+    /// The CT (HU).
+    pub ct: &'a Volume,
+    /// The label map on the CT grid.
+    pub labels: &'a Volume,
+    /// How to read the label values.
+    pub table: &'a LabelTable,
+    /// The tumour.
+    pub tumour: TumourSpec,
+    /// The ablation zone of the chosen device setting.
+    pub zone: Zone,
+    /// Thresholds.
+    pub rules: Rules,
+    /// How many plans to return.
+    pub max_plans: usize,
+}
+
+/// The grid's index <-> LPS maps.
+struct Grid {
+    dims: [usize; 3],
+    origin: Vector3<f64>,
+    m: Matrix3<f64>,
+    inv: Matrix3<f64>,
+}
+
+impl Grid {
+    fn new(v: &Volume) -> Option<Self> {
+        let s = v.spacing_mm;
+        let m = Matrix3::from_columns(&[
+            v.direction.column(0) * s[0],
+            v.direction.column(1) * s[1],
+            v.direction.column(2) * s[2],
+        ]);
+        Some(Self { dims: v.dims, origin: v.origin, m, inv: m.try_inverse()? })
+    }
+    fn lps(&self, idx: usize) -> Vector3<f64> {
+        let [nx, ny, _] = self.dims;
+        let ijk = Vector3::new((idx % nx) as f64, ((idx / nx) % ny) as f64, (idx / (nx * ny)) as f64);
+        self.origin + self.m * ijk
+    }
+    fn index(&self, p: &Vector3<f64>) -> Option<usize> {
+        let f = self.inv * (p - self.origin);
+        let [nx, ny, nz] = self.dims;
+        let r = |x: f64, n: usize| {
+            let x = x.round();
+            (x >= 0.0 && x < n as f64).then_some(x as usize)
+        };
+        Some((r(f.z, nz)? * ny + r(f.y, ny)?) * nx + r(f.x, nx)?)
+    }
+}
+
+/// Per-voxel class codes.
+fn classify(labels: &Volume, table: &LabelTable) -> Result<Vec<Class>, PlanError> {
+    let mut unknown: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut cache: BTreeMap<u32, Option<Class>> = BTreeMap::new();
+    let classes: Vec<Class> = labels
+        .voxels
+        .iter()
+        .map(|&v| {
+            let value = if v.is_finite() && v >= 0.0 { v.round() as u32 } else { u32::MAX };
+            let c = *cache.entry(value).or_insert_with(|| table.class(value));
+            c.unwrap_or_else(|| {
+                *unknown.entry(value).or_insert(0) += 1;
+                Class::Background
+            })
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(classes)
+    } else {
+        Err(PlanError::UnknownLabels { table: table.name.clone(), values: unknown.into_iter().collect() })
+    }
+}
+
+/// Voxels of `mask` with a 6-neighbour outside it (the volume border does not count as outside
+/// when `border_is_outside` is false).
+fn boundary(mask: &[bool], dims: [usize; 3], border_is_outside: bool) -> Vec<usize> {
+    let [nx, ny, nz] = dims;
+    let mut out = Vec::new();
+    for idx in 0..mask.len() {
+        if !mask[idx] {
+            continue;
+        }
+        let (i, j, k) = (idx % nx, (idx / nx) % ny, idx / (nx * ny));
+        let nb = [
+            (i > 0).then(|| idx - 1),
+            (i + 1 < nx).then(|| idx + 1),
+            (j > 0).then(|| idx - nx),
+            (j + 1 < ny).then(|| idx + nx),
+            (k > 0).then(|| idx - nx * ny),
+            (k + 1 < nz).then(|| idx + nx * ny),
+        ];
+        let edge = nb.iter().any(|n| match n {
+            Some(w) => !mask[*w],
+            None => border_is_outside,
+        });
+        if edge {
+            out.push(idx);
+        }
+    }
+    out
+}
+
+/// The body: from the label map when it has body voxels, else the CT's outline (HU > -500, the
+/// largest component, holes filled).
+fn body_mask(ct: &Volume, classes: &[Class]) -> (Vec<bool>, &'static str) {
+    let labelled: Vec<bool> = classes.iter().map(|c| *c != Class::Background).collect();
+    if classes.contains(&Class::Body) {
+        return (labelled, "label map");
+    }
+    let dims = ct.dims;
+    let raw: Vec<bool> = ct.voxels.iter().zip(&labelled).map(|(h, l)| *h > -500.0 || *l).collect();
+    let (id, _) = components(&raw, dims);
+    let body: Vec<bool> = id.iter().map(|c| *c == 1).collect();
+    // Fill holes: background components that do not touch the volume border.
+    let outside: Vec<bool> = body.iter().map(|b| !b).collect();
+    let (oid, osizes) = components(&outside, dims);
+    let [nx, ny, nz] = dims;
+    let mut touches = vec![false; osizes.len()];
+    for (idx, c) in oid.iter().enumerate() {
+        let (i, j, k) = (idx % nx, (idx / nx) % ny, idx / (nx * ny));
+        if *c != 0 && (i == 0 || j == 0 || k == 0 || i + 1 == nx || j + 1 == ny || k + 1 == nz) {
+            touches[*c as usize] = true;
+        }
+    }
+    (body.iter().zip(&oid).map(|(b, c)| *b || (*c != 0 && !touches[*c as usize])).collect(), "CT body outline")
+}
+
+struct Maps {
+    block: Vec<f32>,
+    vessel_core: Vec<f32>,
+    lung: Vec<f32>,
+    bone: Vec<f32>,
+}
+
+struct PathResult {
+    depth: f64,
+    clearance: f64,
+    /// Vessel when a vessel is nearest; otherwise resolved from `closest` for reported plans.
+    nearest: Option<Class>,
+    /// The shaft point nearest a structure it must avoid.
+    closest: Vector3<f64>,
+    liver_before_tumour: f64,
+    lung_min: f64,
+    intercostal: bool,
+    lateral_from_spine: Option<f64>,
+    closer_to_upper_rib: Option<bool>,
+}
+
+/// What a shaft evaluation reads.
+struct Shaft<'a> {
+    grid: &'a Grid,
+    classes: &'a [Class],
+    maps: &'a Maps,
+    /// Radius of the smallest vessel that counts (PATH-1), mm.
+    r_vessel: f64,
+    /// LPS x of the spine's midline.
+    spine_x: Option<f64>,
+    /// Sampling step along the shaft, mm.
+    step: f64,
+    /// Bone this close to the first 40 mm makes the entry intercostal (PATH-3), mm.
+    bone_detect: f64,
+}
+
+/// Evaluates the shaft from `entry` to `tip`.
+fn walk(sh: &Shaft<'_>, entry: &Vector3<f64>, tip: &Vector3<f64>) -> PathResult {
+    let Shaft { grid, classes, maps, r_vessel, spine_x, step, bone_detect } = *sh;
+    let d = tip - entry;
+    let depth = d.norm();
+    let axis = d / depth.max(1e-9);
+    let n = (depth / step).ceil() as usize + 1;
+    let (mut clearance, mut nearest, mut closest) = (f64::INFINITY, None, *entry);
+    let (mut liver_run, mut liver_before, mut seen_tumour) = (0.0, None, false);
+    let mut lung_min = f64::INFINITY;
+    let mut bone_near: Option<(f64, Vector3<f64>)> = None;
+    for s in 0..n {
+        let t = (s as f64 * step).min(depth);
+        let p = entry + axis * t;
+        let Some(idx) = grid.index(&p) else { continue };
+        let block = f64::from(maps.block[idx]);
+        let vessel = f64::from(maps.vessel_core[idx]) - r_vessel;
+        if block < clearance {
+            clearance = block;
+            nearest = None; // resolved from `closest` when reported
+            closest = p;
+        }
+        if vessel < clearance {
+            clearance = vessel;
+            nearest = Some(Class::Vessel);
+            closest = p;
+        }
+        lung_min = lung_min.min(f64::from(maps.lung[idx]));
+        if t <= 40.0 {
+            let b = f64::from(maps.bone[idx]);
+            if b <= bone_detect && bone_near.is_none_or(|(bd, _)| b < bd) {
+                bone_near = Some((b, p));
+            }
+        }
+        match classes[idx] {
+            Class::Liver => liver_run += step,
+            Class::Tumour => {
+                if !seen_tumour {
+                    liver_before = Some(liver_run);
+                    seen_tumour = true;
+                }
+            }
+            _ => {
+                if !seen_tumour {
+                    liver_run = 0.0;
+                }
+            }
+        }
+    }
+    let intercostal = bone_near.is_some();
+    let lateral_from_spine = if intercostal { spine_x.map(|x| (entry.x - x).abs()) } else { None };
+    let closer_to_upper_rib = bone_near.map(|(_, p)| {
+        // Along the superior-inferior axis (LPS z; superior is +z) from the point nearest a rib.
+        let probe = |dir: f64| {
+            (1..=60).map(|k| f64::from(k) * 0.5).find(|dz| {
+                grid.index(&(p + Vector3::new(0.0, 0.0, dir * dz))).is_some_and(|i| matches!(classes[i], Class::Bone))
+            })
+        };
+        match (probe(1.0), probe(-1.0)) {
+            (Some(up), Some(down)) => up < down,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    });
+    // A track that never enters the tumour (an overlapping zone's side track) counts the liver up
+    // to its tip.
+    let liver_before_tumour = liver_before.unwrap_or(liver_run);
+    PathResult {
+        depth,
+        clearance,
+        nearest,
+        closest,
+        liver_before_tumour,
+        lung_min,
+        intercostal,
+        lateral_from_spine,
+        closer_to_upper_rib,
+    }
+}
+
+/// The class of the blocking voxel nearest `at` within `r` mm (voxel-step search).
+fn nearest_blocking_class(
+    grid: &Grid,
+    classes: &[Class],
+    spacing: [f64; 3],
+    at: &Vector3<f64>,
+    r: f64,
+) -> Option<Class> {
+    let r = r.min(25.0);
+    let n = spacing.map(|s| (r / s.max(0.05)).ceil() as i32);
+    let mut found: Option<(f64, Class)> = None;
+    for a in -n[0]..=n[0] {
+        for b in -n[1]..=n[1] {
+            for c in -n[2]..=n[2] {
+                let off = Vector3::new(f64::from(a) * spacing[0], f64::from(b) * spacing[1], f64::from(c) * spacing[2]);
+                let dist = off.norm();
+                if dist > r || found.is_some_and(|(d, _)| dist >= d) {
+                    continue;
+                }
+                if let Some(i) = grid.index(&(at + off)) {
+                    if classes[i].blocks_path() {
+                        found = Some((dist, classes[i]));
+                    }
+                }
+            }
+        }
+    }
+    found.map(|f| f.1)
+}
+
+fn arr(v: &Vector3<f64>) -> [f64; 3] {
+    [v.x, v.y, v.z]
+}
+
+/// Plans.
+///
+/// # Errors
+/// A [`PlanError`] when the inputs cannot be planned on at all ("no safe path" is not an error:
+/// it is a report with no plans and the reasons).
+#[allow(clippy::too_many_lines)]
+pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
+    let (ct, labels, rules, zone) = (input.ct, input.labels, &input.rules, &input.zone);
+    labels.check_same_grid(ct, 0.01).map_err(PlanError::GridMismatch)?;
+    let grid = Grid::new(ct).ok_or_else(|| PlanError::GridMismatch("singular voxel grid".into()))?;
+    let dims = ct.dims;
+    let mut classes = classify(labels, input.table)?;
+    let min_spacing = ct.spacing_mm.iter().copied().fold(f64::INFINITY, f64::min);
+
+    // The tumour.
+    let tumour_mask: Vec<bool> = match &input.tumour {
+        TumourSpec::Label { value, component } => {
+            let class = input.table.class(*value);
+            if class != Some(Class::Tumour) {
+                return Err(PlanError::NotTumourLabel {
+                    value: *value,
+                    table: input.table.name.clone(),
+                    class: class.unwrap_or(Class::Background),
+                });
+            }
+            let m: Vec<bool> = labels.voxels.iter().map(|v| v.round() as i64 == i64::from(*value)).collect();
+            let (id, sizes) = components(&m, dims);
+            if *component + 1 >= sizes.len() {
+                return Err(PlanError::NoTumour { value: *value, component: *component });
+            }
+            id.iter().map(|c| *c as usize == component + 1).collect()
+        }
+        TumourSpec::Sphere { centre_lps_mm, diameter_mm } => {
+            let c = Vector3::from(*centre_lps_mm);
+            let at = grid.index(&c).map(|i| classes[i]);
+            if at != Some(Class::Liver) && at != Some(Class::Tumour) {
+                return Err(PlanError::TargetOutsideLiver { x: c.x, y: c.y, z: c.z, class: at });
+            }
+            let r = diameter_mm / 2.0;
+            (0..classes.len()).map(|i| (grid.lps(i) - c).norm() <= r).collect()
+        }
+    };
+    for (c, t) in classes.iter_mut().zip(&tumour_mask) {
+        if *t {
+            *c = Class::Tumour;
+        }
+    }
+    let tumour_idx: Vec<usize> = (0..tumour_mask.len()).filter(|&i| tumour_mask[i]).collect();
+    let centre = tumour_idx.iter().map(|&i| grid.lps(i)).sum::<Vector3<f64>>() / tumour_idx.len().max(1) as f64;
+    let radius = tumour_idx.iter().map(|&i| (grid.lps(i) - centre).norm()).fold(0.0, f64::max) + min_spacing / 2.0;
+    let diameter = 2.0 * radius;
+
+    // Indication (warnings only).
+    let all_tumours: Vec<bool> = classes.iter().map(|c| *c == Class::Tumour).collect();
+    let (_, tsizes) = components(&all_tumours, dims);
+    let n_tumours = tsizes.len() - 1;
+    let voxel_mm3 = ct.spacing_mm.iter().product::<f64>();
+    let eq_diam = |n: usize| 2.0 * (3.0 * n as f64 * voxel_mm3 / (4.0 * std::f64::consts::PI)).cbrt();
+    let mut indication = vec![if n_tumours <= 1 {
+        let st = if diameter <= rules.ind1_max_single_mm { Status::Pass } else { Status::Warn };
+        check("IND-1", st, Some(diameter), Some(rules.ind1_max_single_mm), "single tumour, maximal diameter")
+    } else {
+        let worst = tsizes[1..].iter().map(|n| eq_diam(*n)).fold(0.0, f64::max);
+        let st = if n_tumours <= rules.ind2_max_tumours && worst <= rules.ind2_max_multiple_mm {
+            Status::Pass
+        } else {
+            Status::Warn
+        };
+        check(
+            "IND-2",
+            st,
+            Some(worst),
+            Some(rules.ind2_max_multiple_mm),
+            format!("{n_tumours} tumours; largest equivalent diameter"),
+        )
+    }];
+    indication.push(check(
+        "IND-3",
+        Status::NotAssessed,
+        None,
+        None,
+        "Child-Pugh class A or B: a clinical finding, not in the images",
+    ));
+
+    // Distance maps.
+    let mask_of = |f: &dyn Fn(Class) -> bool| -> Vec<bool> { classes.iter().map(|c| f(*c)).collect() };
+    let vessel = mask_of(&|c| c == Class::Vessel);
+    let r_vessel = rules.path1_min_vessel_diameter_mm / 2.0;
+    let inner = edt(&vessel.iter().map(|v| !v).collect::<Vec<_>>(), dims, ct.spacing_mm);
+    // Core of vessels at least the minimum diameter: a ball of that radius fits (half a voxel
+    // of tolerance for the voxel-centre distances).
+    let core: Vec<bool> = inner.iter().map(|d| f64::from(*d) >= r_vessel - min_spacing / 2.0).collect();
+    let maps = Maps {
+        block: edt(&mask_of(&|c: Class| c.blocks_path()), dims, ct.spacing_mm),
+        vessel_core: edt(&core, dims, ct.spacing_mm),
+        lung: edt(&mask_of(&|c| c == Class::Lung), dims, ct.spacing_mm),
+        bone: edt(&mask_of(&|c| matches!(c, Class::Bone | Class::Spine)), dims, ct.spacing_mm),
+    };
+    let touches_vessel = tumour_idx.iter().any(|&i| f64::from(maps.vessel_core[i]) - r_vessel <= min_spacing);
+    indication.push(check(
+        "IND-4",
+        if touches_vessel { Status::Warn } else { Status::Pass },
+        None,
+        None,
+        if touches_vessel { "tumour abuts a vessel >= 3 mm: check for macrovascular invasion" } else { "no contact with a vessel >= 3 mm in the images (extrahepatic disease and bile-duct invasion are for the clinician)" },
+    ));
+
+    // Skin entries.
+    let (body, skin_source) = body_mask(ct, &classes);
+    let skin = boundary(&body, dims, false);
+    if skin.is_empty() {
+        return Err(PlanError::NoSkin);
+    }
+    let (ymin, ymax) =
+        skin.iter().map(|&i| grid.lps(i).y).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
+    let y_cut = ymax - rules.exclude_posterior_fraction * (ymax - ymin);
+    let mut cells = std::collections::HashSet::new();
+    let entries: Vec<Vector3<f64>> = skin
+        .iter()
+        .map(|&i| grid.lps(i))
+        .filter(|p| p.y <= y_cut)
+        .filter(|p| cells.insert((p / rules.entry_spacing_mm).map(|x| x.floor() as i64).as_slice().to_vec()))
+        .collect();
+    // The spine's midline for PATH-3.
+    let spine: Vec<f64> = (0..classes.len()).filter(|&i| classes[i] == Class::Spine).map(|i| grid.lps(i).x).collect();
+    let spine_x = (!spine.is_empty()).then(|| spine.iter().sum::<f64>() / spine.len() as f64);
+
+    // Path stage.
+    let clearance_needed = rules.needle_radius_mm + rules.targeting_error_mm;
+    let max_depth = rules.needle_length_mm - rules.path6_reserve_mm;
+    let step = min_spacing / 2.0;
+    let mut failures: BTreeMap<&'static str, usize> = BTreeMap::new();
+    struct Cand {
+        entry: Vector3<f64>,
+        axis: Vector3<f64>,
+        path: PathResult,
+        checks: Vec<RuleCheck>,
+    }
+    let path_checks = |p: &PathResult| -> Vec<RuleCheck> {
+        let mut v = Vec::new();
+        v.push(check(
+            "PATH-1",
+            if p.clearance >= clearance_needed { Status::Pass } else { Status::Fail },
+            Some(p.clearance),
+            Some(clearance_needed),
+            match p.nearest {
+                Some(c) => format!("shaft clearance to the nearest {c:?} (needle radius + targeting error required)"),
+                None => "shaft clearance to the nearest structure to avoid (needle radius + targeting error required)"
+                    .to_string(),
+            },
+        ));
+        v.push(check(
+            "PATH-2",
+            if p.liver_before_tumour >= rules.path2_min_liver_mm { Status::Pass } else { Status::Fail },
+            Some(p.liver_before_tumour),
+            Some(rules.path2_min_liver_mm),
+            "normal liver crossed before the tumour",
+        ));
+        v.push(match (p.intercostal, p.lateral_from_spine) {
+            (false, _) => check("PATH-3", Status::Pass, None, None, "not an intercostal entry"),
+            (true, None) => {
+                check("PATH-3", Status::NotAssessed, None, None, "intercostal entry; no spine in the label map")
+            }
+            (true, Some(l)) => check(
+                "PATH-3",
+                if l < rules.path3_fail_mm {
+                    Status::Fail
+                } else if l < rules.path3_warn_mm {
+                    Status::Warn
+                } else {
+                    Status::Pass
+                },
+                Some(l),
+                Some(rules.path3_warn_mm),
+                "intercostal entry: lateral distance from the spinous process",
+            ),
+        });
+        v.push(match (rules.path4_enabled, p.closer_to_upper_rib) {
+            (true, Some(true)) => check(
+                "PATH-4",
+                Status::Warn,
+                None,
+                None,
+                "intercostal path runs nearer the upper rib's inferior border (intercostal vessels)",
+            ),
+            (true, Some(false)) => check("PATH-4", Status::Pass, None, None, "intercostal path above the lower rib"),
+            _ => check("PATH-4", Status::Pass, None, None, "not an intercostal entry"),
+        });
+        v.push(if p.lung_min <= 0.0 {
+            check("PATH-5", Status::Fail, Some(0.0), Some(rules.path5_warn_within_mm), "crosses the lung")
+        } else if p.lung_min < rules.path5_warn_within_mm {
+            check(
+                "PATH-5",
+                Status::Warn,
+                Some(p.lung_min),
+                Some(rules.path5_warn_within_mm),
+                "trans-pleural: passes close to the lung",
+            )
+        } else {
+            check(
+                "PATH-5",
+                Status::Pass,
+                Some(p.lung_min.min(1e6)),
+                Some(rules.path5_warn_within_mm),
+                "distance to the lung",
+            )
+        });
+        v.push(check(
+            "PATH-6",
+            if p.depth <= max_depth { Status::Pass } else { Status::Fail },
+            Some(p.depth),
+            Some(max_depth),
+            "insertion depth (usable length minus reserve)",
+        ));
+        v
+    };
+    let candidates = entries.len();
+    let shaft = Shaft {
+        grid: &grid,
+        classes: &classes,
+        maps: &maps,
+        r_vessel,
+        spine_x,
+        step,
+        bone_detect: rules.path3_intercostal_detect_mm,
+    };
+    let mut feasible_paths: Vec<Cand> = Vec::new();
+    for e in &entries {
+        let axis = (centre - e).normalize();
+        let tip = centre + axis * zone.centre_from_tip_mm;
+        if (tip - e).norm() > max_depth + 1e-9 {
+            *failures.entry("PATH-6").or_insert(0) += 1;
+            continue;
+        }
+        let p = walk(&shaft, e, &tip);
+        let checks = path_checks(&p);
+        let mut failed = false;
+        for c in &checks {
+            if c.status == Status::Fail {
+                *failures.entry(c.rule).or_insert(0) += 1;
+                failed = true;
+            }
+        }
+        if !failed {
+            feasible_paths.push(Cand { entry: *e, axis, path: p, checks });
+        }
+    }
+
+    let path_feasible_total = feasible_paths.len();
+    // Zone stage: tumour boundary points and organ-at-risk points near the target.
+    let tb: Vec<Vector3<f64>> = {
+        let b = boundary(&tumour_mask, dims, true);
+        let stride = (b.len() / 400).max(1);
+        b.iter().step_by(stride).map(|&i| grid.lps(i)).collect()
+    };
+    let reach = zone.long_mm / 2.0 + rules.oar2_min_mm.max(rules.oar1_min_mm).max(rules.oar3_min_mm) + 10.0 + radius;
+    let near: Vec<usize> = {
+        let lo = grid.inv * (centre - Vector3::repeat(reach) - grid.origin);
+        let hi = grid.inv * (centre + Vector3::repeat(reach) - grid.origin);
+        let (a, b) = (lo.inf(&hi), lo.sup(&hi));
+        let [nx, ny, nz] = dims;
+        let clamp = |x: f64, n: usize| (x.max(0.0) as usize).min(n.saturating_sub(1));
+        let mut v = Vec::new();
+        for k in clamp(a.z.floor(), nz)..=clamp(b.z.ceil(), nz) {
+            for j in clamp(a.y.floor(), ny)..=clamp(b.y.ceil(), ny) {
+                for i in clamp(a.x.floor(), nx)..=clamp(b.x.ceil(), nx) {
+                    v.push((k * ny + j) * nx + i);
+                }
+            }
+        }
+        v
+    };
+    // Organ-at-risk voxels near the zone, nearest to the target first (every single zone is
+    // centred there, so the search below stops early).
+    let oar_points = |f: &dyn Fn(usize) -> bool| -> Vec<Vector3<f64>> {
+        let mut pts: Vec<Vector3<f64>> = near.iter().copied().filter(|&i| f(i)).map(|i| grid.lps(i)).collect();
+        pts.sort_by(|a, b| (a - centre).norm_squared().total_cmp(&(b - centre).norm_squared()));
+        pts
+    };
+    let ducts = oar_points(&|i| classes[i] == Class::BileDuct);
+    let oar2 = oar_points(&|i| matches!(classes[i], Class::Gallbladder | Class::Bowel | Class::Heart | Class::Lung));
+    let oar2_class = |p: &Vector3<f64>| grid.index(p).map(|i| classes[i]);
+    let r_heat = rules.oar3_min_vessel_diameter_mm / 2.0;
+    let big_vessels = oar_points(&|i| classes[i] == Class::Vessel && f64::from(inner[i]) >= r_heat - min_spacing / 2.0);
+    let min_depth = |s: &[Spheroid], pts: &[Vector3<f64>]| -> (f64, Option<Vector3<f64>>) {
+        // Smallest distance from the zone union to any point (negative when a point is inside).
+        // Points come nearest the target first; a point farther than (half long axis + best)
+        // from every zone centre cannot do better, and neither can any later one when the
+        // zones are centred on the target.
+        let mut best = (f64::INFINITY, None);
+        let centred = s.iter().all(|z| (z.centre - centre).norm() < 1e-9);
+        for p in pts {
+            let lower = s.iter().map(|z| (p - z.centre).norm() - z.a.max(z.b)).fold(f64::INFINITY, f64::min);
+            if lower > best.0 {
+                if centred {
+                    break;
+                }
+                continue;
+            }
+            let d = s.iter().map(|z| -z.depth(p)).fold(f64::INFINITY, f64::min);
+            if d < best.0 {
+                best = (d, Some(*p));
+            }
+        }
+        best
+    };
+    let margin_of = |s: &[Spheroid]| -> f64 {
+        tb.iter().map(|p| s.iter().map(|z| z.depth(p)).fold(f64::NEG_INFINITY, f64::max)).fold(f64::INFINITY, f64::min)
+    };
+    let zone_checks = |s: &[Spheroid], margin: f64| -> Vec<RuleCheck> {
+        let mut v = Vec::new();
+        v.push(check(
+            "MAR-1",
+            if margin < rules.mar1_fail_mm {
+                Status::Fail
+            } else if margin < rules.mar1_warn_mm {
+                Status::Warn
+            } else {
+                Status::Pass
+            },
+            Some(margin),
+            Some(rules.mar1_fail_mm),
+            "smallest distance from the tumour surface to the ablation-zone surface",
+        ));
+        let (d1, _) = min_depth(s, &ducts);
+        v.push(if ducts.is_empty() {
+            check("OAR-1", Status::Pass, None, Some(rules.oar1_min_mm), "no bile duct near the zone")
+        } else {
+            check(
+                "OAR-1",
+                if d1 >= rules.oar1_min_mm { Status::Pass } else { Status::Fail },
+                Some(d1),
+                Some(rules.oar1_min_mm),
+                "zone to the nearest bile duct",
+            )
+        });
+        let (d2, at) = min_depth(s, &oar2);
+        v.push(if oar2.is_empty() {
+            check(
+                "OAR-2",
+                Status::Pass,
+                None,
+                Some(rules.oar2_min_mm),
+                "no gallbladder, bowel, heart or lung near the zone",
+            )
+        } else {
+            let what = at.and_then(|p| oar2_class(&p)).map_or("organ".to_string(), |c| format!("{c:?}"));
+            check(
+                "OAR-2",
+                if d2 >= rules.oar2_min_mm { Status::Pass } else { Status::Fail },
+                Some(d2),
+                Some(rules.oar2_min_mm),
+                if d2 >= rules.oar2_min_mm {
+                    format!("zone to the nearest {what}")
+                } else {
+                    format!("HIGH RISK: zone {d2:.1} mm from the {what}; needs an explicit, logged override")
+                },
+            )
+        });
+        let (d3, _) = min_depth(s, &big_vessels);
+        v.push(if big_vessels.is_empty() || d3 >= rules.oar3_min_mm {
+            check(
+                "OAR-3",
+                Status::Pass,
+                big_vessels.is_empty().then_some(f64::INFINITY).or(Some(d3)).filter(|x| x.is_finite()),
+                Some(rules.oar3_min_mm),
+                "no vessel >= 3 mm in or near the zone",
+            )
+        } else {
+            check(
+                "OAR-3",
+                Status::Warn,
+                Some(d3),
+                Some(rules.oar3_min_mm),
+                "heat sink: a vessel >= 3 mm in or near the zone; the margin on that side is unreliable",
+            )
+        });
+        v
+    };
+    let spheroid = |c: Vector3<f64>, axis: Vector3<f64>| Spheroid {
+        centre: c,
+        axis,
+        a: zone.long_mm / 2.0,
+        b: zone.short_mm / 2.0,
+    };
+
+    // Single zone per direction; directions binned at ~3 degrees share the zone result.
+    let mut cache: BTreeMap<(i64, i64, i64), (f64, Vec<RuleCheck>)> = BTreeMap::new();
+    let mut plans: Vec<Plan> = Vec::new();
+    let mut feasible = 0;
+    let mut zone_failures: BTreeMap<&'static str, usize> = BTreeMap::new();
+    // Zone rules on the path-feasible candidates, best path first, in batches until enough plans
+    // are found (the report says how many were evaluated).
+    let path_score =
+        |c: &Cand| c.path.clearance.min(20.0) / 20.0 - c.path.depth / rules.needle_length_mm - c.axis.z.abs();
+    feasible_paths.sort_by(|a, b| path_score(b).total_cmp(&path_score(a)));
+    let want = 4 * input.max_plans.max(1);
+    let mut zone_evaluated = 0;
+    for batch in feasible_paths.chunks(256) {
+        if plans.len() >= want {
+            break;
+        }
+        for c in batch {
+            zone_evaluated += 1;
+            let key = (c.axis * 20.0).map(|x| x.round() as i64);
+            let (margin, zc) = cache
+                .entry((key.x, key.y, key.z))
+                .or_insert_with(|| {
+                    let s = [spheroid(centre, c.axis)];
+                    let m = margin_of(&s);
+                    (m, zone_checks(&s, m))
+                })
+                .clone();
+            let mut failed = false;
+            for z in &zc {
+                if z.status == Status::Fail {
+                    *zone_failures.entry(z.rule).or_insert(0) += 1;
+                    failed = true;
+                }
+            }
+            if failed {
+                continue;
+            }
+            feasible += 1;
+            let tip = centre + c.axis * zone.centre_from_tip_mm;
+            let mut checks = c.checks.clone();
+            checks.extend(zc);
+            plans.push(make_plan(vec![(c.entry, tip, centre, c.axis)], &c.path, margin, checks, zone, rules));
+        }
+    }
+
+    // MAR-3: no single zone covers the tumour with margin: overlapping zones along and beside
+    // the best path-feasible tracks.
+    let single_fails_margin = plans.is_empty() && zone_failures.get("MAR-1").is_some_and(|n| *n > 0);
+    if single_fails_margin {
+        let mut tracks: Vec<&Cand> = feasible_paths.iter().collect();
+        tracks.sort_by(|a, b| b.path.clearance.total_cmp(&a.path.clearance));
+        let mut tried = std::collections::HashSet::new();
+        for c in tracks {
+            let key = (c.axis * 15.0).map(|x| x.round() as i64);
+            if !tried.insert((key.x, key.y, key.z)) || tried.len() > 12 {
+                continue;
+            }
+            if let Some(p) = multi_zone(
+                &shaft,
+                c.entry,
+                c.axis,
+                centre,
+                radius,
+                &tb,
+                zone,
+                rules,
+                &spheroid,
+                &path_checks,
+                &margin_of,
+                &zone_checks,
+            ) {
+                feasible += 1;
+                plans.push(p);
+            }
+        }
+    }
+    for (k, v) in zone_failures {
+        *failures.entry(k).or_insert(0) += v;
+    }
+    plans.sort_by(|a, b| b.score.total_cmp(&a.score));
+    plans.truncate(input.max_plans.max(1));
+    for p in &mut plans {
+        if p.nearest_structure.is_none() && p.clearance_mm <= 20.0 {
+            if let Some(at) = p.closest {
+                p.nearest_structure = nearest_blocking_class(
+                    &grid,
+                    &classes,
+                    ct.spacing_mm,
+                    &Vector3::from(at),
+                    p.clearance_mm + 2.0 * min_spacing,
+                );
+            }
+            if let (Some(c), Some(check)) = (p.nearest_structure, p.checks.iter_mut().find(|c| c.rule == "PATH-1")) {
+                check.detail =
+                    format!("shaft clearance to the nearest {c:?} (needle radius + targeting error required)");
+            }
+        }
+    }
+    Ok(PlanReport {
+        tumour_centre_lps_mm: arr(&centre),
+        tumour_diameter_mm: diameter,
+        tumour_voxels: tumour_idx.len(),
+        indication,
+        candidates,
+        path_feasible: path_feasible_total,
+        zone_evaluated,
+        feasible,
+        failures_by_rule: failures,
+        plans,
+        skin_source,
+    })
+}
+
+/// Greedy cover of the tumour plus margin by zones on parallel tracks around one direction.
+#[allow(clippy::too_many_arguments)]
+fn multi_zone(
+    shaft: &Shaft<'_>,
+    entry: Vector3<f64>,
+    axis: Vector3<f64>,
+    centre: Vector3<f64>,
+    radius: f64,
+    tb: &[Vector3<f64>],
+    zone: &Zone,
+    rules: &Rules,
+    spheroid: &dyn Fn(Vector3<f64>, Vector3<f64>) -> Spheroid,
+    path_checks: &dyn Fn(&PathResult) -> Vec<RuleCheck>,
+    margin_of: &dyn Fn(&[Spheroid]) -> f64,
+    zone_checks: &dyn Fn(&[Spheroid], f64) -> Vec<RuleCheck>,
+) -> Option<Plan> {
+    // Every tumour surface point must lie at least the MAR-1 margin deep inside one zone (the
+    // union's margin is at least the largest single-zone depth: conservative).
+    let need = tb;
+    let deep = rules.mar1_fail_mm + 0.25;
+    let e1 = axis.cross(&if axis.x.abs() < 0.9 { Vector3::x() } else { Vector3::y() }).normalize();
+    let e2 = axis.cross(&e1);
+    let (a, b) = (zone.long_mm / 2.0, zone.short_mm / 2.0);
+    let mut centres = Vec::new();
+    let axial: Vec<f64> = (-4..=4).map(|k| f64::from(k) * a / 4.0).filter(|x| x.abs() <= radius).collect();
+    for &ax in &axial {
+        centres.push(centre + axis * ax);
+        for ring in [0.3, 0.45, 0.6, 0.75] {
+            let r = ring * b;
+            if r > radius {
+                continue;
+            }
+            for k in 0..8 {
+                let th = std::f64::consts::TAU * f64::from(k) / 8.0;
+                centres.push(centre + axis * ax + (e1 * th.cos() + e2 * th.sin()) * r);
+            }
+        }
+    }
+    // Which surface points each candidate zone covers, once; then greedy set cover.
+    let covers: Vec<Vec<bool>> = centres
+        .iter()
+        .map(|c| {
+            let s = spheroid(*c, axis);
+            need.iter().map(|p| s.depth(p) >= deep).collect()
+        })
+        .collect();
+    let mut covered = vec![false; need.len()];
+    let mut chosen: Vec<Vector3<f64>> = Vec::new();
+    while covered.iter().any(|c| !c) && chosen.len() < rules.mar3_max_positions {
+        let (gain, best) = covers
+            .iter()
+            .enumerate()
+            .map(|(k, cov)| (cov.iter().zip(&covered).filter(|(c, done)| **c && !**done).count(), k))
+            .max_by_key(|(n, _)| *n)?;
+        if gain == 0 {
+            return None;
+        }
+        for (done, c) in covered.iter_mut().zip(&covers[best]) {
+            *done |= *c;
+        }
+        chosen.push(centres[best]);
+    }
+    if covered.iter().any(|c| !c) {
+        return None;
+    }
+    let zones: Vec<Spheroid> = chosen.iter().map(|c| spheroid(*c, axis)).collect();
+    let margin = margin_of(&zones);
+    let zc = zone_checks(&zones, margin);
+    if zc.iter().any(|c| c.status == Status::Fail) {
+        return None;
+    }
+    // Every track (lateral offset) must pass the path rules.
+    let mut positions = Vec::new();
+    let mut worst_path: Option<PathResult> = None;
+    let mut checks: Vec<RuleCheck> = Vec::new();
+    for zc_centre in &chosen {
+        let lateral = (zc_centre - centre) - axis * (zc_centre - centre).dot(&axis);
+        let e = entry + lateral;
+        let tip = zc_centre + axis * zone.centre_from_tip_mm;
+        let p = walk(shaft, &e, &tip);
+        let pc = path_checks(&p);
+        if pc.iter().any(|c| c.status == Status::Fail) {
+            return None;
+        }
+        if worst_path.as_ref().is_none_or(|w| p.clearance < w.clearance) {
+            checks = pc;
+            worst_path = Some(p);
+        }
+        positions.push((e, tip, *zc_centre, axis));
+    }
+    let worst = worst_path?;
+    checks.extend(zc);
+    checks.push(check(
+        "MAR-3",
+        Status::Pass,
+        Some(positions.len() as f64),
+        Some(rules.mar3_max_positions as f64),
+        "overlapping ablations (needle positions) to cover tumour and margin",
+    ));
+    Some(make_plan(positions, &worst, margin, checks, zone, rules))
+}
+
+/// One needle placement: entry, tip, zone centre, axis.
+type Placement = (Vector3<f64>, Vector3<f64>, Vector3<f64>, Vector3<f64>);
+
+fn make_plan(
+    positions: Vec<Placement>,
+    path: &PathResult,
+    margin: f64,
+    checks: Vec<RuleCheck>,
+    zone: &Zone,
+    rules: &Rules,
+) -> Plan {
+    let axis = positions.first().map_or(Vector3::z(), |p| p.3);
+    let angle = axis.z.abs().asin().to_degrees();
+    let warnings = checks.iter().filter(|c| c.status == Status::Warn).count() as f64;
+    let n = positions.len() as f64;
+    // docs/planning.md "Ranking".
+    let score = margin.min(15.0) / 15.0 + 0.5 * path.clearance.min(20.0) / 20.0
+        - 0.3 * path.depth / rules.needle_length_mm
+        - 0.2 * angle / 90.0
+        - 0.1 * warnings
+        - 0.2 * (n - 1.0);
+    Plan {
+        score,
+        positions: positions
+            .iter()
+            .map(|(e, t, c, a)| Position {
+                entry_lps_mm: arr(e),
+                tip_lps_mm: arr(t),
+                zone_centre_lps_mm: arr(c),
+                axis_lps: arr(a),
+                depth_mm: (t - e).norm(),
+            })
+            .collect(),
+        zone_long_mm: zone.long_mm,
+        zone_short_mm: zone.short_mm,
+        margin_mm: margin,
+        clearance_mm: path.clearance,
+        nearest_structure: path.nearest,
+        closest: Some(arr(&path.closest)),
+        angle_to_axial_deg: angle,
+        checks,
+    }
+}
+
+/// Convenience for callers holding an LPS point type.
+#[must_use]
+pub fn lps(p: Point<stylet_core::frame::Ct>) -> [f64; 3] {
+    p.to_array()
+}

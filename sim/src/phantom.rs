@@ -188,7 +188,8 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
     let lung_r = Vector3::new(0.16 * extent.x, 0.22 * extent.y, 0.25 * extent.z);
     let gall_c = liver_c + Vector3::new(0.1 * extent.x, -0.14 * extent.y, -0.25 * liver_r.z);
     let gall_r = Vector3::new(14.0, 11.0, 22.0);
-    let duct = (gall_c, liver_c + Vector3::new(0.02 * extent.x, 0.0, 0.1 * liver_r.z));
+    // The cystic/common bile duct runs from the gallbladder neck to the hilum (medial, posterior).
+    let duct = (gall_c, liver_c + Vector3::new(0.6 * liver_r.x, 0.35 * liver_r.y, -0.05 * liver_r.z));
     let portal = (
         liver_c + Vector3::new(-0.6 * liver_r.x, 0.2 * liver_r.y, 0.0),
         liver_c + Vector3::new(0.9 * liver_r.x, 0.25 * liver_r.y, 0.0),

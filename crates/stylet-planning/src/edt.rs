@@ -4,7 +4,7 @@
 //! `edt(mask, dims, spacing)` gives, for every voxel, the distance in mm from its centre to the
 //! centre of the nearest voxel where `mask` is true (0 on the mask; `f32::INFINITY` everywhere
 //! when the mask is empty). Lines are split over the available cores; the passes along y and z
-//! work on tiles of adjacent x so that memory is read in whole cache lines.
+//! work in place on tiles of adjacent x so that memory is read in whole cache lines.
 
 /// 1-D squared distance transform of `f` (squared mm, `INFINITY` = no feature) for samples `step`
 /// mm apart, into `out`. `v` and `z` are scratch of at least `f.len()` and `f.len() + 1`.
@@ -87,89 +87,21 @@ fn pass_x(d: &mut [f32], nx: usize, step: f32) {
 
 const TILE: usize = 16;
 
-/// Squared distances along an axis of length `n` and stride `stride` (in voxels), for every
-/// position of the faster axes below it, in place. `plane` is the size of one step of the axis
-/// above (the chunking unit).
-fn pass_strided(d: &mut [f32], n: usize, stride: usize, plane: usize, step: f32) {
-    // Each chunk holds whole planes of `plane` voxels: for the y pass a plane is one z slice
-    // (nx * ny), for the z pass the whole volume (one chunk; tiles of x split over threads below).
-    let work = |chunk: &mut [f32]| {
-        let (mut f, mut out, mut v, mut z) = (vec![0f32; n], vec![0f32; n], vec![0usize; n], vec![0f32; n + 1]);
-        let mut tile = vec![0f32; n * TILE];
-        for base in (0..chunk.len()).step_by(plane) {
-            let mut x0 = 0;
-            while x0 < stride {
-                let w = TILE.min(stride - x0);
-                for q in 0..n {
-                    let src = base + q * stride + x0;
-                    tile[q * TILE..q * TILE + w].copy_from_slice(&chunk[src..src + w]);
-                }
-                for t in 0..w {
-                    for q in 0..n {
-                        f[q] = tile[q * TILE + t];
-                    }
-                    line(&f, step, &mut out, &mut v, &mut z);
-                    for q in 0..n {
-                        tile[q * TILE + t] = out[q];
-                    }
-                }
-                for q in 0..n {
-                    let dst = base + q * stride + x0;
-                    chunk[dst..dst + w].copy_from_slice(&tile[q * TILE..q * TILE + w]);
-                }
-                x0 += w;
-            }
-        }
-    };
-    if plane < d.len() {
-        parallel_chunks(d, plane, |_, chunk| work(chunk));
-    } else {
-        // One plane (the z pass): split the x-y positions instead. Each thread takes a band of
-        // rows (y) and walks z for them; bands are disjoint in memory only per z, so gather per
-        // thread through owned buffers.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
-        let band = stride.div_ceil(threads).max(1);
-        let shared: &[f32] = d;
-        let results: Vec<(usize, Vec<f32>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..stride)
-                .step_by(band)
-                .map(|lo| {
-                    let hi = (lo + band).min(stride);
-                    s.spawn(move || {
-                        let w = hi - lo;
-                        let mut col = vec![0f32; n * w];
-                        for q in 0..n {
-                            col[q * w..(q + 1) * w].copy_from_slice(&shared[q * stride + lo..q * stride + hi]);
-                        }
-                        let mut sub = col;
-                        // Reuse the strided routine on the gathered band (stride w, one plane).
-                        transform_band(&mut sub, n, w, step);
-                        (lo, sub)
-                    })
-                })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        for (lo, sub) in results {
-            let w = sub.len() / n;
-            for q in 0..n {
-                d[q * stride + lo..q * stride + lo + w].copy_from_slice(&sub[q * w..(q + 1) * w]);
-            }
-        }
-    }
-}
-
-/// The z pass on a gathered band of `w` columns (layout `q * w + x`), single-threaded.
-fn transform_band(d: &mut [f32], n: usize, w: usize, step: f32) {
+/// Transforms the lines that run across `slices` (one slice per step along the axis, all of the
+/// same width): tiles of up to `TILE` adjacent positions are gathered (whole cache lines),
+/// transformed and written back.
+fn transform_across(slices: &mut [&mut [f32]], step: f32) {
+    let n = slices.len();
+    let width = slices.first().map_or(0, |s| s.len());
     let (mut f, mut out, mut v, mut z) = (vec![0f32; n], vec![0f32; n], vec![0usize; n], vec![0f32; n + 1]);
     let mut tile = vec![0f32; n * TILE];
     let mut x0 = 0;
-    while x0 < w {
-        let tw = TILE.min(w - x0);
-        for q in 0..n {
-            tile[q * TILE..q * TILE + tw].copy_from_slice(&d[q * w + x0..q * w + x0 + tw]);
+    while x0 < width {
+        let w = TILE.min(width - x0);
+        for (q, sl) in slices.iter().enumerate() {
+            tile[q * TILE..q * TILE + w].copy_from_slice(&sl[x0..x0 + w]);
         }
-        for t in 0..tw {
+        for t in 0..w {
             for q in 0..n {
                 f[q] = tile[q * TILE + t];
             }
@@ -178,11 +110,39 @@ fn transform_band(d: &mut [f32], n: usize, w: usize, step: f32) {
                 tile[q * TILE + t] = out[q];
             }
         }
-        for q in 0..n {
-            d[q * w + x0..q * w + x0 + tw].copy_from_slice(&tile[q * TILE..q * TILE + tw]);
+        for (q, sl) in slices.iter_mut().enumerate() {
+            sl[x0..x0 + w].copy_from_slice(&tile[q * TILE..q * TILE + w]);
         }
-        x0 += tw;
+        x0 += w;
     }
+}
+
+/// The pass along y: each z slice (`nx * ny`) is independent; slices are split over threads.
+fn pass_y(d: &mut [f32], nx: usize, ny: usize, step: f32) {
+    parallel_chunks(d, nx * ny, |_, chunk| {
+        for plane in chunk.chunks_mut(nx * ny) {
+            let mut rows: Vec<&mut [f32]> = plane.chunks_mut(nx).collect();
+            transform_across(&mut rows, step);
+        }
+    });
+}
+
+/// The pass along z: every thread takes a band of each z slice (disjoint borrows of the same
+/// array, split safely), so nothing is copied wholesale.
+fn pass_z(d: &mut [f32], nxy: usize, step: f32) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+    let band = nxy.div_ceil(threads).max(1);
+    let mut per_thread: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::new()).collect();
+    for plane in d.chunks_mut(nxy) {
+        for (t, part) in plane.chunks_mut(band).enumerate() {
+            per_thread[t].push(part);
+        }
+    }
+    std::thread::scope(|s| {
+        for mut slices in per_thread.into_iter().filter(|v| !v.is_empty()) {
+            s.spawn(move || transform_across(&mut slices, step));
+        }
+    });
 }
 
 /// Squared Euclidean distance (mm²) to the nearest `mask` voxel.
@@ -199,10 +159,10 @@ pub fn edt_squared(mask: &[bool], dims: [usize; 3], spacing_mm: [f64; 3]) -> Vec
     let s = spacing_mm.map(|x| x as f32);
     pass_x(&mut d, nx, s[0]);
     if ny > 1 {
-        pass_strided(&mut d, ny, nx, nx * ny, s[1]);
+        pass_y(&mut d, nx, ny, s[1]);
     }
     if nz > 1 {
-        pass_strided(&mut d, nz, nx * ny, nx * ny * nz, s[2]);
+        pass_z(&mut d, nx * ny, s[2]);
     }
     d
 }

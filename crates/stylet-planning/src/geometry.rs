@@ -201,3 +201,75 @@ mod tests {
         assert_eq!(sizes, vec![0, 3, 1]);
     }
 }
+
+/// The bounding box of the true voxels of `mask`: (lowest index, size), or None when empty.
+#[must_use]
+pub fn bbox(mask: &[bool], dims: [usize; 3]) -> Option<([usize; 3], [usize; 3])> {
+    let [nx, ny, _] = dims;
+    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+    // Row by row: only the first and last true voxel of each row matter.
+    for (r, row) in mask.chunks(nx.max(1)).enumerate() {
+        let Some(first) = row.iter().position(|m| *m) else { continue };
+        let last = row.iter().rposition(|m| *m).unwrap_or(first);
+        let (j, k) = (r % ny, r / ny);
+        lo = [lo[0].min(first), lo[1].min(j), lo[2].min(k)];
+        hi = [hi[0].max(last), hi[1].max(j), hi[2].max(k)];
+    }
+    (lo[0] != usize::MAX).then(|| (lo, [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1]))
+}
+
+/// A box of a volume (lowest index and size) and copies of fields into and out of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crop {
+    /// The whole volume's size.
+    pub full: [usize; 3],
+    /// Lowest index of the box.
+    pub lo: [usize; 3],
+    /// Size of the box.
+    pub dims: [usize; 3],
+}
+
+impl Crop {
+    /// The box around `mask`'s true voxels grown by `margin` voxels (clamped), if any.
+    #[must_use]
+    pub fn around(mask: &[bool], full: [usize; 3], margin: usize) -> Option<Self> {
+        let (lo, size) = bbox(mask, full)?;
+        let lo2 = [lo[0].saturating_sub(margin), lo[1].saturating_sub(margin), lo[2].saturating_sub(margin)];
+        let hi = [
+            (lo[0] + size[0] + margin).min(full[0]),
+            (lo[1] + size[1] + margin).min(full[1]),
+            (lo[2] + size[2] + margin).min(full[2]),
+        ];
+        Some(Self { full, lo: lo2, dims: [hi[0] - lo2[0], hi[1] - lo2[1], hi[2] - lo2[2]] })
+    }
+
+    /// Full-volume index of a box index.
+    #[must_use]
+    pub fn full_index(&self, i: usize) -> usize {
+        let [cx, cy, _] = self.dims;
+        let (a, b, c) = (i % cx, (i / cx) % cy, i / (cx * cy));
+        ((c + self.lo[2]) * self.full[1] + b + self.lo[1]) * self.full[0] + a + self.lo[0]
+    }
+
+    /// Box index of a full-volume index, when inside.
+    #[must_use]
+    pub fn index(&self, idx: usize) -> Option<usize> {
+        let [nx, ny, _] = self.full;
+        let (i, j, k) = (idx % nx, (idx / nx) % ny, idx / (nx * ny));
+        let (a, b, c) = (i.checked_sub(self.lo[0])?, j.checked_sub(self.lo[1])?, k.checked_sub(self.lo[2])?);
+        (a < self.dims[0] && b < self.dims[1] && c < self.dims[2]).then(|| (c * self.dims[1] + b) * self.dims[0] + a)
+    }
+
+    /// The box's part of a full-volume field.
+    #[must_use]
+    pub fn extract<T: Copy>(&self, field: &[T]) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.dims.iter().product());
+        for c in 0..self.dims[2] {
+            for b in 0..self.dims[1] {
+                let start = ((c + self.lo[2]) * self.full[1] + b + self.lo[1]) * self.full[0] + self.lo[0];
+                out.extend_from_slice(&field[start..start + self.dims[0]]);
+            }
+        }
+        out
+    }
+}

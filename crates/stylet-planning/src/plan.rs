@@ -9,7 +9,7 @@ use stylet_imaging::Volume;
 
 use crate::config::{Class, LabelTable, Rules, Zone};
 use crate::edt::edt;
-use crate::geometry::{components, Spheroid};
+use crate::geometry::{components, Crop, Spheroid};
 
 /// Which tumour to plan for.
 #[derive(Clone, Debug, PartialEq)]
@@ -236,24 +236,53 @@ impl Grid {
 
 /// Per-voxel class codes.
 fn classify(labels: &Volume, table: &LabelTable) -> Result<Vec<Class>, PlanError> {
-    let mut unknown: BTreeMap<u32, usize> = BTreeMap::new();
-    let mut cache: BTreeMap<u32, Option<Class>> = BTreeMap::new();
-    let classes: Vec<Class> = labels
-        .voxels
-        .iter()
-        .map(|&v| {
-            let value = if v.is_finite() && v >= 0.0 { v.round() as u32 } else { u32::MAX };
-            let c = *cache.entry(value).or_insert_with(|| table.class(value));
-            c.unwrap_or_else(|| {
-                *unknown.entry(value).or_insert(0) += 1;
-                Class::Background
+    // A lookup table over the values present (label maps hold small integers); the volume is
+    // split over the cores.
+    const LUT: usize = 4096;
+    let lut: Vec<Option<Class>> = (0..LUT as u32).map(|v| table.class(v)).collect();
+    let value_of =
+        |v: f32| if v.is_finite() && v >= -0.5 && v < LUT as f32 - 0.5 { (v + 0.5) as u32 } else { u32::MAX };
+    let mut classes = vec![Class::Background; labels.voxels.len()];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+    let chunk = labels.voxels.len().div_ceil(threads).max(1);
+    let unknown: Vec<BTreeMap<u32, usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = classes
+            .chunks_mut(chunk)
+            .zip(labels.voxels.chunks(chunk))
+            .map(|(out, vals)| {
+                let lut = &lut;
+                s.spawn(move || {
+                    let mut unknown = BTreeMap::new();
+                    for (o, &v) in out.iter_mut().zip(vals) {
+                        let value = value_of(v);
+                        let c = lut.get(value as usize).copied().flatten().or_else(|| {
+                            if (value as usize) < LUT {
+                                None
+                            } else {
+                                table.class(value)
+                            }
+                        });
+                        match c {
+                            Some(c) => *o = c,
+                            None => *unknown.entry(value).or_insert(0) += 1,
+                        }
+                    }
+                    unknown
+                })
             })
-        })
-        .collect();
-    if unknown.is_empty() {
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut all: BTreeMap<u32, usize> = BTreeMap::new();
+    for u in unknown {
+        for (k, v) in u {
+            *all.entry(k).or_insert(0) += v;
+        }
+    }
+    if all.is_empty() {
         Ok(classes)
     } else {
-        Err(PlanError::UnknownLabels { table: table.name.clone(), values: unknown.into_iter().collect() })
+        Err(PlanError::UnknownLabels { table: table.name.clone(), values: all.into_iter().collect() })
     }
 }
 
@@ -261,29 +290,44 @@ fn classify(labels: &Volume, table: &LabelTable) -> Result<Vec<Class>, PlanError
 /// when `border_is_outside` is false).
 fn boundary(mask: &[bool], dims: [usize; 3], border_is_outside: bool) -> Vec<usize> {
     let [nx, ny, nz] = dims;
-    let mut out = Vec::new();
-    for idx in 0..mask.len() {
-        if !mask[idx] {
-            continue;
-        }
-        let (i, j, k) = (idx % nx, (idx / nx) % ny, idx / (nx * ny));
-        let nb = [
-            (i > 0).then(|| idx - 1),
-            (i + 1 < nx).then(|| idx + 1),
-            (j > 0).then(|| idx - nx),
-            (j + 1 < ny).then(|| idx + nx),
-            (k > 0).then(|| idx - nx * ny),
-            (k + 1 < nz).then(|| idx + nx * ny),
-        ];
-        let edge = nb.iter().any(|n| match n {
-            Some(w) => !mask[*w],
-            None => border_is_outside,
-        });
-        if edge {
-            out.push(idx);
-        }
-    }
-    out
+    let plane = nx * ny;
+    // Slabs of slices over the cores; each scans its slices row by row.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+    let per = nz.div_ceil(threads).max(1);
+    let parts: Vec<Vec<usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..nz)
+            .step_by(per)
+            .map(|k0| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for k in k0..(k0 + per).min(nz) {
+                        for j in 0..ny {
+                            let row = (k * ny + j) * nx;
+                            for i in 0..nx {
+                                let idx = row + i;
+                                if !mask[idx] {
+                                    continue;
+                                }
+                                let outside = |ok: bool, w: usize| if ok { !mask[w] } else { border_is_outside };
+                                if outside(i > 0, idx.wrapping_sub(1))
+                                    || outside(i + 1 < nx, idx + 1)
+                                    || outside(j > 0, idx.wrapping_sub(nx))
+                                    || outside(j + 1 < ny, idx + nx)
+                                    || outside(k > 0, idx.wrapping_sub(plane))
+                                    || outside(k + 1 < nz, idx + plane)
+                                {
+                                    out.push(idx);
+                                }
+                            }
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    parts.concat()
 }
 
 /// The body: from the label map when it has body voxels, else the CT's outline (HU > -500, the
@@ -312,10 +356,143 @@ fn body_mask(ct: &Volume, classes: &[Class]) -> (Vec<bool>, &'static str) {
 }
 
 struct Maps {
-    block: Vec<f32>,
-    vessel_core: Vec<f32>,
-    lung: Vec<f32>,
-    bone: Vec<f32>,
+    /// Distance to anything the shaft must keep clear of: the blocking classes and vessels of at
+    /// least the PATH-1 diameter, on the coarse grid; within `clear_error_mm` of the truth.
+    clear: Field,
+    /// Bound on the coarse clearance's error, mm.
+    clear_error_mm: f64,
+    /// The blocking voxels themselves (over `clear.crop`), for the exact check near the limit.
+    blocked: Vec<bool>,
+    /// Voxel size, mm.
+    spacing: [f64; 3],
+    /// Distance to the lung (coarse grid: PATH-5 warns at 10 mm).
+    lung: Field,
+    /// Distance to bone (coarse grid: intercostal detection at 15 mm).
+    bone: Field,
+}
+
+/// A distance map over a box of the volume (the body's), optionally on a coarser grid (blocks of
+/// `f` voxels; a block is a feature when any of its voxels is), read by full-volume index.
+/// Outside the box it reads infinity. Coarse distances are within about one block diagonal.
+struct Field {
+    crop: Crop,
+    f: [usize; 3],
+    dims: [usize; 3],
+    d: Vec<f32>,
+}
+
+impl Field {
+    /// The largest difference between a coarse distance and the exact one, mm: the query and
+    /// the feature each sit within half a block of the block centres used.
+    fn error_mm(&self, spacing: [f64; 3]) -> f64 {
+        (0..3).map(|a| ((self.f[a] - 1) as f64 * spacing[a]).powi(2)).sum::<f64>().sqrt()
+    }
+
+    /// `mask` covers the box (`crop.dims`).
+    fn new(mask: &[bool], crop: Crop, spacing: [f64; 3], coarse: bool) -> Self {
+        let f = if coarse { spacing.map(|s| ((1.5 / s).floor() as usize).max(1)) } else { [1, 1, 1] };
+        let full = crop.dims;
+        let dims = [full[0].div_ceil(f[0]), full[1].div_ceil(f[1]), full[2].div_ceil(f[2])];
+        let m = if f == [1, 1, 1] {
+            mask.to_vec()
+        } else {
+            let mut m = vec![false; dims[0] * dims[1] * dims[2]];
+            let mut idx = 0;
+            for k in 0..full[2] {
+                for j in 0..full[1] {
+                    let row = ((k / f[2]) * dims[1] + j / f[1]) * dims[0];
+                    for i in 0..full[0] {
+                        if mask[idx] {
+                            m[row + i / f[0]] = true;
+                        }
+                        idx += 1;
+                    }
+                }
+            }
+            m
+        };
+        let cs = [spacing[0] * f[0] as f64, spacing[1] * f[1] as f64, spacing[2] * f[2] as f64];
+        Self { crop, f, dims, d: edt(&m, dims, cs) }
+    }
+    /// A coarse field of the voxels whose class `is` (over the crop), without a full-resolution
+    /// mask in between.
+    fn from_classes(classes: &[Class], is: impl Fn(Class) -> bool, crop: Crop, spacing: [f64; 3]) -> Self {
+        let f = spacing.map(|s| ((1.5 / s).floor() as usize).max(1));
+        let full = crop.dims;
+        let dims = [full[0].div_ceil(f[0]), full[1].div_ceil(f[1]), full[2].div_ceil(f[2])];
+        let mut m = vec![false; dims[0] * dims[1] * dims[2]];
+        for (r, row) in classes.chunks(full[0]).enumerate() {
+            let (j, k) = (r % full[1], r / full[1]);
+            let base = ((k / f[2]) * dims[1] + j / f[1]) * dims[0];
+            for (i, c) in row.iter().enumerate() {
+                if is(*c) {
+                    m[base + i / f[0]] = true;
+                }
+            }
+        }
+        let cs = [spacing[0] * f[0] as f64, spacing[1] * f[1] as f64, spacing[2] * f[2] as f64];
+        Self { crop, f, dims, d: edt(&m, dims, cs) }
+    }
+
+    fn at(&self, idx: usize) -> f32 {
+        let Some(ci) = self.crop.index(idx) else { return f32::INFINITY };
+        if self.f == [1, 1, 1] {
+            return self.d[ci];
+        }
+        let c = self.crop.dims;
+        let (i, j, k) = (ci % c[0], (ci / c[0]) % c[1], ci / (c[0] * c[1]));
+        self.d[((k / self.f[2]) * self.dims[1] + j / self.f[1]) * self.dims[0] + i / self.f[0]]
+    }
+}
+
+/// Vessel voxels that belong to vessels at least `diameter_mm` wide: a ball of that diameter
+/// fits inside (the core), dilated back by the radius (an opening), computed on the vessels'
+/// bounding box only.
+fn major_vessels(vessel: &[bool], dims: [usize; 3], spacing: [f64; 3], diameter_mm: f64) -> Vec<bool> {
+    let mut out = vec![false; vessel.len()];
+    let Some(crop) = Crop::around(vessel, dims, 1) else { return out };
+    let outside: Vec<bool> = crop.extract(vessel).iter().map(|v| !v).collect();
+    let h = spacing.iter().copied().fold(f64::INFINITY, f64::min) / 2.0;
+    let r = diameter_mm / 2.0;
+    let inner = edt(&outside, crop.dims, spacing);
+    let core: Vec<bool> = inner.iter().map(|d| f64::from(*d) >= r - h).collect();
+    // Dilate the core back by the radius: a vessel voxel is kept when a core voxel lies within
+    // r + h (a small ball of offsets, checked for vessel voxels only).
+    let reach = r + h;
+    let [cx, cy, cz] = crop.dims;
+    let n = spacing.map(|s| (reach / s).floor() as i64);
+    let mut ball = Vec::new();
+    for c in -n[2]..=n[2] {
+        for b in -n[1]..=n[1] {
+            for a in -n[0]..=n[0] {
+                let d2 =
+                    (a as f64 * spacing[0]).powi(2) + (b as f64 * spacing[1]).powi(2) + (c as f64 * spacing[2]).powi(2);
+                if d2 <= reach * reach {
+                    ball.push((a, b, c));
+                }
+            }
+        }
+    }
+    for (idx, o) in outside.iter().enumerate() {
+        if *o {
+            continue;
+        }
+        let (i, j, k) = ((idx % cx) as i64, ((idx / cx) % cy) as i64, (idx / (cx * cy)) as i64);
+        let near_core = ball.iter().any(|(a, b, c)| {
+            let (x, y, z) = (i + a, j + b, k + c);
+            x >= 0
+                && y >= 0
+                && z >= 0
+                && (x as usize) < cx
+                && (y as usize) < cy
+                && (z as usize) < cz
+                && core[((z as usize) * cy + y as usize) * cx + x as usize]
+        });
+        if near_core {
+            out[crop.full_index(idx)] = true;
+        }
+    }
+    out
 }
 
 struct PathResult {
@@ -337,24 +514,54 @@ struct Shaft<'a> {
     grid: &'a Grid,
     classes: &'a [Class],
     maps: &'a Maps,
-    /// Radius of the smallest vessel that counts (PATH-1), mm.
-    r_vessel: f64,
     /// LPS x of the spine's midline.
     spine_x: Option<f64>,
     /// Sampling step along the shaft, mm.
     step: f64,
     /// Bone this close to the first 40 mm makes the entry intercostal (PATH-3), mm.
     bone_detect: f64,
+    /// PATH-1's required clearance, mm.
+    needed: f64,
+}
+
+/// Exact distance from `p` to the nearest blocking voxel centre, searched within `r` mm
+/// (`r` when none is closer).
+fn exact_clearance(maps: &Maps, grid: &Grid, p: &Vector3<f64>, r: f64) -> f64 {
+    let crop = maps.clear.crop;
+    let f = grid.inv * (p - grid.origin);
+    let c = [f.x, f.y, f.z];
+    let mut best2 = r * r;
+    let mut lo = [0usize; 3];
+    let mut hi = [0usize; 3];
+    for a in 0..3 {
+        let reach = r / maps.spacing[a];
+        lo[a] = ((c[a] - reach).floor().max(crop.lo[a] as f64) as usize).max(crop.lo[a]);
+        hi[a] = ((c[a] + reach).ceil().max(0.0) as usize).min(crop.lo[a] + crop.dims[a] - 1);
+    }
+    for k in lo[2]..=hi[2] {
+        let dz = (k as f64 - c[2]) * maps.spacing[2];
+        for j in lo[1]..=hi[1] {
+            let dy = (j as f64 - c[1]) * maps.spacing[1];
+            let row = ((k - crop.lo[2]) * crop.dims[1] + (j - crop.lo[1])) * crop.dims[0];
+            for i in lo[0]..=hi[0] {
+                if maps.blocked[row + i - crop.lo[0]] {
+                    let dx = (i as f64 - c[0]) * maps.spacing[0];
+                    best2 = best2.min(dx * dx + dy * dy + dz * dz);
+                }
+            }
+        }
+    }
+    best2.sqrt()
 }
 
 /// Evaluates the shaft from `entry` to `tip`.
 fn walk(sh: &Shaft<'_>, entry: &Vector3<f64>, tip: &Vector3<f64>) -> PathResult {
-    let Shaft { grid, classes, maps, r_vessel, spine_x, step, bone_detect } = *sh;
+    let Shaft { grid, classes, maps, spine_x, step, bone_detect, needed } = *sh;
     let d = tip - entry;
     let depth = d.norm();
     let axis = d / depth.max(1e-9);
     let n = (depth / step).ceil() as usize + 1;
-    let (mut clearance, mut nearest, mut closest) = (f64::INFINITY, None, *entry);
+    let (mut clearance, mut closest) = (f64::INFINITY, *entry);
     let (mut liver_run, mut liver_before, mut seen_tumour) = (0.0, None, false);
     let mut lung_min = f64::INFINITY;
     let mut bone_near: Option<(f64, Vector3<f64>)> = None;
@@ -362,21 +569,18 @@ fn walk(sh: &Shaft<'_>, entry: &Vector3<f64>, tip: &Vector3<f64>) -> PathResult 
         let t = (s as f64 * step).min(depth);
         let p = entry + axis * t;
         let Some(idx) = grid.index(&p) else { continue };
-        let block = f64::from(maps.block[idx]);
-        let vessel = f64::from(maps.vessel_core[idx]) - r_vessel;
-        if block < clearance {
-            clearance = block;
-            nearest = None; // resolved from `closest` when reported
+        let mut clear = f64::from(maps.clear.at(idx));
+        // Near the PATH-1 limit the coarse distance is not good enough: measure exactly.
+        if clear - maps.clear_error_mm < needed && clear < clearance + maps.clear_error_mm {
+            clear = exact_clearance(maps, grid, &p, clear + maps.clear_error_mm);
+        }
+        if clear < clearance {
+            clearance = clear;
             closest = p;
         }
-        if vessel < clearance {
-            clearance = vessel;
-            nearest = Some(Class::Vessel);
-            closest = p;
-        }
-        lung_min = lung_min.min(f64::from(maps.lung[idx]));
+        lung_min = lung_min.min(f64::from(maps.lung.at(idx)));
         if t <= 40.0 {
-            let b = f64::from(maps.bone[idx]);
+            let b = f64::from(maps.bone.at(idx));
             if b <= bone_detect && bone_near.is_none_or(|(bd, _)| b < bd) {
                 bone_near = Some((b, p));
             }
@@ -414,6 +618,8 @@ fn walk(sh: &Shaft<'_>, entry: &Vector3<f64>, tip: &Vector3<f64>) -> PathResult 
     // A track that never enters the tumour (an overlapping zone's side track) counts the liver up
     // to its tip.
     let liver_before_tumour = liver_before.unwrap_or(liver_run);
+    // The structure nearest the shaft is looked up only for the plans reported.
+    let nearest = None;
     PathResult {
         depth,
         clearance,
@@ -431,6 +637,7 @@ fn walk(sh: &Shaft<'_>, entry: &Vector3<f64>, tip: &Vector3<f64>) -> PathResult 
 fn nearest_blocking_class(
     grid: &Grid,
     classes: &[Class],
+    major: &[bool],
     spacing: [f64; 3],
     at: &Vector3<f64>,
     r: f64,
@@ -447,7 +654,7 @@ fn nearest_blocking_class(
                     continue;
                 }
                 if let Some(i) = grid.index(&(at + off)) {
-                    if classes[i].blocks_path() {
+                    if classes[i].blocks_path() || major[i] {
                         found = Some((dist, classes[i]));
                     }
                 }
@@ -486,12 +693,20 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
                     class: class.unwrap_or(Class::Background),
                 });
             }
-            let m: Vec<bool> = labels.voxels.iter().map(|v| v.round() as i64 == i64::from(*value)).collect();
-            let (id, sizes) = components(&m, dims);
+            let want = *value as f32;
+            let m: Vec<bool> = labels.voxels.iter().map(|v| (v - want).abs() < 0.5).collect();
+            let crop = Crop::around(&m, dims, 0).ok_or(PlanError::NoTumour { value: *value, component: *component })?;
+            let (id, sizes) = components(&crop.extract(&m), crop.dims);
             if *component + 1 >= sizes.len() {
                 return Err(PlanError::NoTumour { value: *value, component: *component });
             }
-            id.iter().map(|c| *c as usize == component + 1).collect()
+            let mut out = vec![false; m.len()];
+            for (i, c) in id.iter().enumerate() {
+                if *c as usize == component + 1 {
+                    out[crop.full_index(i)] = true;
+                }
+            }
+            out
         }
         TumourSpec::Sphere { centre_lps_mm, diameter_mm } => {
             let c = Vector3::from(*centre_lps_mm);
@@ -500,22 +715,43 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
                 return Err(PlanError::TargetOutsideLiver { x: c.x, y: c.y, z: c.z, class: at });
             }
             let r = diameter_mm / 2.0;
-            (0..classes.len()).map(|i| (grid.lps(i) - c).norm() <= r).collect()
+            let mut out = vec![false; classes.len()];
+            let a = grid.inv * (c - Vector3::repeat(r) - grid.origin);
+            let b = grid.inv * (c + Vector3::repeat(r) - grid.origin);
+            let (lo, hi) = (a.inf(&b), a.sup(&b));
+            let [nx, ny, nz] = dims;
+            let range =
+                |l: f64, h: f64, n: usize| (l.floor().max(0.0) as usize)..=(h.ceil().max(0.0) as usize).min(n - 1);
+            for k in range(lo.z, hi.z, nz) {
+                for j in range(lo.y, hi.y, ny) {
+                    for i in range(lo.x, hi.x, nx) {
+                        let idx = (k * ny + j) * nx + i;
+                        out[idx] = (grid.lps(idx) - c).norm() <= r;
+                    }
+                }
+            }
+            out
         }
     };
-    for (c, t) in classes.iter_mut().zip(&tumour_mask) {
-        if *t {
-            *c = Class::Tumour;
+    let tumour_idx: Vec<usize> = match Crop::around(&tumour_mask, dims, 0) {
+        Some(tc) => {
+            (0..tc.dims.iter().product::<usize>()).map(|i| tc.full_index(i)).filter(|&i| tumour_mask[i]).collect()
         }
+        None => Vec::new(),
+    };
+    for &i in &tumour_idx {
+        classes[i] = Class::Tumour;
     }
-    let tumour_idx: Vec<usize> = (0..tumour_mask.len()).filter(|&i| tumour_mask[i]).collect();
     let centre = tumour_idx.iter().map(|&i| grid.lps(i)).sum::<Vector3<f64>>() / tumour_idx.len().max(1) as f64;
     let radius = tumour_idx.iter().map(|&i| (grid.lps(i) - centre).norm()).fold(0.0, f64::max) + min_spacing / 2.0;
     let diameter = 2.0 * radius;
 
     // Indication (warnings only).
     let all_tumours: Vec<bool> = classes.iter().map(|c| *c == Class::Tumour).collect();
-    let (_, tsizes) = components(&all_tumours, dims);
+    let tsizes = match Crop::around(&all_tumours, dims, 0) {
+        Some(crop) => components(&crop.extract(&all_tumours), crop.dims).1,
+        None => vec![0],
+    };
     let n_tumours = tsizes.len() - 1;
     let voxel_mm3 = ct.spacing_mm.iter().product::<f64>();
     let eq_diam = |n: usize| 2.0 * (3.0 * n as f64 * voxel_mm3 / (4.0 * std::f64::consts::PI)).cbrt();
@@ -548,18 +784,42 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     // Distance maps.
     let mask_of = |f: &dyn Fn(Class) -> bool| -> Vec<bool> { classes.iter().map(|c| f(*c)).collect() };
     let vessel = mask_of(&|c| c == Class::Vessel);
-    let r_vessel = rules.path1_min_vessel_diameter_mm / 2.0;
-    let inner = edt(&vessel.iter().map(|v| !v).collect::<Vec<_>>(), dims, ct.spacing_mm);
-    // Core of vessels at least the minimum diameter: a ball of that radius fits (half a voxel
-    // of tolerance for the voxel-centre distances).
-    let core: Vec<bool> = inner.iter().map(|d| f64::from(*d) >= r_vessel - min_spacing / 2.0).collect();
+    let major = major_vessels(&vessel, dims, ct.spacing_mm, rules.path1_min_vessel_diameter_mm);
+    let own_heat_sinks = ((rules.oar3_min_vessel_diameter_mm - rules.path1_min_vessel_diameter_mm).abs() > 1e-9)
+        .then(|| major_vessels(&vessel, dims, ct.spacing_mm, rules.oar3_min_vessel_diameter_mm));
+    drop(vessel);
+    let heat_sinks: &[bool] = own_heat_sinks.as_deref().unwrap_or(&major);
+    // Every map covers the body's bounding box only (entries are on its skin).
+    let (body, skin_source) = body_mask(ct, &classes);
+    let crop = Crop::around(&body, dims, 2).ok_or(PlanError::NoSkin)?;
+    let (cclasses, cmajor) = (crop.extract(&classes), crop.extract(&major));
+
+    let blocked: Vec<bool> = cclasses.iter().zip(&cmajor).map(|(c, m)| c.blocks_path() || *m).collect();
+    let clear = Field::new(&blocked, crop, ct.spacing_mm, true);
     let maps = Maps {
-        block: edt(&mask_of(&|c: Class| c.blocks_path()), dims, ct.spacing_mm),
-        vessel_core: edt(&core, dims, ct.spacing_mm),
-        lung: edt(&mask_of(&|c| c == Class::Lung), dims, ct.spacing_mm),
-        bone: edt(&mask_of(&|c| matches!(c, Class::Bone | Class::Spine)), dims, ct.spacing_mm),
+        clear_error_mm: clear.error_mm(ct.spacing_mm),
+        clear,
+        blocked,
+        spacing: ct.spacing_mm,
+        lung: Field::from_classes(&cclasses, |c| c == Class::Lung, crop, ct.spacing_mm),
+        bone: Field::from_classes(&cclasses, |c| matches!(c, Class::Bone | Class::Spine), crop, ct.spacing_mm),
     };
-    let touches_vessel = tumour_idx.iter().any(|&i| f64::from(maps.vessel_core[i]) - r_vessel <= min_spacing);
+    drop((cclasses, cmajor));
+    let tumour_crop = Crop::around(&tumour_mask, dims, 1).ok_or(PlanError::NoTumour { value: 0, component: 0 })?;
+    // Tumour surface voxels (full-volume indices).
+    let tumour_surface: Vec<usize> = boundary(&tumour_crop.extract(&tumour_mask), tumour_crop.dims, true)
+        .into_iter()
+        .map(|i| tumour_crop.full_index(i))
+        .collect();
+    let touches_vessel = {
+        tumour_surface.iter().any(|&i| {
+            let [nx, ny, _] = dims;
+            [i.checked_sub(1), Some(i + 1), i.checked_sub(nx), Some(i + nx), i.checked_sub(nx * ny), Some(i + nx * ny)]
+                .into_iter()
+                .flatten()
+                .any(|n| heat_sinks.get(n).copied().unwrap_or(false))
+        })
+    };
     indication.push(check(
         "IND-4",
         if touches_vessel { Status::Warn } else { Status::Pass },
@@ -569,8 +829,21 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     ));
 
     // Skin entries.
-    let (body, skin_source) = body_mask(ct, &classes);
-    let skin = boundary(&body, dims, false);
+    // The skin: body voxels with a neighbour outside the body (not at the volume's edge).
+    let skin: Vec<usize> = {
+        let bcrop = crop;
+        let inner = boundary(&bcrop.extract(&body), bcrop.dims, false);
+        // Box faces that are the volume's faces are not skin.
+        inner
+            .into_iter()
+            .map(|i| bcrop.full_index(i))
+            .filter(|&i| {
+                let [nx, ny, nz] = dims;
+                let (a, b, c) = (i % nx, (i / nx) % ny, i / (nx * ny));
+                !(a == 0 || b == 0 || c == 0 || a + 1 == nx || b + 1 == ny || c + 1 == nz)
+            })
+            .collect()
+    };
     if skin.is_empty() {
         return Err(PlanError::NoSkin);
     }
@@ -682,20 +955,39 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
         grid: &grid,
         classes: &classes,
         maps: &maps,
-        r_vessel,
         spine_x,
         step,
         bone_detect: rules.path3_intercostal_detect_mm,
+        needed: clearance_needed,
     };
     let mut feasible_paths: Vec<Cand> = Vec::new();
-    for e in &entries {
-        let axis = (centre - e).normalize();
-        let tip = centre + axis * zone.centre_from_tip_mm;
-        if (tip - e).norm() > max_depth + 1e-9 {
+    // Every candidate line is independent: split them over the cores.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+    let per = entries.len().div_ceil(threads).max(1);
+    let evaluated: Vec<(Vector3<f64>, Vector3<f64>, Option<PathResult>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(per)
+            .map(|part| {
+                let shaft = &shaft;
+                s.spawn(move || {
+                    part.iter()
+                        .map(|e| {
+                            let axis = (centre - e).normalize();
+                            let tip = centre + axis * zone.centre_from_tip_mm;
+                            let p = ((tip - e).norm() <= max_depth + 1e-9).then(|| walk(shaft, e, &tip));
+                            (*e, axis, p)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).flatten().collect()
+    });
+    for (e, axis, p) in evaluated {
+        let Some(p) = p else {
             *failures.entry("PATH-6").or_insert(0) += 1;
             continue;
-        }
-        let p = walk(&shaft, e, &tip);
+        };
         let checks = path_checks(&p);
         let mut failed = false;
         for c in &checks {
@@ -705,14 +997,14 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
             }
         }
         if !failed {
-            feasible_paths.push(Cand { entry: *e, axis, path: p, checks });
+            feasible_paths.push(Cand { entry: e, axis, path: p, checks });
         }
     }
 
     let path_feasible_total = feasible_paths.len();
     // Zone stage: tumour boundary points and organ-at-risk points near the target.
     let tb: Vec<Vector3<f64>> = {
-        let b = boundary(&tumour_mask, dims, true);
+        let b = &tumour_surface;
         let stride = (b.len() / 400).max(1);
         b.iter().step_by(stride).map(|&i| grid.lps(i)).collect()
     };
@@ -743,8 +1035,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     let ducts = oar_points(&|i| classes[i] == Class::BileDuct);
     let oar2 = oar_points(&|i| matches!(classes[i], Class::Gallbladder | Class::Bowel | Class::Heart | Class::Lung));
     let oar2_class = |p: &Vector3<f64>| grid.index(p).map(|i| classes[i]);
-    let r_heat = rules.oar3_min_vessel_diameter_mm / 2.0;
-    let big_vessels = oar_points(&|i| classes[i] == Class::Vessel && f64::from(inner[i]) >= r_heat - min_spacing / 2.0);
+    let big_vessels = oar_points(&|i| heat_sinks[i]);
     let min_depth = |s: &[Spheroid], pts: &[Vector3<f64>]| -> (f64, Option<Vector3<f64>>) {
         // Smallest distance from the zone union to any point (negative when a point is inside).
         // Points come nearest the target first; a point farther than (half long axis + best)
@@ -934,6 +1225,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
                 p.nearest_structure = nearest_blocking_class(
                     &grid,
                     &classes,
+                    &major,
                     ct.spacing_mm,
                     &Vector3::from(at),
                     p.clearance_mm + 2.0 * min_spacing,

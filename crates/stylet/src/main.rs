@@ -13,6 +13,7 @@ mod bringup;
 mod configcmd;
 mod ctcmd;
 mod kincmd;
+mod plancmd;
 mod plot;
 mod regcmd;
 mod respcmd;
@@ -69,6 +70,9 @@ enum Top {
         #[command(subcommand)]
         command: BenchCmd,
     },
+    /// Ranked needle trajectories under the clinical rules (PATH, MAR, OAR, IND), each with a
+    /// rule-by-rule report, or "no safe path" with the reasons; --png draws the best.
+    Plan(plancmd::PlanArgs),
     /// Respiration: prediction and gating on breathing traces.
     Resp {
         #[command(subcommand)]
@@ -119,6 +123,9 @@ enum BenchCmd {
     Loop(bench::Args),
     /// IK success rate and time on random reachable lines, side by side with the `k` crate's solver.
     Ik(kincmd::BenchIkArgs),
+    /// Exact Euclidean distance transform of one label of a NIfTI label map (best of N runs);
+    /// `bench/edt_side_by_side.sh` runs scipy.ndimage.distance_transform_edt beside it.
+    Edt(plancmd::BenchEdtArgs),
 }
 
 fn main() -> ExitCode {
@@ -130,12 +137,14 @@ fn main() -> ExitCode {
         Top::Bringup(args) => bringup::run(&args),
         Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
         Top::Bench { command: BenchCmd::Ik(args) } => kincmd::bench_ik(&args),
+        Top::Bench { command: BenchCmd::Edt(args) } => plancmd::bench_edt(&args),
         Top::Fk(args) => kincmd::fk(&args),
         Top::Ct { command: CtCmd::Info(args) } => ctcmd::info(&args),
         Top::Register(args) => regcmd::run(&args),
         Top::Fiducials(args) => ctcmd::fiducials(&args),
         Top::Ik(args) => kincmd::ik(&args),
         Top::Resp { command: RespCmd::Eval(args) } => respcmd::eval(&args),
+        Top::Plan(args) => plancmd::run(&args),
     };
     match result {
         Ok(code) => code,

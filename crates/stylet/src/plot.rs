@@ -106,3 +106,23 @@ pub(crate) fn respiration_png(
     }
     c.write(path)
 }
+
+/// An RGB image built pixel by pixel (for slice renderings).
+pub(crate) struct Image {
+    canvas: Canvas,
+}
+
+impl Image {
+    pub(crate) fn new(w: usize, h: usize) -> Self {
+        Self { canvas: Canvas::new(w, h) }
+    }
+    pub(crate) fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
+        self.canvas.set(x, y, c);
+    }
+    pub(crate) fn line(&mut self, a: (f64, f64), b: (f64, f64), c: [u8; 3]) {
+        self.canvas.line(a, b, c);
+    }
+    pub(crate) fn write(&self, path: &Path) -> anyhow::Result<()> {
+        self.canvas.write(path)
+    }
+}

@@ -1,0 +1,322 @@
+//! `stylet plan`: ranked needle trajectories under the clinical rules, with a picture.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use nalgebra::Vector3;
+use serde_json::json;
+use stylet_imaging::Volume;
+use stylet_planning::{load_zone, plan, Class, LabelTable, Plan, PlanInput, Rules, Status, TumourSpec};
+
+/// Options of `stylet plan`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PlanArgs {
+    /// The CT: DICOM series folder or NIfTI file.
+    #[arg(long)]
+    ct: PathBuf,
+    /// The label map (NIfTI) on the CT grid.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Label table in config/labels.toml (auto: totalsegmentator when values above 12 occur,
+    /// else phantom).
+    #[arg(long, default_value = "auto")]
+    label_table: String,
+    /// Plan for the tumour with this label value (its largest connected component).
+    #[arg(long, conflicts_with = "target")]
+    tumour: Option<u32>,
+    /// Which component of --tumour, largest first.
+    #[arg(long, default_value_t = 0, requires = "tumour")]
+    component: usize,
+    /// Plan for a spherical tumour at this LPS point (mm), inserted into the liver.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    target: Option<Vec<f64>>,
+    /// Diameter of the --target tumour, mm.
+    #[arg(long, default_value_t = 20.0, requires = "target")]
+    tumour_diameter_mm: f64,
+    /// Ablation device (config/devices.toml).
+    #[arg(long, default_value = "mwa-generic")]
+    device: String,
+    /// Device setting.
+    #[arg(long, default_value = "100W-8min")]
+    setting: String,
+    /// Plans to list.
+    #[arg(long, default_value_t = 5)]
+    max_plans: usize,
+    /// Write the best plan drawn on the CT along and across the needle.
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// The SeriesInstanceUID when the CT folder holds several.
+    #[arg(long)]
+    series: Option<String>,
+    /// The config folder (labels.toml, devices.toml, clinical-rules.toml).
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let ct = crate::ctcmd::load_ct(&args.ct, args.series.as_deref())?;
+    let labels = stylet_imaging::load_nifti(&args.labels)?;
+    let table_name = match args.label_table.as_str() {
+        "auto" => {
+            if labels.voxels.iter().any(|v| *v > 12.5) {
+                "totalsegmentator"
+            } else {
+                "phantom"
+            }
+        }
+        other => other,
+    };
+    let table = LabelTable::load(&args.config.join("labels.toml"), table_name)?;
+    let zone = load_zone(&args.config.join("devices.toml"), &args.device, &args.setting)?;
+    let rules = Rules::load(&args.config.join("clinical-rules.toml"))?;
+    let tumour = match (&args.tumour, &args.target) {
+        (Some(v), _) => TumourSpec::Label { value: *v, component: args.component },
+        (None, Some(t)) => {
+            anyhow::ensure!(
+                t.len() == 3 && t.iter().all(|x| x.is_finite()),
+                "--target takes X,Y,Z in LPS mm, got {t:?}"
+            );
+            anyhow::ensure!(
+                (2.0..=100.0).contains(&args.tumour_diameter_mm),
+                "--tumour-diameter-mm {} must be within [2, 100]",
+                args.tumour_diameter_mm
+            );
+            TumourSpec::Sphere { centre_lps_mm: [t[0], t[1], t[2]], diameter_mm: args.tumour_diameter_mm }
+        }
+        (None, None) => anyhow::bail!("give --tumour LABEL or --target X,Y,Z"),
+    };
+    let started = std::time::Instant::now();
+    let report = plan(&PlanInput {
+        ct: &ct,
+        labels: &labels,
+        table: &table,
+        tumour: tumour.clone(),
+        zone: zone.clone(),
+        rules,
+        max_plans: args.max_plans,
+    })
+    .with_context(|| format!("planning on {} with {}", args.ct.display(), args.labels.display()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let (Some(png), Some(best)) = (&args.png, report.plans.first()) {
+        let inserted = match &tumour {
+            TumourSpec::Sphere { centre_lps_mm, diameter_mm } => {
+                Some((Vector3::from(*centre_lps_mm), diameter_mm / 2.0))
+            }
+            TumourSpec::Label { .. } => None,
+        };
+        draw(png, &ct, &labels, &table, best, inserted).with_context(|| format!("writing {}", png.display()))?;
+    }
+    if args.json {
+        say!(
+            "{}",
+            json!({
+                "ct": args.ct, "labels": args.labels, "label_table": table_name,
+                "device": zone.device, "setting": zone.setting,
+                "plan_seconds": seconds,
+                "report": report,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!(
+        "tumour at ({:.1}, {:.1}, {:.1}) mm LPS, {:.1} mm across, {} voxels; zone {} {} ({:.1} x {:.1} mm after shrink)",
+        report.tumour_centre_lps_mm[0],
+        report.tumour_centre_lps_mm[1],
+        report.tumour_centre_lps_mm[2],
+        report.tumour_diameter_mm,
+        report.tumour_voxels,
+        zone.device,
+        zone.setting,
+        zone.long_mm,
+        zone.short_mm
+    );
+    for c in &report.indication {
+        say!("  {:<6} {:<12} {}", c.rule, format!("{:?}", c.status), c.detail);
+    }
+    say!(
+        "{} candidate lines ({} skin), {} pass the path rules, zone rules on {} of them, {} feasible ({:.2} s)",
+        report.candidates,
+        report.skin_source,
+        report.path_feasible,
+        report.zone_evaluated,
+        report.feasible,
+        seconds
+    );
+    if report.plans.is_empty() {
+        say!("NO SAFE PATH. Candidates failing each rule:");
+        for (rule, n) in &report.failures_by_rule {
+            say!("  {rule:<6} {n}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (k, p) in report.plans.iter().enumerate() {
+        let e = p.positions[0].entry_lps_mm;
+        say!(
+            "#{} score {:.3}: {} position(s), entry ({:.1}, {:.1}, {:.1}), depth {:.1} mm, margin {:.1} mm, clearance {:.1} mm{}, {:.0} deg to axial",
+            k + 1,
+            p.score,
+            p.positions.len(),
+            e[0],
+            e[1],
+            e[2],
+            p.positions[0].depth_mm,
+            p.margin_mm,
+            p.clearance_mm,
+            p.nearest_structure.map(|c| format!(" ({c:?})")).unwrap_or_default(),
+            p.angle_to_axial_deg
+        );
+        for c in p.checks.iter().filter(|c| c.status != Status::Pass) {
+            say!("      {:<6} {:<12} {}", c.rule, format!("{:?}", c.status), c.detail);
+        }
+    }
+    if let Some(p) = &args.png {
+        say!("picture: {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn colour(c: Class) -> Option<[u8; 3]> {
+    Some(match c {
+        Class::Liver => [170, 110, 60],
+        Class::Tumour => [250, 220, 40],
+        Class::Vessel => [220, 40, 40],
+        Class::BileDuct => [40, 200, 80],
+        Class::Gallbladder => [20, 120, 40],
+        Class::Bowel => [240, 140, 30],
+        Class::Lung => [60, 200, 230],
+        Class::Heart => [200, 40, 200],
+        Class::Bone | Class::Spine => [240, 240, 240],
+        Class::Organ => [120, 80, 200],
+        Class::Body | Class::Background => return None,
+    })
+}
+
+/// Two panels, 0.5 mm per pixel: left, the plane through the needle axis (and the in-axial-plane
+/// perpendicular); right, the plane across the axis at the zone centre. CT in a soft-tissue
+/// window, structures tinted, the needle blue, the zone outline green.
+fn draw(
+    path: &std::path::Path,
+    ct: &Volume,
+    labels: &Volume,
+    table: &LabelTable,
+    plan: &Plan,
+    inserted: Option<(Vector3<f64>, f64)>,
+) -> anyhow::Result<()> {
+    let pos = &plan.positions[0];
+    let axis = Vector3::from(pos.axis_lps);
+    let centre = Vector3::from(pos.zone_centre_lps_mm);
+    let w = Vector3::z().cross(&axis).try_normalize(1e-6).unwrap_or_else(Vector3::x);
+    let v = axis.cross(&w);
+    let (size, mm_px) = (500usize, 0.5);
+    let mut img = crate::plot::Image::new(2 * size + 10, size);
+    let half = size as f64 / 2.0;
+    let panels = [(0usize, axis, w), (size + 10, w, v)];
+    for (x0, du, dv) in panels {
+        for py in 0..size {
+            for px in 0..size {
+                let p = centre + du * ((px as f64 - half) * mm_px) + dv * ((half - py as f64) * mm_px);
+                let pt = stylet_core::frame::Point::new(p.x, p.y, p.z);
+                let hu = ct.sample_nearest(pt).unwrap_or(-1000.0);
+                let g = ((f64::from(hu) + 160.0) / 400.0 * 255.0).clamp(0.0, 255.0) as u8;
+                let mut c = [g, g, g];
+                let mut class = labels.sample_nearest(pt).and_then(|l| table.class(l.round().max(0.0) as u32));
+                if inserted.is_some_and(|(t, r)| (p - t).norm() <= r) {
+                    class = Some(Class::Tumour);
+                }
+                if let Some(tint) = class.and_then(colour) {
+                    for k in 0..3 {
+                        c[k] = ((u16::from(c[k]) * 3 + u16::from(tint[k]) * 2) / 5) as u8;
+                    }
+                }
+                img.set((x0 + px) as i64, py as i64, c);
+            }
+        }
+        let to_px = |p: Vector3<f64>| {
+            let d = p - centre;
+            (x0 as f64 + half + d.dot(&du) / mm_px, half - d.dot(&dv) / mm_px)
+        };
+        for q in &plan.positions {
+            img.line(to_px(Vector3::from(q.entry_lps_mm)), to_px(Vector3::from(q.tip_lps_mm)), [40, 90, 255]);
+        }
+        // Zone outlines: the section of each spheroid by this plane, traced by sampling.
+        let (a, b) = (plan.zone_long_mm / 2.0, plan.zone_short_mm / 2.0);
+        for q in &plan.positions {
+            let zc = Vector3::from(q.zone_centre_lps_mm);
+            let zaxis = Vector3::from(q.axis_lps);
+            for px in 0..size {
+                for py in 0..size {
+                    let inside = |x: f64, y: f64| {
+                        let p = centre + du * ((x - half) * mm_px) + dv * ((half - y) * mm_px) - zc;
+                        let u = p.dot(&zaxis);
+                        let r2 = p.norm_squared() - u * u;
+                        (u / a).powi(2) + r2 / (b * b) <= 1.0
+                    };
+                    let (x, y) = (px as f64, py as f64);
+                    if inside(x, y)
+                        && !(inside(x + 1.0, y) && inside(x - 1.0, y) && inside(x, y + 1.0) && inside(x, y - 1.0))
+                    {
+                        img.set((x0 + px) as i64, py as i64, [30, 230, 90]);
+                    }
+                }
+            }
+        }
+    }
+    img.write(path)
+}
+
+/// Options of `stylet bench edt`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchEdtArgs {
+    /// A NIfTI label map.
+    #[arg(long)]
+    labels: PathBuf,
+    /// The label whose distance map is computed.
+    #[arg(long)]
+    label: u32,
+    /// Runs (the best is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn bench_edt(args: &BenchEdtArgs) -> anyhow::Result<ExitCode> {
+    let v = stylet_imaging::load_nifti(&args.labels)?;
+    let mask: Vec<bool> = v.voxels.iter().map(|x| x.round() as i64 == i64::from(args.label)).collect();
+    anyhow::ensure!(mask.iter().any(|m| *m), "label {} has no voxels in {}", args.label, args.labels.display());
+    let mut best = f64::INFINITY;
+    let mut d = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let t = std::time::Instant::now();
+        d = stylet_planning::edt::edt(&mask, v.dims, v.spacing_mm);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let sum: f64 = d.iter().map(|x| f64::from(*x)).sum();
+    let max = d.iter().copied().fold(0.0f32, f32::max);
+    let out = json!({
+        "dims": v.dims, "spacing_mm": v.spacing_mm, "label": args.label,
+        "voxels": mask.len(), "feature_voxels": mask.iter().filter(|m| **m).count(),
+        "best_s": best, "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "sum_mm": sum, "max_mm": max,
+    });
+    if args.json {
+        say!("{out}");
+    } else {
+        say!(
+            "EDT of label {} on {:?} at {:?} mm: best of {} runs {:.3} s (sum {:.6e} mm, max {:.2} mm)",
+            args.label,
+            v.dims,
+            v.spacing_mm,
+            args.runs,
+            best,
+            sum,
+            max
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -504,3 +504,70 @@ fn resp_eval_on_real_traces_with_json_and_a_plot() {
         .unwrap();
     assert_eq!(synthetic["rows_reported"][0]["line"], 902, "{synthetic}");
 }
+
+#[test]
+fn plan_on_a_phantom_with_json_picture_and_clear_errors() {
+    let out = std::env::temp_dir().join(format!("stylet-plan-{}", std::process::id()));
+    let (code, _) = run_json(&[
+        "sim",
+        "phantom",
+        "--json",
+        "--dims",
+        "160,160,127",
+        "--spacing-mm",
+        "1.5,1.5,1.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    let (ct, labels, png) = (out.join("ct.nii.gz"), out.join("labels.nii.gz"), out.join("plan.png"));
+    let (code, v) = run_json(&[
+        "plan",
+        "--json",
+        "--ct",
+        ct.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--tumour",
+        "3",
+        "--png",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["label_table"], "phantom");
+    let plans = v["report"]["plans"].as_array().unwrap();
+    assert!(!plans.is_empty(), "{v}");
+    let rules: Vec<&str> = plans[0]["checks"].as_array().unwrap().iter().map(|c| c["rule"].as_str().unwrap()).collect();
+    for r in ["PATH-1", "PATH-2", "PATH-3", "PATH-4", "PATH-5", "PATH-6", "MAR-1", "OAR-1", "OAR-2", "OAR-3"] {
+        assert!(rules.contains(&r), "{r} missing: {rules:?}");
+    }
+    assert!(plans[0]["positions"][0]["entry_lps_mm"].as_array().unwrap().len() == 3);
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    // A target outside the liver: a clear error naming the point and what is there.
+    let o = Command::new(STYLET)
+        .args([
+            "plan",
+            "--ct",
+            ct.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--target=100,0,0",
+            "--config",
+        ])
+        .arg(repo().join("config"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("outside the liver") && err.contains("100.0"), "{err}");
+    // A label map from another scan.
+    let other = repo().join("../shared/data/ct/totalsegmentator-abdomen/example_seg.nii.gz");
+    let o = Command::new(STYLET)
+        .args(["plan", "--ct", ct.to_str().unwrap(), "--labels", other.to_str().unwrap(), "--target=0,0,0", "--config"])
+        .arg(repo().join("config"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not lie on the CT grid"));
+    let _ = std::fs::remove_dir_all(&out);
+}

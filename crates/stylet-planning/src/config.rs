@@ -13,8 +13,11 @@ use stylet_core::config::{read_toml, Checker, ConfigError};
 pub enum Class {
     /// Outside the patient.
     Background,
-    /// Soft tissue the needle may cross.
+    /// The body: everything inside the skin not labelled otherwise (a label map with this class
+    /// gives the skin surface).
     Body,
+    /// Labelled soft tissue the needle may cross (muscle, fat) that does not outline the body.
+    SoftTissue,
     /// Liver parenchyma.
     Liver,
     /// Tumour.

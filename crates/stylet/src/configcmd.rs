@@ -68,6 +68,26 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         Ok(_) => checked.push(resp_path.display().to_string()),
         Err(e) => errors.push(e.to_string()),
     }
+    // Planning: thresholds by rule ID, both label tables, every device setting.
+    let rules_path = dir.join("clinical-rules.toml");
+    match stylet_planning::Rules::load(&rules_path) {
+        Ok(_) => checked.push(rules_path.display().to_string()),
+        Err(e) => errors.push(e.to_string()),
+    }
+    let labels_path = dir.join("labels.toml");
+    match ["phantom", "totalsegmentator"]
+        .iter()
+        .map(|t| stylet_planning::LabelTable::load(&labels_path, t))
+        .find_map(Result::err)
+    {
+        None => checked.push(labels_path.display().to_string()),
+        Some(e) => errors.push(e.to_string()),
+    }
+    let devices_path = dir.join("devices.toml");
+    match stylet_planning::load_zone(&devices_path, "mwa-generic", "100W-8min") {
+        Ok(_) => checked.push(devices_path.display().to_string()),
+        Err(e) => errors.push(e.to_string()),
+    }
     for (sub, load) in [
         ("scenarios", (|p: &Path| stylet_sim::scenario::Scenario::load(p).map(|_| ())) as fn(&Path) -> _),
         ("markers", |p: &Path| stylet_registration::FiducialConfig::load(p).map(|_| ())),

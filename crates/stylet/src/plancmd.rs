@@ -191,7 +191,7 @@ fn colour(c: Class) -> Option<[u8; 3]> {
         Class::Heart => [200, 40, 200],
         Class::Bone | Class::Spine => [240, 240, 240],
         Class::Organ => [120, 80, 200],
-        Class::Body | Class::Background => return None,
+        Class::Body | Class::SoftTissue | Class::Background => return None,
     })
 }
 

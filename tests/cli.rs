@@ -543,6 +543,23 @@ fn plan_on_a_phantom_with_json_picture_and_clear_errors() {
     }
     assert!(plans[0]["positions"][0]["entry_lps_mm"].as_array().unwrap().len() == 3);
     assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    // With the registration (here the phantom's ground truth), only plans the arm reaches.
+    let truth = out.join("truth.json");
+    let (code, r) = run_json(&[
+        "plan",
+        "--json",
+        "--ct",
+        ct.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--tumour",
+        "3",
+        "--registration",
+        truth.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{r}");
+    assert!(r["robot"]["reachable"].as_u64().unwrap() > 0, "{}", r["robot"]);
+    assert!(!r["report"]["plans"].as_array().unwrap().is_empty());
     // A target outside the liver: a clear error naming the point and what is there.
     let o = Command::new(STYLET)
         .args([

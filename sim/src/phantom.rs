@@ -264,12 +264,20 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
             }
         }
     }
-    // The marker frame on the anterior skin, at a random pose.
-    // The frame lies on the abdomen: its x-y plane along the CT x-z plane (Rx 90 deg), spun about
-    // the skin normal (CT y) at random, tilted a little.
-    let rot = UnitQuaternion::from_axis_angle(&Vector3::y_axis(), rng.gen_range(-3.1..3.1))
-        * UnitQuaternion::from_axis_angle(&Vector3::x_axis(), std::f64::consts::FRAC_PI_2 + rng.gen_range(-0.15..0.15))
-        * UnitQuaternion::from_axis_angle(&Vector3::z_axis(), rng.gen_range(-0.15..0.15));
+    // The marker frame on the anterior skin. The robot stands beside the table (kinematics.toml:
+    // robot x across the table, y along it, z up), so robot x is the patient's left (LPS +x),
+    // robot y superior (+z) and robot z anterior (-y); the plate sits a little tilted and turned
+    // on the abdomen (random, up to about 10 degrees about each axis).
+    let fixed =
+        UnitQuaternion::from_rotation_matrix(&nalgebra::Rotation3::from_matrix_unchecked(Matrix3::from_columns(&[
+            Vector3::x(),
+            Vector3::z(),
+            -Vector3::y(),
+        ])));
+    let rot = UnitQuaternion::from_axis_angle(&Vector3::y_axis(), rng.gen_range(-0.18..0.18))
+        * UnitQuaternion::from_axis_angle(&Vector3::x_axis(), rng.gen_range(-0.15..0.15))
+        * UnitQuaternion::from_axis_angle(&Vector3::z_axis(), rng.gen_range(-0.15..0.15))
+        * fixed;
     let model_c = spec.markers_in_robot.iter().sum::<Vector3<f64>>() / spec.markers_in_robot.len() as f64;
     let place = Vector3::new(rng.gen_range(-10.0..10.0), -rb - 12.0, rng.gen_range(-5.0..5.0));
     let ct_from_robot = Isometry3::from_parts(Translation3::from(place - rot * model_c), rot);

@@ -30,8 +30,13 @@ pub(crate) struct ChainArgs {
 }
 
 impl ChainArgs {
+    /// The reference arm of a config folder.
+    pub(crate) fn reference(config: &Path) -> Self {
+        Self { urdf: None, base: None, tip: None, config: config.to_path_buf() }
+    }
+
     /// The arm, the IK options and keep-outs (the config's keep-outs apply only to its own arm).
-    fn load(&self) -> anyhow::Result<(Arm, IkOptions, KeepOuts)> {
+    pub(crate) fn load(&self) -> anyhow::Result<(Arm, IkOptions, KeepOuts)> {
         let kin_path = self.config.join("robot").join("kinematics.toml");
         let cfg =
             if kin_path.exists() || self.urdf.is_none() { Some(KinematicsConfig::load(&kin_path)?) } else { None };
@@ -143,7 +148,7 @@ pub(crate) fn fk(args: &FkArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn default_seed(arm: &Arm, config: &Path) -> Vec<f64> {
+pub(crate) fn default_seed(arm: &Arm, config: &Path) -> Vec<f64> {
     // The reference arm's home from robot.toml when the chain is that arm; zeros otherwise.
     let robot = stylet_core::config::RobotConfig::load(&config.join("robot").join("robot.toml")).ok();
     match robot {

@@ -46,6 +46,11 @@ pub(crate) struct PlanArgs {
     /// Write the best plan drawn on the CT along and across the needle.
     #[arg(long)]
     png: Option<PathBuf>,
+    /// A registration (JSON with `robot_from_ct`, 4x4 mm, as `stylet register --json` prints
+    /// it, or a phantom's truth.json): keep only plans the arm reaches (IK on every position),
+    /// and rank reachable ones higher by manipulability.
+    #[arg(long)]
+    registration: Option<PathBuf>,
     /// The SeriesInstanceUID when the CT folder holds several.
     #[arg(long)]
     series: Option<String>,
@@ -90,17 +95,23 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("give --tumour LABEL or --target X,Y,Z"),
     };
     let started = std::time::Instant::now();
-    let report = plan(&PlanInput {
+    // With a robot, ask for more plans: some may be out of its reach.
+    let wanted = if args.registration.is_some() { (4 * args.max_plans).max(20) } else { args.max_plans };
+    let mut report = plan(&PlanInput {
         ct: &ct,
         labels: &labels,
         table: &table,
         tumour: tumour.clone(),
         zone: zone.clone(),
         rules,
-        max_plans: args.max_plans,
+        max_plans: wanted,
     })
     .with_context(|| format!("planning on {} with {}", args.ct.display(), args.labels.display()))?;
     let seconds = started.elapsed().as_secs_f64();
+    let robot = match &args.registration {
+        Some(reg) => Some(reachability(reg, &args.config, &mut report.plans, args.max_plans)?),
+        None => None,
+    };
     if let (Some(png), Some(best)) = (&args.png, report.plans.first()) {
         let inserted = match &tumour {
             TumourSpec::Sphere { centre_lps_mm, diameter_mm } => {
@@ -117,6 +128,7 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
                 "ct": args.ct, "labels": args.labels, "label_table": table_name,
                 "device": zone.device, "setting": zone.setting,
                 "plan_seconds": seconds,
+                "robot": robot,
                 "report": report,
             })
         );
@@ -146,7 +158,19 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         report.feasible,
         seconds
     );
+    if let Some(r) = &robot {
+        say!(
+            "robot: {} of the {} best plans reachable ({})",
+            r["reachable"],
+            r["checked"],
+            r["arm"].as_str().unwrap_or("")
+        );
+    }
     if report.plans.is_empty() {
+        if robot.is_some() {
+            say!("NO PLAN THE ARM REACHES (see --json for each plan's IK failure).");
+            return Ok(ExitCode::SUCCESS);
+        }
         say!("NO SAFE PATH. Candidates failing each rule:");
         for (rule, n) in &report.failures_by_rule {
             say!("  {rule:<6} {n}");
@@ -319,4 +343,73 @@ pub(crate) fn bench_edt(args: &BenchEdtArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the plans whose every needle position the arm reaches (IK on the entry -> tip line in
+/// the robot frame), re-ranked with a manipulability bonus (+0.3 x manipulability / the best one);
+/// returns a JSON summary with each checked plan's outcome.
+fn reachability(
+    registration: &std::path::Path,
+    config: &std::path::Path,
+    plans: &mut Vec<Plan>,
+    keep: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(registration).with_context(|| format!("reading {}", registration.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", registration.display()))?;
+    let rows = v["robot_from_ct"].as_array().filter(|r| r.len() == 4);
+    let m: Vec<Vec<f64>> = rows
+        .map(|r| {
+            r.iter()
+                .map(|row| {
+                    row.as_array().map(|x| x.iter().filter_map(serde_json::Value::as_f64).collect()).unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::ensure!(
+        m.len() == 4 && m.iter().all(|r: &Vec<f64>| r.len() == 4),
+        "{}: no 4x4 \"robot_from_ct\" matrix (write it with `stylet register --json`)",
+        registration.display()
+    );
+    let robot = |p: [f64; 3]| {
+        Vector3::new(
+            m[0][0] * p[0] + m[0][1] * p[1] + m[0][2] * p[2] + m[0][3],
+            m[1][0] * p[0] + m[1][1] * p[1] + m[1][2] * p[2] + m[1][3],
+            m[2][0] * p[0] + m[2][1] * p[1] + m[2][2] * p[2] + m[2][3],
+        )
+    };
+    let chain = crate::kincmd::ChainArgs::reference(config);
+    let (arm, opts, keepouts) = chain.load()?;
+    let seed = crate::kincmd::default_seed(&arm, config);
+    let mut outcomes = Vec::new();
+    let mut reachable: Vec<(Plan, f64)> = Vec::new();
+    for p in plans.drain(..) {
+        let mut worst = f64::INFINITY;
+        let mut why = None;
+        for pos in &p.positions {
+            let line = stylet_kinematics::NeedleLine { entry: robot(pos.entry_lps_mm), target: robot(pos.tip_lps_mm) };
+            match stylet_kinematics::ik::solve_first(&arm, &line, &seed, &keepouts, &opts) {
+                Ok(s) => worst = worst.min(s.manipulability),
+                Err(e) => {
+                    why = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        outcomes.push(json!({ "entry_lps_mm": p.positions[0].entry_lps_mm, "reachable": why.is_none(), "manipulability": why.is_none().then_some(worst), "ik_failure": why }));
+        if why.is_none() {
+            reachable.push((p, worst));
+        }
+    }
+    let best = reachable.iter().map(|(_, w)| *w).fold(0.0, f64::max).max(1e-12);
+    for (p, w) in &mut reachable {
+        p.score += 0.3 * *w / best;
+    }
+    reachable.sort_by(|a, b| b.0.score.total_cmp(&a.0.score));
+    let n = reachable.len();
+    plans.extend(reachable.into_iter().take(keep).map(|(p, _)| p));
+    Ok(
+        json!({ "arm": arm.joints.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(","), "checked": outcomes.len(), "reachable": n, "plans": outcomes }),
+    )
 }

@@ -16,6 +16,7 @@ mod kincmd;
 mod plancmd;
 mod plot;
 mod regcmd;
+mod replaycmd;
 mod respcmd;
 mod simcmd;
 
@@ -73,6 +74,9 @@ enum Top {
     /// Ranked needle trajectories under the clinical rules (PATH, MAR, OAR, IND), each with a
     /// rule-by-rule report, or "no safe path" with the reasons; --png draws the best.
     Plan(plancmd::PlanArgs),
+    /// Read a procedure log back: header, records by kind, state changes and faults, and where
+    /// the log was cut if the process died mid-write.
+    Replay(replaycmd::ReplayArgs),
     /// Respiration: prediction and gating on breathing traces.
     Resp {
         #[command(subcommand)]
@@ -114,6 +118,9 @@ enum SimCmd {
     /// Generate a CT phantom (NIfTI, LPS geometry) with the registration frame's markers at a known
     /// pose, ribs, a contrast vessel, a metal wire with streaks and a tumour, plus its ground truth.
     Phantom(simcmd::PhantomArgs),
+    /// Write a procedure log as fast as possible (for the kill -9 tests of the recorder).
+    #[command(hide = true)]
+    Record(replaycmd::RecordArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +152,8 @@ fn main() -> ExitCode {
         Top::Ik(args) => kincmd::ik(&args),
         Top::Resp { command: RespCmd::Eval(args) } => respcmd::eval(&args),
         Top::Plan(args) => plancmd::run(&args),
+        Top::Replay(args) => replaycmd::replay(&args),
+        Top::Sim { command: SimCmd::Record(args) } => replaycmd::record(&args),
     };
     match result {
         Ok(code) => code,

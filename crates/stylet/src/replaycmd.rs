@@ -1,0 +1,106 @@
+//! `stylet replay`: read a procedure log back (and `stylet sim record`, a log writer for the
+//! crash tests).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+use stylet_recorder::{read_log, Event, FsyncPolicy, Recorder};
+
+/// Options of `stylet replay`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The procedure log.
+    log: PathBuf,
+    /// Print JSON: the header, counts, where the log was cut, and (with --records) every record.
+    #[arg(long)]
+    json: bool,
+    /// Include every record in the output.
+    #[arg(long)]
+    records: bool,
+}
+
+pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let log = read_log(&args.log)?;
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    for r in &log.records {
+        let k = match r.event {
+            Event::Command { .. } => "command",
+            Event::State { .. } => "state",
+            Event::Operator { .. } => "operator",
+            Event::Fault { .. } => "fault",
+            Event::Sample { .. } => "sample",
+            Event::Note { .. } => "note",
+        };
+        *kinds.entry(k).or_insert(0) += 1;
+    }
+    let span = (log.records.first().map(|r| r.t_s), log.records.last().map(|r| r.t_s));
+    if args.json {
+        let mut out = json!({
+            "log": args.log, "header": log.header, "bytes": log.bytes,
+            "records": log.records.len(), "kinds": kinds, "t_s": [span.0, span.1], "cut": log.cut,
+        });
+        if args.records {
+            out["record_list"] = json!(log.records);
+        }
+        say!("{out}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("{}: {} v{}, procedure {:?}", args.log.display(), log.header.format, log.header.version, log.header.procedure);
+    say!("{} records over {:.3} s: {kinds:?}", log.records.len(), span.1.unwrap_or(0.0) - span.0.unwrap_or(0.0));
+    for r in log
+        .records
+        .iter()
+        .filter(|r| matches!(r.event, Event::State { .. } | Event::Fault { .. } | Event::Operator { .. }))
+    {
+        say!("  {:>10.3} s  {}", r.t_s, serde_json::to_string(&r.event).unwrap_or_default());
+    }
+    match &log.cut {
+        None => say!("complete: ends on a whole record"),
+        Some(c) => {
+            say!("CUT at byte {} (line {}): {}; everything before it is intact", c.byte_offset, c.line, c.reason)
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Options of `stylet sim record`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RecordArgs {
+    /// The log to create.
+    #[arg(long)]
+    out: PathBuf,
+    /// Records to write (0: until killed).
+    #[arg(long, default_value_t = 0)]
+    records: u64,
+}
+
+/// Writes a stream of every kind of record as fast as the recorder takes them: the process the
+/// kill -9 tests kill.
+pub(crate) fn record(args: &RecordArgs) -> anyhow::Result<ExitCode> {
+    let rec = Recorder::create(&args.out, "sim record (crash test)", 0, FsyncPolicy::default(), 4096)?;
+    let mut i = 0u64;
+    while args.records == 0 || i < args.records {
+        let t = i as f64 * 1e-3;
+        let e = match i % 5 {
+            0 => Event::Command { name: "setpoint".into(), values: vec![t, -t, 0.5 * t, 1.0, 2.0, 3.0, 4.0] },
+            1 => Event::Sample { name: "respiration".into(), values: vec![(t * 1.7).sin()] },
+            2 => Event::State {
+                machine: "workflow".into(),
+                from: "insertion".into(),
+                to: "checkpoint_ct".into(),
+                reason: format!("step {i}"),
+            },
+            3 => Event::Operator { action: "pedal".into(), detail: "held".into() },
+            _ => Event::Note { text: format!("record {i}") },
+        };
+        if rec.record(t, e) {
+            i += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    let stats = rec.close()?;
+    say!("{}", json!({ "written": stats.written, "dropped": stats.dropped, "fsyncs": stats.fsyncs }));
+    Ok(ExitCode::SUCCESS)
+}

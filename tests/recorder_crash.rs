@@ -1,0 +1,42 @@
+//! Kill -9 the process writing a procedure log at various moments: the log reads back up to the
+//! last complete record, with contiguous sequence numbers, and says where it was cut.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+use std::time::Duration;
+
+const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
+
+#[test]
+fn kill_9_at_any_point_leaves_a_readable_log() {
+    let mut cuts = 0;
+    for (k, delay_ms) in [30u64, 75, 140, 220, 310, 420].into_iter().enumerate() {
+        let path = std::env::temp_dir().join(format!("stylet-kill9-{}-{k}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut child = Command::new(STYLET).args(["sim", "record", "--out"]).arg(&path).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL on Unix
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        let out = Command::new(STYLET).args(["replay", "--json"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let records = v["records"].as_u64().unwrap();
+        // Every complete line after the header is a record; a partial last line is the cut.
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        assert_eq!(records, lines - 1, "{v}");
+        let ends_clean = bytes.last() == Some(&b'\n');
+        assert_eq!(v["cut"].is_null(), ends_clean, "{v}");
+        if !ends_clean {
+            cuts += 1;
+            let at = v["cut"]["byte_offset"].as_u64().unwrap() as usize;
+            assert_eq!(bytes[at - 1], b'\n', "the cut starts right after the last complete record");
+            assert!(v["cut"]["reason"].as_str().unwrap().contains("incomplete"), "{v}");
+        }
+        println!("killed after {delay_ms} ms: {records} records, {} bytes, cut: {}", bytes.len(), v["cut"]);
+        assert!(delay_ms < 100 || records > 0, "nothing written in {delay_ms} ms");
+    }
+    println!("{cuts} of 6 kills cut a record in half");
+}

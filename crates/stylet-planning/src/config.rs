@@ -204,6 +204,8 @@ pub struct Rules {
     pub ind2_max_multiple_mm: f64,
     pub entry_spacing_mm: f64,
     pub exclude_posterior_fraction: f64,
+    pub acc1_max_tip_error_mm: f64,
+    pub ins3_max_checkpoints: usize,
 }
 
 impl Rules {
@@ -263,7 +265,15 @@ impl Rules {
                 0.0,
                 0.9,
             ),
+            acc1_max_tip_error_mm: c.range("ACC-1.max_tip_error_mm", r.acc1.max_tip_error_mm, 0.1, 10.0),
+            ins3_max_checkpoints: r.ins3.max_checkpoints,
         };
+        c.require(
+            (1..=20).contains(&rules.ins3_max_checkpoints),
+            "INS-3.max_checkpoints",
+            rules.ins3_max_checkpoints,
+            "must be within [1, 20]",
+        );
         c.require(
             rules.path3_fail_mm <= rules.path3_warn_mm,
             "PATH-3.fail_below_mm",
@@ -313,6 +323,8 @@ impl Default for Rules {
             ind2_max_multiple_mm: 30.0,
             entry_spacing_mm: 3.0,
             exclude_posterior_fraction: 0.3,
+            acc1_max_tip_error_mm: 3.0,
+            ins3_max_checkpoints: 5,
         }
     }
 }
@@ -389,6 +401,8 @@ raw_sections! {
     RawInd1 { max_single_diameter_mm: f64 }
     RawInd2 { max_tumours: usize, max_multiple_diameter_mm: f64 }
     RawCandidates { entry_spacing_mm: f64, exclude_posterior_fraction: f64 }
+    RawAcc1 { max_tip_error_mm: f64 }
+    RawIns3 { max_checkpoints: usize }
 }
 
 #[derive(Debug, Deserialize)]
@@ -422,4 +436,8 @@ struct RawRules {
     #[serde(rename = "IND-2")]
     ind2: RawInd2,
     candidates: RawCandidates,
+    #[serde(rename = "ACC-1")]
+    acc1: RawAcc1,
+    #[serde(rename = "INS-3")]
+    ins3: RawIns3,
 }

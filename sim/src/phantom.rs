@@ -347,3 +347,63 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
         extra_beads_in_ct: extras,
     }
 }
+
+/// Renders an inserted needle into a CT (a checkpoint CT): a metal shaft of `diameter_mm` from
+/// `entry` to `tip` (LPS mm) with partial volume at its edge, blooming around it (the shaft looks
+/// wider than it is), and streak artefacts in each axial slice it crosses (alternating bright and
+/// dark rays from the shaft's cross-section, fading over ~40 mm), as metal does in CT.
+pub fn render_needle(ct: &mut Volume, entry: Vector3<f64>, tip: Vector3<f64>, diameter_mm: f64) {
+    let r = diameter_mm / 2.0;
+    let [nx, ny, nz] = ct.dims;
+    let s = ct.spacing_mm;
+    let voxel = s[0].min(s[1]).min(s[2]);
+    let axis = (tip - entry).normalize();
+    let length = (tip - entry).norm();
+    for k in 0..nz {
+        // Where the shaft crosses this slice (if it does), for the streaks.
+        let z = ct.ct_from_index(0.0, 0.0, k as f64).to_array()[2];
+        let cross = if axis.z.abs() > 1e-6 {
+            let t = (z - entry.z) / axis.z;
+            (t >= 0.0 && t <= (tip - entry).norm()).then(|| entry + axis * t)
+        } else {
+            None
+        };
+        for j in 0..ny {
+            for i in 0..nx {
+                let p = ct.ct_from_index(i as f64, j as f64, k as f64).to_nalgebra().coords;
+                // Signed distance to the shaft: a cylinder with a flat end at the tip.
+                let t = (p - entry).dot(&axis);
+                let rho = (p - entry - axis * t).norm();
+                let sd = if rho <= r && t >= 0.0 && t <= length {
+                    -(r - rho).min(t).min(length - t)
+                } else {
+                    ((rho - r).max(0.0).powi(2) + (t - length).max(0.0).powi(2) + (-t).max(0.0).powi(2)).sqrt()
+                };
+                let idx = (k * ny + j) * nx + i;
+                let mut hu = f64::from(ct.voxels[idx]);
+                if sd < 3.0 * voxel {
+                    let fill = (0.5 - sd / voxel).clamp(0.0, 1.0);
+                    hu = hu * (1.0 - fill) + 3000.0 * fill;
+                    if sd > 0.0 {
+                        hu += 700.0 * (-(sd / 0.8).powi(2)).exp();
+                    }
+                }
+                if let Some(c) = cross {
+                    let v = p - c;
+                    let dist = (v.x * v.x + v.y * v.y).sqrt();
+                    if dist > r + 2.0 && dist < 120.0 {
+                        let ang = v.y.atan2(v.x);
+                        // Eight rays, alternately bright and dark, 3 degrees wide.
+                        let ray = (ang * 4.0 / std::f64::consts::PI).round();
+                        let off = ang - ray * std::f64::consts::PI / 4.0;
+                        if off.abs() < 0.05 {
+                            let sign = if (ray as i64).rem_euclid(2) == 0 { 1.0 } else { -1.0 };
+                            hu += sign * 400.0 * (-dist / 40.0).exp();
+                        }
+                    }
+                }
+                ct.voxels[idx] = hu as f32;
+            }
+        }
+    }
+}

@@ -2,12 +2,14 @@
 
 pub mod dicom;
 pub mod fiducials;
+pub mod needle;
 pub mod nifti;
 mod volume;
 pub mod writer;
 
 pub use dicom::{load_series, DicomError, SeriesReport};
 pub use fiducials::{detect, Fiducial, FiducialSettings, Rejected};
+pub use needle::{detect_needle, NeedleError, NeedleFound, NeedleSettings};
 pub use nifti::{load_nifti, parse_nifti, write_nifti, NiftiError};
 pub use volume::Volume;
 pub use writer::{write_series, write_series_encoded, PixelEncoding, WriteError};

@@ -359,7 +359,10 @@ impl Controller {
                     continue;
                 }
                 let a = w * w * (j.target - j.q) + 2.0 * w * (j.target_v - j.v);
-                let a = a.clamp(-4.0 * spec.max_acceleration, 4.0 * spec.max_acceleration);
+                // The drive saturates just below its current limit: a setpoint arriving late
+                // (host jitter) makes the servo catch up at that torque, it does not draw more.
+                let a_max = 0.95 * spec.max_acceleration / self.cfg.current_fraction_at_acceleration_limit.max(0.05);
+                let a = a.clamp(-a_max, a_max);
                 j.a = a;
                 j.v += a * h;
                 j.q += j.v * h;

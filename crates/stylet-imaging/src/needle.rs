@@ -146,6 +146,7 @@ pub fn detect_needle(
     }
     let (_, mut found) = best.ok_or(NeedleError::NotFound { min_length_mm: settings.min_length_mm, components })?;
     refine_axis(v, &mut found);
+    extend_tip(v, &mut found);
     refine_tip(v, &mut found, settings);
     Ok(found)
 }
@@ -251,6 +252,39 @@ fn refine_axis(v: &Volume, f: &mut NeedleFound) {
     f.axis = [n.x, n.y, n.z];
     f.tip_lps_mm = [nb.x, nb.y, nb.z];
     f.shaft_end_lps_mm = [na.x, na.y, na.z];
+}
+
+/// Follows the axis beyond the thresholded piece while metal continues (partial volume can drop
+/// an oblique thin shaft below the threshold between voxel centres, breaking it into pieces): the
+/// brightest of the axis point and a 0.5 mm ring around it must stay above 1200 HU (soft tissue,
+/// contrast and streaks stay below).
+fn extend_tip(v: &Volume, f: &mut NeedleFound) {
+    let axis = Vector3::from(f.axis);
+    let (e1, e2) = {
+        let any = if axis.x.abs() < 0.9 { Vector3::x() } else { Vector3::y() };
+        let e1 = axis.cross(&any).normalize();
+        (e1, axis.cross(&e1))
+    };
+    let bright = |p: Vector3<f64>| {
+        (0..8)
+            .map(|k| {
+                let th = std::f64::consts::TAU * f64::from(k) / 8.0;
+                p + (e1 * th.cos() + e2 * th.sin()) * 0.5
+            })
+            .chain(std::iter::once(p))
+            .filter_map(|q| sample(v, &q))
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let tip = Vector3::from(f.tip_lps_mm);
+    let mut t = 0.0;
+    while t < 300.0 && bright(tip + axis * (t + 0.25)) > 1200.0 {
+        t += 0.25;
+    }
+    if t > 0.0 {
+        let p = tip + axis * t;
+        f.tip_lps_mm = [p.x, p.y, p.z];
+        f.length_mm += t;
+    }
 }
 
 /// Trilinear sample (HU), None outside.

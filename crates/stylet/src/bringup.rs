@@ -45,7 +45,7 @@ pub(crate) struct Args {
 
 /// Why a step failed.
 #[derive(Debug)]
-enum StepError {
+pub(crate) enum StepError {
     Fault(Fault),
     Refused(String),
     Timeout(String),
@@ -63,23 +63,26 @@ impl std::fmt::Display for StepError {
     }
 }
 
-struct Session {
-    h: RunnerHandle<Link>,
-    cfg: SafetyConfig,
-    mute: MuteSwitch,
-    log: Vec<Value>,
-    started: Instant,
-    fraction: f64,
+pub(crate) struct Session {
+    pub(crate) h: RunnerHandle<Link>,
+    pub(crate) cfg: SafetyConfig,
+    pub(crate) mute: MuteSwitch,
+    pub(crate) log: Vec<Value>,
+    pub(crate) started: Instant,
+    pub(crate) fraction: f64,
+    /// The respiratory gate input; bring-up holds it open.
+    pub(crate) gate: Option<Box<dyn FnMut() -> bool>>,
 }
 
 const PUMP: Duration = Duration::from_millis(10);
 
 impl Session {
     /// Keeps the operator heartbeat and the gate input fresh, and drains events into the log.
-    fn pump(&mut self) {
+    pub(crate) fn pump(&mut self) {
         let _ = self.h.send(Operator::Heartbeat);
         // Bring-up has no respiration: it holds the gate input open (RESP-2 is exercised later).
-        let _ = self.h.send(Operator::Gate(true));
+        let open = self.gate.as_mut().is_none_or(|g| g());
+        let _ = self.h.send(Operator::Gate(open));
         while let Ok(e) = self.h.events.try_recv() {
             let t = self.started.elapsed().as_secs_f64() * 1e3;
             let text = match e {
@@ -105,15 +108,20 @@ impl Session {
         }
     }
 
-    fn snapshot(&self) -> Result<Snapshot, StepError> {
+    pub(crate) fn snapshot(&self) -> Result<Snapshot, StepError> {
         self.h.snapshot().ok_or_else(|| StepError::Check("supervisor thread gone".into()))
     }
 
-    fn wait(&mut self, what: &str, timeout: Duration, done: impl Fn(&Snapshot) -> bool) -> Result<Snapshot, StepError> {
+    pub(crate) fn wait(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Snapshot, StepError> {
         self.wait_for(what, timeout, true, done)
     }
 
-    fn wait_for(
+    pub(crate) fn wait_for(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -137,7 +145,7 @@ impl Session {
         }
     }
 
-    fn command(&mut self, c: Command) -> Result<(), StepError> {
+    pub(crate) fn command(&mut self, c: Command) -> Result<(), StepError> {
         self.pump();
         match self.h.command(c) {
             Ok(Ok(())) => Ok(()),
@@ -147,7 +155,7 @@ impl Session {
     }
 
     /// Moves from the commanded position to `goal` and waits until the move is done and still.
-    fn move_to(&mut self, goal: &[f64]) -> Result<(), StepError> {
+    pub(crate) fn move_to(&mut self, goal: &[f64]) -> Result<(), StepError> {
         let s = self.snapshot()?;
         let from = s.commanded.as_slice().to_vec();
         if from.iter().zip(goal).all(|(a, b)| a == b) {
@@ -174,8 +182,26 @@ impl Session {
         Ok(())
     }
 
+    /// Starts a move from the commanded position to `goal` and returns at once (the caller polls).
+    pub(crate) fn start_move(&mut self, goal: &[f64]) -> Result<(), StepError> {
+        let from = self.snapshot()?.commanded.as_slice().to_vec();
+        let margins: Vec<f64> = self
+            .cfg
+            .robot
+            .joints
+            .iter()
+            .map(|j| match j.kind {
+                JointKind::Revolute => self.cfg.soft_margin_rad,
+                JointKind::Prismatic => self.cfg.soft_margin_mm,
+            })
+            .collect();
+        let t = Trajectory::point_to_point(&self.cfg.robot, &from, goal, &margins, self.fraction, self.cfg.dt())
+            .map_err(|e| StepError::Check(e.to_string()))?;
+        self.h.send(Operator::Execute(t)).map_err(|e| StepError::Check(e.to_string()))
+    }
+
     /// Waits for the arm to settle and returns the largest |commanded - measured|, per joint unit.
-    fn settle_error(&mut self) -> Result<f64, StepError> {
+    pub(crate) fn settle_error(&mut self) -> Result<f64, StepError> {
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_millis(150) {
             self.pump();
@@ -231,8 +257,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mute = link.mute_switch();
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
     let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock).context("starting the supervisor thread")?;
-    let mut s =
-        Session { h, cfg: cfg.clone(), mute, log: Vec::new(), started: Instant::now(), fraction: args.speed_fraction };
+    let mut s = Session {
+        h,
+        cfg: cfg.clone(),
+        mute,
+        log: Vec::new(),
+        started: Instant::now(),
+        fraction: args.speed_fraction,
+        gate: None,
+    };
     let mut steps = Steps { list: Vec::new(), ok: true };
     let n = cfg.robot.joints.len();
 

@@ -12,6 +12,7 @@ mod bench;
 mod bringup;
 mod configcmd;
 mod ctcmd;
+mod demo;
 mod kincmd;
 mod plancmd;
 mod plot;
@@ -74,6 +75,10 @@ enum Top {
     /// Ranked needle trajectories under the clinical rules (PATH, MAR, OAR, IND), each with a
     /// rule-by-rule report, or "no safe path" with the reasons; --png draws the best.
     Plan(plancmd::PlanArgs),
+    /// A complete simulated procedure on a scenario: patient and CT, registration, planning,
+    /// alignment and gated insertion through the supervisor on the simulated controller,
+    /// checkpoint CTs, ablation, verification, retraction; ends with a summary.
+    Demo(demo::DemoArgs),
     /// Read a procedure log back: header, records by kind, state changes and faults, and where
     /// the log was cut if the process died mid-write.
     Replay(replaycmd::ReplayArgs),
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
         Top::Resp { command: RespCmd::Eval(args) } => respcmd::eval(&args),
         Top::Plan(args) => plancmd::run(&args),
         Top::Replay(args) => replaycmd::replay(&args),
+        Top::Demo(args) => demo::run(&args),
         Top::Sim { command: SimCmd::Record(args) } => replaycmd::record(&args),
     };
     match result {

@@ -157,10 +157,23 @@ impl Session {
     /// Moves from the commanded position to `goal` and waits until the move is done and still.
     pub(crate) fn move_to(&mut self, goal: &[f64]) -> Result<(), StepError> {
         let s = self.snapshot()?;
-        let from = s.commanded.as_slice().to_vec();
-        if from.iter().zip(goal).all(|(a, b)| a == b) {
+        if s.commanded.as_slice().iter().zip(goal).all(|(a, b)| a == b) {
             return Ok(());
         }
+        let seconds = self.start_move(goal)?;
+        let goal = goal.to_vec();
+        // The runner executes one sample per cycle: on a loaded machine (or a debug build) late
+        // cycles stretch the move in wall time, so allow twice its duration.
+        self.wait("move", Duration::from_secs_f64(2.0 * seconds + 2.0), |s| {
+            s.commanded.as_slice() == goal.as_slice() && s.velocity.as_slice().iter().all(|v| *v == 0.0)
+        })?;
+        Ok(())
+    }
+
+    /// Starts a move from the commanded position to `goal` and returns at once with its duration
+    /// in seconds (the caller polls).
+    pub(crate) fn start_move(&mut self, goal: &[f64]) -> Result<f64, StepError> {
+        let from = self.snapshot()?.commanded.as_slice().to_vec();
         let margins: Vec<f64> = self
             .cfg
             .robot
@@ -175,29 +188,7 @@ impl Session {
             .map_err(|e| StepError::Check(e.to_string()))?;
         let seconds = t.len() as f64 * self.cfg.dt();
         self.h.send(Operator::Execute(t)).map_err(|e| StepError::Check(e.to_string()))?;
-        let goal = goal.to_vec();
-        self.wait("move", Duration::from_secs_f64(seconds + 2.0), |s| {
-            s.commanded.as_slice() == goal.as_slice() && s.velocity.as_slice().iter().all(|v| *v == 0.0)
-        })?;
-        Ok(())
-    }
-
-    /// Starts a move from the commanded position to `goal` and returns at once (the caller polls).
-    pub(crate) fn start_move(&mut self, goal: &[f64]) -> Result<(), StepError> {
-        let from = self.snapshot()?.commanded.as_slice().to_vec();
-        let margins: Vec<f64> = self
-            .cfg
-            .robot
-            .joints
-            .iter()
-            .map(|j| match j.kind {
-                JointKind::Revolute => self.cfg.soft_margin_rad,
-                JointKind::Prismatic => self.cfg.soft_margin_mm,
-            })
-            .collect();
-        let t = Trajectory::point_to_point(&self.cfg.robot, &from, goal, &margins, self.fraction, self.cfg.dt())
-            .map_err(|e| StepError::Check(e.to_string()))?;
-        self.h.send(Operator::Execute(t)).map_err(|e| StepError::Check(e.to_string()))
+        Ok(seconds)
     }
 
     /// Waits for the arm to settle and returns the largest |commanded - measured|, per joint unit.

@@ -252,3 +252,29 @@ fn bad_input_gets_clear_errors() {
     let e = LabelTable::load(&config("labels.toml"), "nope").unwrap_err().to_string();
     assert!(e.contains("totalsegmentator"), "{e}");
 }
+
+#[test]
+fn a_large_vessel_beside_the_tumour_is_a_heat_sink_warning() {
+    let mut s = Scene::new([120, 120, 90]);
+    s.sphere(Vector3::zeros(), 40.0, LIVER);
+    s.sphere(Vector3::zeros(), 8.0, TUMOUR);
+    // A 6 mm vessel running superior-inferior 3 mm from the tumour's surface (posterior side,
+    // away from the anterior entries).
+    s.paint(|p| ((p.x).powi(2) + (p.y - 14.0).powi(2)).sqrt() <= 3.0, VESSEL);
+    let r = s.plan(tumour(), zone("100W-8min"), Rules::default()).unwrap();
+    assert!(!r.plans.is_empty(), "{:?}", r.failures_by_rule);
+    for p in &r.plans {
+        let c = p.checks.iter().find(|c| c.rule == "OAR-3").unwrap();
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        assert!(c.measured.unwrap() < 5.0, "{c:?}");
+        assert!(c.detail.contains("heat sink"));
+    }
+    // The same vessel 30 mm away: no warning.
+    let mut far = Scene::new([120, 120, 90]);
+    far.sphere(Vector3::zeros(), 40.0, LIVER);
+    far.sphere(Vector3::zeros(), 8.0, TUMOUR);
+    far.paint(|p| ((p.x).powi(2) + (p.y - 38.0).powi(2)).sqrt() <= 3.0, VESSEL);
+    let r = far.plan(tumour(), zone("100W-8min"), Rules::default()).unwrap();
+    assert!(!r.plans.is_empty());
+    assert!(r.plans.iter().all(|p| p.checks.iter().any(|c| c.rule == "OAR-3" && c.status == Status::Pass)));
+}

@@ -565,6 +565,8 @@ fn walk(sh: &Shaft<'_>, entry: &Vector3<f64>, tip: &Vector3<f64>) -> PathResult 
     let (mut liver_run, mut liver_before, mut seen_tumour) = (0.0, None, false);
     let mut lung_min = f64::INFINITY;
     let mut bone_near: Option<(f64, Vector3<f64>)> = None;
+    // Samples near bone in the first 40 mm: where the path may cross between two ribs.
+    let mut rib_candidates: Vec<Vector3<f64>> = Vec::new();
     for s in 0..n {
         let t = (s as f64 * step).min(depth);
         let p = entry + axis * t;
@@ -584,6 +586,9 @@ fn walk(sh: &Shaft<'_>, entry: &Vector3<f64>, tip: &Vector3<f64>) -> PathResult 
             if b <= bone_detect && bone_near.is_none_or(|(bd, _)| b < bd) {
                 bone_near = Some((b, p));
             }
+            if b <= 8.0 {
+                rib_candidates.push(p);
+            }
         }
         match classes[idx] {
             Class::Liver => liver_run += step,
@@ -602,19 +607,24 @@ fn walk(sh: &Shaft<'_>, entry: &Vector3<f64>, tip: &Vector3<f64>) -> PathResult 
     }
     let intercostal = bone_near.is_some();
     let lateral_from_spine = if intercostal { spine_x.map(|x| (entry.x - x).abs()) } else { None };
-    let closer_to_upper_rib = bone_near.map(|(_, p)| {
-        // Along the superior-inferior axis (LPS z; superior is +z) from the point nearest a rib.
-        let probe = |dir: f64| {
-            (1..=60).map(|k| f64::from(k) * 0.5).find(|dz| {
-                grid.index(&(p + Vector3::new(0.0, 0.0, dir * dz))).is_some_and(|i| matches!(classes[i], Class::Bone))
-            })
+    // PATH-4: where the path passes between two ribs (bone straight above and below, the
+    // narrowest such gap along the first 40 mm), is it nearer the upper rib (superior, +z)?
+    let closer_to_upper_rib = if intercostal {
+        let bone_at = |q: Vector3<f64>| grid.index(&q).is_some_and(|i| matches!(classes[i], Class::Bone));
+        // 1 mm probe steps up to 30 mm (ribs are thicker than that step), every fourth sample.
+        let probe = |p: Vector3<f64>, dir: f64| {
+            (1..=30).map(f64::from).find(|dz| bone_at(p + Vector3::new(0.0, 0.0, dir * dz)))
         };
-        match (probe(1.0), probe(-1.0)) {
-            (Some(up), Some(down)) => up < down,
-            (Some(_), None) => true,
-            _ => false,
-        }
-    });
+        rib_candidates
+            .iter()
+            .step_by(4)
+            .filter(|p| !bone_at(**p))
+            .filter_map(|p| Some((probe(*p, 1.0)?, probe(*p, -1.0)?)))
+            .min_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1)))
+            .map(|(up, down)| up < down)
+    } else {
+        None
+    };
     // A track that never enters the tumour (an overlapping zone's side track) counts the liver up
     // to its tip.
     let liver_before_tumour = liver_before.unwrap_or(liver_run);

@@ -278,3 +278,45 @@ fn a_large_vessel_beside_the_tumour_is_a_heat_sink_warning() {
     assert!(!r.plans.is_empty());
     assert!(r.plans.iter().all(|p| p.checks.iter().any(|c| c.rule == "OAR-3" && c.status == Status::Pass)));
 }
+
+#[test]
+fn an_intercostal_path_should_hug_the_lower_rib() {
+    // Only the right lateral wall (LPS +x) is open, and it is a rib cage: 3 mm ribs every 12 mm
+    // (z in [12k, 12k + 3)). Paths cross it through the gaps; nearer the upper rib's lower border
+    // (where the intercostal vessels run) is a PATH-4 warning, nearer the lower rib passes.
+    let mut s = Scene::new([120, 120, 90]);
+    s.sphere(Vector3::zeros(), 40.0, LIVER);
+    s.sphere(Vector3::zeros(), 6.0, TUMOUR);
+    s.paint(|p| p.x < -44.0 || p.y.abs() > 44.0, BONE);
+    s.paint(|p| (48.0..51.0).contains(&p.x) && p.z.rem_euclid(12.0) < 3.0, BONE);
+    let (ct, labels) = s.volumes();
+    let t = table();
+    let rules = Rules { exclude_posterior_fraction: 0.0, ..Rules::default() };
+    let r = plan(&PlanInput {
+        ct: &ct,
+        labels: &labels,
+        table: &t,
+        tumour: tumour(),
+        zone: zone("100W-8min"),
+        rules,
+        max_plans: 400,
+    })
+    .unwrap();
+    assert!(!r.plans.is_empty(), "{:?}", r.failures_by_rule);
+    let (mut warned, mut passed) = (0, 0);
+    for p in &r.plans {
+        let pos = &p.positions[0];
+        let (e, a) = (Vector3::from(pos.entry_lps_mm), Vector3::from(pos.axis_lps));
+        // Where the shaft crosses the rib wall (x = 49.5), as a height within its gap.
+        let z = (e + a * ((49.5 - e.x) / a.x)).z.rem_euclid(12.0);
+        let c = p.checks.iter().find(|c| c.rule == "PATH-4").unwrap();
+        if z > 9.0 {
+            assert_eq!(c.status, Status::Warn, "crossing at {z:.1} mm in the gap: {c:?}");
+            warned += 1;
+        } else if z < 6.0 {
+            assert_eq!(c.status, Status::Pass, "crossing at {z:.1} mm in the gap: {c:?}");
+            passed += 1;
+        }
+    }
+    assert!(warned > 0 && passed > 0, "{warned} warned, {passed} passed of {}", r.plans.len());
+}

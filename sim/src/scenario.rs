@@ -59,7 +59,7 @@ impl Scenario {
         let mut c = Checker::new();
         let p = &raw.phantom;
         for (i, d) in p.dims.iter().enumerate() {
-            c.require((8..=2048).contains(d), format!("phantom.dims[{i}]"), d, "must be within [8, 2048]");
+            c.count(format!("phantom.dims[{i}]"), *d, 8, 2048);
         }
         for (i, s) in p.spacing_mm.iter().enumerate() {
             c.range(format!("phantom.spacing_mm[{i}]"), *s, 0.05, 10.0);

@@ -117,6 +117,14 @@ impl Checker {
         value
     }
 
+    /// Checks `lo <= value <= hi` for a count, returning the value either way.
+    pub fn count(&mut self, key: impl Into<String>, value: usize, lo: usize, hi: usize) -> usize {
+        if !(lo..=hi).contains(&value) {
+            self.problem(key, value, format!("must be within [{lo}, {hi}]"));
+        }
+        value
+    }
+
     /// Checks `value > 0` (and finiteness).
     pub fn positive(&mut self, key: impl Into<String>, value: f64) -> f64 {
         if !value.is_finite() || value <= 0.0 {

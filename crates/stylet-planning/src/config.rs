@@ -268,12 +268,7 @@ impl Rules {
             acc1_max_tip_error_mm: c.range("ACC-1.max_tip_error_mm", r.acc1.max_tip_error_mm, 0.1, 10.0),
             ins3_max_checkpoints: r.ins3.max_checkpoints,
         };
-        c.require(
-            (1..=20).contains(&rules.ins3_max_checkpoints),
-            "INS-3.max_checkpoints",
-            rules.ins3_max_checkpoints,
-            "must be within [1, 20]",
-        );
+        c.count("INS-3.max_checkpoints", rules.ins3_max_checkpoints, 1, 20);
         c.require(
             rules.path3_fail_mm <= rules.path3_warn_mm,
             "PATH-3.fail_below_mm",
@@ -286,12 +281,7 @@ impl Rules {
             rules.mar1_fail_mm,
             "must not exceed warn_below_mm",
         );
-        c.require(
-            (1..=20).contains(&rules.mar3_max_positions),
-            "MAR-3.max_positions",
-            rules.mar3_max_positions,
-            "must be within [1, 20]",
-        );
+        c.count("MAR-3.max_positions", rules.mar3_max_positions, 1, 20);
         c.finish(path, rules)
     }
 }

@@ -146,18 +146,13 @@ impl Transition {
     /// As a procedure-log event.
     #[must_use]
     pub fn event(&self) -> stylet_recorder::Event {
-        let name = |p: Phase| serde_plain(p);
         stylet_recorder::Event::State {
             machine: "workflow".into(),
-            from: name(self.from),
-            to: name(self.to),
+            from: format!("{:?}", self.from),
+            to: format!("{:?}", self.to),
             reason: self.reason.clone(),
         }
     }
-}
-
-fn serde_plain(p: Phase) -> String {
-    format!("{p:?}")
 }
 
 /// An input the workflow does not take in its phase. The doc comment is the message.

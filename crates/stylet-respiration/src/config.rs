@@ -205,30 +205,10 @@ impl RespirationConfig {
             hold_detect_s: c.range("breath_hold.detect_after_s", b.detect_after_s, 0.1, 10.0),
             hold_max_drift_mm: c.positive("breath_hold.max_drift_mm", b.max_drift_mm),
         };
-        c.require(
-            (1..=8).contains(&cfg.wavelet_levels),
-            "prediction.wavelet_levels",
-            cfg.wavelet_levels,
-            "must be within [1, 8]",
-        );
-        c.require(
-            (1..=8).contains(&cfg.wavelet_taps),
-            "prediction.wavelet_taps",
-            cfg.wavelet_taps,
-            "must be within [1, 8]",
-        );
-        c.require(
-            (2..=256).contains(&cfg.pattern_window),
-            "prediction.pattern_window",
-            cfg.pattern_window,
-            "must be within [2, 256]",
-        );
-        c.require(
-            (1..=256).contains(&cfg.pattern_neighbours),
-            "prediction.pattern_neighbours",
-            cfg.pattern_neighbours,
-            "must be within [1, 256]",
-        );
+        c.count("prediction.wavelet_levels", cfg.wavelet_levels, 1, 8);
+        c.count("prediction.wavelet_taps", cfg.wavelet_taps, 1, 8);
+        c.count("prediction.pattern_window", cfg.pattern_window, 2, 256);
+        c.count("prediction.pattern_neighbours", cfg.pattern_neighbours, 1, 256);
         c.finish(path, cfg)
     }
 }

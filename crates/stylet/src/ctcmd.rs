@@ -101,13 +101,17 @@ pub(crate) fn detect_fiducials(
     f: &stylet_registration::FiducialConfig,
 ) -> anyhow::Result<(Vec<Fiducial>, Vec<stylet_imaging::Rejected>)> {
     let v = load_ct(path, series)?;
-    let settings = FiducialSettings {
+    Ok(detect(&v, &fiducial_settings(f)))
+}
+
+/// The imaging crate's detection settings from the registration config's `[fiducials]`.
+pub(crate) fn fiducial_settings(f: &stylet_registration::FiducialConfig) -> FiducialSettings {
+    FiducialSettings {
         threshold_hu: f.threshold_hu as f32,
         diameter_mm: f.diameter_mm,
         volume_fraction: f.volume_fraction,
         max_elongation: f.max_elongation,
-    };
-    Ok(detect(&v, &settings))
+    }
 }
 
 /// Options of `stylet fiducials`.

@@ -122,16 +122,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     log.workflow(&mut wf, &Input::CtAcquired)?;
 
     // Registration from the image.
-    let f = reg_cfg.fiducials;
-    let (found, _) = stylet_imaging::detect(
-        &ph.volume,
-        &stylet_imaging::FiducialSettings {
-            threshold_hu: f.threshold_hu as f32,
-            diameter_mm: f.diameter_mm,
-            volume_fraction: f.volume_fraction,
-            max_elongation: f.max_elongation,
-        },
-    );
+    let (found, _) = stylet_imaging::detect(&ph.volume, &crate::ctcmd::fiducial_settings(&reg_cfg.fiducials));
     let detected: Vec<Vector3<f64>> = found.iter().map(|m| Vector3::from(m.center_lps_mm)).collect();
     let pairs = stylet_registration::match_markers(
         &detected,

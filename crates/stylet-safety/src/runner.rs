@@ -18,6 +18,13 @@ use crate::state::Command;
 use crate::supervisor::{Event, Refusal, Snapshot, Supervisor};
 use crate::trajectory::Trajectory;
 
+/// A trajectory did not start at the commanded position (largest difference {offset:e}); nothing moved.
+#[derive(Clone, Copy, Debug, PartialEq, docsplay::Display, thiserror::Error)]
+pub struct Rejected {
+    /// Largest difference from the commanded position, per joint unit.
+    pub offset: f64,
+}
+
 /// Lateness histogram resolution.
 const BUCKET: Nanos = Nanos::from_micros(1);
 /// Buckets (1 us each up to 50 ms; later cycles land in the last one).
@@ -34,8 +41,9 @@ pub enum Operator {
     Gate(bool),
     /// Software e-stop.
     EStop,
-    /// Run this trajectory from the current commanded position.
-    Execute(Trajectory),
+    /// Run this trajectory from the current commanded position; the answer (refused when it does
+    /// not start there) comes back on the channel when one is given.
+    Execute(Trajectory, Option<SyncSender<Result<(), Rejected>>>),
     /// Stop following the trajectory (the supervisor brings moving joints to a controlled stop).
     Abort,
     /// Leave the loop (after the next cycle).
@@ -157,9 +165,21 @@ impl<A> RunnerHandle<A> {
     ///
     /// # Errors
     /// [`RunnerGone`] when the thread has ended; the inner result is the supervisor's answer.
+    ///
+    /// When the answer arrives the snapshot already shows the command's effect.
     pub fn command(&self, c: Command) -> Result<Result<(), Refusal>, RunnerGone> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.send(Operator::Command(c, Some(tx)))?;
+        rx.recv().map_err(|_| RunnerGone)
+    }
+
+    /// Hands over a trajectory and waits until the thread has taken or refused it.
+    ///
+    /// # Errors
+    /// [`RunnerGone`] when the thread has ended; the inner result says whether it was taken.
+    pub fn execute(&self, t: Trajectory) -> Result<Result<(), Rejected>, RunnerGone> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Operator::Execute(t, Some(tx)))?;
         rx.recv().map_err(|_| RunnerGone)
     }
 
@@ -244,29 +264,37 @@ fn run<A: Actuator>(
             match rx.try_recv() {
                 Ok(Operator::Command(c, reply)) => {
                     let r = sup.command(deadline, c);
-                    if let Some(reply) = reply {
-                        let _ = reply.try_send(r);
-                    }
                     // Keep the log in order: the transition before what the next message does.
                     while let Some(e) = sup.pop_event() {
                         emit(RunnerEvent::Supervisor(e));
+                    }
+                    if let Some(reply) = reply {
+                        // A caller that waits for the answer reads the snapshot next: publish
+                        // first, so it never plans from a state before its own command.
+                        publish(shared, &sup);
+                        let _ = reply.try_send(r);
                     }
                 }
                 Ok(Operator::Heartbeat) => sup.heartbeat(deadline),
                 Ok(Operator::Gate(open)) => sup.gate(deadline, open),
                 Ok(Operator::EStop) => sup.estop(deadline),
-                Ok(Operator::Execute(t)) => {
+                Ok(Operator::Execute(t, reply)) => {
                     let offset = t
                         .start()
                         .iter()
                         .zip(sup.commanded())
                         .map(|(a, b)| (a - b).abs())
                         .fold(if t.start().len() == sup.commanded().len() { 0.0 } else { f64::INFINITY }, f64::max);
-                    if offset > 1e-9 {
+                    let r = if offset > 1e-9 {
                         emit(RunnerEvent::TrajectoryRejected { offset });
+                        Err(Rejected { offset })
                     } else {
                         emit(RunnerEvent::TrajectoryStarted { samples: t.len() });
                         active = Some(Active { trajectory: t, next: 0 });
+                        Ok(())
+                    };
+                    if let Some(reply) = reply {
+                        let _ = reply.try_send(r);
                     }
                 }
                 Ok(Operator::Abort) => {
@@ -313,4 +341,12 @@ fn run<A: Actuator>(
         *s = snapshot;
     }
     RunReport { actuator, snapshot, lateness, events_dropped: dropped }
+}
+
+/// Publishes the snapshot for a caller that waits on an answer (the lock is only ever held for a
+/// copy, so waiting for it is bounded).
+fn publish(shared: &Mutex<Snapshot>, sup: &Supervisor) {
+    if let Ok(mut s) = shared.lock() {
+        *s = sup.snapshot();
+    }
 }

@@ -78,7 +78,7 @@ fn runner_homes_and_executes_a_trajectory_in_lockstep() {
     goal[0] += 0.01;
     let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &vec![0.0; start.len()], 0.5, cfg.dt()).unwrap();
     let samples = t.len();
-    rig.h.send(Operator::Execute(t)).unwrap();
+    rig.h.send(Operator::Execute(t, None)).unwrap();
     rig.steps(samples + 2, true);
     assert!(rig.events.contains(&RunnerEvent::TrajectoryStarted { samples }), "{:?}", rig.events);
     assert!(rig.events.contains(&RunnerEvent::TrajectoryDone), "{:?}", rig.events);
@@ -103,7 +103,7 @@ fn runner_latches_stale_operator_at_its_deadline_and_interrupts_the_trajectory()
     let mut goal = start.clone();
     goal[1] -= 0.3;
     let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &vec![0.0; start.len()], 0.5, cfg.dt()).unwrap();
-    rig.h.send(Operator::Execute(t)).unwrap();
+    rig.h.send(Operator::Execute(t, None)).unwrap();
     rig.step(true);
     // The operator console goes silent: exactly the deadline later the fault latches.
     let deadline_cycles = (cfg.operator_deadline.0 / cfg.period.0) as usize;
@@ -113,5 +113,52 @@ fn runner_latches_stale_operator_at_its_deadline_and_interrupts_the_trajectory()
     let snap = rig.h.snapshot().unwrap();
     assert!(matches!(snap.fault, Some(Fault::StaleOperator { .. })), "{:?}", snap.fault);
     assert!(rig.events.iter().any(|e| matches!(e, RunnerEvent::TrajectoryInterrupted { .. })));
+    rig.shutdown();
+}
+
+/// Sends `m` (carrying an answer channel), lets one cycle run, and returns what `read` saw the
+/// moment the answer arrived (before the cycle ended).
+fn answered<T: std::fmt::Debug>(rig: &mut Rig, m: Operator, rx: &std::sync::mpsc::Receiver<T>) -> (T, stylet_safety::Snapshot) {
+    rig.h.send(Operator::Heartbeat).unwrap();
+    let target = rig.h.cycles() + 1;
+    rig.h.send(m).unwrap();
+    rig.clock.advance(rig.period);
+    let answer = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let snap = rig.h.snapshot().unwrap();
+    while rig.h.cycles() < target {
+        std::thread::yield_now();
+    }
+    (answer, snap)
+}
+
+#[test]
+fn answers_arrive_after_the_snapshot_shows_their_effect() {
+    // A caller that plans a move from the snapshot right after its command's answer must see the
+    // command's effect (CI once timed out a move planned from the state before StartHoming).
+    let cfg = common::config();
+    let mut rig = Rig::new();
+    rig.steps(3, true);
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (r, snap) = answered(&mut rig, Operator::Command(Command::StartHoming, Some(tx)), &rx);
+    assert_eq!(r, Ok(()));
+    assert_eq!(snap.state, MotionState::Homing);
+    rig.steps(2, true);
+    let start = rig.h.snapshot().unwrap().commanded.as_slice().to_vec();
+    let mut goal = start.clone();
+    goal[0] += 0.01;
+    let margins = vec![0.0; start.len()];
+    // From somewhere else: refused with the offset, nothing moves.
+    let mut wrong = start.clone();
+    wrong[2] += 0.5;
+    let t = Trajectory::point_to_point(&cfg.robot, &wrong, &goal, &margins, 0.5, cfg.dt()).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (r, _) = answered(&mut rig, Operator::Execute(t, Some(tx)), &rx);
+    let offset = r.unwrap_err().offset;
+    assert!((offset - 0.5).abs() < 1e-12, "{offset}");
+    // From the commanded position: taken.
+    let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &margins, 0.5, cfg.dt()).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (r, _) = answered(&mut rig, Operator::Execute(t, Some(tx)), &rx);
+    assert_eq!(r, Ok(()));
     rig.shutdown();
 }

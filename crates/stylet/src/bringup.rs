@@ -139,7 +139,13 @@ impl Session {
                 return Err(StepError::Fault(f));
             }
             if t0.elapsed() > timeout {
-                return Err(StepError::Timeout(what.to_string()));
+                return Err(StepError::Timeout(format!(
+                    "{what} after {:.1} s: {}, commanded {:?}, velocity {:?}",
+                    timeout.as_secs_f64(),
+                    s.state.name(),
+                    s.commanded.as_slice(),
+                    s.velocity.as_slice()
+                )));
             }
             std::thread::sleep(PUMP);
         }
@@ -164,7 +170,8 @@ impl Session {
         let goal = goal.to_vec();
         // The runner executes one sample per cycle: on a loaded machine (or a debug build) late
         // cycles stretch the move in wall time, so allow twice its duration.
-        self.wait("move", Duration::from_secs_f64(2.0 * seconds + 2.0), |s| {
+        let what = format!("move of {seconds:.1} s to {goal:?}");
+        self.wait(&what, Duration::from_secs_f64(2.0 * seconds + 2.0), |s| {
             s.commanded.as_slice() == goal.as_slice() && s.velocity.as_slice().iter().all(|v| *v == 0.0)
         })?;
         Ok(())
@@ -187,8 +194,11 @@ impl Session {
         let t = Trajectory::point_to_point(&self.cfg.robot, &from, goal, &margins, self.fraction, self.cfg.dt())
             .map_err(|e| StepError::Check(e.to_string()))?;
         let seconds = t.len() as f64 * self.cfg.dt();
-        self.h.send(Operator::Execute(t)).map_err(|e| StepError::Check(e.to_string()))?;
-        Ok(seconds)
+        match self.h.execute(t) {
+            Ok(Ok(())) => Ok(seconds),
+            Ok(Err(r)) => Err(StepError::Refused(format!("move to {goal:?}: {r}"))),
+            Err(e) => Err(StepError::Check(e.to_string())),
+        }
     }
 
     /// Waits for the arm to settle and returns the largest |commanded - measured|, per joint unit.

@@ -69,6 +69,16 @@ impl Log {
     }
 }
 
+/// Starts a move; `false` when the runner refused it because the arm was still settling (the
+/// caller tries again on its next poll).
+fn try_start(s: &mut Session, goal: &[f64]) -> anyhow::Result<bool> {
+    match s.start_move(goal) {
+        Ok(_) => Ok(true),
+        Err(crate::bringup::StepError::Refused(_)) => Ok(false),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
 fn step<T>(r: Result<T, crate::bringup::StepError>) -> anyhow::Result<T> {
     r.map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -318,14 +328,10 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                             log.t0.elapsed().as_secs_f64(),
                             LogEvent::Operator { action: format!("{cmd:?}"), detail: "pedal held, gate open".into() },
                         );
-                        step(s.start_move(&goal))?;
-                        moving = true;
+                        moving = try_start(&mut s, &goal)?;
                     }
                 }
-                MotionState::Inserting if !moving && still => {
-                    step(s.start_move(&goal))?;
-                    moving = true;
-                }
+                MotionState::Inserting if !moving && still => moving = try_start(&mut s, &goal)?,
                 MotionState::Fault | MotionState::EStop => {
                     anyhow::bail!("supervisor in {:?} during insertion (fault {:?})", snap.state, snap.fault)
                 }

@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod phantom;
 pub mod pty;
 pub mod scenario;
+pub mod truth;
 
 pub use config::SimConfig;
 pub use controller::Controller;

@@ -53,6 +53,18 @@ impl Pty {
 /// Runs the controller on the pty until `stop` is set. One loop iteration per ~0.5 ms: read what
 /// arrived, handle it, step the model, write what it produced.
 pub fn serve(pty: &mut Pty, controller: &mut Controller, stop: &Arc<AtomicBool>) {
+    serve_with(pty, controller, stop, &mut |_, _| {});
+}
+
+/// [`serve`], calling `each(controller, now)` once per loop iteration: what a simulation that
+/// runs the controller in process uses to inject faults at procedure events and to read the
+/// arm's true joint positions (the ground truth the host never sees).
+pub fn serve_with(
+    pty: &mut Pty,
+    controller: &mut Controller,
+    stop: &Arc<AtomicBool>,
+    each: &mut dyn FnMut(&mut Controller, f64),
+) {
     let start = Instant::now();
     let mut decoder = FrameDecoder::new();
     let mut seq: u16 = 0;
@@ -61,6 +73,7 @@ pub fn serve(pty: &mut Pty, controller: &mut Controller, stop: &Arc<AtomicBool>)
     let mut fbuf = [0u8; MAX_FRAME];
     while !stop.load(Ordering::Relaxed) {
         let now = start.elapsed().as_secs_f64();
+        each(controller, now);
         let up = controller.link(now) == Link::Up;
         let mut replies: Vec<Message> = Vec::new();
         match pty.master.read(&mut rbuf) {

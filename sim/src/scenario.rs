@@ -6,6 +6,8 @@ use std::path::Path;
 use serde::Deserialize;
 use stylet_core::config::{parse_toml, read_toml, Checker, ConfigError};
 
+use crate::breathing::BreathingSpec;
+use crate::faults::{FaultKind, FaultSpec};
 use crate::phantom::{tumour_inside_liver, TumourSpec};
 
 /// The phantom part of a scenario (what `stylet sim phantom` generates).
@@ -29,6 +31,61 @@ pub struct PhantomScenario {
     pub tumours: Vec<TumourSpec>,
 }
 
+/// The error sources of a simulated procedure that Stylet never sees (docs/demo.md): the
+/// true robot, the needle in tissue and the moving liver.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ErrorSources {
+    /// Each link of the true arm is longer or shorter than the model by up to this, mm (uniform).
+    pub link_length_error_mm: f64,
+    /// Each revolute joint's true zero is off by up to this, degrees (uniform).
+    pub joint_offset_error_deg: f64,
+    /// The needle bends off its axis by up to this per 100 mm inserted (random direction).
+    pub needle_deflection_mm_per_100mm: f64,
+    /// The tip cuts tissue where the breathing liver is at that moment (not where it was imaged).
+    pub liver_motion: bool,
+}
+
+impl Default for ErrorSources {
+    fn default() -> Self {
+        Self {
+            link_length_error_mm: 0.2,
+            joint_offset_error_deg: 0.05,
+            needle_deflection_mm_per_100mm: 1.0,
+            liver_motion: true,
+        }
+    }
+}
+
+/// Something that happens during the procedure, once the needle is this deep.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcedureEvent {
+    /// Inserted depth past the skin that triggers it, mm.
+    pub at_inserted_mm: f64,
+    /// Delay after the depth is reached, s.
+    pub after_s: f64,
+    /// What happens.
+    pub what: EventKind,
+}
+
+/// What a [`ProcedureEvent`] does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EventKind {
+    /// A simulated controller fault (`disconnect`, `reset`, `pedal-release`, ... as in docs/sim.md).
+    Controller(FaultKind),
+    /// The respiratory belt stops sending samples for this many seconds.
+    BeltSilent(f64),
+}
+
+/// How a scenario must end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The procedure completes (ACC-1, ablation, verification, retraction).
+    Done,
+    /// A fault is latched and the arm is in the documented safe state (drives off, brakes on,
+    /// needle held where it stopped, operator reset required).
+    SafeStop,
+}
+
 /// A scenario.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
@@ -36,6 +93,14 @@ pub struct Scenario {
     pub description: String,
     /// The patient's CT.
     pub phantom: PhantomScenario,
+    /// The patient's breathing (the seed is the run's).
+    pub breathing: BreathingSpec,
+    /// Hidden error sources.
+    pub errors: ErrorSources,
+    /// Events during insertion (faults), in the order they trigger.
+    pub events: Vec<ProcedureEvent>,
+    /// How the run must end.
+    pub expect: Outcome,
 }
 
 impl Scenario {
@@ -79,6 +144,77 @@ impl Scenario {
             );
             tumours.push(spec);
         }
+        let mut breathing = BreathingSpec::default();
+        if let Some(b) = &raw.breathing {
+            if let Some(p) = b.period_s {
+                c.range("breathing.period_s[0]", p[0], 1.0, 20.0);
+                c.range("breathing.period_s[1]", p[1], p[0], 20.0);
+                breathing.period_s = p;
+            }
+            if let Some(a) = b.amplitude_mm {
+                breathing.amplitude_mm = c.range("breathing.amplitude_mm", a, 0.0, 40.0);
+            }
+            if let Some(v) = b.amplitude_variation {
+                breathing.amplitude_variation = c.range("breathing.amplitude_variation", v, 0.0, 1.0);
+            }
+            if let Some(v) = b.irregular_probability {
+                breathing.irregular_probability = c.range("breathing.irregular_probability", v, 0.0, 1.0);
+            }
+            if let Some(v) = b.drift_mm_per_min {
+                breathing.drift_mm_per_min = c.range("breathing.drift_mm_per_min", v, -20.0, 20.0);
+            }
+        }
+        let mut errors = ErrorSources::default();
+        if let Some(e) = &raw.errors {
+            if let Some(v) = e.link_length_error_mm {
+                errors.link_length_error_mm = c.range("errors.link_length_error_mm", v, 0.0, 5.0);
+            }
+            if let Some(v) = e.joint_offset_error_deg {
+                errors.joint_offset_error_deg = c.range("errors.joint_offset_error_deg", v, 0.0, 2.0);
+            }
+            if let Some(v) = e.needle_deflection_mm_per_100mm {
+                errors.needle_deflection_mm_per_100mm =
+                    c.range("errors.needle_deflection_mm_per_100mm", v, 0.0, 10.0);
+            }
+            if let Some(v) = e.liver_motion {
+                errors.liver_motion = v;
+            }
+        }
+        let mut events = Vec::new();
+        for (i, e) in raw.events.iter().enumerate() {
+            let key = format!("events[{i}]");
+            let at = c.range(format!("{key}.at_inserted_mm"), e.at_inserted_mm, 0.0, 300.0);
+            let after = c.range(format!("{key}.after_s"), e.after_s, 0.0, 600.0);
+            let what = match (&e.fault, e.belt_silent_s) {
+                (Some(f), None) => match FaultSpec::parse(f) {
+                    Ok(spec) if spec.at_s == 0.0 => Some(EventKind::Controller(spec.kind)),
+                    Ok(_) => {
+                        c.require(false, format!("{key}.fault"), f, "give the time with at_inserted_mm and after_s, not @");
+                        None
+                    }
+                    Err(err) => {
+                        c.require(false, format!("{key}.fault"), f, err.to_string());
+                        None
+                    }
+                },
+                (None, Some(s)) => Some(EventKind::BeltSilent(c.range(format!("{key}.belt_silent_s"), s, 0.1, 600.0))),
+                _ => {
+                    c.require(false, key.clone(), "", "give exactly one of fault and belt_silent_s");
+                    None
+                }
+            };
+            if let Some(what) = what {
+                events.push(ProcedureEvent { at_inserted_mm: at, after_s: after, what });
+            }
+        }
+        let expect = match raw.expect.as_deref().unwrap_or("done") {
+            "done" => Outcome::Done,
+            "safe-stop" => Outcome::SafeStop,
+            other => {
+                c.require(false, "expect", other, "must be \"done\" or \"safe-stop\"");
+                Outcome::Done
+            }
+        };
         c.finish(
             path,
             Scenario {
@@ -93,6 +229,10 @@ impl Scenario {
                     extra_beads: p.extra_beads,
                     tumours,
                 },
+                breathing,
+                errors,
+                events,
+                expect,
             },
         )
     }
@@ -103,6 +243,40 @@ impl Scenario {
 struct RawScenario {
     description: String,
     phantom: RawPhantom,
+    breathing: Option<RawBreathing>,
+    errors: Option<RawErrors>,
+    #[serde(default)]
+    events: Vec<RawEvent>,
+    expect: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreathing {
+    period_s: Option<[f64; 2]>,
+    amplitude_mm: Option<f64>,
+    amplitude_variation: Option<f64>,
+    irregular_probability: Option<f64>,
+    drift_mm_per_min: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawErrors {
+    link_length_error_mm: Option<f64>,
+    joint_offset_error_deg: Option<f64>,
+    needle_deflection_mm_per_100mm: Option<f64>,
+    liver_motion: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    at_inserted_mm: f64,
+    #[serde(default)]
+    after_s: f64,
+    fault: Option<String>,
+    belt_silent_s: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

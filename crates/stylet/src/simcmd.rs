@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 use stylet_safety::SafetyConfig;
-use stylet_sim::pty::{serve, Pty};
+use stylet_sim::pty::{serve, serve_with, Pty};
 use stylet_sim::{Controller, FaultSpec, SimConfig, WireMonitor};
 
 /// Options of `stylet sim controller`.
@@ -49,6 +49,8 @@ pub(crate) struct InProcessSim {
     /// The pty device path.
     pub(crate) path: String,
     stop: Arc<AtomicBool>,
+    inject: std::sync::mpsc::Sender<stylet_sim::FaultKind>,
+    truth: Arc<std::sync::Mutex<Vec<f64>>>,
     thread: std::thread::JoinHandle<stylet_sim::MonitorReport>,
 }
 
@@ -59,11 +61,34 @@ impl InProcessSim {
         let path = pty.path.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let (inject, injected) = std::sync::mpsc::channel::<stylet_sim::FaultKind>();
+        let truth = Arc::new(std::sync::Mutex::new(controller.positions()));
+        let shared = Arc::clone(&truth);
         let thread = std::thread::Builder::new().name("stylet-sim".into()).spawn(move || {
-            serve(&mut pty, &mut controller, &flag);
+            serve_with(&mut pty, &mut controller, &flag, &mut |c, _| {
+                // Injected now: due at once (times count from the first enable).
+                for kind in injected.try_iter() {
+                    c.inject(FaultSpec { kind, at_s: 0.0 });
+                }
+                if let Ok(mut t) = shared.try_lock() {
+                    t.clear();
+                    t.extend(c.positions());
+                }
+            });
             controller.monitor().report().clone()
         })?;
-        Ok(InProcessSim { path, stop, thread })
+        Ok(InProcessSim { path, stop, inject, truth, thread })
+    }
+
+    /// Injects a fault now (it takes effect once the controller has enabled its drives).
+    pub(crate) fn inject(&self, kind: stylet_sim::FaultKind) {
+        let _ = self.inject.send(kind);
+    }
+
+    /// The arm's true joint positions (ground truth: what the encoders measure without their
+    /// noise and offsets).
+    pub(crate) fn true_positions(&self) -> Vec<f64> {
+        self.truth.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// Stops the controller and returns its wire monitor's report.

@@ -68,6 +68,13 @@ pub enum Input {
         /// Its index.
         index: usize,
     },
+    /// A confirmation CT with the needle aligned outside the skin measured how far its tip is
+    /// off the planned line; the arm re-aligns by that much (outside tissue, INS-1). Counts as a
+    /// checkpoint CT of the insertion (dose).
+    AlignmentChecked {
+        /// Tip offset from the planned line at the skin, mm.
+        offset_mm: f64,
+    },
     /// The needle is on the line, outside the patient.
     Aligned,
     /// An insertion step finished at a planned checkpoint depth.
@@ -296,10 +303,18 @@ impl Workflow {
             }
             (P::PlanSelection, Input::SelectPlan { index }) => {
                 self.plan = Some(*index);
+                self.checkpoints = 0;
                 Ok(self.go(t_s, P::Alignment, format!("operator selects plan {index}")))
             }
+            (P::Alignment, Input::AlignmentChecked { offset_mm }) => {
+                self.checkpoints += 1;
+                Ok(self.go(
+                    t_s,
+                    P::Alignment,
+                    format!("confirmation CT: tip {offset_mm:.2} mm off the planned line at the skin; re-align outside tissue (INS-1)"),
+                ))
+            }
             (P::Alignment, Input::Aligned) => {
-                self.checkpoints = 0;
                 Ok(self.go(
                     t_s,
                     P::Insertion,
@@ -373,6 +388,7 @@ impl Workflow {
                     .find(|t| t.to == P::Retraction)
                     .is_some_and(|t| t.from == P::CheckpointCt);
                 if reorient {
+                    self.checkpoints = 0;
                     Ok(self.go(t_s, P::Alignment, "needle out of tissue: re-align (INS-1)"))
                 } else {
                     Ok(self.go(t_s, P::Done, "needle withdrawn: procedure complete"))

@@ -80,6 +80,12 @@ pub struct RespirationConfig {
     pub max_speed_mm_per_s: f64,
     /// Prediction-error margin factor.
     pub confidence_factor: f64,
+    /// RESP-2, final approach: the last `final_approach_mm` of each insertion step start only
+    /// with the gate open and the predicted signal (plus its error) within this of the current
+    /// end-exhale level, so the tip stops while the liver is stillest, mm.
+    pub final_approach_half_width_mm: f64,
+    /// Length of that final approach, mm.
+    pub final_approach_mm: f64,
     /// RESP-3 drift limit, mm.
     pub max_drift_mm: f64,
     /// RESP-3 reaction.
@@ -117,6 +123,8 @@ impl Default for RespirationConfig {
             window_half_width_mm: 3.0,
             max_speed_mm_per_s: 5.0,
             confidence_factor: 1.0,
+            final_approach_half_width_mm: 1.0,
+            final_approach_mm: 2.0,
             max_drift_mm: 2.0,
             on_drift: OnDrift::Close,
             max_hold_s: 20.0,
@@ -198,6 +206,12 @@ impl RespirationConfig {
             window_half_width_mm: hw,
             max_speed_mm_per_s: c.positive("gating.max_speed_mm_per_s", g.max_speed_mm_per_s),
             confidence_factor: c.range("gating.confidence_factor", g.confidence_factor, 0.0, 10.0),
+            final_approach_half_width_mm: {
+                let f = c.range("gating.final_approach_half_width_mm", g.final_approach_half_width_mm, 0.1, 4.0);
+                c.require(f <= hw, "gating.final_approach_half_width_mm", f, "must be within the RESP-2 window");
+                f
+            },
+            final_approach_mm: c.range("gating.final_approach_mm", g.final_approach_mm, 0.0, 50.0),
             max_drift_mm: drift,
             on_drift: raw.reference.on_drift,
             max_hold_s: max_hold,
@@ -262,6 +276,8 @@ struct RawGating {
     window_half_width_mm: f64,
     max_speed_mm_per_s: f64,
     confidence_factor: f64,
+    final_approach_half_width_mm: f64,
+    final_approach_mm: f64,
 }
 
 #[derive(Debug, Deserialize)]

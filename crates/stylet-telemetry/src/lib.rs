@@ -141,11 +141,45 @@ pub struct Stats {
     pub dropped: u64,
 }
 
+/// What goes through the channel.
+#[derive(Debug)]
+enum Msg {
+    Item(Item),
+    /// Finish: log nothing after this (loggers still alive then count their items as dropped).
+    Close,
+}
+
+/// A cheap, cloneable sender for other threads and closures (same channel, same drop count).
+#[derive(Clone, Debug)]
+pub struct Logger {
+    tx: Option<SyncSender<Msg>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Logger {
+    /// Queues an item without waiting; drops and counts it when the channel is full.
+    pub fn log(&self, item: Item) {
+        if let Some(tx) = &self.tx {
+            match tx.try_send(Msg::Item(item)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Whether items go anywhere.
+    #[must_use]
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
+    }
+}
+
 /// The control side's handle. [`Telemetry::off`] is a handle that logs nothing.
 #[derive(Debug)]
 pub struct Telemetry {
-    tx: Option<SyncSender<Item>>,
-    dropped: Arc<AtomicU64>,
+    logger: Logger,
     join: Option<JoinHandle<Result<u64, TelemetryError>>>,
 }
 
@@ -153,7 +187,7 @@ impl Telemetry {
     /// A handle that discards everything (no sink).
     #[must_use]
     pub fn off() -> Self {
-        Self { tx: None, dropped: Arc::new(AtomicU64::new(0)), join: None }
+        Self { logger: Logger { tx: None, dropped: Arc::new(AtomicU64::new(0)) }, join: None }
     }
 
     /// Starts the sink thread with a channel of `capacity` items.
@@ -177,39 +211,43 @@ impl Telemetry {
         };
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
         let join = std::thread::Builder::new().name("stylet-telemetry".into()).spawn(move || sink_loop(&rec, &rx))?;
-        Ok(Self { tx: Some(tx), dropped: Arc::new(AtomicU64::new(0)), join: Some(join) })
+        Ok(Self { logger: Logger { tx: Some(tx), dropped: Arc::new(AtomicU64::new(0)) }, join: Some(join) })
     }
 
     /// Whether items go anywhere.
     #[must_use]
     pub fn is_on(&self) -> bool {
-        self.tx.is_some()
+        self.logger.is_on()
+    }
+
+    /// A sender for other threads and closures. [`Telemetry::finish`] waits for every logger
+    /// to be dropped.
+    #[must_use]
+    pub fn logger(&self) -> Logger {
+        self.logger.clone()
     }
 
     /// Queues an item without waiting; drops and counts it when the channel is full.
     pub fn log(&self, item: Item) {
-        if let Some(tx) = &self.tx {
-            match tx.try_send(item) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
+        self.logger.log(item);
     }
 
     /// Items dropped so far.
     #[must_use]
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.logger.dropped.load(Ordering::Relaxed)
     }
 
-    /// Closes the channel, lets the thread log what is queued and flush, and reports.
+    /// Lets the thread log what is queued, flush and stop, and reports. Loggers still alive
+    /// afterwards count what they log as dropped.
     ///
     /// # Errors
     /// [`TelemetryError::Write`] when the final flush failed; [`TelemetryError::Panicked`].
     pub fn finish(mut self) -> Result<Stats, TelemetryError> {
-        drop(self.tx.take());
+        if let Some(tx) = self.logger.tx.take() {
+            // Not the control thread: waiting for room in the channel is fine here.
+            let _ = tx.send(Msg::Close);
+        }
         let logged = match self.join.take() {
             Some(j) => j.join().map_err(|_| TelemetryError::Panicked)??,
             None => 0,
@@ -220,17 +258,20 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        drop(self.tx.take());
+        if let Some(tx) = self.logger.tx.take() {
+            let _ = tx.send(Msg::Close);
+        }
         if let Some(j) = self.join.take() {
             let _ = j.join();
         }
     }
 }
 
-fn sink_loop(rec: &rerun::RecordingStream, rx: &Receiver<Item>) -> Result<u64, TelemetryError> {
+fn sink_loop(rec: &rerun::RecordingStream, rx: &Receiver<Msg>) -> Result<u64, TelemetryError> {
     let mut logged = 0u64;
     let mut first_error = None;
-    for item in rx {
+    for msg in rx {
+        let Msg::Item(item) = msg else { break };
         match log_item(rec, &item) {
             Ok(()) => logged += 1,
             Err(e) => {

@@ -76,6 +76,20 @@ fn an_unwritable_file_is_a_clear_error() {
 }
 
 #[test]
+fn finish_does_not_wait_for_loggers_still_alive() {
+    let dir = std::env::temp_dir().join(format!("stylet-rrd-alive-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Telemetry::start("stylet_test", &Sink::File(dir.join("a.rrd")), 16).unwrap();
+    let kept = t.logger();
+    kept.log(Item::Scalar { path: "x".into(), t_s: 0.0, value: 1.0 });
+    let stats = t.finish().unwrap();
+    assert_eq!(stats.logged, 1);
+    // After finish: nowhere to go, counted, never blocks.
+    kept.log(Item::Scalar { path: "x".into(), t_s: 1.0, value: 2.0 });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn off_logs_nothing() {
     let t = Telemetry::off();
     t.log(Item::Scalar { path: "x".into(), t_s: 0.0, value: 1.0 });

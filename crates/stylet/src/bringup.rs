@@ -72,6 +72,9 @@ pub(crate) struct Session {
     pub(crate) fraction: f64,
     /// The respiratory gate input; bring-up holds it open.
     pub(crate) gate: Option<Box<dyn FnMut() -> bool>>,
+    /// Called on every pump with the newest snapshot and the events drained since the last one
+    /// (the demo's telemetry).
+    pub(crate) observer: Option<Box<dyn FnMut(&Snapshot, &[String])>>,
 }
 
 const PUMP: Duration = Duration::from_millis(10);
@@ -83,6 +86,7 @@ impl Session {
         // Bring-up has no respiration: it holds the gate input open (RESP-2 is exercised later).
         let open = self.gate.as_mut().is_none_or(|g| g());
         let _ = self.h.send(Operator::Gate(open));
+        let first_new = self.log.len();
         while let Ok(e) = self.h.events.try_recv() {
             let t = self.started.elapsed().as_secs_f64() * 1e3;
             let text = match e {
@@ -105,6 +109,11 @@ impl Session {
                 other => format!("{other:?}"),
             };
             self.log.push(json!({ "t_ms": (t * 10.0).round() / 10.0, "event": text }));
+        }
+        if let (Some(obs), Some(snap)) = (self.observer.as_mut(), self.h.snapshot()) {
+            let new: Vec<String> =
+                self.log[first_new..].iter().filter_map(|v| v["event"].as_str().map(str::to_string)).collect();
+            obs(&snap, &new);
         }
     }
 
@@ -266,6 +275,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         started: Instant::now(),
         fraction: args.speed_fraction,
         gate: None,
+        observer: None,
     };
     let mut steps = Steps { list: Vec::new(), ok: true };
     let n = cfg.robot.joints.len();

@@ -51,6 +51,7 @@ pub(crate) struct InProcessSim {
     stop: Arc<AtomicBool>,
     inject: std::sync::mpsc::Sender<stylet_sim::FaultKind>,
     truth: Arc<std::sync::Mutex<Vec<f64>>>,
+    drives: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<stylet_sim::MonitorReport>,
 }
 
@@ -64,12 +65,15 @@ impl InProcessSim {
         let (inject, injected) = std::sync::mpsc::channel::<stylet_sim::FaultKind>();
         let truth = Arc::new(std::sync::Mutex::new(controller.positions()));
         let shared = Arc::clone(&truth);
+        let drives = Arc::new(AtomicBool::new(false));
+        let drives_now = Arc::clone(&drives);
         let thread = std::thread::Builder::new().name("stylet-sim".into()).spawn(move || {
             serve_with(&mut pty, &mut controller, &flag, &mut |c, _| {
                 // Injected now: due at once (times count from the first enable).
                 for kind in injected.try_iter() {
                     c.inject(FaultSpec { kind, at_s: 0.0 });
                 }
+                drives_now.store(c.drives(), Ordering::Relaxed);
                 if let Ok(mut t) = shared.try_lock() {
                     t.clear();
                     t.extend(c.positions());
@@ -77,7 +81,7 @@ impl InProcessSim {
             });
             controller.monitor().report().clone()
         })?;
-        Ok(InProcessSim { path, stop, inject, truth, thread })
+        Ok(InProcessSim { path, stop, inject, truth, drives, thread })
     }
 
     /// Injects a fault now (it takes effect once the controller has enabled its drives).
@@ -89,6 +93,11 @@ impl InProcessSim {
     /// noise and offsets).
     pub(crate) fn true_positions(&self) -> Vec<f64> {
         self.truth.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Whether the controller's drives are really on (ground truth, whatever the link says).
+    pub(crate) fn drives_on(&self) -> bool {
+        self.drives.load(Ordering::Relaxed)
     }
 
     /// Stops the controller and returns its wire monitor's report.

@@ -1,0 +1,147 @@
+//! OpenIGTLink: the codec (protocol v1-v3) that lets 3D Slicer and other navigation peers drive
+//! and watch Stylet (docs/igtl.md).
+//!
+//! Pure and allocation-bounded: [`Decoder`] takes bytes as they arrive and yields messages; a
+//! body larger than its configured maximum is skipped by its size without being buffered (the
+//! stream stays aligned), a bad CRC or a malformed body is an error for that message only, and a
+//! type the codec does not interpret comes back as [`Body::Other`] with its bytes.
+//!
+//! Coordinates on the wire are whatever the peer uses: 3D Slicer sends RAS. [`ras_from_lps`] and
+//! [`lps_from_ras`] convert at the boundary (Stylet's CT frame is LPS).
+
+mod message;
+mod wire;
+
+pub use message::{
+    crc64, status, Body, Extended, Header, Image, Message, MetaEntry, Orientation, PointElement, Query, TrajElement,
+    EXTENDED_HEADER_SIZE, HEADER_SIZE,
+};
+
+/// What went wrong with one message. The doc comment is the message.
+#[derive(Clone, Debug, PartialEq, Eq, docsplay::Display, thiserror::Error)]
+pub enum IgtlError {
+    /// header too short: {got} of 58 bytes
+    ShortHeader {
+        /// Bytes available.
+        got: usize,
+    },
+    /// header version {0} is not supported (1: protocol v1/v2, 2: protocol v3)
+    Version(u16),
+    /// {type_name:?}: a body of {body_size} bytes exceeds the {max} byte limit; skipped by its size
+    TooLarge {
+        /// Type.
+        type_name: String,
+        /// Declared body size.
+        body_size: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// {type_name:?} from {device:?}: CRC-64 mismatch (header {expected:#018x}, body {actual:#018x})
+    Crc {
+        /// Type.
+        type_name: String,
+        /// Device.
+        device: String,
+        /// CRC in the header.
+        expected: u64,
+        /// CRC of the body received.
+        actual: u64,
+    },
+    /// {type_name:?}: header version 2 but the body ({body_size} bytes) has no 12-byte extended header
+    MissingExtendedHeader {
+        /// Type.
+        type_name: String,
+        /// Body size.
+        body_size: usize,
+    },
+    /// {type_name:?}: malformed body: {reason}
+    Body {
+        /// Type.
+        type_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// {type_name:?} cannot be encoded: {reason}
+    Encode {
+        /// Type.
+        type_name: String,
+        /// What does not fit.
+        reason: String,
+    },
+}
+
+/// Incremental decoder of a byte stream (a TCP connection).
+#[derive(Debug)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    max_body: usize,
+    skip: u64,
+}
+
+impl Decoder {
+    /// A decoder that never buffers more than `max_body` body bytes (plus a header).
+    #[must_use]
+    pub fn new(max_body: usize) -> Self {
+        Self { buf: Vec::new(), max_body, skip: 0 }
+    }
+
+    /// Adds received bytes. Bytes of a body being skipped are dropped at once.
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        if self.skip > 0 {
+            let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(bytes.len());
+            self.skip -= n as u64;
+            bytes = &bytes[n..];
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held (never more than a header plus the maximum body plus what one push added).
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete message, an error for a message that could not be taken (the stream
+    /// continues after it), or `None` until more bytes arrive.
+    pub fn next_message(&mut self) -> Option<Result<Message, IgtlError>> {
+        if self.skip > 0 || self.buf.len() < HEADER_SIZE {
+            return None;
+        }
+        let header = match Header::parse(&self.buf) {
+            Ok(h) => h,
+            Err(e) => return Some(Err(e)),
+        };
+        if header.body_size > self.max_body as u64 {
+            // Skip the body by its size without holding it.
+            let have = (self.buf.len() - HEADER_SIZE) as u64;
+            let drop = have.min(header.body_size);
+            self.skip = header.body_size - drop;
+            self.buf.drain(..HEADER_SIZE + usize::try_from(drop).unwrap_or(usize::MAX));
+            return Some(Err(IgtlError::TooLarge {
+                type_name: header.type_name,
+                body_size: header.body_size,
+                max: self.max_body,
+            }));
+        }
+        let size = usize::try_from(header.body_size).ok()?;
+        let end = HEADER_SIZE + size;
+        if self.buf.len() < end {
+            return None;
+        }
+        let r = Message::decode(&header, &self.buf[HEADER_SIZE..end]);
+        self.buf.drain(..end);
+        Some(r)
+    }
+}
+
+/// A point in 3D Slicer's RAS from Stylet's LPS (negate x and y).
+#[must_use]
+pub fn ras_from_lps(p: [f64; 3]) -> [f64; 3] {
+    [-p[0], -p[1], p[2]]
+}
+
+/// A point in Stylet's LPS from 3D Slicer's RAS (negate x and y).
+#[must_use]
+pub fn lps_from_ras(p: [f64; 3]) -> [f64; 3] {
+    [-p[0], -p[1], p[2]]
+}

@@ -9,6 +9,7 @@
 //! Coordinates on the wire are whatever the peer uses: 3D Slicer sends RAS. [`ras_from_lps`] and
 //! [`lps_from_ras`] convert at the boundary (Stylet's CT frame is LPS).
 
+pub mod bwh;
 mod message;
 mod wire;
 

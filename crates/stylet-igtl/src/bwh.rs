@@ -76,6 +76,9 @@ pub enum Action {
     Enter(Phase),
     /// Use this registration: `image_from_robot` (LPS, mm), row-major 4x4.
     Registration([[f64; 4]; 4]),
+    /// A message the convention does not consume (an IMAGE, a STATUS, a query), for the
+    /// procedure side to use.
+    Received(Box<Message>),
     /// Aim at this target (LPS, mm), with an entry point when the peer gave one.
     Target {
         /// Entry, LPS mm.
@@ -205,7 +208,7 @@ impl Bwh {
                     out.push(status("TARGETING", status::NOT_READY, "NOT_CALIBRATED", "target before calibration".into()));
                 }
             }
-            _ => {}
+            _ => actions.push(Action::Received(Box::new(m.clone()))),
         }
         (out, actions)
     }

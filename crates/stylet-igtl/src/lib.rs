@@ -10,6 +10,8 @@
 //! [`lps_from_ras`] convert at the boundary (Stylet's CT frame is LPS).
 
 pub mod bwh;
+pub mod client;
+pub mod server;
 mod message;
 mod wire;
 

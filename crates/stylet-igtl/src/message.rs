@@ -347,7 +347,7 @@ impl Body {
                 Body::Position { position, orientation }
             }
             "POINT" => {
-                if b.len() % 136 != 0 {
+                if !b.len().is_multiple_of(136) {
                     return Err(Short("POINT body must be a multiple of 136 bytes"));
                 }
                 let mut v = Vec::with_capacity(b.len() / 136);
@@ -364,7 +364,7 @@ impl Body {
                 Body::Point(v)
             }
             "TRAJ" | "TRAJECTORY" => {
-                if b.len() % 150 != 0 {
+                if !b.len().is_multiple_of(150) {
                     return Err(Short("TRAJ body must be a multiple of 150 bytes"));
                 }
                 let mut v = Vec::with_capacity(b.len() / 150);
@@ -412,7 +412,7 @@ impl Body {
                 }
             }
             "CAPABILITY" => {
-                if b.len() % 12 != 0 {
+                if !b.len().is_multiple_of(12) {
                     return Err(Short("CAPABILITY body must be a multiple of 12 bytes"));
                 }
                 Body::Capability(r.rest().chunks(12).map(text_from).collect())

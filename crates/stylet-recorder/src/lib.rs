@@ -159,6 +159,26 @@ pub struct Recorder {
     thread: Option<std::thread::JoinHandle<Result<RecorderStats, RecorderError>>>,
 }
 
+/// A cloneable handle that queues records into a [`Recorder`] without blocking.
+#[derive(Clone, Debug)]
+pub struct RecordSender {
+    tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl RecordSender {
+    /// Queues a record; never blocks. Returns false (and counts it) when the queue is full.
+    pub fn record(&self, t_s: f64, event: Event) -> bool {
+        match self.tx.try_send(Msg::Record(t_s, event)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
 /// How often records are forced to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FsyncPolicy {
@@ -210,6 +230,13 @@ impl Recorder {
             .spawn(move || write_loop(file, &p, &rx, policy))
             .map_err(io)?;
         Ok(Self { tx, dropped, thread: Some(thread) })
+    }
+
+    /// A sender for other threads and closures: same queue, same drop count. Records sent after
+    /// [`Recorder::close`] are counted as dropped.
+    #[must_use]
+    pub fn sender(&self) -> RecordSender {
+        RecordSender { tx: self.tx.clone(), dropped: Arc::clone(&self.dropped) }
     }
 
     /// Queues a record; never blocks. Returns false (and counts it) when the queue is full.

@@ -123,7 +123,7 @@ impl Default for RespirationConfig {
             window_half_width_mm: 3.0,
             max_speed_mm_per_s: 5.0,
             confidence_factor: 1.0,
-            final_approach_half_width_mm: 1.0,
+            final_approach_half_width_mm: 0.6,
             final_approach_mm: 2.0,
             max_drift_mm: 2.0,
             on_drift: OnDrift::Close,

@@ -63,6 +63,16 @@ impl std::fmt::Display for StepError {
     }
 }
 
+/// A step's error as an anyhow error (for the commands that run sessions: demo, igtl serve).
+pub(crate) fn step<T>(r: Result<T, StepError>) -> anyhow::Result<T> {
+    r.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Sees every snapshot the session pumps, with the events drained since the last one.
+pub(crate) type Observer = Box<dyn FnMut(&Snapshot, &[String])>;
+/// Sees the goal of every move the runner took.
+pub(crate) type OnMove = Box<dyn FnMut(&[f64])>;
+
 pub(crate) struct Session {
     pub(crate) h: RunnerHandle<Link>,
     pub(crate) cfg: SafetyConfig,
@@ -74,7 +84,9 @@ pub(crate) struct Session {
     pub(crate) gate: Option<Box<dyn FnMut() -> bool>>,
     /// Called on every pump with the newest snapshot and the events drained since the last one
     /// (the demo's telemetry).
-    pub(crate) observer: Option<Box<dyn FnMut(&Snapshot, &[String])>>,
+    pub(crate) observer: Option<Observer>,
+    /// Called with the goal of every move the runner took (the demo's procedure log).
+    pub(crate) on_move: Option<OnMove>,
 }
 
 const PUMP: Duration = Duration::from_millis(10);
@@ -204,7 +216,12 @@ impl Session {
             .map_err(|e| StepError::Check(e.to_string()))?;
         let seconds = t.len() as f64 * self.cfg.dt();
         match self.h.execute(t) {
-            Ok(Ok(())) => Ok(seconds),
+            Ok(Ok(())) => {
+                if let Some(f) = self.on_move.as_mut() {
+                    f(goal);
+                }
+                Ok(seconds)
+            }
             Ok(Err(r)) => Err(StepError::Refused(format!("move to {goal:?}: {r}"))),
             Err(e) => Err(StepError::Check(e.to_string())),
         }
@@ -276,6 +293,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         fraction: args.speed_fraction,
         gate: None,
         observer: None,
+        on_move: None,
     };
     let mut steps = Steps { list: Vec::new(), ok: true };
     let n = cfg.robot.joints.len();

@@ -13,6 +13,7 @@ mod bringup;
 mod configcmd;
 mod ctcmd;
 mod demo;
+mod igtlcmd;
 mod kincmd;
 mod plancmd;
 mod plot;
@@ -82,11 +83,24 @@ enum Top {
     /// Read a procedure log back: header, records by kind, state changes and faults, and where
     /// the log was cut if the process died mid-write.
     Replay(replaycmd::ReplayArgs),
+    /// OpenIGTLink (3D Slicer): serve the simulated robot to navigation peers (docs/igtl.md).
+    Igtl {
+        #[command(subcommand)]
+        command: IgtlCmd,
+    },
     /// Respiration: prediction and gating on breathing traces.
     Resp {
         #[command(subcommand)]
         command: RespCmd,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum IgtlCmd {
+    /// An OpenIGTLink server (default 127.0.0.1:18944) in front of the simulated robot: the BWH
+    /// robot convention (CMD_/ACK_ phases, CLB_ registration, TGT_/TRAJ/POINT targets),
+    /// CURRENT_POSITION streamed during motion, every motion through the supervisor.
+    Serve(igtlcmd::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +173,7 @@ fn main() -> ExitCode {
         Top::Plan(args) => plancmd::run(&args),
         Top::Replay(args) => replaycmd::replay(&args),
         Top::Demo(args) => demo::run(&args),
+        Top::Igtl { command: IgtlCmd::Serve(args) } => igtlcmd::serve(&args),
         Top::Sim { command: SimCmd::Record(args) } => replaycmd::record(&args),
     };
     match result {

@@ -18,6 +18,36 @@ pub(crate) struct ReplayArgs {
     /// Include every record in the output.
     #[arg(long)]
     records: bool,
+    /// Replay the procedure into a rerun recording written here (docs/telemetry.md).
+    #[arg(long, conflicts_with = "viewer")]
+    rrd: Option<PathBuf>,
+    /// Replay the procedure into a spawned rerun viewer (`rerun` on PATH).
+    #[arg(long)]
+    viewer: bool,
+}
+
+/// Every record as rerun items on the `procedure_time` timeline: state changes, operator actions,
+/// faults and notes as text under `log/...`, commands and samples as scalars per value.
+fn to_rerun(records: &[stylet_recorder::Record], tel: &stylet_telemetry::Telemetry) {
+    use stylet_telemetry::{Item, Level};
+    let text = |path: String, t_s: f64, text: String, level: Level| tel.log(Item::Text { path, t_s, text, level });
+    for r in records {
+        let t_s = r.t_s;
+        match &r.event {
+            Event::State { machine, from, to, reason } => {
+                text(format!("log/state/{machine}"), t_s, format!("{from} -> {to}: {reason}"), Level::Info);
+            }
+            Event::Operator { action, detail } => text("log/operator".into(), t_s, format!("{action}: {detail}"), Level::Info),
+            Event::Fault { code, detail } => text("log/fault".into(), t_s, format!("{code}: {detail}"), Level::Error),
+            Event::Note { text: n } => text("log/note".into(), t_s, n.clone(), Level::Info),
+            Event::Command { name, values } | Event::Sample { name, values } => {
+                let kind = if matches!(r.event, Event::Command { .. }) { "commands" } else { "samples" };
+                for (i, v) in values.iter().enumerate() {
+                    tel.log(Item::Scalar { path: format!("{kind}/{name}/{i}"), t_s, value: *v });
+                }
+            }
+        }
+    }
 }
 
 pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -35,10 +65,25 @@ pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         *kinds.entry(k).or_insert(0) += 1;
     }
     let span = (log.records.first().map(|r| r.t_s), log.records.last().map(|r| r.t_s));
+    let rerun = match (&args.rrd, args.viewer) {
+        (Some(p), _) => Some(stylet_telemetry::Sink::File(p.clone())),
+        (None, true) => Some(stylet_telemetry::Sink::Spawn),
+        (None, false) => None,
+    };
+    let replayed = match rerun {
+        Some(sink) => {
+            // Blocking sends are fine here (no control loop): size the channel for the whole log.
+            let tel = stylet_telemetry::Telemetry::start("stylet_replay", &sink, log.records.len() * 8 + 16)?;
+            to_rerun(&log.records, &tel);
+            Some(tel.finish()?)
+        }
+        None => None,
+    };
     if args.json {
         let mut out = json!({
             "log": args.log, "header": log.header, "bytes": log.bytes,
             "records": log.records.len(), "kinds": kinds, "t_s": [span.0, span.1], "cut": log.cut,
+            "rerun": replayed.map(|s| json!({ "logged": s.logged, "dropped": s.dropped, "rrd": args.rrd })),
         });
         if args.records {
             out["record_list"] = json!(log.records);
@@ -54,6 +99,9 @@ pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         .filter(|r| matches!(r.event, Event::State { .. } | Event::Fault { .. } | Event::Operator { .. }))
     {
         say!("  {:>10.3} s  {}", r.t_s, serde_json::to_string(&r.event).unwrap_or_default());
+    }
+    if let Some(s) = replayed {
+        say!("replayed into rerun: {} items{}", s.logged, args.rrd.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default());
     }
     match &log.cut {
         None => say!("complete: ends on a whole record"),

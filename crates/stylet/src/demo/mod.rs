@@ -21,7 +21,7 @@ use stylet_procedure::{Input, Limits, Workflow};
 use stylet_recorder::{Event as LogEvent, FsyncPolicy, Recorder};
 use stylet_safety::{runner, Command, MotionState, SafetyConfig, Supervisor};
 
-use crate::bringup::Session;
+use crate::bringup::{step, Session};
 
 mod truth;
 mod view;
@@ -112,12 +112,13 @@ fn needle_ct(
     from: Vector3<f64>,
     tip: Vector3<f64>,
     expected: ([f64; 3], [f64; 3]),
+    settings: &stylet_imaging::NeedleSettings,
 ) -> anyhow::Result<stylet_imaging::NeedleFound> {
     let found = std::thread::scope(|sc| {
         let job = sc.spawn(|| {
             let mut ct = planning_ct.clone();
             stylet_sim::phantom::render_needle(&mut ct, from, tip, 1.5);
-            stylet_imaging::detect_needle(&ct, Some(expected), &stylet_imaging::NeedleSettings::default())
+            stylet_imaging::detect_needle(&ct, Some(expected), settings)
         });
         while !job.is_finished() {
             s.pump();
@@ -156,9 +157,6 @@ fn align_on_line(
     Ok(())
 }
 
-fn step<T>(r: Result<T, crate::bringup::StepError>) -> anyhow::Result<T> {
-    r.map_err(|e| anyhow::anyhow!("{e}"))
-}
 
 
 /// How the insertion ended.
@@ -435,8 +433,29 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let needle_len = ik_opts.standoff_mm + 200.0;
     let mut last_state = None;
     let mut last_fk = -1.0;
+    let obs_rec = log.rec.sender();
+    let move_rec = log.rec.sender();
+    let mut last_fault = None;
     let observer = move |snap: &stylet_safety::Snapshot, events: &[String]| {
         let t = t0.elapsed().as_secs_f64();
+        // The procedure log: every supervisor state change and latched fault.
+        if last_state.is_some_and(|s| s != snap.state) {
+            obs_rec.record(
+                t,
+                LogEvent::State {
+                    machine: "supervisor".into(),
+                    from: last_state.map(|s: MotionState| s.name().to_string()).unwrap_or_default(),
+                    to: snap.state.name().into(),
+                    reason: events.iter().find(|e| e.contains("->")).cloned().unwrap_or_default(),
+                },
+            );
+        }
+        if snap.fault.is_some() && snap.fault != last_fault {
+            if let Some(f) = snap.fault {
+                obs_rec.record(t, LogEvent::Fault { code: format!("{f:?}"), detail: f.to_string() });
+            }
+        }
+        last_fault = snap.fault;
         for (i, (m, c)) in snap.measured.as_slice().iter().zip(snap.commanded.as_slice()).enumerate() {
             view::scalar(&obs_tel, &format!("joints/{i}/measured"), t, *m);
             view::scalar(&obs_tel, &format!("joints/{i}/commanded"), t, *c);
@@ -463,6 +482,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         fraction: 0.25,
         gate: None,
         observer: Some(Box::new(observer)),
+        on_move: Some(Box::new(move |goal: &[f64]| {
+            move_rec.record(t0.elapsed().as_secs_f64(), LogEvent::Command { name: "move".into(), values: goal.to_vec() });
+        })),
     };
     step(s.wait("connected", Duration::from_secs(2), |x| x.state == MotionState::Connected))?;
     // The first states may still be on their way: retry briefly.
@@ -488,7 +510,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut q = sol.joints.clone();
     q[ins] = home[ins];
     step(s.command(Command::BeginAlign))?;
-    s.fraction = 0.35;
+    s.fraction = 0.8;
     step(s.move_to(&q))?;
     step(s.command(Command::Complete))?;
     // Confirmation CT with the needle outside the skin (end-exhale breath-hold): how far its tip
@@ -500,7 +522,11 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let t_c = truth::end_exhale_before(&mut truth.breathing, breathing_time());
     let tip_now = truth.tip_in_tissue(&q_true, 0.0, t_c);
     let liver_at_confirmation = truth.liver_offset(t_c);
-    let needle = needle_ct(&mut s, &ph.volume, tip_now - axis * 40.0, tip_now, (pos.entry_lps_mm, target.into()))?;
+    // In air the thin shaft's partial-volume voxels stay below the in-tissue metal threshold;
+    // nothing else near the line outside the body is that dense.
+    let in_air = stylet_imaging::NeedleSettings { threshold_hu: 1500.0, ..Default::default() };
+    let needle = needle_ct(&mut s, &ph.volume, tip_now - axis * 40.0, tip_now, (pos.entry_lps_mm, target.into()), &in_air)
+        .context("confirmation CT")?;
     let at_skin = entry - axis * standoff;
     let mut correction = at_skin - Vector3::from(needle.tip_lps_mm);
     log.workflow(&mut wf, &Input::AlignmentChecked { offset_mm: correction.norm() })?;
@@ -648,7 +674,15 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         // along the true axis, and found in it. The CT takes a moment: keep the console alive.
         let t_ct = truth::end_exhale_before(&mut truth.breathing, breathing_time());
         let skin_side = true_tip - axis * (inserted + standoff + 20.0);
-        let needle = needle_ct(&mut s, &ph.volume, skin_side, true_tip, (pos.entry_lps_mm, target.into()))?;
+        let needle = needle_ct(
+            &mut s,
+            &ph.volume,
+            skin_side,
+            true_tip,
+            (pos.entry_lps_mm, target.into()),
+            &stylet_imaging::NeedleSettings::default(),
+        )
+        .context("checkpoint CT")?;
         total_cts += 1;
         let measured_tip = Vector3::from(needle.tip_lps_mm);
         view::point(&tel, "world/checkpoint_tip", Some(t0.elapsed().as_secs_f64()), measured_tip, 1.2, [255, 0, 255, 255]);
@@ -744,7 +778,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             step(s.command(Command::Complete))?;
             // Out of the patient: the arm back home (an alignment move), drives off.
             step(s.command(Command::BeginAlign))?;
-            s.fraction = 0.35;
+            s.fraction = 0.8;
             step(s.move_to(&home))?;
             step(s.command(Command::Complete))?;
             step(s.command(Command::DisableDrives))?;

@@ -42,7 +42,7 @@ pub(crate) fn structures(log: &Logger, labels: &Volume, table: &LabelTable, stri
                     continue;
                 }
                 n += 1;
-                if n % stride.max(1) != 0 {
+                if !n.is_multiple_of(stride.max(1)) {
                     continue;
                 }
                 let Some((name, rgba)) = table.class(v as u32).and_then(colour) else { continue };

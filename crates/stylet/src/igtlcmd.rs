@@ -1,0 +1,315 @@
+//! `stylet igtl serve`: an OpenIGTLink server (docs/igtl.md) in front of the simulated robot:
+//! 3D Slicer (or any peer) drives it with the BWH convention and watches the needle tip.
+//!
+//! Every motion goes through the supervisor on the simulated controller on a pty, like the demo;
+//! insertion still needs the operator's enable input at the controller (INS-2: the simulated
+//! pedal, held unless a fault releases it). The network can ask; it cannot bypass.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use nalgebra::{Matrix4, Point3, Vector3};
+use serde_json::json;
+use stylet_core::clock::{Clock, MonotonicClock};
+use stylet_igtl::bwh::{Action, Bwh, Phase};
+use stylet_igtl::server::{self, ServerConfig};
+use stylet_link::{Link, LinkOptions};
+use stylet_safety::{runner, Command, MotionState, SafetyConfig, Supervisor};
+
+use crate::bringup::{step, Session};
+
+/// Options of `stylet igtl serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// TCP port (0: any free port, printed).
+    #[arg(long, default_value_t = server::DEFAULT_PORT)]
+    port: u16,
+    /// Address to listen on; anything but loopback needs --allow-remote.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Allow listening on a non-loopback address (logged).
+    #[arg(long)]
+    allow_remote: bool,
+    /// The config folder.
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Stop when standard input closes (for test harnesses).
+    #[arg(long)]
+    stop_on_eof: bool,
+    /// Print JSON lines (the listening address first, then one line per event).
+    #[arg(long)]
+    json: bool,
+}
+
+/// A move in progress and what its end completes.
+struct Moving {
+    goal: Vec<f64>,
+    phase: Phase,
+    deadline: Instant,
+}
+
+fn out(json: bool, event: &str, detail: serde_json::Value) {
+    if json {
+        say!("{}", json!({ "event": event, "detail": detail }));
+    } else {
+        say!("{event}: {detail}");
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let addr = SocketAddr::new(args.bind, args.port);
+    if !addr.ip().is_loopback() {
+        anyhow::ensure!(args.allow_remote, "refusing to listen on {addr}: not loopback (pass --allow-remote)");
+        eprintln!("warning: OpenIGTLink server listening on {addr}, reachable from other hosts");
+    }
+    let srv = server::start(&ServerConfig { addr, allow_remote: args.allow_remote, ..Default::default() })?;
+    out(args.json, "listening", json!(srv.local_addr.to_string()));
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.stop_on_eof {
+        let flag = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+            flag.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let cfg = SafetyConfig::load_dir(&args.config)?;
+    let (arm, ik_opts, keepouts) = crate::kincmd::ChainArgs::reference(&args.config).load()?;
+    let ins = cfg.robot.insertion_joint().context("the robot has no insertion joint")?;
+    let home = cfg.robot.home();
+    let mut session: Option<(Session, crate::simcmd::InProcessSim)> = None;
+    let mut image_from_robot: Option<Matrix4<f64>> = None;
+    let mut line: Option<(Vector3<f64>, Vector3<f64>)> = None; // entry, target in the robot frame
+    let mut aligned_on: Option<Vec<f64>> = None;
+    let mut moving: Option<Moving> = None;
+    let mut last_stream = Instant::now();
+
+    while !stop.load(Ordering::SeqCst) {
+        if let Some((s, _)) = session.as_mut() {
+            s.pump();
+        }
+        // Requests from the peers.
+        while let Ok(req) = srv.requests.try_recv() {
+            match req.action {
+                Action::Enter(Phase::StartUp) => {
+                    if session.is_none() {
+                        match start_robot(&args.config, &cfg) {
+                            Ok(x) => {
+                                session = Some(x);
+                                srv.completed(Phase::StartUp, true, "robot connected, drives enabled, at home");
+                            }
+                            Err(e) => srv.completed(Phase::StartUp, false, &format!("{e:#}")),
+                        }
+                    } else {
+                        srv.completed(Phase::StartUp, true, "already started");
+                    }
+                }
+                Action::Enter(p @ (Phase::Planning | Phase::Manual)) => srv.completed(p, true, "ok"),
+                Action::Enter(Phase::Calibration) => {
+                    if image_from_robot.is_some() {
+                        srv.completed(Phase::Calibration, true, "registration set");
+                    }
+                }
+                Action::Enter(Phase::Targeting) => {
+                    if aligned_on.is_some() {
+                        srv.completed(Phase::Targeting, true, "aligned on the target line");
+                    }
+                }
+                Action::Enter(Phase::MoveToTarget) => {
+                    let Some((s, _)) = session.as_mut() else {
+                        srv.completed(Phase::MoveToTarget, false, "not started (START_UP first)");
+                        continue;
+                    };
+                    let (Some(q), Some((entry, target))) = (aligned_on.clone(), line) else {
+                        srv.completed(Phase::MoveToTarget, false, "not aligned on a target yet");
+                        continue;
+                    };
+                    let mut goal = q;
+                    goal[ins] = ik_opts.standoff_mm + (target - entry).norm();
+                    s.fraction = 0.9;
+                    match s.command(Command::BeginInsert).and_then(|()| s.start_move(&goal)) {
+                        Ok(secs) => {
+                            moving = Some(Moving {
+                                goal,
+                                phase: Phase::MoveToTarget,
+                                deadline: Instant::now() + Duration::from_secs_f64(3.0 * secs + 5.0),
+                            });
+                            out(args.json, "inserting", json!({ "depth_mm": (target - entry).norm() }));
+                        }
+                        Err(e) => srv.completed(Phase::MoveToTarget, false, &e.to_string()),
+                    }
+                }
+                Action::Enter(Phase::Stop) => {
+                    if let Some((s, _)) = session.as_mut() {
+                        let _ = s.h.send(stylet_safety::runner::Operator::Abort);
+                        let _ = s.command(Command::Hold);
+                    }
+                    moving = None;
+                    srv.completed(Phase::Stop, true, "controlled stop");
+                }
+                Action::Enter(Phase::Emergency) => {
+                    if let Some((s, _)) = session.as_mut() {
+                        let _ = s.h.send(stylet_safety::runner::Operator::EStop);
+                        s.pump();
+                    }
+                    moving = None;
+                    srv.completed(Phase::Emergency, true, "e-stop latched: drives off, brakes on; reset at the console");
+                    out(args.json, "emergency", json!(null));
+                }
+                Action::Registration(m) => {
+                    let m = Matrix4::from_fn(|r, c| m[r][c]);
+                    if m.try_inverse().is_some() {
+                        image_from_robot = Some(m);
+                        srv.completed(Phase::Calibration, true, "registration set");
+                        out(args.json, "registration", json!(m.as_slice()));
+                    } else {
+                        srv.completed(Phase::Calibration, false, "the calibration matrix is singular");
+                    }
+                }
+                Action::Target { entry, target } => {
+                    let (Some(ifr), Some((s, _))) = (image_from_robot, session.as_mut()) else {
+                        srv.completed(Phase::Targeting, false, "START_UP and CALIBRATION first");
+                        continue;
+                    };
+                    let robot_from_image = ifr.try_inverse().unwrap_or_else(Matrix4::identity);
+                    let to_robot = |p: [f64; 3]| robot_from_image.transform_point(&Point3::from(p)).coords;
+                    // Without an entry (a TGT_ transform): straight in from 60 mm anterior (LPS -y).
+                    let e = to_robot(entry.unwrap_or([target[0], target[1] - 60.0, target[2]]));
+                    let t = to_robot(target);
+                    match align(s, &arm, &keepouts, &ik_opts, (e, t), ins, home[ins]) {
+                        Ok((q, secs)) => {
+                            line = Some((e, t));
+                            aligned_on = None;
+                            moving = Some(Moving {
+                                goal: q,
+                                phase: Phase::Targeting,
+                                deadline: Instant::now() + Duration::from_secs_f64(3.0 * secs + 5.0),
+                            });
+                            out(args.json, "aligning", json!({ "entry_robot_mm": e.as_slice(), "target_robot_mm": t.as_slice() }));
+                        }
+                        Err(e) => srv.completed(Phase::Targeting, false, &format!("{e:#}")),
+                    }
+                }
+                Action::Received(_) => {}
+            }
+        }
+        // A move in progress: stream the tip; complete when there and still.
+        if let (Some(m), Some((s, _))) = (moving.as_ref(), session.as_mut()) {
+            let snap = s.snapshot().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let there = snap.commanded.as_slice() == m.goal.as_slice()
+                && snap.velocity.as_slice().iter().all(|v| *v == 0.0);
+            // The tip streams at 10 Hz during the move, and once more where it stopped.
+            if there || last_stream.elapsed() >= Duration::from_millis(100) {
+                last_stream = Instant::now();
+                let tip = arm.tip_pose(snap.measured.as_slice()).to_homogeneous();
+                let image_from_tip = image_from_robot.unwrap_or_else(Matrix4::identity) * tip;
+                let rows: [[f64; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|c| image_from_tip[(r, c)]));
+                srv.broadcast(Bwh::current_position(&rows));
+            }
+            if snap.fault.is_some() || snap.state == MotionState::EStop {
+                srv.completed(m.phase, false, &format!("stopped: {:?}", snap.fault));
+                moving = None;
+            } else if there {
+                let _ = s.command(Command::Complete);
+                if m.phase == Phase::Targeting {
+                    aligned_on = Some(m.goal.clone());
+                    srv.completed(Phase::Targeting, true, "aligned on the target line, needle outside");
+                    out(args.json, "aligned", json!(snap.measured.as_slice()));
+                } else {
+                    srv.completed(m.phase, true, "at the target");
+                    out(args.json, "at_target", json!(snap.measured.as_slice()));
+                }
+                moving = None;
+            } else if Instant::now() > m.deadline {
+                srv.completed(m.phase, false, &format!("did not finish ({})", snap.state.name()));
+                moving = None;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let received = srv.stats.received.load(Ordering::Relaxed);
+    let rejected = srv.stats.rejected.load(Ordering::Relaxed);
+    srv.stop();
+    let violations = match session {
+        Some((s, sim)) => {
+            let _ = s.h.shutdown();
+            sim.stop()?.violations
+        }
+        None => 0,
+    };
+    out(args.json, "stopped", json!({ "received": received, "rejected": rejected, "wire_monitor_violations": violations }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the simulated controller and the supervisor, enables and homes (needle first).
+fn start_robot(config: &std::path::Path, cfg: &SafetyConfig) -> anyhow::Result<(Session, crate::simcmd::InProcessSim)> {
+    let sim = crate::simcmd::InProcessSim::start(config, &[])?;
+    let link = Link::open(&sim.path, &LinkOptions::default()).context("connecting to the simulated controller")?;
+    let mute = link.mute_switch();
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+    let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock).context("starting the supervisor")?;
+    let mut s = Session {
+        h,
+        cfg: cfg.clone(),
+        mute,
+        log: Vec::new(),
+        started: Instant::now(),
+        fraction: 0.8,
+        gate: None,
+        observer: None,
+        on_move: None,
+    };
+    step(s.wait("connected", Duration::from_secs(2), |x| x.state == MotionState::Connected))?;
+    let mut tries = 0;
+    while let Err(e) = s.command(Command::StartHoming) {
+        tries += 1;
+        anyhow::ensure!(tries < 50, "{e}");
+        s.pump();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    step(s.wait("drives enabled", Duration::from_secs(2), |x| {
+        x.drives_on && x.status.has(stylet_protocol::Status::DRIVES_ENABLED)
+    }))?;
+    let home = cfg.robot.home();
+    let ins = cfg.robot.insertion_joint().context("no insertion joint")?;
+    let mut needle_home = step(s.snapshot())?.commanded.as_slice().to_vec();
+    needle_home[ins] = home[ins];
+    step(s.move_to(&needle_home))?;
+    step(s.move_to(&home))?;
+    step(s.command(Command::Complete))?;
+    Ok((s, sim))
+}
+
+/// IK for the line, then starts an alignment move with the needle retracted; the joint goal
+/// and the move's duration (the caller polls, so an EMERGENCY is never kept waiting).
+fn align(
+    s: &mut Session,
+    arm: &stylet_kinematics::Arm,
+    keepouts: &stylet_kinematics::KeepOuts,
+    ik_opts: &stylet_kinematics::ik::IkOptions,
+    (entry, target): (Vector3<f64>, Vector3<f64>),
+    ins: usize,
+    retracted: f64,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    let seed = step(s.snapshot())?.commanded.as_slice().to_vec();
+    let sol = stylet_kinematics::ik::solve_first(arm, &stylet_kinematics::NeedleLine { entry, target }, &seed, keepouts, ik_opts)
+        .map_err(|e| anyhow::anyhow!("no arm configuration reaches that line: {e}"))?;
+    let mut q = sol.joints.clone();
+    q[ins] = retracted;
+    let state = step(s.snapshot())?.state;
+    if state != MotionState::Idle && state != MotionState::Aligned {
+        anyhow::bail!("the arm is {} (not idle): cannot align", state.name());
+    }
+    step(s.command(Command::BeginAlign))?;
+    let secs = step(s.start_move(&q))?;
+    Ok((q, secs))
+}

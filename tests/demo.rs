@@ -151,11 +151,6 @@ fn irregular_breathing() {
     let _ = std::fs::remove_dir_all(out);
 }
 
-#[test]
-fn two_tumours() {
-    let (_, out) = nominal("two-tumours");
-    let _ = std::fs::remove_dir_all(out);
-}
 
 #[test]
 fn fault_link_loss() {

@@ -8,6 +8,8 @@ import datetime
 import json
 import sys
 
+import pyarrow as pa
+
 try:
     import rerun.experimental as rrx
 except ImportError as e:  # pragma: no cover
@@ -38,7 +40,15 @@ for chunk in rrx.RrdReader(sys.argv[1]).stream():
         continue
     batch = chunk.to_record_batch()
     names = [n for n in batch.schema.names if n not in SKIP]
-    cols = {n: batch.column(n).to_pylist() for n in names}
+    cols = {}
+    for n in names:
+        col = batch.column(n)
+        if pa.types.is_duration(col.type):
+            # As seconds (timedelta cannot hold nanoseconds).
+            scale = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[col.type.unit]
+            cols[n] = [None if x is None else x / scale for x in col.cast(pa.int64()).to_pylist()]
+        else:
+            cols[n] = col.to_pylist()
     for i in range(batch.num_rows):
         row = {}
         for n in names:

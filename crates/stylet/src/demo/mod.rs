@@ -303,7 +303,12 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let seed_q = crate::kincmd::default_seed(&arm, &args.config);
     let to_robot = |p: [f64; 3]| robot_from_ct * Point3::new(p[0], p[1], p[2]);
     let mut chosen = None;
+    let multi = report.plans.iter().filter(|p| p.positions.len() > 1).count();
     for (k, p) in report.plans.iter().enumerate() {
+        // The demo places one needle; plans of overlapping ablations are for `stylet plan`.
+        if p.positions.len() != 1 {
+            continue;
+        }
         let pos = &p.positions[0];
         let line = stylet_kinematics::NeedleLine {
             entry: to_robot(pos.entry_lps_mm).coords,
@@ -314,7 +319,13 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             break;
         }
     }
-    let Some((plan_index, plan, sol)) = chosen else { anyhow::bail!("no feasible plan the arm reaches") };
+    let Some((plan_index, plan, sol)) = chosen else {
+        anyhow::bail!(
+            "no feasible single-needle plan the arm reaches ({} feasible plans, {multi} of them overlapping ablations, \
+             which the demo does not execute; `stylet plan` shows them)",
+            report.feasible
+        )
+    };
     let pos = plan.positions[0].clone();
     log.workflow(&mut wf, &Input::SelectPlan { index: plan_index })?;
     log.say(format!(

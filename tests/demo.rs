@@ -100,7 +100,11 @@ fn easy() {
         "/ct/axial",
         "/respiration/signal_mm",
         "/respiration/gate_open",
+        "/respiration/predicted_mm",
         "/state/supervisor",
+        "/state/workflow",
+        "/events",
+        "/world/checkpoint_tip",
     ] {
         assert!(e[path].is_object(), "{path} missing: {:?}", e.as_object().map(|m| m.keys().collect::<Vec<_>>()));
     }

@@ -66,3 +66,45 @@ fn pyigtl_runs_the_bwh_sequence_against_the_simulated_robot() {
     assert_eq!(stopped["detail"]["rejected"], 0, "{stopped}");
     assert_eq!(stopped["detail"]["wire_monitor_violations"], 0, "{stopped}");
 }
+
+#[test]
+fn slicer_watches_the_demo_and_its_emergency_stops_it_safely() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::env::temp_dir().join(format!("stylet-demo-igtl-{}", std::process::id()));
+    let mut demo = Command::new(STYLET)
+        .args(["demo", "--json", "--igtl", "0", "--out"])
+        .arg(&out)
+        .arg("--config")
+        .arg(root.join("config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err_lines = BufReader::new(demo.stderr.take().unwrap()).lines();
+    let listening = err_lines.next().unwrap().unwrap();
+    let addr = listening.strip_prefix("OpenIGTLink: listening on ").unwrap_or_else(|| panic!("{listening}"));
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let w = Command::new("python3").arg(root.join("tests/peers/igtl_demo_watch.py")).arg(&port).output().unwrap();
+    let o = demo.wait_with_output().unwrap();
+    if w.status.code() == Some(3) && std::env::var_os("CI").is_none() {
+        eprintln!("skipped: {}", String::from_utf8_lossy(&w.stderr));
+        return;
+    }
+    assert!(w.status.success(), "{}\n{}", String::from_utf8_lossy(&w.stdout), String::from_utf8_lossy(&w.stderr));
+    let watched: serde_json::Value = serde_json::from_slice(&w.stdout).unwrap();
+    assert_eq!(watched["ack"], "EMERGENCY", "{watched}");
+    assert_eq!(watched["status"], 1, "{watched}");
+    assert!(watched["plan"].as_array().is_some_and(|p| p.len() == 2), "{watched}");
+    assert!(watched["positions"].as_u64().unwrap() >= 10, "{watched}");
+    let phases: Vec<&str> = watched["phases"].as_array().unwrap().iter().filter_map(|x| x.as_str()).collect();
+    assert!(phases.contains(&"Alignment") && phases.contains(&"Insertion"), "{phases:?}");
+    // The demo ended in the safe state, as the operator commanded, with 0 wire violations.
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["outcome"], "safe-stop", "{v}");
+    assert_eq!(v["safe_state"]["controller_drives_off"], true, "{v}");
+    assert_eq!(v["safe_state"]["supervisor_state"], "estop", "{v}");
+    assert_eq!(v["wire_monitor_violations"], 0, "{v}");
+    assert!(v["scenario_events"].to_string().contains("network EMERGENCY"), "{v}");
+    let _ = std::fs::remove_dir_all(out);
+}

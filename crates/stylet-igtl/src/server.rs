@@ -99,7 +99,26 @@ pub struct ServerHandle {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A cloneable sender to every client (for threads and closures); never blocks.
+#[derive(Clone, Debug)]
+pub struct Broadcaster {
+    out: broadcast::Sender<Message>,
+}
+
+impl Broadcaster {
+    /// Sends a message to every client; never blocks.
+    pub fn broadcast(&self, m: Message) {
+        let _ = self.out.send(m);
+    }
+}
+
 impl ServerHandle {
+    /// A cloneable sender to every client.
+    #[must_use]
+    pub fn broadcaster(&self) -> Broadcaster {
+        Broadcaster { out: self.out.clone() }
+    }
+
     /// Sends a message to every client; never blocks.
     pub fn broadcast(&self, m: Message) {
         let _ = self.out.send(m);

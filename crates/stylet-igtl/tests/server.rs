@@ -310,3 +310,96 @@ fn the_cpp_reference_library_both_ways() {
     }
     let _ = std::fs::remove_file(exe);
 }
+
+#[test]
+fn pyigtl_as_the_server_and_this_crate_as_the_client() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/igtl_pyigtl_server.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    match lines.next() {
+        Some(Ok(l)) if l == "READY" => {}
+        other => {
+            let o = child.wait_with_output().unwrap();
+            if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
+                eprintln!("skipped: {}", String::from_utf8_lossy(&o.stderr));
+                return;
+            }
+            panic!("pyigtl server did not start: {other:?} {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let t0 = Instant::now();
+    let mut c = loop {
+        match Client::connect(addr, 1 << 20) {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(t0.elapsed() < Duration::from_secs(10), "{e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    // From pyigtl: TRANSFORM, STRING, POINT, IMAGE.
+    let mut got = std::collections::BTreeMap::new();
+    while got.len() < 4 {
+        let m = c.recv(Duration::from_secs(10)).unwrap().expect("a message from pyigtl");
+        got.insert(m.device_name.clone(), m.body);
+    }
+    let Body::Transform(t) = &got["REG"] else { panic!("{got:?}") };
+    assert_eq!((t[9], t[10], t[11]), (1.0, 2.0, 3.0));
+    assert_eq!(got["GREETING"], Body::String { encoding: 3, value: b"hello from pyigtl".to_vec() });
+    let Body::Point(p) = &got["PTS"] else { panic!("{got:?}") };
+    assert_eq!(p[0].position, [4.0, 5.0, 6.0]);
+    let Body::Image(img) = &got["IMG"] else { panic!("{got:?}") };
+    assert_eq!(img.pixels, vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(img.size.iter().map(|s| usize::from(*s)).product::<usize>(), 6);
+    // To pyigtl: TRANSFORM, STRING, POINT, IMAGE.
+    let mut m = [0.0f32; 12];
+    m[0] = 1.0;
+    m[4] = 1.0;
+    m[8] = 1.0;
+    m[9] = 7.0;
+    m[10] = 8.0;
+    m[11] = 9.0;
+    c.send(&Message::new("TIP", Body::Transform(m))).unwrap();
+    c.send(&Message::new("NOTE", Body::String { encoding: 3, value: b"from stylet".to_vec() })).unwrap();
+    let point = PointElement {
+        name: "target".into(),
+        group: "Landmark".into(),
+        rgba: [0, 255, 0, 255],
+        position: [1.5, 2.5, 3.5],
+        diameter: 1.0,
+        owner: String::new(),
+    };
+    c.send(&Message::new("PLAN", Body::Point(vec![point]))).unwrap();
+    c.send(&Message::new(
+        "SLICE",
+        Body::Image(Image {
+            header_version: 1,
+            components: 1,
+            scalar_type: 3,
+            endian: 1,
+            coordinate: 1,
+            size: [3, 2, 1],
+            matrix: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+            subvolume_offset: [0, 0, 0],
+            subvolume_size: [3, 2, 1],
+            pixels: vec![10, 11, 12, 13, 14, 15],
+        }),
+    ))
+    .unwrap();
+    let last = lines.next().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(v["TIP"], serde_json::json!([7.0, 8.0, 9.0]), "{v}");
+    assert_eq!(v["NOTE"], "from stylet", "{v}");
+    assert_eq!(v["PLAN"], serde_json::json!([[1.5, 2.5, 3.5]]), "{v}");
+    assert_eq!(v["SLICE"], serde_json::json!([10, 11, 12, 13, 14, 15]), "{v}");
+    let _ = child.wait();
+}

@@ -148,6 +148,27 @@ pub struct RunnerHandle<A> {
     join: Option<JoinHandle<RunReport<A>>>,
 }
 
+/// Asks the supervisor thread for the software e-stop; nothing else.
+#[derive(Clone, Debug)]
+pub struct EStopButton {
+    tx: SyncSender<Operator>,
+}
+
+impl EStopButton {
+    /// Presses it (without waiting: a full channel falls back to a blocking send, which the
+    /// thread drains every cycle).
+    ///
+    /// # Errors
+    /// [`RunnerGone`] when the thread has ended.
+    pub fn press(&self) -> Result<(), RunnerGone> {
+        match self.tx.try_send(Operator::EStop) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(m)) => self.tx.send(m).map_err(|_| RunnerGone),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(RunnerGone),
+        }
+    }
+}
+
 /// The supervisor thread has ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, docsplay::Display, thiserror::Error)]
 pub struct RunnerGone;
@@ -159,6 +180,13 @@ impl<A> RunnerHandle<A> {
     /// [`RunnerGone`] when the thread has ended.
     pub fn send(&self, m: Operator) -> Result<(), RunnerGone> {
         self.tx.send(m).map_err(|_| RunnerGone)
+    }
+
+    /// A cloneable handle that can only ask for the software e-stop (for a remote console, a
+    /// network peer): it can stop the arm, never move it.
+    #[must_use]
+    pub fn estop_button(&self) -> EStopButton {
+        EStopButton { tx: self.tx.clone() }
     }
 
     /// Sends a workflow command and waits for the supervisor's answer.

@@ -159,6 +159,9 @@ impl Session {
             if let (Some(f), true) = (s.fault, fail_on_fault) {
                 return Err(StepError::Fault(f));
             }
+            if fail_on_fault && s.state == MotionState::EStop {
+                return Err(StepError::Check(format!("{what}: emergency stop")));
+            }
             if t0.elapsed() > timeout {
                 return Err(StepError::Timeout(format!(
                     "{what} after {:.1} s: {}, commanded {:?}, velocity {:?}",

@@ -54,6 +54,15 @@ pub(crate) struct DemoArgs {
     /// Write the rerun recording here [default: OUT/telemetry.rrd].
     #[arg(long, conflicts_with = "viewer")]
     rrd: Option<PathBuf>,
+    /// Stream telemetry to a running rerun viewer at this URL (e.g.
+    /// rerun+http://127.0.0.1:9876/proxy) instead of writing the .rrd file.
+    #[arg(long, conflicts_with_all = ["viewer", "rrd"])]
+    connect: Option<String>,
+    /// Serve OpenIGTLink during the run (default port 18944; 0: any free port, printed on
+    /// stderr): 3D Slicer sees the plan (POINT `PLAN`, RAS), the workflow phase (STRING
+    /// `WORKFLOW`) and the needle tip (TRANSFORM `CURRENT_POSITION`), and can send EMERGENCY.
+    #[arg(long, num_args = 0..=1, default_missing_value = "18944", value_name = "PORT")]
+    igtl: Option<u16>,
 }
 
 struct Log {
@@ -63,6 +72,7 @@ struct Log {
     quiet: bool,
     bar: indicatif::ProgressBar,
     tel: stylet_telemetry::Logger,
+    igtl: Option<stylet_igtl::server::Broadcaster>,
 }
 
 /// Workflow phases a nominal run passes through (the progress bar's length).
@@ -87,6 +97,10 @@ impl Log {
         let tr = w.handle(t, input).map_err(|e| anyhow::anyhow!("{e}"))?;
         self.rec.record(t, tr.event());
         view::text(&self.tel, "state/workflow", t, format!("{:?}", tr.to), Level::Info);
+        if let Some(b) = &self.igtl {
+            let phase = format!("{:?}", tr.to);
+            b.broadcast(stylet_igtl::Message::new("WORKFLOW", stylet_igtl::Body::String { encoding: 3, value: phase.into_bytes() }));
+        }
         self.bar.inc(1);
         self.bar.set_message(format!("{:?}", tr.to));
         self.say(format!("workflow {:?} -> {:?}: {}", tr.from, tr.to, tr.reason));
@@ -191,7 +205,12 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         1 << 16,
     )?;
     let rrd_path = args.rrd.clone().unwrap_or_else(|| out.join("telemetry.rrd"));
-    let sink = if args.viewer { Sink::Spawn } else { Sink::File(rrd_path.clone()) };
+    let sink = match (&args.connect, args.viewer) {
+        (Some(url), _) => Sink::Connect(url.clone()),
+        (None, true) => Sink::Spawn,
+        (None, false) => Sink::File(rrd_path.clone()),
+    };
+    let to_file = matches!(sink, Sink::File(_));
     let telemetry = Telemetry::start("stylet_demo", &sink, 1 << 14)?;
     let tel = telemetry.logger();
     let bar = if args.json {
@@ -206,7 +225,27 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         b.enable_steady_tick(Duration::from_millis(200));
         b
     };
-    let mut log = Log { rec, t0: Instant::now(), lines: Vec::new(), quiet: args.json, bar, tel: tel.clone() };
+    // OpenIGTLink (docs/igtl.md): watch from 3D Slicer, and EMERGENCY.
+    let igtl = match args.igtl {
+        Some(port) => {
+            let srv = stylet_igtl::server::start(&stylet_igtl::server::ServerConfig {
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                ..Default::default()
+            })?;
+            eprintln!("OpenIGTLink: listening on {}", srv.local_addr);
+            Some(srv)
+        }
+        None => None,
+    };
+    let mut log = Log {
+        rec,
+        t0: Instant::now(),
+        lines: Vec::new(),
+        quiet: args.json,
+        bar,
+        tel: tel.clone(),
+        igtl: igtl.as_ref().map(stylet_igtl::server::ServerHandle::broadcaster),
+    };
     let t0 = log.t0;
     let rules = stylet_planning::Rules::load(&args.config.join("clinical-rules.toml"))?;
     let mut wf = Workflow::new(Limits {
@@ -336,6 +375,24 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let entry = Vector3::from(pos.entry_lps_mm);
     let planned_tip = Vector3::from(pos.tip_lps_mm);
     view::line(&tel, "world/plan", entry - axis * 30.0, planned_tip, 0.5, [255, 255, 0, 255]);
+    if let Some(b) = &log.igtl {
+        let ras = |p: Vector3<f64>| {
+            let r = stylet_igtl::ras_from_lps([p.x, p.y, p.z]);
+            [r[0] as f32, r[1] as f32, r[2] as f32]
+        };
+        let point = |name: &str, p: Vector3<f64>| stylet_igtl::PointElement {
+            name: name.into(),
+            group: "Plan".into(),
+            rgba: [255, 255, 0, 255],
+            position: ras(p),
+            diameter: 2.0,
+            owner: String::new(),
+        };
+        b.broadcast(stylet_igtl::Message::new(
+            "PLAN",
+            stylet_igtl::Body::Point(vec![point("entry", entry), point("target", planned_tip)]),
+        ));
+    }
     view::zone(&tel, "world/zone/planned", Vector3::from(pos.zone_centre_lps_mm), axis, zone.long_mm, zone.short_mm);
 
     // Ground truth the run is measured against (never shown to the stack).
@@ -435,6 +492,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         if t - last_logged >= 0.05 {
             last_logged = t;
             view::scalar(&gate_tel, "respiration/gate_open", t, f64::from(u8::from(d.open)));
+            view::scalar(&gate_tel, "respiration/predicted_mm", t, d.predicted_mm);
         }
         d.open
     };
@@ -444,6 +502,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let needle_len = ik_opts.standoff_mm + 200.0;
     let mut last_state = None;
     let mut last_fk = -1.0;
+    let obs_igtl = log.igtl.clone();
     let obs_rec = log.rec.sender();
     let move_rec = log.rec.sender();
     let mut last_fault = None;
@@ -482,6 +541,11 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         if t - last_fk >= 0.1 {
             last_fk = t;
             view::robot(&obs_tel, t, &obs_arm, snap.measured.as_slice(), &ct_from_robot_est, needle_len);
+            if let Some(b) = &obs_igtl {
+                let m = (ct_from_robot_est * obs_arm.tip_pose(snap.measured.as_slice())).to_homogeneous();
+                let rows: [[f64; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|c| m[(r, c)]));
+                b.broadcast(stylet_igtl::bwh::Bwh::current_position(&rows));
+            }
         }
     };
     let mut s = Session {
@@ -497,6 +561,22 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             move_rec.record(t0.elapsed().as_secs_f64(), LogEvent::Command { name: "move".into(), values: goal.to_vec() });
         })),
     };
+    // EMERGENCY from the network presses the supervisor's e-stop (it can stop, never move).
+    let network_estop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let igtl_thread = igtl.map(|srv| {
+        let button = s.h.estop_button();
+        let pressed = Arc::clone(&network_estop);
+        std::thread::spawn(move || {
+            while let Ok(req) = srv.requests.recv() {
+                if req.action == stylet_igtl::bwh::Action::Enter(stylet_igtl::bwh::Phase::Emergency) {
+                    let _ = button.press();
+                    pressed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    srv.completed(stylet_igtl::bwh::Phase::Emergency, true, "e-stop latched: drives off, brakes on");
+                }
+            }
+        })
+    });
+    let _ = igtl_thread;
     step(s.wait("connected", Duration::from_secs(2), |x| x.state == MotionState::Connected))?;
     // The first states may still be on their way: retry briefly.
     let mut tries = 0;
@@ -760,7 +840,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut summary = json!({
         "scenario": scenario_path, "description": scenario.description, "seed": seed, "out": out,
         "procedure_log": log_path,
-        "telemetry": if args.viewer { json!("viewer") } else { json!(rrd_path) },
+        "telemetry": if to_file { json!(rrd_path) } else { json!("viewer") },
         "registration_error_at_target_mm": reg_err,
         "planned_margin_mm": plan.margin_mm,
         "scenario_events": fired,
@@ -817,7 +897,16 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 "safe stop: {code}; needle held at {inserted_mm:.1} mm, drives {} (operator reset required)",
                 if drives_off { "off, brakes on" } else { "STILL ON" }
             ));
-            outcome = if drives_off && fault.is_some() { Outcome::SafeStop } else { Outcome::Done };
+            outcome = if drives_off && (fault.is_some() || state == MotionState::EStop) {
+                Outcome::SafeStop
+            } else {
+                Outcome::Done
+            };
+            if network_estop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(a) = summary["scenario_events"].as_array_mut() {
+                    a.push(json!("network EMERGENCY (OpenIGTLink)"));
+                }
+            }
             summary["safe_state"] = json!({
                 "supervisor_state": state.name(), "fault": fault, "controller_drives_off": drives_off,
                 "inserted_mm": inserted_mm, "tip_to_planned_tip_mm": (true_tip - planned_tip).norm(),
@@ -833,7 +922,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     drop(tel);
     drop(log.tel);
     let tstats = telemetry.finish()?;
-    let expected = scenario.expect == outcome;
+    // An e-stop the operator pressed (over the network) ends the run as commanded.
+    let expected = scenario.expect == outcome
+        || (outcome == Outcome::SafeStop && network_estop.load(std::sync::atomic::Ordering::SeqCst));
     let outcome_name = |o: Outcome| match o {
         Outcome::Done => "done",
         Outcome::SafeStop => "safe-stop",
@@ -876,7 +967,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             ),
         }
         say!("procedure log: {} ({} records; `stylet replay` reads it)", log_path.display(), stats.written);
-        if !args.viewer {
+        if to_file {
             say!("telemetry: {} ({} items; open with `rerun {}`)", rrd_path.display(), tstats.logged, rrd_path.display());
         }
     }

@@ -169,12 +169,16 @@ pub struct RecordSender {
 impl RecordSender {
     /// Queues a record; never blocks. Returns false (and counts it) when the queue is full.
     pub fn record(&self, t_s: f64, event: Event) -> bool {
-        match self.tx.try_send(Msg::Record(t_s, event)) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
+        try_record(&self.tx, &self.dropped, t_s, event)
+    }
+}
+
+fn try_record(tx: &SyncSender<Msg>, dropped: &AtomicU64, t_s: f64, event: Event) -> bool {
+    match tx.try_send(Msg::Record(t_s, event)) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            false
         }
     }
 }
@@ -241,13 +245,7 @@ impl Recorder {
 
     /// Queues a record; never blocks. Returns false (and counts it) when the queue is full.
     pub fn record(&self, t_s: f64, event: Event) -> bool {
-        match self.tx.try_send(Msg::Record(t_s, event)) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+        try_record(&self.tx, &self.dropped, t_s, event)
     }
 
     /// Writes what is queued, syncs and closes.

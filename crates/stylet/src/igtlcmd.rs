@@ -268,24 +268,7 @@ fn start_robot(config: &std::path::Path, cfg: &SafetyConfig) -> anyhow::Result<(
         observer: None,
         on_move: None,
     };
-    step(s.wait("connected", Duration::from_secs(2), |x| x.state == MotionState::Connected))?;
-    let mut tries = 0;
-    while let Err(e) = s.command(Command::StartHoming) {
-        tries += 1;
-        anyhow::ensure!(tries < 50, "{e}");
-        s.pump();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    step(s.wait("drives enabled", Duration::from_secs(2), |x| {
-        x.drives_on && x.status.has(stylet_protocol::Status::DRIVES_ENABLED)
-    }))?;
-    let home = cfg.robot.home();
-    let ins = cfg.robot.insertion_joint().context("no insertion joint")?;
-    let mut needle_home = step(s.snapshot())?.commanded.as_slice().to_vec();
-    needle_home[ins] = home[ins];
-    step(s.move_to(&needle_home))?;
-    step(s.move_to(&home))?;
-    step(s.command(Command::Complete))?;
+    s.enable_and_home()?;
     Ok((s, sim))
 }
 

@@ -577,24 +577,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         })
     });
     let _ = igtl_thread;
-    step(s.wait("connected", Duration::from_secs(2), |x| x.state == MotionState::Connected))?;
-    // The first states may still be on their way: retry briefly.
-    let mut tries = 0;
-    while let Err(e) = s.command(Command::StartHoming) {
-        tries += 1;
-        anyhow::ensure!(tries < 50, "{e}");
-        s.pump();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    step(s.wait("drives enabled", Duration::from_secs(2), |x| x.drives_on && x.status.has(stylet_protocol::Status::DRIVES_ENABLED)))?;
+    s.enable_and_home()?;
     let home = cfg.robot.home();
     let ins = cfg.robot.insertion_joint().context("the robot has no insertion joint")?;
-    // The needle first, on its own (INS-1), then the arm.
-    let mut needle_home = step(s.snapshot())?.commanded.as_slice().to_vec();
-    needle_home[ins] = home[ins];
-    step(s.move_to(&needle_home))?;
-    step(s.move_to(&home))?;
-    step(s.command(Command::Complete))?;
     log.say("controller connected, drives enabled, arm at home");
 
     // Alignment (outside the patient).

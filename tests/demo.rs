@@ -34,7 +34,12 @@ fn demo(scenario: &str) -> (Value, PathBuf) {
         .arg(root().join("config/scenarios").join(format!("{scenario}.toml")))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{scenario}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{scenario}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["wire_monitor_violations"], 0, "{v}");
     assert_eq!(v["outcome"], v["expected_outcome"], "{v}");
@@ -109,28 +114,45 @@ fn easy() {
         assert!(e[path].is_object(), "{path} missing: {:?}", e.as_object().map(|m| m.keys().collect::<Vec<_>>()));
     }
     // The workflow's phases in order, ending Done.
-    let phases: Vec<&str> = e["/state/workflow"]["TextLog:text"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    let phases: Vec<&str> =
+        e["/state/workflow"]["TextLog:text"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
     assert_eq!(phases.first(), Some(&"PlanningCt"), "{phases:?}");
     assert_eq!(phases.last(), Some(&"Done"), "{phases:?}");
     assert!(phases.contains(&"AtTarget"), "{phases:?}");
     // The insertion joint's measured depth reached the plan's (the last joint, mm).
-    let depth = e["/joints/6/measured"]["Scalars:scalars"].as_array().unwrap().iter().filter_map(Value::as_f64).fold(0.0, f64::max);
+    let depth = e["/joints/6/measured"]["Scalars:scalars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .fold(0.0, f64::max);
     assert!(depth > 50.0, "deepest insertion {depth} mm");
     // The gate is a 0/1 series that was open some of the time.
-    let gate: Vec<f64> = e["/respiration/gate_open"]["Scalars:scalars"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    let gate: Vec<f64> =
+        e["/respiration/gate_open"]["Scalars:scalars"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
     assert!(gate.iter().all(|g| *g == 0.0 || *g == 1.0) && gate.contains(&1.0) && gate.contains(&0.0));
     // The target point is the phantom's tumour (within the CT).
     let target = &e["/world/target"]["Points3D:positions"][0][0];
     assert!(target.as_array().unwrap().len() == 3, "{target}");
     // The procedure log replays into rerun: workflow transitions, supervisor states, moves.
     let rrd = out.join("replay.rrd");
-    let o = Command::new(STYLET).args(["replay", "--json", "--rrd"]).arg(&rrd).arg(out.join("procedure.log")).output().unwrap();
+    let o = Command::new(STYLET)
+        .args(["replay", "--json", "--rrd"])
+        .arg(&rrd)
+        .arg(out.join("procedure.log"))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let replay: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(replay["rerun"]["logged"].as_u64().unwrap() > 20, "{replay}");
     assert!(replay["kinds"]["command"].as_u64().unwrap() >= 4, "{replay}");
     let Some(r) = read_rrd(&rrd) else { return };
-    let wf: Vec<&str> = r["entities"]["/log/state/workflow"]["TextLog:text"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    let wf: Vec<&str> = r["entities"]["/log/state/workflow"]["TextLog:text"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
     assert!(wf.last().unwrap().starts_with("Retraction -> Done"), "{wf:?}");
     assert!(r["entities"]["/log/state/supervisor"].is_object(), "{r}");
     assert!(r["entities"]["/commands/move/6"].is_object(), "{r}");
@@ -154,7 +176,6 @@ fn irregular_breathing() {
     let (_, out) = nominal("irregular-breathing");
     let _ = std::fs::remove_dir_all(out);
 }
-
 
 #[test]
 fn fault_link_loss() {

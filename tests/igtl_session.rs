@@ -34,7 +34,12 @@ fn pyigtl_runs_the_bwh_sequence_against_the_simulated_robot() {
         eprintln!("skipped: {}", String::from_utf8_lossy(&o.stderr));
         return;
     }
-    assert!(o.status.success(), "{}\n{}\n{rest:?}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{}\n{}\n{rest:?}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let steps = v["steps"].as_array().unwrap();
     let status_of = |i: usize| (steps[i]["phase"].as_str().unwrap().to_string(), steps[i]["status"].as_u64());

@@ -173,8 +173,7 @@ impl Scenario {
                 errors.joint_offset_error_deg = c.range("errors.joint_offset_error_deg", v, 0.0, 2.0);
             }
             if let Some(v) = e.needle_deflection_mm_per_100mm {
-                errors.needle_deflection_mm_per_100mm =
-                    c.range("errors.needle_deflection_mm_per_100mm", v, 0.0, 10.0);
+                errors.needle_deflection_mm_per_100mm = c.range("errors.needle_deflection_mm_per_100mm", v, 0.0, 10.0);
             }
             if let Some(v) = e.liver_motion {
                 errors.liver_motion = v;
@@ -189,7 +188,12 @@ impl Scenario {
                 (Some(f), None) => match FaultSpec::parse(f) {
                     Ok(spec) if spec.at_s == 0.0 => Some(EventKind::Controller(spec.kind)),
                     Ok(_) => {
-                        c.require(false, format!("{key}.fault"), f, "give the time with at_inserted_mm and after_s, not @");
+                        c.require(
+                            false,
+                            format!("{key}.fault"),
+                            f,
+                            "give the time with at_inserted_mm and after_s, not @",
+                        );
                         None
                     }
                     Err(err) => {

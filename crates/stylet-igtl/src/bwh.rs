@@ -114,12 +114,7 @@ fn status(device: &str, code: u16, error_name: &str, message: String) -> Message
 #[must_use]
 pub fn matrix_from_transform(t: &[f32; 12]) -> [[f64; 4]; 4] {
     let f = |i: usize| f64::from(t[i]);
-    [
-        [f(0), f(3), f(6), f(9)],
-        [f(1), f(4), f(7), f(10)],
-        [f(2), f(5), f(8), f(11)],
-        [0.0, 0.0, 0.0, 1.0],
-    ]
+    [[f(0), f(3), f(6), f(9)], [f(1), f(4), f(7), f(10)], [f(2), f(5), f(8), f(11)], [0.0, 0.0, 0.0, 1.0]]
 }
 
 /// TRANSFORM's 12 values from a row-major 4x4.
@@ -185,7 +180,12 @@ impl Bwh {
                     self.target = Some(target);
                     actions.push(Action::Target { entry: None, target });
                 } else {
-                    out.push(status("TARGETING", status::NOT_READY, "NOT_CALIBRATED", "target before calibration".into()));
+                    out.push(status(
+                        "TARGETING",
+                        status::NOT_READY,
+                        "NOT_CALIBRATED",
+                        "target before calibration".into(),
+                    ));
                 }
             }
             (Body::Traj(v), _) => {
@@ -195,7 +195,12 @@ impl Bwh {
                         self.target = Some(p(t.target));
                         actions.push(Action::Target { entry: Some(p(t.entry)), target: p(t.target) });
                     } else {
-                        out.push(status("TARGETING", status::NOT_READY, "NOT_CALIBRATED", "target before calibration".into()));
+                        out.push(status(
+                            "TARGETING",
+                            status::NOT_READY,
+                            "NOT_CALIBRATED",
+                            "target before calibration".into(),
+                        ));
                     }
                 }
             }
@@ -205,7 +210,12 @@ impl Bwh {
                     self.target = Some(p(v[1].position));
                     actions.push(Action::Target { entry: Some(p(v[0].position)), target: p(v[1].position) });
                 } else {
-                    out.push(status("TARGETING", status::NOT_READY, "NOT_CALIBRATED", "target before calibration".into()));
+                    out.push(status(
+                        "TARGETING",
+                        status::NOT_READY,
+                        "NOT_CALIBRATED",
+                        "target before calibration".into(),
+                    ));
                 }
             }
             _ => actions.push(Action::Received(Box::new(m.clone()))),
@@ -243,7 +253,10 @@ impl Bwh {
     #[must_use]
     pub fn current_position(image_from_tip_lps: &[[f64; 4]; 4]) -> Message {
         // LPS -> RAS is the same sign flip.
-        reply("CURRENT_POSITION".into(), Body::Transform(transform_from_matrix(&lps_from_ras_matrix(image_from_tip_lps))))
+        reply(
+            "CURRENT_POSITION".into(),
+            Body::Transform(transform_from_matrix(&lps_from_ras_matrix(image_from_tip_lps))),
+        )
     }
 
     /// The tip position as POSITION (RAS), for peers that prefer it.
@@ -319,7 +332,10 @@ mod tests {
         let (out, act) = b.handle(&cmd("0008", "MOVE_TO_TARGET"));
         assert_eq!(out.len(), 1);
         assert_eq!(act, vec![Action::Enter(Phase::MoveToTarget)]);
-        assert_eq!(code_of(&b.completed(Phase::MoveToTarget, true, "at target")), Some(("MOVE_TO_TARGET".into(), status::OK)));
+        assert_eq!(
+            code_of(&b.completed(Phase::MoveToTarget, true, "at target")),
+            Some(("MOVE_TO_TARGET".into(), status::OK))
+        );
         // EMERGENCY is always taken.
         let (_, act) = b.handle(&cmd("0009", "EMERGENCY"));
         assert_eq!(act, vec![Action::Enter(Phase::Emergency)]);

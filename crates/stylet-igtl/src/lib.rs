@@ -11,8 +11,8 @@
 
 pub mod bwh;
 pub mod client;
-pub mod server;
 mod message;
+pub mod server;
 mod wire;
 
 pub use message::{

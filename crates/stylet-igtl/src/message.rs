@@ -438,9 +438,10 @@ impl Body {
                 Body::Image(img)
             }
             t => {
-                let query = [("GET_", Query::Get), ("STT_", Query::Start), ("STP_", Query::Stop), ("RTS_", Query::Reply)]
-                    .into_iter()
-                    .find_map(|(p, q)| t.strip_prefix(p).map(|of| (q, of)));
+                let query =
+                    [("GET_", Query::Get), ("STT_", Query::Start), ("STP_", Query::Stop), ("RTS_", Query::Reply)]
+                        .into_iter()
+                        .find_map(|(p, q)| t.strip_prefix(p).map(|of| (q, of)));
                 match query {
                     Some((query, of)) => Body::Query { query, of: of.to_string(), body: b.to_vec() },
                     None => Body::Other { type_name: t.to_string(), body: b.to_vec() },
@@ -636,7 +637,8 @@ impl Message {
                 self.body.write(&mut body);
                 put_u16(&mut body, ext.metadata.len() as u16);
                 for m in &ext.metadata {
-                    let k = u16::try_from(m.key.len()).map_err(|_| refuse(format!("metadata key {:?} too long", m.key)))?;
+                    let k =
+                        u16::try_from(m.key.len()).map_err(|_| refuse(format!("metadata key {:?} too long", m.key)))?;
                     let v = u32::try_from(m.value.len()).map_err(|_| refuse("metadata value too long".into()))?;
                     put_u16(&mut body, k);
                     put_u16(&mut body, m.encoding);

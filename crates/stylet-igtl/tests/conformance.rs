@@ -83,7 +83,10 @@ fn vector_contents_are_what_the_reference_tests_wrote() {
     // The reference test's quaternion (0, 0.5774, 0.5774, 0.3333), as written.
     assert_eq!(q, [0.0, f32::from_bits(0x3f13_cd3a), f32::from_bits(0x3f13_cd3a), f32::from_bits(0x3eaa_aaab)]);
     let m = decode(&all["capability"]);
-    assert_eq!(m.body, Body::Capability(vec!["IMAGE".into(), "GET_IMAGE".into(), "TRANSFORM".into(), "GET_TRANS".into()]));
+    assert_eq!(
+        m.body,
+        Body::Capability(vec!["IMAGE".into(), "GET_IMAGE".into(), "TRANSFORM".into(), "GET_TRANS".into()])
+    );
     let m = decode(&all["point"]);
     let Body::Point(p) = m.body else { panic!() };
     assert_eq!(p[0].name, "POINT_DESCRIPTION_0");

@@ -54,7 +54,11 @@ fn pyigtl_client_runs_the_start_of_a_bwh_session_and_both_directions() {
             eprintln!("skipped: {}", String::from_utf8_lossy(&o.stderr));
             return;
         }
-        panic!("no request from pyigtl: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        panic!(
+            "no request from pyigtl: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     assert!(matches!(got[0], Action::Enter(stylet_igtl::bwh::Phase::StartUp)), "{got:?}");
     let Action::Registration(m) = &got[1] else { panic!("{got:?}") };
@@ -102,7 +106,10 @@ fn pyigtl_client_runs_the_start_of_a_bwh_session_and_both_directions() {
         diameter: 2.0,
         owner: String::new(),
     };
-    s.broadcast(Message::new("PLAN_OUT", Body::Point(vec![point("entry", [1.0, 2.0, 3.0]), point("target", [4.0, 5.0, 6.5])])));
+    s.broadcast(Message::new(
+        "PLAN_OUT",
+        Body::Point(vec![point("entry", [1.0, 2.0, 3.0]), point("target", [4.0, 5.0, 6.5])]),
+    ));
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -182,7 +189,10 @@ fn several_clients_and_a_slow_one_never_stalls_the_others() {
     // Broadcasting never blocks: 20 000 position updates of 1 kB payload each go out at once.
     let big = vec![b'x'; 1000];
     for k in 0..20_000u32 {
-        s.broadcast(Message::new("CURRENT_POSITION", Body::String { encoding: 3, value: [&k.to_be_bytes()[..], &big].concat() }));
+        s.broadcast(Message::new(
+            "CURRENT_POSITION",
+            Body::String { encoding: 3, value: [&k.to_be_bytes()[..], &big].concat() },
+        ));
     }
     s.broadcast(Message::new("LAST", Body::String { encoding: 3, value: b"done".to_vec() }));
     // The fast client gets the last one; the slow one lost messages, counted.
@@ -197,7 +207,8 @@ fn several_clients_and_a_slow_one_never_stalls_the_others() {
 
 #[test]
 fn other_addresses_need_the_explicit_flag() {
-    let e = server::start(&ServerConfig { addr: SocketAddr::from(([0, 0, 0, 0], 0)), ..Default::default() }).unwrap_err();
+    let e =
+        server::start(&ServerConfig { addr: SocketAddr::from(([0, 0, 0, 0], 0)), ..Default::default() }).unwrap_err();
     assert!(e.to_string().contains("not a loopback address"), "{e}");
 }
 
@@ -206,11 +217,8 @@ fn other_addresses_need_the_explicit_flag() {
 fn cpp_peer() -> Option<std::path::PathBuf> {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/igtl_cpp_peer.cxx");
     let exe = std::env::temp_dir().join(format!("stylet-igtl-cpp-peer-{}", std::process::id()));
-    let o = Command::new("g++")
-        .arg(&src)
-        .args(["-I/usr/include/openigtlink", "-lOpenIGTLink", "-o"])
-        .arg(&exe)
-        .output();
+    let o =
+        Command::new("g++").arg(&src).args(["-I/usr/include/openigtlink", "-lOpenIGTLink", "-o"]).arg(&exe).output();
     match o {
         Ok(o) if o.status.success() => Some(exe),
         other => {
@@ -218,7 +226,10 @@ fn cpp_peer() -> Option<std::path::PathBuf> {
                 Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
                 Err(e) => e.to_string(),
             };
-            assert!(std::env::var_os("CI").is_none(), "building the C++ peer (apt install libopenigtlink-dev g++): {why}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "building the C++ peer (apt install libopenigtlink-dev g++): {why}"
+            );
             eprintln!("skipped: the C++ reference peer does not build here: {why}");
             None
         }
@@ -267,7 +278,10 @@ fn the_cpp_reference_library_both_ways() {
         diameter: 2.0,
         owner: String::new(),
     };
-    s.broadcast(Message::new("PLAN_OUT", Body::Point(vec![point("entry", [1.0, 2.0, 3.0]), point("target", [4.0, 5.0, 6.5])])));
+    s.broadcast(Message::new(
+        "PLAN_OUT",
+        Body::Point(vec![point("entry", [1.0, 2.0, 3.0]), point("target", [4.0, 5.0, 6.5])]),
+    ));
     s.completed(stylet_igtl::bwh::Phase::MoveToTarget, true, "at the target");
     s.broadcast(Message::new(
         "CT_SLICE",

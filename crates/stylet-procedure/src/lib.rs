@@ -314,13 +314,11 @@ impl Workflow {
                     format!("confirmation CT: tip {offset_mm:.2} mm off the planned line at the skin; re-align outside tissue (INS-1)"),
                 ))
             }
-            (P::Alignment, Input::Aligned) => {
-                Ok(self.go(
-                    t_s,
-                    P::Insertion,
-                    "needle on the planned line at the skin; insertion in gated steps (INS-2)",
-                ))
-            }
+            (P::Alignment, Input::Aligned) => Ok(self.go(
+                t_s,
+                P::Insertion,
+                "needle on the planned line at the skin; insertion in gated steps (INS-2)",
+            )),
             (P::Insertion, Input::StepDone { depth_mm }) => {
                 Ok(self.go(t_s, P::CheckpointCt, format!("step to {depth_mm:.1} mm done; checkpoint CT (INS-3)")))
             }

@@ -118,7 +118,11 @@ fn runner_latches_stale_operator_at_its_deadline_and_interrupts_the_trajectory()
 
 /// Sends `m` (carrying an answer channel), lets one cycle run, and returns what `read` saw the
 /// moment the answer arrived (before the cycle ended).
-fn answered<T: std::fmt::Debug>(rig: &mut Rig, m: Operator, rx: &std::sync::mpsc::Receiver<T>) -> (T, stylet_safety::Snapshot) {
+fn answered<T: std::fmt::Debug>(
+    rig: &mut Rig,
+    m: Operator,
+    rx: &std::sync::mpsc::Receiver<T>,
+) -> (T, stylet_safety::Snapshot) {
     rig.h.send(Operator::Heartbeat).unwrap();
     let target = rig.h.cycles() + 1;
     rig.h.send(m).unwrap();

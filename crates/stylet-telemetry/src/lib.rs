@@ -324,9 +324,8 @@ fn log_item(rec: &rerun::RecordingStream, item: &Item) -> Result<(), String> {
             }
         }
         Item::Lines { path, t_s, strips, radius_mm, color } => {
-            let a = rerun::LineStrips3D::new(strips.iter().cloned())
-                .with_radii([*radius_mm])
-                .with_colors([rgba(*color)]);
+            let a =
+                rerun::LineStrips3D::new(strips.iter().cloned()).with_radii([*radius_mm]).with_colors([rgba(*color)]);
             if at(rec, *t_s) {
                 rec.log_static(path.as_str(), &a)
             } else {

@@ -16,7 +16,9 @@ fn read_back(path: &std::path::Path) -> Option<serde_json::Value> {
             eprintln!("skipped: {}", String::from_utf8_lossy(&o.stderr));
             None
         }
-        Ok(o) => panic!("read_rrd.py failed: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        Ok(o) => {
+            panic!("read_rrd.py failed: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        }
         Err(e) => panic!("python3: {e}"),
     }
 }
@@ -45,7 +47,11 @@ fn a_recording_reads_back_with_its_entities_and_values() {
     assert_eq!(stats.dropped, 0);
     let Some(v) = read_back(&path) else { return };
     let e = &v["entities"];
-    assert_eq!(e["/respiration/signal_mm"]["Scalars:scalars"], serde_json::json!([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5]), "{v}");
+    assert_eq!(
+        e["/respiration/signal_mm"]["Scalars:scalars"],
+        serde_json::json!([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5]),
+        "{v}"
+    );
     assert_eq!(e["/events"]["TextLog:text"], serde_json::json!(["fault latched: link lost"]), "{v}");
     assert_eq!(e["/world/target"]["Points3D:positions"], serde_json::json!([[[1.0, 2.0, 3.0]]]), "{v}");
     assert_eq!(e["/ct/axial"]["Image:buffer"], serde_json::json!([8]), "{v}");

@@ -242,11 +242,14 @@ impl Session {
             self.pump();
             std::thread::sleep(Duration::from_millis(20));
         }
-        step(self.wait("drives enabled", Duration::from_secs(2), |x| {
-            x.drives_on && x.status.has(Status::DRIVES_ENABLED)
-        }))?;
+        step(
+            self.wait("drives enabled", Duration::from_secs(2), |x| {
+                x.drives_on && x.status.has(Status::DRIVES_ENABLED)
+            }),
+        )?;
         let home = self.cfg.robot.home();
-        let ins = self.cfg.robot.insertion_joint().ok_or_else(|| anyhow::anyhow!("the robot has no insertion joint"))?;
+        let ins =
+            self.cfg.robot.insertion_joint().ok_or_else(|| anyhow::anyhow!("the robot has no insertion joint"))?;
         let mut needle_home = step(self.snapshot())?.commanded.as_slice().to_vec();
         needle_home[ins] = home[ins];
         step(self.move_to(&needle_home))?;

@@ -162,7 +162,11 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                         s.pump();
                     }
                     moving = None;
-                    srv.completed(Phase::Emergency, true, "e-stop latched: drives off, brakes on; reset at the console");
+                    srv.completed(
+                        Phase::Emergency,
+                        true,
+                        "e-stop latched: drives off, brakes on; reset at the console",
+                    );
                     out(args.json, "emergency", json!(null));
                 }
                 Action::Registration(m) => {
@@ -194,7 +198,11 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                                 phase: Phase::Targeting,
                                 deadline: Instant::now() + Duration::from_secs_f64(3.0 * secs + 5.0),
                             });
-                            out(args.json, "aligning", json!({ "entry_robot_mm": e.as_slice(), "target_robot_mm": t.as_slice() }));
+                            out(
+                                args.json,
+                                "aligning",
+                                json!({ "entry_robot_mm": e.as_slice(), "target_robot_mm": t.as_slice() }),
+                            );
                         }
                         Err(e) => srv.completed(Phase::Targeting, false, &format!("{e:#}")),
                     }
@@ -205,8 +213,8 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         // A move in progress: stream the tip; complete when there and still.
         if let (Some(m), Some((s, _))) = (moving.as_ref(), session.as_mut()) {
             let snap = s.snapshot().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let there = snap.commanded.as_slice() == m.goal.as_slice()
-                && snap.velocity.as_slice().iter().all(|v| *v == 0.0);
+            let there =
+                snap.commanded.as_slice() == m.goal.as_slice() && snap.velocity.as_slice().iter().all(|v| *v == 0.0);
             // The tip streams at 10 Hz during the move, and once more where it stopped.
             if there || last_stream.elapsed() >= Duration::from_millis(100) {
                 last_stream = Instant::now();
@@ -246,7 +254,11 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => 0,
     };
-    out(args.json, "stopped", json!({ "received": received, "rejected": rejected, "wire_monitor_violations": violations }));
+    out(
+        args.json,
+        "stopped",
+        json!({ "received": received, "rejected": rejected, "wire_monitor_violations": violations }),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -284,8 +296,14 @@ fn align(
     retracted: f64,
 ) -> anyhow::Result<(Vec<f64>, f64)> {
     let seed = step(s.snapshot())?.commanded.as_slice().to_vec();
-    let sol = stylet_kinematics::ik::solve_first(arm, &stylet_kinematics::NeedleLine { entry, target }, &seed, keepouts, ik_opts)
-        .map_err(|e| anyhow::anyhow!("no arm configuration reaches that line: {e}"))?;
+    let sol = stylet_kinematics::ik::solve_first(
+        arm,
+        &stylet_kinematics::NeedleLine { entry, target },
+        &seed,
+        keepouts,
+        ik_opts,
+    )
+    .map_err(|e| anyhow::anyhow!("no arm configuration reaches that line: {e}"))?;
     let mut q = sol.joints.clone();
     q[ins] = retracted;
     let state = step(s.snapshot())?.state;

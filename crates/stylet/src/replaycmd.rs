@@ -37,7 +37,9 @@ fn to_rerun(records: &[stylet_recorder::Record], tel: &stylet_telemetry::Telemet
             Event::State { machine, from, to, reason } => {
                 text(format!("log/state/{machine}"), t_s, format!("{from} -> {to}: {reason}"), Level::Info);
             }
-            Event::Operator { action, detail } => text("log/operator".into(), t_s, format!("{action}: {detail}"), Level::Info),
+            Event::Operator { action, detail } => {
+                text("log/operator".into(), t_s, format!("{action}: {detail}"), Level::Info)
+            }
             Event::Fault { code, detail } => text("log/fault".into(), t_s, format!("{code}: {detail}"), Level::Error),
             Event::Note { text: n } => text("log/note".into(), t_s, n.clone(), Level::Info),
             Event::Command { name, values } | Event::Sample { name, values } => {
@@ -101,7 +103,11 @@ pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         say!("  {:>10.3} s  {}", r.t_s, serde_json::to_string(&r.event).unwrap_or_default());
     }
     if let Some(s) = replayed {
-        say!("replayed into rerun: {} items{}", s.logged, args.rrd.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default());
+        say!(
+            "replayed into rerun: {} items{}",
+            s.logged,
+            args.rrd.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
+        );
     }
     match &log.cut {
         None => say!("complete: ends on a whole record"),

@@ -99,7 +99,10 @@ impl Log {
         view::text(&self.tel, "state/workflow", t, format!("{:?}", tr.to), Level::Info);
         if let Some(b) = &self.igtl {
             let phase = format!("{:?}", tr.to);
-            b.broadcast(stylet_igtl::Message::new("WORKFLOW", stylet_igtl::Body::String { encoding: 3, value: phase.into_bytes() }));
+            b.broadcast(stylet_igtl::Message::new(
+                "WORKFLOW",
+                stylet_igtl::Body::String { encoding: 3, value: phase.into_bytes() },
+            ));
         }
         self.bar.inc(1);
         self.bar.set_message(format!("{:?}", tr.to));
@@ -170,8 +173,6 @@ fn align_on_line(
     step(s.command(Command::Complete))?;
     Ok(())
 }
-
-
 
 /// How the insertion ended.
 enum InsertionEnd {
@@ -558,7 +559,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         gate: None,
         observer: Some(Box::new(observer)),
         on_move: Some(Box::new(move |goal: &[f64]| {
-            move_rec.record(t0.elapsed().as_secs_f64(), LogEvent::Command { name: "move".into(), values: goal.to_vec() });
+            move_rec
+                .record(t0.elapsed().as_secs_f64(), LogEvent::Command { name: "move".into(), values: goal.to_vec() });
         })),
     };
     // EMERGENCY from the network presses the supervisor's e-stop (it can stop, never move).
@@ -601,8 +603,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // In air the thin shaft's partial-volume voxels stay below the in-tissue metal threshold;
     // nothing else near the line outside the body is that dense.
     let in_air = stylet_imaging::NeedleSettings { threshold_hu: 1500.0, ..Default::default() };
-    let needle = needle_ct(&mut s, &ph.volume, tip_now - axis * 40.0, tip_now, (pos.entry_lps_mm, target.into()), &in_air)
-        .context("confirmation CT")?;
+    let needle =
+        needle_ct(&mut s, &ph.volume, tip_now - axis * 40.0, tip_now, (pos.entry_lps_mm, target.into()), &in_air)
+            .context("confirmation CT")?;
     let at_skin = entry - axis * standoff;
     let mut correction = at_skin - Vector3::from(needle.tip_lps_mm);
     log.workflow(&mut wf, &Input::AlignmentChecked { offset_mm: correction.norm() })?;
@@ -631,194 +634,205 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut budget = json!(null);
     let mut reinsertions = 0;
     let end = loop {
-    let end = 'procedure: loop {
-        // Advance in gated windows: the supervisor holds when the gate closes; resume when it opens.
-        let mut goal = step(s.snapshot())?.commanded.as_slice().to_vec();
-        goal[ins] = goal_depth;
-        let t_step = Instant::now();
-        let mut moving = false;
-        let mut sub_goal = f64::NAN;
-        let stopped_at;
-        loop {
-            s.pump();
-            let snap = step(s.snapshot())?;
-            let commanded = snap.commanded.as_slice()[ins];
-            let inserted = snap.measured.as_slice()[ins] - standoff;
-            // Scenario events: due once the needle is deep enough, after their delay.
-            if let Some(ev) = pending.front().copied() {
-                if inserted >= ev.at_inserted_mm && due_at.is_none() {
-                    due_at = Some(Instant::now() + Duration::from_secs_f64(ev.after_s));
-                }
-                if due_at.is_some_and(|d| Instant::now() >= d) {
-                    pending.pop_front();
-                    due_at = None;
-                    let what = match ev.what {
-                        EventKind::Controller(kind) => {
-                            sim.inject(kind);
-                            format!("controller fault injected: {kind:?}")
-                        }
-                        EventKind::BeltSilent(secs) => {
-                            if let Ok(mut u) = belt_silent_until.lock() {
-                                *u = Some(Instant::now() + Duration::from_secs_f64(secs));
+        let end = 'procedure: loop {
+            // Advance in gated windows: the supervisor holds when the gate closes; resume when it opens.
+            let mut goal = step(s.snapshot())?.commanded.as_slice().to_vec();
+            goal[ins] = goal_depth;
+            let t_step = Instant::now();
+            let mut moving = false;
+            let mut sub_goal = f64::NAN;
+            let stopped_at;
+            loop {
+                s.pump();
+                let snap = step(s.snapshot())?;
+                let commanded = snap.commanded.as_slice()[ins];
+                let inserted = snap.measured.as_slice()[ins] - standoff;
+                // Scenario events: due once the needle is deep enough, after their delay.
+                if let Some(ev) = pending.front().copied() {
+                    if inserted >= ev.at_inserted_mm && due_at.is_none() {
+                        due_at = Some(Instant::now() + Duration::from_secs_f64(ev.after_s));
+                    }
+                    if due_at.is_some_and(|d| Instant::now() >= d) {
+                        pending.pop_front();
+                        due_at = None;
+                        let what = match ev.what {
+                            EventKind::Controller(kind) => {
+                                sim.inject(kind);
+                                format!("controller fault injected: {kind:?}")
                             }
-                            format!("respiratory belt silent for {secs} s")
-                        }
-                    };
-                    log.say(format!("scenario event at {inserted:.1} mm inserted: {what}"));
-                    view::text(&tel, "events", t0.elapsed().as_secs_f64(), what.clone(), Level::Warn);
-                    fired.push(what);
+                            EventKind::BeltSilent(secs) => {
+                                if let Ok(mut u) = belt_silent_until.lock() {
+                                    *u = Some(Instant::now() + Duration::from_secs_f64(secs));
+                                }
+                                format!("respiratory belt silent for {secs} s")
+                            }
+                        };
+                        log.say(format!("scenario event at {inserted:.1} mm inserted: {what}"));
+                        view::text(&tel, "events", t0.elapsed().as_secs_f64(), what.clone(), Level::Warn);
+                        fired.push(what);
+                    }
                 }
-            }
-            let there = (commanded - goal_depth).abs() < 1e-9;
-            let still = snap.velocity.as_slice().iter().all(|v| *v == 0.0);
-            if there && still {
-                stopped_at = breathing_time();
-                break;
-            }
-            anyhow::ensure!(t_step.elapsed() < Duration::from_secs(90), "insertion step did not finish in 90 s");
-            // The bulk of the step in any gated window; its final approach only near the
-            // reference level (RESP-2, final approach), so the tip stops where the CT imaged it.
-            let next = if commanded < goal_depth - approach_mm - 1e-6 { goal_depth - approach_mm } else { goal_depth };
-            if moving && still && (commanded - sub_goal).abs() < 1e-9 {
-                moving = false;
-            }
-            let may_start = next < goal_depth || approach_ok.load(std::sync::atomic::Ordering::Relaxed);
-            goal[ins] = next;
-            match snap.state {
-                // Waiting for a gated window: begin or resume when the supervisor takes it.
-                MotionState::Aligned | MotionState::Holding if may_start => {
+                let there = (commanded - goal_depth).abs() < 1e-9;
+                let still = snap.velocity.as_slice().iter().all(|v| *v == 0.0);
+                if there && still {
+                    stopped_at = breathing_time();
+                    break;
+                }
+                anyhow::ensure!(t_step.elapsed() < Duration::from_secs(90), "insertion step did not finish in 90 s");
+                // The bulk of the step in any gated window; its final approach only near the
+                // reference level (RESP-2, final approach), so the tip stops where the CT imaged it.
+                let next =
+                    if commanded < goal_depth - approach_mm - 1e-6 { goal_depth - approach_mm } else { goal_depth };
+                if moving && still && (commanded - sub_goal).abs() < 1e-9 {
                     moving = false;
-                    let cmd = if first { Command::BeginInsert } else { Command::Resume };
-                    if s.command(cmd).is_ok() {
-                        first = false;
-                        log.rec.record(
-                            log.t0.elapsed().as_secs_f64(),
-                            LogEvent::Operator { action: format!("{cmd:?}"), detail: "pedal held, gate open".into() },
-                        );
+                }
+                let may_start = next < goal_depth || approach_ok.load(std::sync::atomic::Ordering::Relaxed);
+                goal[ins] = next;
+                match snap.state {
+                    // Waiting for a gated window: begin or resume when the supervisor takes it.
+                    MotionState::Aligned | MotionState::Holding if may_start => {
+                        moving = false;
+                        let cmd = if first { Command::BeginInsert } else { Command::Resume };
+                        if s.command(cmd).is_ok() {
+                            first = false;
+                            log.rec.record(
+                                log.t0.elapsed().as_secs_f64(),
+                                LogEvent::Operator {
+                                    action: format!("{cmd:?}"),
+                                    detail: "pedal held, gate open".into(),
+                                },
+                            );
+                            moving = try_start(&mut s, &goal)?;
+                            sub_goal = next;
+                        }
+                    }
+                    MotionState::Aligned | MotionState::Holding => moving = false,
+                    MotionState::Inserting if !moving && still && may_start => {
                         moving = try_start(&mut s, &goal)?;
                         sub_goal = next;
                     }
-                }
-                MotionState::Aligned | MotionState::Holding => moving = false,
-                MotionState::Inserting if !moving && still && may_start => {
-                    moving = try_start(&mut s, &goal)?;
-                    sub_goal = next;
-                }
-                MotionState::Fault | MotionState::EStop => {
-                    // The supervisor stopped the arm: wait for it to be still, then report where.
-                    let t_stop = Instant::now();
-                    while t_stop.elapsed() < Duration::from_millis(500) {
-                        s.pump();
-                        std::thread::sleep(Duration::from_millis(10));
+                    MotionState::Fault | MotionState::EStop => {
+                        // The supervisor stopped the arm: wait for it to be still, then report where.
+                        let t_stop = Instant::now();
+                        while t_stop.elapsed() < Duration::from_millis(500) {
+                            s.pump();
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        let q_true = sim.true_positions();
+                        let inserted = q_true.get(ins).copied().unwrap_or(0.0) - standoff;
+                        let tip = truth.tip_in_tissue(&q_true, inserted, breathing_time());
+                        break 'procedure InsertionEnd::Stopped {
+                            state: snap.state,
+                            fault: snap.fault.map(|f| f.to_string()),
+                            inserted_mm: inserted,
+                            true_tip: tip,
+                        };
                     }
-                    let q_true = sim.true_positions();
-                    let inserted = q_true.get(ins).copied().unwrap_or(0.0) - standoff;
-                    let tip = truth.tip_in_tissue(&q_true, inserted, breathing_time());
-                    break 'procedure InsertionEnd::Stopped {
-                        state: snap.state,
-                        fault: snap.fault.map(|f| f.to_string()),
-                        inserted_mm: inserted,
-                        true_tip: tip,
-                    };
+                    // Inserting, or a snapshot a cycle behind the last command.
+                    _ => {}
                 }
-                // Inserting, or a snapshot a cycle behind the last command.
-                _ => {}
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        step(s.command(Command::Hold)).ok();
-        let snap = step(s.snapshot())?;
-        log.workflow(&mut wf, &Input::StepDone { depth_mm: snap.commanded.as_slice()[ins] - standoff })?;
-        // Where the tip really is: the true arm at its true joints, bent, in the tissue that was
-        // under it when it stopped.
-        let q_true = sim.true_positions();
-        let inserted = (q_true.get(ins).copied().unwrap_or(0.0) - standoff).max(0.0);
-        // A step that did not advance leaves the tip in the tissue it was in.
-        let true_tip = match last_tip {
-            Some((depth, tip)) if (depth - inserted).abs() < 0.01 => tip,
-            _ => truth.tip_in_tissue(&q_true, inserted, stopped_at),
-        };
-        last_tip = Some((inserted, true_tip));
-        budget = json!({
-            "liver_since_planning_ct_mm": truth.liver_offset(stopped_at).norm(),
-            "liver_since_confirmation_ct_mm": (truth.liver_offset(stopped_at) - liver_at_confirmation).norm(),
-            "hidden_calibration_at_tip_mm": (truth.arm.tip_pose(&q_true).translation.vector
-                - arm.tip_pose(&q_true).translation.vector).norm(),
-            "needle_deflection_mm": truth.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted),
-        });
-        // Checkpoint CT (end-exhale breath-hold): the needle drawn into a copy of the planning CT
-        // along the true axis, and found in it. The CT takes a moment: keep the console alive.
-        let t_ct = truth::end_exhale_before(&mut truth.breathing, breathing_time());
-        let skin_side = true_tip - axis * (inserted + standoff + 20.0);
-        let needle = needle_ct(
-            &mut s,
-            &ph.volume,
-            skin_side,
-            true_tip,
-            (pos.entry_lps_mm, target.into()),
-            &stylet_imaging::NeedleSettings::default(),
-        )
-        .context("checkpoint CT")?;
-        total_cts += 1;
-        let measured_tip = Vector3::from(needle.tip_lps_mm);
-        view::point(&tel, "world/checkpoint_tip", Some(t0.elapsed().as_secs_f64()), measured_tip, 1.2, [255, 0, 255, 255]);
-        if let Ok(mut r) = re_reference.lock() {
-            *r = Some(truth.breathing.surrogate(t_ct));
-        }
-        let remaining = (planned_tip - measured_tip).dot(&axis);
-        // The zone is centred behind the tip: its centre against the target is the error.
-        let centre = measured_tip - axis * zone.centre_from_tip_mm;
-        let margin = plan.margin_mm - (centre - target).norm();
-        log.say(format!(
+            step(s.command(Command::Hold)).ok();
+            let snap = step(s.snapshot())?;
+            log.workflow(&mut wf, &Input::StepDone { depth_mm: snap.commanded.as_slice()[ins] - standoff })?;
+            // Where the tip really is: the true arm at its true joints, bent, in the tissue that was
+            // under it when it stopped.
+            let q_true = sim.true_positions();
+            let inserted = (q_true.get(ins).copied().unwrap_or(0.0) - standoff).max(0.0);
+            // A step that did not advance leaves the tip in the tissue it was in.
+            let true_tip = match last_tip {
+                Some((depth, tip)) if (depth - inserted).abs() < 0.01 => tip,
+                _ => truth.tip_in_tissue(&q_true, inserted, stopped_at),
+            };
+            last_tip = Some((inserted, true_tip));
+            budget = json!({
+                "liver_since_planning_ct_mm": truth.liver_offset(stopped_at).norm(),
+                "liver_since_confirmation_ct_mm": (truth.liver_offset(stopped_at) - liver_at_confirmation).norm(),
+                "hidden_calibration_at_tip_mm": (truth.arm.tip_pose(&q_true).translation.vector
+                    - arm.tip_pose(&q_true).translation.vector).norm(),
+                "needle_deflection_mm": truth.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted),
+            });
+            // Checkpoint CT (end-exhale breath-hold): the needle drawn into a copy of the planning CT
+            // along the true axis, and found in it. The CT takes a moment: keep the console alive.
+            let t_ct = truth::end_exhale_before(&mut truth.breathing, breathing_time());
+            let skin_side = true_tip - axis * (inserted + standoff + 20.0);
+            let needle = needle_ct(
+                &mut s,
+                &ph.volume,
+                skin_side,
+                true_tip,
+                (pos.entry_lps_mm, target.into()),
+                &stylet_imaging::NeedleSettings::default(),
+            )
+            .context("checkpoint CT")?;
+            total_cts += 1;
+            let measured_tip = Vector3::from(needle.tip_lps_mm);
+            view::point(
+                &tel,
+                "world/checkpoint_tip",
+                Some(t0.elapsed().as_secs_f64()),
+                measured_tip,
+                1.2,
+                [255, 0, 255, 255],
+            );
+            if let Ok(mut r) = re_reference.lock() {
+                *r = Some(truth.breathing.surrogate(t_ct));
+            }
+            let remaining = (planned_tip - measured_tip).dot(&axis);
+            // The zone is centred behind the tip: its centre against the target is the error.
+            let centre = measured_tip - axis * zone.centre_from_tip_mm;
+            let margin = plan.margin_mm - (centre - target).norm();
+            log.say(format!(
             "checkpoint CT: needle tip found at ({:.1}, {:.1}, {:.1}) mm, {:.2} mm from the planned tip, {remaining:.1} mm to go",
             measured_tip.x,
             measured_tip.y,
             measured_tip.z,
             (measured_tip - planned_tip).norm()
         ));
-        let tip_error = (measured_tip - planned_tip).norm();
-        let at_depth = remaining <= 1.0;
-        let acceptable = tip_error <= rules.acc1_max_tip_error_mm && margin >= rules.mar1_fail_mm;
-        let input = Input::CheckpointMeasured {
-            tip_error_mm: tip_error,
-            margin_mm: margin,
-            // At depth but off to the side: only a new orientation corrects it (INS-1).
-            needs_reorientation: at_depth && !acceptable,
-            remaining_mm: if at_depth { 0.0 } else { remaining },
+            let tip_error = (measured_tip - planned_tip).norm();
+            let at_depth = remaining <= 1.0;
+            let acceptable = tip_error <= rules.acc1_max_tip_error_mm && margin >= rules.mar1_fail_mm;
+            let input = Input::CheckpointMeasured {
+                tip_error_mm: tip_error,
+                margin_mm: margin,
+                // At depth but off to the side: only a new orientation corrects it (INS-1).
+                needs_reorientation: at_depth && !acceptable,
+                remaining_mm: if at_depth { 0.0 } else { remaining },
+            };
+            log.workflow(&mut wf, &input)?;
+            match wf.phase() {
+                stylet_procedure::Phase::AtTarget => break InsertionEnd::AtTarget { true_tip, measured_tip },
+                stylet_procedure::Phase::Insertion => {
+                    goal_depth = (snap.commanded.as_slice()[ins] + remaining.max(0.0)).min(cfg.robot.joints[ins].max);
+                }
+                stylet_procedure::Phase::Retraction => {
+                    let miss = measured_tip - planned_tip;
+                    break InsertionEnd::Missed { lateral: miss - axis * miss.dot(&axis) };
+                }
+                other => anyhow::bail!("workflow stopped in {other:?}"),
+            }
         };
-        log.workflow(&mut wf, &input)?;
-        match wf.phase() {
-            stylet_procedure::Phase::AtTarget => break InsertionEnd::AtTarget { true_tip, measured_tip },
-            stylet_procedure::Phase::Insertion => {
-                goal_depth = (snap.commanded.as_slice()[ins] + remaining.max(0.0)).min(cfg.robot.joints[ins].max);
+        // A lateral miss: needle out, re-align shifted by the miss, insert again.
+        match end {
+            InsertionEnd::Missed { lateral } if reinsertions < 2 => {
+                reinsertions += 1;
+                step(s.command(Command::BeginRetract))?;
+                let mut back = step(s.snapshot())?.commanded.as_slice().to_vec();
+                back[ins] = home[ins];
+                step(s.move_to(&back))?;
+                step(s.command(Command::Complete))?;
+                log.workflow(&mut wf, &Input::Retracted)?;
+                correction -= lateral;
+                align_on_line(&mut s, &arm, &keepouts, &ik_opts, &robot_from_ct, line, correction, (ins, home[ins]))?;
+                log.workflow(&mut wf, &Input::Aligned)?;
+                first = true;
+                goal_depth = full;
+                last_tip = None;
             }
-            stylet_procedure::Phase::Retraction => {
-                let miss = measured_tip - planned_tip;
-                break InsertionEnd::Missed { lateral: miss - axis * miss.dot(&axis) };
-            }
-            other => anyhow::bail!("workflow stopped in {other:?}"),
+            InsertionEnd::Missed { .. } => anyhow::bail!("still off the target after {reinsertions} re-insertions"),
+            other => break other,
         }
-    };
-    // A lateral miss: needle out, re-align shifted by the miss, insert again.
-    match end {
-        InsertionEnd::Missed { lateral } if reinsertions < 2 => {
-            reinsertions += 1;
-            step(s.command(Command::BeginRetract))?;
-            let mut back = step(s.snapshot())?.commanded.as_slice().to_vec();
-            back[ins] = home[ins];
-            step(s.move_to(&back))?;
-            step(s.command(Command::Complete))?;
-            log.workflow(&mut wf, &Input::Retracted)?;
-            correction -= lateral;
-            align_on_line(&mut s, &arm, &keepouts, &ik_opts, &robot_from_ct, line, correction, (ins, home[ins]))?;
-            log.workflow(&mut wf, &Input::Aligned)?;
-            first = true;
-            goal_depth = full;
-            last_tip = None;
-        }
-        InsertionEnd::Missed { .. } => anyhow::bail!("still off the target after {reinsertions} re-insertions"),
-        other => break other,
-    }
     };
 
     let outcome;
@@ -953,7 +967,12 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
         say!("procedure log: {} ({} records; `stylet replay` reads it)", log_path.display(), stats.written);
         if to_file {
-            say!("telemetry: {} ({} items; open with `rerun {}`)", rrd_path.display(), tstats.logged, rrd_path.display());
+            say!(
+                "telemetry: {} ({} items; open with `rerun {}`)",
+                rrd_path.display(),
+                tstats.logged,
+                rrd_path.display()
+            );
         }
     }
     if !expected {

@@ -101,7 +101,13 @@ pub(crate) fn robot(log: &Logger, t_s: f64, arm: &Arm, q: &[f64], ct_from_robot:
     let mut jac = nalgebra::Matrix6xX::zeros(arm.dof());
     let tip = arm.tip_and_jacobian(q, &mut points, &mut jac);
     let links: Vec<[f32; 3]> = points.iter().map(|p| f3((ct_from_robot * nalgebra::Point3::from(*p)).coords)).collect();
-    log.log(Item::Lines { path: "world/robot/links".into(), t_s: Some(t_s), strips: vec![links], radius_mm: 4.0, color: [170, 170, 190, 255] });
+    log.log(Item::Lines {
+        path: "world/robot/links".into(),
+        t_s: Some(t_s),
+        strips: vec![links],
+        radius_mm: 4.0,
+        color: [170, 170, 190, 255],
+    });
     let tip_ct = (ct_from_robot * nalgebra::Point3::from(tip.translation.vector)).coords;
     let axis = ct_from_robot.rotation * (tip.rotation * Vector3::z());
     let hub = tip_ct - axis * needle_mm;

@@ -205,16 +205,16 @@ fn decode_slice(s: &Slice, nx: usize, ny: usize, dst: &mut [f32]) -> Result<(), 
         }
         return Ok(());
     }
-    let decoded = s.obj.decode_pixel_data().map_err(|e| DicomError::PixelData {
-        file: file.clone(),
-        syntax: ts.clone(),
-        reason: e.to_string(),
-    })?;
-    let values: Vec<f32> = decoded.to_vec().map_err(|e| DicomError::PixelData {
-        file: file.clone(),
-        syntax: ts.clone(),
-        reason: e.to_string(),
-    })?;
+    // dicom-pixeldata's decoders can panic on damaged compressed data (its RLE decoder indexes
+    // out of bounds on inconsistent segment sizes, found by the `ct_inputs` fuzz target): such a
+    // slice is an error like any other, never a crash.
+    let decode = || -> Result<Vec<f32>, String> {
+        let decoded = s.obj.decode_pixel_data().map_err(|e| e.to_string())?;
+        decoded.to_vec().map_err(|e| e.to_string())
+    };
+    let values = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
+        .unwrap_or_else(|_| Err("the decoder failed on damaged pixel data".into()))
+        .map_err(|reason| DicomError::PixelData { file: file.clone(), syntax: ts.clone(), reason })?;
     if values.len() != nx * ny {
         return Err(DicomError::PixelData {
             file,
@@ -234,6 +234,13 @@ fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, DefaultDicomObject)>, DicomError
     paths.sort();
     let mut out = Vec::new();
     for p in paths {
+        // Declared lengths beyond the file's end are refused before dicom-rs would allocate them.
+        if let Err(reason) = crate::dicom_lengths::check(&p) {
+            return Err(DicomError::Io {
+                path: p.display().to_string(),
+                reason: format!("damaged or truncated DICOM file: {reason}"),
+            });
+        }
         match open_file(&p) {
             Ok(obj) => out.push((p, obj)),
             // A file with the DICOM preamble that does not parse is an error (truncated, damaged);

@@ -1,6 +1,7 @@
 //! CT imaging: DICOM series and NIfTI label maps as [`Volume`]s in the DICOM patient frame (LPS).
 
 pub mod dicom;
+pub mod dicom_lengths;
 pub mod fiducials;
 pub mod needle;
 pub mod nifti;

@@ -132,7 +132,8 @@ pub fn parse_nifti(name: &str, bytes: &[u8]) -> Result<Volume, NiftiError> {
         64 => 8,
         code => return Err(NiftiError::DataType { path: name.into(), code }),
     };
-    let need = vox_offset + n * size;
+    // Checked: a header may declare more than the address space (found by the fuzzer).
+    let need = n.checked_mul(size).and_then(|d| d.checked_add(vox_offset)).unwrap_or(usize::MAX);
     if bytes.len() < need {
         return Err(NiftiError::Truncated { path: name.into(), expected: need, found: bytes.len() });
     }
@@ -349,5 +350,24 @@ mod tests {
         assert!(e.contains("data type 128"), "{e}");
         let e = parse_nifti("x.nii", &good[..100]).unwrap_err().to_string();
         assert!(e.contains("not a NIfTI-1"), "{e}");
+        // A vox_offset past the address space (the fuzzer's first find): refused, no overflow.
+        let mut far = good.clone();
+        far[108..112].copy_from_slice(&1e30f32.to_le_bytes());
+        let e = parse_nifti("x.nii", &far).unwrap_err().to_string();
+        assert!(e.contains("x.nii"), "{e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn damaged_headers_are_errors_never_panics(edits in proptest::collection::vec((0usize..368, 0u8..=255), 1..12)) {
+            let srow = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]];
+            let mut b = file([2, 2, 2], srow, &[0; 8], 4);
+            for (at, v) in edits {
+                b[at] = v;
+            }
+            if let Ok(v) = parse_nifti("p.nii", &b) {
+                proptest::prop_assert_eq!(v.voxels.len(), v.dims.iter().product::<usize>());
+            }
+        }
     }
 }

@@ -98,3 +98,31 @@ fn an_unsupported_transfer_syntax_is_named() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(e.contains("1.2.840.10008.1.2.4.80") && e.contains("JPEG-LS"), "{e}");
 }
+
+#[test]
+fn a_damaged_rle_slice_is_an_error_not_a_crash() {
+    // Found by the `ct_inputs` fuzz target: a mutated RLE Lossless file whose segments disagree
+    // with its image size makes dicom-pixeldata 0.10's RLE decoder index out of bounds (its
+    // fragment length was then set to fit the file, so the length check lets it through to the
+    // decoder).
+    let dir = std::env::temp_dir().join(format!("stylet-rle-damaged-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rle_damaged.dcm"), dir.join("slice.dcm")).unwrap();
+    let e = load_series(&dir, None).unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(e.contains("slice.dcm") && e.contains("1.2.840.10008.1.2.5"), "{e}");
+}
+
+#[test]
+fn an_element_longer_than_its_file_is_refused_before_it_is_read() {
+    // Found by the `ct_inputs` fuzz target: a 5.7 KB file declaring a 3.5 GB value, which
+    // dicom-parser 0.10 would allocate and fill before noticing the end of the file.
+    let dir = std::env::temp_dir().join(format!("stylet-overlong-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/overlong_element.dcm"), dir.join("a.dcm")).unwrap();
+    let e = load_series(&dir, None).unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(e.contains("a.dcm") && e.contains("declares") && e.contains("remain"), "{e}");
+}

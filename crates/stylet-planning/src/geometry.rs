@@ -243,6 +243,23 @@ impl Crop {
         Some(Self { full, lo: lo2, dims: [hi[0] - lo2[0], hi[1] - lo2[1], hi[2] - lo2[2]] })
     }
 
+    /// The box around the voxels of the full-volume `field` that lie in this box and satisfy
+    /// `is`, grown by `margin` voxels (clamped to the volume), if any: a bounding box without a
+    /// pass over the whole volume when this box is known to hold them all.
+    #[must_use]
+    pub fn around_within<T: Copy>(&self, field: &[T], is: impl Fn(T) -> bool, margin: usize) -> Option<Self> {
+        let local: Vec<bool> = self.extract(field).into_iter().map(is).collect();
+        let (lo, size) = bbox(&local, self.dims)?;
+        let lo = [lo[0] + self.lo[0], lo[1] + self.lo[1], lo[2] + self.lo[2]];
+        let lo2 = [lo[0].saturating_sub(margin), lo[1].saturating_sub(margin), lo[2].saturating_sub(margin)];
+        let hi = [
+            (lo[0] + size[0] + margin).min(self.full[0]),
+            (lo[1] + size[1] + margin).min(self.full[1]),
+            (lo[2] + size[2] + margin).min(self.full[2]),
+        ];
+        Some(Self { full: self.full, lo: lo2, dims: [hi[0] - lo2[0], hi[1] - lo2[1], hi[2] - lo2[2]] })
+    }
+
     /// Full-volume index of a box index.
     #[must_use]
     pub fn full_index(&self, i: usize) -> usize {

@@ -234,38 +234,84 @@ impl Grid {
     }
 }
 
-/// Per-voxel class codes.
-fn classify(labels: &Volume, table: &LabelTable) -> Result<Vec<Class>, PlanError> {
+/// Which classes each row (fixed j, k) of the volume holds: bit `1 << class`. Boxes around a
+/// class come from these without another pass over the voxels.
+struct Rows {
+    bits: Vec<u16>,
+    dims: [usize; 3],
+}
+
+impl Rows {
+    fn mark(&mut self, idx: usize, c: Class) {
+        if let Some(b) = self.bits.get_mut(idx / self.dims[0].max(1)) {
+            *b |= 1 << c as u16;
+        }
+    }
+    fn has(&self, c: Class) -> bool {
+        self.bits.iter().any(|b| b & (1 << c as u16) != 0)
+    }
+    /// The box of the rows holding `c` (every column), grown by `margin` rows and slices.
+    fn crop(&self, c: Class, margin: usize) -> Option<Crop> {
+        let [nx, ny, nz] = self.dims;
+        let (mut lo, mut hi) = ([usize::MAX; 2], [0usize; 2]);
+        for (r, b) in self.bits.iter().enumerate() {
+            if b & (1 << c as u16) != 0 {
+                let (j, k) = (r % ny, r / ny);
+                lo = [lo[0].min(j), lo[1].min(k)];
+                hi = [hi[0].max(j), hi[1].max(k)];
+            }
+        }
+        if lo[0] == usize::MAX {
+            return None;
+        }
+        let (j0, k0) = (lo[0].saturating_sub(margin), lo[1].saturating_sub(margin));
+        let (j1, k1) = ((hi[0] + margin).min(ny - 1), (hi[1] + margin).min(nz - 1));
+        Some(Crop { full: self.dims, lo: [0, j0, k0], dims: [nx, j1 - j0 + 1, k1 - k0 + 1] })
+    }
+}
+
+/// Per-voxel class codes, and which classes each row holds.
+fn classify(labels: &Volume, table: &LabelTable) -> Result<(Vec<Class>, Rows), PlanError> {
     // A lookup table over the values present (label maps hold small integers); the volume is
-    // split over the cores.
+    // split over the cores in whole rows.
     const LUT: usize = 4096;
     let lut: Vec<Option<Class>> = (0..LUT as u32).map(|v| table.class(v)).collect();
     let value_of =
         |v: f32| if v.is_finite() && v >= -0.5 && v < LUT as f32 - 0.5 { (v + 0.5) as u32 } else { u32::MAX };
+    let nx = labels.dims[0].max(1);
     let mut classes = vec![Class::Background; labels.voxels.len()];
+    let mut rows = Rows { bits: vec![0; labels.voxels.len() / nx], dims: labels.dims };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
-    let chunk = labels.voxels.len().div_ceil(threads).max(1);
+    let rows_per = rows.bits.len().div_ceil(threads).max(1);
     let unknown: Vec<BTreeMap<u32, usize>> = std::thread::scope(|s| {
         let handles: Vec<_> = classes
-            .chunks_mut(chunk)
-            .zip(labels.voxels.chunks(chunk))
-            .map(|(out, vals)| {
+            .chunks_mut(rows_per * nx)
+            .zip(labels.voxels.chunks(rows_per * nx))
+            .zip(rows.bits.chunks_mut(rows_per))
+            .map(|((out, vals), bits)| {
                 let lut = &lut;
                 s.spawn(move || {
                     let mut unknown = BTreeMap::new();
-                    for (o, &v) in out.iter_mut().zip(vals) {
-                        let value = value_of(v);
-                        let c = lut.get(value as usize).copied().flatten().or_else(|| {
-                            if (value as usize) < LUT {
-                                None
-                            } else {
-                                table.class(value)
+                    for ((out, vals), bits) in out.chunks_mut(nx).zip(vals.chunks(nx)).zip(bits.iter_mut()) {
+                        let mut b = 0u16;
+                        for (o, &v) in out.iter_mut().zip(vals) {
+                            let value = value_of(v);
+                            let c = lut.get(value as usize).copied().flatten().or_else(|| {
+                                if (value as usize) < LUT {
+                                    None
+                                } else {
+                                    table.class(value)
+                                }
+                            });
+                            match c {
+                                Some(c) => {
+                                    *o = c;
+                                    b |= 1 << c as u16;
+                                }
+                                None => *unknown.entry(value).or_insert(0) += 1,
                             }
-                        });
-                        match c {
-                            Some(c) => *o = c,
-                            None => *unknown.entry(value).or_insert(0) += 1,
                         }
+                        *bits = b;
                     }
                     unknown
                 })
@@ -280,7 +326,7 @@ fn classify(labels: &Volume, table: &LabelTable) -> Result<Vec<Class>, PlanError
         }
     }
     if all.is_empty() {
-        Ok(classes)
+        Ok((classes, rows))
     } else {
         Err(PlanError::UnknownLabels { table: table.name.clone(), values: all.into_iter().collect() })
     }
@@ -332,9 +378,9 @@ fn boundary(mask: &[bool], dims: [usize; 3], border_is_outside: bool) -> Vec<usi
 
 /// The body: from the label map when it has body voxels, else the CT's outline (HU > -500, the
 /// largest component, holes filled).
-fn body_mask(ct: &Volume, classes: &[Class]) -> (Vec<bool>, &'static str) {
+fn body_mask(ct: &Volume, classes: &[Class], rows: &Rows) -> (Vec<bool>, &'static str) {
     let labelled: Vec<bool> = classes.iter().map(|c| *c != Class::Background).collect();
-    if classes.contains(&Class::Body) {
+    if rows.has(Class::Body) {
         return (labelled, "label map");
     }
     let dims = ct.dims;
@@ -371,6 +417,53 @@ struct Maps {
     bone: Field,
 }
 
+impl Maps {
+    /// The blocking voxels over `crop` and the three coarse distance maps, from one pass over the
+    /// box split over the cores (each takes whole coarse slices).
+    fn new(classes: &[Class], major: &[bool], crop: Crop, spacing: [f64; 3]) -> Self {
+        let f = spacing.map(|s| ((1.5 / s).floor() as usize).max(1));
+        let [cx, cy, cz] = crop.dims;
+        let cd = [cx.div_ceil(f[0]), cy.div_ceil(f[1]), cz.div_ceil(f[2])];
+        let mut blocked = vec![false; cx * cy * cz];
+        // One byte per coarse cell: bit 0 blocking, bit 1 lung, bit 2 bone.
+        let mut cells = vec![0u8; cd[0] * cd[1] * cd[2]];
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+        let planes = cd[2].div_ceil(threads).max(1);
+        let (fine, coarse) = ((planes * f[2] * cx * cy).max(1), (planes * cd[0] * cd[1]).max(1));
+        std::thread::scope(|s| {
+            for (t, (fine_part, cell_part)) in blocked.chunks_mut(fine).zip(cells.chunks_mut(coarse)).enumerate() {
+                s.spawn(move || {
+                    let k0 = t * planes * f[2];
+                    for (kl, plane) in fine_part.chunks_mut(cx * cy).enumerate() {
+                        let k = k0 + kl;
+                        for (j, row) in plane.chunks_mut(cx).enumerate() {
+                            let start = ((k + crop.lo[2]) * crop.full[1] + j + crop.lo[1]) * crop.full[0] + crop.lo[0];
+                            let base = ((kl / f[2]) * cd[1] + j / f[1]) * cd[0];
+                            let voxels = classes[start..start + cx].iter().zip(&major[start..start + cx]);
+                            for (i, (out, (class, m))) in row.iter_mut().zip(voxels).enumerate() {
+                                let bits = u8::from(class.blocks_path() || *m)
+                                    | u8::from(*class == Class::Lung) << 1
+                                    | u8::from(matches!(class, Class::Bone | Class::Spine)) << 2;
+                                if bits != 0 {
+                                    *out = bits & 1 != 0;
+                                    cell_part[base + i / f[0]] |= bits;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let field = |bit: u8| {
+            let m: Vec<bool> = cells.iter().map(|c| c & bit != 0).collect();
+            let cs = [spacing[0] * f[0] as f64, spacing[1] * f[1] as f64, spacing[2] * f[2] as f64];
+            Field { crop, f, dims: cd, d: edt(&m, cd, cs) }
+        };
+        let clear = field(1);
+        Self { clear_error_mm: clear.error_mm(spacing), clear, blocked, spacing, lung: field(2), bone: field(4) }
+    }
+}
+
 /// A distance map over a box of the volume (the body's), optionally on a coarser grid (blocks of
 /// `f` voxels; a block is a feature when any of its voxels is), read by full-volume index.
 /// Outside the box it reads infinity. Coarse distances are within about one block diagonal.
@@ -388,52 +481,6 @@ impl Field {
         (0..3).map(|a| ((self.f[a] - 1) as f64 * spacing[a]).powi(2)).sum::<f64>().sqrt()
     }
 
-    /// `mask` covers the box (`crop.dims`).
-    fn new(mask: &[bool], crop: Crop, spacing: [f64; 3], coarse: bool) -> Self {
-        let f = if coarse { spacing.map(|s| ((1.5 / s).floor() as usize).max(1)) } else { [1, 1, 1] };
-        let full = crop.dims;
-        let dims = [full[0].div_ceil(f[0]), full[1].div_ceil(f[1]), full[2].div_ceil(f[2])];
-        let m = if f == [1, 1, 1] {
-            mask.to_vec()
-        } else {
-            let mut m = vec![false; dims[0] * dims[1] * dims[2]];
-            let mut idx = 0;
-            for k in 0..full[2] {
-                for j in 0..full[1] {
-                    let row = ((k / f[2]) * dims[1] + j / f[1]) * dims[0];
-                    for i in 0..full[0] {
-                        if mask[idx] {
-                            m[row + i / f[0]] = true;
-                        }
-                        idx += 1;
-                    }
-                }
-            }
-            m
-        };
-        let cs = [spacing[0] * f[0] as f64, spacing[1] * f[1] as f64, spacing[2] * f[2] as f64];
-        Self { crop, f, dims, d: edt(&m, dims, cs) }
-    }
-    /// A coarse field of the voxels whose class `is` (over the crop), without a full-resolution
-    /// mask in between.
-    fn from_classes(classes: &[Class], is: impl Fn(Class) -> bool, crop: Crop, spacing: [f64; 3]) -> Self {
-        let f = spacing.map(|s| ((1.5 / s).floor() as usize).max(1));
-        let full = crop.dims;
-        let dims = [full[0].div_ceil(f[0]), full[1].div_ceil(f[1]), full[2].div_ceil(f[2])];
-        let mut m = vec![false; dims[0] * dims[1] * dims[2]];
-        for (r, row) in classes.chunks(full[0]).enumerate() {
-            let (j, k) = (r % full[1], r / full[1]);
-            let base = ((k / f[2]) * dims[1] + j / f[1]) * dims[0];
-            for (i, c) in row.iter().enumerate() {
-                if is(*c) {
-                    m[base + i / f[0]] = true;
-                }
-            }
-        }
-        let cs = [spacing[0] * f[0] as f64, spacing[1] * f[1] as f64, spacing[2] * f[2] as f64];
-        Self { crop, f, dims, d: edt(&m, dims, cs) }
-    }
-
     fn at(&self, idx: usize) -> f32 {
         let Some(ci) = self.crop.index(idx) else { return f32::INFINITY };
         if self.f == [1, 1, 1] {
@@ -448,10 +495,11 @@ impl Field {
 /// Vessel voxels that belong to vessels at least `diameter_mm` wide: a ball of that diameter
 /// fits inside (the core), dilated back by the radius (an opening), computed on the vessels'
 /// bounding box only.
-fn major_vessels(vessel: &[bool], dims: [usize; 3], spacing: [f64; 3], diameter_mm: f64) -> Vec<bool> {
-    let mut out = vec![false; vessel.len()];
-    let Some(crop) = Crop::around(vessel, dims, 1) else { return out };
-    let outside: Vec<bool> = crop.extract(vessel).iter().map(|v| !v).collect();
+/// `within` is a box known to hold every vessel voxel.
+fn major_vessels(classes: &[Class], within: Option<Crop>, spacing: [f64; 3], diameter_mm: f64) -> Vec<bool> {
+    let mut out = vec![false; classes.len()];
+    let Some(crop) = within.and_then(|w| w.around_within(classes, |c| c == Class::Vessel, 1)) else { return out };
+    let outside: Vec<bool> = crop.extract(classes).iter().map(|c| *c != Class::Vessel).collect();
     let h = spacing.iter().copied().fold(f64::INFINITY, f64::min) / 2.0;
     let r = diameter_mm / 2.0;
     let inner = edt(&outside, crop.dims, spacing);
@@ -689,11 +737,12 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     labels.check_same_grid(ct, 0.01).map_err(PlanError::GridMismatch)?;
     let grid = Grid::new(ct).ok_or_else(|| PlanError::GridMismatch("singular voxel grid".into()))?;
     let dims = ct.dims;
-    let mut classes = classify(labels, input.table)?;
+    let (mut classes, mut rows) = classify(labels, input.table)?;
     let min_spacing = ct.spacing_mm.iter().copied().fold(f64::INFINITY, f64::min);
 
     // The tumour.
-    let tumour_mask: Vec<bool> = match &input.tumour {
+    // The mask over the whole volume, and a box known to hold all of it.
+    let (tumour_mask, tumour_box): (Vec<bool>, Crop) = match &input.tumour {
         TumourSpec::Label { value, component } => {
             let class = input.table.class(*value);
             if class != Some(Class::Tumour) {
@@ -704,19 +753,20 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
                 });
             }
             let want = *value as f32;
-            let m: Vec<bool> = labels.voxels.iter().map(|v| (v - want).abs() < 0.5).collect();
-            let crop = Crop::around(&m, dims, 0).ok_or(PlanError::NoTumour { value: *value, component: *component })?;
-            let (id, sizes) = components(&crop.extract(&m), crop.dims);
+            let crop =
+                rows.crop(Class::Tumour, 0).ok_or(PlanError::NoTumour { value: *value, component: *component })?;
+            let m: Vec<bool> = crop.extract(&labels.voxels).iter().map(|v| (v - want).abs() < 0.5).collect();
+            let (id, sizes) = components(&m, crop.dims);
             if *component + 1 >= sizes.len() {
                 return Err(PlanError::NoTumour { value: *value, component: *component });
             }
-            let mut out = vec![false; m.len()];
+            let mut out = vec![false; labels.voxels.len()];
             for (i, c) in id.iter().enumerate() {
                 if *c as usize == component + 1 {
                     out[crop.full_index(i)] = true;
                 }
             }
-            out
+            (out, crop)
         }
         TumourSpec::Sphere { centre_lps_mm, diameter_mm } => {
             let c = Vector3::from(*centre_lps_mm);
@@ -732,18 +782,25 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
             let [nx, ny, nz] = dims;
             let range =
                 |l: f64, h: f64, n: usize| (l.floor().max(0.0) as usize)..=(h.ceil().max(0.0) as usize).min(n - 1);
-            for k in range(lo.z, hi.z, nz) {
-                for j in range(lo.y, hi.y, ny) {
-                    for i in range(lo.x, hi.x, nx) {
+            let (ri, rj, rk) = (range(lo.x, hi.x, nx), range(lo.y, hi.y, ny), range(lo.z, hi.z, nz));
+            for k in rk.clone() {
+                for j in rj.clone() {
+                    for i in ri.clone() {
                         let idx = (k * ny + j) * nx + i;
                         out[idx] = (grid.lps(idx) - c).norm() <= r;
                     }
                 }
             }
-            out
+            let size = |r: &std::ops::RangeInclusive<usize>| (r.end() + 1).saturating_sub(*r.start());
+            let crop = Crop {
+                full: dims,
+                lo: [*ri.start(), *rj.start(), *rk.start()],
+                dims: [size(&ri), size(&rj), size(&rk)],
+            };
+            (out, crop)
         }
     };
-    let tumour_idx: Vec<usize> = match Crop::around(&tumour_mask, dims, 0) {
+    let tumour_idx: Vec<usize> = match tumour_box.around_within(&tumour_mask, |m| m, 0) {
         Some(tc) => {
             (0..tc.dims.iter().product::<usize>()).map(|i| tc.full_index(i)).filter(|&i| tumour_mask[i]).collect()
         }
@@ -751,15 +808,18 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     };
     for &i in &tumour_idx {
         classes[i] = Class::Tumour;
+        rows.mark(i, Class::Tumour);
     }
     let centre = tumour_idx.iter().map(|&i| grid.lps(i)).sum::<Vector3<f64>>() / tumour_idx.len().max(1) as f64;
     let radius = tumour_idx.iter().map(|&i| (grid.lps(i) - centre).norm()).fold(0.0, f64::max) + min_spacing / 2.0;
     let diameter = 2.0 * radius;
 
     // Indication (warnings only).
-    let all_tumours: Vec<bool> = classes.iter().map(|c| *c == Class::Tumour).collect();
-    let tsizes = match Crop::around(&all_tumours, dims, 0) {
-        Some(crop) => components(&crop.extract(&all_tumours), crop.dims).1,
+    let tumour_rows = rows.crop(Class::Tumour, 0);
+    let tsizes = match tumour_rows {
+        Some(crop) => {
+            components(&crop.extract(&classes).iter().map(|c| *c == Class::Tumour).collect::<Vec<_>>(), crop.dims).1
+        }
         None => vec![0],
     };
     let n_tumours = tsizes.len() - 1;
@@ -792,30 +852,17 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     ));
 
     // Distance maps.
-    let mask_of = |f: &dyn Fn(Class) -> bool| -> Vec<bool> { classes.iter().map(|c| f(*c)).collect() };
-    let vessel = mask_of(&|c| c == Class::Vessel);
-    let major = major_vessels(&vessel, dims, ct.spacing_mm, rules.path1_min_vessel_diameter_mm);
+    let vessel_rows = rows.crop(Class::Vessel, 0);
+    let major = major_vessels(&classes, vessel_rows, ct.spacing_mm, rules.path1_min_vessel_diameter_mm);
     let own_heat_sinks = ((rules.oar3_min_vessel_diameter_mm - rules.path1_min_vessel_diameter_mm).abs() > 1e-9)
-        .then(|| major_vessels(&vessel, dims, ct.spacing_mm, rules.oar3_min_vessel_diameter_mm));
-    drop(vessel);
+        .then(|| major_vessels(&classes, vessel_rows, ct.spacing_mm, rules.oar3_min_vessel_diameter_mm));
     let heat_sinks: &[bool] = own_heat_sinks.as_deref().unwrap_or(&major);
     // Every map covers the body's bounding box only (entries are on its skin).
-    let (body, skin_source) = body_mask(ct, &classes);
+    let (body, skin_source) = body_mask(ct, &classes, &rows);
     let crop = Crop::around(&body, dims, 2).ok_or(PlanError::NoSkin)?;
-    let (cclasses, cmajor) = (crop.extract(&classes), crop.extract(&major));
-
-    let blocked: Vec<bool> = cclasses.iter().zip(&cmajor).map(|(c, m)| c.blocks_path() || *m).collect();
-    let clear = Field::new(&blocked, crop, ct.spacing_mm, true);
-    let maps = Maps {
-        clear_error_mm: clear.error_mm(ct.spacing_mm),
-        clear,
-        blocked,
-        spacing: ct.spacing_mm,
-        lung: Field::from_classes(&cclasses, |c| c == Class::Lung, crop, ct.spacing_mm),
-        bone: Field::from_classes(&cclasses, |c| matches!(c, Class::Bone | Class::Spine), crop, ct.spacing_mm),
-    };
-    drop((cclasses, cmajor));
-    let tumour_crop = Crop::around(&tumour_mask, dims, 1).ok_or(PlanError::NoTumour { value: 0, component: 0 })?;
+    let maps = Maps::new(&classes, &major, crop, ct.spacing_mm);
+    let tumour_crop =
+        tumour_box.around_within(&tumour_mask, |m| m, 1).ok_or(PlanError::NoTumour { value: 0, component: 0 })?;
     // Tumour surface voxels (full-volume indices).
     let tumour_surface: Vec<usize> = boundary(&tumour_crop.extract(&tumour_mask), tumour_crop.dims, true)
         .into_iter()
@@ -868,8 +915,13 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
         .filter(|p| cells.insert((p / rules.entry_spacing_mm).map(|x| x.floor() as i64).as_slice().to_vec()))
         .collect();
     // The spine's midline for PATH-3.
-    let spine: Vec<f64> = (0..classes.len()).filter(|&i| classes[i] == Class::Spine).map(|i| grid.lps(i).x).collect();
-    let spine_x = (!spine.is_empty()).then(|| spine.iter().sum::<f64>() / spine.len() as f64);
+    let spine_x = rows.crop(Class::Spine, 0).and_then(|c| {
+        let (sum, n) = (0..c.dims.iter().product::<usize>())
+            .map(|i| c.full_index(i))
+            .filter(|&i| classes[i] == Class::Spine)
+            .fold((0.0, 0usize), |(s, n), i| (s + grid.lps(i).x, n + 1));
+        (n > 0).then(|| sum / n as f64)
+    });
 
     // Path stage.
     let clearance_needed = rules.needle_radius_mm + rules.targeting_error_mm;

@@ -1,4 +1,4 @@
-//! Arbitrary bytes into the CT-side decoders: the NIfTI-1 reader (label maps, CT volumes), one
+//! Arbitrary bytes into the CT-side decoders: the NIfTI-1 and NRRD readers (label maps, CT volumes), one
 //! file as a DICOM series (dicom-rs parsing, then this crate's tag, geometry and pixel checks),
 //! and the URDF reader: errors, never panics, never an allocation beyond what the bytes describe.
 //!
@@ -27,6 +27,7 @@ fn tolerate_caught_decoder_panics() {
 fuzz_target!(|data: &[u8]| {
     tolerate_caught_decoder_panics();
     let _ = stylet_imaging::parse_nifti("fuzz.nii", data);
+    let _ = stylet_imaging::parse_nrrd("fuzz.nrrd", data);
     let dir = std::env::temp_dir().join(format!("stylet-fuzz-dicom-{}", std::process::id()));
     if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(dir.join("slice.dcm"), data).is_ok() {
         let _ = stylet_imaging::load_series(&dir, None);

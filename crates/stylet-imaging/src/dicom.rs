@@ -63,6 +63,17 @@ pub enum DicomError {
         /// The decoder's message.
         reason: String,
     },
+    /// {file}: {tag} is {value}: {reason}
+    BadValue {
+        /// The file.
+        file: String,
+        /// The tag's name.
+        tag: String,
+        /// The value as read.
+        value: String,
+        /// What it should be.
+        reason: String,
+    },
     /// {file}: {what} differs from the first slice ({first}): mixed series?
     Inconsistent {
         /// The file.
@@ -301,14 +312,43 @@ pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesRe
             tag: "ImageOrientationPatient / PixelSpacing values".into(),
         });
     }
+    let bad = |tag: &str, value: String, reason: &str| DicomError::BadValue {
+        file: chosen[0].0.display().to_string(),
+        tag: tag.into(),
+        value,
+        reason: reason.into(),
+    };
+    let (u, v) = (
+        Vector3::new(first_iop[0], first_iop[1], first_iop[2]),
+        Vector3::new(first_iop[3], first_iop[4], first_iop[5]),
+    );
+    if !(u.iter().chain(v.iter()).all(|x| x.is_finite())
+        && (u.norm() - 1.0).abs() < 0.01
+        && (v.norm() - 1.0).abs() < 0.01
+        && u.dot(&v).abs() < 0.01)
+    {
+        return Err(bad(
+            "ImageOrientationPatient (0020,0037)",
+            format!("{first_iop:?}"),
+            "two orthogonal unit vectors",
+        ));
+    }
+    if !first_ps.iter().all(|x| x.is_finite() && *x > 0.0) {
+        return Err(bad("PixelSpacing (0028,0030)", format!("{first_ps:?}"), "two positive sizes in mm"));
+    }
     let rows0 = tag_str(&chosen[0].1, tags::ROWS);
     let cols0 = tag_str(&chosen[0].1, tags::COLUMNS);
+    for (tag, value) in [("Rows (0028,0010)", &rows0), ("Columns (0028,0011)", &cols0)] {
+        if !value.trim().parse::<u16>().is_ok_and(|n| n > 0) {
+            return Err(bad(tag, format!("{value:?}"), "a pixel count from 1 to 65535"));
+        }
+    }
     for (path, obj) in chosen {
         let f = |t, n| tag_f64s(&obj, &path, t, n);
         let ipp = f(tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient (0020,0032)")?;
         let iop = f(tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient (0020,0037)")?;
         let ps = f(tags::PIXEL_SPACING, "PixelSpacing (0028,0030)")?;
-        if ipp.len() != 3 {
+        if ipp.len() != 3 || !ipp.iter().all(|x| x.is_finite()) {
             return Err(DicomError::MissingTag {
                 file: path.display().to_string(),
                 tag: "ImagePositionPatient (3 values)".into(),
@@ -376,8 +416,8 @@ pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesRe
     };
     steps.clear();
     // Pixels, in HU (the Modality LUT: RescaleSlope / RescaleIntercept).
-    let nx: usize = cols0.parse().unwrap_or(0);
-    let ny: usize = rows0.parse().unwrap_or(0);
+    let nx: usize = cols0.trim().parse().unwrap_or(1);
+    let ny: usize = rows0.trim().parse().unwrap_or(1);
     let syntax = syntax_name(slices[0].obj.meta().transfer_syntax());
     // Decode the slices on every core; each thread fills its own part of the volume.
     let mut voxels = vec![0f32; nx * ny * slices.len()];

@@ -126,3 +126,16 @@ fn an_element_longer_than_its_file_is_refused_before_it_is_read() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(e.contains("a.dcm") && e.contains("declares") && e.contains("remain"), "{e}");
 }
+
+#[test]
+fn an_unusable_image_size_is_named_not_a_crash() {
+    // Found by the `ct_inputs` fuzz target: a shuffled RLE file whose Rows/Columns no longer
+    // parse made the slice decoding split the volume into chunks of zero pixels (a panic).
+    let dir = std::env::temp_dir().join(format!("stylet-bad-rows-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bad_rows.dcm"), dir.join("s.dcm")).unwrap();
+    let e = load_series(&dir, None).unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(e.contains("s.dcm") && (e.contains("Rows") || e.contains("Columns")), "{e}");
+}

@@ -10,12 +10,12 @@ use stylet_registration::RegistrationConfig;
 /// Options of `stylet ct info`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct InfoArgs {
-    /// A folder with a DICOM series, or a NIfTI file (.nii, .nii.gz).
+    /// A folder with a DICOM series, or a NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .seg.nrrd, .nhdr) file.
     path: PathBuf,
     /// SeriesInstanceUID, when the folder holds several series.
     #[arg(long)]
     series: Option<String>,
-    /// A label map (NIfTI) to check against the CT's grid; prints the voxel count of each label.
+    /// A label map (NIfTI or NRRD) to check against the CT's grid; prints the voxel count of each label.
     #[arg(long)]
     labels: Option<PathBuf>,
     /// Print JSON.
@@ -44,12 +44,17 @@ pub(crate) fn info(args: &InfoArgs) -> anyhow::Result<ExitCode> {
         let j = json!({ "kind": "dicom_series", "path": args.path, "series": r, "geometry": geometry(&v), "value_unit": "HU" });
         (v, j)
     } else {
-        let v = load_nifti(&args.path)?;
-        let j = json!({ "kind": "nifti", "path": args.path, "geometry": geometry(&v), "frame": "LPS (converted from the file's RAS)" });
+        let v = load_file(&args.path)?;
+        let (kind, frame) = if is_nrrd(&args.path) {
+            ("nrrd", "LPS (converted from the file's space when RAS)")
+        } else {
+            ("nifti", "LPS (converted from the file's RAS)")
+        };
+        let j = json!({ "kind": kind, "path": args.path, "geometry": geometry(&v), "frame": frame });
         (v, j)
     };
     if let Some(lp) = &args.labels {
-        let labels = load_nifti(lp)?;
+        let labels = load_file(lp)?;
         if let Err(why) = v.check_same_grid(&labels, 0.01) {
             anyhow::bail!("label map {} does not match the CT grid of {}: {why}", lp.display(), args.path.display());
         }
@@ -88,9 +93,18 @@ pub(crate) fn info(args: &InfoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads a CT from a DICOM folder or a NIfTI file.
+fn is_nrrd(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("nrrd") || e.eq_ignore_ascii_case("nhdr"))
+}
+
+/// Loads a volume file: NRRD (`.nrrd`, `.seg.nrrd`, `.nhdr`) or NIfTI (anything else).
+pub(crate) fn load_file(path: &std::path::Path) -> anyhow::Result<Volume> {
+    Ok(if is_nrrd(path) { stylet_imaging::load_nrrd(path)? } else { load_nifti(path)? })
+}
+
+/// Loads a CT from a DICOM folder or a NIfTI or NRRD file.
 pub(crate) fn load_ct(path: &std::path::Path, series: Option<&str>) -> anyhow::Result<Volume> {
-    Ok(if path.is_dir() { load_series(path, series)?.0 } else { load_nifti(path)? })
+    Ok(if path.is_dir() { load_series(path, series)?.0 } else { load_file(path)? })
 }
 
 /// Detects the registration markers in a CT with the config's `[fiducials]` settings; returns the
@@ -117,7 +131,7 @@ pub(crate) fn fiducial_settings(f: &stylet_registration::FiducialConfig) -> Fidu
 /// Options of `stylet fiducials`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct FiducialArgs {
-    /// A CT: DICOM series folder or NIfTI file.
+    /// A CT: DICOM series folder, NIfTI or NRRD file.
     #[arg(long)]
     ct: PathBuf,
     /// SeriesInstanceUID, when the folder holds several series.

@@ -126,7 +126,7 @@ enum ConfigCmd {
 #[derive(Debug, Subcommand)]
 enum CtCmd {
     /// Series, dimensions, spacing, orientation, LPS bounding box and HU range of a DICOM series
-    /// folder or a NIfTI file.
+    /// folder or a NIfTI or NRRD file.
     Info(ctcmd::InfoArgs),
 }
 

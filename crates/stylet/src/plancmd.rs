@@ -12,10 +12,10 @@ use stylet_planning::{load_zone, plan, Class, LabelTable, Plan, PlanInput, Rules
 /// Options of `stylet plan`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PlanArgs {
-    /// The CT: DICOM series folder or NIfTI file.
+    /// The CT: DICOM series folder, NIfTI or NRRD file.
     #[arg(long)]
     ct: PathBuf,
-    /// The label map (NIfTI) on the CT grid.
+    /// The label map (NIfTI, or NRRD such as 3D Slicer's .seg.nrrd) on the CT grid.
     #[arg(long)]
     labels: PathBuf,
     /// Label table in config/labels.toml (auto: totalsegmentator when values above 12 occur,
@@ -64,7 +64,7 @@ pub(crate) struct PlanArgs {
 
 pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let ct = crate::ctcmd::load_ct(&args.ct, args.series.as_deref())?;
-    let labels = stylet_imaging::load_nifti(&args.labels)?;
+    let labels = crate::ctcmd::load_file(&args.labels)?;
     let table_name = match args.label_table.as_str() {
         "auto" => {
             if labels.voxels.iter().any(|v| *v > 12.5) {
@@ -295,7 +295,7 @@ fn draw(
 /// Options of `stylet bench edt`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchEdtArgs {
-    /// A NIfTI label map.
+    /// A label map (NIfTI or NRRD).
     #[arg(long)]
     labels: PathBuf,
     /// The label whose distance map is computed.
@@ -310,7 +310,7 @@ pub(crate) struct BenchEdtArgs {
 }
 
 pub(crate) fn bench_edt(args: &BenchEdtArgs) -> anyhow::Result<ExitCode> {
-    let v = stylet_imaging::load_nifti(&args.labels)?;
+    let v = crate::ctcmd::load_file(&args.labels)?;
     let mask: Vec<bool> = v.voxels.iter().map(|x| x.round() as i64 == i64::from(args.label)).collect();
     anyhow::ensure!(mask.iter().any(|m| *m), "label {} has no voxels in {}", args.label, args.labels.display());
     let mut best = f64::INFINITY;

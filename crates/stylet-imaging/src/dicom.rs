@@ -343,6 +343,20 @@ pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesRe
             return Err(bad(tag, format!("{value:?}"), "a pixel count from 1 to 65535"));
         }
     }
+    // dicom-pixeldata asserts on these (a zero BitsStored panicked in its LUT).
+    for (path, obj) in &chosen {
+        let int = |t| obj.element(t).ok().and_then(|e| e.to_int::<i64>().ok());
+        let (allocated, stored) = (int(tags::BITS_ALLOCATED), int(tags::BITS_STORED));
+        let ok = matches!(allocated, Some(8 | 16 | 32)) && stored.is_some_and(|b| b >= 1 && Some(b) <= allocated);
+        if !ok {
+            return Err(DicomError::BadValue {
+                file: path.display().to_string(),
+                tag: "BitsAllocated / BitsStored (0028,0100 / 0028,0101)".into(),
+                value: format!("{allocated:?} / {stored:?}"),
+                reason: "8, 16 or 32 bits allocated, 1 to that many stored".into(),
+            });
+        }
+    }
     for (path, obj) in chosen {
         let f = |t, n| tag_f64s(&obj, &path, t, n);
         let ipp = f(tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient (0020,0032)")?;

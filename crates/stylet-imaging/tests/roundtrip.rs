@@ -139,3 +139,16 @@ fn an_unusable_image_size_is_named_not_a_crash() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(e.contains("s.dcm") && (e.contains("Rows") || e.contains("Columns")), "{e}");
 }
+
+#[test]
+fn zero_bits_stored_is_named_not_a_crash() {
+    // Found by the `ct_inputs` fuzz target: BitsStored 0 trips an assertion in dicom-pixeldata's
+    // Modality LUT.
+    let dir = std::env::temp_dir().join(format!("stylet-bits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bits_stored_zero.dcm"), dir.join("b.dcm")).unwrap();
+    let e = load_series(&dir, None).unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(e.contains("b.dcm") && e.contains("BitsStored"), "{e}");
+}

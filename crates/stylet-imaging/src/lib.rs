@@ -1,4 +1,5 @@
-//! CT imaging: DICOM series and NIfTI label maps as [`Volume`]s in the DICOM patient frame (LPS).
+//! CT imaging: DICOM series, NIfTI and NRRD volumes and label maps as [`Volume`]s in the DICOM
+//! patient frame (LPS).
 
 pub mod dicom;
 pub mod dicom_lengths;

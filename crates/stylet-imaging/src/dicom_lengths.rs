@@ -36,6 +36,17 @@ impl<R: Read + Seek> Cursor<R> {
         let be = self.be;
         self.bytes::<4>().map(|b| if be { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
     }
+    /// Whether the next four bytes are an item tag (FFFE,E000); the position does not move.
+    fn peek_item(&mut self) -> Result<bool, String> {
+        if self.len.saturating_sub(self.pos) < 4 {
+            return Ok(false);
+        }
+        let b = self.bytes::<4>()?;
+        self.r.seek_relative(-4).map_err(|e| e.to_string())?;
+        self.pos -= 4;
+        let item = if self.be { [0xFF, 0xFE, 0xE0, 0x00] } else { [0xFE, 0xFF, 0x00, 0xE0] };
+        Ok(b == item)
+    }
     /// Skips `n` value bytes of element `tag`, refusing a value that runs past the end.
     fn skip(&mut self, n: u32, tag: (u16, u16)) -> Result<(), String> {
         let remaining = self.len.saturating_sub(self.pos);
@@ -51,58 +62,112 @@ impl<R: Read + Seek> Cursor<R> {
     }
 }
 
-/// Value representations with a 4-byte length in explicit VR.
-fn long_vr(vr: [u8; 2]) -> bool {
-    matches!(&vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV")
+/// Value representations with a 2-byte length in explicit VR; every other, unknown ones included,
+/// has 2 reserved bytes and a 4-byte length (as dicom-rs reads them).
+fn short_vr(vr: [u8; 2]) -> bool {
+    matches!(
+        &vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
+    )
 }
 
-/// Reads elements until the end of the file, or until an item or sequence delimiter (`nested`).
-fn elements<R: Read + Seek>(c: &mut Cursor<R>, explicit: bool, depth: usize) -> Result<(), String> {
+/// Reads elements up to `end` (the end of the file when `None`), or up to an item or sequence
+/// delimiter when nested. `fragments`: the items are encapsulated pixel data (bytes), not data
+/// sets.
+fn elements<R: Read + Seek>(
+    c: &mut Cursor<R>,
+    explicit: bool,
+    depth: usize,
+    end: Option<u64>,
+    fragments: bool,
+) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err(format!("sequences nested deeper than {MAX_DEPTH}"));
     }
-    while c.pos < c.len {
+    while c.pos < end.unwrap_or(c.len).min(c.len) {
         let tag = (c.u16()?, c.u16()?);
-        match tag {
-            // Item and sequence delimiters end a nested level (at the top they are skipped).
-            (0xFFFE, 0xE00D) | (0xFFFE, 0xE0DD) => {
-                c.u32()?;
-                if depth > 0 {
-                    return Ok(());
-                }
+        if tag.0 == 0xFFFE {
+            // Items and delimiters: no VR, a 4-byte length.
+            let len = c.u32()?;
+            match tag.1 {
+                0xE00D | 0xE0DD if depth > 0 => return Ok(()),
+                0xE00D | 0xE0DD => {}
+                0xE000 if len == UNDEFINED => elements(c, explicit, depth + 1, None, false)?,
+                0xE000 if fragments => c.skip(len, tag)?,
+                0xE000 => nested(c, len, tag, explicit, depth)?,
+                _ if len == UNDEFINED => {}
+                _ => c.skip(len, tag)?,
             }
-            (0xFFFE, 0xE000) => item(c, tag, explicit, depth)?,
-            _ => {
-                let len = if explicit {
-                    let vr = c.bytes::<2>()?;
-                    if long_vr(vr) {
-                        c.u16()?;
-                        c.u32()?
-                    } else {
-                        u32::from(c.u16()?)
-                    }
-                } else {
-                    c.u32()?
-                };
-                if len == UNDEFINED {
-                    // A sequence (or encapsulated pixel data): items up to the sequence delimiter.
-                    elements(c, explicit, depth + 1)?;
-                } else {
-                    c.skip(len, tag)?;
-                }
+            continue;
+        }
+        let pixel_data = tag == (0x7FE0, 0x0010);
+        let (len, sequence, encapsulated) = if explicit {
+            let vr = c.bytes::<2>()?;
+            if short_vr(vr) {
+                (u32::from(c.u16()?), false, false)
+            } else {
+                c.u16()?;
+                (c.u32()?, &vr == b"SQ", pixel_data || !matches!(&vr, b"SQ" | b"UN"))
             }
+        } else {
+            let len = c.u32()?;
+            // Implicit VR: a value that opens with an item tag is taken for a sequence.
+            (len, len != UNDEFINED && len >= 8 && !pixel_data && c.peek_item()?, pixel_data)
+        };
+        if len == UNDEFINED {
+            // A sequence, or encapsulated pixel data: items up to the sequence delimiter.
+            elements(c, explicit, depth + 1, None, encapsulated)?;
+        } else if sequence {
+            nested(c, len, tag, explicit, depth)?;
+        } else {
+            c.skip(len, tag)?;
         }
     }
     Ok(())
 }
 
-fn item<R: Read + Seek>(c: &mut Cursor<R>, tag: (u16, u16), explicit: bool, depth: usize) -> Result<(), String> {
-    let len = c.u32()?;
-    if len == UNDEFINED {
-        elements(c, explicit, depth + 1)
-    } else {
-        c.skip(len, tag)
+/// The elements inside a value of defined length `len` (a sequence or an item), then on after it.
+fn nested<R: Read + Seek>(
+    c: &mut Cursor<R>,
+    len: u32,
+    tag: (u16, u16),
+    explicit: bool,
+    depth: usize,
+) -> Result<(), String> {
+    let remaining = c.len.saturating_sub(c.pos);
+    if u64::from(len) > remaining {
+        return Err(format!(
+            "element ({:04X},{:04X}) declares {len} bytes at byte {} but only {remaining} remain",
+            tag.0, tag.1, c.pos
+        ));
     }
+    let end = c.pos + u64::from(len);
+    elements(c, explicit, depth + 1, Some(end), false)?;
+    if c.pos < end {
+        c.r.seek_relative((end - c.pos) as i64).map_err(|e| e.to_string())?;
+        c.pos = end;
+    }
+    Ok(())
 }
 
 /// Whether every element length declared in the file at `path` fits in the file (the error says
@@ -130,11 +195,11 @@ pub fn check(path: &Path) -> Result<(), String> {
             break;
         }
         let vr = c.bytes::<2>()?;
-        let n = if long_vr(vr) {
+        let n = if short_vr(vr) {
+            u32::from(c.u16()?)
+        } else {
             c.u16()?;
             c.u32()?
-        } else {
-            u32::from(c.u16()?)
         };
         if tag == (0x0002, 0x0010) && n <= 64 {
             let remaining = c.len.saturating_sub(c.pos);
@@ -151,16 +216,16 @@ pub fn check(path: &Path) -> Result<(), String> {
     let syntax = String::from_utf8_lossy(&syntax).trim_end_matches(['\0', ' ']).to_string();
     match syntax.as_str() {
         // Implicit VR little endian.
-        "1.2.840.10008.1.2" => elements(&mut c, false, 0),
+        "1.2.840.10008.1.2" => elements(&mut c, false, 0, None, false),
         // Explicit VR big endian.
         "1.2.840.10008.1.2.2" => {
             c.be = true;
-            elements(&mut c, true, 0)
+            elements(&mut c, true, 0, None, false)
         }
         // Deflated data sets: not walked here.
         "1.2.840.10008.1.2.1.99" => Ok(()),
         // Explicit VR little endian and every encapsulated (compressed) syntax.
-        _ => elements(&mut c, true, 0),
+        _ => elements(&mut c, true, 0, None, false),
     }
 }
 

@@ -116,15 +116,18 @@ fn a_damaged_rle_slice_is_an_error_not_a_crash() {
 
 #[test]
 fn an_element_longer_than_its_file_is_refused_before_it_is_read() {
-    // Found by the `ct_inputs` fuzz target: a 5.7 KB file declaring a 3.5 GB value, which
-    // dicom-parser 0.10 would allocate and fill before noticing the end of the file.
-    let dir = std::env::temp_dir().join(format!("stylet-overlong-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/overlong_element.dcm"), dir.join("a.dcm")).unwrap();
-    let e = load_series(&dir, None).unwrap_err().to_string();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(e.contains("a.dcm") && e.contains("declares") && e.contains("remain"), "{e}");
+    // Found by the `ct_inputs` fuzz target: small files declaring values of 3.5-4 GB, which
+    // dicom-parser 0.10 would allocate and fill before noticing the end of the file: an RLE file,
+    // a big-endian data set, and an explicit-VR one where an unknown VR carries a 4-byte length.
+    for name in ["overlong_element.dcm", "overlong_big_endian.dcm", "overlong_in_unknown_vr.dcm"] {
+        let dir = std::env::temp_dir().join(format!("stylet-overlong-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")), dir.join("a.dcm")).unwrap();
+        let e = load_series(&dir, None).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains("a.dcm") && e.contains("declares") && e.contains("remain"), "{name}: {e}");
+    }
 }
 
 #[test]

@@ -234,13 +234,18 @@ impl Crop {
     #[must_use]
     pub fn around(mask: &[bool], full: [usize; 3], margin: usize) -> Option<Self> {
         let (lo, size) = bbox(mask, full)?;
+        Some(Self::grown(full, lo, size, margin))
+    }
+
+    /// The box at `lo` of `size` grown by `margin` voxels on every side, clamped to the volume.
+    fn grown(full: [usize; 3], lo: [usize; 3], size: [usize; 3], margin: usize) -> Self {
         let lo2 = [lo[0].saturating_sub(margin), lo[1].saturating_sub(margin), lo[2].saturating_sub(margin)];
         let hi = [
             (lo[0] + size[0] + margin).min(full[0]),
             (lo[1] + size[1] + margin).min(full[1]),
             (lo[2] + size[2] + margin).min(full[2]),
         ];
-        Some(Self { full, lo: lo2, dims: [hi[0] - lo2[0], hi[1] - lo2[1], hi[2] - lo2[2]] })
+        Self { full, lo: lo2, dims: [hi[0] - lo2[0], hi[1] - lo2[1], hi[2] - lo2[2]] }
     }
 
     /// The box around the voxels of the full-volume `field` that lie in this box and satisfy
@@ -251,13 +256,7 @@ impl Crop {
         let local: Vec<bool> = self.extract(field).into_iter().map(is).collect();
         let (lo, size) = bbox(&local, self.dims)?;
         let lo = [lo[0] + self.lo[0], lo[1] + self.lo[1], lo[2] + self.lo[2]];
-        let lo2 = [lo[0].saturating_sub(margin), lo[1].saturating_sub(margin), lo[2].saturating_sub(margin)];
-        let hi = [
-            (lo[0] + size[0] + margin).min(self.full[0]),
-            (lo[1] + size[1] + margin).min(self.full[1]),
-            (lo[2] + size[2] + margin).min(self.full[2]),
-        ];
-        Some(Self { full: self.full, lo: lo2, dims: [hi[0] - lo2[0], hi[1] - lo2[1], hi[2] - lo2[2]] })
+        Some(Self::grown(self.full, lo, size, margin))
     }
 
     /// Full-volume index of a box index.

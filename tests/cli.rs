@@ -588,3 +588,107 @@ fn plan_on_a_phantom_with_json_picture_and_clear_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not lie on the CT grid"));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Writes `v` as a 3D Slicer-style `.seg.nrrd` (uint8, LPS, a leading list axis of one layer)
+/// naming each label value's segment.
+fn write_seg_nrrd(v: &stylet_imaging::Volume, names: &[(u32, &str)], path: &std::path::Path) {
+    let axis = |k: usize| {
+        let d = v.direction.column(k) * v.spacing_mm[k];
+        format!("({},{},{})", d[0], d[1], d[2])
+    };
+    let mut h = format!(
+        "NRRD0004\ntype: unsigned char\ndimension: 4\nspace: left-posterior-superior\nsizes: 1 {} {} {}\n\
+         space directions: none {} {} {}\nkinds: list domain domain domain\nencoding: raw\n\
+         space origin: ({},{},{})\n",
+        v.dims[0],
+        v.dims[1],
+        v.dims[2],
+        axis(0),
+        axis(1),
+        axis(2),
+        v.origin[0],
+        v.origin[1],
+        v.origin[2]
+    );
+    for (i, (value, name)) in names.iter().enumerate() {
+        h += &format!("Segment{i}_Name:={name}\nSegment{i}_LabelValue:={value}\nSegment{i}_Layer:=0\n");
+    }
+    h += "\n";
+    let mut bytes = h.into_bytes();
+    bytes.extend(v.voxels.iter().map(|x| x.round() as u8));
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn plan_reads_a_slicer_segmentation_by_its_segment_names() {
+    let out = std::env::temp_dir().join(format!("stylet-plan-seg-{}", std::process::id()));
+    let (code, _) = run_json(&[
+        "sim",
+        "phantom",
+        "--json",
+        "--dims",
+        "160,160,127",
+        "--spacing-mm",
+        "1.5,1.5,1.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    let (ct, labels, seg) = (out.join("ct.nii.gz"), out.join("labels.nii.gz"), out.join("labels.seg.nrrd"));
+    // The phantom's label values under the names a user might give them in Slicer.
+    let names = [
+        (1, "Body"),
+        (2, "Liver"),
+        (3, "Liver tumor"),
+        (4, "Hepatic and portal veins"),
+        (5, "Ribs"),
+        (6, "Lungs"),
+        (7, "Gallbladder"),
+        (8, "Bile duct"),
+        (9, "Bowel"),
+        (10, "Bone anchor (metal)"),
+        (11, "Vertebrae"),
+        (12, "Heart"),
+    ];
+    write_seg_nrrd(&stylet_imaging::load_nifti(&labels).unwrap(), &names, &seg);
+    let plan = |labels: &std::path::Path| {
+        let (code, v) = run_json(&[
+            "plan",
+            "--json",
+            "--ct",
+            ct.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--tumour",
+            "3",
+        ]);
+        assert_eq!(code, Some(0), "{v}");
+        v
+    };
+    let (by_names, by_table) = (plan(&seg), plan(&labels));
+    let _ = std::fs::remove_dir_all(&out);
+    assert_eq!(by_names["label_table"], "segment names");
+    let classes: Vec<&str> =
+        by_names["label_classes"].as_array().unwrap().iter().map(|c| c["class"].as_str().unwrap()).collect();
+    assert_eq!(
+        classes,
+        [
+            "background",
+            "body",
+            "liver",
+            "tumour",
+            "vessel",
+            "bone",
+            "lung",
+            "gallbladder",
+            "bile_duct",
+            "bowel",
+            "bone",
+            "spine",
+            "heart"
+        ]
+    );
+    // The same classes as the phantom's own table: the same plans.
+    assert_eq!(by_names["report"]["plans"], by_table["report"]["plans"]);
+    assert!(!by_names["report"]["plans"].as_array().unwrap().is_empty());
+}

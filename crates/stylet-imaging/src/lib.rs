@@ -14,6 +14,6 @@ pub use dicom::{load_series, DicomError, SeriesReport};
 pub use fiducials::{detect, Fiducial, FiducialSettings, Rejected};
 pub use needle::{detect_needle, NeedleError, NeedleFound, NeedleSettings};
 pub use nifti::{load_nifti, parse_nifti, write_nifti, NiftiError};
-pub use nrrd::{load_nrrd, parse_nrrd, NrrdError};
+pub use nrrd::{load_nrrd, nrrd_segments, parse_nrrd, NrrdError, Segment};
 pub use volume::Volume;
 pub use writer::{write_series, write_series_encoded, PixelEncoding, WriteError};

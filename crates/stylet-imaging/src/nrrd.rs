@@ -208,13 +208,8 @@ pub fn parse_nrrd(name: &str, bytes: &[u8]) -> Result<Volume, NrrdError> {
     })
 }
 
-fn parse_nrrd_with(
-    name: &str,
-    bytes: &[u8],
-    detached: impl Fn(&str) -> Result<Vec<u8>, NrrdError>,
-) -> Result<Volume, NrrdError> {
-    let format = |reason: String| NrrdError::Format { path: name.into(), reason };
-    // The header ends at the first empty line.
+/// The header text (up to the first empty line) and the bytes after it.
+fn split<'a>(name: &str, bytes: &'a [u8]) -> Result<(&'a str, &'a [u8]), NrrdError> {
     let end = bytes
         .windows(2)
         .position(|w| w == b"\n\n")
@@ -224,7 +219,74 @@ fn parse_nrrd_with(
         Some((h, d)) => (&bytes[..h], &bytes[d..]),
         None => (bytes, &bytes[bytes.len()..]),
     };
-    let text = std::str::from_utf8(text).map_err(|_| format("the header is not text".into()))?;
+    let text = std::str::from_utf8(text)
+        .map_err(|_| NrrdError::Format { path: name.into(), reason: "the header is not text".into() })?;
+    Ok((text, data))
+}
+
+/// One segment of a 3D Slicer segmentation (`.seg.nrrd` key-value pairs `SegmentN_Name:=`,
+/// `SegmentN_LabelValue:=`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// The label value of its voxels.
+    pub label_value: u32,
+    /// The segment's name as the user gave it in Slicer.
+    pub name: String,
+}
+
+/// The segments a Slicer segmentation's header names (empty for a plain NRRD), by label value.
+///
+/// # Errors
+/// A [`NrrdError`] naming the file (unreadable, not NRRD, a segment without a usable label value).
+pub fn nrrd_segments(path: &Path) -> Result<Vec<Segment>, NrrdError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| NrrdError::Io { path: name.clone(), reason: e.to_string() })?;
+    segments(&name, &bytes)
+}
+
+/// [`nrrd_segments`] of bytes in memory.
+///
+/// # Errors
+/// A [`NrrdError`].
+pub fn segments(name: &str, bytes: &[u8]) -> Result<Vec<Segment>, NrrdError> {
+    let (text, _) = split(name, bytes)?;
+    if !text.starts_with("NRRD000") {
+        return Err(NrrdError::Format { path: name.into(), reason: "no NRRD000x magic on the first line".into() });
+    }
+    let mut by_index: std::collections::BTreeMap<u32, (Option<String>, Option<String>)> = Default::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(":=") else { continue };
+        let Some(rest) = key.trim().strip_prefix("Segment") else { continue };
+        let Some((index, field)) = rest.split_once('_') else { continue };
+        let Ok(index) = index.parse::<u32>() else { continue };
+        let slot = by_index.entry(index).or_default();
+        match field {
+            "Name" => slot.0 = Some(value.trim().to_string()),
+            "LabelValue" => slot.1 = Some(value.trim().to_string()),
+            _ => {}
+        }
+    }
+    by_index
+        .into_iter()
+        .filter_map(|(i, (n, v))| n.map(|n| (i, n, v)))
+        .map(|(i, name_, value)| {
+            let label_value = value.as_deref().and_then(|v| v.parse::<u32>().ok()).ok_or_else(|| NrrdError::Field {
+                path: name.into(),
+                field: format!("Segment{i}_LabelValue"),
+                reason: format!("{value:?} is not a label value"),
+            })?;
+            Ok(Segment { label_value, name: name_ })
+        })
+        .collect()
+}
+
+fn parse_nrrd_with(
+    name: &str,
+    bytes: &[u8],
+    detached: impl Fn(&str) -> Result<Vec<u8>, NrrdError>,
+) -> Result<Volume, NrrdError> {
+    let format = |reason: String| NrrdError::Format { path: name.into(), reason };
+    let (text, data) = split(name, bytes)?;
     let h = header(name, text)?;
     let owned;
     let data = match &h.data_file {
@@ -341,6 +403,22 @@ space directions: none (1,0,0) (0,1,0) (0,0,1)\nkinds: list domain domain domain
 space origin: (0,0,0)\n\n\x05\x00";
         let v = parse_nrrd("s.seg.nrrd", seg).unwrap();
         assert_eq!((v.dims, v.voxels.clone()), ([2, 1, 1], vec![5.0, 0.0]));
+    }
+
+    #[test]
+    fn slicer_segment_names_and_values_are_read() {
+        let b = b"NRRD0004\ntype: unsigned char\ndimension: 3\nSegment0_Name:=Liver\nSegment0_LabelValue:=1\n\
+Segment1_LabelValue:=2\nSegment1_Name:=liver tumour\nSegment1_Layer:=0\n\n";
+        let s = segments("s.seg.nrrd", b).unwrap();
+        assert_eq!(
+            s,
+            vec![
+                Segment { label_value: 1, name: "Liver".into() },
+                Segment { label_value: 2, name: "liver tumour".into() }
+            ]
+        );
+        let e = segments("s.seg.nrrd", b"NRRD0004\nSegment3_Name:=x\n\n").unwrap_err().to_string();
+        assert!(e.contains("Segment3_LabelValue"), "{e}");
     }
 
     #[test]

@@ -81,6 +81,27 @@ impl LabelTable {
         self.entries.iter().find(|(a, b, _, _)| (*a..=*b).contains(&value)).map(|e| e.3.as_str())
     }
 
+    /// A table from segment names (3D Slicer's `.seg.nrrd`): each name is read for the structure
+    /// it names ("liver tumor" is a tumour, "portal vein" a vessel, "rib 7" bone); a name that
+    /// names none of the planner's classes becomes `Organ`, which the needle must not cross.
+    /// Value 0 is the background.
+    #[must_use]
+    pub fn from_segment_names(name: &str, segments: &[(u32, &str)]) -> Self {
+        let mut entries = vec![(0, 0, Class::Background, "background".to_string())];
+        for (value, segment) in segments {
+            if *value != 0 && !entries.iter().any(|e| e.0 == *value) {
+                entries.push((*value, *value, class_of_name(segment), (*segment).to_string()));
+            }
+        }
+        Self { name: name.into(), entries }
+    }
+
+    /// Every entry: first and last value, class, name.
+    #[must_use]
+    pub fn entries(&self) -> &[(u32, u32, Class, String)] {
+        &self.entries
+    }
+
     /// Loads table `name` from `labels.toml`.
     ///
     /// # Errors
@@ -111,6 +132,40 @@ impl LabelTable {
             }
         }
         c.finish(path, LabelTable { name: name.into(), entries })
+    }
+}
+
+/// The planner's class for a structure's name (English, any case; first match wins, so a
+/// "liver tumour" is a tumour and a "hepatic vein" a vessel).
+fn class_of_name(name: &str) -> Class {
+    let n = name.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| n.contains(w));
+    if has(&["tumor", "tumour", "lesion", "metasta", "hcc", "nodule", "target"]) {
+        Class::Tumour
+    } else if has(&["vein", "vessel", "artery", "aorta", "cava", "ivc", "portal"]) {
+        Class::Vessel
+    } else if has(&["bile", "duct", "biliary"]) {
+        Class::BileDuct
+    } else if has(&["gallbladder", "gall bladder"]) {
+        Class::Gallbladder
+    } else if has(&["bowel", "colon", "intestin", "duoden", "stomach", "jejun", "ileum"]) {
+        Class::Bowel
+    } else if has(&["lung", "pleura"]) {
+        Class::Lung
+    } else if has(&["heart", "pericard"]) {
+        Class::Heart
+    } else if has(&["vertebra", "spine", "spinal", "sacrum"]) {
+        Class::Spine
+    } else if has(&["rib", "bone", "sternum", "costal", "cartilage", "scapula", "clavicle"]) {
+        Class::Bone
+    } else if has(&["liver", "hepat"]) {
+        Class::Liver
+    } else if has(&["skin", "body", "patient"]) {
+        Class::Body
+    } else if has(&["muscle", "fat", "soft tissue"]) {
+        Class::SoftTissue
+    } else {
+        Class::Organ
     }
 }
 
@@ -430,4 +485,47 @@ struct RawRules {
     acc1: RawAcc1,
     #[serde(rename = "INS-3")]
     ins3: RawIns3,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_map_to_classes() {
+        let t = LabelTable::from_segment_names(
+            "slicer",
+            &[
+                (1, "Liver"),
+                (2, "liver tumor"),
+                (3, "Portal vein"),
+                (4, "hepatic veins"),
+                (5, "Gallbladder"),
+                (6, "Rib 7 right"),
+                (7, "kidney"),
+                (8, "Vertebrae L1"),
+                (9, "Skin"),
+                (10, "common bile duct"),
+            ],
+        );
+        let classes: Vec<Option<Class>> = (0..=11).map(|v| t.class(v)).collect();
+        assert_eq!(
+            classes,
+            vec![
+                Some(Class::Background),
+                Some(Class::Liver),
+                Some(Class::Tumour),
+                Some(Class::Vessel),
+                Some(Class::Vessel),
+                Some(Class::Gallbladder),
+                Some(Class::Bone),
+                Some(Class::Organ),
+                Some(Class::Spine),
+                Some(Class::Body),
+                Some(Class::BileDuct),
+                None,
+            ]
+        );
+        assert_eq!(t.label_name(2), Some("liver tumor"));
+    }
 }

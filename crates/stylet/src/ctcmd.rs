@@ -93,7 +93,7 @@ pub(crate) fn info(args: &InfoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn is_nrrd(path: &std::path::Path) -> bool {
+pub(crate) fn is_nrrd(path: &std::path::Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("nrrd") || e.eq_ignore_ascii_case("nhdr"))
 }
 

@@ -18,8 +18,8 @@ pub(crate) struct PlanArgs {
     /// The label map (NIfTI, or NRRD such as 3D Slicer's .seg.nrrd) on the CT grid.
     #[arg(long)]
     labels: PathBuf,
-    /// Label table in config/labels.toml (auto: totalsegmentator when values above 12 occur,
-    /// else phantom).
+    /// Label table in config/labels.toml (auto: a 3D Slicer segmentation's own segment names when
+    /// the label map has them, else totalsegmentator when values above 12 occur, else phantom).
     #[arg(long, default_value = "auto")]
     label_table: String,
     /// Plan for the tumour with this label value (its largest connected component).
@@ -65,17 +65,19 @@ pub(crate) struct PlanArgs {
 pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let ct = crate::ctcmd::load_ct(&args.ct, args.series.as_deref())?;
     let labels = crate::ctcmd::load_file(&args.labels)?;
-    let table_name = match args.label_table.as_str() {
-        "auto" => {
-            if labels.voxels.iter().any(|v| *v > 12.5) {
-                "totalsegmentator"
-            } else {
-                "phantom"
-            }
+    let segments =
+        if crate::ctcmd::is_nrrd(&args.labels) { stylet_imaging::nrrd_segments(&args.labels)? } else { Vec::new() };
+    let (table, table_name) = match args.label_table.as_str() {
+        "auto" if !segments.is_empty() => {
+            let named: Vec<(u32, &str)> = segments.iter().map(|s| (s.label_value, s.name.as_str())).collect();
+            (LabelTable::from_segment_names("segment names", &named), "segment names")
         }
-        other => other,
+        "auto" if labels.voxels.iter().any(|v| *v > 12.5) => {
+            (LabelTable::load(&args.config.join("labels.toml"), "totalsegmentator")?, "totalsegmentator")
+        }
+        "auto" => (LabelTable::load(&args.config.join("labels.toml"), "phantom")?, "phantom"),
+        other => (LabelTable::load(&args.config.join("labels.toml"), other)?, other),
     };
-    let table = LabelTable::load(&args.config.join("labels.toml"), table_name)?;
     let zone = load_zone(&args.config.join("devices.toml"), &args.device, &args.setting)?;
     let rules = Rules::load(&args.config.join("clinical-rules.toml"))?;
     let tumour = match (&args.tumour, &args.target) {
@@ -126,6 +128,7 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             "{}",
             json!({
                 "ct": args.ct, "labels": args.labels, "label_table": table_name,
+                "label_classes": table.entries().iter().map(|(a, b, c, n)| json!({ "values": [a, b], "class": c, "name": n })).collect::<Vec<_>>(),
                 "device": zone.device, "setting": zone.setting,
                 "plan_seconds": seconds,
                 "robot": robot,

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     tolerate_caught_decoder_panics();
     let _ = stylet_imaging::parse_nifti("fuzz.nii", data);
     let _ = stylet_imaging::parse_nrrd("fuzz.nrrd", data);
+    let _ = stylet_imaging::nrrd::segments("fuzz.seg.nrrd", data);
     let dir = std::env::temp_dir().join(format!("stylet-fuzz-dicom-{}", std::process::id()));
     if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(dir.join("slice.dcm"), data).is_ok() {
         let _ = stylet_imaging::load_series(&dir, None);

@@ -19,6 +19,9 @@ struct Cursor<R> {
     len: u64,
     /// The data set is big endian (the file meta group never is).
     be: bool,
+    /// The transfer syntax encapsulates pixel data (else dicom-rs reads the items of an
+    /// undefined-length value as data sets, and so does this walk).
+    encapsulated: bool,
 }
 
 impl<R: Read + Seek> Cursor<R> {
@@ -127,12 +130,12 @@ fn elements<R: Read + Seek>(
                 (u32::from(c.u16()?), false, false)
             } else {
                 c.u16()?;
-                (c.u32()?, &vr == b"SQ", pixel_data || !matches!(&vr, b"SQ" | b"UN"))
+                (c.u32()?, &vr == b"SQ", c.encapsulated && (pixel_data || !matches!(&vr, b"SQ" | b"UN")))
             }
         } else {
             let len = c.u32()?;
             // Implicit VR: a value that opens with an item tag is taken for a sequence.
-            (len, len != UNDEFINED && len >= 8 && !pixel_data && c.peek_item()?, pixel_data)
+            (len, len != UNDEFINED && len >= 8 && !pixel_data && c.peek_item()?, c.encapsulated && pixel_data)
         };
         if len == UNDEFINED {
             // A sequence, or encapsulated pixel data: items up to the sequence delimiter.
@@ -176,7 +179,7 @@ fn nested<R: Read + Seek>(
 pub fn check(path: &Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut c = Cursor { r: BufReader::with_capacity(4096, file), pos: 0, len, be: false };
+    let mut c = Cursor { r: BufReader::with_capacity(4096, file), pos: 0, len, be: false, encapsulated: false };
     if len < 132 {
         return Ok(());
     }
@@ -184,36 +187,44 @@ pub fn check(path: &Path) -> Result<(), String> {
     if &c.bytes::<4>()? != b"DICM" {
         return Ok(());
     }
-    // File meta group: explicit VR little endian, group 0002.
-    let mut syntax = Vec::new();
-    loop {
-        let start = c.pos;
+    // File meta group, read as dicom-rs reads it: explicit VR little endian, (0002,0000) first,
+    // then elements until its group length is used up, whatever their tags.
+    if (c.u16()?, c.u16()?) != (0x0002, 0x0000) || c.bytes::<2>()? != *b"UL" || c.u16()? != 4 {
+        return Ok(()); // dicom-rs refuses it before reading any value
+    }
+    let group_length = c.u32()?;
+    let (mut read, mut syntax) = (0u32, Vec::new());
+    while read < group_length {
         let tag = (c.u16()?, c.u16()?);
-        if tag.0 != 0x0002 {
-            c.r.seek_relative(start as i64 - c.pos as i64).map_err(|e| e.to_string())?;
-            c.pos = start;
-            break;
-        }
-        let vr = c.bytes::<2>()?;
-        let n = if short_vr(vr) {
-            u32::from(c.u16()?)
+        let (header, n) = if tag.0 == 0xFFFE {
+            (8, c.u32()?)
         } else {
-            c.u16()?;
-            c.u32()?
-        };
-        if tag == (0x0002, 0x0010) && n <= 64 {
-            let remaining = c.len.saturating_sub(c.pos);
-            if u64::from(n) > remaining {
-                return Err(format!("TransferSyntaxUID declares {n} bytes, only {remaining} remain"));
+            let vr = c.bytes::<2>()?;
+            if short_vr(vr) {
+                (8, u32::from(c.u16()?))
+            } else {
+                c.u16()?;
+                (12, c.u32()?)
             }
+        };
+        if n == UNDEFINED {
+            return Ok(()); // refused by dicom-rs
+        }
+        if tag == (0x0002, 0x0010) && n <= 64 && u64::from(n) <= c.len.saturating_sub(c.pos) {
             syntax = vec![0u8; n as usize];
             c.r.read_exact(&mut syntax).map_err(|e| e.to_string())?;
             c.pos += u64::from(n);
         } else {
             c.skip(n, tag)?;
         }
+        read = read.saturating_add(header).saturating_add(n);
     }
-    let syntax = String::from_utf8_lossy(&syntax).trim_end_matches(['\0', ' ']).to_string();
+    let syntax =
+        String::from_utf8_lossy(&syntax).trim_end_matches(|ch: char| ch.is_whitespace() || ch == '\0').to_string();
+    c.encapsulated = !matches!(
+        syntax.as_str(),
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99"
+    );
     match syntax.as_str() {
         // Implicit VR little endian.
         "1.2.840.10008.1.2" => elements(&mut c, false, 0, None, false),
@@ -248,7 +259,10 @@ mod tests {
         if uid.len() % 2 == 1 {
             uid.push(0);
         }
-        let mut b = vec![0x02, 0x00, 0x10, 0x00, b'U', b'I'];
+        // (0002,0000) group length, then (0002,0010) the transfer syntax.
+        let mut b = vec![0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0];
+        b.extend_from_slice(&(8 + uid.len() as u32).to_le_bytes());
+        b.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
         b.extend_from_slice(&(uid.len() as u16).to_le_bytes());
         b.extend_from_slice(&uid);
         b

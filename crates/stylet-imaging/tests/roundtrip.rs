@@ -125,9 +125,15 @@ fn a_damaged_rle_slice_is_an_error_not_a_crash() {
 #[test]
 fn an_element_longer_than_its_file_is_refused_before_it_is_read() {
     // Small files declaring values of 3.5-4 GB, which dicom-parser 0.10 would allocate and fill
-    // before noticing the end of the file: an RLE file, a big-endian data set, and an explicit-VR
-    // one where an unknown VR carries a 4-byte length.
-    for name in ["overlong_element.dcm", "overlong_big_endian.dcm", "overlong_in_unknown_vr.dcm"] {
+    // before noticing the end of the file: an RLE file, a big-endian data set, an explicit-VR
+    // one where an unknown VR carries a 4-byte length, and one whose file meta group ends where
+    // its group length says rather than where its elements do.
+    for name in [
+        "overlong_element.dcm",
+        "overlong_big_endian.dcm",
+        "overlong_in_unknown_vr.dcm",
+        "overlong_after_meta_mismatch.dcm",
+    ] {
         let e = load_error(name);
         assert!(e.contains("declares") && e.contains("remain"), "{name}: {e}");
     }

@@ -505,9 +505,9 @@ fn resp_eval_on_real_traces_with_json_and_a_plot() {
     assert_eq!(synthetic["rows_reported"][0]["line"], 902, "{synthetic}");
 }
 
-#[test]
-fn plan_on_a_phantom_with_json_picture_and_clear_errors() {
-    let out = std::env::temp_dir().join(format!("stylet-plan-{}", std::process::id()));
+/// A small phantom (160 x 160 x 127 voxels of 1.5 mm) for the planning tests, in a fresh folder.
+fn plan_phantom(tag: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("stylet-{tag}-{}", std::process::id()));
     let (code, _) = run_json(&[
         "sim",
         "phantom",
@@ -520,6 +520,12 @@ fn plan_on_a_phantom_with_json_picture_and_clear_errors() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0));
+    out
+}
+
+#[test]
+fn plan_on_a_phantom_with_json_picture_and_clear_errors() {
+    let out = plan_phantom("plan");
     let (ct, labels, png) = (out.join("ct.nii.gz"), out.join("labels.nii.gz"), out.join("plan.png"));
     let (code, v) = run_json(&[
         "plan",
@@ -621,19 +627,7 @@ fn write_seg_nrrd(v: &stylet_imaging::Volume, names: &[(u32, &str)], path: &std:
 
 #[test]
 fn plan_reads_a_slicer_segmentation_by_its_segment_names() {
-    let out = std::env::temp_dir().join(format!("stylet-plan-seg-{}", std::process::id()));
-    let (code, _) = run_json(&[
-        "sim",
-        "phantom",
-        "--json",
-        "--dims",
-        "160,160,127",
-        "--spacing-mm",
-        "1.5,1.5,1.5",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0));
+    let out = plan_phantom("plan-seg");
     let (ct, labels, seg) = (out.join("ct.nii.gz"), out.join("labels.nii.gz"), out.join("labels.seg.nrrd"));
     // The phantom's label values under the names a user might give them in Slicer.
     let names = [

@@ -94,6 +94,17 @@ fn short_vr(vr: [u8; 2]) -> bool {
     )
 }
 
+/// The VR and value length after an explicit-VR tag, and the header's size with the tag.
+fn vr_and_length<R: Read + Seek>(c: &mut Cursor<R>) -> Result<([u8; 2], u32, u32), String> {
+    let vr = c.bytes::<2>()?;
+    if short_vr(vr) {
+        Ok((vr, u32::from(c.u16()?), 8))
+    } else {
+        c.u16()?;
+        Ok((vr, c.u32()?, 12))
+    }
+}
+
 /// Reads elements up to `end` (the end of the file when `None`), or up to an item or sequence
 /// delimiter when nested. `fragments`: the items are encapsulated pixel data (bytes), not data
 /// sets.
@@ -125,13 +136,9 @@ fn elements<R: Read + Seek>(
         }
         let pixel_data = tag == (0x7FE0, 0x0010);
         let (len, sequence, encapsulated) = if explicit {
-            let vr = c.bytes::<2>()?;
-            if short_vr(vr) {
-                (u32::from(c.u16()?), false, false)
-            } else {
-                c.u16()?;
-                (c.u32()?, &vr == b"SQ", c.encapsulated && (pixel_data || !matches!(&vr, b"SQ" | b"UN")))
-            }
+            let (vr, len, _) = vr_and_length(c)?;
+            let long = !short_vr(vr);
+            (len, &vr == b"SQ", long && c.encapsulated && (pixel_data || !matches!(&vr, b"SQ" | b"UN")))
         } else {
             let len = c.u32()?;
             // Implicit VR: a value that opens with an item tag is taken for a sequence.
@@ -199,13 +206,8 @@ pub fn check(path: &Path) -> Result<(), String> {
         let (header, n) = if tag.0 == 0xFFFE {
             (8, c.u32()?)
         } else {
-            let vr = c.bytes::<2>()?;
-            if short_vr(vr) {
-                (8, u32::from(c.u16()?))
-            } else {
-                c.u16()?;
-                (12, c.u32()?)
-            }
+            let (_, n, header) = vr_and_length(&mut c)?;
+            (header, n)
         };
         if n == UNDEFINED {
             return Ok(()); // refused by dicom-rs

@@ -48,6 +48,7 @@ fn repository_config_checks_clean() {
         "safety.toml",
         "kinematics.toml",
         "registration.toml",
+        "realtime.toml",
         "sim.toml",
         "scenarios/easy.toml",
         "markers/frame-beads-4mm.toml",

@@ -4,36 +4,37 @@
 //! every run replays; the easy run's rerun recording reads back with its entities and values.
 //!
 //! The runs drive a real-time supervisor against the simulated controller on a pty, so they take
-//! turns (one at a time) rather than share the machine's cores.
+//! turns with every other wall-clock test and run with widened deadlines (tests/common).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use serde_json::Value;
 
 const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    common::repo()
 }
 
 /// Runs the demo on a scenario; returns its JSON summary and output folder.
 fn demo(scenario: &str) -> (Value, PathBuf) {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = common::wall_clock_turn();
+    let config = common::widened_config(scenario);
     let out = std::env::temp_dir().join(format!("stylet-demo-test-{}-{scenario}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let o = Command::new(STYLET)
         .args(["demo", "--json", "--out"])
         .arg(&out)
         .arg("--config")
-        .arg(root().join("config"))
+        .arg(&config)
         .arg("--scenario")
         .arg(root().join("config/scenarios").join(format!("{scenario}.toml")))
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(&config);
     assert!(
         o.status.success(),
         "{scenario}: {}\n{}",

@@ -4,6 +4,8 @@
 //! target, MOVE_TO_TARGET with CURRENT_POSITION streamed, EMERGENCY, and a refusal after it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -11,10 +13,12 @@ const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
 
 #[test]
 fn pyigtl_runs_the_bwh_sequence_against_the_simulated_robot() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let _turn = common::wall_clock_turn();
+    let root = common::repo();
+    let config = common::widened_config("igtl-serve");
     let mut server = Command::new(STYLET)
         .args(["igtl", "serve", "--port", "0", "--json", "--stop-on-eof", "--config"])
-        .arg(root.join("config"))
+        .arg(&config)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -74,13 +78,15 @@ fn pyigtl_runs_the_bwh_sequence_against_the_simulated_robot() {
 
 #[test]
 fn slicer_watches_the_demo_and_its_emergency_stops_it_safely() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let _turn = common::wall_clock_turn();
+    let root = common::repo();
+    let config = common::widened_config("igtl-demo");
     let out = std::env::temp_dir().join(format!("stylet-demo-igtl-{}", std::process::id()));
     let mut demo = Command::new(STYLET)
         .args(["demo", "--json", "--igtl", "0", "--out"])
         .arg(&out)
         .arg("--config")
-        .arg(root.join("config"))
+        .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

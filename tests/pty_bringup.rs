@@ -4,39 +4,19 @@
 //! zero setpoints outside the envelope.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::Mutex;
 
 use serde_json::Value;
 
-/// One pty scenario at a time: they are real-time and share two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A copy of config/ with deadlines relaxed for a loaded CI machine (the production values are
-/// exercised deterministically by the mock-clock tests in stylet-safety).
+/// A copy of config/ with deadlines widened for a loaded CI machine (tests/common).
 fn test_config(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("stylet-pty-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(dir.join("robot")).unwrap();
-    let src = repo().join("config");
-    std::fs::copy(src.join("robot/robot.toml"), dir.join("robot/robot.toml")).unwrap();
-    std::fs::copy(src.join("sim.toml"), dir.join("sim.toml")).unwrap();
-    let safety = std::fs::read_to_string(src.join("safety.toml")).unwrap();
-    let patched = safety
-        .replace("controller_state_ms = 15.0", "controller_state_ms = 100.0")
-        .replace("max_lateness_ms = 10.0", "max_lateness_ms = 60.0")
-        .replace("window_ms = 20\n", "window_ms = 100\n")
-        .replace("reply_deadline_ms = 50.0", "reply_deadline_ms = 300.0");
-    assert_ne!(safety, patched, "config/safety.toml changed: update the test's relaxations");
-    std::fs::write(dir.join("safety.toml"), patched).unwrap();
-    dir
+    common::widened_config(&format!("pty-{tag}"))
 }
 
 struct Sim {
@@ -95,7 +75,7 @@ fn assert_no_violations(monitor: &Value) {
 
 #[test]
 fn bringup_passes_against_the_simulated_controller() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::wall_clock_turn();
     let config = test_config("nominal");
     let sim = Sim::start(&config, &[]);
     let (ok, report) = bringup(&sim.device, &config, 0.3);
@@ -117,7 +97,7 @@ fn with_fault(spec: &str) -> (Value, Value) {
 }
 
 fn with_fault_range(spec: &str, range_deg: f64) -> (Value, Value) {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::wall_clock_turn();
     let config = test_config(&spec.replace(['=', '@', ':', '.'], "_"));
     let sim = Sim::start(&config, &[spec]);
     let (ok, report) = bringup(&sim.device, &config, range_deg);

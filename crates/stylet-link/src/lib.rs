@@ -30,11 +30,19 @@ pub struct LinkOptions {
     pub handshake_attempts: u32,
     /// Host id sent in the hello.
     pub host_id: u32,
+    /// What the I/O thread asks for (a real-time policy and core; docs/safety.md), if anything.
+    pub schedule: Option<stylet_rt::ThreadSchedule>,
 }
 
 impl Default for LinkOptions {
     fn default() -> Self {
-        LinkOptions { baud: 921_600, handshake_timeout: Duration::from_millis(300), handshake_attempts: 5, host_id: 1 }
+        LinkOptions {
+            baud: 921_600,
+            handshake_timeout: Duration::from_millis(300),
+            handshake_attempts: 5,
+            host_id: 1,
+            schedule: None,
+        }
     }
 }
 
@@ -121,6 +129,7 @@ pub struct Link {
     connected_reported: bool,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    scheduling: Option<stylet_rt::Obtained>,
 }
 
 /// Queue depth towards the writer: a few cycles of commands.
@@ -138,6 +147,7 @@ impl Link {
         let (tx, cmd_rx) = mpsc::channel::<SupervisedCommand>(SEND_QUEUE);
         let (in_tx, rx) = std_mpsc::sync_channel::<ActuatorInput>(INPUT_QUEUE);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (sched_tx, sched_rx) = std_mpsc::sync_channel(1);
         let stats = Arc::new(LinkStats::default());
         let muted = Arc::new(AtomicBool::new(false));
         let io = IoContext {
@@ -149,6 +159,7 @@ impl Link {
         let thread = std::thread::Builder::new()
             .name("stylet-link-io".into())
             .spawn(move || {
+                let _ = sched_tx.send(io.options.schedule.map(|s| s.apply_to_current_thread()));
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(source) => {
@@ -159,6 +170,7 @@ impl Link {
                 rt.block_on(io.run(ready_tx, cmd_rx, in_tx, stop_rx));
             })
             .map_err(LinkError::Thread)?;
+        let scheduling = sched_rx.recv().ok().flatten();
         let info = match ready_rx.recv() {
             Ok(Ok(info)) => info,
             Ok(Err(e)) => {
@@ -184,6 +196,7 @@ impl Link {
             connected_reported: false,
             shutdown: Some(stop_tx),
             thread: Some(thread),
+            scheduling,
         })
     }
 
@@ -191,6 +204,12 @@ impl Link {
     #[must_use]
     pub fn info(&self) -> ControllerInfo {
         self.info
+    }
+
+    /// What the I/O thread obtained of the schedule it asked for.
+    #[must_use]
+    pub fn scheduling(&self) -> Option<&stylet_rt::Obtained> {
+        self.scheduling.as_ref()
     }
 
     /// The device path.

@@ -465,6 +465,28 @@ mod tests {
         })
     }
 
+    /// The sizes docs/protocol.md and the latency budget in docs/safety.md quote: what one
+    /// cycle puts on the wire each way for the 7-joint arm.
+    #[test]
+    fn seven_joint_setpoint_and_state_sizes_on_the_wire() {
+        let mut buf = [0u8; MAX_FRAME];
+        let state = Message::State(crate::message::ControllerState {
+            controller_time_us: u64::MAX,
+            last_setpoint_seq: u16::MAX,
+            status: crate::message::Status(u16::MAX),
+            joint_faults: u16::MAX,
+            joints: JointArray::from_fn(7, |_| crate::message::JointState {
+                position: 1.5,
+                velocity: 0.5,
+                current_a: 0.5,
+            })
+            .unwrap(),
+        });
+        let setpoint_bytes = encode_frame(u16::MAX, &setpoint(7), &mut buf).unwrap();
+        let state_bytes = encode_frame(u16::MAX, &state, &mut buf).unwrap();
+        assert_eq!((setpoint_bytes, state_bytes), (102, 136));
+    }
+
     fn round_trip(seq: u16, m: &Message) -> Frame {
         let mut buf = [0u8; MAX_FRAME];
         let n = encode_frame(seq, m, &mut buf).unwrap();

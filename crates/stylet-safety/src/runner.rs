@@ -5,6 +5,13 @@
 //! supervisor with the current trajectory sample, hands the one command to the actuator, and
 //! publishes events and a snapshot without blocking (bounded channels; a full channel drops and
 //! counts). Nothing in the cycle allocates except when a new trajectory replaces an old one.
+//!
+//! Cycles keep their nominal times: after a stall the missed cycles run back to back, each with
+//! its own deadline, so the setpoint stream stays inside the envelope in its own timestamps and the
+//! controller plays it out by them (its playout delay absorbs a stall shorter than it; a longer
+//! one makes it hold its last setpoint until the stream resumes). A stall is counted (`stalls`,
+//! `late_cycles`), and beyond `max_lateness` it latches HAZ-11 (docs/safety.md, "Latency
+//! budget").
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
@@ -12,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use stylet_core::{Clock, Nanos};
+use stylet_rt::{Obtained, ThreadSchedule};
 
 use crate::command::Actuator;
 use crate::state::Command;
@@ -72,6 +80,32 @@ pub enum RunnerEvent {
         /// Largest difference from the commanded position.
         offset: f64,
     },
+    /// The thread woke a period or more after a cycle's deadline (a stall): that cycle and the
+    /// ones missed meanwhile run back to back.
+    Stall {
+        /// How late the cycle started.
+        lateness: Nanos,
+    },
+}
+
+/// The runner's timing so far, readable while it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Cycles run.
+    pub cycles: u64,
+    /// Times the thread woke a period or more after a cycle's deadline.
+    pub stalls: u64,
+    /// Cycles that started a period or more late (each stall's first and its catch-up).
+    pub late_cycles: u64,
+    /// The latest start since the previous [`RunnerHandle::take_timing`].
+    pub worst_lateness: Nanos,
+}
+
+#[derive(Debug, Default)]
+struct TimingCounters {
+    stalls: AtomicU64,
+    late: AtomicU64,
+    worst_ns: AtomicU64,
 }
 
 /// Cycle lateness statistics (how late each cycle started after its deadline).
@@ -135,6 +169,10 @@ pub struct RunReport<A> {
     pub lateness: Lateness,
     /// Events dropped because the event channel was full.
     pub events_dropped: u64,
+    /// Times the thread woke a period or more after a cycle's deadline.
+    pub stalls: u64,
+    /// Cycles that started a period or more late.
+    pub late_cycles: u64,
 }
 
 /// The caller's side of a running supervisor.
@@ -145,6 +183,8 @@ pub struct RunnerHandle<A> {
     pub events: Receiver<RunnerEvent>,
     snapshot: Arc<Mutex<Snapshot>>,
     cycles: Arc<AtomicU64>,
+    timing: Arc<TimingCounters>,
+    scheduling: Option<Obtained>,
     join: Option<JoinHandle<RunReport<A>>>,
 }
 
@@ -211,10 +251,28 @@ impl<A> RunnerHandle<A> {
         rx.recv().map_err(|_| RunnerGone)
     }
 
+    /// What the thread obtained of the schedule it asked for (`None` when it asked for none).
+    #[must_use]
+    pub fn scheduling(&self) -> Option<&Obtained> {
+        self.scheduling.as_ref()
+    }
+
     /// Cycles completed so far.
     #[must_use]
     pub fn cycles(&self) -> u64 {
         self.cycles.load(Ordering::Acquire)
+    }
+
+    /// The timing so far; the worst lateness restarts from zero (for a telemetry series of the
+    /// worst start per interval).
+    #[must_use]
+    pub fn take_timing(&self) -> Timing {
+        Timing {
+            cycles: self.cycles(),
+            stalls: self.timing.stalls.load(Ordering::Relaxed),
+            late_cycles: self.timing.late.load(Ordering::Relaxed),
+            worst_lateness: Nanos(self.timing.worst_ns.swap(0, Ordering::Relaxed)),
+        }
     }
 
     /// The newest snapshot.
@@ -233,7 +291,7 @@ impl<A> RunnerHandle<A> {
     }
 }
 
-/// Starts the supervisor thread.
+/// Starts the supervisor thread at normal priority (tests, tools).
 ///
 /// # Errors
 /// The OS error when the thread cannot be spawned.
@@ -242,18 +300,41 @@ pub fn spawn<A: Actuator + Send + 'static>(
     actuator: A,
     clock: Arc<dyn Clock>,
 ) -> std::io::Result<RunnerHandle<A>> {
+    spawn_with(supervisor, actuator, clock, None)
+}
+
+/// Starts the supervisor thread, which first asks for `schedule` (a real-time policy, its core)
+/// and reports what it obtained ([`RunnerHandle::scheduling`]).
+///
+/// # Errors
+/// The OS error when the thread cannot be spawned.
+pub fn spawn_with<A: Actuator + Send + 'static>(
+    supervisor: Supervisor,
+    actuator: A,
+    clock: Arc<dyn Clock>,
+    schedule: Option<ThreadSchedule>,
+) -> std::io::Result<RunnerHandle<A>> {
     let (tx, rx) = mpsc::sync_channel(256);
     let (etx, erx) = mpsc::sync_channel(4096);
+    let (stx, srx) = mpsc::sync_channel(1);
     let snapshot = Arc::new(Mutex::new(supervisor.snapshot()));
     let shared = Arc::clone(&snapshot);
     // The epoch is taken here, not in the thread, so cycle k is due k periods after spawn.
     let start = clock.now();
     let cycles = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&cycles);
-    let join = std::thread::Builder::new()
-        .name("stylet-supervisor".into())
-        .spawn(move || run(supervisor, actuator, clock.as_ref(), start, &rx, &etx, &shared, &counter))?;
-    Ok(RunnerHandle { tx, events: erx, snapshot, cycles, join: Some(join) })
+    let timing = Arc::new(TimingCounters::default());
+    let counters = Counters { cycles: Arc::clone(&cycles), timing: Arc::clone(&timing) };
+    let join = std::thread::Builder::new().name("stylet-supervisor".into()).spawn(move || {
+        let _ = stx.send(schedule.map(|s| s.apply_to_current_thread()));
+        run(supervisor, actuator, clock.as_ref(), start, &rx, &etx, &shared, &counters)
+    })?;
+    let scheduling = srx.recv().ok().flatten();
+    Ok(RunnerHandle { tx, events: erx, snapshot, cycles, timing, scheduling, join: Some(join) })
+}
+
+struct Counters {
+    cycles: Arc<AtomicU64>,
+    timing: Arc<TimingCounters>,
 }
 
 struct Active {
@@ -270,7 +351,7 @@ fn run<A: Actuator>(
     rx: &Receiver<Operator>,
     events: &SyncSender<RunnerEvent>,
     shared: &Mutex<Snapshot>,
-    counter: &AtomicU64,
+    counters: &Counters,
 ) -> RunReport<A> {
     let period = sup.config().period;
     let mut lateness = Lateness::new();
@@ -283,11 +364,23 @@ fn run<A: Actuator>(
     };
     let mut k: u64 = 1;
     let mut running = true;
+    let (mut stalls, mut late_cycles, mut in_stall) = (0u64, 0u64, false);
     while running {
         let deadline = start.saturating_add(Nanos(period.0.saturating_mul(k)));
         clock.sleep_until(deadline);
         let late = clock.now().saturating_sub(deadline);
         lateness.record(late);
+        counters.timing.worst_ns.fetch_max(late.0, Ordering::Relaxed);
+        if late >= period {
+            late_cycles += 1;
+            counters.timing.late.store(late_cycles, Ordering::Relaxed);
+            if !in_stall {
+                stalls += 1;
+                counters.timing.stalls.store(stalls, Ordering::Relaxed);
+                emit(RunnerEvent::Stall { lateness: late });
+            }
+        }
+        in_stall = late >= period;
         loop {
             match rx.try_recv() {
                 Ok(Operator::Command(c, reply)) => {
@@ -361,14 +454,14 @@ fn run<A: Actuator>(
         if let Ok(mut s) = shared.try_lock() {
             *s = sup.snapshot();
         }
-        counter.store(k, Ordering::Release);
+        counters.cycles.fetch_add(1, Ordering::Release);
         k += 1;
     }
     let snapshot = sup.snapshot();
     if let Ok(mut s) = shared.lock() {
         *s = snapshot;
     }
-    RunReport { actuator, snapshot, lateness, events_dropped: dropped }
+    RunReport { actuator, snapshot, lateness, events_dropped: dropped, stalls, late_cycles }
 }
 
 /// Publishes the snapshot for a caller that waits on an answer (the lock is only ever held for a

@@ -166,3 +166,78 @@ fn answers_arrive_after_the_snapshot_shows_their_effect() {
     assert_eq!(r, Ok(()));
     rig.shutdown();
 }
+
+/// Advances the clock by `periods` at once (a host stall) and waits until the runner has run
+/// every cycle that is now due.
+fn stall(rig: &mut Rig, periods: u64) {
+    rig.h.send(Operator::Heartbeat).unwrap();
+    let target = rig.h.cycles() + periods;
+    rig.clock.advance(stylet_core::Nanos(rig.period.0 * periods));
+    let t0 = Instant::now();
+    while rig.h.cycles() < target {
+        assert!(t0.elapsed() < Duration::from_secs(10), "runner stalled");
+        std::thread::yield_now();
+    }
+    rig.events.extend(rig.h.events.try_iter());
+}
+
+#[test]
+fn a_short_stall_is_absorbed_and_counted_and_the_stream_keeps_its_times() {
+    let cfg = common::config();
+    let mut rig = Rig::new();
+    rig.steps(3, true);
+    rig.h.send(Operator::Command(Command::StartHoming, None)).unwrap();
+    rig.steps(3, true);
+    let start = rig.h.snapshot().unwrap().commanded.as_slice().to_vec();
+    let mut goal = start.clone();
+    goal[0] += 0.01;
+    let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &vec![0.0; start.len()], 0.5, cfg.dt()).unwrap();
+    let samples: Vec<f64> = (0..t.len()).map(|i| t.sample(i).unwrap()[0].position).collect();
+    rig.h.send(Operator::Execute(t, None)).unwrap();
+    rig.steps(20, true);
+    let sent_before = rig.h.snapshot().unwrap().commanded.as_slice()[0];
+    // 6 ms late at 1 kHz (the HAZ-11 limit is 10 ms): the six cycles due run back to back.
+    stall(&mut rig, 6);
+    let after = rig.h.snapshot().unwrap().commanded.as_slice()[0];
+    let stalls: Vec<_> = rig.events.iter().filter(|e| matches!(e, RunnerEvent::Stall { .. })).collect();
+    assert_eq!(stalls, [&RunnerEvent::Stall { lateness: stylet_core::Nanos(rig.period.0 * 5) }], "{:?}", rig.events);
+    // Each cycle took its own sample: the stream went on as if nothing had happened.
+    let i = samples.iter().position(|s| *s == sent_before).unwrap();
+    assert_eq!(after, samples[i + 6], "before {sent_before}, after {after}");
+    let timing = rig.h.take_timing();
+    assert_eq!((timing.stalls, timing.late_cycles), (1, 5), "{timing:?}");
+    assert_eq!(timing.worst_lateness, stylet_core::Nanos(rig.period.0 * 5), "{timing:?}");
+    assert_eq!(rig.h.take_timing().worst_lateness, stylet_core::Nanos::ZERO);
+    rig.steps(samples.len(), true);
+    assert!(rig.events.contains(&RunnerEvent::TrajectoryDone), "{:?}", rig.events);
+    let report = rig.shutdown();
+    assert_eq!(report.snapshot.fault, None);
+    assert_eq!((report.stalls, report.late_cycles), (1, 5));
+    assert_eq!(report.snapshot.commanded.as_slice()[0], goal[0]);
+    // The fake saw one setpoint per nominal cycle, stamped one period apart.
+    let stamps: Vec<u64> = report
+        .actuator
+        .sent
+        .iter()
+        .filter_map(|c| match c.message() {
+            stylet_protocol::Message::Setpoint(s) => Some(s.host_time_us),
+            _ => None,
+        })
+        .collect();
+    let period_us = cfg.period.0 / 1000;
+    assert!(stamps.len() > 30 && stamps.windows(2).all(|w| w[1] - w[0] == period_us), "{stamps:?}");
+}
+
+#[test]
+fn a_stall_beyond_the_lateness_limit_latches_haz11() {
+    let cfg = common::config();
+    let mut rig = Rig::new();
+    rig.steps(3, true);
+    rig.h.send(Operator::Command(Command::StartHoming, None)).unwrap();
+    rig.steps(3, true);
+    let limit_periods = cfg.max_lateness.0 / cfg.period.0;
+    stall(&mut rig, limit_periods + 2);
+    let snap = rig.h.snapshot().unwrap();
+    assert!(matches!(snap.fault, Some(Fault::CycleOverrun { .. })), "{:?}", snap.fault);
+    rig.shutdown();
+}

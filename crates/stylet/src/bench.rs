@@ -2,14 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use serde_json::json;
-use stylet_core::{Clock, MonotonicClock};
-use stylet_link::{Link, LinkOptions};
 use stylet_safety::runner::{self, Operator};
-use stylet_safety::{Command, MotionState, SafetyConfig, Supervisor};
+use stylet_safety::{Command, MotionState, SafetyConfig};
 
 /// Options of `stylet bench loop`.
 #[derive(Debug, clap::Args)]
@@ -26,12 +24,12 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::CurrentAndFuture)?;
     let cfg = SafetyConfig::load_dir(&args.config)?;
-    let sim = crate::simcmd::InProcessSim::start(&args.config, &[])?;
-    let link = Link::open(&sim.path, &LinkOptions::default())?;
-    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
-    let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock)?;
-    let beat = |h: &runner::RunnerHandle<Link>| {
+    let crate::realtime::ControlLoop { h, sim, scheduling, .. } =
+        crate::realtime::start(&rt, &args.config, &cfg, None, &[])?;
+    let sim = sim.context("the simulated controller")?;
+    let beat = |h: &runner::RunnerHandle<stylet_link::Link>| {
         let _ = h.send(Operator::Heartbeat);
     };
     let t0 = Instant::now();
@@ -57,8 +55,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "seconds": args.seconds,
         "rate_hz": 1.0 / cfg.dt(),
         "cycles": lat.cycles(),
+        "stalls": report.stalls,
+        "late_cycles": report.late_cycles,
         "lateness_us": { "p50": us(lat.quantile(0.5)), "p99": us(lat.quantile(0.99)), "p999": us(lat.quantile(0.999)), "max": us(lat.max()) },
         "fault": report.snapshot.fault.map(|f| f.to_string()),
+        "realtime": scheduling.json(),
         "wire_monitor": monitor,
     });
     if args.json {
@@ -69,6 +70,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             out["cycles"], out["rate_hz"], out["lateness_us"]["p50"], out["lateness_us"]["p99"], out["lateness_us"]["p999"],
             out["lateness_us"]["max"], out["fault"], out["wire_monitor"]["setpoints"], out["wire_monitor"]["violations"]
         );
+        say!("{}", scheduling.line());
     }
     Ok(ExitCode::SUCCESS)
 }

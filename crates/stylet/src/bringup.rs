@@ -2,19 +2,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde_json::{json, Value};
 use stylet_core::config::{JointKind, JointRole};
 use stylet_core::units::rad_from_deg;
-use stylet_core::{Clock, MonotonicClock};
-use stylet_link::{Link, LinkOptions, MuteSwitch};
+use stylet_link::{Link, MuteSwitch};
 use stylet_protocol::Status;
 use stylet_safety::runner::{self, Operator, RunnerEvent, RunnerHandle};
 use stylet_safety::trajectory::Trajectory;
-use stylet_safety::{Command, Event, Fault, MotionState, SafetyConfig, Snapshot, Supervisor};
+use stylet_safety::{Command, Event, Fault, MotionState, SafetyConfig, Snapshot};
 
 /// Options of `stylet bringup`.
 #[derive(Debug, clap::Args)]
@@ -26,6 +23,10 @@ pub(crate) struct Args {
     /// monitor's report is added to the output).
     #[arg(long)]
     sim: bool,
+    /// With --sim: inject a fault into the simulated controller (repeatable; the specs of
+    /// `stylet sim controller --fault`, docs/sim.md), e.g. `disconnect@0.3`.
+    #[arg(long = "fault", value_name = "SPEC", requires = "sim")]
+    faults: Vec<String>,
     /// The config folder.
     #[arg(long, default_value = "config")]
     config: PathBuf,
@@ -68,8 +69,9 @@ pub(crate) fn step<T>(r: Result<T, StepError>) -> anyhow::Result<T> {
     r.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Sees every snapshot the session pumps, with the events drained since the last one.
-pub(crate) type Observer = Box<dyn FnMut(&Snapshot, &[String])>;
+/// Sees every snapshot the session pumps, with the events drained since the last one and the
+/// runner's timing (its worst cycle start since the previous pump).
+pub(crate) type Observer = Box<dyn FnMut(&Snapshot, &[String], runner::Timing)>;
 /// Sees the goal of every move the runner took.
 pub(crate) type OnMove = Box<dyn FnMut(&[f64])>;
 
@@ -118,6 +120,11 @@ impl Session {
                     format!("controller refused message {msg_type:#04x} (reason {reason})")
                 }
                 RunnerEvent::Supervisor(Event::Stopped { .. }) => "controlled stop complete".to_string(),
+                RunnerEvent::Stall { lateness } => format!(
+                    "stall: a cycle started {:.2} ms late; the cycles due ran back to back (limit {:.0} ms, HAZ-11)",
+                    lateness.as_secs_f64() * 1e3,
+                    self.cfg.max_lateness.as_secs_f64() * 1e3
+                ),
                 other => format!("{other:?}"),
             };
             self.log.push(json!({ "t_ms": (t * 10.0).round() / 10.0, "event": text }));
@@ -125,7 +132,7 @@ impl Session {
         if let (Some(obs), Some(snap)) = (self.observer.as_mut(), self.h.snapshot()) {
             let new: Vec<String> =
                 self.log[first_new..].iter().filter_map(|v| v["event"].as_str().map(str::to_string)).collect();
-            obs(&snap, &new);
+            obs(&snap, &new, self.h.take_timing());
         }
     }
 
@@ -302,19 +309,14 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "--speed-fraction {} must be within (0, 1]",
         args.speed_fraction
     );
+    let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::CurrentAndFuture)?;
     let cfg = SafetyConfig::load_dir(&args.config)?;
-    let sim = if args.sim { Some(crate::simcmd::InProcessSim::start(&args.config, &[])?) } else { None };
-    let port = match (&args.port, &sim) {
-        (Some(p), _) => p.clone(),
-        (None, Some(s)) => s.path.clone(),
-        (None, None) => anyhow::bail!("give --port PATH or --sim"),
-    };
-    let link = Link::open(&port, &LinkOptions::default()).with_context(|| format!("bring-up of {port}"))?;
-    let info = link.info();
-    let stats = link.stats();
-    let mute = link.mute_switch();
-    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
-    let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock).context("starting the supervisor thread")?;
+    if args.port.is_none() && !args.sim {
+        anyhow::bail!("give --port PATH or --sim");
+    }
+    let crate::realtime::ControlLoop { h, sim, info, stats, mute, scheduling } =
+        crate::realtime::start(&rt, &args.config, &cfg, args.port.as_deref(), &args.faults)?;
+    let port = args.port.clone().or_else(|| sim.as_ref().map(|s| s.path.clone())).unwrap_or_default();
     let mut s = Session {
         h,
         cfg: cfg.clone(),
@@ -477,7 +479,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     s.pump();
     let final_snapshot = s.snapshot().ok();
-    let runner::RunReport { actuator: link, snapshot: last_snapshot, lateness, .. } =
+    let runner::RunReport { actuator: link, snapshot: last_snapshot, lateness, stalls, late_cycles, .. } =
         s.h.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
     drop(link); // closes the port
     let lat = &lateness;
@@ -489,6 +491,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let out = json!({
         "port": port,
+        "realtime": scheduling.json(),
         "wire_monitor": monitor,
         "passed": steps.ok,
         "controller": {
@@ -503,6 +506,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "drives_on": snap.drives_on,
         "events": s.log,
         "cycles": lat.cycles(),
+        "stalls": stalls,
+        "late_cycles": late_cycles,
         "lateness_us": { "p50": us(lat.quantile(0.5)), "p99": us(lat.quantile(0.99)), "p999": us(lat.quantile(0.999)), "max": us(lat.max()) },
         "link": {
             "frames_sent": stats.frames_sent.load(std::sync::atomic::Ordering::Relaxed),
@@ -514,7 +519,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.json {
         say!("{out}");
     } else {
-        print_human(&out);
+        let mut human = out.clone();
+        human["realtime_line"] = json!(scheduling.line());
+        print_human(&human);
     }
     Ok(if steps.ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
@@ -545,12 +552,17 @@ fn print_human(r: &Value) {
         say!("latched fault: {m}");
     }
     say!(
-        "supervisor: {} cycles, lateness p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+        "supervisor: {} cycles ({} stall(s), {} late cycle(s)), lateness p50 {} us, p99 {} us, p99.9 {} us, max {} us",
         r["cycles"],
+        r["stalls"],
+        r["late_cycles"],
         r["lateness_us"]["p50"],
         r["lateness_us"]["p99"],
         r["lateness_us"]["p999"],
         r["lateness_us"]["max"]
     );
+    if let Some(line) = r["realtime_line"].as_str() {
+        say!("{line}");
+    }
     say!("{}", if r["passed"].as_bool().unwrap_or(false) { "PASSED" } else { "FAILED" });
 }

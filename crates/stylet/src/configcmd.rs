@@ -63,6 +63,11 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         Ok(_) => checked.push(sim_path.display().to_string()),
         Err(e) => errors.push(e.to_string()),
     }
+    let rt_path = dir.join("realtime.toml");
+    match stylet_rt::RealtimeConfig::load(&rt_path) {
+        Ok(_) => checked.push(rt_path.display().to_string()),
+        Err(e) => errors.push(e.to_string()),
+    }
     let resp_path = dir.join("respiration.toml");
     match stylet_respiration::RespirationConfig::load(&resp_path) {
         Ok(_) => checked.push(resp_path.display().to_string()),

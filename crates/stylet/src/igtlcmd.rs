@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use nalgebra::{Matrix4, Point3, Vector3};
 use serde_json::json;
-use stylet_core::clock::{Clock, MonotonicClock};
 use stylet_igtl::bwh::{Action, Bwh, Phase};
 use stylet_igtl::server::{self, ServerConfig};
-use stylet_link::{Link, LinkOptions};
-use stylet_safety::{runner, Command, MotionState, SafetyConfig, Supervisor};
+use stylet_safety::{Command, MotionState, SafetyConfig};
 
 use crate::bringup::{step, Session};
 
@@ -63,6 +61,8 @@ fn out(json: bool, event: &str, detail: serde_json::Value) {
 
 #[allow(clippy::too_many_lines)]
 pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // Before any thread starts: the real-time core, heavy work off it, memory locked.
+    let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
     let addr = SocketAddr::new(args.bind, args.port);
     if !addr.ip().is_loopback() {
         anyhow::ensure!(args.allow_remote, "refusing to listen on {addr}: not loopback (pass --allow-remote)");
@@ -102,7 +102,7 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             match req.action {
                 Action::Enter(Phase::StartUp) => {
                     if session.is_none() {
-                        match start_robot(&args.config, &cfg) {
+                        match start_robot(&rt, &args.config, &cfg, args.json) {
                             Ok(x) => {
                                 session = Some(x);
                                 srv.completed(Phase::StartUp, true, "robot connected, drives enabled, at home");
@@ -263,12 +263,16 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Starts the simulated controller and the supervisor, enables and homes (needle first).
-fn start_robot(config: &std::path::Path, cfg: &SafetyConfig) -> anyhow::Result<(Session, crate::simcmd::InProcessSim)> {
-    let sim = crate::simcmd::InProcessSim::start(config, &[])?;
-    let link = Link::open(&sim.path, &LinkOptions::default()).context("connecting to the simulated controller")?;
-    let mute = link.mute_switch();
-    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
-    let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock).context("starting the supervisor")?;
+fn start_robot(
+    rt: &stylet_rt::Prepared,
+    config: &std::path::Path,
+    cfg: &SafetyConfig,
+    json: bool,
+) -> anyhow::Result<(Session, crate::simcmd::InProcessSim)> {
+    let crate::realtime::ControlLoop { h, sim, mute, scheduling, .. } =
+        crate::realtime::start(rt, config, cfg, None, &[])?;
+    let sim = sim.context("the simulated controller")?;
+    out(json, "realtime", scheduling.json());
     let mut s = Session {
         h,
         cfg: cfg.clone(),

@@ -17,6 +17,7 @@ mod igtlcmd;
 mod kincmd;
 mod plancmd;
 mod plot;
+mod realtime;
 mod regcmd;
 mod replaycmd;
 mod respcmd;

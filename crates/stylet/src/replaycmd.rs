@@ -67,6 +67,11 @@ pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         *kinds.entry(k).or_insert(0) += 1;
     }
     let span = (log.records.first().map(|r| r.t_s), log.records.last().map(|r| r.t_s));
+    // The control loop's timing, as the run summed it up at its end.
+    let timing = log.records.iter().rev().find_map(|r| match &r.event {
+        Event::Sample { name, values } if name == "cycle_timing" => Some(crate::realtime::timing_from_sample(values)),
+        _ => None,
+    });
     let rerun = match (&args.rrd, args.viewer) {
         (Some(p), _) => Some(stylet_telemetry::Sink::File(p.clone())),
         (None, true) => Some(stylet_telemetry::Sink::Spawn),
@@ -86,6 +91,7 @@ pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             "log": args.log, "header": log.header, "bytes": log.bytes,
             "records": log.records.len(), "kinds": kinds, "t_s": [span.0, span.1], "cut": log.cut,
             "rerun": replayed.map(|s| json!({ "logged": s.logged, "dropped": s.dropped, "rrd": args.rrd })),
+            "cycle_timing": timing,
         });
         if args.records {
             out["record_list"] = json!(log.records);
@@ -95,6 +101,12 @@ pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     say!("{}: {} v{}, procedure {:?}", args.log.display(), log.header.format, log.header.version, log.header.procedure);
     say!("{} records over {:.3} s: {kinds:?}", log.records.len(), span.1.unwrap_or(0.0) - span.0.unwrap_or(0.0));
+    if let Some(t) = &timing {
+        say!(
+            "control loop: {} cycles, {} stall(s), {} late cycle(s), lateness p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+            t["cycles"], t["stalls"], t["late_cycles"], t["p50_us"], t["p99_us"], t["p999_us"], t["max_us"]
+        );
+    }
     for r in log
         .records
         .iter()

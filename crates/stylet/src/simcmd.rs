@@ -53,10 +53,18 @@ pub(crate) struct InProcessSim {
     truth: Arc<std::sync::Mutex<Vec<f64>>>,
     drives: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<stylet_sim::MonitorReport>,
+    /// What the controller's thread obtained of the schedule it asked for.
+    pub(crate) scheduling: Option<stylet_rt::Obtained>,
 }
 
 impl InProcessSim {
-    pub(crate) fn start(config: &std::path::Path, faults: &[String]) -> anyhow::Result<Self> {
+    /// Starts the controller on a new pty; its thread first asks for `schedule` (it stands for the
+    /// controller's microcontroller, so it gets the real-time treatment the host's loop gets).
+    pub(crate) fn start(
+        config: &std::path::Path,
+        faults: &[String],
+        schedule: Option<stylet_rt::ThreadSchedule>,
+    ) -> anyhow::Result<Self> {
         let mut controller = controller_from(config, faults)?;
         let mut pty = Pty::open().context("starting the simulated controller")?;
         let path = pty.path.clone();
@@ -67,7 +75,9 @@ impl InProcessSim {
         let shared = Arc::clone(&truth);
         let drives = Arc::new(AtomicBool::new(false));
         let drives_now = Arc::clone(&drives);
+        let (sched_tx, sched_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new().name("stylet-sim".into()).spawn(move || {
+            let _ = sched_tx.send(schedule.map(|s| s.apply_to_current_thread()));
             serve_with(&mut pty, &mut controller, &flag, &mut |c, _| {
                 // Injected now: due at once (times count from the first enable).
                 for kind in injected.try_iter() {
@@ -81,7 +91,8 @@ impl InProcessSim {
             });
             controller.monitor().report().clone()
         })?;
-        Ok(InProcessSim { path, stop, inject, truth, drives, thread })
+        let scheduling = sched_rx.recv().ok().flatten();
+        Ok(InProcessSim { path, stop, inject, truth, drives, thread, scheduling })
     }
 
     /// Injects a fault now (it takes effect once the controller has enabled its drives).
@@ -108,13 +119,18 @@ impl InProcessSim {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    // This process stands for the controller's microcontroller: its serving thread (this one)
+    // gets the real-time treatment the host's control loop gets.
+    let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::CurrentAndFuture)?;
+    let obtained = rt.schedule(stylet_rt::Role::Controller).apply_to_current_thread();
     let mut controller = controller_from(&args.config, &args.faults)?;
     let mut pty = Pty::open().context("starting the simulated controller")?;
     let stop = Arc::new(AtomicBool::new(false));
     if args.json {
-        say!("{}", json!({ "device": pty.path }));
+        say!("{}", json!({ "device": pty.path, "realtime": { "controller": obtained, "process": rt.report } }));
     } else {
         say!("simulated controller on {}", pty.path);
+        say!("real-time: {obtained}");
         say!("connect with: stylet bringup --port {}", pty.path);
     }
     std::io::stdout().flush().ok();

@@ -14,12 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use nalgebra::{Isometry3, Point3, Vector3};
 use serde_json::json;
-use stylet_core::clock::{Clock, MonotonicClock};
 use stylet_core::frame::{Ct, Point, Robot};
-use stylet_link::{Link, LinkOptions};
 use stylet_procedure::{Input, Limits, Workflow};
 use stylet_recorder::{Event as LogEvent, FsyncPolicy, Recorder};
-use stylet_safety::{runner, Command, MotionState, SafetyConfig, Supervisor};
+use stylet_safety::{runner, Command, MotionState, SafetyConfig};
 
 use crate::bringup::{step, Session};
 
@@ -187,6 +185,8 @@ enum InsertionEnd {
 #[allow(clippy::too_many_lines)]
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let t_start = Instant::now();
+    // Before any thread starts: the real-time core, heavy work off it, memory locked.
+    let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
     let scenario_path = args.scenario.clone().unwrap_or_else(|| args.config.join("scenarios").join("easy.toml"));
     let scenario = stylet_sim::scenario::Scenario::load(&scenario_path)?;
     let ps = scenario.phantom.clone();
@@ -433,11 +433,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     // The robot: simulated controller on a pty, the supervisor in front of it.
     let cfg = SafetyConfig::load_dir(&args.config)?;
-    let sim = crate::simcmd::InProcessSim::start(&args.config, &[])?;
-    let link = Link::open(&sim.path, &LinkOptions::default()).context("connecting to the simulated controller")?;
-    let mute = link.mute_switch();
-    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
-    let h = runner::spawn(Supervisor::new(cfg.clone()), link, clock).context("starting the supervisor")?;
+    let crate::realtime::ControlLoop { h, sim, mute, scheduling, .. } =
+        crate::realtime::start(&rt, &args.config, &cfg, None, &[])?;
+    let sim = sim.context("the simulated controller")?;
     // Respiration: the simulated belt through the processor; the gate is its decision.
     let mut belt = breathing;
     let resp_cfg = stylet_respiration::RespirationConfig::load(&args.config.join("respiration.toml"))?;
@@ -507,8 +505,17 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let obs_rec = log.rec.sender();
     let move_rec = log.rec.sender();
     let mut last_fault = None;
-    let observer = move |snap: &stylet_safety::Snapshot, events: &[String]| {
+    let mut stalls_logged = 0;
+    let observer = move |snap: &stylet_safety::Snapshot, events: &[String], timing: runner::Timing| {
         let t = t0.elapsed().as_secs_f64();
+        // The runner's timing: the worst cycle start of each pump interval, stalls and late cycles.
+        view::scalar(&obs_tel, "timing/worst_lateness_us", t, timing.worst_lateness.as_secs_f64() * 1e6);
+        view::scalar(&obs_tel, "timing/stalls", t, timing.stalls as f64);
+        view::scalar(&obs_tel, "timing/late_cycles", t, timing.late_cycles as f64);
+        if timing.stalls > stalls_logged {
+            stalls_logged = timing.stalls;
+            obs_rec.record(t, crate::realtime::timing_sample("cycle_stall", &timing, None));
+        }
         // The procedure log: every supervisor state change and latched fault.
         if last_state.is_some_and(|s| s != snap.state) {
             obs_rec.record(
@@ -582,6 +589,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     s.enable_and_home()?;
     let home = cfg.robot.home();
     let ins = cfg.robot.insertion_joint().context("the robot has no insertion joint")?;
+    log.say(scheduling.line());
     log.say("controller connected, drives enabled, arm at home");
 
     // Alignment (outside the patient).
@@ -913,7 +921,12 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let final_snap = step(s.snapshot())?;
+    let timing = s.h.take_timing();
     let run = s.h.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
+    log.rec.record(
+        log.t0.elapsed().as_secs_f64(),
+        crate::realtime::timing_sample("cycle_timing", &timing, Some(&run.lateness)),
+    );
     let monitor = sim.stop()?;
     let (gate_samples, gate_open) = gate_stats.lock().map(|g| *g).unwrap_or((0, 0));
     let stats = log.rec.close()?;
@@ -935,6 +948,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     summary["gate_open_fraction_during_insertion"] =
         json!(if gate_samples > 0 { gate_open as f64 / gate_samples as f64 } else { 0.0 });
     summary["faults"] = json!(final_snap.fault.map(|f| format!("{f:?}")));
+    summary["realtime"] = scheduling.json();
+    summary["cycle_timing"] = crate::realtime::timing_json(&timing, &run.lateness);
     summary["wire_monitor_violations"] = json!(monitor.violations);
     summary["supervisor_events_dropped"] = json!(run.events_dropped);
     summary["log_records"] = json!(stats.written);

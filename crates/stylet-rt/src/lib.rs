@@ -1,0 +1,519 @@
+//! Real-time scheduling for the threads that keep the arm's timing (docs/safety.md, "Latency
+//! budget"; rule HAZ-11).
+//!
+//! Three threads carry the control loop: the supervisor's runner, the serial link's I/O thread
+//! and, in simulation, the simulated controller (it stands for the controller's microcontroller,
+//! so a fault in simulation means a host fault, not a starved simulator). Each asks for a
+//! real-time policy at its configured priority and for the real-time core; the process keeps its
+//! heavy work (CT decoding, rendering, planning, needle detection, telemetry encoding) on the
+//! other cores and locks its memory. What was obtained is read back from the kernel and
+//! reported; what was refused says why and how to grant it, and the run goes on.
+//!
+//! Everything here goes through maintained crates (`thread-priority`, `nix`): no `unsafe`.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use stylet_core::config::{read_toml, Checker, ConfigError};
+
+/// The scheduling policy asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// SCHED_FIFO: runs until it blocks; preempts every normal thread.
+    Fifo,
+    /// SCHED_RR: like FIFO, time-sliced among threads of equal priority.
+    RoundRobin,
+    /// No real-time request (SCHED_OTHER).
+    Normal,
+}
+
+impl Policy {
+    fn name(self) -> &'static str {
+        match self {
+            Policy::Fifo => "SCHED_FIFO",
+            Policy::RoundRobin => "SCHED_RR",
+            Policy::Normal => "SCHED_OTHER",
+        }
+    }
+}
+
+/// Which core the real-time threads share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoreChoice {
+    /// The highest-numbered core this process may use.
+    Last,
+    /// This core.
+    Index(usize),
+    /// No pinning.
+    Unpinned,
+}
+
+/// The threads that keep the arm's timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The supervisor's fixed-rate thread.
+    Runner,
+    /// The serial link's I/O thread.
+    Link,
+    /// The simulated motor controller's thread (standing for the controller's microcontroller).
+    Controller,
+}
+
+/// How the process locks its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryLock {
+    /// Every page mapped now and later (controller-only processes: bring-up, the simulated
+    /// controller, the loop bench).
+    CurrentAndFuture,
+    /// The pages mapped now: code, libraries, the stacks and heap so far (processes that also
+    /// decode CTs and plan, whose large working buffers come and go).
+    Current,
+}
+
+/// `config/realtime.toml`: what the real-time threads ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealtimeConfig {
+    /// Policy of the real-time threads.
+    pub policy: Policy,
+    /// Runner priority (1..=99 for FIFO and RR).
+    pub runner_priority: u8,
+    /// Link I/O thread priority.
+    pub link_priority: u8,
+    /// Simulated controller priority.
+    pub controller_priority: u8,
+    /// The real-time core.
+    pub core: CoreChoice,
+    /// Keep heavy work off the real-time core.
+    pub isolate: bool,
+    /// Lock the process's memory.
+    pub lock_memory: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRealtime {
+    #[allow(dead_code)]
+    rule: String,
+    policy: Policy,
+    runner_priority: i64,
+    link_priority: i64,
+    controller_priority: i64,
+    core: toml_core::RawCore,
+    isolate: bool,
+    lock_memory: bool,
+}
+
+mod toml_core {
+    use serde::Deserialize;
+
+    /// `core = "last"`, `core = "none"` or `core = 3`.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum RawCore {
+        Name(String),
+        Index(i64),
+    }
+}
+
+impl RealtimeConfig {
+    /// Loads `DIR/realtime.toml`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, key and value.
+    pub fn load_dir(dir: &Path) -> Result<Self, ConfigError> {
+        Self::load(&dir.join("realtime.toml"))
+    }
+
+    /// Loads a realtime config file.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, key and value.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawRealtime = read_toml(path)?;
+        let mut c = Checker::new();
+        let (lo, hi) = if raw.policy == Policy::Normal { (0, 0) } else { (1, 99) };
+        let mut prio = |key: &str, v: i64| {
+            if !(lo..=hi).contains(&v) {
+                c.problem(key, v, format!("must be within [{lo}, {hi}] for policy {:?}", raw.policy));
+            }
+            u8::try_from(v.clamp(0, 99)).unwrap_or(0)
+        };
+        let runner_priority = prio("runner_priority", raw.runner_priority);
+        let link_priority = prio("link_priority", raw.link_priority);
+        let controller_priority = prio("controller_priority", raw.controller_priority);
+        let core = match raw.core {
+            toml_core::RawCore::Name(n) if n == "last" => CoreChoice::Last,
+            toml_core::RawCore::Name(n) if n == "none" => CoreChoice::Unpinned,
+            toml_core::RawCore::Name(n) => {
+                c.problem("core", format!("{n:?}"), "must be \"last\", \"none\" or a core number");
+                CoreChoice::Unpinned
+            }
+            toml_core::RawCore::Index(i) => match usize::try_from(i) {
+                Ok(i) if i < 1024 => CoreChoice::Index(i),
+                _ => {
+                    c.problem("core", i, "must be a core number within [0, 1023]");
+                    CoreChoice::Unpinned
+                }
+            },
+        };
+        let cfg = RealtimeConfig {
+            policy: raw.policy,
+            runner_priority,
+            link_priority,
+            controller_priority,
+            core,
+            isolate: raw.isolate,
+            lock_memory: raw.lock_memory,
+        };
+        c.finish(path, cfg)
+    }
+
+    /// No real-time request, no pinning, no memory lock (unit tests, and tools that drive no arm).
+    #[must_use]
+    pub fn disabled() -> Self {
+        RealtimeConfig {
+            policy: Policy::Normal,
+            runner_priority: 0,
+            link_priority: 0,
+            controller_priority: 0,
+            core: CoreChoice::Unpinned,
+            isolate: false,
+            lock_memory: false,
+        }
+    }
+
+    /// Prepares the calling process: picks the real-time core, moves the calling thread (and so
+    /// every thread it starts from now on, which inherit its mask) off that core when `isolate`
+    /// is set, and locks memory. Call it first thing, before any worker thread starts.
+    #[must_use]
+    pub fn prepare_process(&self, memory: MemoryLock) -> Prepared {
+        let mut refused = Vec::new();
+        let allowed = allowed_cores();
+        let core = match self.core {
+            CoreChoice::Unpinned => None,
+            CoreChoice::Last => allowed.last().copied(),
+            CoreChoice::Index(i) if allowed.contains(&i) => Some(i),
+            CoreChoice::Index(i) => {
+                refused.push(format!(
+                    "core {i} is not among this process's cores {allowed:?}: the real-time threads are not pinned"
+                ));
+                None
+            }
+        };
+        let mut heavy_work_cores = allowed.clone();
+        if let (true, Some(rt)) = (self.isolate, core) {
+            let others: Vec<usize> = allowed.iter().copied().filter(|c| *c != rt).collect();
+            if others.is_empty() {
+                refused.push(format!(
+                    "only core {rt} is available: heavy work shares it with the real-time threads (their policy still preempts it)"
+                ));
+            } else {
+                match set_affinity(&others) {
+                    Ok(()) => heavy_work_cores = others,
+                    Err(e) => refused.push(format!("keeping heavy work off core {rt} refused ({e})")),
+                }
+            }
+        }
+        let memory_locked = if self.lock_memory {
+            match lock_memory(memory) {
+                Ok(()) => Some(memory),
+                Err(e) => {
+                    refused.push(e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Prepared {
+            cfg: *self,
+            report: ProcessReport {
+                realtime_core: core,
+                heavy_work_cores,
+                memory_locked: memory_locked.map(|m| match m {
+                    MemoryLock::CurrentAndFuture => "current and future mappings",
+                    MemoryLock::Current => "mappings at start",
+                }),
+                refused,
+            },
+        }
+    }
+}
+
+/// What [`RealtimeConfig::prepare_process`] did for the process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProcessReport {
+    /// The core the real-time threads are pinned to.
+    pub realtime_core: Option<usize>,
+    /// Where heavy work (and every other thread) runs.
+    pub heavy_work_cores: Vec<usize>,
+    /// What memory is locked, if any.
+    pub memory_locked: Option<&'static str>,
+    /// What was asked for and refused, with how to grant it.
+    pub refused: Vec<String>,
+}
+
+/// A prepared process: hands out each real-time thread's schedule.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    cfg: RealtimeConfig,
+    /// What was done for the process.
+    pub report: ProcessReport,
+}
+
+impl Prepared {
+    /// What a thread in `role` asks for. The runner and the link share the real-time core; the
+    /// simulated controller stands for hardware of its own, so it runs on another core when
+    /// there is one (a simulator on the host's real-time core would take the host's time).
+    #[must_use]
+    pub fn schedule(&self, role: Role) -> ThreadSchedule {
+        let rt = self.report.realtime_core;
+        let (priority, core) = match role {
+            Role::Runner => (self.cfg.runner_priority, rt),
+            Role::Link => (self.cfg.link_priority, rt),
+            Role::Controller => (
+                self.cfg.controller_priority,
+                rt.map(|c| self.report.heavy_work_cores.iter().copied().find(|o| *o != c).unwrap_or(c)),
+            ),
+        };
+        ThreadSchedule { policy: self.cfg.policy, priority, core }
+    }
+}
+
+/// What one thread asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadSchedule {
+    /// Policy.
+    pub policy: Policy,
+    /// Priority within the policy.
+    pub priority: u8,
+    /// Core to pin to.
+    pub core: Option<usize>,
+}
+
+impl ThreadSchedule {
+    /// Applies the schedule to the calling thread and reads back what it got.
+    #[must_use]
+    pub fn apply_to_current_thread(&self) -> Obtained {
+        let mut refused = Vec::new();
+        if self.policy != Policy::Normal {
+            if let Err(e) = set_policy(self.policy, self.priority) {
+                refused.push(policy_refusal(self.policy, self.priority, &e));
+            }
+        }
+        let mut core = None;
+        if let Some(c) = self.core {
+            match set_affinity(&[c]) {
+                Ok(()) => core = Some(c),
+                Err(e) => refused.push(format!("pinning to core {c} refused ({e})")),
+            }
+        }
+        let (policy, priority) = current_policy();
+        Obtained { policy, priority, core, asked_priority: self.priority, refused }
+    }
+}
+
+/// What a thread obtained, read back from the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Obtained {
+    /// The policy in force (SCHED_FIFO, SCHED_RR, SCHED_OTHER, ...).
+    pub policy: &'static str,
+    /// The priority in force.
+    pub priority: i32,
+    /// The core the thread is pinned to.
+    pub core: Option<usize>,
+    /// The priority asked for.
+    pub asked_priority: u8,
+    /// What was asked for and refused.
+    pub refused: Vec<String>,
+}
+
+impl Obtained {
+    /// Whether the thread runs under a real-time policy.
+    #[must_use]
+    pub fn is_realtime(&self) -> bool {
+        matches!(self.policy, "SCHED_FIFO" | "SCHED_RR")
+    }
+}
+
+impl fmt::Display for Obtained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.policy)?;
+        if self.is_realtime() {
+            write!(f, " {}", self.priority)?;
+        }
+        match self.core {
+            Some(c) => write!(f, " on core {c}")?,
+            None => write!(f, " on any core")?,
+        }
+        for r in &self.refused {
+            write!(f, "; {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The cores the calling thread may run on, in order.
+#[must_use]
+pub fn allowed_cores() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count()).filter(|c| set.is_set(*c).unwrap_or(false)).collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)).collect(),
+    }
+}
+
+fn set_affinity(cores: &[usize]) -> Result<(), String> {
+    let mut set = nix::sched::CpuSet::new();
+    for c in cores {
+        set.set(*c).map_err(|e| e.desc().to_string())?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| e.desc().to_string())
+}
+
+fn set_policy(policy: Policy, priority: u8) -> Result<(), thread_priority::Error> {
+    use thread_priority::unix::{RealtimeThreadSchedulePolicy as Rt, ThreadSchedulePolicy as P};
+    let p = match policy {
+        Policy::Fifo => P::Realtime(Rt::Fifo),
+        Policy::RoundRobin => P::Realtime(Rt::RoundRobin),
+        Policy::Normal => return Ok(()),
+    };
+    let value = thread_priority::ThreadPriorityValue::try_from(priority.min(99))
+        .map_err(|_| thread_priority::Error::Priority("priority out of range"))?;
+    thread_priority::unix::set_thread_priority_and_policy(
+        thread_priority::unix::thread_native_id(),
+        thread_priority::ThreadPriority::Crossplatform(value),
+        p,
+    )
+}
+
+fn current_policy() -> (&'static str, i32) {
+    use thread_priority::unix::ThreadSchedulePolicy as P;
+    use thread_priority::unix::{NormalThreadSchedulePolicy as N, RealtimeThreadSchedulePolicy as Rt};
+    match thread_priority::unix::thread_schedule_policy_param(thread_priority::unix::thread_native_id()) {
+        Ok((policy, params)) => {
+            let name = match policy {
+                P::Realtime(Rt::Fifo) => Policy::Fifo.name(),
+                P::Realtime(Rt::RoundRobin) => Policy::RoundRobin.name(),
+                P::Realtime(Rt::Deadline) => "SCHED_DEADLINE",
+                P::Normal(N::Batch) => "SCHED_BATCH",
+                P::Normal(N::Idle) => "SCHED_IDLE",
+                P::Normal(N::Other) => Policy::Normal.name(),
+            };
+            (name, params.sched_priority)
+        }
+        Err(_) => ("unknown", 0),
+    }
+}
+
+fn limit(resource: nix::sys::resource::Resource) -> String {
+    let show = |v: u64| if v == u64::MAX { "unlimited".to_string() } else { v.to_string() };
+    match nix::sys::resource::getrlimit(resource) {
+        Ok((soft, hard)) => format!("soft {}, hard {}", show(soft), show(hard)),
+        Err(e) => format!("unreadable: {}", e.desc()),
+    }
+}
+
+fn policy_refusal(policy: Policy, priority: u8, e: &thread_priority::Error) -> String {
+    let why = match e {
+        thread_priority::Error::OS(code) => nix::errno::Errno::from_raw(*code).desc().to_string(),
+        other => other.to_string(),
+    };
+    format!("{} priority {priority} refused ({why}): running at normal priority", policy.name())
+}
+
+/// How to let a process have real-time priorities up to `priority` (for a report whose threads
+/// were refused their policy).
+#[must_use]
+pub fn how_to_grant(priority: u8) -> String {
+    format!(
+        "grant CAP_SYS_NICE (`setcap cap_sys_nice+ep $(command -v stylet)`) or an rtprio limit of at least {priority} \
+         (limits.conf `USER - rtprio {priority}`; a container needs `--cap-add SYS_NICE --ulimit rtprio={priority}`); \
+         RLIMIT_RTPRIO now {}",
+        limit(nix::sys::resource::Resource::RLIMIT_RTPRIO)
+    )
+}
+
+fn lock_memory(memory: MemoryLock) -> Result<(), String> {
+    use nix::sys::mman::MlockAllFlags as F;
+    let flags = match memory {
+        MemoryLock::CurrentAndFuture => F::MCL_CURRENT | F::MCL_FUTURE,
+        MemoryLock::Current => F::MCL_CURRENT,
+    };
+    nix::sys::mman::mlockall(flags).map_err(|e| {
+        format!(
+            "memory lock refused ({}): grant CAP_IPC_LOCK (`setcap cap_ipc_lock+ep $(command -v stylet)`) or raise \
+             the memlock limit (`ulimit -l unlimited`, limits.conf `USER - memlock unlimited`; RLIMIT_MEMLOCK now {} bytes); \
+             pages may be paged out",
+            e.desc(),
+            limit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn write(text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("stylet-rt-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("realtime.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn repository_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let c = RealtimeConfig::load_dir(&dir).unwrap();
+        assert_eq!(c.policy, Policy::Fifo);
+        assert!(c.controller_priority > c.link_priority && c.link_priority > c.runner_priority);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let p = write(
+            "rule = \"HAZ-11\"\npolicy = \"fifo\"\nrunner_priority = 0\nlink_priority = 120\ncontroller_priority = 50\n\
+             core = \"middle\"\nisolate = true\nlock_memory = false\n",
+        );
+        let e = RealtimeConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("`runner_priority` = 0"), "{e}");
+        assert!(e.contains("`link_priority` = 120"), "{e}");
+        assert!(e.contains("`core` = \"middle\""), "{e}");
+    }
+
+    #[test]
+    fn a_normal_thread_reports_what_it_has() {
+        // Not pinned, no real-time request: the thread reports SCHED_OTHER, nothing refused.
+        let got = std::thread::spawn(|| {
+            ThreadSchedule { policy: Policy::Normal, priority: 0, core: None }.apply_to_current_thread()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(got.policy, "SCHED_OTHER");
+        assert!(got.refused.is_empty(), "{got:?}");
+        assert!(!got.is_realtime());
+    }
+
+    #[test]
+    fn a_realtime_request_is_obtained_or_refused_with_how_to_grant_it() {
+        let core = *allowed_cores().last().unwrap();
+        let got = std::thread::spawn(move || {
+            ThreadSchedule { policy: Policy::Fifo, priority: 10, core: Some(core) }.apply_to_current_thread()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(got.core, Some(core), "{got:?}");
+        if got.is_realtime() {
+            assert_eq!((got.policy, got.priority), ("SCHED_FIFO", 10));
+            assert!(got.refused.is_empty(), "{got:?}");
+        } else {
+            assert!(got.refused[0].contains("SCHED_FIFO priority 10 refused"), "{got:?}");
+            assert!(how_to_grant(10).contains("RLIMIT_RTPRIO"));
+        }
+        assert!(got.to_string().starts_with(got.policy), "{got}");
+    }
+}

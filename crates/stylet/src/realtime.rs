@@ -1,0 +1,186 @@
+//! The control loop on this host: the simulated controller (when simulated), the serial link and
+//! the supervisor's runner, each scheduled as `config/realtime.toml` asks, and the report of what
+//! the host granted (printed by bringup, demo, bench loop and igtl serve, and logged).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde_json::{json, Value};
+use stylet_core::{Clock, MonotonicClock};
+use stylet_link::{Link, LinkOptions, LinkStats, MuteSwitch};
+use stylet_protocol::ControllerInfo;
+use stylet_rt::{MemoryLock, Obtained, Prepared, RealtimeConfig, Role};
+use stylet_safety::runner::{self, RunnerHandle};
+use stylet_safety::{SafetyConfig, Supervisor};
+
+use crate::simcmd::InProcessSim;
+
+/// Reads `CONFIG/realtime.toml` and prepares this process (real-time core, heavy work off it,
+/// memory lock). Call it before any worker thread starts.
+pub(crate) fn prepare(config: &Path, memory: MemoryLock) -> anyhow::Result<Prepared> {
+    Ok(RealtimeConfig::load_dir(config)?.prepare_process(memory))
+}
+
+/// What the control loop's threads obtained.
+#[derive(Clone, Debug)]
+pub(crate) struct Scheduling {
+    process: stylet_rt::ProcessReport,
+    runner: Option<Obtained>,
+    link: Option<Obtained>,
+    controller: Option<Obtained>,
+}
+
+impl Scheduling {
+    pub(crate) fn json(&self) -> Value {
+        json!({
+            "runner": self.runner,
+            "link": self.link,
+            "simulated_controller": self.controller,
+            "realtime_core": self.process.realtime_core,
+            "heavy_work_cores": self.process.heavy_work_cores,
+            "memory_locked": self.process.memory_locked,
+            "refused": self.refused(),
+            "how_to_grant": self.policy_refused().then(|| stylet_rt::how_to_grant(self.max_priority())),
+        })
+    }
+
+    /// Everything refused, each once.
+    fn refused(&self) -> Vec<String> {
+        let mut all = self.process.refused.clone();
+        for o in self.threads() {
+            for r in &o.refused {
+                if !all.contains(r) {
+                    all.push(r.clone());
+                }
+            }
+        }
+        all
+    }
+
+    fn threads(&self) -> impl Iterator<Item = &Obtained> {
+        [&self.runner, &self.link, &self.controller].into_iter().flatten()
+    }
+
+    /// Whether any thread was refused its real-time policy.
+    fn policy_refused(&self) -> bool {
+        self.threads().any(|o| o.refused.iter().any(|r| r.contains("priority")))
+    }
+
+    fn max_priority(&self) -> u8 {
+        self.threads().map(|o| o.asked_priority).max().unwrap_or(0)
+    }
+
+    /// One line for a human report and the procedure log.
+    pub(crate) fn line(&self) -> String {
+        let show = |o: &Option<Obtained>| {
+            o.as_ref().map_or_else(
+                || "as started".to_string(),
+                |o| {
+                    let mut s = o.policy.to_string();
+                    if o.is_realtime() {
+                        s.push_str(&format!(" {}", o.priority));
+                    }
+                    if let Some(c) = o.core {
+                        s.push_str(&format!(" on core {c}"));
+                    }
+                    s
+                },
+            )
+        };
+        let mut line = format!("real-time: runner {}, link {}", show(&self.runner), show(&self.link));
+        if self.controller.is_some() {
+            line.push_str(&format!(", simulated controller {}", show(&self.controller)));
+        }
+        line.push_str(&format!(
+            "; heavy work on cores {:?}; memory {}",
+            self.process.heavy_work_cores,
+            self.process.memory_locked.map_or_else(|| "not locked".to_string(), |m| format!("locked ({m})"))
+        ));
+        for r in self.refused() {
+            line.push_str(&format!("\n  refused: {r}"));
+        }
+        if self.policy_refused() {
+            line.push_str(&format!("\n  to grant it: {}", stylet_rt::how_to_grant(self.max_priority())));
+        }
+        line
+    }
+}
+
+/// The supervisor in front of a controller: the runner's handle and what came with it.
+pub(crate) struct ControlLoop {
+    pub(crate) h: RunnerHandle<Link>,
+    pub(crate) sim: Option<InProcessSim>,
+    pub(crate) info: ControllerInfo,
+    pub(crate) stats: Arc<LinkStats>,
+    pub(crate) mute: MuteSwitch,
+    pub(crate) scheduling: Scheduling,
+}
+
+/// Starts the control loop against `port`, or against a simulated controller on a new pty in
+/// this process (with `faults`) when `port` is `None`.
+pub(crate) fn start(
+    rt: &Prepared,
+    config: &Path,
+    cfg: &SafetyConfig,
+    port: Option<&str>,
+    faults: &[String],
+) -> anyhow::Result<ControlLoop> {
+    let sim = match port {
+        Some(_) => None,
+        None => Some(InProcessSim::start(config, faults, Some(rt.schedule(Role::Controller)))?),
+    };
+    let path = match (port, &sim) {
+        (Some(p), _) => p.to_string(),
+        (None, Some(s)) => s.path.clone(),
+        (None, None) => anyhow::bail!("no controller"),
+    };
+    let options = LinkOptions { schedule: Some(rt.schedule(Role::Link)), ..LinkOptions::default() };
+    let link = Link::open(&path, &options).with_context(|| format!("connecting to the controller on {path}"))?;
+    let (info, stats, mute) = (link.info(), link.stats(), link.mute_switch());
+    let link_sched = link.scheduling().cloned();
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+    let h = runner::spawn_with(Supervisor::new(cfg.clone()), link, clock, Some(rt.schedule(Role::Runner)))
+        .context("starting the supervisor thread")?;
+    let scheduling = Scheduling {
+        process: rt.report.clone(),
+        runner: h.scheduling().cloned(),
+        link: link_sched,
+        controller: sim.as_ref().and_then(|s| s.scheduling.clone()),
+    };
+    Ok(ControlLoop { h, sim, info, stats, mute, scheduling })
+}
+
+/// The order of a timing sample's values in the procedure log.
+const TIMING_VALUES: [&str; 7] = ["cycles", "stalls", "late_cycles", "p50_us", "p99_us", "p999_us", "max_us"];
+
+fn us(n: stylet_core::Nanos) -> f64 {
+    (n.as_secs_f64() * 1e7).round() / 10.0
+}
+
+/// The runner's timing as a procedure-log sample (`cycle_stall` at each stall, without the
+/// lateness quantiles; `cycle_timing` at the end, with them).
+pub(crate) fn timing_sample(
+    name: &str,
+    t: &runner::Timing,
+    lateness: Option<&runner::Lateness>,
+) -> stylet_recorder::Event {
+    let mut values = vec![t.cycles as f64, t.stalls as f64, t.late_cycles as f64];
+    if let Some(l) = lateness {
+        values.extend([us(l.quantile(0.5)), us(l.quantile(0.99)), us(l.quantile(0.999)), us(l.max())]);
+    }
+    stylet_recorder::Event::Sample { name: name.into(), values }
+}
+
+/// A timing sample's values by name (for `stylet replay`).
+pub(crate) fn timing_from_sample(values: &[f64]) -> Value {
+    Value::Object(TIMING_VALUES.iter().zip(values).map(|(k, v)| ((*k).to_string(), json!(v))).collect())
+}
+
+/// The runner's timing for a JSON summary.
+pub(crate) fn timing_json(t: &runner::Timing, l: &runner::Lateness) -> Value {
+    json!({
+        "cycles": l.cycles(), "stalls": t.stalls, "late_cycles": t.late_cycles,
+        "lateness_us": { "p50": us(l.quantile(0.5)), "p99": us(l.quantile(0.99)), "p999": us(l.quantile(0.999)), "max": us(l.max()) },
+    })
+}

@@ -1,0 +1,70 @@
+//! What the end-to-end tests that run on the wall clock share.
+//!
+//! They drive a real-time supervisor against a simulated controller (in the `stylet` process on
+//! a pty, or in a second process), so they take turns on the machine: one at a time across every
+//! test binary, by a lock file. They run with the real-time scheduling of `config/realtime.toml`
+//! (CI runs as root, so it is granted) and with the deadlines below widened for a loaded 2-core
+//! CI machine. The production deadlines are exercised deterministically by the mock-clock tests
+//! in stylet-safety, and their behaviour on a loaded host is measured by `bench/soak.sh`
+//! (docs/PERFORMANCE.md), never asserted here.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The repository.
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Holds the machine for one wall-clock test: dropped, the next one runs.
+#[derive(Debug)]
+pub(crate) struct Turn(File);
+
+/// Waits for this test's turn (an exclusive lock on a file every wall-clock test shares).
+pub(crate) fn wall_clock_turn() -> Turn {
+    let path = std::env::temp_dir().join("stylet-wall-clock-tests.lock");
+    let f = File::options().create(true).truncate(false).write(true).open(&path).unwrap();
+    f.lock().unwrap();
+    Turn(f)
+}
+
+/// The widened deadlines (production value -> test value), each with its key in safety.toml.
+pub(crate) const WIDENED: [(&str, &str); 4] = [
+    // HAZ-8: a controller state every 1 ms; 15 ms without one is a fault on hardware.
+    ("controller_state_ms = 15.0", "controller_state_ms = 100.0"),
+    // HAZ-11: a cycle that starts 10 ms late.
+    ("max_lateness_ms = 10.0", "max_lateness_ms = 60.0"),
+    // HAZ-10: the controller's own watchdog, above the host's lateness limit.
+    ("window_ms = 20\n", "window_ms = 100\n"),
+    // HAZ-9: Ack/Nack to Enable, Disable, EStop and ResetFaults.
+    ("reply_deadline_ms = 50.0", "reply_deadline_ms = 300.0"),
+];
+
+/// A copy of config/ with the deadlines of [`WIDENED`].
+pub(crate) fn widened_config(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stylet-wall-clock-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&repo().join("config"), &dir);
+    let safety = std::fs::read_to_string(dir.join("safety.toml")).unwrap();
+    let mut patched = safety.clone();
+    for (from, to) in WIDENED {
+        assert!(patched.contains(from), "config/safety.toml no longer has {from:?}: update tests/common");
+        patched = patched.replace(from, to);
+    }
+    std::fs::write(dir.join("safety.toml"), patched).unwrap();
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

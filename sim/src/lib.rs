@@ -10,11 +10,13 @@ pub mod breathing;
 pub mod config;
 pub mod controller;
 pub mod faults;
+pub mod lockstep;
 pub mod monitor;
 pub mod phantom;
 pub mod pty;
 pub mod scenario;
 pub mod truth;
+pub mod wire;
 
 pub use config::SimConfig;
 pub use controller::Controller;

@@ -1,15 +1,13 @@
 //! The I/O edge: the controller model on a real pty.
 
-use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::controller::Controller;
+use crate::wire::ControllerEnd;
 use serialport::{SerialPort, TTYPort};
-use stylet_protocol::{encode_frame, FrameDecoder, Message, MAX_FRAME};
-
-use crate::controller::{Controller, Link};
 
 /// The pty could not be set up.
 #[derive(Debug, docsplay::Display, thiserror::Error)]
@@ -66,67 +64,21 @@ pub fn serve_with(
     each: &mut dyn FnMut(&mut Controller, f64),
 ) {
     let start = Instant::now();
-    let mut decoder = FrameDecoder::new();
-    let mut seq: u16 = 0;
-    let mut outbox: VecDeque<(f64, Vec<u8>)> = VecDeque::new();
+    let mut end = ControllerEnd::new();
     let mut rbuf = [0u8; 1024];
-    let mut fbuf = [0u8; MAX_FRAME];
     while !stop.load(Ordering::Relaxed) {
         let now = start.elapsed().as_secs_f64();
         each(controller, now);
-        let up = controller.link(now) == Link::Up;
-        let mut replies: Vec<Message> = Vec::new();
         match pty.master.read(&mut rbuf) {
-            Ok(n) if n > 0 && up => {
-                let mut frames = Vec::new();
-                decoder.feed(&rbuf[..n], |r| {
-                    if let Ok(f) = r {
-                        frames.push(f);
-                    }
-                });
-                for f in frames {
-                    if controller.drops_frame() {
-                        continue;
-                    }
-                    replies.extend(controller.handle(now, f.seq, &f.message));
-                }
-            }
+            Ok(n) if n > 0 => end.receive(controller, now, &rbuf[..n]),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => std::thread::sleep(Duration::from_micros(500)),
         }
-        replies.extend(controller.step(now));
-        if up {
-            for m in replies {
-                seq = seq.wrapping_add(1);
-                // A noisy line loses frames both ways.
-                if controller.drops_frame() {
-                    continue;
-                }
-                if let Ok(n) = encode_frame(seq, &m, &mut fbuf) {
-                    let mut frame = fbuf[..n].to_vec();
-                    if controller.corrupts_frame() && n > 1 {
-                        let i = controller.corrupt_index(n - 1);
-                        frame[i] ^= 0x5A;
-                        if frame[i] == 0 {
-                            frame[i] = 0x01;
-                        }
-                    }
-                    outbox.push_back((now + controller.send_delay_s(), frame));
-                }
-            }
-        }
-        while let Some((at, _)) = outbox.front() {
-            if *at > now {
-                break;
-            }
-            if let Some((_, frame)) = outbox.pop_front() {
-                // A host that is not reading fills the pty: drop rather than block the controller.
-                let _ = pty.master.write_all(&frame);
-            }
-        }
-        if outbox.len() > 10_000 {
-            outbox.clear();
-        }
+        end.step(controller, now);
+        // A host that is not reading fills the pty: drop rather than block the controller.
+        end.deliver(now, &mut |frame| {
+            let _ = pty.master.write_all(frame);
+        });
     }
 }

@@ -344,17 +344,7 @@ impl IoContext {
                     let input = match r {
                         Ok(f) => {
                             stats.frames_received.fetch_add(1, Ordering::Relaxed);
-                            match f.message {
-                                Message::State(state) => Some(ActuatorInput::State { seq: f.seq, state }),
-                                Message::Fault(report) => Some(ActuatorInput::Fault(report)),
-                                Message::Nack { seq, msg_type, reason } => {
-                                    Some(ActuatorInput::Nack { seq, msg_type, reason })
-                                }
-                                Message::Ack { msg_type, .. } => Some(ActuatorInput::Ack { msg_type }),
-                                // A second HelloAck means the controller restarted and greeted again.
-                                Message::HelloAck(info) => Some(ActuatorInput::Connected(info)),
-                                _ => None,
-                            }
+                            ActuatorInput::from_controller(f.seq, f.message)
                         }
                         Err(_) => {
                             stats.decode_errors.fetch_add(1, Ordering::Relaxed);

@@ -62,6 +62,23 @@ pub enum ActuatorInput {
     Disconnected,
 }
 
+impl ActuatorInput {
+    /// What a frame from the controller tells the supervisor (`None` for frames it does not
+    /// read). One mapping for every transport: the serial link and the lockstep simulation.
+    #[must_use]
+    pub fn from_controller(seq: u16, message: Message) -> Option<Self> {
+        match message {
+            Message::State(state) => Some(ActuatorInput::State { seq, state }),
+            Message::Fault(report) => Some(ActuatorInput::Fault(report)),
+            Message::Nack { seq, msg_type, reason } => Some(ActuatorInput::Nack { seq, msg_type, reason }),
+            Message::Ack { msg_type, .. } => Some(ActuatorInput::Ack { msg_type }),
+            // A second HelloAck means the controller restarted and greeted again.
+            Message::HelloAck(info) => Some(ActuatorInput::Connected(info)),
+            _ => None,
+        }
+    }
+}
+
 /// The port the supervisor drives: the serial link to the controller, or a fake in unit tests.
 /// Both calls must return at once (the supervisor's cycle never blocks).
 pub trait Actuator {

@@ -318,7 +318,7 @@ pub fn spawn_with<A: Actuator + Send + 'static>(
     let (etx, erx) = mpsc::sync_channel(4096);
     let (stx, srx) = mpsc::sync_channel(1);
     let snapshot = Arc::new(Mutex::new(supervisor.snapshot()));
-    let shared = Arc::clone(&snapshot);
+    let snapshot_shared = Arc::clone(&snapshot);
     // The epoch is taken here, not in the thread, so cycle k is due k periods after spawn.
     let start = clock.now();
     let cycles = Arc::new(AtomicU64::new(0));
@@ -326,7 +326,7 @@ pub fn spawn_with<A: Actuator + Send + 'static>(
     let counters = Counters { cycles: Arc::clone(&cycles), timing: Arc::clone(&timing) };
     let join = std::thread::Builder::new().name("stylet-supervisor".into()).spawn(move || {
         let _ = stx.send(schedule.map(|s| s.apply_to_current_thread()));
-        run(supervisor, actuator, clock.as_ref(), start, &rx, &etx, &shared, &counters)
+        run(supervisor, actuator, clock.as_ref(), start, &rx, &etx, &snapshot_shared, &counters)
     })?;
     let scheduling = srx.recv().ok().flatten();
     Ok(RunnerHandle { tx, events: erx, snapshot, cycles, timing, scheduling, join: Some(join) })
@@ -342,126 +342,273 @@ struct Active {
     next: usize,
 }
 
+/// One supervisor cycle at a time, without a thread: what the runner thread runs each period,
+/// and what a lockstep simulation calls directly (virtual time: the caller owns the clock).
+#[derive(Debug)]
+pub struct Cycler<A> {
+    sup: Supervisor,
+    actuator: A,
+    active: Option<Active>,
+    period: Nanos,
+    lateness: Lateness,
+    stalls: u64,
+    late_cycles: u64,
+    in_stall: bool,
+    /// Published before a command's answer (the thread's callers read it next).
+    shared: Option<Arc<Mutex<Snapshot>>>,
+}
+
+impl std::fmt::Debug for Active {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Active {{ samples: {}, next: {} }}", self.trajectory.len(), self.next)
+    }
+}
+
+impl<A: Actuator> Cycler<A> {
+    /// The supervisor in front of `actuator`.
+    #[must_use]
+    pub fn new(supervisor: Supervisor, actuator: A) -> Self {
+        let period = supervisor.config().period;
+        Cycler {
+            sup: supervisor,
+            actuator,
+            active: None,
+            period,
+            lateness: Lateness::new(),
+            stalls: 0,
+            late_cycles: 0,
+            in_stall: false,
+            shared: None,
+        }
+    }
+
+    /// Runs the cycle due at `deadline`, which started `late`: takes operator messages from
+    /// `next` until it has none, polls the actuator, steps the supervisor with the trajectory's
+    /// sample and hands the command to the actuator. `false` once a [`Operator::Shutdown`] came.
+    pub fn cycle(
+        &mut self,
+        deadline: Nanos,
+        late: Nanos,
+        next: &mut dyn FnMut() -> Option<Operator>,
+        emit: &mut dyn FnMut(RunnerEvent),
+    ) -> bool {
+        self.lateness.record(late);
+        if late >= self.period {
+            self.late_cycles += 1;
+            if !self.in_stall {
+                self.stalls += 1;
+                emit(RunnerEvent::Stall { lateness: late });
+            }
+        }
+        self.in_stall = late >= self.period;
+        let mut running = true;
+        while let Some(m) = next() {
+            if !self.operator(deadline, m, emit) {
+                running = false;
+            }
+        }
+        let sup = &mut self.sup;
+        self.actuator.poll(&mut |input| sup.handle(deadline, input));
+        let request = match &self.active {
+            Some(a) if sup.state().accepts_motion() && sup.fault().is_none() => a.trajectory.sample(a.next),
+            _ => None,
+        };
+        let out = sup.cycle(deadline, late, request);
+        if let Some(c) = out.command {
+            self.actuator.send(c);
+        }
+        if let Some(a) = self.active.as_mut() {
+            if out.consumed {
+                a.next += 1;
+            }
+            if sup.fault().is_some() || !sup.state().accepts_motion() {
+                emit(RunnerEvent::TrajectoryInterrupted { at_sample: a.next });
+                self.active = None;
+            } else if a.next >= a.trajectory.len() {
+                emit(RunnerEvent::TrajectoryDone);
+                self.active = None;
+            }
+        }
+        while let Some(e) = sup.pop_event() {
+            emit(RunnerEvent::Supervisor(e));
+        }
+        running
+    }
+
+    /// Handles one operator message at `deadline`; `false` for [`Operator::Shutdown`].
+    fn operator(&mut self, deadline: Nanos, m: Operator, emit: &mut dyn FnMut(RunnerEvent)) -> bool {
+        match m {
+            Operator::Command(c, reply) => {
+                let r = self.command(deadline, c, emit);
+                if let Some(reply) = reply {
+                    // A caller that waits for the answer reads the snapshot next: publish
+                    // first, so it never plans from a state before its own command.
+                    if let Some(shared) = &self.shared {
+                        publish(shared, &self.sup);
+                    }
+                    let _ = reply.try_send(r);
+                }
+            }
+            Operator::Heartbeat => self.sup.heartbeat(deadline),
+            Operator::Gate(open) => self.sup.gate(deadline, open),
+            Operator::EStop => self.sup.estop(deadline),
+            Operator::Execute(t, reply) => {
+                let r = self.execute(t, emit);
+                if let Some(reply) = reply {
+                    let _ = reply.try_send(r);
+                }
+            }
+            Operator::Abort => {
+                if let Some(a) = self.active.take() {
+                    emit(RunnerEvent::TrajectoryInterrupted { at_sample: a.next });
+                }
+            }
+            Operator::Shutdown => return false,
+        }
+        true
+    }
+
+    /// A workflow command at `deadline`, with the supervisor's answer.
+    ///
+    /// # Errors
+    /// The supervisor's [`Refusal`].
+    pub fn command(&mut self, deadline: Nanos, c: Command, emit: &mut dyn FnMut(RunnerEvent)) -> Result<(), Refusal> {
+        let r = self.sup.command(deadline, c);
+        // Keep the log in order: the transition before what the next message does.
+        while let Some(e) = self.sup.pop_event() {
+            emit(RunnerEvent::Supervisor(e));
+        }
+        r
+    }
+
+    /// Takes a trajectory that starts at the commanded position; refuses it otherwise.
+    ///
+    /// # Errors
+    /// [`Rejected`] with the largest difference from the commanded position.
+    pub fn execute(&mut self, t: Trajectory, emit: &mut dyn FnMut(RunnerEvent)) -> Result<(), Rejected> {
+        let commanded = self.sup.commanded();
+        let offset = t
+            .start()
+            .iter()
+            .zip(commanded)
+            .map(|(a, b)| (a - b).abs())
+            .fold(if t.start().len() == commanded.len() { 0.0 } else { f64::INFINITY }, f64::max);
+        if offset > 1e-9 {
+            emit(RunnerEvent::TrajectoryRejected { offset });
+            Err(Rejected { offset })
+        } else {
+            emit(RunnerEvent::TrajectoryStarted { samples: t.len() });
+            self.active = Some(Active { trajectory: t, next: 0 });
+            Ok(())
+        }
+    }
+
+    /// Whether a trajectory is being followed.
+    #[must_use]
+    pub fn is_moving(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// The supervisor's snapshot.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        self.sup.snapshot()
+    }
+
+    /// The supervisor.
+    #[must_use]
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.sup
+    }
+
+    /// The actuator.
+    #[must_use]
+    pub fn actuator(&self) -> &A {
+        &self.actuator
+    }
+
+    /// The actuator, to change it (a simulated world injects faults through it).
+    pub fn actuator_mut(&mut self) -> &mut A {
+        &mut self.actuator
+    }
+
+    /// Lateness statistics so far.
+    #[must_use]
+    pub fn lateness(&self) -> &Lateness {
+        &self.lateness
+    }
+
+    /// Stalls and late cycles so far (the worst lateness over the whole run).
+    #[must_use]
+    pub fn timing(&self) -> Timing {
+        Timing {
+            cycles: self.lateness.cycles(),
+            stalls: self.stalls,
+            late_cycles: self.late_cycles,
+            worst_lateness: self.lateness.max(),
+        }
+    }
+
+    /// Ends: the actuator handed back with the run's figures.
+    #[must_use]
+    pub fn into_report(self, events_dropped: u64) -> RunReport<A> {
+        let snapshot = self.sup.snapshot();
+        RunReport {
+            actuator: self.actuator,
+            snapshot,
+            lateness: self.lateness,
+            events_dropped,
+            stalls: self.stalls,
+            late_cycles: self.late_cycles,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run<A: Actuator>(
-    mut sup: Supervisor,
-    mut actuator: A,
+    supervisor: Supervisor,
+    actuator: A,
     clock: &dyn Clock,
     start: Nanos,
     rx: &Receiver<Operator>,
     events: &SyncSender<RunnerEvent>,
-    shared: &Mutex<Snapshot>,
+    shared: &Arc<Mutex<Snapshot>>,
     counters: &Counters,
 ) -> RunReport<A> {
-    let period = sup.config().period;
-    let mut lateness = Lateness::new();
-    let mut active: Option<Active> = None;
+    let mut cycler = Cycler::new(supervisor, actuator);
+    cycler.shared = Some(Arc::clone(shared));
+    let period = cycler.period;
     let mut dropped = 0u64;
     let mut emit = |e: RunnerEvent| {
         if events.try_send(e).is_err() {
             dropped += 1;
         }
     };
+    let mut next = || match rx.try_recv() {
+        Ok(m) => Some(m),
+        Err(TryRecvError::Disconnected) => Some(Operator::Shutdown),
+        Err(TryRecvError::Empty) => None,
+    };
     let mut k: u64 = 1;
     let mut running = true;
-    let (mut stalls, mut late_cycles, mut in_stall) = (0u64, 0u64, false);
     while running {
         let deadline = start.saturating_add(Nanos(period.0.saturating_mul(k)));
         clock.sleep_until(deadline);
         let late = clock.now().saturating_sub(deadline);
-        lateness.record(late);
         counters.timing.worst_ns.fetch_max(late.0, Ordering::Relaxed);
-        if late >= period {
-            late_cycles += 1;
-            counters.timing.late.store(late_cycles, Ordering::Relaxed);
-            if !in_stall {
-                stalls += 1;
-                counters.timing.stalls.store(stalls, Ordering::Relaxed);
-                emit(RunnerEvent::Stall { lateness: late });
-            }
-        }
-        in_stall = late >= period;
-        loop {
-            match rx.try_recv() {
-                Ok(Operator::Command(c, reply)) => {
-                    let r = sup.command(deadline, c);
-                    // Keep the log in order: the transition before what the next message does.
-                    while let Some(e) = sup.pop_event() {
-                        emit(RunnerEvent::Supervisor(e));
-                    }
-                    if let Some(reply) = reply {
-                        // A caller that waits for the answer reads the snapshot next: publish
-                        // first, so it never plans from a state before its own command.
-                        publish(shared, &sup);
-                        let _ = reply.try_send(r);
-                    }
-                }
-                Ok(Operator::Heartbeat) => sup.heartbeat(deadline),
-                Ok(Operator::Gate(open)) => sup.gate(deadline, open),
-                Ok(Operator::EStop) => sup.estop(deadline),
-                Ok(Operator::Execute(t, reply)) => {
-                    let offset = t
-                        .start()
-                        .iter()
-                        .zip(sup.commanded())
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(if t.start().len() == sup.commanded().len() { 0.0 } else { f64::INFINITY }, f64::max);
-                    let r = if offset > 1e-9 {
-                        emit(RunnerEvent::TrajectoryRejected { offset });
-                        Err(Rejected { offset })
-                    } else {
-                        emit(RunnerEvent::TrajectoryStarted { samples: t.len() });
-                        active = Some(Active { trajectory: t, next: 0 });
-                        Ok(())
-                    };
-                    if let Some(reply) = reply {
-                        let _ = reply.try_send(r);
-                    }
-                }
-                Ok(Operator::Abort) => {
-                    if let Some(a) = active.take() {
-                        emit(RunnerEvent::TrajectoryInterrupted { at_sample: a.next });
-                    }
-                }
-                Ok(Operator::Shutdown) | Err(TryRecvError::Disconnected) => running = false,
-                Err(TryRecvError::Empty) => break,
-            }
-        }
-        actuator.poll(&mut |input| sup.handle(deadline, input));
-        let request = match &active {
-            Some(a) if sup.state().accepts_motion() && sup.fault().is_none() => a.trajectory.sample(a.next),
-            _ => None,
-        };
-        let out = sup.cycle(deadline, late, request);
-        if let Some(c) = out.command {
-            actuator.send(c);
-        }
-        if let Some(a) = active.as_mut() {
-            if out.consumed {
-                a.next += 1;
-            }
-            if sup.fault().is_some() || !sup.state().accepts_motion() {
-                emit(RunnerEvent::TrajectoryInterrupted { at_sample: a.next });
-                active = None;
-            } else if a.next >= a.trajectory.len() {
-                emit(RunnerEvent::TrajectoryDone);
-                active = None;
-            }
-        }
-        while let Some(e) = sup.pop_event() {
-            emit(RunnerEvent::Supervisor(e));
-        }
+        running = cycler.cycle(deadline, late, &mut next, &mut emit);
+        counters.timing.stalls.store(cycler.stalls, Ordering::Relaxed);
+        counters.timing.late.store(cycler.late_cycles, Ordering::Relaxed);
         if let Ok(mut s) = shared.try_lock() {
-            *s = sup.snapshot();
+            *s = cycler.snapshot();
         }
         counters.cycles.fetch_add(1, Ordering::Release);
         k += 1;
     }
-    let snapshot = sup.snapshot();
     if let Ok(mut s) = shared.lock() {
-        *s = snapshot;
+        *s = cycler.snapshot();
     }
-    RunReport { actuator, snapshot, lateness, events_dropped: dropped, stalls, late_cycles }
+    cycler.into_report(dropped)
 }
 
 /// Publishes the snapshot for a caller that waits on an answer (the lock is only ever held for a

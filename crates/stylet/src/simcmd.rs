@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::json;
 use stylet_safety::SafetyConfig;
 use stylet_sim::pty::{serve, serve_with, Pty};
-use stylet_sim::{Controller, FaultSpec, SimConfig, WireMonitor};
+use stylet_sim::{Controller, FaultSpec, SimConfig};
 
 /// Options of `stylet sim controller`.
 #[derive(Debug, clap::Args)]
@@ -40,8 +40,7 @@ pub(crate) fn controller_from(config: &std::path::Path, faults: &[String]) -> an
     for f in faults {
         sim.faults.push(FaultSpec::parse(f)?);
     }
-    let monitor = WireMonitor::new(&safety.robot, safety.in_tissue_depth_mm, safety.max_depth_mm);
-    Ok(Controller::new(sim, safety.robot, monitor))
+    Ok(stylet_sim::lockstep::controller_for(&safety, sim))
 }
 
 /// A simulated controller running in this process on its own pty (for `--sim` and benches).

@@ -203,3 +203,18 @@ fn fault_stale_respiration() {
     assert!(v["scenario_events"][0].as_str().unwrap().contains("silent"), "{v}");
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn harder_world() {
+    let (v, out) = nominal("harder-world");
+    let e = &v["error_sources_at_the_tip"];
+    assert!(e["tissue_push_mm"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(e["patient_shift_mm"].as_f64().unwrap() > 0.0, "{v}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn recorded_breathing() {
+    let (_, out) = nominal("recorded-breathing");
+    let _ = std::fs::remove_dir_all(out);
+}

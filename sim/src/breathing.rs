@@ -18,6 +18,64 @@ use stylet_respiration::gate::Sample;
 use stylet_respiration::trace::RowIssue;
 use stylet_respiration::{RespirationSource, SourceError};
 
+/// A recorded breathing trace the simulated patient breathes instead of the parametric model;
+/// the belt reads the same recording.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedBreathing {
+    /// Sample times from 0, s, strictly increasing.
+    pub t_s: Vec<f64>,
+    /// The surrogate, mm: the recording's principal-axis signal, its end-exhale level (5th
+    /// percentile) at 0, scaled so that a typical breath (5th to 95th percentile) moves the
+    /// liver `liver_amplitude_mm` superior-inferior.
+    pub surrogate_mm: Vec<f64>,
+    /// Where it came from (for reports).
+    pub source: String,
+}
+
+impl RecordedBreathing {
+    /// From a trace (any format the trace readers take), scaled to `liver_amplitude_mm` of SI
+    /// liver motion through `si_per_mm`. `None` when the trace has fewer than two samples or
+    /// does not move.
+    #[must_use]
+    pub fn from_trace(
+        trace: &stylet_respiration::trace::Trace,
+        liver_amplitude_mm: f64,
+        si_per_mm: f64,
+        source: &str,
+    ) -> Option<Self> {
+        let (s, _) = trace.principal_axis();
+        if s.len() < 2 || si_per_mm <= 0.0 {
+            return None;
+        }
+        let mut sorted = s.clone();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        let (lo, hi) = (at(0.05), at(0.95));
+        if hi - lo <= 1e-9 {
+            return None;
+        }
+        let k = liver_amplitude_mm / si_per_mm / (hi - lo);
+        let t0 = trace.t_s[0];
+        Some(RecordedBreathing {
+            t_s: trace.t_s.iter().map(|t| t - t0).collect(),
+            surrogate_mm: s.iter().map(|v| (v - lo) * k).collect(),
+            source: source.to_string(),
+        })
+    }
+
+    /// The surrogate at `t` (s), linearly interpolated; the recording repeats past its end.
+    #[must_use]
+    pub fn at(&self, t: f64) -> f64 {
+        let (Some(&first), Some(&last)) = (self.t_s.first(), self.t_s.last()) else { return 0.0 };
+        let span = last - first;
+        let t = if span > 0.0 { first + (t - first).rem_euclid(span) } else { first };
+        let i = self.t_s.partition_point(|x| *x <= t).clamp(1, self.t_s.len() - 1);
+        let (t0, t1) = (self.t_s[i - 1], self.t_s[i]);
+        let f = if t1 > t0 { ((t - t0) / (t1 - t0)).clamp(0.0, 1.0) } else { 0.0 };
+        self.surrogate_mm[i - 1] + f * (self.surrogate_mm[i] - self.surrogate_mm[i - 1])
+    }
+}
+
 /// What to simulate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BreathingSpec {
@@ -49,6 +107,8 @@ pub struct BreathingSpec {
     pub lr_per_mm: f64,
     /// AP lag behind the surrogate (hysteresis), s.
     pub hysteresis_lag_s: f64,
+    /// A recorded trace to breathe instead of the parametric breaths (holds still apply).
+    pub recorded: Option<RecordedBreathing>,
 }
 
 impl Default for BreathingSpec {
@@ -68,6 +128,7 @@ impl Default for BreathingSpec {
             ap_per_mm: 0.4,
             lr_per_mm: 0.1,
             hysteresis_lag_s: 0.3,
+            recorded: None,
         }
     }
 }
@@ -133,12 +194,22 @@ impl Breathing {
     }
 
     fn baseline(&self, t: f64) -> f64 {
+        if self.spec.recorded.is_some() {
+            // A recording carries its own drift.
+            return 0.0;
+        }
         self.spec.drift_mm_per_min / 60.0 * t + 0.4 * (std::f64::consts::TAU * t / 97.0).sin()
     }
 
     /// The noise-free surrogate at `t` (s, >= 0), mm.
     pub fn surrogate(&mut self, t: f64) -> f64 {
         let t = t.max(0.0);
+        if let Some(r) = &self.spec.recorded {
+            return match self.hold_at(t) {
+                Some((s, _)) => r.at(s) + self.spec.hold_drift_mm_per_s * (t - s),
+                None => r.at(t),
+            };
+        }
         if let Some((s, _)) = self.hold_at(t) {
             return self.baseline(s) + self.spec.hold_drift_mm_per_s * (t - s);
         }

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod faults;
 pub mod lockstep;
 pub mod monitor;
+pub mod patient;
 pub mod phantom;
 pub mod pty;
 pub mod scenario;

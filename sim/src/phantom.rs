@@ -113,6 +113,20 @@ pub struct Phantom {
     pub extra_beads_in_ct: Vec<Vector3<f64>>,
 }
 
+/// Adds the noise of a lower-dose scan to a CT rendered at the planning dose: image noise goes
+/// as 1/sqrt(dose), so a scan at `dose_fraction` of the planning dose has `noise_hu /
+/// sqrt(dose_fraction)`; the difference (in quadrature) is added here, from `seed`.
+pub fn lower_dose(ct: &mut Volume, noise_hu: f64, dose_fraction: f64, seed: u64) {
+    if !(dose_fraction > 0.0 && dose_fraction < 1.0) || noise_hu <= 0.0 {
+        return;
+    }
+    let extra = noise_hu * (1.0 / dose_fraction - 1.0).sqrt();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    for v in &mut ct.voxels {
+        *v += (gaussian(&mut rng) * extra) as f32;
+    }
+}
+
 fn gaussian(rng: &mut SmallRng) -> f64 {
     let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
     let u2: f64 = rng.gen_range(0.0..1.0);

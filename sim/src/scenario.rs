@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use stylet_core::config::{parse_toml, read_toml, Checker, ConfigError};
 
-use crate::breathing::BreathingSpec;
+use crate::breathing::{BreathingSpec, RecordedBreathing};
 use crate::faults::{FaultKind, FaultSpec};
 use crate::phantom::{tumour_inside_liver, TumourSpec};
 
@@ -43,6 +43,16 @@ pub struct ErrorSources {
     pub needle_deflection_mm_per_100mm: f64,
     /// The tip cuts tissue where the breathing liver is at that moment (not where it was imaged).
     pub liver_motion: bool,
+    /// The liver is pushed ahead of the advancing needle by up to a value drawn per run from
+    /// this range, mm (`[0, 0]`: off).
+    pub tissue_push_mm: [f64; 2],
+    /// The pushed tissue relaxes over the stopped needle with this time constant, s.
+    pub tissue_relax_s: f64,
+    /// The patient moves on the table by up to this between CTs, mm (0: off).
+    pub patient_shift_mm: f64,
+    /// Checkpoint CTs are taken at this fraction of the planning CT's dose: their noise is the
+    /// planning noise / sqrt(fraction) (1: the same).
+    pub checkpoint_dose_fraction: f64,
 }
 
 impl Default for ErrorSources {
@@ -52,6 +62,10 @@ impl Default for ErrorSources {
             joint_offset_error_deg: 0.05,
             needle_deflection_mm_per_100mm: 1.0,
             liver_motion: true,
+            tissue_push_mm: [0.0, 0.0],
+            tissue_relax_s: 5.0,
+            patient_shift_mm: 0.0,
+            checkpoint_dose_fraction: 1.0,
         }
     }
 }
@@ -163,6 +177,25 @@ impl Scenario {
             if let Some(v) = b.drift_mm_per_min {
                 breathing.drift_mm_per_min = c.range("breathing.drift_mm_per_min", v, -20.0, 20.0);
             }
+            match (&b.trace, b.liver_amplitude_mm) {
+                (Some(t), Some(amp)) => {
+                    let amp = c.range("breathing.liver_amplitude_mm", amp, 1.0, 50.0);
+                    // Relative to the scenario file's folder.
+                    let file = path.parent().unwrap_or_else(|| Path::new(".")).join(t);
+                    match stylet_respiration::trace::read_trace_any(&file) {
+                        Ok(trace) => match RecordedBreathing::from_trace(&trace, amp, breathing.si_per_mm, t) {
+                            Some(r) => breathing.recorded = Some(r),
+                            None => c.problem("breathing.trace", format!("{t:?}"), "the recording does not move"),
+                        },
+                        Err(e) => c.problem("breathing.trace", format!("{t:?}"), e.to_string()),
+                    }
+                }
+                (Some(t), None) => {
+                    c.problem("breathing.trace", format!("{t:?}"), "give liver_amplitude_mm with it");
+                }
+                (None, Some(a)) => c.problem("breathing.liver_amplitude_mm", a, "goes with trace"),
+                (None, None) => {}
+            }
         }
         let mut errors = ErrorSources::default();
         if let Some(e) = &raw.errors {
@@ -177,6 +210,20 @@ impl Scenario {
             }
             if let Some(v) = e.liver_motion {
                 errors.liver_motion = v;
+            }
+            if let Some([lo, hi]) = e.tissue_push_mm {
+                c.range("errors.tissue_push_mm[0]", lo, 0.0, 10.0);
+                c.range("errors.tissue_push_mm[1]", hi, lo.max(0.0), 10.0);
+                errors.tissue_push_mm = [lo, hi];
+            }
+            if let Some(v) = e.tissue_relax_s {
+                errors.tissue_relax_s = c.range("errors.tissue_relax_s", v, 0.1, 120.0);
+            }
+            if let Some(v) = e.patient_shift_mm {
+                errors.patient_shift_mm = c.range("errors.patient_shift_mm", v, 0.0, 10.0);
+            }
+            if let Some(v) = e.checkpoint_dose_fraction {
+                errors.checkpoint_dose_fraction = c.range("errors.checkpoint_dose_fraction", v, 0.05, 1.0);
             }
         }
         let mut events = Vec::new();
@@ -262,6 +309,8 @@ struct RawBreathing {
     amplitude_variation: Option<f64>,
     irregular_probability: Option<f64>,
     drift_mm_per_min: Option<f64>,
+    trace: Option<String>,
+    liver_amplitude_mm: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +320,10 @@ struct RawErrors {
     joint_offset_error_deg: Option<f64>,
     needle_deflection_mm_per_100mm: Option<f64>,
     liver_motion: Option<bool>,
+    tissue_push_mm: Option<[f64; 2]>,
+    tissue_relax_s: Option<f64>,
+    patient_shift_mm: Option<f64>,
+    checkpoint_dose_fraction: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

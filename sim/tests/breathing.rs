@@ -181,3 +181,37 @@ async fn live_sensor_lines_over_a_real_pty() {
     assert_eq!(sensor.issues().len(), 1, "{:?}", sensor.issues());
     assert_eq!(sensor.issues()[0].line, 23);
 }
+
+#[test]
+fn a_recorded_trace_breathes_at_the_liver_amplitude_it_is_scaled_to() {
+    use stylet_sim::breathing::RecordedBreathing;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/respiration/krilavicius/201205111055-LAC-1-N-117-6.csv");
+    let trace = stylet_respiration::trace::read_trace_any(&path).unwrap();
+    let spec = BreathingSpec::default();
+    let rec = RecordedBreathing::from_trace(&trace, 12.0, spec.si_per_mm, "LAC").unwrap();
+    let span = *rec.t_s.last().unwrap();
+    assert!(span > 100.0, "{span}");
+    let mut b = Breathing::new(BreathingSpec { recorded: Some(rec.clone()), ..spec });
+    // The liver's SI motion over the recording: 5th to 95th percentile is the amplitude asked for.
+    let mut si: Vec<f64> = (0..(span * 10.0) as usize).map(|i| b.liver_offset_mm(i as f64 * 0.1)[2]).collect();
+    si.sort_by(f64::total_cmp);
+    let p = |q: f64| si[((si.len() - 1) as f64 * q).round() as usize];
+    let amplitude = p(0.95) - p(0.05);
+    assert!((amplitude - 12.0).abs() < 0.5, "SI amplitude {amplitude} mm");
+    // The belt reads the recording itself, and it repeats past its end.
+    assert_eq!(b.surrogate(3.3), rec.at(3.3));
+    assert!((rec.at(span + 3.3) - rec.at(3.3)).abs() < 1e-9);
+}
+
+#[test]
+fn a_scenario_trace_without_an_amplitude_is_refused_by_name() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/scenarios/x.toml");
+    let easy = std::fs::read_to_string(path.with_file_name("easy.toml")).unwrap();
+    let text = format!("{easy}\n[breathing]\ntrace = \"no-such-file.csv\"\n");
+    let e = stylet_sim::scenario::Scenario::from_toml_str(&path, &text).unwrap_err().to_string();
+    assert!(e.contains("`breathing.trace`") && e.contains("liver_amplitude_mm"), "{e}");
+    let text = format!("{easy}\n[breathing]\ntrace = \"no-such-file.csv\"\nliver_amplitude_mm = 10.0\n");
+    let e = stylet_sim::scenario::Scenario::from_toml_str(&path, &text).unwrap_err().to_string();
+    assert!(e.contains("no-such-file.csv"), "{e}");
+}

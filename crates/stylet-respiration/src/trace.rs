@@ -59,6 +59,31 @@ pub enum TraceFormat {
     Csv,
 }
 
+/// The format of a trace file's text: a Krilavicius marker CSV names its `Frame` column in its
+/// header; anything else is read as plain CSV.
+#[must_use]
+pub fn detect_format(text: &str) -> TraceFormat {
+    if text.lines().next().is_some_and(|l| l.contains("Frame")) {
+        TraceFormat::Krilavicius
+    } else {
+        TraceFormat::Csv
+    }
+}
+
+/// Reads a trace file in the format its text shows ([`detect_format`]).
+///
+/// # Errors
+/// A [`TraceError`].
+pub fn read_trace_any(path: &std::path::Path) -> Result<Trace, TraceError> {
+    let name = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| TraceError::Read { path: name.clone(), reason: e.to_string() })?;
+    match detect_format(&text) {
+        TraceFormat::Krilavicius => parse_krilavicius(&name, &text),
+        TraceFormat::Csv => parse_csv(&name, &text),
+    }
+}
+
 /// Reads a trace file.
 ///
 /// # Errors

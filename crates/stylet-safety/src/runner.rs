@@ -185,6 +185,8 @@ pub struct RunnerHandle<A> {
     cycles: Arc<AtomicU64>,
     timing: Arc<TimingCounters>,
     scheduling: Option<Obtained>,
+    /// Trajectories the thread finished with, freed here.
+    retired: Receiver<Trajectory>,
     join: Option<JoinHandle<RunReport<A>>>,
 }
 
@@ -275,9 +277,10 @@ impl<A> RunnerHandle<A> {
         }
     }
 
-    /// The newest snapshot.
+    /// The newest snapshot (and frees the trajectories the thread has finished with).
     #[must_use]
     pub fn snapshot(&self) -> Option<Snapshot> {
+        while self.retired.try_recv().is_ok() {}
         self.snapshot.lock().ok().map(|s| *s)
     }
 
@@ -317,6 +320,7 @@ pub fn spawn_with<A: Actuator + Send + 'static>(
     let (tx, rx) = mpsc::sync_channel(256);
     let (etx, erx) = mpsc::sync_channel(4096);
     let (stx, srx) = mpsc::sync_channel(1);
+    let (rtx, retired) = mpsc::sync_channel(16);
     let snapshot = Arc::new(Mutex::new(supervisor.snapshot()));
     let snapshot_shared = Arc::clone(&snapshot);
     // The epoch is taken here, not in the thread, so cycle k is due k periods after spawn.
@@ -326,11 +330,14 @@ pub fn spawn_with<A: Actuator + Send + 'static>(
     let counters = Counters { cycles: Arc::clone(&cycles), timing: Arc::clone(&timing) };
     let join = std::thread::Builder::new().name("stylet-supervisor".into()).spawn(move || {
         let _ = stx.send(schedule.map(|s| s.apply_to_current_thread()));
-        run(supervisor, actuator, clock.as_ref(), start, &rx, &etx, &snapshot_shared, &counters)
+        run(supervisor, actuator, clock.as_ref(), start, &rx, &etx, &snapshot_shared, &rtx, &counters)
     })?;
     let scheduling = srx.recv().ok().flatten();
-    Ok(RunnerHandle { tx, events: erx, snapshot, cycles, timing, scheduling, join: Some(join) })
+    Ok(RunnerHandle { tx, events: erx, snapshot, cycles, timing, scheduling, retired, join: Some(join) })
 }
+
+/// Where a command's answer goes.
+type Answer = SyncSender<Result<(), Refusal>>;
 
 struct Counters {
     cycles: Arc<AtomicU64>,
@@ -356,6 +363,10 @@ pub struct Cycler<A> {
     in_stall: bool,
     /// Published before a command's answer (the thread's callers read it next).
     shared: Option<Arc<Mutex<Snapshot>>>,
+    /// Answers waiting for a snapshot to be published first (the lock was busy).
+    pending: Vec<(Answer, Result<(), Refusal>)>,
+    /// Where finished trajectories go to be freed off this thread.
+    retired: Option<SyncSender<Trajectory>>,
 }
 
 impl std::fmt::Debug for Active {
@@ -379,6 +390,36 @@ impl<A: Actuator> Cycler<A> {
             late_cycles: 0,
             in_stall: false,
             shared: None,
+            pending: Vec::new(),
+            retired: None,
+        }
+    }
+
+    /// Publishes every cycle's snapshot to `shared` (never waiting for its lock), and answers a
+    /// command only once a snapshot showing it is out.
+    pub fn publish_to(&mut self, shared: Arc<Mutex<Snapshot>>) {
+        self.shared = Some(shared);
+    }
+
+    /// Hands a finished trajectory to the thread that frees it: freeing memory another thread
+    /// allocated would take that thread's allocator lock, which a preempted holder could keep
+    /// for as long as it is preempted. Freed here only when the channel is full.
+    fn retire(&mut self, a: Active) {
+        if let Some(tx) = &self.retired {
+            let _ = tx.try_send(a.trajectory);
+        }
+    }
+
+    /// Publishes the snapshot without waiting (the thread never blocks on a lock a preempted
+    /// caller may hold) and, once it is out, sends the answers that were waiting for it.
+    fn publish(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        if let Ok(mut s) = shared.try_lock() {
+            *s = self.sup.snapshot();
+            drop(s);
+            for (reply, r) in self.pending.drain(..) {
+                let _ = reply.try_send(r);
+            }
         }
     }
 
@@ -421,17 +462,22 @@ impl<A: Actuator> Cycler<A> {
             if out.consumed {
                 a.next += 1;
             }
-            if sup.fault().is_some() || !sup.state().accepts_motion() {
-                emit(RunnerEvent::TrajectoryInterrupted { at_sample: a.next });
-                self.active = None;
-            } else if a.next >= a.trajectory.len() {
-                emit(RunnerEvent::TrajectoryDone);
-                self.active = None;
+            let interrupted = sup.fault().is_some() || !sup.state().accepts_motion();
+            if interrupted || a.next >= a.trajectory.len() {
+                emit(if interrupted {
+                    RunnerEvent::TrajectoryInterrupted { at_sample: a.next }
+                } else {
+                    RunnerEvent::TrajectoryDone
+                });
+                if let Some(a) = self.active.take() {
+                    self.retire(a);
+                }
             }
         }
-        while let Some(e) = sup.pop_event() {
+        while let Some(e) = self.sup.pop_event() {
             emit(RunnerEvent::Supervisor(e));
         }
+        self.publish();
         running
     }
 
@@ -441,12 +487,14 @@ impl<A: Actuator> Cycler<A> {
             Operator::Command(c, reply) => {
                 let r = self.command(deadline, c, emit);
                 if let Some(reply) = reply {
-                    // A caller that waits for the answer reads the snapshot next: publish
-                    // first, so it never plans from a state before its own command.
-                    if let Some(shared) = &self.shared {
-                        publish(shared, &self.sup);
+                    if self.shared.is_some() {
+                        // A caller that waits for the answer reads the snapshot next: the
+                        // answer goes once the snapshot showing the command is published.
+                        self.pending.push((reply, r));
+                        self.publish();
+                    } else {
+                        let _ = reply.try_send(r);
                     }
-                    let _ = reply.try_send(r);
                 }
             }
             Operator::Heartbeat => self.sup.heartbeat(deadline),
@@ -461,6 +509,7 @@ impl<A: Actuator> Cycler<A> {
             Operator::Abort => {
                 if let Some(a) = self.active.take() {
                     emit(RunnerEvent::TrajectoryInterrupted { at_sample: a.next });
+                    self.retire(a);
                 }
             }
             Operator::Shutdown => return false,
@@ -498,7 +547,9 @@ impl<A: Actuator> Cycler<A> {
             Err(Rejected { offset })
         } else {
             emit(RunnerEvent::TrajectoryStarted { samples: t.len() });
-            self.active = Some(Active { trajectory: t, next: 0 });
+            if let Some(old) = self.active.replace(Active { trajectory: t, next: 0 }) {
+                self.retire(old);
+            }
             Ok(())
         }
     }
@@ -573,10 +624,12 @@ fn run<A: Actuator>(
     rx: &Receiver<Operator>,
     events: &SyncSender<RunnerEvent>,
     shared: &Arc<Mutex<Snapshot>>,
+    retired: &SyncSender<Trajectory>,
     counters: &Counters,
 ) -> RunReport<A> {
     let mut cycler = Cycler::new(supervisor, actuator);
-    cycler.shared = Some(Arc::clone(shared));
+    cycler.publish_to(Arc::clone(shared));
+    cycler.retired = Some(retired.clone());
     let period = cycler.period;
     let mut dropped = 0u64;
     let mut emit = |e: RunnerEvent| {
@@ -599,22 +652,16 @@ fn run<A: Actuator>(
         running = cycler.cycle(deadline, late, &mut next, &mut emit);
         counters.timing.stalls.store(cycler.stalls, Ordering::Relaxed);
         counters.timing.late.store(cycler.late_cycles, Ordering::Relaxed);
-        if let Ok(mut s) = shared.try_lock() {
-            *s = cycler.snapshot();
-        }
         counters.cycles.fetch_add(1, Ordering::Release);
         k += 1;
     }
+    // The loop has ended: nothing is real-time any more, so waiting for the lock is fine, and
+    // every answer still waiting goes now.
     if let Ok(mut s) = shared.lock() {
         *s = cycler.snapshot();
     }
-    cycler.into_report(dropped)
-}
-
-/// Publishes the snapshot for a caller that waits on an answer (the lock is only ever held for a
-/// copy, so waiting for it is bounded).
-fn publish(shared: &Mutex<Snapshot>, sup: &Supervisor) {
-    if let Ok(mut s) = shared.lock() {
-        *s = sup.snapshot();
+    for (reply, r) in cycler.pending.drain(..) {
+        let _ = reply.try_send(r);
     }
+    cycler.into_report(dropped)
 }

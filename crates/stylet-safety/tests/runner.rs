@@ -241,3 +241,41 @@ fn a_stall_beyond_the_lateness_limit_latches_haz11() {
     assert!(matches!(snap.fault, Some(Fault::CycleOverrun { .. })), "{:?}", snap.fault);
     rig.shutdown();
 }
+
+/// Runs cycle `k` of `cy` (deadline k periods) with these operator messages.
+fn one_cycle(cy: &mut runner::Cycler<FakeActuator>, period: stylet_core::Nanos, k: u64, ops: Vec<Operator>) {
+    let mut ops: std::collections::VecDeque<_> = ops.into();
+    cy.cycle(stylet_core::Nanos(period.0 * k), stylet_core::Nanos::ZERO, &mut || ops.pop_front(), &mut |_| {});
+}
+
+#[test]
+fn a_caller_holding_the_snapshot_lock_never_stalls_the_cycle() {
+    // The runner's callers run at normal priority and may be preempted while they copy the
+    // snapshot: the cycle must not wait for them (a CI run once lost the controller's watchdog
+    // that way). The answer waits instead, until a snapshot showing the command is out.
+    let cfg = common::config();
+    let period = cfg.period;
+    let mut cy = runner::Cycler::new(Supervisor::new(cfg.clone()), FakeActuator::new(cfg.robot.home()));
+    let shared = Arc::new(std::sync::Mutex::new(cy.snapshot()));
+    cy.publish_to(Arc::clone(&shared));
+    for k in 1..=3 {
+        one_cycle(&mut cy, period, k, vec![Operator::Heartbeat]);
+    }
+    let held = shared.lock().unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    // The cycle runs on another thread, so that one that blocked shows as a timeout here.
+    let worker = std::thread::spawn(move || {
+        one_cycle(&mut cy, period, 4, vec![Operator::Heartbeat, Operator::Command(Command::StartHoming, Some(tx))]);
+        done_tx.send(()).unwrap();
+        cy
+    });
+    done_rx.recv_timeout(Duration::from_secs(10)).expect("the cycle waited for the snapshot lock");
+    assert!(rx.try_recv().is_err(), "answered before a snapshot showing the command was out");
+    assert_eq!(held.state, MotionState::Connected);
+    drop(held);
+    let mut cy = worker.join().unwrap();
+    one_cycle(&mut cy, period, 5, vec![Operator::Heartbeat]);
+    assert_eq!(rx.try_recv(), Ok(Ok(())));
+    assert_eq!(shared.lock().unwrap().state, MotionState::Homing);
+}

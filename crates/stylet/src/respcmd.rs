@@ -56,11 +56,7 @@ fn format_of(path: &Path, f: Format) -> anyhow::Result<TraceFormat> {
         Format::Csv => TraceFormat::Csv,
         Format::Auto => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            if text.lines().next().is_some_and(|l| l.contains("Frame")) {
-                TraceFormat::Krilavicius
-            } else {
-                TraceFormat::Csv
-            }
+            stylet_respiration::trace::detect_format(&text)
         }
     })
 }

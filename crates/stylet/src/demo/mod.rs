@@ -21,9 +21,9 @@ use stylet_safety::{runner, Command, MotionState, SafetyConfig};
 
 use crate::bringup::{step, Session};
 
-mod truth;
 mod view;
 
+use stylet_sim::patient::end_exhale_before;
 use stylet_sim::scenario::{EventKind, Outcome};
 use stylet_telemetry::{Level, Sink, Telemetry};
 
@@ -121,6 +121,8 @@ fn try_start(s: &mut Session, goal: &[f64]) -> anyhow::Result<bool> {
 
 /// A CT with the needle drawn from `from` to `tip` into a copy of the planning CT, and the
 /// needle found in it. The CT takes a moment: the operator console stays alive meanwhile.
+/// The CT is taken at `dose.1` of the planning dose (noise `dose.0` HU at full dose; seed `dose.2`).
+#[allow(clippy::too_many_arguments)]
 fn needle_ct(
     s: &mut Session,
     planning_ct: &stylet_imaging::Volume,
@@ -128,11 +130,13 @@ fn needle_ct(
     tip: Vector3<f64>,
     expected: ([f64; 3], [f64; 3]),
     settings: &stylet_imaging::NeedleSettings,
+    dose: (f64, f64, u64),
 ) -> anyhow::Result<stylet_imaging::NeedleFound> {
     let found = std::thread::scope(|sc| {
         let job = sc.spawn(|| {
             let mut ct = planning_ct.clone();
             stylet_sim::phantom::render_needle(&mut ct, from, tip, 1.5);
+            stylet_sim::phantom::lower_dose(&mut ct, dose.0, dose.1, dose.2);
             stylet_imaging::detect_needle(&ct, Some(expected), settings)
         });
         while !job.is_finished() {
@@ -412,7 +416,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         seed,
         ..scenario.breathing.clone()
     });
-    let mut truth = truth::Truth {
+    let mut truth = stylet_sim::patient::Patient {
         arm: stylet_sim::truth::HiddenCalibration::draw(
             &arm,
             errors.link_length_error_mm,
@@ -426,9 +430,15 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         breathing: breathing.clone(),
         liver_at_planning_ct: Vector3::zeros(),
         liver_motion: errors.liver_motion,
+        // Drawn after the draws above, so that a scenario without a push keeps its run.
+        push: stylet_sim::patient::TissuePush::new(
+            errors.tissue_push_mm[0] + (errors.tissue_push_mm[1] - errors.tissue_push_mm[0]) * uniform(),
+            errors.tissue_relax_s,
+        ),
+        shift: stylet_sim::patient::PatientShift::new(errors.patient_shift_mm, seed),
     };
     // The planning CT was taken in the end-exhale breath-hold just before t = 60 s of breathing.
-    let t_planning_ct = truth::end_exhale_before(&mut truth.breathing, 60.0);
+    let t_planning_ct = end_exhale_before(&mut truth.breathing, 60.0);
     truth.liver_at_planning_ct = Vector3::from(truth.breathing.liver_offset_mm(t_planning_ct));
 
     // The robot: simulated controller on a pty, the supervisor in front of it.
@@ -605,15 +615,23 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // calibration error, the registration error and the drift since the planning CT.
     let standoff = ik_opts.standoff_mm;
     let q_true = sim.true_positions();
-    let t_c = truth::end_exhale_before(&mut truth.breathing, breathing_time());
-    let tip_now = truth.tip_in_tissue(&q_true, 0.0, t_c);
+    let t_c = end_exhale_before(&mut truth.breathing, breathing_time());
+    truth.shift.next_ct();
+    let tip_now = truth.tip_in_tissue(&q_true, 0.0, (t_c, t_c), &axis);
     let liver_at_confirmation = truth.liver_offset(t_c);
     // In air the thin shaft's partial-volume voxels stay below the in-tissue metal threshold;
     // nothing else near the line outside the body is that dense.
     let in_air = stylet_imaging::NeedleSettings { threshold_hu: 1500.0, ..Default::default() };
-    let needle =
-        needle_ct(&mut s, &ph.volume, tip_now - axis * 40.0, tip_now, (pos.entry_lps_mm, target.into()), &in_air)
-            .context("confirmation CT")?;
+    let needle = needle_ct(
+        &mut s,
+        &ph.volume,
+        tip_now - axis * 40.0,
+        tip_now,
+        (pos.entry_lps_mm, target.into()),
+        &in_air,
+        (ps.noise_hu, errors.checkpoint_dose_fraction, seed),
+    )
+    .context("confirmation CT")?;
     let at_skin = entry - axis * standoff;
     let mut correction = at_skin - Vector3::from(needle.tip_lps_mm);
     log.workflow(&mut wf, &Input::AlignmentChecked { offset_mm: correction.norm() })?;
@@ -728,7 +746,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                         }
                         let q_true = sim.true_positions();
                         let inserted = q_true.get(ins).copied().unwrap_or(0.0) - standoff;
-                        let tip = truth.tip_in_tissue(&q_true, inserted, breathing_time());
+                        let now = breathing_time();
+                        let tip = truth.tip_in_tissue(&q_true, inserted, (now, now), &axis);
                         break 'procedure InsertionEnd::Stopped {
                             state: snap.state,
                             fault: snap.fault.map(|f| f.to_string()),
@@ -748,10 +767,14 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             // under it when it stopped.
             let q_true = sim.true_positions();
             let inserted = (q_true.get(ins).copied().unwrap_or(0.0) - standoff).max(0.0);
+            // Checkpoint CT (end-exhale breath-hold), a moment later: the patient may have moved
+            // on the table, and the tissue pushed ahead of the needle relaxed meanwhile.
+            let t_ct = end_exhale_before(&mut truth.breathing, breathing_time());
+            truth.shift.next_ct();
             // A step that did not advance leaves the tip in the tissue it was in.
             let true_tip = match last_tip {
                 Some((depth, tip)) if (depth - inserted).abs() < 0.01 => tip,
-                _ => truth.tip_in_tissue(&q_true, inserted, stopped_at),
+                _ => truth.tip_in_tissue(&q_true, inserted, (stopped_at, t_ct.max(stopped_at)), &axis),
             };
             last_tip = Some((inserted, true_tip));
             budget = json!({
@@ -760,10 +783,11 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 "hidden_calibration_at_tip_mm": (truth.arm.tip_pose(&q_true).translation.vector
                     - arm.tip_pose(&q_true).translation.vector).norm(),
                 "needle_deflection_mm": truth.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted),
+                "tissue_push_mm": truth.push.push_mm(),
+                "patient_shift_mm": truth.shift.now().norm(),
             });
-            // Checkpoint CT (end-exhale breath-hold): the needle drawn into a copy of the planning CT
-            // along the true axis, and found in it. The CT takes a moment: keep the console alive.
-            let t_ct = truth::end_exhale_before(&mut truth.breathing, breathing_time());
+            // The checkpoint CT: the needle drawn into a copy of the planning CT along the true axis,
+            // and found in it. The CT takes a moment: keep the console alive.
             let skin_side = true_tip - axis * (inserted + standoff + 20.0);
             let needle = needle_ct(
                 &mut s,
@@ -772,6 +796,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 true_tip,
                 (pos.entry_lps_mm, target.into()),
                 &stylet_imaging::NeedleSettings::default(),
+                (ps.noise_hu, errors.checkpoint_dose_fraction, seed.wrapping_add(total_cts as u64)),
             )
             .context("checkpoint CT")?;
             total_cts += 1;

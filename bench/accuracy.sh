@@ -5,6 +5,8 @@
 #
 #   bench/accuracy.sh [RUNS_PER_SCENARIO] [JOBS] [SCENARIO...]
 #   default: 13 seeds of easy, near-vessel, dome and irregular-breathing (52 runs), 1 at a time
+#   ACCURACY_TRACES=DIR adds one easy run per recording in DIR, the patient breathing it
+#   (e.g. ../shared/data/respiration/krilavicius: 15 real traces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-13}
@@ -24,12 +26,21 @@ for s in "${scenarios[@]}"; do
     if [ -n "${ACCURACY_RESUME:-}" ] && python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$out/$s-$seed.json" 2>/dev/null; then
       continue
     fi
-    echo "$s $seed"
+    echo "$s $seed -"
   done
-done | xargs -P "$jobs" -n 2 sh -c '
-  "$STYLET" demo --json --scenario "config/scenarios/$0.toml" --seed "$1" --out "'"$out"'/$0-$1" \
+done > "$out/jobs"
+if [ -n "${ACCURACY_TRACES:-}" ]; then
+  k=0
+  for t in "$ACCURACY_TRACES"/*.csv; do
+    k=$((k + 1))
+    echo "easy $((900 + k)) $t" >> "$out/jobs"
+  done
+fi
+xargs -P "$jobs" -n 3 sh -c '
+  trace=""; [ "$2" = "-" ] || trace="--breathing-trace $2"
+  "$STYLET" demo --json --scenario "config/scenarios/$0.toml" --seed "$1" $trace --out "'"$out"'/$0-$1" \
     > "'"$out"'/$0-$1.json" 2> "'"$out"'/$0-$1.err" || true
-  printf "%s seed %s done\n" "$0" "$1" >&2'
+  printf "%s seed %s done\n" "$0" "$1" >&2' < "$out/jobs"
 python3 - "$out" <<'PY'
 import glob, json, os, statistics, sys
 out = sys.argv[1]

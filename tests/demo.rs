@@ -49,6 +49,12 @@ fn demo(scenario: &str) -> (Value, PathBuf) {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let replay: Value = serde_json::from_slice(&r.stdout).unwrap();
     assert!(replay["cut"].is_null(), "{replay}");
+    // The control loop's timing, summed up at the end of the log, as the run's summary has it.
+    let timing = &replay["cycle_timing"];
+    assert_eq!(timing["cycles"].as_f64().unwrap(), v["cycle_timing"]["cycles"].as_f64().unwrap(), "{replay}");
+    assert!(timing["max_us"].as_f64().unwrap() >= timing["p50_us"].as_f64().unwrap(), "{replay}");
+    // What the host granted the control loop, reported.
+    assert!(v["realtime"]["runner"]["policy"].is_string(), "{v}");
     assert!(replay["kinds"]["state"].as_u64().unwrap() >= 5, "{replay}");
     (v, out)
 }
@@ -111,6 +117,9 @@ fn easy() {
         "/state/workflow",
         "/events",
         "/world/checkpoint_tip",
+        "/timing/worst_lateness_us",
+        "/timing/stalls",
+        "/timing/late_cycles",
     ] {
         assert!(e[path].is_object(), "{path} missing: {:?}", e.as_object().map(|m| m.keys().collect::<Vec<_>>()));
     }

@@ -115,6 +115,16 @@ pub struct Scenario {
     pub events: Vec<ProcedureEvent>,
     /// How the run must end.
     pub expect: Outcome,
+    /// The scripted operator's decisions.
+    pub operator: OperatorScript,
+}
+
+/// What the scripted operator decides when asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OperatorScript {
+    /// Overrides a high-risk plan (OAR-2) when no safe one is left (the override is logged with
+    /// the rule).
+    pub override_high_risk: bool,
 }
 
 impl Scenario {
@@ -284,6 +294,9 @@ impl Scenario {
                 errors,
                 events,
                 expect,
+                operator: OperatorScript {
+                    override_high_risk: raw.operator.as_ref().is_some_and(|o| o.override_high_risk),
+                },
             },
         )
     }
@@ -299,6 +312,14 @@ struct RawScenario {
     #[serde(default)]
     events: Vec<RawEvent>,
     expect: Option<String>,
+    operator: Option<RawOperator>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
+    #[serde(default)]
+    override_high_risk: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -85,6 +85,9 @@ pub enum Status {
     NotAssessed,
     /// Violated.
     Fail,
+    /// Violated, but the plan is kept and listed as high-risk: it may be executed only after an
+    /// explicit operator override, logged with the rule ID (OAR-2).
+    HighRisk,
 }
 
 /// One rule's result for a plan.
@@ -151,6 +154,15 @@ pub struct Plan {
     pub angle_to_axial_deg: f64,
     /// Every rule's verdict.
     pub checks: Vec<RuleCheck>,
+    /// A rule is [`Status::HighRisk`]: executed only after an explicit operator override.
+    pub high_risk: bool,
+}
+
+impl Plan {
+    /// The rules that make the plan high-risk.
+    pub fn high_risk_rules(&self) -> impl Iterator<Item = &RuleCheck> {
+        self.checks.iter().filter(|c| c.status == Status::HighRisk)
+    }
 }
 
 /// What the planner found.
@@ -171,11 +183,14 @@ pub struct PlanReport {
     /// Path-feasible candidates whose zone rules were evaluated (best paths first, until enough
     /// plans were found).
     pub zone_evaluated: usize,
-    /// Evaluated candidates passing every fail rule.
+    /// Evaluated candidates passing every fail rule, high-risk ones not counted.
     pub feasible: usize,
+    /// Plans kept as high-risk (listed after the safe ones).
+    pub high_risk: usize,
     /// Candidates failing each rule (a candidate may fail several).
     pub failures_by_rule: BTreeMap<&'static str, usize>,
-    /// Ranked plans, best first (empty: no safe path, see `failures_by_rule`).
+    /// Ranked plans: safe plans best first, then high-risk ones (empty: no path at all, see
+    /// `failures_by_rule`).
     pub plans: Vec<Plan>,
     /// Whether the skin came from the label map or the CT's body outline.
     pub skin_source: &'static str,
@@ -1163,7 +1178,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
             let what = at.and_then(|p| oar2_class(&p)).map_or("organ".to_string(), |c| format!("{c:?}"));
             check(
                 "OAR-2",
-                if d2 >= rules.oar2_min_mm { Status::Pass } else { Status::Fail },
+                if d2 >= rules.oar2_min_mm { Status::Pass } else { Status::HighRisk },
                 Some(d2),
                 Some(rules.oar2_min_mm),
                 if d2 >= rules.oar2_min_mm {
@@ -1204,6 +1219,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     let mut cache: BTreeMap<(i64, i64, i64), (f64, Vec<RuleCheck>)> = BTreeMap::new();
     let mut plans: Vec<Plan> = Vec::new();
     let mut feasible = 0;
+    let mut high_risk = 0;
     let mut zone_failures: BTreeMap<&'static str, usize> = BTreeMap::new();
     // Zone rules on the path-feasible candidates, best path first, in batches until enough plans
     // are found (the report says how many were evaluated).
@@ -1237,7 +1253,11 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
             if failed {
                 continue;
             }
-            feasible += 1;
+            if zc.iter().any(|z| z.status == Status::HighRisk) {
+                high_risk += 1;
+            } else {
+                feasible += 1;
+            }
             let tip = centre + c.axis * zone.centre_from_tip_mm;
             let mut checks = c.checks.clone();
             checks.extend(zc);
@@ -1247,7 +1267,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
 
     // MAR-3: no single zone covers the tumour with margin: overlapping zones along and beside
     // the best path-feasible tracks.
-    let single_fails_margin = plans.is_empty() && zone_failures.get("MAR-1").is_some_and(|n| *n > 0);
+    let single_fails_margin = feasible == 0 && zone_failures.get("MAR-1").is_some_and(|n| *n > 0);
     if single_fails_margin {
         let mut tracks: Vec<&Cand> = feasible_paths.iter().collect();
         tracks.sort_by(|a, b| b.path.clearance.total_cmp(&a.path.clearance));
@@ -1271,7 +1291,11 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
                 &margin_of,
                 &zone_checks,
             ) {
-                feasible += 1;
+                if p.high_risk {
+                    high_risk += 1;
+                } else {
+                    feasible += 1;
+                }
                 plans.push(p);
             }
         }
@@ -1279,7 +1303,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     for (k, v) in zone_failures {
         *failures.entry(k).or_insert(0) += v;
     }
-    plans.sort_by(|a, b| b.score.total_cmp(&a.score));
+    // Safe plans first, each group best first.
+    plans.sort_by(|a, b| a.high_risk.cmp(&b.high_risk).then(b.score.total_cmp(&a.score)));
     plans.truncate(input.max_plans.max(1));
     for p in &mut plans {
         if p.nearest_structure.is_none() && p.clearance_mm <= 20.0 {
@@ -1308,6 +1333,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
         path_feasible: path_feasible_total,
         zone_evaluated,
         feasible,
+        high_risk,
         failures_by_rule: failures,
         plans,
         skin_source,
@@ -1430,6 +1456,7 @@ fn make_plan(
     let axis = positions.first().map_or(Vector3::z(), |p| p.3);
     let angle = axis.z.abs().asin().to_degrees();
     let warnings = checks.iter().filter(|c| c.status == Status::Warn).count() as f64;
+    let high_risk = checks.iter().any(|c| c.status == Status::HighRisk);
     let n = positions.len() as f64;
     // docs/planning.md "Ranking".
     let score = margin.min(15.0) / 15.0 + 0.5 * path.clearance.min(20.0) / 20.0
@@ -1457,6 +1484,7 @@ fn make_plan(
         closest: Some(arr(&path.closest)),
         angle_to_axial_deg: angle,
         checks,
+        high_risk,
     }
 }
 

@@ -11,12 +11,17 @@ fn repo(p: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
 }
 
-#[test]
-fn totalsegmentator_liver_with_an_inserted_tumour() {
+/// The shared TotalSegmentator CT, its label map and the label table for it.
+fn totalsegmentator() -> (stylet_imaging::Volume, stylet_imaging::Volume, LabelTable) {
     let dir = repo("../shared/data/ct/totalsegmentator-abdomen");
     let ct = load_nifti(&dir.join("example_ct_sm.nii.gz")).unwrap();
     let labels = load_nifti(&dir.join("example_seg.nii.gz")).unwrap();
-    let table = LabelTable::load(&repo("config/labels.toml"), "totalsegmentator").unwrap();
+    (ct, labels, LabelTable::load(&repo("config/labels.toml"), "totalsegmentator").unwrap())
+}
+
+#[test]
+fn totalsegmentator_liver_with_an_inserted_tumour() {
+    let (ct, labels, table) = totalsegmentator();
     // The deepest liver point away from the slab's cut faces.
     let not_liver: Vec<bool> = labels.voxels.iter().map(|v| (*v - 5.0).abs() > 0.5).collect();
     let depth = edt(&not_liver, labels.dims, labels.spacing_mm);
@@ -119,4 +124,50 @@ fn generated_phantoms_from_the_shipped_scenarios() {
             assert_eq!(r.indication[0].rule, if tumours == 1 { "IND-1" } else { "IND-2" });
         }
     }
+}
+
+#[test]
+fn a_tumour_beside_the_real_gallbladder_is_listed_high_risk_not_refused() {
+    // The shared TotalSegmentator labels: a 20 mm tumour in the liver 12-16 mm from the
+    // gallbladder (label 4). The zone comes within OAR-2's 5 mm of it: the plans are kept and
+    // flagged, for the operator's explicit override, instead of "no safe path".
+    let (ct, labels, table) = totalsegmentator();
+    let [nx, ny, nz] = labels.dims;
+    // edt(mask): each voxel's distance to the nearest voxel of the mask.
+    let is = |v: f32| labels.voxels.iter().map(|x| (*x - v).abs() < 0.5).collect::<Vec<bool>>();
+    let not_liver: Vec<bool> = is(5.0).iter().map(|b| !b).collect();
+    let to_gallbladder = edt(&is(4.0), labels.dims, labels.spacing_mm);
+    let liver_depth = edt(&not_liver, labels.dims, labels.spacing_mm);
+    let best = (0..labels.voxels.len())
+        .filter(|i| {
+            let k = i / (nx * ny);
+            (labels.voxels[*i] - 5.0).abs() < 0.5 && k >= 6 && k + 6 < nz && (12.0..16.0).contains(&to_gallbladder[*i])
+        })
+        .max_by(|a, b| liver_depth[*a].total_cmp(&liver_depth[*b]))
+        .expect("liver 12-16 mm from the gallbladder");
+    let target =
+        labels.ct_from_index((best % nx) as f64, ((best / nx) % ny) as f64, (best / (nx * ny)) as f64).to_array();
+    let r = plan(&PlanInput {
+        ct: &ct,
+        labels: &labels,
+        table: &table,
+        tumour: TumourSpec::Sphere { centre_lps_mm: target, diameter_mm: 20.0 },
+        zone: load_zone(&repo("config/devices.toml"), "mwa-generic", "100W-8min").unwrap(),
+        rules: Rules::load(&repo("config/clinical-rules.toml")).unwrap(),
+        max_plans: 5,
+    })
+    .unwrap();
+    println!(
+        "beside the gallbladder: target {target:?}, {} feasible, {} high-risk, {:?}",
+        r.feasible, r.high_risk, r.failures_by_rule
+    );
+    assert!(r.high_risk > 0 && !r.plans.is_empty(), "{:?}", r.failures_by_rule);
+    for p in r.plans.iter().filter(|p| p.high_risk) {
+        let oar2 = p.checks.iter().find(|c| c.rule == "OAR-2").unwrap();
+        assert_eq!(oar2.status, Status::HighRisk, "{oar2:?}");
+        assert!(oar2.detail.contains("Gallbladder"), "{oar2:?}");
+    }
+    // Safe plans, if any, come first.
+    let first_risky = r.plans.iter().position(|p| p.high_risk).unwrap();
+    assert!(r.plans[first_risky..].iter().all(|p| p.high_risk));
 }

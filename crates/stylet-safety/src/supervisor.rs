@@ -169,6 +169,9 @@ pub struct Snapshot {
     pub cycles: u64,
     /// Events lost because the ring was not drained.
     pub events_dropped: u64,
+    /// The longest time between two controller states so far, ms (how close the run came to
+    /// the HAZ-8 deadline).
+    pub max_state_gap_ms: f64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -208,6 +211,7 @@ pub struct Supervisor {
     was_moving: bool,
     controller: Option<ControllerInfo>,
     state_at: Option<Nanos>,
+    max_state_gap: Nanos,
     connected_at: Nanos,
     measured: [f64; MAX_JOINTS],
     measured_valid: bool,
@@ -300,6 +304,7 @@ impl Supervisor {
             was_moving: false,
             controller: None,
             state_at: None,
+            max_state_gap: Nanos::ZERO,
             connected_at: Nanos::ZERO,
             measured: [0.0; MAX_JOINTS],
             measured_valid: false,
@@ -396,6 +401,7 @@ impl Supervisor {
             link_errors_total: self.link_errors_total,
             cycles: self.cycles,
             events_dropped: self.events_dropped,
+            max_state_gap_ms: self.max_state_gap.as_secs_f64() * 1e3,
         }
     }
 
@@ -598,6 +604,9 @@ impl Supervisor {
         }
         self.controller_time_us = s.controller_time_us;
         let since = self.state_at.map_or(0.0, |t| now.saturating_sub(t).as_secs_f64());
+        if let Some(t) = self.state_at {
+            self.max_state_gap = self.max_state_gap.max(now.saturating_sub(t));
+        }
         for i in 0..self.n {
             let l = self.limits[i];
             let p = s.joints.as_slice()[i].position;

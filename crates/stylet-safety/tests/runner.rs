@@ -55,6 +55,24 @@ impl Rig {
         self.h.shutdown().unwrap()
     }
 
+    /// A rig connected and homing (drives enabled), a few cycles in.
+    fn homing() -> Self {
+        let mut rig = Rig::new();
+        rig.steps(3, true);
+        rig.h.send(Operator::Command(Command::StartHoming, None)).unwrap();
+        rig.steps(3, true);
+        rig
+    }
+
+    /// A move of `joint` by `delta` from the commanded position, and its goal.
+    fn move_by(&self, cfg: &stylet_safety::SafetyConfig, joint: usize, delta: f64) -> (Trajectory, Vec<f64>) {
+        let start = self.h.snapshot().unwrap().commanded.as_slice().to_vec();
+        let mut goal = start.clone();
+        goal[joint] += delta;
+        let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &vec![0.0; start.len()], 0.5, cfg.dt()).unwrap();
+        (t, goal)
+    }
+
     fn steps(&mut self, k: usize, heartbeat: bool) {
         for _ in 0..k {
             self.step(heartbeat);
@@ -95,14 +113,8 @@ fn runner_homes_and_executes_a_trajectory_in_lockstep() {
 #[test]
 fn runner_latches_stale_operator_at_its_deadline_and_interrupts_the_trajectory() {
     let cfg = common::config();
-    let mut rig = Rig::new();
-    rig.steps(3, true);
-    rig.h.send(Operator::Command(Command::StartHoming, None)).unwrap();
-    rig.steps(3, true);
-    let start = rig.h.snapshot().unwrap().commanded.as_slice().to_vec();
-    let mut goal = start.clone();
-    goal[1] -= 0.3;
-    let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &vec![0.0; start.len()], 0.5, cfg.dt()).unwrap();
+    let mut rig = Rig::homing();
+    let (t, _) = rig.move_by(&cfg, 1, -0.3);
     rig.h.send(Operator::Execute(t, None)).unwrap();
     rig.step(true);
     // The operator console goes silent: exactly the deadline later the fault latches.
@@ -184,14 +196,8 @@ fn stall(rig: &mut Rig, periods: u64) {
 #[test]
 fn a_short_stall_is_absorbed_and_counted_and_the_stream_keeps_its_times() {
     let cfg = common::config();
-    let mut rig = Rig::new();
-    rig.steps(3, true);
-    rig.h.send(Operator::Command(Command::StartHoming, None)).unwrap();
-    rig.steps(3, true);
-    let start = rig.h.snapshot().unwrap().commanded.as_slice().to_vec();
-    let mut goal = start.clone();
-    goal[0] += 0.01;
-    let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &vec![0.0; start.len()], 0.5, cfg.dt()).unwrap();
+    let mut rig = Rig::homing();
+    let (t, goal) = rig.move_by(&cfg, 0, 0.01);
     let samples: Vec<f64> = (0..t.len()).map(|i| t.sample(i).unwrap()[0].position).collect();
     rig.h.send(Operator::Execute(t, None)).unwrap();
     rig.steps(20, true);
@@ -231,10 +237,7 @@ fn a_short_stall_is_absorbed_and_counted_and_the_stream_keeps_its_times() {
 #[test]
 fn a_stall_beyond_the_lateness_limit_latches_haz11() {
     let cfg = common::config();
-    let mut rig = Rig::new();
-    rig.steps(3, true);
-    rig.h.send(Operator::Command(Command::StartHoming, None)).unwrap();
-    rig.steps(3, true);
+    let mut rig = Rig::homing();
     let limit_periods = cfg.max_lateness.0 / cfg.period.0;
     stall(&mut rig, limit_periods + 2);
     let snap = rig.h.snapshot().unwrap();

@@ -508,6 +508,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "cycles": lat.cycles(),
         "stalls": stalls,
         "late_cycles": late_cycles,
+        "max_state_gap_ms": snap.max_state_gap_ms,
         "lateness_us": { "p50": us(lat.quantile(0.5)), "p99": us(lat.quantile(0.99)), "p999": us(lat.quantile(0.999)), "max": us(lat.max()) },
         "link": {
             "frames_sent": stats.frames_sent.load(std::sync::atomic::Ordering::Relaxed),

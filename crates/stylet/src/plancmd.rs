@@ -153,14 +153,18 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         say!("  {:<6} {:<12} {}", c.rule, format!("{:?}", c.status), c.detail);
     }
     say!(
-        "{} candidate lines ({} skin), {} pass the path rules, zone rules on {} of them, {} feasible ({:.2} s)",
+        "{} candidate lines ({} skin), {} pass the path rules, zone rules on {} of them, {} feasible, {} high-risk ({:.2} s)",
         report.candidates,
         report.skin_source,
         report.path_feasible,
         report.zone_evaluated,
         report.feasible,
+        report.high_risk,
         seconds
     );
+    if report.feasible == 0 && report.high_risk > 0 {
+        say!("NO SAFE PATH WITHOUT AN OVERRIDE: every plan below is HIGH RISK (OAR-2); executing one needs the operator's explicit, logged override.");
+    }
     if let Some(r) = &robot {
         say!(
             "robot: {} of the {} best plans reachable ({})",
@@ -183,8 +187,9 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     for (k, p) in report.plans.iter().enumerate() {
         let e = p.positions[0].entry_lps_mm;
         say!(
-            "#{} score {:.3}: {} position(s), entry ({:.1}, {:.1}, {:.1}), depth {:.1} mm, margin {:.1} mm, clearance {:.1} mm{}, {:.0} deg to axial",
+            "#{}{} score {:.3}: {} position(s), entry ({:.1}, {:.1}, {:.1}), depth {:.1} mm, margin {:.1} mm, clearance {:.1} mm{}, {:.0} deg to axial",
             k + 1,
+            if p.high_risk { " HIGH RISK" } else { "" },
             p.score,
             p.positions.len(),
             e[0],
@@ -409,7 +414,8 @@ fn reachability(
     for (p, w) in &mut reachable {
         p.score += 0.3 * *w / best;
     }
-    reachable.sort_by(|a, b| b.0.score.total_cmp(&a.0.score));
+    // Safe plans first (high-risk ones need the operator's override), each group best first.
+    reachable.sort_by(|a, b| a.0.high_risk.cmp(&b.0.high_risk).then(b.0.score.total_cmp(&a.0.score)));
     let n = reachable.len();
     plans.extend(reachable.into_iter().take(keep).map(|(p, _)| p));
     Ok(

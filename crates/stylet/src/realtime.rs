@@ -165,7 +165,8 @@ pub(crate) fn timing_sample(
     t: &runner::Timing,
     lateness: Option<&runner::Lateness>,
 ) -> stylet_recorder::Event {
-    let mut values = vec![t.cycles as f64, t.stalls as f64, t.late_cycles as f64];
+    let cycles = lateness.map_or(t.cycles, runner::Lateness::cycles);
+    let mut values = vec![cycles as f64, t.stalls as f64, t.late_cycles as f64];
     if let Some(l) = lateness {
         values.extend([us(l.quantile(0.5)), us(l.quantile(0.99)), us(l.quantile(0.999)), us(l.max())]);
     }

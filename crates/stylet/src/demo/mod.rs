@@ -36,6 +36,13 @@ pub(crate) struct DemoArgs {
     /// Seed (patient, noise, needle deflection) [default: the scenario's].
     #[arg(long)]
     seed: Option<u64>,
+    /// The patient breathes this recording instead of the scenario's breathing (any format the
+    /// trace readers take; the belt reads the same recording), scaled to --liver-amplitude-mm.
+    #[arg(long, value_name = "TRACE")]
+    breathing_trace: Option<PathBuf>,
+    /// With --breathing-trace: superior-inferior liver motion of a typical breath, mm.
+    #[arg(long, default_value_t = 12.0, requires = "breathing_trace")]
+    liver_amplitude_mm: f64,
     /// Output folder for the CTs and the procedure log [default: a new temporary folder].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -192,7 +199,24 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // Before any thread starts: the real-time core, heavy work off it, memory locked.
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
     let scenario_path = args.scenario.clone().unwrap_or_else(|| args.config.join("scenarios").join("easy.toml"));
-    let scenario = stylet_sim::scenario::Scenario::load(&scenario_path)?;
+    let mut scenario = stylet_sim::scenario::Scenario::load(&scenario_path)?;
+    if let Some(path) = &args.breathing_trace {
+        anyhow::ensure!(
+            (1.0..=50.0).contains(&args.liver_amplitude_mm),
+            "--liver-amplitude-mm {} must be within [1, 50]",
+            args.liver_amplitude_mm
+        );
+        let trace = stylet_respiration::trace::read_trace_any(path)?;
+        let name = path.display().to_string();
+        let recorded = stylet_sim::breathing::RecordedBreathing::from_trace(
+            &trace,
+            args.liver_amplitude_mm,
+            scenario.breathing.si_per_mm,
+            &name,
+        )
+        .with_context(|| format!("{name}: the recording does not move"))?;
+        scenario.breathing.recorded = Some(recorded);
+    }
     let ps = scenario.phantom.clone();
     let seed = args.seed.unwrap_or(ps.seed);
     let out = match &args.out {
@@ -353,6 +377,10 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         if p.positions.len() != 1 {
             continue;
         }
+        // A high-risk plan (OAR-2) only on the operator's explicit override.
+        if p.high_risk && !scenario.operator.override_high_risk {
+            continue;
+        }
         let pos = &p.positions[0];
         let line = stylet_kinematics::NeedleLine {
             entry: to_robot(pos.entry_lps_mm).coords,
@@ -366,11 +394,21 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let Some((plan_index, plan, sol)) = chosen else {
         anyhow::bail!(
             "no feasible single-needle plan the arm reaches ({} feasible plans, {multi} of them overlapping ablations, \
-             which the demo does not execute; `stylet plan` shows them)",
-            report.feasible
+             which the demo does not execute; {} high-risk, executed only with `[operator] override_high_risk = true`; \
+             `stylet plan` shows them)",
+            report.feasible,
+            report.high_risk
         )
     };
     let pos = plan.positions[0].clone();
+    if plan.high_risk {
+        let why: Vec<String> = plan.high_risk_rules().map(|c| format!("{}: {}", c.rule, c.detail)).collect();
+        log.rec.record(
+            log.t0.elapsed().as_secs_f64(),
+            LogEvent::Operator { action: "override".into(), detail: format!("plan {plan_index}, {}", why.join("; ")) },
+        );
+        log.say(format!("operator override of a high-risk plan: {}", why.join("; ")));
+    }
     log.workflow(&mut wf, &Input::SelectPlan { index: plan_index })?;
     log.say(format!(
         "plan {plan_index}: entry ({:.1}, {:.1}, {:.1}) depth {:.1} mm, margin {:.1} mm, clearance {:.1} mm",
@@ -975,6 +1013,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     summary["faults"] = json!(final_snap.fault.map(|f| format!("{f:?}")));
     summary["realtime"] = scheduling.json();
     summary["cycle_timing"] = crate::realtime::timing_json(&timing, &run.lateness);
+    summary["cycle_timing"]["max_state_gap_ms"] = json!(final_snap.max_state_gap_ms);
     summary["wire_monitor_violations"] = json!(monitor.violations);
     summary["supervisor_events_dropped"] = json!(run.events_dropped);
     summary["log_records"] = json!(stats.written);

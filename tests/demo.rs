@@ -4,7 +4,7 @@
 //! every run replays; the easy run's rerun recording reads back with its entities and values.
 //!
 //! The runs drive a real-time supervisor against the simulated controller on a pty, so they take
-//! turns with every other wall-clock test and run with widened deadlines (tests/common).
+//! turns with every other wall-clock test and run with generous deadlines (tests/common).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -22,7 +22,7 @@ fn root() -> PathBuf {
 /// Runs the demo on a scenario; returns its JSON summary and output folder.
 fn demo(scenario: &str) -> (Value, PathBuf) {
     let _turn = common::wall_clock_turn();
-    let config = common::widened_config(scenario);
+    let config = common::generous_config(scenario);
     let out = std::env::temp_dir().join(format!("stylet-demo-test-{}-{scenario}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let o = Command::new(STYLET)

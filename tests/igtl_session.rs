@@ -15,7 +15,7 @@ const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
 fn pyigtl_runs_the_bwh_sequence_against_the_simulated_robot() {
     let _turn = common::wall_clock_turn();
     let root = common::repo();
-    let config = common::widened_config("igtl-serve");
+    let config = common::generous_config("igtl-serve");
     let mut server = Command::new(STYLET)
         .args(["igtl", "serve", "--port", "0", "--json", "--stop-on-eof", "--config"])
         .arg(&config)
@@ -80,7 +80,7 @@ fn pyigtl_runs_the_bwh_sequence_against_the_simulated_robot() {
 fn slicer_watches_the_demo_and_its_emergency_stops_it_safely() {
     let _turn = common::wall_clock_turn();
     let root = common::repo();
-    let config = common::widened_config("igtl-demo");
+    let config = common::generous_config("igtl-demo");
     let out = std::env::temp_dir().join(format!("stylet-demo-igtl-{}", std::process::id()));
     let mut demo = Command::new(STYLET)
         .args(["demo", "--json", "--igtl", "0", "--out"])

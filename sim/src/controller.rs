@@ -323,6 +323,16 @@ impl Controller {
         }
     }
 
+    /// The simulation itself did not run for `gap_s` seconds (its thread was not scheduled, or
+    /// the machine was paused): real hardware would have kept listening, so the watchdog does
+    /// not count that time against the host. Only the serving loop calls this, on a gap in its
+    /// own iterations; a host that stops sending while the simulator runs still trips it.
+    pub fn frozen(&mut self, gap_s: f64) {
+        if gap_s > 0.0 {
+            self.last_valid_rx += gap_s;
+        }
+    }
+
     /// Advances the model to `now`; returns what to send (the periodic state among it).
     pub fn step(&mut self, now: f64) -> Vec<Message> {
         let mut out = Vec::new();

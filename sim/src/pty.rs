@@ -48,6 +48,11 @@ impl Pty {
     }
 }
 
+/// A gap in the serving loop longer than this means the simulator itself was frozen.
+const FROZEN_S: f64 = 0.02;
+/// How long one turn of the loop takes at most when it runs (the read's timeout and the work).
+const LOOP_S: f64 = 0.001;
+
 /// Runs the controller on the pty until `stop` is set. One loop iteration per ~0.5 ms: read what
 /// arrived, handle it, step the model, write what it produced.
 pub fn serve(pty: &mut Pty, controller: &mut Controller, stop: &Arc<AtomicBool>) {
@@ -66,8 +71,15 @@ pub fn serve_with(
     let start = Instant::now();
     let mut end = ControllerEnd::new();
     let mut rbuf = [0u8; 1024];
+    let mut last = 0.0;
     while !stop.load(Ordering::Relaxed) {
         let now = start.elapsed().as_secs_f64();
+        // The loop turns every millisecond or faster; a longer gap means this simulator was not
+        // running (not the host's doing): the controller does not hold it against the host.
+        if now - last > FROZEN_S {
+            controller.frozen(now - last - LOOP_S);
+        }
+        last = now;
         each(controller, now);
         match pty.master.read(&mut rbuf) {
             Ok(n) if n > 0 => end.receive(controller, now, &rbuf[..n]),

@@ -152,3 +152,21 @@ fn estop_refuses_enable_until_released_and_reset() {
     let out = c.handle(0.08, 6, &Message::Enable { watchdog_ms: 1000 });
     assert!(matches!(out[0], Message::Ack { .. }), "{out:?}");
 }
+
+#[test]
+fn a_frozen_simulator_does_not_blame_the_host_but_a_silent_host_still_trips_the_watchdog() {
+    let (cfg, robot) = repo_config();
+    let home = robot.home();
+    let mut c = Controller::new(cfg, robot.clone(), monitor(&robot));
+    let _ = c.handle(0.0, 1, &Message::Hello { protocol_version: stylet_protocol::PROTOCOL_VERSION, host_id: 1 });
+    let _ = c.handle(0.001, 2, &Message::Enable { watchdog_ms: 20 });
+    let _ = c.handle(0.002, 3, &Message::Setpoint(setpoint(2_000, &home)));
+    assert!(c.drives());
+    // The simulator was not scheduled for 500 ms: on resuming, the host is not at fault.
+    c.frozen(0.5);
+    let _ = c.step(0.51);
+    assert!(c.drives(), "the watchdog counted the simulator's own freeze");
+    // A host that then stays silent trips it, 20 ms on.
+    let _ = c.step(0.53);
+    assert!(!c.drives(), "a silent host must trip the watchdog");
+}

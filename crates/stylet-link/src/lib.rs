@@ -122,7 +122,9 @@ pub struct Link {
     info: ControllerInfo,
     path: String,
     tx: mpsc::Sender<SupervisedCommand>,
-    rx: std_mpsc::Receiver<ActuatorInput>,
+    /// Inputs from the I/O thread: a wait-free ring, so that the runner never waits on an I/O
+    /// thread it preempted mid-write (std's channels spin there).
+    rx: rtrb::Consumer<ActuatorInput>,
     stats: Arc<LinkStats>,
     muted: Arc<AtomicBool>,
     pending_errors: u32,
@@ -145,7 +147,7 @@ impl Link {
     pub fn open(path: &str, options: &LinkOptions) -> Result<Link, LinkError> {
         let (ready_tx, ready_rx) = std_mpsc::sync_channel::<Result<ControllerInfo, LinkError>>(1);
         let (tx, cmd_rx) = mpsc::channel::<SupervisedCommand>(SEND_QUEUE);
-        let (in_tx, rx) = std_mpsc::sync_channel::<ActuatorInput>(INPUT_QUEUE);
+        let (in_tx, rx) = rtrb::RingBuffer::<ActuatorInput>::new(INPUT_QUEUE);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (sched_tx, sched_rx) = std_mpsc::sync_channel(1);
         let stats = Arc::new(LinkStats::default());
@@ -258,15 +260,13 @@ impl Actuator for Link {
         for _ in 0..std::mem::take(&mut self.pending_errors) {
             sink(ActuatorInput::LinkError);
         }
-        loop {
-            match self.rx.try_recv() {
-                Ok(i) => sink(i),
-                Err(std_mpsc::TryRecvError::Empty) => break,
-                Err(std_mpsc::TryRecvError::Disconnected) => {
-                    sink(ActuatorInput::Disconnected);
-                    break;
-                }
-            }
+        // Abandoned: the I/O thread has ended, and what it queued is all there will be.
+        let gone = self.rx.is_abandoned();
+        while let Ok(i) = self.rx.pop() {
+            sink(i);
+        }
+        if gone {
+            sink(ActuatorInput::Disconnected);
         }
     }
 }
@@ -287,7 +287,7 @@ impl IoContext {
         self,
         ready: std_mpsc::SyncSender<Result<ControllerInfo, LinkError>>,
         mut commands: mpsc::Receiver<SupervisedCommand>,
-        inputs: std_mpsc::SyncSender<ActuatorInput>,
+        mut inputs: rtrb::Producer<ActuatorInput>,
         mut stop: tokio::sync::oneshot::Receiver<()>,
     ) {
         let port = tokio_serial::new(&self.path, self.options.baud).timeout(Duration::from_millis(50));
@@ -339,7 +339,6 @@ impl IoContext {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let mut closed = false;
                 decoder.feed(&buf[..n], |r| {
                     let input = match r {
                         Ok(f) => {
@@ -352,16 +351,12 @@ impl IoContext {
                         }
                     };
                     if let Some(i) = input {
-                        match inputs.try_send(i) {
-                            Ok(()) => {}
-                            Err(std_mpsc::TrySendError::Full(_)) => {
-                                stats.input_queue_full.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(std_mpsc::TrySendError::Disconnected(_)) => closed = true,
+                        if inputs.push(i).is_err() {
+                            stats.input_queue_full.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 });
-                if closed {
+                if inputs.is_abandoned() {
                     break;
                 }
             }

@@ -470,7 +470,7 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
         let c = RealtimeConfig::load_dir(&dir).unwrap();
         assert_eq!(c.policy, Policy::Fifo);
-        assert!(c.controller_priority > c.link_priority && c.link_priority > c.runner_priority);
+        assert!(c.controller_priority > c.runner_priority && c.runner_priority > c.link_priority);
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! `late_cycles`), and beyond `max_lateness` it latches HAZ-11 (docs/safety.md, "Latency
 //! budget").
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -175,39 +176,74 @@ pub struct RunReport<A> {
     pub late_cycles: u64,
 }
 
+/// Operator messages towards the thread. The callers run at any priority and take the lock to
+/// push; the thread only ever tries it (a caller preempted while holding it delays its messages
+/// by a cycle, never the cycle). std's channels are not used on the real-time side: a receiver
+/// there spins while a sender it raced is mid-write, and a preempted sender can hold it for as
+/// long as it is preempted (CI saw a 1.7 s stall and a livelock that way).
+#[derive(Debug, Default)]
+struct Mailbox {
+    queue: Mutex<VecDeque<Operator>>,
+    gone: std::sync::atomic::AtomicBool,
+}
+
+impl Mailbox {
+    fn post(&self, m: Operator) -> Result<(), RunnerGone> {
+        if self.gone.load(Ordering::Acquire) {
+            return Err(RunnerGone);
+        }
+        self.queue.lock().map_err(|_| RunnerGone)?.push_back(m);
+        Ok(())
+    }
+}
+
+/// The events the thread reported, in order (a wait-free ring: the thread never waits on the
+/// reader).
+#[derive(Debug)]
+pub struct Events {
+    rx: rtrb::Consumer<RunnerEvent>,
+}
+
+impl Events {
+    /// The next event, if one is waiting.
+    pub fn try_recv(&mut self) -> Option<RunnerEvent> {
+        self.rx.pop().ok()
+    }
+
+    /// Every event waiting now.
+    pub fn try_iter(&mut self) -> impl Iterator<Item = RunnerEvent> + '_ {
+        std::iter::from_fn(move || self.rx.pop().ok())
+    }
+}
+
 /// The caller's side of a running supervisor.
 #[derive(Debug)]
 pub struct RunnerHandle<A> {
-    tx: SyncSender<Operator>,
+    mailbox: Arc<Mailbox>,
     /// Events, in order.
-    pub events: Receiver<RunnerEvent>,
+    pub events: Events,
     snapshot: Arc<Mutex<Snapshot>>,
     cycles: Arc<AtomicU64>,
     timing: Arc<TimingCounters>,
     scheduling: Option<Obtained>,
     /// Trajectories the thread finished with, freed here.
-    retired: Receiver<Trajectory>,
+    retired: Mutex<rtrb::Consumer<Trajectory>>,
     join: Option<JoinHandle<RunReport<A>>>,
 }
 
 /// Asks the supervisor thread for the software e-stop; nothing else.
 #[derive(Clone, Debug)]
 pub struct EStopButton {
-    tx: SyncSender<Operator>,
+    mailbox: Arc<Mailbox>,
 }
 
 impl EStopButton {
-    /// Presses it (without waiting: a full channel falls back to a blocking send, which the
-    /// thread drains every cycle).
+    /// Presses it (the thread takes it on its next cycle).
     ///
     /// # Errors
     /// [`RunnerGone`] when the thread has ended.
     pub fn press(&self) -> Result<(), RunnerGone> {
-        match self.tx.try_send(Operator::EStop) {
-            Ok(()) => Ok(()),
-            Err(mpsc::TrySendError::Full(m)) => self.tx.send(m).map_err(|_| RunnerGone),
-            Err(mpsc::TrySendError::Disconnected(_)) => Err(RunnerGone),
-        }
+        self.mailbox.post(Operator::EStop)
     }
 }
 
@@ -221,14 +257,14 @@ impl<A> RunnerHandle<A> {
     /// # Errors
     /// [`RunnerGone`] when the thread has ended.
     pub fn send(&self, m: Operator) -> Result<(), RunnerGone> {
-        self.tx.send(m).map_err(|_| RunnerGone)
+        self.mailbox.post(m)
     }
 
     /// A cloneable handle that can only ask for the software e-stop (for a remote console, a
     /// network peer): it can stop the arm, never move it.
     #[must_use]
     pub fn estop_button(&self) -> EStopButton {
-        EStopButton { tx: self.tx.clone() }
+        EStopButton { mailbox: Arc::clone(&self.mailbox) }
     }
 
     /// Sends a workflow command and waits for the supervisor's answer.
@@ -280,7 +316,9 @@ impl<A> RunnerHandle<A> {
     /// The newest snapshot (and frees the trajectories the thread has finished with).
     #[must_use]
     pub fn snapshot(&self) -> Option<Snapshot> {
-        while self.retired.try_recv().is_ok() {}
+        if let Ok(mut retired) = self.retired.lock() {
+            while retired.pop().is_ok() {}
+        }
         self.snapshot.lock().ok().map(|s| *s)
     }
 
@@ -289,7 +327,7 @@ impl<A> RunnerHandle<A> {
     /// # Errors
     /// [`RunnerGone`] when the thread panicked.
     pub fn shutdown(mut self) -> Result<RunReport<A>, RunnerGone> {
-        let _ = self.tx.send(Operator::Shutdown);
+        let _ = self.mailbox.post(Operator::Shutdown);
         self.join.take().ok_or(RunnerGone)?.join().map_err(|_| RunnerGone)
     }
 }
@@ -317,23 +355,36 @@ pub fn spawn_with<A: Actuator + Send + 'static>(
     clock: Arc<dyn Clock>,
     schedule: Option<ThreadSchedule>,
 ) -> std::io::Result<RunnerHandle<A>> {
-    let (tx, rx) = mpsc::sync_channel(256);
-    let (etx, erx) = mpsc::sync_channel(4096);
+    let mailbox = Arc::new(Mailbox::default());
+    let inbox = Arc::clone(&mailbox);
+    let (etx, erx) = rtrb::RingBuffer::new(4096);
     let (stx, srx) = mpsc::sync_channel(1);
-    let (rtx, retired) = mpsc::sync_channel(16);
+    let (rtx, retired) = rtrb::RingBuffer::new(16);
     let snapshot = Arc::new(Mutex::new(supervisor.snapshot()));
     let snapshot_shared = Arc::clone(&snapshot);
-    // The epoch is taken here, not in the thread, so cycle k is due k periods after spawn.
-    let start = clock.now();
     let cycles = Arc::new(AtomicU64::new(0));
     let timing = Arc::new(TimingCounters::default());
     let counters = Counters { cycles: Arc::clone(&cycles), timing: Arc::clone(&timing) };
     let join = std::thread::Builder::new().name("stylet-supervisor".into()).spawn(move || {
-        let _ = stx.send(schedule.map(|s| s.apply_to_current_thread()));
-        run(supervisor, actuator, clock.as_ref(), start, &rx, &etx, &snapshot_shared, &rtx, &counters)
+        let obtained = schedule.map(|s| s.apply_to_current_thread());
+        // The epoch is taken once the thread is set up (its stack, policy and core), so the first
+        // cycle is not late by the set-up; spawn returns only after it, so cycle k is due k
+        // periods after spawn returns (what a lockstep caller counts on).
+        let start = clock.now();
+        let _ = stx.send(obtained);
+        run(supervisor, actuator, clock.as_ref(), start, &inbox, etx, &snapshot_shared, rtx, &counters)
     })?;
     let scheduling = srx.recv().ok().flatten();
-    Ok(RunnerHandle { tx, events: erx, snapshot, cycles, timing, scheduling, retired, join: Some(join) })
+    Ok(RunnerHandle {
+        mailbox,
+        events: Events { rx: erx },
+        snapshot,
+        cycles,
+        timing,
+        scheduling,
+        retired: Mutex::new(retired),
+        join: Some(join),
+    })
 }
 
 /// Where a command's answer goes.
@@ -366,7 +417,7 @@ pub struct Cycler<A> {
     /// Answers waiting for a snapshot to be published first (the lock was busy).
     pending: Vec<(Answer, Result<(), Refusal>)>,
     /// Where finished trajectories go to be freed off this thread.
-    retired: Option<SyncSender<Trajectory>>,
+    retired: Option<rtrb::Producer<Trajectory>>,
 }
 
 impl std::fmt::Debug for Active {
@@ -405,8 +456,8 @@ impl<A: Actuator> Cycler<A> {
     /// allocated would take that thread's allocator lock, which a preempted holder could keep
     /// for as long as it is preempted. Freed here only when the channel is full.
     fn retire(&mut self, a: Active) {
-        if let Some(tx) = &self.retired {
-            let _ = tx.try_send(a.trajectory);
+        if let Some(tx) = &mut self.retired {
+            let _ = tx.push(a.trajectory);
         }
     }
 
@@ -621,27 +672,23 @@ fn run<A: Actuator>(
     actuator: A,
     clock: &dyn Clock,
     start: Nanos,
-    rx: &Receiver<Operator>,
-    events: &SyncSender<RunnerEvent>,
+    mailbox: &Arc<Mailbox>,
+    mut events: rtrb::Producer<RunnerEvent>,
     shared: &Arc<Mutex<Snapshot>>,
-    retired: &SyncSender<Trajectory>,
+    retired: rtrb::Producer<Trajectory>,
     counters: &Counters,
 ) -> RunReport<A> {
     let mut cycler = Cycler::new(supervisor, actuator);
     cycler.publish_to(Arc::clone(shared));
-    cycler.retired = Some(retired.clone());
+    cycler.retired = Some(retired);
     let period = cycler.period;
     let mut dropped = 0u64;
     let mut emit = |e: RunnerEvent| {
-        if events.try_send(e).is_err() {
+        if events.push(e).is_err() {
             dropped += 1;
         }
     };
-    let mut next = || match rx.try_recv() {
-        Ok(m) => Some(m),
-        Err(TryRecvError::Disconnected) => Some(Operator::Shutdown),
-        Err(TryRecvError::Empty) => None,
-    };
+    let mut inbox: VecDeque<Operator> = VecDeque::with_capacity(256);
     let mut k: u64 = 1;
     let mut running = true;
     while running {
@@ -649,7 +696,14 @@ fn run<A: Actuator>(
         clock.sleep_until(deadline);
         let late = clock.now().saturating_sub(deadline);
         counters.timing.worst_ns.fetch_max(late.0, Ordering::Relaxed);
-        running = cycler.cycle(deadline, late, &mut next, &mut emit);
+        // Only the thread holds the mailbox once every caller has let go: then it ends.
+        if Arc::strong_count(mailbox) == 1 {
+            inbox.push_back(Operator::Shutdown);
+        }
+        if let Ok(mut q) = mailbox.queue.try_lock() {
+            inbox.extend(q.drain(..));
+        }
+        running = cycler.cycle(deadline, late, &mut || inbox.pop_front(), &mut emit);
         counters.timing.stalls.store(cycler.stalls, Ordering::Relaxed);
         counters.timing.late.store(cycler.late_cycles, Ordering::Relaxed);
         counters.cycles.fetch_add(1, Ordering::Release);
@@ -663,5 +717,6 @@ fn run<A: Actuator>(
     for (reply, r) in cycler.pending.drain(..) {
         let _ = reply.try_send(r);
     }
+    mailbox.gone.store(true, Ordering::Release);
     cycler.into_report(dropped)
 }

@@ -101,7 +101,7 @@ impl Session {
         let open = self.gate.as_mut().is_none_or(|g| g());
         let _ = self.h.send(Operator::Gate(open));
         let first_new = self.log.len();
-        while let Ok(e) = self.h.events.try_recv() {
+        while let Some(e) = self.h.events.try_recv() {
             let t = self.started.elapsed().as_secs_f64() * 1e3;
             let text = match e {
                 RunnerEvent::Supervisor(Event::Transition { from, to, cause, .. }) => {

@@ -48,7 +48,9 @@ pub(crate) struct InProcessSim {
     /// The pty device path.
     pub(crate) path: String,
     stop: Arc<AtomicBool>,
-    inject: std::sync::mpsc::Sender<stylet_sim::FaultKind>,
+    /// Faults to inject: the controller's real-time thread only tries the lock (std's channels
+    /// can make a receiver spin on a sender preempted mid-write).
+    inject: Arc<std::sync::Mutex<Vec<stylet_sim::FaultKind>>>,
     truth: Arc<std::sync::Mutex<Vec<f64>>>,
     drives: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<stylet_sim::MonitorReport>,
@@ -69,7 +71,8 @@ impl InProcessSim {
         let path = pty.path.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let (inject, injected) = std::sync::mpsc::channel::<stylet_sim::FaultKind>();
+        let inject = Arc::new(std::sync::Mutex::new(Vec::<stylet_sim::FaultKind>::new()));
+        let injected = Arc::clone(&inject);
         let truth = Arc::new(std::sync::Mutex::new(controller.positions()));
         let shared = Arc::clone(&truth);
         let drives = Arc::new(AtomicBool::new(false));
@@ -79,8 +82,10 @@ impl InProcessSim {
             let _ = sched_tx.send(schedule.map(|s| s.apply_to_current_thread()));
             serve_with(&mut pty, &mut controller, &flag, &mut |c, _| {
                 // Injected now: due at once (times count from the first enable).
-                for kind in injected.try_iter() {
-                    c.inject(FaultSpec { kind, at_s: 0.0 });
+                if let Ok(mut kinds) = injected.try_lock() {
+                    for kind in kinds.drain(..) {
+                        c.inject(FaultSpec { kind, at_s: 0.0 });
+                    }
                 }
                 drives_now.store(c.drives(), Ordering::Relaxed);
                 if let Ok(mut t) = shared.try_lock() {
@@ -96,7 +101,9 @@ impl InProcessSim {
 
     /// Injects a fault now (it takes effect once the controller has enabled its drives).
     pub(crate) fn inject(&self, kind: stylet_sim::FaultKind) {
-        let _ = self.inject.send(kind);
+        if let Ok(mut kinds) = self.inject.lock() {
+            kinds.push(kind);
+        }
     }
 
     /// The arm's true joint positions (ground truth: what the encoders measure without their

@@ -602,8 +602,14 @@ impl Supervisor {
         if self.state_at.is_some() && s.controller_time_us < self.controller_time_us {
             self.latch(now, Fault::ControllerReset);
         }
+        // How long the joint had to move between the two measurements: the controller's own
+        // clock between them (exact, whatever the transport did to their arrival), else the
+        // time between their arrivals. Arrival times alone made a burst of states delayed in
+        // the kernel's serial path look like an encoder jump (HAZ-7) in CI.
+        let by_controller = (self.state_at.is_some() && s.controller_time_us > self.controller_time_us)
+            .then(|| (s.controller_time_us - self.controller_time_us) as f64 * 1e-6);
         self.controller_time_us = s.controller_time_us;
-        let since = self.state_at.map_or(0.0, |t| now.saturating_sub(t).as_secs_f64());
+        let since = by_controller.unwrap_or_else(|| self.state_at.map_or(0.0, |t| now.saturating_sub(t).as_secs_f64()));
         if let Some(t) = self.state_at {
             self.max_state_gap = self.max_state_gap.max(now.saturating_sub(t));
         }

@@ -446,3 +446,21 @@ fn a_command_the_controller_never_answers_is_a_brake_hold() {
     h.fake.acking = true;
     reset_ok(&mut h, MotionState::Connected);
 }
+
+#[test]
+fn a_state_after_a_gap_in_the_controllers_clock_is_judged_by_that_clock() {
+    // The controller did not report for 40 ms of its own clock (it was not scheduled, or states
+    // were lost) while the host read one state per cycle: the joint moved 40 ms worth meanwhile.
+    // That is no encoder jump; the same motion in 1 ms of the controller's clock is.
+    let mut h = Harness::new();
+    h.to_idle();
+    let v = h.cfg.robot.joints[5].max_velocity;
+    h.fake.stuck[5] = true;
+    h.fake.positions[5] += v * 0.040;
+    h.fake.controller_time_us += 40_000;
+    h.tick(None);
+    assert_eq!(h.sup.fault(), None);
+    h.fake.positions[5] += v * 0.040;
+    h.tick(None);
+    h.assert_brake_hold(|f| matches!(f, Fault::EncoderJump { joint: 5, .. }));
+}

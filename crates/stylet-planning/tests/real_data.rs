@@ -19,6 +19,24 @@ fn totalsegmentator() -> (stylet_imaging::Volume, stylet_imaging::Volume, LabelT
     (ct, labels, LabelTable::load(&repo("config/labels.toml"), "totalsegmentator").unwrap())
 }
 
+/// A 20 mm tumour at `target`, planned with the shipped device and rules.
+fn sphere_at<'a>(
+    ct: &'a stylet_imaging::Volume,
+    labels: &'a stylet_imaging::Volume,
+    table: &'a LabelTable,
+    target: [f64; 3],
+) -> PlanInput<'a> {
+    PlanInput {
+        ct,
+        labels,
+        table,
+        tumour: TumourSpec::Sphere { centre_lps_mm: target, diameter_mm: 20.0 },
+        zone: load_zone(&repo("config/devices.toml"), "mwa-generic", "100W-8min").unwrap(),
+        rules: Rules::load(&repo("config/clinical-rules.toml")).unwrap(),
+        max_plans: 5,
+    }
+}
+
 #[test]
 fn totalsegmentator_liver_with_an_inserted_tumour() {
     let (ct, labels, table) = totalsegmentator();
@@ -36,15 +54,7 @@ fn totalsegmentator_liver_with_an_inserted_tumour() {
     let target =
         labels.ct_from_index((best % nx) as f64, ((best / nx) % ny) as f64, (best / (nx * ny)) as f64).to_array();
     assert!(depth[best] > 20.0, "liver depth {}", depth[best]);
-    let input = PlanInput {
-        ct: &ct,
-        labels: &labels,
-        table: &table,
-        tumour: TumourSpec::Sphere { centre_lps_mm: target, diameter_mm: 20.0 },
-        zone: load_zone(&repo("config/devices.toml"), "mwa-generic", "100W-8min").unwrap(),
-        rules: Rules::load(&repo("config/clinical-rules.toml")).unwrap(),
-        max_plans: 5,
-    };
+    let input = sphere_at(&ct, &labels, &table, target);
     let r = plan(&input).unwrap();
     println!(
         "TotalSegmentator: target {target:?}, {} candidates, {} path-feasible, {} feasible, failures {:?}",
@@ -147,16 +157,7 @@ fn a_tumour_beside_the_real_gallbladder_is_listed_high_risk_not_refused() {
         .expect("liver 12-16 mm from the gallbladder");
     let target =
         labels.ct_from_index((best % nx) as f64, ((best / nx) % ny) as f64, (best / (nx * ny)) as f64).to_array();
-    let r = plan(&PlanInput {
-        ct: &ct,
-        labels: &labels,
-        table: &table,
-        tumour: TumourSpec::Sphere { centre_lps_mm: target, diameter_mm: 20.0 },
-        zone: load_zone(&repo("config/devices.toml"), "mwa-generic", "100W-8min").unwrap(),
-        rules: Rules::load(&repo("config/clinical-rules.toml")).unwrap(),
-        max_plans: 5,
-    })
-    .unwrap();
+    let r = plan(&sphere_at(&ct, &labels, &table, target)).unwrap();
     println!(
         "beside the gallbladder: target {target:?}, {} feasible, {} high-risk, {:?}",
         r.feasible, r.high_risk, r.failures_by_rule

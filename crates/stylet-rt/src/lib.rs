@@ -336,18 +336,31 @@ impl Obtained {
     pub fn is_realtime(&self) -> bool {
         matches!(self.policy, "SCHED_FIFO" | "SCHED_RR")
     }
+
+    /// Whether a real-time policy was asked for and not granted.
+    #[must_use]
+    pub fn policy_refused(&self) -> bool {
+        self.asked_priority > 0 && !self.is_realtime()
+    }
+
+    /// Policy, priority (when real-time) and core, without the refusals.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let mut s = self.policy.to_string();
+        if self.is_realtime() {
+            s.push_str(&format!(" {}", self.priority));
+        }
+        match self.core {
+            Some(c) => s.push_str(&format!(" on core {c}")),
+            None => s.push_str(" on any core"),
+        }
+        s
+    }
 }
 
 impl fmt::Display for Obtained {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.policy)?;
-        if self.is_realtime() {
-            write!(f, " {}", self.priority)?;
-        }
-        match self.core {
-            Some(c) => write!(f, " on core {c}")?,
-            None => write!(f, " on any core")?,
-        }
+        write!(f, "{}", self.summary())?;
         for r in &self.refused {
             write!(f, "; {r}")?;
         }

@@ -64,7 +64,7 @@ impl Scheduling {
 
     /// Whether any thread was refused its real-time policy.
     fn policy_refused(&self) -> bool {
-        self.threads().any(|o| o.refused.iter().any(|r| r.contains("priority")))
+        self.threads().any(Obtained::policy_refused)
     }
 
     fn max_priority(&self) -> u8 {
@@ -73,21 +73,7 @@ impl Scheduling {
 
     /// One line for a human report and the procedure log.
     pub(crate) fn line(&self) -> String {
-        let show = |o: &Option<Obtained>| {
-            o.as_ref().map_or_else(
-                || "as started".to_string(),
-                |o| {
-                    let mut s = o.policy.to_string();
-                    if o.is_realtime() {
-                        s.push_str(&format!(" {}", o.priority));
-                    }
-                    if let Some(c) = o.core {
-                        s.push_str(&format!(" on core {c}"));
-                    }
-                    s
-                },
-            )
-        };
+        let show = |o: &Option<Obtained>| o.as_ref().map_or_else(|| "as started".to_string(), Obtained::summary);
         let mut line = format!("real-time: runner {}, link {}", show(&self.runner), show(&self.link));
         if self.controller.is_some() {
             line.push_str(&format!(", simulated controller {}", show(&self.controller)));

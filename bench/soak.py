@@ -110,7 +110,7 @@ def main():
         for i in range(a.demos):
             scenario = "fault-link-loss" if i % 10 == 9 else "easy"
             out = os.path.join(tmp, f"demo-{i}")
-            cmd = [a.stylet, "demo", "--json", "--seed", str(5000 + i), "--out", out, "--config", a.config,
+            cmd = [a.stylet, "demo", "--realtime", "--json", "--seed", str(5000 + i), "--out", out, "--config", a.config,
                    "--scenario", os.path.join(a.config, "scenarios", scenario + ".toml")]
             v, o = run_json(cmd, prefix)
             shutil.rmtree(out, ignore_errors=True)

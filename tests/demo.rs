@@ -1,10 +1,14 @@
-//! `stylet demo` end to end on every scenario in config/scenarios/ with its fixed seed: nominal
-//! scenarios reach ACC-1 and complete; fault scenarios end in their documented safe state (or
-//! recover, as the scenario says); the wire monitor counts no violation; the procedure log of
-//! every run replays; the easy run's rerun recording reads back with its entities and values.
+//! `stylet demo` end to end on every scenario in config/scenarios/ with its fixed seed, in
+//! virtual time (the default: the simulated controller in lockstep with the supervisor, seconds
+//! per run, the same procedure log for the same seed): nominal scenarios reach ACC-1 and
+//! complete; fault scenarios end in their documented safe state (or recover, as the scenario
+//! says); the operator's abort, pause and refusal to retract end where the driver promises; the
+//! wire monitor counts no violation; the procedure log of every run replays; the easy run's
+//! rerun recording reads back with its entities and values.
 //!
-//! The runs drive a real-time supervisor against the simulated controller on a pty, so they take
-//! turns with every other wall-clock test and run with generous deadlines (tests/common).
+//! Two runs keep the wall clock (`--realtime`: the supervisor's real-time thread against the
+//! simulated controller on a real pty): they take turns with every other wall-clock test and run
+//! with generous deadlines (tests/common).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -19,22 +23,33 @@ fn root() -> PathBuf {
     common::repo()
 }
 
-/// Runs the demo on a scenario; returns its JSON summary and output folder.
-fn demo(scenario: &str) -> (Value, PathBuf) {
-    let _turn = common::wall_clock_turn();
-    let config = common::generous_config(scenario);
-    let out = std::env::temp_dir().join(format!("stylet-demo-test-{}-{scenario}", std::process::id()));
+fn scenario_file(scenario: &str) -> PathBuf {
+    if scenario.ends_with(".toml") {
+        PathBuf::from(scenario)
+    } else {
+        root().join("config/scenarios").join(format!("{scenario}.toml"))
+    }
+}
+
+/// Runs the demo on a scenario (virtual time unless `realtime`); its JSON summary and output
+/// folder.
+fn run_demo(scenario: &str, realtime: bool, tag: &str) -> (Value, PathBuf) {
+    let name = Path::new(scenario).file_stem().unwrap().to_string_lossy().to_string();
+    let out = std::env::temp_dir().join(format!("stylet-demo-test-{}-{name}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let o = Command::new(STYLET)
-        .args(["demo", "--json", "--out"])
-        .arg(&out)
-        .arg("--config")
-        .arg(&config)
-        .arg("--scenario")
-        .arg(root().join("config/scenarios").join(format!("{scenario}.toml")))
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&config);
+    let mut cmd = Command::new(STYLET);
+    cmd.args(["demo", "--json", "--out"]).arg(&out).arg("--scenario").arg(scenario_file(scenario));
+    let (_turn, config) = if realtime {
+        cmd.arg("--realtime");
+        (Some(common::wall_clock_turn()), Some(common::generous_config(&name)))
+    } else {
+        (None, None)
+    };
+    cmd.arg("--config").arg(config.clone().unwrap_or_else(|| root().join("config")));
+    let o = cmd.output().unwrap();
+    if let Some(c) = config {
+        let _ = std::fs::remove_dir_all(c);
+    }
     assert!(
         o.status.success(),
         "{scenario}: {}\n{}",
@@ -57,6 +72,10 @@ fn demo(scenario: &str) -> (Value, PathBuf) {
     assert!(v["realtime"]["runner"]["policy"].is_string(), "{v}");
     assert!(replay["kinds"]["state"].as_u64().unwrap() >= 5, "{replay}");
     (v, out)
+}
+
+fn demo(scenario: &str) -> (Value, PathBuf) {
+    run_demo(scenario, false, "virtual")
 }
 
 fn nominal(scenario: &str) -> (Value, PathBuf) {
@@ -225,5 +244,126 @@ fn harder_world() {
 #[test]
 fn recorded_breathing() {
     let (_, out) = nominal("recorded-breathing");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn two_tumours_every_position() {
+    // Not `nominal`: the planner measures a plan of overlapping zones on ~400 sampled surface
+    // points, and the true tumour is covered with less than MAR-1 (docs/planning.md, known
+    // issue). The driver's part holds: every position reached ACC-1 and was verified.
+    let (v, out) = demo("two-tumours");
+    assert_eq!(v["outcome"], "done", "{v}");
+    assert_eq!(v["final_phase"], "Done", "{v}");
+    for p in v["truth"]["positions"].as_array().unwrap() {
+        assert!(p["tip_error_mm"].as_f64().unwrap() <= 2.7, "{v}");
+    }
+    let n = v["positions"].as_u64().unwrap();
+    assert!(n >= 2, "overlapping ablations, MAR-3: {v}");
+    let done = v["driver"]["positions"].as_array().unwrap();
+    assert_eq!(done.len() as u64, n, "{v}");
+    assert!(
+        done.iter().all(|p| p["verified_margin_mm"].as_f64().is_some_and(|m| m >= 5.0)),
+        "every position ablated and verified: {v}"
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_log_byte_for_byte() {
+    let (a, out_a) = run_demo("easy", false, "a");
+    let (b, out_b) = run_demo("easy", false, "b");
+    let (la, lb) = (std::fs::read(out_a.join("procedure.log")).unwrap(), std::fs::read(out_b.join("procedure.log")).unwrap());
+    assert!(la.len() > 1000, "{a}");
+    assert!(la == lb, "two runs of one seed wrote different logs: {a}\n{b}");
+    assert_eq!(a["tip_error_mm"], b["tip_error_mm"]);
+    let _ = std::fs::remove_dir_all(out_a);
+    let _ = std::fs::remove_dir_all(out_b);
+}
+
+#[test]
+fn realtime_easy_over_a_pty() {
+    let (v, out) = run_demo("easy", true, "realtime");
+    assert_eq!(v["outcome"], "done", "{v}");
+    assert!(v["tip_error_mm"].as_f64().unwrap() <= 2.7, "{v}");
+    assert!(v["realtime"]["runner"]["policy"].as_str().unwrap() != "virtual time (one thread, lockstep)", "{v}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn realtime_link_loss_ends_in_the_safe_state() {
+    let (v, out) = run_demo("fault-link-loss", true, "realtime");
+    assert_eq!(v["outcome"], "safe-stop", "{v}");
+    assert_eq!(v["safe_state"]["controller_drives_off"], true, "{v}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// A copy of scenario `base` expecting `expect`, with the TOML tables `tables` appended, in a
+/// temporary file.
+fn variant(base: &str, name: &str, expect: &str, tables: &str) -> PathBuf {
+    let text = std::fs::read_to_string(scenario_file(base)).unwrap();
+    let text: String = text.lines().filter(|l| !l.starts_with("expect =")).map(|l| format!("{l}\n")).collect();
+    let dir = std::env::temp_dir().join(format!("stylet-demo-variants-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, format!("expect = \"{expect}\"\n{text}\n{tables}")).unwrap();
+    path
+}
+
+#[test]
+fn an_abort_mid_insertion_stops_holds_and_retracts_only_on_the_operators_command() {
+    let path = variant("easy", "abort", "aborted", "[[events]]\nat_inserted_mm = 20.0\noperator = \"abort\"\n");
+    let (v, out) = demo(path.to_str().unwrap());
+    let a = &v["aborted"];
+    assert_eq!(a["phase"], "Insertion", "{v}");
+    assert_eq!(a["retracted"], true, "the scripted operator commanded the retraction: {v}");
+    assert_eq!(a["controller_drives_off"], true, "{v}");
+    assert!(a["inserted_mm"].as_f64().unwrap() <= 0.5, "{v}");
+    assert_eq!(v["final_phase"], "Aborted", "{v}");
+    let log = std::fs::read_to_string(out.join("procedure.log")).unwrap();
+    assert!(log.contains("\"action\":\"retract\""), "the retraction was the operator's: {log}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn without_a_retract_command_the_arm_holds_under_the_supervisor() {
+    let path = variant(
+        "easy",
+        "abort-hold",
+        "aborted",
+        "[operator]\nhold_after_stop = true\n[[events]]\nat_inserted_mm = 20.0\noperator = \"abort\"\n",
+    );
+    let (v, out) = demo(path.to_str().unwrap());
+    let a = &v["aborted"];
+    assert_eq!(a["retracted"], false, "{v}");
+    assert!(a["inserted_mm"].as_f64().unwrap() >= 19.0, "the needle stays where it stopped: {v}");
+    // Still under the supervisor, holding: no fault, no motion.
+    assert!(v["faults"].is_null(), "{v}");
+    assert_eq!(v["final_phase"], "Aborting", "{v}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn a_pause_holds_until_the_operator_resumes() {
+    let path = variant(
+        "easy",
+        "pause",
+        "done",
+        "[[events]]\nat_inserted_mm = 20.0\noperator = \"pause\"\n[[events]]\nat_inserted_mm = 20.0\nafter_s = 4.0\noperator = \"resume\"\n",
+    );
+    let (v, out) = nominal(path.to_str().unwrap());
+    assert_eq!(v["scenario_events"].as_array().unwrap().len(), 2, "{v}");
+    let log = std::fs::read_to_string(out.join("procedure.log")).unwrap();
+    assert!(log.contains("paused by the operator") && log.contains("resumed by the operator"), "{log}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn a_fault_reset_by_the_operator_ends_with_the_arm_stopped_and_drives_off() {
+    let path = variant("fault-controller-reset", "fault-reset-by-operator", "safe-stop", "[operator]\nreset_after_fault = true\n");
+    let (v, out) = demo(path.to_str().unwrap());
+    assert_eq!(v["safe_state"]["controller_drives_off"], true, "{v}");
+    let log = std::fs::read_to_string(out.join("procedure.log")).unwrap();
+    assert!(log.contains("after_fault") && log.contains("supervisor reset by the operator"), "{log}");
     let _ = std::fs::remove_dir_all(out);
 }

@@ -83,7 +83,7 @@ fn slicer_watches_the_demo_and_its_emergency_stops_it_safely() {
     let config = common::generous_config("igtl-demo");
     let out = std::env::temp_dir().join(format!("stylet-demo-igtl-{}", std::process::id()));
     let mut demo = Command::new(STYLET)
-        .args(["demo", "--json", "--igtl", "0", "--out"])
+        .args(["demo", "--realtime", "--json", "--igtl", "0", "--out"])
         .arg(&out)
         .arg("--config")
         .arg(&config)

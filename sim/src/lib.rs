@@ -18,6 +18,7 @@ pub mod pty;
 pub mod scenario;
 pub mod truth;
 pub mod wire;
+pub mod world;
 
 pub use config::SimConfig;
 pub use controller::Controller;

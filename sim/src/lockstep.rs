@@ -140,6 +140,8 @@ pub struct Lockstep {
     period: Nanos,
     k: u64,
     ops: VecDeque<Operator>,
+    /// The gate input the console sends with each cycle.
+    gate: bool,
     /// Every runner event, in order.
     pub events: Vec<RunnerEvent>,
 }
@@ -159,6 +161,7 @@ impl Lockstep {
             period,
             k: 0,
             ops: VecDeque::new(),
+            gate: false,
             events: Vec::new(),
         })
     }
@@ -183,6 +186,7 @@ impl Lockstep {
     /// Advances one period and runs that cycle (the operator console's heartbeat and `gate`
     /// go with it, as a console pumping every cycle would send them).
     pub fn step(&mut self, gate: bool) {
+        self.gate = gate;
         self.k += 1;
         let deadline = Nanos(self.period.0 * self.k);
         self.clock.set(deadline);
@@ -212,8 +216,28 @@ impl Lockstep {
         let now = self.now();
         let events = &mut self.events;
         let r = self.cycler.command(now, c, &mut |e| events.push(e));
-        self.step(true);
+        self.step(self.gate);
         r
+    }
+
+    /// Starts `t` (the cycles that follow execute it).
+    ///
+    /// # Errors
+    /// The runner's rejection (not at the commanded position, or not in a motion state).
+    pub fn execute(&mut self, t: Trajectory) -> Result<(), stylet_safety::runner::Rejected> {
+        let events = &mut self.events;
+        self.cycler.execute(t, &mut |e| events.push(e))
+    }
+
+    /// The runner's events since the last call.
+    pub fn take_events(&mut self) -> Vec<RunnerEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The control loop's timing (in virtual time every cycle starts on its deadline).
+    #[must_use]
+    pub fn timing(&self) -> stylet_safety::runner::Timing {
+        self.cycler.timing()
     }
 
     /// Runs `t` to its end (or until it is interrupted, or `max` passes): whether it finished.

@@ -129,7 +129,7 @@ pub struct Patient {
     pub arm: Arm,
     /// Where the robot really is in the planning CT.
     pub ct_from_robot: Isometry3<f64>,
-    /// Needle bending: direction (unit, across the axis).
+    /// Needle bending: direction (unit; its part across the needle's axis is the bend's).
     pub deflect_dir: Vector3<f64>,
     /// Needle bending, mm per mm inserted at 100 mm.
     pub deflection_per_mm: f64,
@@ -170,7 +170,9 @@ impl Patient {
         let tip_robot = self.arm.tip_pose(q).translation.vector;
         let tip_ct = (self.ct_from_robot * Point3::from(tip_robot)).coords;
         let inserted = inserted_mm.max(0.0);
-        let bend = self.deflect_dir * (self.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted));
+        // The needle bends across its axis.
+        let across = (self.deflect_dir - axis * self.deflect_dir.dot(axis)).try_normalize(1e-9).unwrap_or_else(Vector3::zeros);
+        let bend = across * (self.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted));
         self.push.update(cut_s, inserted);
         let push = self.push.update(imaged_s, inserted);
         tip_ct + bend - self.liver_offset(cut_s) - axis * push - self.shift.now()

@@ -88,6 +88,8 @@ pub enum EventKind {
     Controller(FaultKind),
     /// The respiratory belt stops sending samples for this many seconds.
     BeltSilent(f64),
+    /// The operator asks this (pause, resume, abort, retract).
+    Operator(stylet_procedure::ports::Request),
 }
 
 /// How a scenario must end.
@@ -98,6 +100,9 @@ pub enum Outcome {
     /// A fault is latched and the arm is in the documented safe state (drives off, brakes on,
     /// needle held where it stopped, operator reset required).
     SafeStop,
+    /// The operator aborted: the arm stopped and held, the needle out only on the operator's
+    /// retract command, drives off once it is out.
+    Aborted,
 }
 
 /// A scenario.
@@ -125,6 +130,11 @@ pub struct OperatorScript {
     /// Overrides a high-risk plan (OAR-2) when no safe one is left (the override is logged with
     /// the rule).
     pub override_high_risk: bool,
+    /// After a fault, asks the supervisor's reset (otherwise ends the procedure there).
+    pub reset_after_fault: bool,
+    /// After an abort or an error with the needle in tissue, keeps the arm holding (never
+    /// commands the retraction).
+    pub hold_after_stop: bool,
 }
 
 impl Scenario {
@@ -241,8 +251,18 @@ impl Scenario {
             let key = format!("events[{i}]");
             let at = c.range(format!("{key}.at_inserted_mm"), e.at_inserted_mm, 0.0, 300.0);
             let after = c.range(format!("{key}.after_s"), e.after_s, 0.0, 600.0);
-            let what = match (&e.fault, e.belt_silent_s) {
-                (Some(f), None) => match FaultSpec::parse(f) {
+            let what = match (&e.fault, e.belt_silent_s, &e.operator) {
+                (None, None, Some(o)) => match o.as_str() {
+                    "pause" => Some(EventKind::Operator(stylet_procedure::ports::Request::Pause)),
+                    "resume" => Some(EventKind::Operator(stylet_procedure::ports::Request::Resume)),
+                    "abort" => Some(EventKind::Operator(stylet_procedure::ports::Request::Abort)),
+                    "retract" => Some(EventKind::Operator(stylet_procedure::ports::Request::Retract)),
+                    other => {
+                        c.require(false, format!("{key}.operator"), other, "must be pause, resume, abort or retract");
+                        None
+                    }
+                },
+                (Some(f), None, None) => match FaultSpec::parse(f) {
                     Ok(spec) if spec.at_s == 0.0 => Some(EventKind::Controller(spec.kind)),
                     Ok(_) => {
                         c.require(
@@ -258,9 +278,11 @@ impl Scenario {
                         None
                     }
                 },
-                (None, Some(s)) => Some(EventKind::BeltSilent(c.range(format!("{key}.belt_silent_s"), s, 0.1, 600.0))),
+                (None, Some(s), None) => {
+                    Some(EventKind::BeltSilent(c.range(format!("{key}.belt_silent_s"), s, 0.1, 600.0)))
+                }
                 _ => {
-                    c.require(false, key.clone(), "", "give exactly one of fault and belt_silent_s");
+                    c.require(false, key.clone(), "", "give exactly one of fault, belt_silent_s and operator");
                     None
                 }
             };
@@ -271,8 +293,9 @@ impl Scenario {
         let expect = match raw.expect.as_deref().unwrap_or("done") {
             "done" => Outcome::Done,
             "safe-stop" => Outcome::SafeStop,
+            "aborted" => Outcome::Aborted,
             other => {
-                c.require(false, "expect", other, "must be \"done\" or \"safe-stop\"");
+                c.require(false, "expect", other, "must be \"done\", \"safe-stop\" or \"aborted\"");
                 Outcome::Done
             }
         };
@@ -296,6 +319,8 @@ impl Scenario {
                 expect,
                 operator: OperatorScript {
                     override_high_risk: raw.operator.as_ref().is_some_and(|o| o.override_high_risk),
+                    reset_after_fault: raw.operator.as_ref().is_some_and(|o| o.reset_after_fault),
+                    hold_after_stop: raw.operator.as_ref().is_some_and(|o| o.hold_after_stop),
                 },
             },
         )
@@ -320,6 +345,10 @@ struct RawScenario {
 struct RawOperator {
     #[serde(default)]
     override_high_risk: bool,
+    #[serde(default)]
+    reset_after_fault: bool,
+    #[serde(default)]
+    hold_after_stop: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -355,6 +384,7 @@ struct RawEvent {
     after_s: f64,
     fault: Option<String>,
     belt_silent_s: Option<f64>,
+    operator: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

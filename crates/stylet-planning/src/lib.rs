@@ -11,4 +11,4 @@ pub mod geometry;
 pub mod plan;
 
 pub use config::{load_zone, Class, LabelTable, Rules, Zone};
-pub use plan::{plan, Plan, PlanError, PlanInput, PlanReport, Position, RuleCheck, Status, TumourSpec};
+pub use plan::{margin_mm, plan, Plan, PlanError, PlanInput, PlanReport, Position, RuleCheck, Status, TumourSpec};

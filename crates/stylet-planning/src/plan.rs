@@ -194,6 +194,9 @@ pub struct PlanReport {
     pub plans: Vec<Plan>,
     /// Whether the skin came from the label map or the CT's body outline.
     pub skin_source: &'static str,
+    /// The tumour's surface points the margins are measured on, LPS mm.
+    #[serde(skip)]
+    pub tumour_surface_lps_mm: Vec<[f64; 3]>,
 }
 
 /// Everything the planner needs.
@@ -1337,7 +1340,32 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
         failures_by_rule: failures,
         plans,
         skin_source,
+        tumour_surface_lps_mm: tb.iter().map(arr).collect(),
     })
+}
+
+/// MAR-1 margin of the ablation zones `zones` (each: centre and unit axis, LPS mm, of a zone of
+/// `zone`'s size) over the tumour surface `surface` (as in [`PlanReport::tumour_surface_lps_mm`]):
+/// the smallest depth of a surface point inside the zone that covers it deepest, mm (negative:
+/// a point lies outside every zone). What a plan's margin is, for zones where they really are.
+#[must_use]
+pub fn margin_mm(surface: &[[f64; 3]], zone: &crate::Zone, zones: &[([f64; 3], [f64; 3])]) -> f64 {
+    let spheroids: Vec<Spheroid> = zones
+        .iter()
+        .map(|(c, a)| Spheroid {
+            centre: Vector3::from(*c),
+            axis: Vector3::from(*a).try_normalize(1e-12).unwrap_or_else(Vector3::z),
+            a: zone.long_mm / 2.0,
+            b: zone.short_mm / 2.0,
+        })
+        .collect();
+    surface
+        .iter()
+        .map(|p| {
+            let p = Vector3::from(*p);
+            spheroids.iter().map(|z| z.depth(&p)).fold(f64::NEG_INFINITY, f64::max)
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Greedy cover of the tumour plus margin by zones on parallel tracks around one direction.

@@ -5,6 +5,12 @@
 
 use serde::Serialize;
 
+pub mod driver;
+pub mod ports;
+pub mod runner_motion;
+
+pub use driver::{Driver, DriverConfig, DriverError, Outcome, Report};
+
 /// Where the procedure is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,6 +73,8 @@ pub enum Input {
     SelectPlan {
         /// Its index.
         index: usize,
+        /// Its needle positions (overlapping ablations, MAR-3), executed one after the other.
+        positions: usize,
     },
     /// A confirmation CT with the needle aligned outside the skin measured how far its tip is
     /// off the planned line; the arm re-aligns by that much (outside tissue, INS-1). Counts as a
@@ -182,6 +190,8 @@ pub struct Workflow {
     limits: Limits,
     checkpoints: usize,
     plan: Option<usize>,
+    /// Needle positions of the plan not yet ablated.
+    positions_left: usize,
     history: Vec<Transition>,
 }
 
@@ -189,7 +199,7 @@ impl Workflow {
     /// A new procedure in set-up.
     #[must_use]
     pub fn new(limits: Limits) -> Self {
-        Self { phase: Phase::SetUp, paused_from: None, limits, checkpoints: 0, plan: None, history: Vec::new() }
+        Self { phase: Phase::SetUp, paused_from: None, limits, checkpoints: 0, plan: None, positions_left: 0, history: Vec::new() }
     }
 
     /// The phase.
@@ -301,10 +311,12 @@ impl Workflow {
             (P::PlanSelection, Input::PlansReady { .. }) => {
                 Err(self.refuse(input, "plans noted; waiting for the operator's choice"))
             }
-            (P::PlanSelection, Input::SelectPlan { index }) => {
+            (P::PlanSelection, Input::SelectPlan { index, positions }) => {
                 self.plan = Some(*index);
                 self.checkpoints = 0;
-                Ok(self.go(t_s, P::Alignment, format!("operator selects plan {index}")))
+                self.positions_left = (*positions).max(1);
+                let how = if *positions > 1 { format!(" ({positions} needle positions)") } else { String::new() };
+                Ok(self.go(t_s, P::Alignment, format!("operator selects plan {index}{how}")))
             }
             (P::Alignment, Input::AlignmentChecked { offset_mm }) => {
                 self.checkpoints += 1;
@@ -366,6 +378,7 @@ impl Workflow {
             (P::AtTarget, Input::Confirm) => Ok(self.go(t_s, P::Ablation, "operator starts the ablation")),
             (P::Ablation, Input::AblationDone) => Ok(self.go(t_s, P::Verification, "energy delivered")),
             (P::Verification, Input::Verified { margin_mm }) => {
+                self.positions_left = self.positions_left.saturating_sub(1);
                 let ok = *margin_mm >= self.limits.min_margin_mm;
                 Ok(self.go(
                     t_s,
@@ -388,6 +401,13 @@ impl Workflow {
                 if reorient {
                     self.checkpoints = 0;
                     Ok(self.go(t_s, P::Alignment, "needle out of tissue: re-align (INS-1)"))
+                } else if self.positions_left > 0 {
+                    self.checkpoints = 0;
+                    Ok(self.go(
+                        t_s,
+                        P::Alignment,
+                        format!("needle withdrawn; {} more position(s) of the plan: align on the next", self.positions_left),
+                    ))
                 } else {
                     Ok(self.go(t_s, P::Done, "needle withdrawn: procedure complete"))
                 }

@@ -10,7 +10,7 @@ fn to_insertion(w: &mut Workflow) {
         Input::Confirm,
         Input::CtAcquired,
         Input::RegistrationDone { accepted: true, reason: "predicted TRE 0.4 mm".into() },
-        Input::SelectPlan { index: 0 },
+        Input::SelectPlan { index: 0, positions: 1 },
         Input::Aligned,
     ] {
         w.handle(0.0, &i).unwrap();
@@ -123,7 +123,7 @@ fn arb_input() -> impl Strategy<Value = Input> {
         Just(Input::CtAcquired),
         any::<bool>().prop_map(|a| Input::RegistrationDone { accepted: a, reason: "r".into() }),
         (0usize..3).prop_map(|f| Input::PlansReady { feasible: f }),
-        (0usize..3).prop_map(|i| Input::SelectPlan { index: i }),
+        (0usize..3).prop_map(|i| Input::SelectPlan { index: i, positions: 1 }),
         Just(Input::Aligned),
         (0.0..100.0f64).prop_map(|d| Input::StepDone { depth_mm: d }),
         (0.0..6.0f64, 0.0..12.0f64, any::<bool>(), -5.0..50.0f64).prop_map(|(t, m, r, rem)| {

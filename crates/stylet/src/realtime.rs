@@ -144,6 +144,11 @@ fn us(n: stylet_core::Nanos) -> f64 {
     (n.as_secs_f64() * 1e7).round() / 10.0
 }
 
+/// A lateness quantile: the histogram bucket's upper edge, never above the largest lateness seen.
+fn quantile(l: &runner::Lateness, q: f64) -> stylet_core::Nanos {
+    l.quantile(q).min(l.max())
+}
+
 /// The runner's timing as a procedure-log sample (`cycle_stall` at each stall, without the
 /// lateness quantiles; `cycle_timing` at the end, with them).
 pub(crate) fn timing_sample(
@@ -154,7 +159,7 @@ pub(crate) fn timing_sample(
     let cycles = lateness.map_or(t.cycles, runner::Lateness::cycles);
     let mut values = vec![cycles as f64, t.stalls as f64, t.late_cycles as f64];
     if let Some(l) = lateness {
-        values.extend([us(l.quantile(0.5)), us(l.quantile(0.99)), us(l.quantile(0.999)), us(l.max())]);
+        values.extend([us(quantile(l, 0.5)), us(quantile(l, 0.99)), us(quantile(l, 0.999)), us(l.max())]);
     }
     stylet_recorder::Event::Sample { name: name.into(), values }
 }
@@ -168,6 +173,6 @@ pub(crate) fn timing_from_sample(values: &[f64]) -> Value {
 pub(crate) fn timing_json(t: &runner::Timing, l: &runner::Lateness) -> Value {
     json!({
         "cycles": l.cycles(), "stalls": t.stalls, "late_cycles": t.late_cycles,
-        "lateness_us": { "p50": us(l.quantile(0.5)), "p99": us(l.quantile(0.99)), "p999": us(l.quantile(0.999)), "max": us(l.max()) },
+        "lateness_us": { "p50": us(quantile(l, 0.5)), "p99": us(quantile(l, 0.99)), "p999": us(quantile(l, 0.999)), "max": us(l.max()) },
     })
 }

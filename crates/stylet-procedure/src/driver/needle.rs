@@ -1,0 +1,372 @@
+//! One needle position: alignment outside the skin, the confirmation CT and re-alignment (INS-1),
+//! gated insertion steps with the operator's enable (INS-2, RESP-2), checkpoint CTs with the
+//! needle found in the image and the path corrected (INS-3), until ACC-1 accepts the tip.
+
+use std::sync::Arc;
+
+use nalgebra::Vector3;
+use stylet_core::frame::{Ct, Point, Robot, Transform};
+use stylet_imaging::NeedleSettings;
+use stylet_safety::{Command, MotionState};
+
+use super::setup::needle_line;
+use super::{ct_point, v3, Chosen, Driver, DriverError, PositionReport, Shared};
+use crate::ports::{CtPurpose, Event, Request, World};
+use crate::{Input, Phase};
+
+/// How an insertion ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InsertionEnd {
+    /// ACC-1 accepted the tip measured in the last CT.
+    AtTarget {
+        /// The tip, CT.
+        measured_tip: Point<Ct>,
+    },
+    /// The supervisor latched a fault (or an e-stop) and the arm stopped.
+    Stopped {
+        /// The supervisor's state.
+        state: MotionState,
+        /// The fault.
+        fault: Option<String>,
+        /// Depth past the skin, mm (measured joints).
+        inserted_mm: f64,
+    },
+}
+
+/// How one insertion attempt ended.
+enum Attempt {
+    End(InsertionEnd),
+    /// At depth but off to the side by this much (CT): retract and re-align (INS-1).
+    Missed(Vector3<f64>),
+}
+
+/// The line of one position and what the insertion needs of it.
+struct Line {
+    entry: Vector3<f64>,
+    tip: Vector3<f64>,
+    axis: Vector3<f64>,
+    depth_mm: f64,
+    /// Which position of the plan.
+    k: usize,
+}
+
+impl<W: World> Driver<'_, W> {
+    /// Executes position `k` of the plan up to ACC-1 (or a stop).
+    pub(super) fn position(
+        &mut self,
+        planning: &Shared,
+        chosen: &Chosen,
+        k: usize,
+        robot_from_ct: Transform<Robot, Ct>,
+    ) -> Result<InsertionEnd, DriverError> {
+        let pos = &chosen.plan.positions[k];
+        let line = Line {
+            entry: v3(pos.entry_lps_mm),
+            tip: v3(pos.tip_lps_mm),
+            axis: v3(pos.axis_lps),
+            depth_mm: pos.depth_mm,
+            k,
+        };
+        let now = self.world.now_s();
+        let zone = self.cfg.zone.clone();
+        self.sink.event(
+            now,
+            Event::Plan {
+                entry: ct_point(line.entry),
+                tip: ct_point(line.tip),
+                zone_centre: ct_point(v3(pos.zone_centre_lps_mm)),
+                zone_mm: (zone.long_mm, zone.short_mm),
+            },
+        );
+        if chosen.plan.positions.len() > 1 {
+            self.note(&format!("needle position {} of {}", k + 1, chosen.plan.positions.len()));
+        }
+        self.report.positions.push(PositionReport {
+            entry: pos.entry_lps_mm,
+            planned_tip: pos.tip_lps_mm,
+            axis: pos.axis_lps,
+            measured_tip: None,
+            cts_with_needle: 0,
+            reinsertions: 0,
+            verified_margin_mm: None,
+        });
+        let ins = self.insertion_joint()?;
+        let home = self.world.safety().robot.home();
+        // Onto the planned line, needle retracted, outside the patient.
+        let mut correction = Vector3::zeros();
+        self.align(robot_from_ct, &line, correction, (ins, home[ins]), 0.8)?;
+        correction = self.confirmation_ct(planning, &line)?;
+        self.align(robot_from_ct, &line, correction, (ins, home[ins]), 0.8)?;
+        self.workflow(&Input::Aligned)?;
+        loop {
+            match self.insert(planning, &line, ins)? {
+                Attempt::End(end) => return Ok(end),
+                Attempt::Missed(lateral) => {
+                    let reinsertions = self.position_report().reinsertions;
+                    if reinsertions >= self.cfg.max_reinsertions {
+                        return Err(DriverError::Imaging(format!(
+                            "still off the target after {reinsertions} re-insertion(s)"
+                        )));
+                    }
+                    self.position_report().reinsertions += 1;
+                    self.retract_needle(home[ins])?;
+                    self.workflow(&Input::Retracted)?;
+                    correction -= lateral;
+                    self.align(robot_from_ct, &line, correction, (ins, home[ins]), 0.8)?;
+                    self.workflow(&Input::Aligned)?;
+                }
+            }
+        }
+    }
+
+    fn position_report(&mut self) -> &mut PositionReport {
+        let n = self.report.positions.len();
+        &mut self.report.positions[n.saturating_sub(1)]
+    }
+
+    /// The planned line shifted by `correction` (CT mm), in the robot frame, and the arm moved
+    /// onto it with the needle retracted (an alignment move, outside tissue: INS-1).
+    fn align(
+        &mut self,
+        robot_from_ct: Transform<Robot, Ct>,
+        line: &Line,
+        correction: Vector3<f64>,
+        (ins, retracted): (usize, f64),
+        fraction: f64,
+    ) -> Result<(), DriverError> {
+        let shifted = needle_line(robot_from_ct, line.entry + correction, line.tip + correction);
+        let seed = self.world.snapshot()?.commanded.as_slice().to_vec();
+        let cfg = Arc::clone(&self.cfg);
+        let sol = self
+            .compute(move || stylet_kinematics::ik::solve_first(&cfg.arm, &shifted, &seed, &cfg.keepouts, &cfg.ik))?
+            .map_err(|e| DriverError::Kinematics(format!("alignment on the planned line: {e}")))?;
+        let mut q = sol.joints.clone();
+        q[ins] = retracted;
+        self.command(Command::BeginAlign)?;
+        self.move_to(&q, fraction)?;
+        self.command(Command::Complete)?;
+        Ok(())
+    }
+
+    /// A CT of `purpose`, asked for and waited for (ticking), and the needle found in it.
+    fn needle_ct(
+        &mut self,
+        purpose: CtPurpose,
+        line: &Line,
+        settings: NeedleSettings,
+    ) -> Result<(stylet_imaging::NeedleFound, f64), DriverError> {
+        self.world.request_ct(purpose)?;
+        let t0 = self.world.now_s();
+        let ct = loop {
+            if let Some(ct) = self.world.poll_ct()? {
+                break ct;
+            }
+            if self.world.now_s() - t0 > 600.0 {
+                return Err(DriverError::Timeout(format!("{purpose:?} CT")));
+            }
+            self.tick()?;
+        };
+        self.position_report().cts_with_needle += 1;
+        let acquired = ct.acquired_s;
+        let expected = (line.entry.into(), line.tip.into());
+        let found = self
+            .compute(move || stylet_imaging::detect_needle(&ct.volume, Some(expected), &settings))?
+            .map_err(|e| DriverError::Imaging(format!("{purpose:?} CT: {e}")))?;
+        // RESP-3: the breath-hold the CT was taken in is the new reference level.
+        self.re_reference_at = Some(acquired);
+        let tip = v3(found.tip_lps_mm);
+        let now = self.world.now_s();
+        self.sink.event(now, Event::TipMeasured(ct_point(tip)));
+        self.position_report().measured_tip = Some(found.tip_lps_mm);
+        Ok((found, acquired))
+    }
+
+    /// The confirmation CT with the needle outside the skin: how far its tip really is off the
+    /// planned line, relative to the anatomy as it is now; the correction to re-align by.
+    fn confirmation_ct(&mut self, _planning: &Shared, line: &Line) -> Result<Vector3<f64>, DriverError> {
+        // In air the thin shaft's partial-volume voxels stay below the in-tissue metal
+        // threshold; nothing else near the line outside the body is that dense.
+        let in_air = NeedleSettings { threshold_hu: 1500.0, ..NeedleSettings::default() };
+        let (found, _) = self.needle_ct(CtPurpose::Confirmation, line, in_air)?;
+        let at_skin = line.entry - line.axis * self.cfg.ik.standoff_mm;
+        let correction = at_skin - v3(found.tip_lps_mm);
+        self.workflow(&Input::AlignmentChecked { offset_mm: correction.norm() })?;
+        Ok(correction)
+    }
+
+    /// Inserts to the planned depth in gated steps, with checkpoint CTs, until ACC-1 accepts,
+    /// the tip is off to the side at depth, or the supervisor stops the arm.
+    fn insert(&mut self, _planning: &Shared, line: &Line, ins: usize) -> Result<Attempt, DriverError> {
+        let standoff = self.cfg.ik.standoff_mm;
+        let max_depth = self.world.safety().robot.joints[ins].max;
+        let mut goal_depth = standoff + line.depth_mm;
+        let mut first = true;
+        loop {
+            if let Some(stop) = self.step_to(goal_depth, ins, &mut first)? {
+                return Ok(Attempt::End(stop));
+            }
+            self.command(Command::Hold).ok();
+            let snap = self.world.snapshot()?;
+            let commanded = snap.commanded.as_slice()[ins];
+            self.workflow(&Input::StepDone { depth_mm: commanded - standoff })?;
+            let (found, _) = self.needle_ct(CtPurpose::Checkpoint, line, NeedleSettings::default())?;
+            let measured = v3(found.tip_lps_mm);
+            let remaining = (line.tip - measured).dot(&line.axis);
+            // The zone where this tip would place it, with the others: MAR-1 on the tumour.
+            let margin = self.margin_with(line.k, measured, line.axis);
+            let tip_error = (measured - line.tip).norm();
+            self.note(&format!(
+                "checkpoint CT: needle tip found at ({:.1}, {:.1}, {:.1}) mm, {tip_error:.2} mm from the planned tip, {remaining:.1} mm to go",
+                measured.x, measured.y, measured.z
+            ));
+            let at_depth = remaining <= 1.0;
+            let acceptable = tip_error <= self.cfg.rules.acc1_max_tip_error_mm && margin >= self.cfg.rules.mar1_fail_mm;
+            self.workflow(&Input::CheckpointMeasured {
+                tip_error_mm: tip_error,
+                margin_mm: margin,
+                // At depth but off to the side: only a new orientation corrects it (INS-1).
+                needs_reorientation: at_depth && !acceptable,
+                remaining_mm: if at_depth { 0.0 } else { remaining },
+            })?;
+            match self.wf.phase() {
+                Phase::AtTarget => return Ok(Attempt::End(InsertionEnd::AtTarget { measured_tip: ct_point(measured) })),
+                Phase::Insertion => goal_depth = (commanded + remaining.max(0.0)).min(max_depth),
+                Phase::Retraction => {
+                    let miss = measured - line.tip;
+                    return Ok(Attempt::Missed(miss - line.axis * miss.dot(&line.axis)));
+                }
+                Phase::Paused => self.checkpoints_exhausted()?,
+                other => return Err(DriverError::Motion(format!("workflow stopped in {other:?}"))),
+            }
+        }
+    }
+
+    /// INS-3 used up: the operator goes on (another step along the axis) or aborts.
+    fn checkpoints_exhausted(&mut self) -> Result<(), DriverError> {
+        let taken = self.wf.checkpoints();
+        match self.ask(&crate::ports::Prompt::CheckpointsExhausted { taken })? {
+            crate::ports::Answer::Yes => {
+                self.workflow(&Input::Resume)?;
+                Err(DriverError::Imaging(format!("INS-3: {taken} checkpoint CTs without reaching ACC-1")))
+            }
+            _ => Err(DriverError::Aborted(self.wf.phase())),
+        }
+    }
+
+    /// One gated step of the insertion joint to `goal_depth`: the bulk in any gated window, the
+    /// final approach only near the reference level (RESP-2), each start with the pedal held
+    /// (INS-2: the supervisor refuses without it). `Some` when the supervisor stopped the arm.
+    fn step_to(&mut self, goal_depth: f64, ins: usize, first: &mut bool) -> Result<Option<InsertionEnd>, DriverError> {
+        let standoff = self.cfg.ik.standoff_mm;
+        let approach_mm = self.cfg.respiration.final_approach_mm;
+        let t_step = self.world.now_s();
+        let (mut moving, mut sub_goal) = (false, f64::NAN);
+        self.gate_counting = true;
+        let r = loop {
+            let snap = self.tick()?;
+            let mut goal = snap.commanded.as_slice().to_vec();
+            let commanded = goal[ins];
+            let still = snap.velocity.as_slice().iter().all(|v| *v == 0.0);
+            if (commanded - goal_depth).abs() < 1e-9 && still {
+                break None;
+            }
+            if self.world.now_s() - t_step > self.cfg.step_timeout_s {
+                self.gate_counting = false;
+                return Err(DriverError::Timeout(format!(
+                    "insertion step to {:.1} mm (gate open {:.0} % of the time)",
+                    goal_depth - standoff,
+                    100.0 * self.gate_stats.1 as f64 / self.gate_stats.0.max(1) as f64
+                )));
+            }
+            if let Some(r) = self.take_request() {
+                self.during_insertion(r)?;
+                moving = false;
+                continue;
+            }
+            let next = if commanded < goal_depth - approach_mm - 1e-6 { goal_depth - approach_mm } else { goal_depth };
+            if moving && still && (commanded - sub_goal).abs() < 1e-9 {
+                moving = false;
+            }
+            let may_start = next < goal_depth || self.approach_ok;
+            goal[ins] = next;
+            match snap.state {
+                MotionState::Aligned | MotionState::Holding if may_start => {
+                    let cmd = if *first { Command::BeginInsert } else { Command::Resume };
+                    moving = false;
+                    if self.world.command(cmd).is_ok() {
+                        *first = false;
+                        let now = self.world.now_s();
+                        self.sink.event(now, Event::Operator { action: &format!("{cmd:?}"), detail: "pedal held, gate open" });
+                        moving = self.start_move(&goal, 0.9)?;
+                        sub_goal = next;
+                    }
+                }
+                MotionState::Aligned | MotionState::Holding => moving = false,
+                MotionState::Inserting if !moving && still && may_start => {
+                    moving = self.start_move(&goal, 0.9)?;
+                    sub_goal = next;
+                }
+                MotionState::Fault | MotionState::EStop => {
+                    // The supervisor stopped the arm: let it come to rest, then say where.
+                    self.gate_counting = false;
+                    let s = self.settle(0.5)?;
+                    let inserted = s.measured.as_slice()[ins] - standoff;
+                    break Some(InsertionEnd::Stopped {
+                        state: s.state,
+                        fault: s.fault.map(|f| f.to_string()),
+                        inserted_mm: inserted,
+                    });
+                }
+                _ => {}
+            }
+        };
+        self.gate_counting = false;
+        Ok(r)
+    }
+
+    /// Ticks for `dt_s` whatever the supervisor does (faults included); the last snapshot.
+    pub(super) fn settle(&mut self, dt_s: f64) -> Result<stylet_safety::Snapshot, DriverError> {
+        let t0 = self.world.now_s();
+        loop {
+            let s = self.tick()?;
+            if self.world.now_s() - t0 >= dt_s {
+                return Ok(s);
+            }
+        }
+    }
+
+    /// A pause or an abort during an insertion step: the arm holds; a pause waits for resume.
+    fn during_insertion(&mut self, r: Request) -> Result<(), DriverError> {
+        match r {
+            Request::Pause => {
+                self.stop_and_hold();
+                self.workflow(&Input::Pause)?;
+                loop {
+                    self.tick()?;
+                    match self.take_request() {
+                        Some(Request::Resume) => {
+                            self.workflow(&Input::Resume)?;
+                            return Ok(());
+                        }
+                        Some(Request::Abort) => return Err(DriverError::Aborted(Phase::Insertion)),
+                        _ => {}
+                    }
+                }
+            }
+            Request::Abort => Err(DriverError::Aborted(self.wf.phase())),
+            Request::Resume | Request::Retract => Ok(()),
+        }
+    }
+
+    /// The needle withdrawn along its axis to `to` (insertion joint), under the supervisor's
+    /// retraction state.
+    pub(super) fn retract_needle(&mut self, to: f64) -> Result<(), DriverError> {
+        let ins = self.insertion_joint()?;
+        self.command(Command::BeginRetract)?;
+        let mut back = self.world.snapshot()?.commanded.as_slice().to_vec();
+        back[ins] = to;
+        self.move_to(&back, 0.9)?;
+        self.command(Command::Complete)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! The procedure's events fanned out: the procedure log, the rerun telemetry, OpenIGTLink, and
+//! the terminal (progress bar and log lines).
+
+use nalgebra::{Isometry3, Vector3};
+use stylet_procedure::ports::{Event, EventSink};
+use stylet_recorder::{Event as LogEvent, Recorder};
+use stylet_safety::runner::RunnerEvent;
+use stylet_telemetry::{Level, Logger};
+
+use super::view;
+
+/// Where the demo's events go.
+pub(crate) struct Fanout {
+    pub(crate) rec: Recorder,
+    pub(crate) tel: Logger,
+    pub(crate) igtl: Option<stylet_igtl::server::Broadcaster>,
+    pub(crate) bar: indicatif::ProgressBar,
+    pub(crate) quiet: bool,
+    /// For the robot's pose: the model and the registration (once known).
+    pub(crate) arm: stylet_kinematics::Arm,
+    pub(crate) ct_from_robot: Option<Isometry3<f64>>,
+    pub(crate) needle_mm: f64,
+    last_fk_s: f64,
+    last_gate_s: f64,
+    last_joints_s: f64,
+    last_timing_s: f64,
+    stalls_logged: u64,
+}
+
+impl Fanout {
+    pub(crate) fn new(
+        rec: Recorder,
+        tel: Logger,
+        igtl: Option<stylet_igtl::server::Broadcaster>,
+        bar: indicatif::ProgressBar,
+        quiet: bool,
+        arm: stylet_kinematics::Arm,
+        needle_mm: f64,
+    ) -> Self {
+        Fanout {
+            rec,
+            tel,
+            igtl,
+            bar,
+            quiet,
+            arm,
+            ct_from_robot: None,
+            needle_mm,
+            last_fk_s: f64::NEG_INFINITY,
+            last_gate_s: f64::NEG_INFINITY,
+            last_joints_s: f64::NEG_INFINITY,
+            last_timing_s: f64::NEG_INFINITY,
+            stalls_logged: 0,
+        }
+    }
+
+    /// A note at the start of the run.
+    pub(crate) fn event_note(&mut self, text: &str) {
+        self.say(0.0, text);
+    }
+
+    fn say(&mut self, t: f64, text: &str) {
+        self.rec.record(t, LogEvent::Note { text: text.to_string() });
+        view::text(&self.tel, "log/procedure", t, text.to_string(), Level::Info);
+        if self.quiet {
+        } else if self.bar.is_hidden() {
+            say!("[{t:7.2} s] {text}");
+        } else {
+            self.bar.println(format!("[{t:7.2} s] {text}"));
+        }
+    }
+
+    fn supervisor(&mut self, t: f64, e: &RunnerEvent) {
+        let text = describe(e);
+        let level = if text.starts_with("fault") { Level::Error } else { Level::Info };
+        view::text(&self.tel, "events", t, text, level);
+    }
+
+    fn timing(&mut self, t: f64, timing: &stylet_safety::runner::Timing) {
+        if timing.stalls > self.stalls_logged {
+            self.stalls_logged = timing.stalls;
+            self.rec.record(t, crate::realtime::timing_sample("cycle_stall", timing, None));
+        }
+        if t - self.last_timing_s < 0.1 {
+            return;
+        }
+        self.last_timing_s = t;
+        view::scalar(&self.tel, "timing/worst_lateness_us", t, timing.worst_lateness.as_secs_f64() * 1e6);
+        view::scalar(&self.tel, "timing/stalls", t, timing.stalls as f64);
+        view::scalar(&self.tel, "timing/late_cycles", t, timing.late_cycles as f64);
+    }
+
+    fn snapshot(&mut self, t: f64, snap: &stylet_safety::Snapshot) {
+        // 20 Hz of joints is what a viewer shows; virtual time would send them faster than the
+        // recording is written.
+        if t - self.last_joints_s < 0.05 {
+            return;
+        }
+        self.last_joints_s = t;
+        for (i, (m, c)) in snap.measured.as_slice().iter().zip(snap.commanded.as_slice()).enumerate() {
+            view::scalar(&self.tel, &format!("joints/{i}/measured"), t, *m);
+            view::scalar(&self.tel, &format!("joints/{i}/commanded"), t, *c);
+        }
+        let Some(ct_from_robot) = self.ct_from_robot else { return };
+        if t - self.last_fk_s < 0.1 {
+            return;
+        }
+        self.last_fk_s = t;
+        view::robot(&self.tel, t, &self.arm, snap.measured.as_slice(), &ct_from_robot, self.needle_mm);
+        if let Some(b) = &self.igtl {
+            let m = (ct_from_robot * self.arm.tip_pose(snap.measured.as_slice())).to_homogeneous();
+            let rows: [[f64; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|c| m[(r, c)]));
+            b.broadcast(stylet_igtl::bwh::Bwh::current_position(&rows));
+        }
+    }
+
+    fn plan(&mut self, entry: Vector3<f64>, tip: Vector3<f64>, centre: Vector3<f64>, zone: (f64, f64)) {
+        let axis = (tip - entry).try_normalize(1e-9).unwrap_or_else(Vector3::z);
+        view::point(&self.tel, "world/target", None, centre, 1.5, [255, 40, 40, 255]);
+        view::line(&self.tel, "world/plan", entry - axis * 30.0, tip, 0.5, [255, 255, 0, 255]);
+        view::zone(&self.tel, "world/zone/planned", centre, axis, zone.0, zone.1);
+        if let Some(b) = &self.igtl {
+            let point = |name: &str, p: Vector3<f64>| {
+                let r = stylet_igtl::ras_from_lps([p.x, p.y, p.z]);
+                stylet_igtl::PointElement {
+                    name: name.into(),
+                    group: "Plan".into(),
+                    rgba: [255, 255, 0, 255],
+                    position: [r[0] as f32, r[1] as f32, r[2] as f32],
+                    diameter: 2.0,
+                    owner: String::new(),
+                }
+            };
+            b.broadcast(stylet_igtl::Message::new(
+                "PLAN",
+                stylet_igtl::Body::Point(vec![point("entry", entry), point("target", tip)]),
+            ));
+        }
+    }
+}
+
+impl EventSink for Fanout {
+    fn event(&mut self, t: f64, e: Event<'_>) {
+        match e {
+            Event::Workflow(tr) => {
+                self.rec.record(t, tr.event());
+                view::text(&self.tel, "state/workflow", t, format!("{:?}", tr.to), Level::Info);
+                if let Some(b) = &self.igtl {
+                    let phase = format!("{:?}", tr.to);
+                    b.broadcast(stylet_igtl::Message::new(
+                        "WORKFLOW",
+                        stylet_igtl::Body::String { encoding: 3, value: phase.into_bytes() },
+                    ));
+                }
+                self.bar.inc(1);
+                self.bar.set_message(format!("{:?}", tr.to));
+                self.say(t, &format!("workflow {:?} -> {:?}: {}", tr.from, tr.to, tr.reason));
+            }
+            Event::Note(text) => self.say(t, text),
+            Event::Operator { action, detail } => {
+                self.rec.record(t, LogEvent::Operator { action: action.into(), detail: detail.into() });
+            }
+            Event::Supervisor(ev) => self.supervisor(t, ev),
+            Event::SupervisorState { from, to, reason } => {
+                self.rec.record(
+                    t,
+                    LogEvent::State { machine: "supervisor".into(), from: from.into(), to: to.into(), reason: reason.into() },
+                );
+                view::text(&self.tel, "state/supervisor", t, to.to_string(), Level::Info);
+            }
+            Event::Fault { code, detail } => {
+                self.rec.record(t, LogEvent::Fault { code: code.into(), detail: detail.into() });
+            }
+            Event::Move(goal) => {
+                self.rec.record(t, LogEvent::Command { name: "move".into(), values: goal.to_vec() });
+            }
+            Event::Snapshot(snap) => self.snapshot(t, snap),
+            Event::Gate { signal_mm, predicted_mm, open } => {
+                if t - self.last_gate_s >= 0.05 {
+                    self.last_gate_s = t;
+                    if signal_mm.is_finite() {
+                        view::scalar(&self.tel, "respiration/signal_mm", t, signal_mm);
+                    }
+                    view::scalar(&self.tel, "respiration/gate_open", t, f64::from(u8::from(open)));
+                    view::scalar(&self.tel, "respiration/predicted_mm", t, predicted_mm);
+                }
+            }
+            Event::PlanningCt(p) => {
+                view::structures(&self.tel, &p.labels, &p.table, 4);
+                let v = &p.ct.volume;
+                let [nx, ny, nz] = v.dims;
+                let centre = v.ct_from_index(nx as f64 / 2.0, ny as f64 / 2.0, nz as f64 / 2.0).to_nalgebra().coords;
+                view::axial_slice(&self.tel, v, centre);
+            }
+            Event::Fiducials(points) => {
+                self.tel.log(stylet_telemetry::Item::Points {
+                    path: "world/fiducials".into(),
+                    t_s: None,
+                    points: points.iter().map(|p| p.to_array().map(|x| x as f32)).collect(),
+                    radius_mm: 2.0,
+                    color: [80, 255, 80, 255],
+                });
+            }
+            Event::Registered(robot_from_ct) => {
+                self.ct_from_robot = Some(robot_from_ct.inverse().to_nalgebra());
+            }
+            Event::Plan { entry, tip, zone_centre, zone_mm } => {
+                let v = |p: stylet_core::frame::Point<stylet_core::frame::Ct>| p.to_nalgebra().coords;
+                self.plan(v(entry), v(tip), v(zone_centre), zone_mm);
+            }
+            Event::Ablated { zone_centre, axis, zone_mm } => {
+                let (c, a) = (zone_centre.to_nalgebra().coords, Vector3::from(axis));
+                view::zone(&self.tel, "world/zone/achieved", c, a, zone_mm.0, zone_mm.1);
+            }
+            Event::TipMeasured(p) => {
+                view::point(&self.tel, "world/checkpoint_tip", Some(t), p.to_nalgebra().coords, 1.2, [255, 0, 255, 255]);
+            }
+            Event::LoopTiming(timing) => self.timing(t, timing),
+        }
+    }
+}
+
+/// A runner event in words.
+pub(crate) fn describe(e: &RunnerEvent) -> String {
+    use stylet_safety::Event as S;
+    match e {
+        RunnerEvent::Supervisor(S::Transition { from, to, cause, .. }) => {
+            format!("{} -> {} ({cause})", from.name(), to.name())
+        }
+        RunnerEvent::Supervisor(S::FaultLatched { fault, reaction, .. }) => {
+            format!("fault latched: {fault} -> {reaction:?}")
+        }
+        RunnerEvent::Supervisor(S::FaultEscalated { fault, .. }) => format!("fault escalated: {fault}"),
+        RunnerEvent::Supervisor(S::Refused { command, reason, .. }) => format!("refused {command:?}: {reason}"),
+        RunnerEvent::Supervisor(S::ControllerNack { msg_type, reason, .. }) => {
+            format!("controller refused message {msg_type:#04x} (reason {reason})")
+        }
+        RunnerEvent::Supervisor(S::Stopped { .. }) => "controlled stop complete".to_string(),
+        RunnerEvent::Stall { lateness } => {
+            format!("stall: a cycle started {:.2} ms late; the cycles due ran back to back", lateness.as_secs_f64() * 1e3)
+        }
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,716 @@
+//! The simulated world: one patient, one arm, one CT scanner, one belt, one ablation device and
+//! a scripted operator, behind the procedure driver's ports (`stylet_procedure::ports`). The
+//! driver sees what a CT suite would show it; the truth stays here, and the errors of a run are
+//! computed from it afterwards ([`SimWorld::truth`]).
+//!
+//! The arm is a [`SimArm`]: [`VirtualArm`] steps the simulated controller in lockstep with the
+//! supervisor on a [`MockClock`](stylet_core::MockClock) (virtual time: as fast as the CPU
+//! allows, the same run for a seed); [`RealtimeArm`] is the supervisor's runner thread over a
+//! real pty, on the wall clock.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use nalgebra::{Point3, Vector3};
+use serde_json::{json, Value};
+use stylet_core::frame::{Ct, Point};
+use stylet_procedure::ports::{
+    Ablation, AblationStatus, Acquired, Answer, Clock, CtPurpose, CtSource, Motion, Operator, PlanningCt, PortError,
+    Prompt, Request, Respiration,
+};
+use stylet_procedure::runner_motion::RunnerMotion;
+use stylet_respiration::Sample;
+use stylet_safety::runner::{RunnerEvent, Timing};
+use stylet_safety::trajectory::Trajectory;
+use stylet_safety::{Actuator, Command, SafetyConfig, Snapshot};
+
+use crate::faults::FaultKind;
+use crate::lockstep::Lockstep;
+use crate::patient::{end_exhale_before, Patient};
+use crate::phantom::Phantom;
+use crate::scenario::{EventKind, OperatorScript, ProcedureEvent, Scenario};
+
+/// The arm of the simulated world: the [`Motion`] port, the clock it runs on, and the truth of
+/// the simulated controller (which the driver never sees).
+pub trait SimArm: Motion {
+    /// The controller's true joint positions.
+    fn true_joints(&self) -> Vec<f64>;
+    /// Whether the controller's drives are on.
+    fn true_drives_on(&self) -> bool;
+    /// Injects a controller fault now.
+    fn inject(&mut self, kind: FaultKind);
+    /// The arm's clock, s.
+    fn clock_s(&self) -> f64;
+    /// Lets `dt_s` pass.
+    fn advance(&mut self, dt_s: f64);
+    /// Virtual time (computations take none).
+    fn is_virtual(&self) -> bool;
+}
+
+/// The supervisor and the simulated controller in lockstep, in virtual time.
+#[derive(Debug)]
+pub struct VirtualArm {
+    /// The loop.
+    pub lockstep: Lockstep,
+    safety: SafetyConfig,
+}
+
+impl VirtualArm {
+    /// The arm of `safety`'s robot on `controller`.
+    ///
+    /// # Errors
+    /// The controller does not answer the handshake.
+    pub fn new(safety: SafetyConfig, controller: crate::Controller) -> Result<Self, crate::lockstep::NoAnswer> {
+        let sup = stylet_safety::Supervisor::new(safety.clone());
+        Ok(VirtualArm { lockstep: Lockstep::new(sup, controller)?, safety })
+    }
+}
+
+impl Motion for VirtualArm {
+    fn safety(&self) -> &SafetyConfig {
+        &self.safety
+    }
+    fn snapshot(&mut self) -> Result<Snapshot, PortError> {
+        Ok(self.lockstep.snapshot())
+    }
+    fn command(&mut self, c: Command) -> Result<(), PortError> {
+        self.lockstep.command(c).map_err(|r| PortError::Refused(format!("{c:?}: {r}")))
+    }
+    fn execute(&mut self, t: Trajectory) -> Result<(), PortError> {
+        self.lockstep.execute(t).map_err(|r| PortError::Refused(r.to_string()))
+    }
+    fn stop(&mut self) {
+        self.lockstep.send(stylet_safety::runner::Operator::Abort);
+    }
+    fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
+        // The console sends its heartbeat and the gate with every cycle (Lockstep::step).
+        self.lockstep.step(gate_open);
+        for e in self.lockstep.take_events() {
+            events(e);
+        }
+    }
+    fn take_timing(&mut self) -> Timing {
+        self.lockstep.timing()
+    }
+}
+
+impl SimArm for VirtualArm {
+    fn true_joints(&self) -> Vec<f64> {
+        self.lockstep.controller().controller().positions()
+    }
+    fn true_drives_on(&self) -> bool {
+        self.lockstep.controller().controller().drives()
+    }
+    fn inject(&mut self, kind: FaultKind) {
+        self.lockstep.controller_mut().inject(kind);
+    }
+    fn clock_s(&self) -> f64 {
+        self.lockstep.now().as_secs_f64()
+    }
+    fn advance(&mut self, dt_s: f64) {
+        let end = self.clock_s() + dt_s;
+        let gate = self.lockstep.snapshot().gate_open;
+        while self.clock_s() + 1e-9 < end {
+            self.lockstep.step(gate);
+        }
+    }
+    fn is_virtual(&self) -> bool {
+        true
+    }
+}
+
+/// The truth of a simulated controller running on its own thread (a pty's far end).
+pub trait TrueController {
+    /// Its true joint positions.
+    fn true_joints(&self) -> Vec<f64>;
+    /// Whether its drives are on.
+    fn drives_on(&self) -> bool;
+    /// Injects a fault now.
+    fn inject(&self, kind: FaultKind);
+}
+
+/// The supervisor's runner thread over a real pty to a simulated controller, on the wall clock.
+#[derive(Debug)]
+pub struct RealtimeArm<A, T> {
+    /// The runner behind the motion port.
+    pub motion: RunnerMotion<A>,
+    /// The controller's truth.
+    pub controller: T,
+    started: Instant,
+}
+
+impl<A, T> RealtimeArm<A, T> {
+    /// The arm; its clock starts now.
+    pub fn new(motion: RunnerMotion<A>, controller: T) -> Self {
+        RealtimeArm { motion, controller, started: Instant::now() }
+    }
+}
+
+impl<A, T> Motion for RealtimeArm<A, T> {
+    fn safety(&self) -> &SafetyConfig {
+        self.motion.safety()
+    }
+    fn snapshot(&mut self) -> Result<Snapshot, PortError> {
+        self.motion.snapshot()
+    }
+    fn command(&mut self, c: Command) -> Result<(), PortError> {
+        self.motion.command(c)
+    }
+    fn execute(&mut self, t: Trajectory) -> Result<(), PortError> {
+        self.motion.execute(t)
+    }
+    fn stop(&mut self) {
+        self.motion.stop();
+    }
+    fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
+        self.motion.pump(gate_open, events);
+    }
+    fn take_timing(&mut self) -> Timing {
+        self.motion.take_timing()
+    }
+}
+
+impl<A: Actuator, T: TrueController> SimArm for RealtimeArm<A, T> {
+    fn true_joints(&self) -> Vec<f64> {
+        self.controller.true_joints()
+    }
+    fn true_drives_on(&self) -> bool {
+        self.controller.drives_on()
+    }
+    fn inject(&mut self, kind: FaultKind) {
+        self.controller.inject(kind);
+    }
+    fn clock_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+    fn advance(&mut self, dt_s: f64) {
+        std::thread::sleep(std::time::Duration::from_secs_f64(dt_s.max(0.0)));
+    }
+    fn is_virtual(&self) -> bool {
+        false
+    }
+}
+
+/// Breathing time at procedure time 0: the patient breathed for a minute before (the processor
+/// has adapted), and the planning CT was the end-exhale breath-hold just before.
+const BREATHING_BEFORE_S: f64 = 60.0;
+/// The scanner takes a CT in the next end-exhale breath-hold; it arrives this long after.
+const CT_DELIVERY_S: f64 = 2.0;
+/// The belt's sample period, s.
+const BELT_PERIOD_S: f64 = 0.1;
+
+/// What a CT request became.
+struct CtJob {
+    purpose: CtPurpose,
+    take_at_s: f64,
+    ready_at_s: f64,
+    render: Option<std::thread::JoinHandle<stylet_imaging::Volume>>,
+}
+
+/// The truth behind one CT or one ablation.
+#[derive(Clone, Debug)]
+struct Imaged {
+    t_s: f64,
+    tip: Vector3<f64>,
+    budget: Value,
+}
+
+/// How the world was set up besides the scenario.
+#[derive(Clone, Debug)]
+pub struct WorldSetup {
+    /// The label table of the phantom's labels.
+    pub table: stylet_planning::LabelTable,
+    /// The needle holder's stand-off from the skin entry, mm (the needle's visible length outside).
+    pub standoff_mm: f64,
+    /// The ablation programme: power, W, and duration, s, played out in `ablation_sim_s`.
+    pub ablation_w_s: (f64, f64),
+    /// How long the simulated ablation takes, s.
+    pub ablation_sim_s: f64,
+    /// The arm's nominal model (what the stack believes), to tell the hidden calibration's share.
+    pub nominal_arm: stylet_kinematics::Arm,
+}
+
+/// The simulated world behind every port.
+pub struct SimWorld<A> {
+    /// The arm.
+    pub arm: A,
+    seed: u64,
+    phantom: Phantom,
+    patient: Patient,
+    setup: WorldSetup,
+    noise: (f64, f64),
+    ins: usize,
+    planning_given: bool,
+    belt: crate::breathing::Breathing,
+    next_sample_s: f64,
+    belt_silent_until: Option<f64>,
+    pending: VecDeque<ProcedureEvent>,
+    due_at: Option<f64>,
+    /// What the scenario's events did, in order.
+    pub fired: Vec<String>,
+    ct: Option<CtJob>,
+    cts: u64,
+    ready: Option<Acquired>,
+    last_depth: f64,
+    stopped_at: f64,
+    /// The joints of the last imaging in tissue and the tip then.
+    last_tip: Option<(Vec<f64>, Vector3<f64>)>,
+    imaged: Vec<Imaged>,
+    ablation: Option<(f64, stylet_planning::Zone)>,
+    ablated: Vec<(Imaged, Vector3<f64>, stylet_planning::Zone)>,
+    script: OperatorScript,
+    requests: VecDeque<Request>,
+}
+
+impl<A> std::fmt::Debug for SimWorld<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimWorld").field("seed", &self.seed).field("cts", &self.cts).finish_non_exhaustive()
+    }
+}
+
+impl<A: SimArm> SimWorld<A> {
+    /// The world of `scenario` with `seed`, its planning CT `phantom` and its truth `patient`.
+    pub fn new(arm: A, scenario: &Scenario, seed: u64, phantom: Phantom, patient: Patient, setup: WorldSetup) -> Self {
+        let ins = arm.safety().robot.insertion_joint().unwrap_or(0);
+        let belt = patient.breathing.clone();
+        let mut events = scenario.events.clone();
+        events.sort_by(|a, b| a.at_inserted_mm.total_cmp(&b.at_inserted_mm));
+        let home = arm.safety().robot.home();
+        SimWorld {
+            arm,
+            seed,
+            phantom,
+            patient,
+            noise: (scenario.phantom.noise_hu, scenario.errors.checkpoint_dose_fraction),
+            setup,
+            ins,
+            planning_given: false,
+            belt,
+            next_sample_s: -BREATHING_BEFORE_S,
+            belt_silent_until: None,
+            pending: events.into(),
+            due_at: None,
+            fired: Vec::new(),
+            ct: None,
+            cts: 0,
+            ready: None,
+            last_depth: home.get(ins).copied().unwrap_or(0.0),
+            stopped_at: 0.0,
+            last_tip: None,
+            imaged: Vec::new(),
+            ablation: None,
+            ablated: Vec::new(),
+            script: scenario.operator,
+            requests: VecDeque::new(),
+        }
+    }
+
+    fn breathing_s(t_s: f64) -> f64 {
+        BREATHING_BEFORE_S + t_s
+    }
+
+    /// How far the needle really is past the skin, mm.
+    fn inserted_mm(&self) -> f64 {
+        self.arm.true_joints().get(self.ins).copied().unwrap_or(0.0) - self.setup.standoff_mm
+    }
+
+    /// The true needle axis (CT), from the true arm.
+    fn true_axis(&self, q: &[f64]) -> Vector3<f64> {
+        let mut q2 = q.to_vec();
+        q2[self.ins] += 1.0;
+        let p = |q: &[f64]| {
+            let t = self.patient.arm.tip_pose(q).translation.vector;
+            (self.patient.ct_from_robot * Point3::from(t)).coords
+        };
+        (p(&q2) - p(q)).try_normalize(1e-9).unwrap_or_else(Vector3::z)
+    }
+
+    /// Where the tip really is in the tissue, as imaged at `t_s` (a step that did not advance
+    /// leaves the tip in the tissue it was in).
+    fn tip_now(&mut self, t_s: f64) -> Imaged {
+        let q = self.arm.true_joints();
+        let inserted = (q[self.ins] - self.setup.standoff_mm).max(0.0);
+        let axis = self.true_axis(&q);
+        let cut = Self::breathing_s(self.stopped_at);
+        let imaged = Self::breathing_s(t_s).max(cut);
+        let still_there = self.last_tip.as_ref().is_some_and(|(q0, _)| {
+            inserted > 0.0 && q0.iter().zip(&q).all(|(a, b)| (a - b).abs() < 1e-6)
+        });
+        let tip = match &self.last_tip {
+            Some((_, tip)) if still_there => *tip,
+            _ => self.patient.tip_in_tissue(&q, inserted, (cut, imaged), &axis),
+        };
+        self.last_tip = (inserted > 0.0).then(|| (q.clone(), tip));
+        let nominal = self.setup_nominal_tip(&q);
+        let budget = json!({
+            "liver_since_planning_ct_mm": self.patient.liver_offset(cut).norm(),
+            "hidden_calibration_at_tip_mm": (self.patient.arm.tip_pose(&q).translation.vector - nominal).norm(),
+            "needle_deflection_mm": self.patient.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted),
+            "tissue_push_mm": self.patient.push.push_mm(),
+            "patient_shift_mm": self.patient.shift.now().norm(),
+        });
+        Imaged { t_s, tip, budget }
+    }
+
+    fn setup_nominal_tip(&self, q: &[f64]) -> Vector3<f64> {
+        self.setup.nominal_arm.tip_pose(q).translation.vector
+    }
+
+    /// After time passed: the scenario's events, the scanner, the needle's motion.
+    fn after_wait(&mut self) {
+        let now = self.arm.clock_s();
+        let depth = self.arm.true_joints().get(self.ins).copied().unwrap_or(0.0);
+        if (depth - self.last_depth).abs() > 1e-9 {
+            self.stopped_at = now;
+            self.last_depth = depth;
+        }
+        self.scenario_events(now);
+        let take = self.ct.as_ref().is_some_and(|j| j.render.is_none() && now >= j.take_at_s);
+        if take {
+            self.take_ct(now);
+        }
+        let ready = self.ct.as_ref().is_some_and(|j| now >= j.ready_at_s && j.render.is_some());
+        if ready {
+            if let Some(job) = self.ct.take() {
+                if let Some(Ok(volume)) = job.render.map(std::thread::JoinHandle::join) {
+                    self.ready = Some(Acquired {
+                        volume,
+                        acquired_s: job.take_at_s,
+                        source: format!("simulated {:?} CT {}", job.purpose, self.cts),
+                    });
+                }
+            }
+        }
+    }
+
+    fn scenario_events(&mut self, now: f64) {
+        let inserted = self.inserted_mm();
+        let Some(ev) = self.pending.front().copied() else { return };
+        if inserted >= ev.at_inserted_mm && self.due_at.is_none() {
+            self.due_at = Some(now + ev.after_s);
+        }
+        if !self.due_at.is_some_and(|d| now >= d) {
+            return;
+        }
+        self.pending.pop_front();
+        self.due_at = None;
+        let what = match ev.what {
+            EventKind::Controller(kind) => {
+                self.arm.inject(kind);
+                format!("controller fault injected: {kind:?}")
+            }
+            EventKind::BeltSilent(secs) => {
+                self.belt_silent_until = Some(now + secs);
+                format!("respiratory belt silent for {secs} s")
+            }
+            EventKind::Operator(r) => {
+                self.requests.push_back(r);
+                format!("operator asks: {r:?}")
+            }
+        };
+        self.fired.push(format!("at {inserted:.1} mm inserted: {what}"));
+    }
+
+    /// The CT is taken now: the needle drawn into a copy of the planning CT along its true
+    /// line, at the dose of a checkpoint CT (rendered on a worker).
+    fn take_ct(&mut self, now: f64) {
+        self.patient.shift.next_ct();
+        let imaged = self.tip_now(now);
+        let q = self.arm.true_joints();
+        let axis = self.true_axis(&q);
+        let inserted = (q[self.ins] - self.setup.standoff_mm).max(0.0);
+        let purpose = self.ct.as_ref().map_or(CtPurpose::Checkpoint, |j| j.purpose);
+        let back = if purpose == CtPurpose::Confirmation { 40.0 } else { inserted + self.setup.standoff_mm + 20.0 };
+        let from = imaged.tip - axis * back;
+        let tip = imaged.tip;
+        let mut ct = self.phantom.volume.clone();
+        let (noise, dose) = self.noise;
+        let seed = self.seed.wrapping_add(self.cts);
+        self.cts += 1;
+        self.imaged.push(imaged);
+        if let Some(job) = self.ct.as_mut() {
+            job.render = Some(std::thread::spawn(move || {
+                crate::phantom::render_needle(&mut ct, from, tip, 1.5);
+                crate::phantom::lower_dose(&mut ct, noise, dose, seed);
+                ct
+            }));
+        }
+    }
+
+    /// The errors of the run, from the truth, for the driver's `report`.
+    #[must_use]
+    pub fn truth(&mut self, report: &stylet_procedure::Report) -> Value {
+        let planned_margin = report.plan.map(|p| p.1);
+        let mut positions = Vec::new();
+        for (k, (imaged, axis, zone)) in self.ablated.iter().enumerate() {
+            let Some(p) = report.positions.get(k) else { continue };
+            let planned_tip = Vector3::from(p.planned_tip);
+            let planned_centre = planned_tip - Vector3::from(p.axis) * zone.centre_from_tip_mm;
+            let achieved_centre = imaged.tip - axis * zone.centre_from_tip_mm;
+            positions.push(json!({
+                "ablated_at_s": imaged.t_s,
+                "tip_error_mm": (imaged.tip - planned_tip).norm(),
+                "zone_centre_error_mm": (achieved_centre - planned_centre).norm(),
+                "measured_tip_error_mm": p.measured_tip.map(|m| (Vector3::from(m) - planned_tip).norm()),
+                "error_sources_at_the_tip": imaged.budget,
+            }));
+        }
+        let worst = |key: &str| {
+            positions.iter().filter_map(|p| p[key].as_f64()).fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
+        };
+        let zone_error = worst("zone_centre_error_mm");
+        // The true tumour (a sphere in the phantom) nearest the planner's target, and the true
+        // zones: the margin the ablations really achieved.
+        let target = report.target.map(Vector3::from);
+        let tumour = target.and_then(|t| {
+            self.phantom.tumours_in_ct.iter().copied().min_by(|a, b| (a.0 - t).norm().total_cmp(&(b.0 - t).norm()))
+        });
+        let achieved_margin = tumour.filter(|_| !self.ablated.is_empty()).map(|(c, d)| {
+            let surface = sphere_points(c, d / 2.0, 400);
+            let zones: Vec<([f64; 3], [f64; 3])> = self
+                .ablated
+                .iter()
+                .map(|(i, axis, zone)| ((i.tip - axis * zone.centre_from_tip_mm).into(), (*axis).into()))
+                .collect();
+            let zone = &self.ablated[0].2;
+            let planned: Vec<([f64; 3], [f64; 3])> = report
+                .positions
+                .iter()
+                .map(|p| {
+                    let (tip, axis) = (Vector3::from(p.planned_tip), Vector3::from(p.axis));
+                    ((tip - axis * zone.centre_from_tip_mm).into(), p.axis)
+                })
+                .collect();
+            (stylet_planning::margin_mm(&surface, zone, &zones), stylet_planning::margin_mm(&surface, zone, &planned))
+        });
+        let q = self.arm.true_joints();
+        let last = self.imaged.last().map(|i| i.tip);
+        json!({
+            "positions": positions,
+            "tip_error_mm": worst("tip_error_mm"),
+            "zone_centre_error_mm": zone_error,
+            "achieved_margin_mm": achieved_margin.map(|m| m.0),
+            "planned_zones_margin_on_true_tumour_mm": achieved_margin.map(|m| m.1),
+            "planned_margin_mm": planned_margin,
+            "planner_target_to_true_centre_mm": target.zip(tumour).map(|(a, b)| (a - b.0).norm()),
+            "controller_drives_off": !self.arm.true_drives_on(),
+            "inserted_mm": (q[self.ins] - self.setup.standoff_mm).max(0.0),
+            "last_imaged_tip_to_planned_tip_mm": last.zip(report.positions.last()).map(|(t, p)| (t - Vector3::from(p.planned_tip)).norm()),
+            "checkpoint_cts": self.cts,
+            "scenario_events": self.fired,
+        })
+    }
+}
+
+impl<A: SimArm> Motion for SimWorld<A> {
+    fn safety(&self) -> &SafetyConfig {
+        self.arm.safety()
+    }
+    fn snapshot(&mut self) -> Result<Snapshot, PortError> {
+        self.arm.snapshot()
+    }
+    fn command(&mut self, c: Command) -> Result<(), PortError> {
+        let r = self.arm.command(c);
+        self.after_wait();
+        r
+    }
+    fn execute(&mut self, t: Trajectory) -> Result<(), PortError> {
+        self.arm.execute(t)
+    }
+    fn stop(&mut self) {
+        self.arm.stop();
+    }
+    fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
+        self.arm.pump(gate_open, events);
+    }
+    fn take_timing(&mut self) -> Timing {
+        self.arm.take_timing()
+    }
+}
+
+impl<A: SimArm> Clock for SimWorld<A> {
+    fn now_s(&self) -> f64 {
+        self.arm.clock_s()
+    }
+    fn wait(&mut self, dt_s: f64) {
+        self.arm.advance(dt_s);
+        self.after_wait();
+    }
+    fn runs_while_computing(&self) -> bool {
+        !self.arm.is_virtual()
+    }
+}
+
+impl<A: SimArm> CtSource for SimWorld<A> {
+    fn planning(&mut self) -> Result<Option<PlanningCt>, PortError> {
+        if self.planning_given {
+            return Err(PortError::Ct("the planning CT was handed out already".into()));
+        }
+        self.planning_given = true;
+        let t = end_exhale_before(&mut self.patient.breathing, BREATHING_BEFORE_S) - BREATHING_BEFORE_S;
+        Ok(Some(PlanningCt {
+            ct: Acquired { volume: self.phantom.volume.clone(), acquired_s: t, source: "simulated planning CT".into() },
+            labels: self.phantom.labels.clone(),
+            table: self.setup.table.clone(),
+            tumour: stylet_planning::TumourSpec::Label { value: 3, component: 0 },
+        }))
+    }
+
+    fn request_ct(&mut self, purpose: CtPurpose) -> Result<(), PortError> {
+        if self.ct.is_some() {
+            return Err(PortError::Ct("a CT is being taken already".into()));
+        }
+        let now = self.arm.clock_s();
+        // The next end-exhale breath-hold within 6 s.
+        let b = end_exhale_before(&mut self.patient.breathing, Self::breathing_s(now) + 6.0);
+        let take_at_s = (b - BREATHING_BEFORE_S).max(now);
+        self.ready = None;
+        self.ct = Some(CtJob { purpose, take_at_s, ready_at_s: take_at_s + CT_DELIVERY_S, render: None });
+        Ok(())
+    }
+
+    fn poll_ct(&mut self) -> Result<Option<Acquired>, PortError> {
+        Ok(self.ready.take())
+    }
+}
+
+impl<A: SimArm> Respiration for SimWorld<A> {
+    fn samples(&mut self, now_s: f64, sink: &mut dyn FnMut(Sample)) {
+        while self.next_sample_s <= now_s {
+            let t = self.next_sample_s;
+            self.next_sample_s += BELT_PERIOD_S;
+            if self.belt_silent_until.is_some_and(|u| t < u) {
+                continue;
+            }
+            sink(Sample { t_s: t, value_mm: self.belt.surrogate(Self::breathing_s(t)) });
+        }
+    }
+}
+
+impl<A: SimArm> Operator for SimWorld<A> {
+    fn answer(&mut self, prompt: &Prompt) -> Option<Answer> {
+        let s = self.script;
+        Some(match prompt {
+            Prompt::Start | Prompt::StartAblation { .. } => Answer::Yes,
+            Prompt::ChoosePlan { options } => {
+                let safe = options.iter().find(|o| !o.high_risk);
+                let risky = options.iter().find(|o| o.high_risk).filter(|_| s.override_high_risk);
+                match safe.or(risky) {
+                    Some(o) => Answer::Choose { index: o.index },
+                    None => Answer::Abort,
+                }
+            }
+            Prompt::OverrideHighRisk { .. } => {
+                if s.override_high_risk {
+                    Answer::Yes
+                } else {
+                    Answer::No
+                }
+            }
+            Prompt::AfterFault { .. } => {
+                if s.reset_after_fault {
+                    Answer::Yes
+                } else {
+                    Answer::Abort
+                }
+            }
+            Prompt::CheckpointsExhausted { .. } => Answer::Abort,
+            Prompt::RetractNeedle { .. } => {
+                if s.hold_after_stop {
+                    Answer::No
+                } else {
+                    Answer::Yes
+                }
+            }
+        })
+    }
+    fn request(&mut self) -> Option<Request> {
+        self.requests.pop_front()
+    }
+}
+
+impl<A: SimArm> Ablation for SimWorld<A> {
+    fn start_ablation(&mut self, setting: &stylet_planning::Zone, _tip: Point<Ct>) -> Result<(), PortError> {
+        if self.ablation.is_some() {
+            return Err(PortError::Ablation("already running".into()));
+        }
+        let now = self.arm.clock_s();
+        let imaged = self.tip_now(now);
+        let axis = self.true_axis(&self.arm.true_joints());
+        self.ablated.push((imaged, axis, setting.clone()));
+        self.ablation = Some((now, setting.clone()));
+        Ok(())
+    }
+    fn ablation_status(&mut self) -> AblationStatus {
+        let (w, s) = self.setup.ablation_w_s;
+        let Some((t0, _)) = &self.ablation else { return AblationStatus { elapsed_s: 0.0, energy_j: 0.0, done: false } };
+        let f = ((self.arm.clock_s() - t0) / self.setup.ablation_sim_s.max(1e-3)).clamp(0.0, 1.0);
+        AblationStatus { elapsed_s: f * s, energy_j: f * w * s, done: f >= 1.0 }
+    }
+    fn stop_ablation(&mut self) {
+        self.ablation = None;
+    }
+}
+
+/// The truth of one run of `scenario` with `seed`: the arm as built (its hidden calibration
+/// error drawn from the scenario's bounds), the needle's bending, the breathing, the tissue's push
+/// and the patient's shift; `ct_from_robot` is where the phantom put the robot.
+#[must_use]
+pub fn draw_patient(
+    scenario: &Scenario,
+    seed: u64,
+    nominal: &stylet_kinematics::Arm,
+    ct_from_robot: nalgebra::Isometry3<f64>,
+) -> Patient {
+    let errors = scenario.errors;
+    let mut rng_state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        (rng_state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    // A direction uniform on the sphere (its part across the needle bends it).
+    let z = 2.0 * uniform() - 1.0;
+    let th = std::f64::consts::TAU * uniform();
+    let r = (1.0 - z * z).max(0.0).sqrt();
+    let deflect_dir = Vector3::new(r * th.cos(), r * th.sin(), z);
+    let deflection_per_mm = errors.needle_deflection_mm_per_100mm / 100.0 * uniform();
+    let push_mm = errors.tissue_push_mm[0] + (errors.tissue_push_mm[1] - errors.tissue_push_mm[0]) * uniform();
+    let breathing =
+        crate::breathing::Breathing::new(crate::breathing::BreathingSpec { seed, ..scenario.breathing.clone() });
+    let mut patient = Patient {
+        arm: crate::truth::HiddenCalibration::draw(
+            nominal,
+            errors.link_length_error_mm,
+            errors.joint_offset_error_deg,
+            seed,
+        )
+        .true_arm(nominal),
+        ct_from_robot,
+        deflect_dir,
+        deflection_per_mm,
+        breathing,
+        liver_at_planning_ct: Vector3::zeros(),
+        liver_motion: errors.liver_motion,
+        push: crate::patient::TissuePush::new(push_mm, errors.tissue_relax_s),
+        shift: crate::patient::PatientShift::new(errors.patient_shift_mm, seed),
+    };
+    // The planning CT was taken in the end-exhale breath-hold just before the procedure began.
+    let t = end_exhale_before(&mut patient.breathing, BREATHING_BEFORE_S);
+    patient.liver_at_planning_ct = Vector3::from(patient.breathing.liver_offset_mm(t));
+    patient
+}
+
+/// `n` points spread evenly over the sphere at `centre` with `radius_mm` (a Fibonacci lattice).
+fn sphere_points(centre: Vector3<f64>, radius_mm: f64, n: usize) -> Vec<[f64; 3]> {
+    let golden = std::f64::consts::PI * (3.0 - 5.0_f64.sqrt());
+    (0..n)
+        .map(|i| {
+            let z = 1.0 - 2.0 * (i as f64 + 0.5) / n as f64;
+            let r = (1.0 - z * z).max(0.0).sqrt();
+            let th = golden * i as f64;
+            (centre + Vector3::new(r * th.cos(), r * th.sin(), z) * radius_mm).into()
+        })
+        .collect()
+}

@@ -251,6 +251,46 @@ impl Workflow {
         )
     }
 
+    /// The inputs taken in (almost) every phase: e-stop, its reset, abort, pause, a fault, resume.
+    fn anywhere(&mut self, t_s: f64, input: &Input) -> Option<Transition> {
+        use Phase as P;
+        let p = self.phase;
+        match input {
+            Input::EStop if p != P::EStopped => {
+                self.paused_from = Some(p);
+                Some(self.go(t_s, P::EStopped, "emergency stop by the operator"))
+            }
+            Input::ResetEStop if p == P::EStopped => {
+                Some(self.go(t_s, P::Paused, "emergency stop reset by the operator; resume or abort"))
+            }
+            Input::Abort if !matches!(p, P::Aborting | P::Aborted | P::Done | P::EStopped) => {
+                let from = if p == P::Paused { self.paused_from.unwrap_or(p) } else { p };
+                Some(if Self::needle_may_be_in_tissue(from) {
+                    self.go(t_s, P::Aborting, "abort by the operator: safe retraction along the needle axis")
+                } else {
+                    self.go(t_s, P::Aborted, "abort by the operator: the needle is outside the patient")
+                })
+            }
+            Input::Pause if !matches!(p, P::Paused | P::EStopped | P::Done | P::Aborted | P::Aborting) => {
+                self.paused_from = Some(p);
+                Some(self.go(t_s, P::Paused, "paused by the operator"))
+            }
+            Input::Fault { code } if !matches!(p, P::Paused | P::EStopped | P::Done | P::Aborted) => {
+                self.paused_from = Some(if p == P::Aborting { P::Aborting } else { p });
+                Some(self.go(
+                    t_s,
+                    P::Paused,
+                    format!("fault {code} latched by the supervisor: the operator decides"),
+                ))
+            }
+            Input::Resume if p == P::Paused => {
+                let back = self.paused_from.take().unwrap_or(P::SetUp);
+                Some(self.go(t_s, back, "resumed by the operator"))
+            }
+            _ => None,
+        }
+    }
+
     /// Takes an input.
     ///
     /// # Errors
@@ -260,39 +300,8 @@ impl Workflow {
         use Phase as P;
         let p = self.phase;
         // Inputs valid in (almost) every phase first.
-        match input {
-            Input::EStop if p != P::EStopped => {
-                self.paused_from = Some(p);
-                return Ok(self.go(t_s, P::EStopped, "emergency stop by the operator"));
-            }
-            Input::ResetEStop if p == P::EStopped => {
-                return Ok(self.go(t_s, P::Paused, "emergency stop reset by the operator; resume or abort"));
-            }
-            Input::Abort if !matches!(p, P::Aborting | P::Aborted | P::Done | P::EStopped) => {
-                let from = if p == P::Paused { self.paused_from.unwrap_or(p) } else { p };
-                return Ok(if Self::needle_may_be_in_tissue(from) {
-                    self.go(t_s, P::Aborting, "abort by the operator: safe retraction along the needle axis")
-                } else {
-                    self.go(t_s, P::Aborted, "abort by the operator: the needle is outside the patient")
-                });
-            }
-            Input::Pause if !matches!(p, P::Paused | P::EStopped | P::Done | P::Aborted | P::Aborting) => {
-                self.paused_from = Some(p);
-                return Ok(self.go(t_s, P::Paused, "paused by the operator"));
-            }
-            Input::Fault { code } if !matches!(p, P::Paused | P::EStopped | P::Done | P::Aborted) => {
-                self.paused_from = Some(if p == P::Aborting { P::Aborting } else { p });
-                return Ok(self.go(
-                    t_s,
-                    P::Paused,
-                    format!("fault {code} latched by the supervisor: the operator decides"),
-                ));
-            }
-            Input::Resume if p == P::Paused => {
-                let back = self.paused_from.take().unwrap_or(P::SetUp);
-                return Ok(self.go(t_s, back, "resumed by the operator"));
-            }
-            _ => {}
+        if let Some(tr) = self.anywhere(t_s, input) {
+            return Ok(tr);
         }
         match (p, input) {
             (P::SetUp, Input::Confirm) => {

@@ -89,6 +89,34 @@ pub enum RunnerEvent {
     },
 }
 
+impl std::fmt::Display for RunnerEvent {
+    /// In words, for logs and consoles.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunnerEvent::Supervisor(Event::Transition { from, to, cause, .. }) => {
+                write!(f, "{} -> {} ({cause})", from.name(), to.name())
+            }
+            RunnerEvent::Supervisor(Event::FaultLatched { fault, reaction, .. }) => {
+                write!(f, "fault latched: {fault} -> {reaction:?}")
+            }
+            RunnerEvent::Supervisor(Event::FaultEscalated { fault, .. }) => write!(f, "fault escalated: {fault}"),
+            RunnerEvent::Supervisor(Event::Refused { command, reason, .. }) => {
+                write!(f, "refused {command:?}: {reason}")
+            }
+            RunnerEvent::Supervisor(Event::ControllerNack { msg_type, reason, .. }) => {
+                write!(f, "controller refused message {msg_type:#04x} (reason {reason})")
+            }
+            RunnerEvent::Supervisor(Event::Stopped { .. }) => write!(f, "controlled stop complete"),
+            RunnerEvent::Stall { lateness } => write!(
+                f,
+                "stall: a cycle started {:.2} ms late; the cycles due ran back to back (HAZ-11)",
+                lateness.as_secs_f64() * 1e3
+            ),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
 /// The runner's timing so far, readable while it runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timing {

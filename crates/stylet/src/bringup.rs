@@ -11,7 +11,7 @@ use stylet_link::{Link, MuteSwitch};
 use stylet_protocol::Status;
 use stylet_safety::runner::{self, Operator, RunnerEvent, RunnerHandle};
 use stylet_safety::trajectory::Trajectory;
-use stylet_safety::{Command, Event, Fault, MotionState, SafetyConfig, Snapshot};
+use stylet_safety::{Command, Fault, MotionState, SafetyConfig, Snapshot};
 
 /// Options of `stylet bringup`.
 #[derive(Debug, clap::Args)]
@@ -104,28 +104,10 @@ impl Session {
         while let Some(e) = self.h.events.try_recv() {
             let t = self.started.elapsed().as_secs_f64() * 1e3;
             let text = match e {
-                RunnerEvent::Supervisor(Event::Transition { from, to, cause, .. }) => {
-                    format!("{} -> {} ({cause})", from.name(), to.name())
+                RunnerEvent::Stall { .. } => {
+                    format!("{e}, limit {:.0} ms", self.cfg.max_lateness.as_secs_f64() * 1e3)
                 }
-                RunnerEvent::Supervisor(Event::FaultLatched { fault, reaction, .. }) => {
-                    format!("fault latched: {fault} -> {reaction:?}")
-                }
-                RunnerEvent::Supervisor(Event::FaultEscalated { fault, .. }) => {
-                    format!("fault escalated: {fault}")
-                }
-                RunnerEvent::Supervisor(Event::Refused { command, reason, .. }) => {
-                    format!("refused {command:?}: {reason}")
-                }
-                RunnerEvent::Supervisor(Event::ControllerNack { msg_type, reason, .. }) => {
-                    format!("controller refused message {msg_type:#04x} (reason {reason})")
-                }
-                RunnerEvent::Supervisor(Event::Stopped { .. }) => "controlled stop complete".to_string(),
-                RunnerEvent::Stall { lateness } => format!(
-                    "stall: a cycle started {:.2} ms late; the cycles due ran back to back (limit {:.0} ms, HAZ-11)",
-                    lateness.as_secs_f64() * 1e3,
-                    self.cfg.max_lateness.as_secs_f64() * 1e3
-                ),
-                other => format!("{other:?}"),
+                other => other.to_string(),
             };
             self.log.push(json!({ "t_ms": (t * 10.0).round() / 10.0, "event": text }));
         }

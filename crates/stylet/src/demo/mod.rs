@@ -44,6 +44,10 @@ pub(crate) struct DemoArgs {
     /// With --breathing-trace: superior-inferior liver motion of a typical breath, mm.
     #[arg(long, default_value_t = 12.0, requires = "breathing_trace")]
     liver_amplitude_mm: f64,
+    /// Take the error sources (`[errors]`) from this scenario file instead, e.g.
+    /// config/scenarios/harder-world.toml on any patient.
+    #[arg(long, value_name = "SCENARIO")]
+    errors_from: Option<PathBuf>,
     /// Run on the wall clock: the supervisor's real-time thread against the simulated controller
     /// on a real pty (hardware-like timing; for the viewer and OpenIGTLink). Without it the run is
     /// in virtual time: as fast as the CPU allows, the same procedure log for the same seed.
@@ -127,6 +131,9 @@ fn scenario(args: &DemoArgs) -> anyhow::Result<(PathBuf, Scenario)> {
         )
         .with_context(|| format!("{name}: the recording does not move"))?;
         scenario.breathing.recorded = Some(recorded);
+    }
+    if let Some(other) = &args.errors_from {
+        scenario.errors = Scenario::load(other)?.errors;
     }
     Ok((path, scenario))
 }

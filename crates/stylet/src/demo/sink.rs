@@ -71,7 +71,7 @@ impl Fanout {
     }
 
     fn supervisor(&mut self, t: f64, e: &RunnerEvent) {
-        let text = describe(e);
+        let text = e.to_string();
         let level = if text.starts_with("fault") { Level::Error } else { Level::Info };
         view::text(&self.tel, "events", t, text, level);
     }
@@ -217,28 +217,5 @@ impl EventSink for Fanout {
             }
             Event::LoopTiming(timing) => self.timing(t, timing),
         }
-    }
-}
-
-/// A runner event in words.
-pub(crate) fn describe(e: &RunnerEvent) -> String {
-    use stylet_safety::Event as S;
-    match e {
-        RunnerEvent::Supervisor(S::Transition { from, to, cause, .. }) => {
-            format!("{} -> {} ({cause})", from.name(), to.name())
-        }
-        RunnerEvent::Supervisor(S::FaultLatched { fault, reaction, .. }) => {
-            format!("fault latched: {fault} -> {reaction:?}")
-        }
-        RunnerEvent::Supervisor(S::FaultEscalated { fault, .. }) => format!("fault escalated: {fault}"),
-        RunnerEvent::Supervisor(S::Refused { command, reason, .. }) => format!("refused {command:?}: {reason}"),
-        RunnerEvent::Supervisor(S::ControllerNack { msg_type, reason, .. }) => {
-            format!("controller refused message {msg_type:#04x} (reason {reason})")
-        }
-        RunnerEvent::Supervisor(S::Stopped { .. }) => "controlled stop complete".to_string(),
-        RunnerEvent::Stall { lateness } => {
-            format!("stall: a cycle started {:.2} ms late; the cycles due ran back to back", lateness.as_secs_f64() * 1e3)
-        }
-        other => format!("{other:?}"),
     }
 }

@@ -273,7 +273,8 @@ fn two_tumours_every_position() {
 fn the_same_seed_gives_the_same_log_byte_for_byte() {
     let (a, out_a) = run_demo("easy", false, "a");
     let (b, out_b) = run_demo("easy", false, "b");
-    let (la, lb) = (std::fs::read(out_a.join("procedure.log")).unwrap(), std::fs::read(out_b.join("procedure.log")).unwrap());
+    let (la, lb) =
+        (std::fs::read(out_a.join("procedure.log")).unwrap(), std::fs::read(out_b.join("procedure.log")).unwrap());
     assert!(la.len() > 1000, "{a}");
     assert!(la == lb, "two runs of one seed wrote different logs: {a}\n{b}");
     assert_eq!(a["tip_error_mm"], b["tip_error_mm"]);
@@ -360,10 +361,44 @@ fn a_pause_holds_until_the_operator_resumes() {
 
 #[test]
 fn a_fault_reset_by_the_operator_ends_with_the_arm_stopped_and_drives_off() {
-    let path = variant("fault-controller-reset", "fault-reset-by-operator", "safe-stop", "[operator]\nreset_after_fault = true\n");
+    let path = variant(
+        "fault-controller-reset",
+        "fault-reset-by-operator",
+        "safe-stop",
+        "[operator]\nreset_after_fault = true\n",
+    );
     let (v, out) = demo(path.to_str().unwrap());
     assert_eq!(v["safe_state"]["controller_drives_off"], true, "{v}");
     let log = std::fs::read_to_string(out.join("procedure.log")).unwrap();
     assert!(log.contains("after_fault") && log.contains("supervisor reset by the operator"), "{log}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn at_the_ins3_limit_the_procedure_waits_for_the_operator_who_ends_it_safely() {
+    // One CT with the needle per insertion before the operator decides (INS-3); the harder world
+    // needs two checkpoint CTs, so the workflow pauses after the first and asks.
+    let config = common::config_with("ins3", "clinical-rules.toml", "max_checkpoints = 5", "max_checkpoints = 1");
+    let path = variant("harder-world", "ins3", "aborted", "");
+    let out = std::env::temp_dir().join(format!("stylet-demo-test-{}-ins3", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new(STYLET)
+        .args(["demo", "--json", "--out"])
+        .arg(&out)
+        .arg("--config")
+        .arg(&config)
+        .arg("--scenario")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&config);
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["wire_monitor_violations"], 0, "{v}");
+    assert_eq!(v["aborted"]["phase"], "CheckpointCt", "{v}");
+    assert_eq!(v["aborted"]["retracted"], true, "{v}");
+    assert_eq!(v["aborted"]["controller_drives_off"], true, "{v}");
+    let log = std::fs::read_to_string(out.join("procedure.log")).unwrap();
+    assert!(log.contains("checkpoints_exhausted") && log.contains("INS-3"), "{log}");
     let _ = std::fs::remove_dir_all(out);
 }

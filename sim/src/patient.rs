@@ -171,7 +171,8 @@ impl Patient {
         let tip_ct = (self.ct_from_robot * Point3::from(tip_robot)).coords;
         let inserted = inserted_mm.max(0.0);
         // The needle bends across its axis.
-        let across = (self.deflect_dir - axis * self.deflect_dir.dot(axis)).try_normalize(1e-9).unwrap_or_else(Vector3::zeros);
+        let across =
+            (self.deflect_dir - axis * self.deflect_dir.dot(axis)).try_normalize(1e-9).unwrap_or_else(Vector3::zeros);
         let bend = across * (self.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted));
         self.push.update(cut_s, inserted);
         let push = self.push.update(imaged_s, inserted);

@@ -333,9 +333,10 @@ impl<A: SimArm> SimWorld<A> {
         let axis = self.true_axis(&q);
         let cut = Self::breathing_s(self.stopped_at);
         let imaged = Self::breathing_s(t_s).max(cut);
-        let still_there = self.last_tip.as_ref().is_some_and(|(q0, _)| {
-            inserted > 0.0 && q0.iter().zip(&q).all(|(a, b)| (a - b).abs() < 1e-6)
-        });
+        let still_there = self
+            .last_tip
+            .as_ref()
+            .is_some_and(|(q0, _)| inserted > 0.0 && q0.iter().zip(&q).all(|(a, b)| (a - b).abs() < 1e-6));
         let tip = match &self.last_tip {
             Some((_, tip)) if still_there => *tip,
             _ => self.patient.tip_in_tissue(&q, inserted, (cut, imaged), &axis),
@@ -456,7 +457,10 @@ impl<A: SimArm> SimWorld<A> {
             }));
         }
         let worst = |key: &str| {
-            positions.iter().filter_map(|p| p[key].as_f64()).fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
+            positions
+                .iter()
+                .filter_map(|p| p[key].as_f64())
+                .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
         };
         let zone_error = worst("zone_centre_error_mm");
         // The true tumour (a sphere in the phantom) nearest the planner's target, and the true
@@ -643,7 +647,9 @@ impl<A: SimArm> Ablation for SimWorld<A> {
     }
     fn ablation_status(&mut self) -> AblationStatus {
         let (w, s) = self.setup.ablation_w_s;
-        let Some((t0, _)) = &self.ablation else { return AblationStatus { elapsed_s: 0.0, energy_j: 0.0, done: false } };
+        let Some((t0, _)) = &self.ablation else {
+            return AblationStatus { elapsed_s: 0.0, energy_j: 0.0, done: false };
+        };
         let f = ((self.arm.clock_s() - t0) / self.setup.ablation_sim_s.max(1e-3)).clamp(0.0, 1.0);
         AblationStatus { elapsed_s: f * s, energy_j: f * w * s, done: f >= 1.0 }
     }

@@ -80,6 +80,18 @@ fn patched_config(tag: &str, replacements: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
+/// A copy of config/ with `file`'s text `from` replaced by `to`.
+#[allow(dead_code)]
+pub(crate) fn config_with(tag: &str, file: &str, from: &str, to: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stylet-config-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&repo().join("config"), &dir);
+    let text = std::fs::read_to_string(dir.join(file)).unwrap();
+    assert!(text.contains(from), "config/{file} no longer has {from:?}: update the test");
+    std::fs::write(dir.join(file), text.replace(from, to)).unwrap();
+    dir
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

@@ -199,7 +199,15 @@ impl Workflow {
     /// A new procedure in set-up.
     #[must_use]
     pub fn new(limits: Limits) -> Self {
-        Self { phase: Phase::SetUp, paused_from: None, limits, checkpoints: 0, plan: None, positions_left: 0, history: Vec::new() }
+        Self {
+            phase: Phase::SetUp,
+            paused_from: None,
+            limits,
+            checkpoints: 0,
+            plan: None,
+            positions_left: 0,
+            history: Vec::new(),
+        }
     }
 
     /// The phase.
@@ -277,11 +285,7 @@ impl Workflow {
             }
             Input::Fault { code } if !matches!(p, P::Paused | P::EStopped | P::Done | P::Aborted) => {
                 self.paused_from = Some(if p == P::Aborting { P::Aborting } else { p });
-                Some(self.go(
-                    t_s,
-                    P::Paused,
-                    format!("fault {code} latched by the supervisor: the operator decides"),
-                ))
+                Some(self.go(t_s, P::Paused, format!("fault {code} latched by the supervisor: the operator decides")))
             }
             Input::Resume if p == P::Paused => {
                 let back = self.paused_from.take().unwrap_or(P::SetUp);
@@ -384,6 +388,11 @@ impl Workflow {
                     format!("on course (tip error {tip_error_mm:.2} mm); {remaining_mm:.1} mm to go"),
                 ))
             }
+            (P::CheckpointCt, Input::Confirm) => Ok(self.go(
+                t_s,
+                P::Insertion,
+                "past the INS-3 limit on the operator's decision: another step along the axis",
+            )),
             (P::AtTarget, Input::Confirm) => Ok(self.go(t_s, P::Ablation, "operator starts the ablation")),
             (P::Ablation, Input::AblationDone) => Ok(self.go(t_s, P::Verification, "energy delivered")),
             (P::Verification, Input::Verified { margin_mm }) => {
@@ -415,7 +424,10 @@ impl Workflow {
                     Ok(self.go(
                         t_s,
                         P::Alignment,
-                        format!("needle withdrawn; {} more position(s) of the plan: align on the next", self.positions_left),
+                        format!(
+                            "needle withdrawn; {} more position(s) of the plan: align on the next",
+                            self.positions_left
+                        ),
                     ))
                 } else {
                     Ok(self.go(t_s, P::Done, "needle withdrawn: procedure complete"))

@@ -72,6 +72,11 @@ fn checkpoint_limit_hands_over_to_the_operator() {
     let t = w.handle(4.0, &measured(1.0, 10.0, false)).unwrap();
     assert_eq!(t.to, Phase::Paused);
     assert!(t.reason.contains("INS-3"));
+    // The operator goes on: back to the checkpoint, then another step along the axis.
+    assert_eq!(w.handle(5.0, &Input::Resume).unwrap().to, Phase::CheckpointCt);
+    let t = w.handle(6.0, &Input::Confirm).unwrap();
+    assert_eq!(t.to, Phase::Insertion);
+    assert!(t.reason.contains("INS-3"), "{t:?}");
 }
 
 #[test]

@@ -100,11 +100,7 @@ impl<W: World> Driver<'_, W> {
             if drives_off { "off, brakes on" } else { "STILL ON" }
         ));
         let s = self.world.snapshot().ok();
-        Outcome::Stopped {
-            state: s.map_or(state, |s| s.state).name().to_string(),
-            fault,
-            inserted_mm,
-        }
+        Outcome::Stopped { state: s.map_or(state, |s| s.state).name().to_string(), fault, inserted_mm }
     }
 
     /// Waits up to `timeout_s` for the drives to be off (asking for it when the supervisor

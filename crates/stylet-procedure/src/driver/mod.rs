@@ -344,7 +344,10 @@ impl<'a, W: World> Driver<'a, W> {
 
     fn observe(&mut self, now: f64, snap: &Snapshot) {
         if let Some(prev) = self.last_state.filter(|s| *s != snap.state) {
-            self.sink.event(now, Event::SupervisorState { from: prev.name(), to: snap.state.name(), reason: self.last_cause });
+            self.sink.event(
+                now,
+                Event::SupervisorState { from: prev.name(), to: snap.state.name(), reason: self.last_cause },
+            );
         }
         self.last_state = Some(snap.state);
         if snap.fault.is_some() && snap.fault != self.last_fault {
@@ -503,7 +506,11 @@ impl<'a, W: World> Driver<'a, W> {
 
     /// The insertion joint's index.
     fn insertion_joint(&self) -> Result<usize, DriverError> {
-        self.world.safety().robot.insertion_joint().ok_or_else(|| DriverError::Motion("the robot has no insertion joint".into()))
+        self.world
+            .safety()
+            .robot
+            .insertion_joint()
+            .ok_or_else(|| DriverError::Motion("the robot has no insertion joint".into()))
     }
 
     /// MAR-1 margin with position `k`'s zone behind a tip at `tip` on `axis` and the others

@@ -229,27 +229,34 @@ impl<W: World> Driver<'_, W> {
                 remaining_mm: if at_depth { 0.0 } else { remaining },
             })?;
             match self.wf.phase() {
-                Phase::AtTarget => return Ok(Attempt::End(InsertionEnd::AtTarget { measured_tip: ct_point(measured) })),
+                Phase::AtTarget => {
+                    return Ok(Attempt::End(InsertionEnd::AtTarget { measured_tip: ct_point(measured) }))
+                }
                 Phase::Insertion => goal_depth = (commanded + remaining.max(0.0)).min(max_depth),
                 Phase::Retraction => {
                     let miss = measured - line.tip;
                     return Ok(Attempt::Missed(miss - line.axis * miss.dot(&line.axis)));
                 }
-                Phase::Paused => self.checkpoints_exhausted()?,
+                Phase::Paused => {
+                    self.checkpoints_exhausted()?;
+                    goal_depth = (commanded + remaining.max(0.0)).min(max_depth);
+                }
                 other => return Err(DriverError::Motion(format!("workflow stopped in {other:?}"))),
             }
         }
     }
 
-    /// INS-3 used up: the operator goes on (another step along the axis) or aborts.
+    /// INS-3 used up: the workflow pauses and waits for the operator, who goes on (another step
+    /// along the axis, and the question again after its CT) or aborts.
     fn checkpoints_exhausted(&mut self) -> Result<(), DriverError> {
         let taken = self.wf.checkpoints();
         match self.ask(&crate::ports::Prompt::CheckpointsExhausted { taken })? {
             crate::ports::Answer::Yes => {
                 self.workflow(&Input::Resume)?;
-                Err(DriverError::Imaging(format!("INS-3: {taken} checkpoint CTs without reaching ACC-1")))
+                self.workflow(&Input::Confirm)?;
+                Ok(())
             }
-            _ => Err(DriverError::Aborted(self.wf.phase())),
+            _ => Err(DriverError::Aborted(Phase::CheckpointCt)),
         }
     }
 
@@ -296,7 +303,10 @@ impl<W: World> Driver<'_, W> {
                     if self.world.command(cmd).is_ok() {
                         *first = false;
                         let now = self.world.now_s();
-                        self.sink.event(now, Event::Operator { action: &format!("{cmd:?}"), detail: "pedal held, gate open" });
+                        self.sink.event(
+                            now,
+                            Event::Operator { action: &format!("{cmd:?}"), detail: "pedal held, gate open" },
+                        );
                         moving = self.start_move(&goal, 0.9)?;
                         sub_goal = next;
                     }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use nalgebra::{Point3, Vector3};
 use stylet_core::frame::{Ct, Point, Robot, Transform};
-use stylet_safety::{Command, MotionState};
 use stylet_protocol::Status;
+use stylet_safety::{Command, MotionState};
 
 use super::{iso, v3, Chosen, Driver, DriverError, Shared};
 use crate::ports::{Answer, Event, PlanOption, Prompt, World};
@@ -166,7 +166,9 @@ impl<W: World> Driver<'_, W> {
                     _ => {
                         options.retain(|o| o.index != index);
                         if options.is_empty() {
-                            return Err(DriverError::Planning("the operator declined every high-risk plan, and no other is reachable".into()));
+                            return Err(DriverError::Planning(
+                                "the operator declined every high-risk plan, and no other is reachable".into(),
+                            ));
                         }
                         continue;
                     }
@@ -229,8 +231,5 @@ pub(super) fn needle_line(
     tip: Vector3<f64>,
 ) -> stylet_kinematics::NeedleLine {
     let t = iso(robot_from_ct);
-    stylet_kinematics::NeedleLine {
-        entry: (t * Point3::from(entry)).coords,
-        target: (t * Point3::from(tip)).coords,
-    }
+    stylet_kinematics::NeedleLine { entry: (t * Point3::from(entry)).coords, target: (t * Point3::from(tip)).coords }
 }

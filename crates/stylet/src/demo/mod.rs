@@ -139,7 +139,12 @@ fn scenario(args: &DemoArgs) -> anyhow::Result<(PathBuf, Scenario)> {
 }
 
 /// The run's terminal output, log and telemetry.
-fn fanout(args: &DemoArgs, log_path: &Path, title: &str, dcfg: &DriverConfig) -> anyhow::Result<(Fanout, Telemetry, Value)> {
+fn fanout(
+    args: &DemoArgs,
+    log_path: &Path,
+    title: &str,
+    dcfg: &DriverConfig,
+) -> anyhow::Result<(Fanout, Telemetry, Value)> {
     let _ = std::fs::remove_file(log_path);
     let rec = Recorder::create(log_path, title, 0, FsyncPolicy::default(), 1 << 16)?;
     let out = log_path.parent().unwrap_or_else(|| Path::new("."));
@@ -238,7 +243,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         realtime(args, &scenario, seed, &dcfg, &safety, &mut fan)?
     } else {
         let controller = crate::simcmd::controller_from(&args.config, &[])?;
-        let arm = VirtualArm::new(safety.clone(), controller).map_err(|e| anyhow::anyhow!("simulated controller: {e}"))?;
+        let arm =
+            VirtualArm::new(safety.clone(), controller).map_err(|e| anyhow::anyhow!("simulated controller: {e}"))?;
         let mut w = world(arm, &scenario, seed, &args.config, &dcfg)?;
         let report = Driver::new(&mut w, &mut fan, dcfg.clone()).run();
         let truth = w.truth(&report);
@@ -434,7 +440,11 @@ fn print_summary(args: &DemoArgs, s: &Value, outcome: Outcome) {
         ),
         Outcome::Aborted => say!("summary: ended early ({}), {:.1} s", s["driver"]["outcome"], f("seconds")),
     }
-    say!("procedure log: {} ({} records; `stylet replay` reads it)", s["procedure_log"].as_str().unwrap_or("?"), s["log_records"]);
+    say!(
+        "procedure log: {} ({} records; `stylet replay` reads it)",
+        s["procedure_log"].as_str().unwrap_or("?"),
+        s["log_records"]
+    );
     if let Some(rrd) = s["telemetry"].as_str().filter(|r| *r != "viewer") {
         say!("telemetry: {rrd} ({} items; open with `rerun {rrd}`)", s["telemetry_items"]);
     }

@@ -164,7 +164,12 @@ impl EventSink for Fanout {
             Event::SupervisorState { from, to, reason } => {
                 self.rec.record(
                     t,
-                    LogEvent::State { machine: "supervisor".into(), from: from.into(), to: to.into(), reason: reason.into() },
+                    LogEvent::State {
+                        machine: "supervisor".into(),
+                        from: from.into(),
+                        to: to.into(),
+                        reason: reason.into(),
+                    },
                 );
                 view::text(&self.tel, "state/supervisor", t, to.to_string(), Level::Info);
             }
@@ -213,7 +218,14 @@ impl EventSink for Fanout {
                 view::zone(&self.tel, "world/zone/achieved", c, a, zone_mm.0, zone_mm.1);
             }
             Event::TipMeasured(p) => {
-                view::point(&self.tel, "world/checkpoint_tip", Some(t), p.to_nalgebra().coords, 1.2, [255, 0, 255, 255]);
+                view::point(
+                    &self.tel,
+                    "world/checkpoint_tip",
+                    Some(t),
+                    p.to_nalgebra().coords,
+                    1.2,
+                    [255, 0, 255, 255],
+                );
             }
             Event::LoopTiming(timing) => self.timing(t, timing),
         }

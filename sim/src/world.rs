@@ -236,6 +236,9 @@ pub struct SimWorld<A> {
     pub arm: A,
     seed: u64,
     phantom: Phantom,
+    /// The planning CT the scanner draws each CT's needle into (shared with its render thread,
+    /// which makes the copy: a 70 MB copy on the driver's thread would hold up its heartbeat).
+    planning_ct: std::sync::Arc<stylet_imaging::Volume>,
     patient: Patient,
     setup: WorldSetup,
     noise: (f64, f64),
@@ -279,6 +282,7 @@ impl<A: SimArm> SimWorld<A> {
         SimWorld {
             arm,
             seed,
+            planning_ct: std::sync::Arc::new(phantom.volume.clone()),
             phantom,
             patient,
             noise: (scenario.phantom.noise_hu, scenario.errors.checkpoint_dose_fraction),
@@ -424,13 +428,19 @@ impl<A: SimArm> SimWorld<A> {
         let back = if purpose == CtPurpose::Confirmation { 40.0 } else { inserted + self.setup.standoff_mm + 20.0 };
         let from = imaged.tip - axis * back;
         let tip = imaged.tip;
-        let mut ct = self.phantom.volume.clone();
+        let base = std::sync::Arc::clone(&self.planning_ct);
         let (noise, dose) = self.noise;
         let seed = self.seed.wrapping_add(self.cts);
         self.cts += 1;
         self.imaged.push(imaged);
         if let Some(job) = self.ct.as_mut() {
+            let background = !self.arm.is_virtual();
             job.render = Some(std::thread::spawn(move || {
+                if background {
+                    // The kernel's workers that carry the serial line come first.
+                    stylet_rt::background_current_thread();
+                }
+                let mut ct = (*base).clone();
                 crate::phantom::render_needle(&mut ct, from, tip, 1.5);
                 crate::phantom::lower_dose(&mut ct, noise, dose, seed);
                 ct

@@ -401,6 +401,22 @@ fn set_policy(policy: Policy, priority: u8) -> Result<(), thread_priority::Error
     )
 }
 
+/// Puts the calling thread in the background (SCHED_IDLE: it runs only when nothing else of
+/// normal or real-time priority wants its core). For heavy work beside a procedure (CT rendering,
+/// needle detection, planning, IK), so that it cannot delay the kernel's normal-priority workers
+/// that carry the serial line's bytes to the control loop (docs/safety.md, "Latency budget").
+/// Threads it starts inherit it. Whether the policy took.
+pub fn background_current_thread() -> bool {
+    use thread_priority::unix::{NormalThreadSchedulePolicy as N, ThreadSchedulePolicy as P};
+    thread_priority::unix::set_thread_priority_and_policy(
+        thread_priority::unix::thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        P::Normal(N::Idle),
+    )
+    .is_ok()
+        && current_policy().0 == "SCHED_IDLE"
+}
+
 fn current_policy() -> (&'static str, i32) {
     use thread_priority::unix::ThreadSchedulePolicy as P;
     use thread_priority::unix::{NormalThreadSchedulePolicy as N, RealtimeThreadSchedulePolicy as Rt};
@@ -528,5 +544,22 @@ mod tests {
             assert!(how_to_grant(10).contains("RLIMIT_RTPRIO"));
         }
         assert!(got.to_string().starts_with(got.policy), "{got}");
+    }
+}
+
+#[cfg(test)]
+mod background_tests {
+    #[test]
+    fn a_background_thread_runs_at_sched_idle_and_its_children_inherit_it() {
+        let (own, child) = std::thread::spawn(|| {
+            let own = super::background_current_thread();
+            let child = std::thread::spawn(|| super::current_policy().0).join().unwrap_or("?");
+            (own, child)
+        })
+        .join()
+        .unwrap_or((false, "?"));
+        assert!(own, "SCHED_IDLE needs no privilege");
+        assert_eq!(child, "SCHED_IDLE");
+        assert_ne!(super::current_policy().0, "SCHED_IDLE", "the caller's own thread is untouched");
     }
 }

@@ -393,14 +393,19 @@ impl<'a, W: World> Driver<'a, W> {
         Ok(())
     }
 
-    /// Runs `f` on a worker: on a wall clock the driver ticks meanwhile; in virtual time the
-    /// computation takes no time.
+    /// Runs `f` on a worker: on a wall clock the driver ticks meanwhile (the worker at
+    /// SCHED_IDLE, `stylet_rt::background_current_thread`); in virtual time the computation takes
+    /// no time.
     fn compute<T: Send>(&mut self, f: impl FnOnce() -> T + Send) -> Result<T, DriverError> {
         if !self.world.runs_while_computing() {
             return Ok(f());
         }
         std::thread::scope(|sc| {
-            let job = sc.spawn(f);
+            // In the background: the kernel's workers that carry the serial line come first.
+            let job = sc.spawn(|| {
+                stylet_rt::background_current_thread();
+                f()
+            });
             while !job.is_finished() {
                 self.tick()?;
             }

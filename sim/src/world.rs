@@ -259,7 +259,8 @@ pub struct SimWorld<A> {
     /// The joints of the last imaging in tissue and the tip then.
     last_tip: Option<(Vec<f64>, Vector3<f64>)>,
     imaged: Vec<Imaged>,
-    ablation: Option<(f64, stylet_planning::Zone)>,
+    /// When the running ablation started.
+    ablation: Option<f64>,
     ablated: Vec<(Imaged, Vector3<f64>, stylet_planning::Zone)>,
     script: OperatorScript,
     requests: VecDeque<Request>,
@@ -652,12 +653,12 @@ impl<A: SimArm> Ablation for SimWorld<A> {
         let imaged = self.tip_now(now);
         let axis = self.true_axis(&self.arm.true_joints());
         self.ablated.push((imaged, axis, setting.clone()));
-        self.ablation = Some((now, setting.clone()));
+        self.ablation = Some(now);
         Ok(())
     }
     fn ablation_status(&mut self) -> AblationStatus {
         let (w, s) = self.setup.ablation_w_s;
-        let Some((t0, _)) = &self.ablation else {
+        let Some(t0) = self.ablation else {
             return AblationStatus { elapsed_s: 0.0, energy_j: 0.0, done: false };
         };
         let f = ((self.arm.clock_s() - t0) / self.setup.ablation_sim_s.max(1e-3)).clamp(0.0, 1.0);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
-use stylet_imaging::{detect, load_nifti, load_series, Fiducial, FiducialSettings, Volume};
+use stylet_imaging::{detect, load_nifti, load_series, Fiducial, Volume};
 use stylet_registration::RegistrationConfig;
 
 /// Options of `stylet ct info`.
@@ -115,17 +115,7 @@ pub(crate) fn detect_fiducials(
     f: &stylet_registration::FiducialConfig,
 ) -> anyhow::Result<(Vec<Fiducial>, Vec<stylet_imaging::Rejected>)> {
     let v = load_ct(path, series)?;
-    Ok(detect(&v, &fiducial_settings(f)))
-}
-
-/// The imaging crate's detection settings from the registration config's `[fiducials]`.
-pub(crate) fn fiducial_settings(f: &stylet_registration::FiducialConfig) -> FiducialSettings {
-    FiducialSettings {
-        threshold_hu: f.threshold_hu as f32,
-        diameter_mm: f.diameter_mm,
-        volume_fraction: f.volume_fraction,
-        max_elongation: f.max_elongation,
-    }
+    Ok(detect(&v, &stylet_procedure::driver::fiducial_settings(f)))
 }
 
 /// Options of `stylet fiducials`.

@@ -28,6 +28,7 @@ mod needle;
 mod setup;
 
 pub use needle::InsertionEnd;
+pub use setup::fiducial_settings;
 
 /// What the driver needs besides the ports: rules, calibrations and the robot model.
 #[derive(Clone, Debug)]

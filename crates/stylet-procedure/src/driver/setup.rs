@@ -42,13 +42,7 @@ impl<W: World> Driver<'_, W> {
     ) -> Result<Transform<Robot, Ct>, DriverError> {
         let cfg = Arc::clone(&self.cfg);
         let p = Arc::clone(planning);
-        let f = &cfg.registration.fiducials;
-        let settings = stylet_imaging::FiducialSettings {
-            threshold_hu: f.threshold_hu as f32,
-            diameter_mm: f.diameter_mm,
-            volume_fraction: f.volume_fraction,
-            max_elongation: f.max_elongation,
-        };
+        let settings = fiducial_settings(&cfg.registration.fiducials);
         let found = self.compute(move || stylet_imaging::detect(&p.ct.volume, &settings).0)?;
         let detected: Vec<Vector3<f64>> = found.iter().map(|m| v3(m.center_lps_mm)).collect();
         let frame: Vec<Vector3<f64>> = cfg.marker_frame.iter().map(|p| p.to_nalgebra().coords).collect();
@@ -215,6 +209,17 @@ impl<W: World> Driver<'_, W> {
         self.command(Command::Complete)?;
         self.note("controller connected, drives enabled, arm at home");
         Ok(())
+    }
+}
+
+/// The detector's settings for the marker frame's fiducials.
+#[must_use]
+pub fn fiducial_settings(f: &stylet_registration::FiducialConfig) -> stylet_imaging::FiducialSettings {
+    stylet_imaging::FiducialSettings {
+        threshold_hu: f.threshold_hu as f32,
+        diameter_mm: f.diameter_mm,
+        volume_fraction: f.volume_fraction,
+        max_elongation: f.max_elongation,
     }
 }
 

@@ -367,7 +367,6 @@ fn outcome_name(o: Outcome) -> &'static str {
 
 /// The run's summary: what the driver did, and its errors from the world's truth.
 fn summary(report: &Report, truth: &Value, end: &ArmEnd, outcome: Outcome, scenario: &Scenario) -> Value {
-    let first = report.positions.first();
     let mut s = json!({
         "outcome": outcome_name(outcome),
         "expected_outcome": outcome_name(scenario.expect),
@@ -408,7 +407,6 @@ fn summary(report: &Report, truth: &Value, end: &ArmEnd, outcome: Outcome, scena
         s["failed"] = json!({ "error": error, "needle_out": needle_out,
             "controller_drives_off": truth["controller_drives_off"], "inserted_mm": truth["inserted_mm"] });
     }
-    let _ = first;
     s
 }
 

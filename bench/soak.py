@@ -51,12 +51,34 @@ def stop_load(procs):
         p.wait()
 
 
+def steal_ms():
+    """Per-core steal time so far (/proc/stat, 10 ms ticks): the time the hypervisor ran something
+    else while this virtual machine's core wanted to run; nothing inside the machine prevents it."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            w = line.split()
+            if w[0].startswith("cpu") and w[0] != "cpu":
+                out[int(w[0][3:])] = int(w[8]) * 10
+    return out
+
+
 def run_json(cmd, prefix):
+    s0 = steal_ms()
     o = subprocess.run(prefix + cmd, capture_output=True, text=True, cwd=ROOT)
+    s1 = steal_ms()
+    o.steal_ms = {c: s1[c] - s0.get(c, 0) for c in s1}
     try:
         return json.loads(o.stdout.strip().splitlines()[-1]), o
     except (ValueError, IndexError):
         return None, o
+
+
+def rt_steal(v, o):
+    """Steal during the run on the cores of the runner and of the simulated controller."""
+    r = v.get("realtime") or {}
+    cores = {(r.get(k) or {}).get("core") for k in ("runner", "simulated_controller")} - {None}
+    return max([o.steal_ms.get(c, 0) for c in cores] or [max(o.steal_ms.values() or [0])])
 
 
 def lateness(v, key="lateness_us"):
@@ -94,6 +116,7 @@ def main():
                    "passed": v.get("passed"), "late_cycles": v.get("late_cycles"),
                    "stalls": v.get("stalls"), "lateness_us": lateness(v),
                    "max_state_gap_ms": v.get("max_state_gap_ms"),
+                   "steal_ms": rt_steal(v, o),
                    "realtime": (v.get("realtime") or {}).get("runner", {}).get("policy")}
             runs.append(rec)
             if fault:
@@ -102,10 +125,11 @@ def main():
                 if got != fault[1]:
                     spurious.append(f"bringup {i}: injected {fault[0]}, latched {got}")
             elif not v.get("passed") or got:
-                spurious.append(f"bringup {i}: passed={v.get('passed')} fault={got}")
+                spurious.append(f"bringup {i}: passed={v.get('passed')} fault={got} steal_ms={rec['steal_ms']}")
+                rec["spurious"] = True
             print(f"bringup {i:3d} {'fault ' + fault[0] if fault else 'nominal':24s} fault={got} "
                   f"late={rec['late_cycles']} stalls={rec['stalls']} lateness_us={rec['lateness_us']} "
-                  f"state_gap_ms={rec['max_state_gap_ms']} "
+                  f"state_gap_ms={rec['max_state_gap_ms']} steal_ms={rec['steal_ms']} "
                   f"{rec['realtime']}", flush=True)
         for i in range(a.demos):
             scenario = "fault-link-loss" if i % 10 == 9 else "easy"
@@ -123,6 +147,7 @@ def main():
                    "stalls": timing.get("stalls"), "lateness_us": lateness(timing),
                    "max_state_gap_ms": timing.get("max_state_gap_ms"),
                    "wire_monitor_violations": v.get("wire_monitor_violations"),
+                   "steal_ms": rt_steal(v, o),
                    "realtime": (v.get("realtime") or {}).get("runner", {}).get("policy")}
             runs.append(rec)
             if scenario == "fault-link-loss":
@@ -131,12 +156,13 @@ def main():
                 if v.get("outcome") != "safe-stop":
                     spurious.append(f"demo {i}: link loss not detected: {v.get('outcome')}")
             elif v.get("outcome") != "done" or v.get("faults"):
-                spurious.append(f"demo {i}: outcome {v.get('outcome')}, faults {v.get('faults')}")
+                spurious.append(f"demo {i}: outcome {v.get('outcome')}, faults {v.get('faults')} steal_ms={rec['steal_ms']}")
+                rec["spurious"] = True
             if v.get("wire_monitor_violations"):
                 spurious.append(f"demo {i}: {v.get('wire_monitor_violations')} wire-monitor violations")
             print(f"demo {i:3d} {scenario:18s} outcome={rec['outcome']} faults={rec['faults']} "
                   f"late={rec['late_cycles']} stalls={rec['stalls']} lateness_us={rec['lateness_us']} "
-                  f"state_gap_ms={rec['max_state_gap_ms']} "
+                  f"state_gap_ms={rec['max_state_gap_ms']} steal_ms={rec['steal_ms']} "
                   f"{rec['realtime']}", flush=True)
     finally:
         stop_load(load)
@@ -161,6 +187,12 @@ def main():
             "worst_state_gap_ms": max([r["max_state_gap_ms"] or 0 for r in rs
                                        if not r.get("fault_injected") and r.get("scenario") != "fault-link-loss"] or [0]),
             "policy": sorted({r["realtime"] or "?" for r in rs}),
+            # The hypervisor's steal on the real-time cores: runs with at least one 10 ms tick,
+            # and how many of the spurious faults fell in such runs.
+            "runs_with_steal": sum(1 for r in rs if r["steal_ms"] >= 10),
+            "spurious_in_runs_with_steal": sum(1 for r in rs if r.get("spurious") and r["steal_ms"] >= 10),
+            "spurious_in_runs_without_steal": sum(1 for r in rs if r.get("spurious") and r["steal_ms"] < 10),
+            "worst_steal_ms": max(r["steal_ms"] for r in rs),
         }
     print(json.dumps(summary, indent=1))
     if a.json:

@@ -177,3 +177,59 @@ fn pedal_release_refuses_insertion() {
     assert!(failed["detail"].as_str().unwrap().contains("INS-2"), "{failed}");
     assert_eq!(r["drives_on"], false, "bring-up leaves the drives off: {r:#}");
 }
+
+/// `bringup --sim --json` in this process's privileges, or under `setpriv` without CAP_SYS_NICE
+/// and CAP_IPC_LOCK.
+fn bringup_sim(config: &Path, refused: bool) -> Value {
+    let mut cmd = if refused {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set", "-sys_nice,-ipc_lock", STYLET]);
+        c
+    } else {
+        Command::new(STYLET)
+    };
+    let out = cmd.args(["bringup", "--sim", "--json", "--range-mm", "0.5", "--range-deg", "0.3", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("bringup printed {text:?} ({e}); stderr {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success() && v["passed"] == true, "{v:#}");
+    v
+}
+
+#[test]
+fn scheduling_is_obtained_as_root_and_refused_with_how_to_grant_it_without_the_capabilities() {
+    if !nix_is_root() {
+        eprintln!("skipped: not root, the granted case cannot be shown (CI runs as root)");
+        assert!(std::env::var_os("CI").is_none(), "CI runs this test as root");
+        return;
+    }
+    let _g = common::wall_clock_turn();
+    let config = test_config("sched");
+    let granted = bringup_sim(&config, false)["realtime"].clone();
+    assert_eq!(granted["runner"]["policy"], "SCHED_FIFO", "{granted:#}");
+    assert_eq!(granted["link"]["policy"], "SCHED_FIFO", "{granted:#}");
+    assert_eq!(granted["simulated_controller"]["policy"], "SCHED_FIFO", "{granted:#}");
+    assert_eq!(granted["kernel_input_workers"], "SCHED_FIFO 70", "{granted:#}");
+    assert!(granted["memory_locked"].is_string(), "{granted:#}");
+    assert_eq!(granted["refused"], serde_json::json!([]), "{granted:#}");
+    // Without the capabilities the run goes on at normal priority, and says why and how to grant it.
+    let refused = bringup_sim(&config, true)["realtime"].clone();
+    let _ = std::fs::remove_dir_all(&config);
+    assert_eq!(refused["runner"]["policy"], "SCHED_OTHER", "{refused:#}");
+    assert!(refused["kernel_input_workers"].is_null(), "{refused:#}");
+    let why: Vec<&str> = refused["refused"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(why.iter().any(|r| r.contains("SCHED_FIFO priority 82 refused")), "{why:?}");
+    assert!(why.iter().any(|r| r.contains("memory lock refused")), "{why:?}");
+    assert!(why.iter().any(|r| r.contains("serial input workers") && r.contains("SCHED_FIFO 70 refused")), "{why:?}");
+    assert!(refused["how_to_grant"].as_str().unwrap().contains("CAP_SYS_NICE"), "{refused:#}");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}

@@ -29,17 +29,26 @@ pub(crate) struct Scheduling {
     runner: Option<Obtained>,
     link: Option<Obtained>,
     controller: Option<Obtained>,
+    driver: Option<Obtained>,
 }
 
 impl Scheduling {
+    /// What the procedure driver's thread obtained (a wall-clock run).
+    pub(crate) fn set_driver(&mut self, o: Obtained) {
+        self.driver = Some(o);
+    }
+
     pub(crate) fn json(&self) -> Value {
         json!({
             "runner": self.runner,
             "link": self.link,
             "simulated_controller": self.controller,
+            "driver": self.driver,
             "realtime_core": self.process.realtime_core,
             "heavy_work_cores": self.process.heavy_work_cores,
             "memory_locked": self.process.memory_locked,
+            "kernel_input_workers": self.process.input_workers,
+            "cpu_wakeup_latency_us": self.process.cpu_wakeup_latency_us,
             "refused": self.refused(),
             "how_to_grant": self.policy_refused().then(|| stylet_rt::how_to_grant(self.max_priority())),
         })
@@ -59,7 +68,7 @@ impl Scheduling {
     }
 
     fn threads(&self) -> impl Iterator<Item = &Obtained> {
-        [&self.runner, &self.link, &self.controller].into_iter().flatten()
+        [&self.runner, &self.link, &self.controller, &self.driver].into_iter().flatten()
     }
 
     /// Whether any thread was refused its real-time policy.
@@ -78,10 +87,15 @@ impl Scheduling {
         if self.controller.is_some() {
             line.push_str(&format!(", simulated controller {}", show(&self.controller)));
         }
+        if self.driver.is_some() {
+            line.push_str(&format!(", driver {}", show(&self.driver)));
+        }
         line.push_str(&format!(
-            "; heavy work on cores {:?}; memory {}",
+            "; heavy work on cores {:?}; memory {}; kernel input workers {}; core wake-up latency {}",
             self.process.heavy_work_cores,
-            self.process.memory_locked.map_or_else(|| "not locked".to_string(), |m| format!("locked ({m})"))
+            self.process.memory_locked.map_or_else(|| "not locked".to_string(), |m| format!("locked ({m})")),
+            self.process.input_workers.as_deref().unwrap_or("as the kernel has them"),
+            self.process.cpu_wakeup_latency_us.map_or_else(|| "as the host has it".to_string(), |us| format!("held at {us} µs"))
         ));
         for r in self.refused() {
             line.push_str(&format!("\n  refused: {r}"));
@@ -133,6 +147,7 @@ pub(crate) fn start(
         runner: h.scheduling().cloned(),
         link: link_sched,
         controller: sim.as_ref().and_then(|s| s.scheduling.clone()),
+        driver: None,
     };
     Ok(ControlLoop { h, sim, info, stats, mute, scheduling })
 }

@@ -80,7 +80,8 @@ impl<W: World> Driver<'_, W> {
         Ok(())
     }
 
-    /// The supervisor stopped the arm mid-insertion: the workflow pauses for the operator, who
+    /// The supervisor stopped the arm (mid-insertion, or in any other move or command): the
+    /// workflow pauses for the operator, who
     /// resets (the supervisor's reset; the procedure then ends with the arm holding, the needle
     /// where it is) or ends the procedure. Either way the arm stays in the supervisor's safe
     /// state and the drives go off.

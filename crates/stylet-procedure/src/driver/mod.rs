@@ -246,7 +246,15 @@ impl<'a, W: World> Driver<'a, W> {
         let outcome = match self.procedure() {
             Ok(o) => o,
             Err(DriverError::Aborted(phase)) => self.abort(phase),
-            Err(e) => self.fail(&e),
+            Err(e) => match self.supervisor_stop() {
+                // The supervisor stopped the arm (during an alignment, a retraction, a command):
+                // the same safe stop as one during an insertion, the operator decides.
+                Some((state, fault, inserted_mm)) => {
+                    self.note(&format!("stopped by the supervisor: {e}"));
+                    self.after_stop(state, fault, inserted_mm)
+                }
+                None => self.fail(&e),
+            },
         };
         self.report.outcome = outcome;
         self.report.final_phase = self.wf.phase();
@@ -277,6 +285,19 @@ impl<'a, W: World> Driver<'a, W> {
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// The supervisor's stop, if it holds one (a latched fault or an e-stop): its state, the
+    /// fault, and the needle's depth past the skin (measured joints).
+    fn supervisor_stop(&mut self) -> Option<(MotionState, Option<String>, f64)> {
+        let s = self.world.snapshot().ok()?;
+        if s.fault.is_none() && s.state != MotionState::EStop {
+            return None;
+        }
+        let inserted = self
+            .insertion_joint()
+            .map_or(0.0, |ins| (s.measured.as_slice()[ins] - self.cfg.ik.standoff_mm).max(0.0));
+        Some((s.state, s.fault.map(|f| f.to_string()), inserted))
     }
 
     // ----- the ports, through the driver's bookkeeping -----

@@ -315,7 +315,7 @@ fn realtime(
 ) -> anyhow::Result<(Report, Value, ArmEnd, bool)> {
     // Before any thread starts: the real-time core, heavy work off it, memory locked.
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
-    let crate::realtime::ControlLoop { h, sim, scheduling, .. } =
+    let crate::realtime::ControlLoop { h, sim, mut scheduling, .. } =
         crate::realtime::start(&rt, &args.config, safety, None, &[])?;
     let sim = sim.context("the simulated controller")?;
     // OpenIGTLink (docs/igtl.md): watch from 3D Slicer, and EMERGENCY, which presses the
@@ -342,8 +342,23 @@ fn realtime(
     }
     let arm = RealtimeArm::new(stylet_procedure::runner_motion::RunnerMotion::new(h, safety.clone()), sim);
     let mut w = world(arm, scenario, seed, &args.config, dcfg)?;
-    fan.event_note(&scheduling.line());
-    let report = Driver::new(&mut w, fan, dcfg.clone()).run();
+    // The driver on a thread of its own, above normal load (its heartbeat and gate are due
+    // every tick); the threads it starts for heavy work put themselves at SCHED_IDLE.
+    let driver_schedule = rt.schedule(stylet_rt::Role::Driver);
+    let (report, got) = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("stylet-driver".into())
+            .spawn_scoped(s, || {
+                let got = driver_schedule.apply_to_current_thread();
+                scheduling.set_driver(got.clone());
+                fan.event_note(&scheduling.line());
+                (Driver::new(&mut w, fan, dcfg.clone()).run(), got)
+            })
+            .map(|t| t.join())
+    })
+    .context("starting the driver's thread")?
+    .map_err(|_| anyhow::anyhow!("the driver's thread panicked"))?;
+    scheduling.set_driver(got);
     let truth = w.truth(&report);
     let t_end = stylet_procedure::ports::Clock::now_s(&w);
     let RealtimeArm { motion, controller, .. } = w.arm;

@@ -10,9 +10,20 @@
 //! While a process that keeps the arm's timing runs, [`InputWorkers`] keeps every such worker at
 //! SCHED_FIFO at the configured priority (below the link's I/O thread): the workers the pool has
 //! now, and those it creates later (the pool grows and shrinks with its work), found by a scan of
-//! `/proc` every [`SCAN_PERIOD`]. When it stops (dropped, or the process ends normally), it puts
-//! back the workers it raised. Workers of other pools (per-core, high-priority) and rescuers are
-//! left as they are.
+//! `/proc` every [`SCAN_PERIOD`]. Workers of other pools (per-core, high-priority) and rescuers
+//! are left as they are.
+//!
+//! It also keeps the unbound workqueues off the real-time core (`/sys/devices/virtual/workqueue/
+//! cpumask`, the heavy-work cores). Without that, a raised worker that wakes while the real-time
+//! core idles is placed there (the real-time scheduler picks the core running the least), and a
+//! long work item in kernel code delays the runner's next cycle: measured on this project's
+//! 2-core VM, every `bench loop` with a busy loop on the other core latched HAZ-11 (cycles
+//! 11-20 ms late) until the workqueues were kept off the real-time core; then none did.
+//!
+//! When it stops (dropped, or the process ends normally), it puts back the workers it raised and
+//! the cpumask it replaced. Two Stylet processes at once (a simulated controller and a
+//! bring-up) agree: each writes the mask when it finds it different, remembers what it replaced,
+//! and writes that back at the end.
 //!
 //! The policy of another thread is set with `chrt` (util-linux), which needs CAP_SYS_NICE like
 //! the real-time policy of Stylet's own threads: this workspace makes no system call of its own
@@ -25,6 +36,34 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Where the unbound workqueues' cpumask is set (root).
+const WQ_CPUMASK: &str = "/sys/devices/virtual/workqueue/cpumask";
+
+/// The cpumask of `cores` as the workqueue file takes it (hex, 32-bit groups separated by commas).
+#[must_use]
+pub fn cpumask_hex(cores: &[usize]) -> String {
+    let top = cores.iter().max().map_or(0, |m| m / 32);
+    let mut groups: Vec<String> = (0..=top)
+        .map(|g| {
+            let bits = cores.iter().filter(|c| **c / 32 == g).fold(0u32, |acc, c| acc | (1 << (c % 32)));
+            format!("{bits:08x}")
+        })
+        .collect();
+    groups.reverse();
+    groups.join(",")
+}
+
+/// Parses a cpumask as the kernel prints it (`3`, `00000003`, `ff,ffffffff`).
+#[must_use]
+pub fn parse_cpumask(text: &str) -> Option<Vec<usize>> {
+    let mut cores = Vec::new();
+    for (g, group) in text.trim().split(',').rev().enumerate() {
+        let bits = u32::from_str_radix(group, 16).ok()?;
+        cores.extend((0..32).filter(|b| bits & (1 << b) != 0).map(|b| g * 32 + b));
+    }
+    Some(cores)
+}
 
 /// How often the workers the kernel created since are looked for.
 pub const SCAN_PERIOD: Duration = Duration::from_millis(200);
@@ -117,12 +156,31 @@ pub struct WorkersReport {
     pub raised: usize,
     /// The first refusal, if the host refused (no CAP_SYS_NICE, no `chrt`).
     pub refused: Option<String>,
+    /// The cores the unbound workqueues are kept on, if they are.
+    pub workqueue_cores: Option<Vec<usize>>,
+    /// Why they are not, if they are not.
+    pub workqueue_refused: Option<String>,
 }
 
 struct Shared {
     raised: Mutex<BTreeSet<u32>>,
     report: Mutex<WorkersReport>,
     stop: AtomicBool,
+    /// The cpumask to keep (hex) and the one it replaced, if it replaced one.
+    mask: Option<String>,
+    replaced_mask: Mutex<Option<String>>,
+}
+
+/// Writes the workqueue cpumask when it differs from `mask`, remembering the first one replaced.
+fn keep_mask(s: &Shared) -> Result<(), String> {
+    let Some(mask) = &s.mask else { return Ok(()) };
+    let now = std::fs::read_to_string(WQ_CPUMASK).map_err(|e| format!("{WQ_CPUMASK}: {e}"))?;
+    if parse_cpumask(&now) == parse_cpumask(mask) {
+        return Ok(());
+    }
+    std::fs::write(WQ_CPUMASK, mask).map_err(|e| format!("{WQ_CPUMASK}: {e}"))?;
+    s.replaced_mask.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(now.trim().to_string());
+    Ok(())
 }
 
 /// Keeps the kernel's unbound workers at SCHED_FIFO while it lives (see the module's doc).
@@ -132,16 +190,31 @@ pub struct InputWorkers {
 }
 
 impl InputWorkers {
-    /// Raises the unbound workers there are now to SCHED_FIFO `priority`, and starts the scan
-    /// that raises those the kernel creates later. If the host refuses the first one, no scan is
-    /// started and the report says why.
+    /// Keeps the unbound workqueues on `keep_on` (the heavy-work cores; `None` or every core
+    /// leaves the mask as it is), raises the unbound workers there are now to SCHED_FIFO
+    /// `priority`, and starts the scan that does both again for what the kernel changes later.
+    /// If the host refuses the first raise, no scan is started and the report says why.
     #[must_use]
-    pub fn start(priority: u8) -> Self {
+    pub fn start(priority: u8, keep_on: Option<&[usize]>) -> Self {
         let shared = Arc::new(Shared {
             raised: Mutex::new(BTreeSet::new()),
             report: Mutex::new(WorkersReport { priority, ..WorkersReport::default() }),
             stop: AtomicBool::new(false),
+            mask: keep_on.filter(|c| !c.is_empty()).map(cpumask_hex),
+            replaced_mask: Mutex::new(None),
         });
+        {
+            let mut r = shared.report.lock().unwrap_or_else(PoisonError::into_inner);
+            match keep_mask(&shared) {
+                Ok(()) => r.workqueue_cores = keep_on.map(<[usize]>::to_vec),
+                Err(e) => {
+                    r.workqueue_refused = Some(format!(
+                        "keeping the kernel's unbound workqueues off the real-time core refused ({e}): \
+                         kernel work may delay the runner"
+                    ));
+                }
+            }
+        }
         let ok = raise_new(&shared, priority);
         let thread = ok
             .then(|| {
@@ -151,6 +224,7 @@ impl InputWorkers {
                     .spawn(move || {
                         while !s.stop.load(Ordering::Relaxed) {
                             std::thread::sleep(SCAN_PERIOD);
+                            let _ = keep_mask(&s);
                             raise_new(&s, priority);
                         }
                     })
@@ -199,6 +273,9 @@ impl Drop for InputWorkers {
             let _ = t.join();
         }
         let priority = self.shared.report.lock().unwrap_or_else(PoisonError::into_inner).priority;
+        if let Some(mask) = self.shared.replaced_mask.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = std::fs::write(WQ_CPUMASK, mask);
+        }
         let raised = std::mem::take(&mut *self.shared.raised.lock().unwrap_or_else(PoisonError::into_inner));
         for t in scan(Path::new("/proc")) {
             if raised.contains(&t.tid) && t.policy == 1 && t.rt_priority == u32::from(priority) {
@@ -248,8 +325,18 @@ mod tests {
     }
 
     #[test]
+    fn cpumasks_are_written_and_read_as_the_kernel_does() {
+        assert_eq!(cpumask_hex(&[0]), "00000001");
+        assert_eq!(cpumask_hex(&[0, 1]), "00000003");
+        assert_eq!(cpumask_hex(&[1, 33]), "00000002,00000002");
+        assert_eq!(parse_cpumask("3\n"), Some(vec![0, 1]));
+        assert_eq!(parse_cpumask("00000002,00000002"), Some(vec![1, 33]));
+        assert_eq!(parse_cpumask("zz"), None);
+    }
+
+    #[test]
     fn the_workers_are_raised_while_it_lives_and_put_back_after_or_refused_with_the_reason() {
-        let w = InputWorkers::start(7);
+        let w = InputWorkers::start(7, None);
         let r = w.report();
         let now = scan(Path::new("/proc"));
         if let Some(why) = &r.refused {

@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub mod input_workers;
+pub mod steal;
 pub use input_workers::InputWorkers;
+pub use steal::{StealMonitor, Stolen};
 
 use serde::{Deserialize, Serialize};
 use stylet_core::config::{read_toml, Checker, ConfigError};
@@ -288,15 +290,25 @@ impl RealtimeConfig {
                 None
             }
         });
-        let workers = (self.input_workers_priority > 0).then(|| InputWorkers::start(self.input_workers_priority));
+        // The unbound workqueues kept on the heavy-work cores (when the real-time core is kept
+        // for the real-time threads), their workers raised.
+        let keep_on = (heavy_work_cores.len() < allowed.len()).then_some(heavy_work_cores.as_slice());
+        let workers =
+            (self.input_workers_priority > 0).then(|| InputWorkers::start(self.input_workers_priority, keep_on));
+        let mut workqueue_cores = None;
         let workers = match workers {
-            Some(w) => match w.report().refused {
-                Some(why) => {
-                    refused.push(why);
-                    None
+            Some(w) => {
+                let r = w.report();
+                workqueue_cores = r.workqueue_cores;
+                refused.extend(r.workqueue_refused);
+                match r.refused {
+                    Some(why) => {
+                        refused.push(why);
+                        None
+                    }
+                    None => Some(Arc::new(w)),
                 }
-                None => Some(Arc::new(w)),
-            },
+            }
             None => None,
         };
         Prepared {
@@ -310,10 +322,12 @@ impl RealtimeConfig {
                 }),
                 input_workers: workers.as_ref().map(|_| format!("SCHED_FIFO {}", self.input_workers_priority)),
                 cpu_wakeup_latency_us: wakeup.as_ref().map(|w| w.0),
+                kernel_workqueue_cores: workqueue_cores,
                 refused,
             },
             workers,
             _wakeup: wakeup.map(|w| w.1),
+            steal: StealMonitor::start().map(Arc::new),
         }
     }
 }
@@ -331,6 +345,8 @@ pub struct ProcessReport {
     pub input_workers: Option<String>,
     /// The wake-up latency every core is held to (PM QoS), µs, if any.
     pub cpu_wakeup_latency_us: Option<u32>,
+    /// The cores the kernel's unbound workqueues are kept on (off the real-time core), if they are.
+    pub kernel_workqueue_cores: Option<Vec<usize>>,
     /// What was asked for and refused, with how to grant it.
     pub refused: Vec<String>,
 }
@@ -344,6 +360,7 @@ pub struct Prepared {
     workers: Option<Arc<InputWorkers>>,
     /// Held open for the PM QoS request to last.
     _wakeup: Option<Arc<std::fs::File>>,
+    steal: Option<Arc<StealMonitor>>,
 }
 
 impl fmt::Debug for InputWorkers {
@@ -353,6 +370,18 @@ impl fmt::Debug for InputWorkers {
 }
 
 impl Prepared {
+    /// The hypervisor's steal so far on the cores of the real-time threads (the real-time core and
+    /// the simulated controller's), timed from `base`; empty on bare metal.
+    #[must_use]
+    pub fn stolen(&self, base: std::time::Instant) -> Vec<Stolen> {
+        let mut cores: Vec<usize> =
+            [Role::Runner, Role::Controller].iter().filter_map(|r| self.schedule(*r).core).collect();
+        if cores.is_empty() {
+            cores = allowed_cores();
+        }
+        self.steal.as_ref().map_or_else(Vec::new, |m| m.since(base, &cores))
+    }
+
     /// How many kernel input workers were raised so far (they come and go with the kernel's
     /// load), if they are kept raised.
     #[must_use]

@@ -60,6 +60,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "lateness_us": { "p50": us(lat.quantile(0.5)), "p99": us(lat.quantile(0.99)), "p999": us(lat.quantile(0.999)), "max": us(lat.max()) },
         "fault": report.snapshot.fault.map(|f| f.to_string()),
         "realtime": scheduling.json(),
+        "steal": crate::realtime::steal_json(&rt, t0, None),
         "wire_monitor": monitor,
     });
     if args.json {

@@ -471,9 +471,16 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(sim) => Some(sim.stop()?),
         None => None,
     };
+    let fault_t_ms = s
+        .log
+        .iter()
+        .find(|e| e["event"].as_str().is_some_and(|t| t.starts_with("fault latched")))
+        .and_then(|e| e["t_ms"].as_f64());
+    let fault_t_ms = snap.fault.and(fault_t_ms);
     let out = json!({
         "port": port,
         "realtime": scheduling.json(),
+        "steal": crate::realtime::steal_json(&rt, s.started, fault_t_ms),
         "wire_monitor": monitor,
         "passed": steps.ok,
         "controller": {

@@ -49,6 +49,7 @@ impl Scheduling {
             "memory_locked": self.process.memory_locked,
             "kernel_input_workers": self.process.input_workers,
             "cpu_wakeup_latency_us": self.process.cpu_wakeup_latency_us,
+            "kernel_workqueue_cores": self.process.kernel_workqueue_cores,
             "refused": self.refused(),
             "how_to_grant": self.policy_refused().then(|| stylet_rt::how_to_grant(self.max_priority())),
         })
@@ -94,7 +95,11 @@ impl Scheduling {
             "; heavy work on cores {:?}; memory {}; kernel input workers {}; core wake-up latency {}",
             self.process.heavy_work_cores,
             self.process.memory_locked.map_or_else(|| "not locked".to_string(), |m| format!("locked ({m})")),
-            self.process.input_workers.as_deref().unwrap_or("as the kernel has them"),
+            match (&self.process.input_workers, &self.process.kernel_workqueue_cores) {
+                (Some(w), Some(c)) => format!("{w} (unbound workqueues on cores {c:?})"),
+                (Some(w), None) => w.clone(),
+                (None, _) => "as the kernel has them".to_string(),
+            },
             self.process.cpu_wakeup_latency_us.map_or_else(|| "as the host has it".to_string(), |us| format!("held at {us} µs"))
         ));
         for r in self.refused() {
@@ -150,6 +155,20 @@ pub(crate) fn start(
         driver: None,
     };
     Ok(ControlLoop { h, sim, info, stats, mute, scheduling })
+}
+
+/// The hypervisor's steal on the real-time threads' cores during a run that started at `base`
+/// (docs/safety.md, "Latency budget"): in all, the most within any 100 ms, and, when a fault
+/// latched at `fault_t_ms` (same time base), within the 300 ms before it.
+pub(crate) fn steal_json(rt: &Prepared, base: std::time::Instant, fault_t_ms: Option<f64>) -> Value {
+    let stolen = rt.stolen(base);
+    let worst_100ms = stolen.iter().map(|s| stylet_rt::steal::around(&stolen, s.t_ms, 100.0, 0.0)).max().unwrap_or(0);
+    json!({
+        "total_ms": stolen.iter().map(|s| s.ms).sum::<u64>(),
+        "worst_100ms_ms": worst_100ms,
+        "before_fault_ms": fault_t_ms.map(|t| stylet_rt::steal::around(&stolen, t, 300.0, 20.0)),
+        "events": stolen.iter().take(200).collect::<Vec<_>>(),
+    })
 }
 
 /// The order of a timing sample's values in the procedure log.

@@ -315,6 +315,7 @@ fn realtime(
 ) -> anyhow::Result<(Report, Value, ArmEnd, bool)> {
     // Before any thread starts: the real-time core, heavy work off it, memory locked.
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
+    let started = std::time::Instant::now();
     let crate::realtime::ControlLoop { h, sim, mut scheduling, .. } =
         crate::realtime::start(&rt, &args.config, safety, None, &[])?;
     let sim = sim.context("the simulated controller")?;
@@ -368,7 +369,9 @@ fn realtime(
     let monitor = controller.stop()?;
     let mut timing_json = crate::realtime::timing_json(&timing, &run.lateness);
     timing_json["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
-    let end = ArmEnd { monitor, timing: timing_json, realtime: scheduling.json(), events_dropped: run.events_dropped };
+    let mut realtime = scheduling.json();
+    realtime["steal"] = crate::realtime::steal_json(&rt, started, None);
+    let end = ArmEnd { monitor, timing: timing_json, realtime, events_dropped: run.events_dropped };
     Ok((report, truth, end, network_estop.load(Ordering::SeqCst)))
 }
 

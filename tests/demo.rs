@@ -402,3 +402,26 @@ fn at_the_ins3_limit_the_procedure_waits_for_the_operator_who_ends_it_safely() {
     assert!(log.contains("checkpoints_exhausted") && log.contains("INS-3"), "{log}");
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn a_fault_during_the_retraction_is_a_safe_stop_not_a_failure() {
+    // The controller restarts 10 s after the needle passed 60 mm: it is on its way out after the
+    // ablation. The supervisor latches HAZ-12 mid-move; the procedure ends as a safe stop, the
+    // needle held where the supervisor stopped it, drives off, and the operator decides.
+    let path = variant(
+        "easy",
+        "fault-in-retraction",
+        "safe-stop",
+        "[[events]]\nat_inserted_mm = 60.0\nafter_s = 10.0\nfault = \"reset\"\n",
+    );
+    let (v, out) = demo(path.to_str().unwrap());
+    let s = &v["safe_state"];
+    assert_eq!(s["supervisor_state"], "fault", "{v}");
+    assert_eq!(s["controller_drives_off"], true, "{v}");
+    let inserted = s["inserted_mm"].as_f64().unwrap();
+    assert!(inserted > 1.0 && inserted < 60.0, "stopped on the way out: {v}");
+    assert!(v["failed"].is_null(), "{v}");
+    let log = std::fs::read_to_string(out.join("procedure.log")).unwrap();
+    assert!(log.contains("stopped by the supervisor: move to") && log.contains("Retraction -> Paused"), "{log}");
+    let _ = std::fs::remove_dir_all(out);
+}

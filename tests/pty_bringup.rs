@@ -188,7 +188,8 @@ fn bringup_sim(config: &Path, refused: bool) -> Value {
     } else {
         Command::new(STYLET)
     };
-    let out = cmd.args(["bringup", "--sim", "--json", "--range-mm", "0.5", "--range-deg", "0.3", "--config"])
+    let out = cmd
+        .args(["bringup", "--sim", "--json", "--range-mm", "0.5", "--range-deg", "0.3", "--config"])
         .arg(config)
         .output()
         .unwrap();

@@ -100,7 +100,9 @@ impl Scheduling {
                 (Some(w), None) => w.clone(),
                 (None, _) => "as the kernel has them".to_string(),
             },
-            self.process.cpu_wakeup_latency_us.map_or_else(|| "as the host has it".to_string(), |us| format!("held at {us} µs"))
+            self.process
+                .cpu_wakeup_latency_us
+                .map_or_else(|| "as the host has it".to_string(), |us| format!("held at {us} µs"))
         ));
         for r in self.refused() {
             line.push_str(&format!("\n  refused: {r}"));

@@ -294,9 +294,8 @@ impl<'a, W: World> Driver<'a, W> {
         if s.fault.is_none() && s.state != MotionState::EStop {
             return None;
         }
-        let inserted = self
-            .insertion_joint()
-            .map_or(0.0, |ins| (s.measured.as_slice()[ins] - self.cfg.ik.standoff_mm).max(0.0));
+        let inserted =
+            self.insertion_joint().map_or(0.0, |ins| (s.measured.as_slice()[ins] - self.cfg.ik.standoff_mm).max(0.0));
         Some((s.state, s.fault.map(|f| f.to_string()), inserted))
     }
 

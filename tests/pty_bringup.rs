@@ -214,6 +214,8 @@ fn scheduling_is_obtained_as_root_and_refused_with_how_to_grant_it_without_the_c
     assert_eq!(granted["link"]["policy"], "SCHED_FIFO", "{granted:#}");
     assert_eq!(granted["simulated_controller"]["policy"], "SCHED_FIFO", "{granted:#}");
     assert_eq!(granted["kernel_input_workers"], "SCHED_FIFO 70", "{granted:#}");
+    assert!(granted["kernel_workqueue_cores"].is_array(), "{granted:#}");
+    assert_eq!(granted["cpu_wakeup_latency_us"], 0, "{granted:#}");
     assert!(granted["memory_locked"].is_string(), "{granted:#}");
     assert_eq!(granted["refused"], serde_json::json!([]), "{granted:#}");
     // Without the capabilities the run goes on at normal priority, and says why and how to grant it.
@@ -221,6 +223,7 @@ fn scheduling_is_obtained_as_root_and_refused_with_how_to_grant_it_without_the_c
     let _ = std::fs::remove_dir_all(&config);
     assert_eq!(refused["runner"]["policy"], "SCHED_OTHER", "{refused:#}");
     assert!(refused["kernel_input_workers"].is_null(), "{refused:#}");
+    assert!(refused["kernel_workqueue_cores"].is_null(), "{refused:#}");
     let why: Vec<&str> = refused["refused"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(why.iter().any(|r| r.contains("SCHED_FIFO priority 82 refused")), "{why:?}");
     assert!(why.iter().any(|r| r.contains("memory lock refused")), "{why:?}");

@@ -299,14 +299,17 @@ impl RealtimeConfig {
         let workers = match workers {
             Some(w) => {
                 let r = w.report();
-                workqueue_cores = r.workqueue_cores;
                 refused.extend(r.workqueue_refused);
                 match r.refused {
+                    // Dropped at once: the mask it wrote is put back.
                     Some(why) => {
                         refused.push(why);
                         None
                     }
-                    None => Some(Arc::new(w)),
+                    None => {
+                        workqueue_cores = r.workqueue_cores;
+                        Some(Arc::new(w))
+                    }
                 }
             }
             None => None,

@@ -375,7 +375,14 @@ impl<A: SimArm> SimWorld<A> {
         if take {
             self.take_ct(now);
         }
-        let ready = self.ct.as_ref().is_some_and(|j| now >= j.ready_at_s && j.render.is_some());
+        // On a wall clock the render runs in the background (SCHED_IDLE) and may take longer
+        // than the scanner's delivery time under load: the CT is delivered once it is done, so
+        // that the caller (the driver's thread, which sends the heartbeat) never waits on it. In
+        // virtual time the render is joined when due, whatever its progress, for one run per seed.
+        let virtual_time = self.arm.is_virtual();
+        let ready = self.ct.as_ref().is_some_and(|j| {
+            now >= j.ready_at_s && j.render.as_ref().is_some_and(|r| virtual_time || r.is_finished())
+        });
         if ready {
             if let Some(job) = self.ct.take() {
                 if let Some(Ok(volume)) = job.render.map(std::thread::JoinHandle::join) {

@@ -158,8 +158,8 @@ impl Patient {
     /// images it, the needle having stopped at breathing time `cut_s` with the arm's true joints
     /// `q`, `inserted_mm` past the skin, along `axis`: the true tip, bent by the deflection, less
     /// the liver's displacement when it stopped (the tip cut into tissue that had moved by that
-    /// much; the tissue carries it back when it returns), less the tissue's push along the axis
-    /// (relaxing until `imaged_s`) and the patient's shift.
+    /// much; the tissue carries it back when it returns; not outside the skin), less the
+    /// tissue's push along the axis (relaxing until `imaged_s`) and the patient's shift.
     pub fn tip_in_tissue(
         &mut self,
         q: &[f64],
@@ -176,7 +176,10 @@ impl Patient {
         let bend = across * (self.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted));
         self.push.update(cut_s, inserted);
         let push = self.push.update(imaged_s, inserted);
-        tip_ct + bend - self.liver_offset(cut_s) - axis * push - self.shift.now()
+        // Outside the skin the tip is in no tissue: the liver's breathing does not carry it
+        // (the patient's shift on the table still moves the anatomy under it).
+        let liver = if inserted > 0.0 { self.liver_offset(cut_s) } else { Vector3::zeros() };
+        tip_ct + bend - liver - axis * push - self.shift.now()
     }
 }
 

@@ -380,9 +380,10 @@ impl<A: SimArm> SimWorld<A> {
         // that the caller (the driver's thread, which sends the heartbeat) never waits on it. In
         // virtual time the render is joined when due, whatever its progress, for one run per seed.
         let virtual_time = self.arm.is_virtual();
-        let ready = self.ct.as_ref().is_some_and(|j| {
-            now >= j.ready_at_s && j.render.as_ref().is_some_and(|r| virtual_time || r.is_finished())
-        });
+        let ready = self
+            .ct
+            .as_ref()
+            .is_some_and(|j| now >= j.ready_at_s && j.render.as_ref().is_some_and(|r| virtual_time || r.is_finished()));
         if ready {
             if let Some(job) = self.ct.take() {
                 if let Some(Ok(volume)) = job.render.map(std::thread::JoinHandle::join) {

@@ -152,7 +152,8 @@ fn chrt(args: &[String]) -> Result<(), String> {
 pub struct WorkersReport {
     /// The priority the workers are kept at.
     pub priority: u8,
-    /// Workers raised so far (including ones the kernel has since retired).
+    /// Workers raised so far (including ones the kernel has since retired; counted by
+    /// [`InputWorkers::report`]).
     pub raised: usize,
     /// The first refusal, if the host refused (no CAP_SYS_NICE, no `chrt`).
     pub refused: Option<String>,
@@ -237,7 +238,15 @@ impl InputWorkers {
     /// What was done so far.
     #[must_use]
     pub fn report(&self) -> WorkersReport {
-        self.shared.report.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let mut r = self.shared.report.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        r.raised = self.shared.raised.lock().unwrap_or_else(PoisonError::into_inner).len();
+        r
+    }
+}
+
+impl std::fmt::Debug for InputWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InputWorkers({:?})", self.report())
     }
 }
 
@@ -247,7 +256,6 @@ fn raise_new(s: &Shared, priority: u8) -> bool {
         match chrt(&["-f".into(), "-p".into(), priority.to_string(), tid.to_string()]) {
             Ok(()) => {
                 s.raised.lock().unwrap_or_else(PoisonError::into_inner).insert(tid);
-                s.report.lock().unwrap_or_else(PoisonError::into_inner).raised += 1;
             }
             // A worker the kernel retired since the scan.
             Err(_) if !Path::new(&format!("/proc/{tid}")).exists() => {}

@@ -328,7 +328,7 @@ impl RealtimeConfig {
                 kernel_workqueue_cores: workqueue_cores,
                 refused,
             },
-            workers,
+            _workers: workers,
             _wakeup: wakeup.map(|w| w.1),
             steal: StealMonitor::start().map(Arc::new),
         }
@@ -360,16 +360,11 @@ pub struct Prepared {
     cfg: RealtimeConfig,
     /// What was done for the process.
     pub report: ProcessReport,
-    workers: Option<Arc<InputWorkers>>,
+    /// Held for the kernel's input workers to stay raised (put back when the last clone drops).
+    _workers: Option<Arc<InputWorkers>>,
     /// Held open for the PM QoS request to last.
     _wakeup: Option<Arc<std::fs::File>>,
     steal: Option<Arc<StealMonitor>>,
-}
-
-impl fmt::Debug for InputWorkers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "InputWorkers({:?})", self.report())
-    }
 }
 
 impl Prepared {
@@ -383,13 +378,6 @@ impl Prepared {
             cores = allowed_cores();
         }
         self.steal.as_ref().map_or_else(Vec::new, |m| m.since(base, &cores))
-    }
-
-    /// How many kernel input workers were raised so far (they come and go with the kernel's
-    /// load), if they are kept raised.
-    #[must_use]
-    pub fn input_workers_raised(&self) -> Option<usize> {
-        self.workers.as_ref().map(|w| w.report().raised)
     }
 
     /// What a thread in `role` asks for. The runner and the link share the real-time core; the

@@ -346,20 +346,18 @@ fn realtime(
     // The driver on a thread of its own, above normal load (its heartbeat and gate are due
     // every tick); the threads it starts for heavy work put themselves at SCHED_IDLE.
     let driver_schedule = rt.schedule(stylet_rt::Role::Driver);
-    let (report, got) = std::thread::scope(|s| {
+    let report = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("stylet-driver".into())
             .spawn_scoped(s, || {
-                let got = driver_schedule.apply_to_current_thread();
-                scheduling.set_driver(got.clone());
+                scheduling.set_driver(driver_schedule.apply_to_current_thread());
                 fan.event_note(&scheduling.line());
-                (Driver::new(&mut w, fan, dcfg.clone()).run(), got)
+                Driver::new(&mut w, fan, dcfg.clone()).run()
             })
             .map(|t| t.join())
     })
     .context("starting the driver's thread")?
     .map_err(|_| anyhow::anyhow!("the driver's thread panicked"))?;
-    scheduling.set_driver(got);
     let truth = w.truth(&report);
     let t_end = stylet_procedure::ports::Clock::now_s(&w);
     let RealtimeArm { motion, controller, .. } = w.arm;

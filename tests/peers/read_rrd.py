@@ -8,9 +8,8 @@ import datetime
 import json
 import sys
 
-import pyarrow as pa
-
 try:
+    import pyarrow as pa  # installed with rerun-sdk
     import rerun.experimental as rrx
 except ImportError as e:  # pragma: no cover
     print(f"rerun-sdk is not installed: {e} (pip install rerun-sdk==0.36.3)", file=sys.stderr)

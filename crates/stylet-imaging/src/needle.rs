@@ -289,24 +289,7 @@ fn extend_tip(v: &Volume, f: &mut NeedleFound) {
 
 /// Trilinear sample (HU), None outside.
 fn sample(v: &Volume, p: &Vector3<f64>) -> Option<f64> {
-    let f = v.index_from_ct(stylet_core::frame::Point::new(p.x, p.y, p.z))?;
-    let [nx, ny, nz] = v.dims;
-    let (i0, j0, k0) = (f.x.floor(), f.y.floor(), f.z.floor());
-    if i0 < 0.0 || j0 < 0.0 || k0 < 0.0 || i0 + 1.0 >= nx as f64 || j0 + 1.0 >= ny as f64 || k0 + 1.0 >= nz as f64 {
-        return None;
-    }
-    let (fx, fy, fz) = (f.x - i0, f.y - j0, f.z - k0);
-    let (i0, j0, k0) = (i0 as usize, j0 as usize, k0 as usize);
-    let at = |i: usize, j: usize, k: usize| f64::from(v.voxels[(k * ny + j) * nx + i]);
-    let mut out = 0.0;
-    for (dk, wk) in [(0, 1.0 - fz), (1, fz)] {
-        for (dj, wj) in [(0, 1.0 - fy), (1, fy)] {
-            for (di, wi) in [(0, 1.0 - fx), (1, fx)] {
-                out += wi * wj * wk * at(i0 + di, j0 + dj, k0 + dk);
-            }
-        }
-    }
-    Some(out)
+    v.sample_linear(stylet_core::frame::Point::new(p.x, p.y, p.z))
 }
 
 /// Moves the tip along the axis to where the HU falls half-way between the shaft (the profile's

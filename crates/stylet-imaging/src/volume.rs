@@ -57,6 +57,29 @@ impl Volume {
         self.get(r(idx.x)?, r(idx.y)?, r(idx.z)?)
     }
 
+    /// Trilinear interpolation at an LPS position; `None` outside the voxel centres.
+    #[must_use]
+    pub fn sample_linear(&self, p: Point<Ct>) -> Option<f64> {
+        let f = self.index_from_ct(p)?;
+        let [nx, ny, nz] = self.dims;
+        let (i0, j0, k0) = (f.x.floor(), f.y.floor(), f.z.floor());
+        if i0 < 0.0 || j0 < 0.0 || k0 < 0.0 || i0 + 1.0 >= nx as f64 || j0 + 1.0 >= ny as f64 || k0 + 1.0 >= nz as f64 {
+            return None;
+        }
+        let (fx, fy, fz) = (f.x - i0, f.y - j0, f.z - k0);
+        let (i0, j0, k0) = (i0 as usize, j0 as usize, k0 as usize);
+        let at = |i: usize, j: usize, k: usize| f64::from(self.voxels[(k * ny + j) * nx + i]);
+        let mut out = 0.0;
+        for (dk, wk) in [(0, 1.0 - fz), (1, fz)] {
+            for (dj, wj) in [(0, 1.0 - fy), (1, fy)] {
+                for (di, wi) in [(0, 1.0 - fx), (1, fx)] {
+                    out += wi * wj * wk * at(i0 + di, j0 + dj, k0 + dk);
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// Axis-aligned LPS bounds of the voxel centres: (min, max).
     #[must_use]
     pub fn bounds(&self) -> (Vector3<f64>, Vector3<f64>) {

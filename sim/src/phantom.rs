@@ -16,6 +16,7 @@
 use nalgebra::{Isometry3, Matrix3, Translation3, UnitQuaternion, Vector3};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use stylet_core::frame::Point;
 use stylet_imaging::Volume;
 
 /// What to generate.
@@ -359,6 +360,57 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
         tumour_in_ct: tumours.first().map_or(liver_c, |t| t.0),
         tumours_in_ct: tumours.iter().map(|(c, r)| (*c, 2.0 * r)).collect(),
         extra_beads_in_ct: extras,
+    }
+}
+
+/// Labels that breathing carries: the liver and what lies in it (tumour, vessels, gallbladder,
+/// bile ducts).
+pub const MOVES_WITH_LIVER: [u8; 5] = [2, 3, 4, 7, 8];
+
+/// Draws the liver of `planning` (with what lies in it, by `labels`) displaced by `shift_mm`
+/// (LPS) into `ct`: each voxel the liver covers now, or covered in the planning CT, takes the
+/// planning CT's value `shift_mm` back (trilinear); the rest of the body stays where it was.
+pub fn displace_liver(ct: &mut Volume, planning: &Volume, labels: &Volume, shift_mm: Vector3<f64>) {
+    if shift_mm.norm() < 1e-9 {
+        return;
+    }
+    let moves = |v: f32| MOVES_WITH_LIVER.iter().any(|l| f32::from(*l) == v);
+    let [nx, ny, nz] = labels.dims;
+    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                if moves(labels.voxels[(k * ny + j) * nx + i]) {
+                    for (d, x) in [i, j, k].into_iter().enumerate() {
+                        lo[d] = lo[d].min(x);
+                        hi[d] = hi[d].max(x);
+                    }
+                }
+            }
+        }
+    }
+    if lo[0] == usize::MAX {
+        return;
+    }
+    let s = labels.spacing_mm;
+    let reach = [0, 1, 2].map(|d| (shift_mm.norm() / s[d]).ceil() as usize + 2);
+    let lo = [0, 1, 2].map(|d| lo[d].saturating_sub(reach[d]));
+    let hi = [0, 1, 2].map(|d| (hi[d] + reach[d]).min(labels.dims[d] - 1));
+    for k in lo[2]..=hi[2] {
+        for j in lo[1]..=hi[1] {
+            for i in lo[0]..=hi[0] {
+                let p = labels.ct_from_index(i as f64, j as f64, k as f64).to_nalgebra().coords;
+                let from = p - shift_mm;
+                let from_pt = Point::new(from.x, from.y, from.z);
+                let idx = (k * ny + j) * nx + i;
+                let came = labels.sample_nearest(from_pt).is_some_and(moves);
+                if came || moves(labels.voxels[idx]) {
+                    if let Some(v) = planning.sample_linear(from_pt) {
+                        ct.voxels[idx] = v as f32;
+                    }
+                }
+            }
+        }
     }
 }
 

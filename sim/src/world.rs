@@ -239,6 +239,10 @@ pub struct SimWorld<A> {
     /// The planning CT the scanner draws each CT's needle into (shared with its render thread,
     /// which makes the copy: a 70 MB copy on the driver's thread would hold up its heartbeat).
     planning_ct: std::sync::Arc<stylet_imaging::Volume>,
+    /// The planning CT's labels (which voxels breathing carries), shared with the render thread.
+    labels: std::sync::Arc<stylet_imaging::Volume>,
+    /// The liver's true displacement since the planning CT in each CT with the needle.
+    liver_at_cts: Vec<Vector3<f64>>,
     patient: Patient,
     setup: WorldSetup,
     noise: (f64, f64),
@@ -284,6 +288,8 @@ impl<A: SimArm> SimWorld<A> {
             arm,
             seed,
             planning_ct: std::sync::Arc::new(phantom.volume.clone()),
+            labels: std::sync::Arc::new(phantom.labels.clone()),
+            liver_at_cts: Vec::new(),
             phantom,
             patient,
             noise: (scenario.phantom.noise_hu, scenario.errors.checkpoint_dose_fraction),
@@ -435,9 +441,15 @@ impl<A: SimArm> SimWorld<A> {
         let inserted = (q[self.ins] - self.setup.standoff_mm).max(0.0);
         let purpose = self.ct.as_ref().map_or(CtPurpose::Checkpoint, |j| j.purpose);
         let back = if purpose == CtPurpose::Confirmation { 40.0 } else { inserted + self.setup.standoff_mm + 20.0 };
-        let from = imaged.tip - axis * back;
-        let tip = imaged.tip;
+        // The liver is where this breath-hold carries it, and a needle in it with it (the marker
+        // frame on the skin, and so the CT's frame, stays put).
+        let liver = self.patient.liver_offset(Self::breathing_s(now));
+        self.liver_at_cts.push(liver);
+        let carried = if inserted > 0.0 { liver } else { Vector3::zeros() };
+        let tip = imaged.tip + carried;
+        let from = tip - axis * back;
         let base = std::sync::Arc::clone(&self.planning_ct);
+        let labels = std::sync::Arc::clone(&self.labels);
         let (noise, dose) = self.noise;
         let seed = self.seed.wrapping_add(self.cts);
         self.cts += 1;
@@ -450,6 +462,7 @@ impl<A: SimArm> SimWorld<A> {
                     stylet_rt::background_current_thread();
                 }
                 let mut ct = (*base).clone();
+                crate::phantom::displace_liver(&mut ct, &base, &labels, liver);
                 crate::phantom::render_needle(&mut ct, from, tip, 1.5);
                 crate::phantom::lower_dose(&mut ct, noise, dose, seed);
                 ct
@@ -520,6 +533,7 @@ impl<A: SimArm> SimWorld<A> {
             "inserted_mm": (q[self.ins] - self.setup.standoff_mm).max(0.0),
             "last_imaged_tip_to_planned_tip_mm": last.zip(report.positions.last()).map(|(t, p)| (t - Vector3::from(p.planned_tip)).norm()),
             "checkpoint_cts": self.cts,
+            "liver_at_cts_mm": self.liver_at_cts.iter().map(|l| [l.x, l.y, l.z]).collect::<Vec<_>>(),
             "scenario_events": self.fired,
         })
     }

@@ -45,6 +45,8 @@ pub struct DriverConfig {
     pub arm: stylet_kinematics::Arm,
     /// IK options (stand-off, tolerances).
     pub ik: stylet_kinematics::ik::IkOptions,
+    /// How the liver's motion since the planning CT is measured in each CT with the needle.
+    pub organ: stylet_imaging::OrganSettings,
     /// Volumes the arm must keep out of.
     pub keepouts: stylet_kinematics::KeepOuts,
     /// The IK's starting joints (the arm's home).
@@ -105,6 +107,9 @@ pub struct PositionReport {
     pub reinsertions: usize,
     /// MAR-1 margin with the measured tip, mm.
     pub verified_margin_mm: Option<f64>,
+    /// How far the liver had moved since the planning CT in each CT with the needle, as
+    /// measured there (CT, LPS mm; `None` where it could not be measured).
+    pub liver_at_cts_mm: Vec<Option<[f64; 3]>>,
 }
 
 /// How the procedure ended.

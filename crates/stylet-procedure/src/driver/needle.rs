@@ -40,6 +40,14 @@ enum Attempt {
     Missed(Vector3<f64>),
 }
 
+/// What a CT with the needle showed.
+struct Measured {
+    /// The tip in the planning CT's anatomy, CT mm.
+    tip: Vector3<f64>,
+    /// How far the liver has moved since the planning CT, CT mm (zero when not measured).
+    liver: Vector3<f64>,
+}
+
 /// The line of one position and what the insertion needs of it.
 struct Line {
     entry: Vector3<f64>,
@@ -89,14 +97,16 @@ impl<W: World> Driver<'_, W> {
             cts_with_needle: 0,
             reinsertions: 0,
             verified_margin_mm: None,
+            liver_at_cts_mm: Vec::new(),
         });
         let ins = self.insertion_joint()?;
         let home = self.world.safety().robot.home();
         // Onto the planned line, needle retracted, outside the patient.
         let mut correction = Vector3::zeros();
-        self.align(robot_from_ct, &line, correction, (ins, home[ins]), 0.8)?;
-        correction = self.confirmation_ct(planning, &line)?;
-        self.align(robot_from_ct, &line, correction, (ins, home[ins]), 0.8)?;
+        self.align(robot_from_ct, &line, (correction, Vector3::zeros()), (ins, home[ins]), 0.8)?;
+        let liver;
+        (correction, liver) = self.confirmation_ct(planning, &line)?;
+        self.align(robot_from_ct, &line, (correction, liver), (ins, home[ins]), 0.8)?;
         self.workflow(&Input::Aligned)?;
         loop {
             match self.insert(planning, &line, ins)? {
@@ -112,7 +122,7 @@ impl<W: World> Driver<'_, W> {
                     self.retract_needle(home[ins])?;
                     self.workflow(&Input::Retracted)?;
                     correction -= lateral;
-                    self.align(robot_from_ct, &line, correction, (ins, home[ins]), 0.8)?;
+                    self.align(robot_from_ct, &line, (correction, liver), (ins, home[ins]), 0.8)?;
                     self.workflow(&Input::Aligned)?;
                 }
             }
@@ -124,17 +134,19 @@ impl<W: World> Driver<'_, W> {
         &mut self.report.positions[n.saturating_sub(1)]
     }
 
-    /// The planned line shifted by `correction` (CT mm), in the robot frame, and the arm moved
-    /// onto it with the needle retracted (an alignment move, outside tissue: INS-1).
+    /// The planned line shifted by `correction` (CT mm) and its tip end aimed `liver` further
+    /// (where the liver, and the target in it, has moved since the planning CT), in the robot
+    /// frame, and the arm moved onto it with the needle retracted (an alignment move, outside
+    /// tissue: INS-1).
     fn align(
         &mut self,
         robot_from_ct: Transform<Robot, Ct>,
         line: &Line,
-        correction: Vector3<f64>,
+        (correction, liver): (Vector3<f64>, Vector3<f64>),
         (ins, retracted): (usize, f64),
         fraction: f64,
     ) -> Result<(), DriverError> {
-        let shifted = needle_line(robot_from_ct, line.entry + correction, line.tip + correction);
+        let shifted = needle_line(robot_from_ct, line.entry + correction, line.tip + correction + liver);
         let seed = self.world.snapshot()?.commanded.as_slice().to_vec();
         let cfg = Arc::clone(&self.cfg);
         let sol = self
@@ -148,13 +160,16 @@ impl<W: World> Driver<'_, W> {
         Ok(())
     }
 
-    /// A CT of `purpose`, asked for and waited for (ticking), and the needle found in it.
+    /// A CT of `purpose`, asked for and waited for (ticking); how far the liver has moved since
+    /// the planning CT (matched on its own voxels near the target), and the needle found in it,
+    /// its tip in the planning CT's anatomy (a tip in the liver moved with it; one in air did not).
     fn needle_ct(
         &mut self,
+        planning: &Shared,
         purpose: CtPurpose,
         line: &Line,
         settings: NeedleSettings,
-    ) -> Result<(stylet_imaging::NeedleFound, f64), DriverError> {
+    ) -> Result<Measured, DriverError> {
         self.world.request_ct(purpose)?;
         let t0 = self.world.now_s();
         let ct = loop {
@@ -168,35 +183,77 @@ impl<W: World> Driver<'_, W> {
         };
         self.position_report().cts_with_needle += 1;
         let acquired = ct.acquired_s;
-        let expected = (line.entry.into(), line.tip.into());
-        let found = self
-            .compute(move || stylet_imaging::detect_needle(&ct.volume, Some(expected), &settings))?
-            .map_err(|e| DriverError::Imaging(format!("{purpose:?} CT: {e}")))?;
+        let in_tissue = purpose != CtPurpose::Confirmation;
+        let p = Arc::clone(planning);
+        let organ = self.cfg.organ.clone();
+        let target = ct_point(line.tip);
+        let (entry, tip) = (line.entry, line.tip);
+        let (liver, found) = self.compute(move || {
+            let moves = |v: f32| {
+                matches!(
+                    p.table.class(v as u32),
+                    Some(
+                        stylet_planning::Class::Liver | stylet_planning::Class::Tumour | stylet_planning::Class::Vessel
+                    )
+                )
+            };
+            let liver = stylet_imaging::organ_shift(&p.ct.volume, &p.labels, &moves, &ct.volume, target, &organ);
+            let carried = match (&liver, in_tissue) {
+                (Ok(l), true) => l.shift.to_nalgebra(),
+                _ => Vector3::zeros(),
+            };
+            let expected = ((entry + carried).into(), (tip + carried).into());
+            let found = stylet_imaging::detect_needle(&ct.volume, Some(expected), &settings)
+                .map(|f| (v3(f.tip_lps_mm) - carried, f));
+            (liver, found)
+        })?;
+        self.position_report().liver_at_cts_mm.push(liver.as_ref().ok().map(|l| l.shift.to_nalgebra().into()));
+        let liver = match liver {
+            Ok(l) => {
+                let d = l.shift.to_nalgebra();
+                self.note(&format!(
+                    "{purpose:?} CT: the liver is {:.1} mm from where the planning CT saw it ({:.1}, {:.1}, {:.1}; {} voxels matched, {:.0} -> {:.0} HU RMS)",
+                    d.norm(),
+                    d.x,
+                    d.y,
+                    d.z,
+                    l.voxels,
+                    l.rms_unshifted_hu,
+                    l.rms_hu
+                ));
+                d
+            }
+            Err(e) => {
+                self.note(&format!("{purpose:?} CT: the liver's motion not measured ({e}); taken as none"));
+                Vector3::zeros()
+            }
+        };
+        let (tip, _) = found.map_err(|e| DriverError::Imaging(format!("{purpose:?} CT: {e}")))?;
         // RESP-3: the breath-hold the CT was taken in is the new reference level.
         self.re_reference_at = Some(acquired);
-        let tip = v3(found.tip_lps_mm);
         let now = self.world.now_s();
         self.sink.event(now, Event::TipMeasured(ct_point(tip)));
-        self.position_report().measured_tip = Some(found.tip_lps_mm);
-        Ok((found, acquired))
+        self.position_report().measured_tip = Some(tip.into());
+        Ok(Measured { tip, liver })
     }
 
     /// The confirmation CT with the needle outside the skin: how far its tip really is off the
-    /// planned line, relative to the anatomy as it is now; the correction to re-align by.
-    fn confirmation_ct(&mut self, _planning: &Shared, line: &Line) -> Result<Vector3<f64>, DriverError> {
+    /// planned line (the correction to re-align by), and where the liver has moved since the
+    /// planning CT (the target with it: the line's tip end is aimed there).
+    fn confirmation_ct(&mut self, planning: &Shared, line: &Line) -> Result<(Vector3<f64>, Vector3<f64>), DriverError> {
         // In air the thin shaft's partial-volume voxels stay below the in-tissue metal
         // threshold; nothing else near the line outside the body is that dense.
         let in_air = NeedleSettings { threshold_hu: 1500.0, ..NeedleSettings::default() };
-        let (found, _) = self.needle_ct(CtPurpose::Confirmation, line, in_air)?;
+        let m = self.needle_ct(planning, CtPurpose::Confirmation, line, in_air)?;
         let at_skin = line.entry - line.axis * self.cfg.ik.standoff_mm;
-        let correction = at_skin - v3(found.tip_lps_mm);
+        let correction = at_skin - m.tip;
         self.workflow(&Input::AlignmentChecked { offset_mm: correction.norm() })?;
-        Ok(correction)
+        Ok((correction, m.liver))
     }
 
     /// Inserts to the planned depth in gated steps, with checkpoint CTs, until ACC-1 accepts,
     /// the tip is off to the side at depth, or the supervisor stops the arm.
-    fn insert(&mut self, _planning: &Shared, line: &Line, ins: usize) -> Result<Attempt, DriverError> {
+    fn insert(&mut self, planning: &Shared, line: &Line, ins: usize) -> Result<Attempt, DriverError> {
         let standoff = self.cfg.ik.standoff_mm;
         let max_depth = self.world.safety().robot.joints[ins].max;
         let mut goal_depth = standoff + line.depth_mm;
@@ -209,8 +266,7 @@ impl<W: World> Driver<'_, W> {
             let snap = self.world.snapshot()?;
             let commanded = snap.commanded.as_slice()[ins];
             self.workflow(&Input::StepDone { depth_mm: commanded - standoff })?;
-            let (found, _) = self.needle_ct(CtPurpose::Checkpoint, line, NeedleSettings::default())?;
-            let measured = v3(found.tip_lps_mm);
+            let measured = self.needle_ct(planning, CtPurpose::Checkpoint, line, NeedleSettings::default())?.tip;
             let remaining = (line.tip - measured).dot(&line.axis);
             // The zone where this tip would place it, with the others: MAR-1 on the tumour.
             let margin = self.margin_with(line.k, measured, line.axis);

@@ -102,6 +102,7 @@ pub(crate) fn driver_config(config: &Path) -> anyhow::Result<DriverConfig> {
         arm,
         ik,
         keepouts,
+        organ: stylet_imaging::OrganSettings::default(),
         ik_seed,
         respiration: stylet_respiration::RespirationConfig { warmup_s: 5.0, ..resp },
         max_plans: 20,

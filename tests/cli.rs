@@ -687,3 +687,76 @@ fn plan_reads_a_slicer_segmentation_by_its_segment_names() {
     assert_eq!(by_names["report"]["plans"], by_table["report"]["plans"]);
     assert!(!by_names["report"]["plans"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn dicom_listen_prints_the_series_storescu_sends_and_stops_after_it() {
+    use std::io::{BufRead, BufReader};
+    // DCMTK's storescu, not pynetdicom's app of the same name that may come first on the PATH.
+    let storescu =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|d| d.join("storescu")).find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).to_lowercase().contains("dcmtk"))
+        });
+    let Some(storescu) = storescu else {
+        assert!(std::env::var_os("CI").is_none(), "storescu not found: apt install dcmtk");
+        eprintln!("SKIPPED: storescu not found (apt install dcmtk)");
+        return;
+    };
+    let work = std::env::temp_dir().join(format!("stylet-cli-dicom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let (nx, ny, nz) = (24, 20, 5);
+    let v = stylet_imaging::Volume {
+        dims: [nx, ny, nz],
+        spacing_mm: [0.8, 0.8, 2.0],
+        origin: nalgebra::Vector3::new(-10.0, -8.0, -100.0),
+        direction: nalgebra::Matrix3::identity(),
+        voxels: (0..nx * ny * nz).map(|i| (i % 900) as f32 - 500.0).collect(),
+    };
+    let files = stylet_imaging::write_series(
+        &v,
+        &work.join("sent"),
+        "1.2.826.0.1.3680043.10.2",
+        "1.2.826.0.1.3680043.10.2.1",
+        "cli",
+    )
+    .unwrap();
+    let rx = work.join("received");
+    let mut node = Command::new(STYLET)
+        .args([
+            "dicom",
+            "listen",
+            "--port",
+            "0",
+            "--json",
+            "--series",
+            "1",
+            "--quiet-s",
+            "0.5",
+            "--allow-aet",
+            "SCANNER",
+        ])
+        .arg("--out")
+        .arg(&rx)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["event"], "listening", "{first}");
+    let addr: std::net::SocketAddr = first["address"].as_str().unwrap().parse().unwrap();
+    let sent = Command::new(storescu)
+        .args(["-aet", "SCANNER", "-aec", "STYLET", &addr.ip().to_string(), &addr.port().to_string()])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let done: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+    assert!(node.wait().unwrap().success());
+    let last = done.last().unwrap();
+    assert_eq!(last["event"], "series", "{done:?}");
+    assert_eq!(last["state"], "complete", "{last}");
+    assert_eq!(last["instances"], 5, "{last}");
+    assert_eq!(last["volume"]["dimensions"], serde_json::json!([24, 20, 5]), "{last}");
+}

@@ -13,6 +13,7 @@ mod bringup;
 mod configcmd;
 mod ctcmd;
 mod demo;
+mod dicomcmd;
 mod igtlcmd;
 mod kincmd;
 mod plancmd;
@@ -89,6 +90,11 @@ enum Top {
         #[command(subcommand)]
         command: IgtlCmd,
     },
+    /// DICOM networking: the node CTs arrive at from the scanner.
+    Dicom {
+        #[command(subcommand)]
+        command: DicomCmd,
+    },
     /// Respiration: prediction and gating on breathing traces.
     Resp {
         #[command(subcommand)]
@@ -102,6 +108,14 @@ enum IgtlCmd {
     /// robot convention (CMD_/ACK_ phases, CLB_ registration, TGT_/TRAJ/POINT targets),
     /// CURRENT_POSITION streamed during motion, every motion through the supervisor.
     Serve(igtlcmd::ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DicomCmd {
+    /// A DICOM storage node (C-STORE SCP, C-ECHO): stores series as they arrive and prints each
+    /// one when complete (after --quiet-s without news) with its volume; a series cut off by an
+    /// aborted association is reported partial and never used.
+    Listen(dicomcmd::ListenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +185,7 @@ fn main() -> ExitCode {
         Top::Fiducials(args) => ctcmd::fiducials(&args),
         Top::Ik(args) => kincmd::ik(&args),
         Top::Resp { command: RespCmd::Eval(args) } => respcmd::eval(&args),
+        Top::Dicom { command: DicomCmd::Listen(args) } => dicomcmd::listen(&args),
         Top::Plan(args) => plancmd::run(&args),
         Top::Replay(args) => replaycmd::replay(&args),
         Top::Demo(args) => demo::run(&args),

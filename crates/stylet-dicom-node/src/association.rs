@@ -1,0 +1,339 @@
+//! One association: access control at A-ASSOCIATE, then C-ECHO and C-STORE until the sender
+//! releases or aborts. Every instance is written to a temporary name and renamed into place, so a
+//! file under its final name is always whole.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use dicom_core::Tag;
+use dicom_core::{dicom_value, DataElement, VR};
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_transfer_syntax_registry::{entries::IMPLICIT_VR_LITTLE_ENDIAN, TransferSyntaxRegistry};
+use dicom_ul::association::server::AccessControl;
+use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, UserIdentity};
+use dicom_ul::{Pdu, ServerAssociation, ServerAssociationOptions};
+
+use crate::node::{NodeEvent, Shared};
+use crate::tracker::{AssociationId, StoredInstance};
+
+/// DIMSE command fields (PS3.7 E.1).
+const C_STORE_RQ: u16 = 0x0001;
+const C_STORE_RSP: u16 = 0x8001;
+const C_ECHO_RQ: u16 = 0x0030;
+const C_ECHO_RSP: u16 = 0x8030;
+/// DIMSE statuses (PS3.4 B.2.3).
+const SUCCESS: u16 = 0x0000;
+const OUT_OF_RESOURCES: u16 = 0xA700;
+const DATA_SET_DOES_NOT_MATCH: u16 = 0xA900;
+const CANNOT_UNDERSTAND: u16 = 0xC000;
+/// The largest instance (or command) accepted, bytes: above any CT (an enhanced CT of 300
+/// slices of 512 x 512 is 160 MB); a sender going past it is cut off, not let fill the memory.
+const MAX_INSTANCE_BYTES: usize = 1 << 30;
+
+/// The called AE title must be ours; the calling one in the allowed list when there is one.
+/// Remembers the calling AE title for the node's report.
+#[derive(Debug)]
+struct Access<'a> {
+    allowed: &'a [String],
+    calling: Arc<Mutex<String>>,
+}
+
+impl AccessControl for Access<'_> {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        calling_ae_title.trim().clone_into(&mut self.calling.lock().unwrap_or_else(PoisonError::into_inner));
+        if called_ae_title.trim() != this_ae_title.trim() {
+            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
+        }
+        if !self.allowed.is_empty() && !self.allowed.iter().any(|a| a.trim() == calling_ae_title.trim()) {
+            return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
+        }
+        Ok(())
+    }
+}
+
+/// A C-STORE request whose data set is still arriving.
+#[derive(Debug)]
+struct StoreRq {
+    message_id: u16,
+    sop_class_uid: String,
+    sop_instance_uid: String,
+}
+
+/// Serves one association to its end and reports what it did.
+pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, id: AssociationId, shared: &Shared) {
+    let config = &shared.config;
+    let calling = Arc::new(Mutex::new(String::new()));
+    let access = Access { allowed: &config.allowed_calling_ae_titles, calling: Arc::clone(&calling) };
+    let calling = move || calling.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let timeout = Duration::from_secs_f64(config.association_timeout_s);
+    let mut options = ServerAssociationOptions::new()
+        .ae_access_control(access)
+        .ae_title(config.ae_title.trim())
+        .max_pdu_length(config.max_pdu_length)
+        .read_timeout(timeout)
+        .write_timeout(timeout)
+        .with_abstract_syntax(crate::VERIFICATION_SOP_CLASS);
+    for class in crate::STORAGE_SOP_CLASSES {
+        options = options.with_abstract_syntax(class);
+    }
+    for ts in crate::TRANSFER_SYNTAXES {
+        options = options.with_transfer_syntax(ts);
+    }
+    let mut association = match options.establish(stream) {
+        Ok(a) => a,
+        Err(e) => {
+            let calling = calling();
+            shared.report(NodeEvent::Refused { peer, reason: format!("association from {calling:?} refused: {e}") });
+            return;
+        }
+    };
+    let calling = calling();
+    shared.tracker().activity(id, shared.now_s());
+    shared.report(NodeEvent::Associated { association: id, peer, calling_ae: calling.clone() });
+    let (stored, how) = receive(&mut association, id, &calling, shared);
+    let ended_by_peer =
+        how == "released" || how.starts_with("aborted by the sender") || how.starts_with("association broken");
+    if !ended_by_peer {
+        // The node ends it: an A-ABORT tells the sender (the series stays partial).
+        let _ = association.abort();
+    }
+    let now = shared.now_s();
+    let aborted = if how == "released" { None } else { Some(how.as_str()) };
+    let partial = shared.tracker().ended(id, aborted, now);
+    shared.report(NodeEvent::Ended { association: id, instances: stored, how: how.clone() });
+    for outcome in partial {
+        shared.report(NodeEvent::Series(outcome));
+    }
+}
+
+/// Receives until the association ends: (instances stored, "released" or why it ended).
+fn receive(
+    association: &mut ServerAssociation<TcpStream>,
+    id: AssociationId,
+    calling: &str,
+    shared: &Shared,
+) -> (usize, String) {
+    let mut stored = 0;
+    let mut command: Vec<u8> = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    let mut pending: Option<StoreRq> = None;
+    loop {
+        let pdu = match association.receive() {
+            Ok(p) => p,
+            Err(e) => return (stored, format!("association broken: {e}")),
+        };
+        shared.tracker().activity(id, shared.now_s());
+        let values = match pdu {
+            Pdu::PData { data } => data,
+            Pdu::ReleaseRQ => {
+                let _ = association.send(&Pdu::ReleaseRP);
+                return (stored, "released".into());
+            }
+            Pdu::AbortRQ { source } => return (stored, format!("aborted by the sender ({source:?})")),
+            other => return (stored, format!("unexpected {}", other.short_description())),
+        };
+        for mut value in values {
+            match value.value_type {
+                _ if command.len() + data.len() + value.data.len() > MAX_INSTANCE_BYTES => {
+                    return (stored, format!("an instance larger than {MAX_INSTANCE_BYTES} bytes"));
+                }
+                PDataValueType::Command => {
+                    command.append(&mut value.data);
+                    if !value.is_last {
+                        continue;
+                    }
+                    let cmd = std::mem::take(&mut command);
+                    match on_command(association, value.presentation_context_id, &cmd, id, shared) {
+                        Ok(rq) => {
+                            pending = rq;
+                            data.clear();
+                        }
+                        Err(why) => return (stored, why),
+                    }
+                }
+                PDataValueType::Data => {
+                    data.append(&mut value.data);
+                    if !value.is_last {
+                        continue;
+                    }
+                    let Some(rq) = pending.take() else {
+                        return (stored, "protocol error: a data set without a C-STORE request".into());
+                    };
+                    let set = std::mem::take(&mut data);
+                    let status = match store(association, value.presentation_context_id, &rq, &set, calling, shared) {
+                        Ok(instance) => {
+                            let path = instance.dir.join(format!("{}.dcm", instance.sop_instance_uid));
+                            shared.tracker().stored(id, &instance, shared.now_s());
+                            shared.report(NodeEvent::Stored {
+                                association: id,
+                                series_uid: instance.series_uid,
+                                sop_instance_uid: instance.sop_instance_uid,
+                                path,
+                            });
+                            stored += 1;
+                            SUCCESS
+                        }
+                        Err((status, reason)) => {
+                            shared.report(NodeEvent::InstanceRefused { association: id, status, reason });
+                            status
+                        }
+                    };
+                    let rsp = store_response(&rq, status);
+                    if let Err(why) = send_command(association, value.presentation_context_id, &rsp) {
+                        return (stored, why);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn implicit_le() -> dicom_encoding::TransferSyntax {
+    IMPLICIT_VR_LITTLE_ENDIAN.erased()
+}
+
+fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let s = obj.element(tag).ok()?.to_str().ok()?;
+    Some(s.trim_end_matches(['\0', ' ']).trim().to_string())
+}
+
+/// A command: answers a C-ECHO, or returns the C-STORE request whose data set follows.
+fn on_command(
+    association: &mut ServerAssociation<TcpStream>,
+    pc: u8,
+    bytes: &[u8],
+    id: AssociationId,
+    shared: &Shared,
+) -> Result<Option<StoreRq>, String> {
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &implicit_le())
+        .map_err(|e| format!("protocol error: unreadable command: {e}"))?;
+    let field = obj.element(tags::COMMAND_FIELD).ok().and_then(|e| e.to_int::<u16>().ok());
+    let message_id = obj.element(tags::MESSAGE_ID).ok().and_then(|e| e.to_int::<u16>().ok()).unwrap_or(0);
+    match field {
+        Some(C_ECHO_RQ) => {
+            let rsp = InMemDicomObject::command_from_element_iter([
+                DataElement::new(
+                    tags::AFFECTED_SOP_CLASS_UID,
+                    VR::UI,
+                    dicom_value!(Str, crate::VERIFICATION_SOP_CLASS),
+                ),
+                DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [C_ECHO_RSP])),
+                DataElement::new(tags::MESSAGE_ID_BEING_RESPONDED_TO, VR::US, dicom_value!(U16, [message_id])),
+                DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, dicom_value!(U16, [0x0101])),
+                DataElement::new(tags::STATUS, VR::US, dicom_value!(U16, [SUCCESS])),
+            ]);
+            send_command(association, pc, &rsp)?;
+            shared.report(NodeEvent::Echo { association: id });
+            Ok(None)
+        }
+        Some(C_STORE_RQ) => Ok(Some(StoreRq {
+            message_id,
+            sop_class_uid: text(&obj, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default(),
+            sop_instance_uid: text(&obj, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default(),
+        })),
+        Some(other) => Err(format!("protocol error: unsupported command 0x{other:04X}")),
+        None => Err("protocol error: a command without a Command Field".into()),
+    }
+}
+
+fn store_response(rq: &StoreRq, status: u16) -> InMemDicomObject {
+    InMemDicomObject::command_from_element_iter([
+        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, dicom_value!(Str, rq.sop_class_uid.as_str())),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [C_STORE_RSP])),
+        DataElement::new(tags::MESSAGE_ID_BEING_RESPONDED_TO, VR::US, dicom_value!(U16, [rq.message_id])),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, dicom_value!(U16, [0x0101])),
+        DataElement::new(tags::STATUS, VR::US, dicom_value!(U16, [status])),
+        DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, dicom_value!(Str, rq.sop_instance_uid.as_str())),
+    ])
+}
+
+fn send_command(association: &mut ServerAssociation<TcpStream>, pc: u8, obj: &InMemDicomObject) -> Result<(), String> {
+    let mut bytes = Vec::new();
+    obj.write_dataset_with_ts(&mut bytes, &implicit_le()).map_err(|e| format!("cannot encode a response: {e}"))?;
+    let pdu = Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: pc,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data: bytes,
+        }],
+    };
+    association.send(&pdu).map_err(|e| format!("cannot send a response: {e}"))
+}
+
+/// A DICOM UID: 1-64 characters of digits and dots (also what makes it safe as a file name).
+fn valid_uid(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= 64 && uid.chars().all(|c| c.is_ascii_digit() || c == '.') && !uid.starts_with('.')
+}
+
+/// Reads and writes one instance: the stored instance, or the failure status and why.
+fn store(
+    association: &ServerAssociation<TcpStream>,
+    pc: u8,
+    rq: &StoreRq,
+    set: &[u8],
+    calling: &str,
+    shared: &Shared,
+) -> Result<StoredInstance, (u16, String)> {
+    let ts_uid = association
+        .presentation_contexts()
+        .iter()
+        .find(|p| p.id == pc)
+        .map(|p| p.transfer_syntax.trim_end_matches(['\0', ' ']).to_string())
+        .ok_or((CANNOT_UNDERSTAND, format!("no presentation context {pc}")))?;
+    let ts =
+        TransferSyntaxRegistry.get(&ts_uid).ok_or((CANNOT_UNDERSTAND, format!("unknown transfer syntax {ts_uid}")))?;
+    let obj = InMemDicomObject::read_dataset_with_ts(set, ts)
+        .map_err(|e| (CANNOT_UNDERSTAND, format!("unreadable data set: {e}")))?;
+    let series_uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+    let sop_uid = text(&obj, tags::SOP_INSTANCE_UID).unwrap_or_default();
+    let sop_class = text(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+    if !valid_uid(&series_uid) {
+        return Err((DATA_SET_DOES_NOT_MATCH, format!("SeriesInstanceUID {series_uid:?} is not a UID")));
+    }
+    if !valid_uid(&sop_uid) || sop_uid != rq.sop_instance_uid {
+        return Err((
+            DATA_SET_DOES_NOT_MATCH,
+            format!("SOPInstanceUID {sop_uid:?} is not the request's {:?}", rq.sop_instance_uid),
+        ));
+    }
+    if sop_class != rq.sop_class_uid {
+        return Err((
+            DATA_SET_DOES_NOT_MATCH,
+            format!("SOPClassUID {sop_class:?} is not the request's {:?}", rq.sop_class_uid),
+        ));
+    }
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(sop_class.as_str())
+        .media_storage_sop_instance_uid(sop_uid.as_str())
+        .transfer_syntax(ts_uid.as_str())
+        .build()
+        .map_err(|e| (CANNOT_UNDERSTAND, format!("cannot build the file meta group: {e}")))?;
+    let dir: PathBuf = shared.config.storage_dir.join(&series_uid);
+    let write_error = |e: String| (OUT_OF_RESOURCES, format!("cannot write into {}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(|e| write_error(e.to_string()))?;
+    let part = dir.join(format!(".{sop_uid}.dcm.part"));
+    let path = dir.join(format!("{sop_uid}.dcm"));
+    let patient_id = text(&obj, tags::PATIENT_ID).unwrap_or_default();
+    let frame_of_reference_uid = text(&obj, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default();
+    obj.with_exact_meta(meta).write_to_file(&part).map_err(|e| write_error(e.to_string()))?;
+    std::fs::rename(&part, &path).map_err(|e| write_error(e.to_string()))?;
+    Ok(StoredInstance {
+        series_uid,
+        sop_instance_uid: sop_uid,
+        dir,
+        patient_id,
+        frame_of_reference_uid,
+        calling_ae: calling.to_string(),
+    })
+}

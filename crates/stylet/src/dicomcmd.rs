@@ -1,0 +1,118 @@
+//! `stylet dicom listen`: the DICOM node alone, printing each series as it completes.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+use stylet_dicom_node::{DicomNode, NodeConfig, NodeEvent, SeriesOutcome};
+use stylet_imaging::load_series;
+
+/// Options of `stylet dicom listen`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListenArgs {
+    /// TCP port (104 and 11112 are DICOM's usual ones; 0 picks a free port).
+    #[arg(long, default_value_t = 11112)]
+    port: u16,
+    /// The folder received series are stored in (one sub-folder per SeriesInstanceUID).
+    #[arg(long)]
+    out: PathBuf,
+    /// This node's AE title (the called AE title senders must use).
+    #[arg(long, default_value = "STYLET")]
+    aet: String,
+    /// Address to bind (0.0.0.0: every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Calling AE titles allowed (repeat; none: any).
+    #[arg(long = "allow-aet")]
+    allow_aet: Vec<String>,
+    /// Peer addresses allowed (repeat; none: any).
+    #[arg(long = "allow-peer")]
+    allow_peer: Vec<IpAddr>,
+    /// Seconds without news of a series before it is complete.
+    #[arg(long, default_value_t = 2.0)]
+    quiet_s: f64,
+    /// Stop after this many complete series (default: run until killed).
+    #[arg(long)]
+    series: Option<usize>,
+    /// Print every event (associations, each instance) as well.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<ExitCode> {
+    let mut config = NodeConfig::local(&args.aet, args.port, args.out.clone());
+    config.bind_address = args.bind;
+    config.allowed_calling_ae_titles.clone_from(&args.allow_aet);
+    config.allowed_peer_addresses.clone_from(&args.allow_peer);
+    config.series_quiet_s = args.quiet_s;
+    let node = DicomNode::start(config)?;
+    let addr = node.local_addr();
+    if args.json {
+        println!("{}", json!({ "event": "listening", "address": addr.to_string(), "ae_title": args.aet }));
+    } else {
+        println!("listening on {addr} as {} (storing to {})", args.aet, args.out.display());
+    }
+    let mut complete = 0;
+    while args.series.is_none_or(|n| complete < n) {
+        let Ok(event) = node.events().recv() else { break };
+        let quiet = matches!(event, NodeEvent::Stored { .. } | NodeEvent::Echo { .. } | NodeEvent::Associated { .. });
+        let loaded = match &event {
+            NodeEvent::Series(SeriesOutcome::Complete(s)) => {
+                complete += 1;
+                Some(load_series(&s.dir, Some(&s.series_uid)).map_err(|e| e.to_string()))
+            }
+            _ => None,
+        };
+        if args.json {
+            let mut j = serde_json::to_value(&event)?;
+            match &loaded {
+                Some(Ok((v, r))) => {
+                    j["volume"] = json!({ "dimensions": v.dims, "spacing_mm": v.spacing_mm, "series": r });
+                }
+                Some(Err(e)) => j["load_error"] = json!(e),
+                None => {}
+            }
+            if !quiet || args.verbose {
+                println!("{j}");
+            }
+            continue;
+        }
+        match (&event, &loaded) {
+            (NodeEvent::Series(SeriesOutcome::Complete(s)), Some(Ok((v, r)))) => println!(
+                "series {} complete: {} instances from {}, {}x{}x{} voxels of {:.2}x{:.2}x{:.2} mm, {} ({}), in {}",
+                s.series_uid,
+                s.instances,
+                s.calling_aes.join(", "),
+                v.dims[0],
+                v.dims[1],
+                v.dims[2],
+                v.spacing_mm[0],
+                v.spacing_mm[1],
+                v.spacing_mm[2],
+                r.description,
+                r.transfer_syntax,
+                s.dir.display()
+            ),
+            (NodeEvent::Series(SeriesOutcome::Complete(s)), Some(Err(e))) => {
+                println!("series {} complete ({} instances) but does not load: {e}", s.series_uid, s.instances);
+            }
+            (NodeEvent::Series(SeriesOutcome::Partial { series, reason }), _) => println!(
+                "series {} PARTIAL ({} instances; {reason}): not used, kept in {}",
+                series.series_uid,
+                series.instances,
+                series.dir.display()
+            ),
+            (NodeEvent::Refused { peer, reason }, _) => println!("refused {peer}: {reason}"),
+            (NodeEvent::InstanceRefused { status, reason, .. }, _) => {
+                println!("instance refused (status 0x{status:04X}): {reason}");
+            }
+            (e, _) if args.verbose => println!("{e:?}"),
+            _ => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

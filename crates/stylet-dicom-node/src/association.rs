@@ -5,7 +5,6 @@
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use dicom_core::Tag;
 use dicom_core::{dicom_value, DataElement, VR};
@@ -75,13 +74,10 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, id: AssociationId, shar
     let calling = Arc::new(Mutex::new(String::new()));
     let access = Access { allowed: &config.allowed_calling_ae_titles, calling: Arc::clone(&calling) };
     let calling = move || calling.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let timeout = Duration::from_secs_f64(config.association_timeout_s);
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(access)
         .ae_title(config.ae_title.trim())
         .max_pdu_length(config.max_pdu_length)
-        .read_timeout(timeout)
-        .write_timeout(timeout)
         .with_abstract_syntax(crate::VERIFICATION_SOP_CLASS);
     for class in crate::STORAGE_SOP_CLASSES {
         options = options.with_abstract_syntax(class);
@@ -93,6 +89,8 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, id: AssociationId, shar
         Ok(a) => a,
         Err(e) => {
             let calling = calling();
+            shared.closed(id);
+            shared.tracker().ended(id, None, shared.now_s());
             shared.report(NodeEvent::Refused { peer, reason: format!("association from {calling:?} refused: {e}") });
             return;
         }
@@ -100,7 +98,10 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, id: AssociationId, shar
     let calling = calling();
     shared.tracker().activity(id, shared.now_s());
     shared.report(NodeEvent::Associated { association: id, peer, calling_ae: calling.clone() });
-    let (stored, how) = receive(&mut association, id, &calling, shared);
+    let (stored, mut how) = receive(&mut association, id, &calling, shared);
+    if shared.closed(id) {
+        how = format!("ended by the node: no PDU for {} s", config.association_timeout_s);
+    }
     let ended_by_peer =
         how == "released" || how.starts_with("aborted by the sender") || how.starts_with("association broken");
     if !ended_by_peer {
@@ -130,7 +131,7 @@ fn receive(
     loop {
         let pdu = match association.receive() {
             Ok(p) => p,
-            Err(e) => return (stored, format!("association broken: {e}")),
+            Err(e) => return (stored, format!("association broken: {}", chain(&e))),
         };
         shared.tracker().activity(id, shared.now_s());
         let values = match pdu {
@@ -169,8 +170,9 @@ fn receive(
                     let Some(rq) = pending.take() else {
                         return (stored, "protocol error: a data set without a C-STORE request".into());
                     };
-                    let set = std::mem::take(&mut data);
-                    let status = match store(association, value.presentation_context_id, &rq, &set, calling, shared) {
+                    let outcome = store(association, value.presentation_context_id, &rq, &data, calling, shared);
+                    data.clear(); // keeps its capacity for the next instance
+                    let status = match outcome {
                         Ok(instance) => {
                             let path = instance.dir.join(format!("{}.dcm", instance.sop_instance_uid));
                             shared.tracker().stored(id, &instance, shared.now_s());
@@ -196,6 +198,17 @@ fn receive(
             }
         }
     }
+}
+
+/// An error with its causes, "a: b: c".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
 }
 
 fn implicit_le() -> dicom_encoding::TransferSyntax {
@@ -326,7 +339,15 @@ fn store(
     let path = dir.join(format!("{sop_uid}.dcm"));
     let patient_id = text(&obj, tags::PATIENT_ID).unwrap_or_default();
     let frame_of_reference_uid = text(&obj, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default();
-    obj.with_exact_meta(meta).write_to_file(&part).map_err(|e| write_error(e.to_string()))?;
+    // The data set is written as it arrived (bit for bit, in its transfer syntax) after the
+    // preamble and the file meta group: nothing is re-encoded.
+    let mut file = Vec::with_capacity(set.len() + 512);
+    file.extend_from_slice(&[0; 128]);
+    file.extend_from_slice(b"DICM");
+    meta.write(&mut file).map_err(|e| (CANNOT_UNDERSTAND, format!("cannot write the file meta group: {e}")))?;
+    file.extend_from_slice(set);
+    drop(obj);
+    std::fs::write(&part, &file).map_err(|e| write_error(e.to_string()))?;
     std::fs::rename(&part, &path).map_err(|e| write_error(e.to_string()))?;
     Ok(StoredInstance {
         series_uid,

@@ -1,7 +1,8 @@
 //! The node: its configuration, the listener thread (accepts, filters peers, ticks the tracker)
 //! and the events it reports.
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -33,7 +34,7 @@ pub struct NodeConfig {
     pub storage_dir: PathBuf,
     /// A series is complete after this long without news of it, s.
     pub series_quiet_s: f64,
-    /// An association silent this long is ended as broken (its series partial), s.
+    /// An association silent this long is ended by the node (its series partial), s.
     #[serde(default = "default_association_timeout_s")]
     pub association_timeout_s: f64,
     /// Largest PDU the node accepts, bytes.
@@ -190,6 +191,12 @@ pub enum NodeEvent {
 pub(crate) struct Shared {
     pub(crate) config: NodeConfig,
     tracker: Mutex<SeriesTracker>,
+    /// A handle on each open association's socket, for the listener to end a silent one (the
+    /// sockets have no read timeout: a timeout makes the kernel return EINTR to a read that a
+    /// signal interrupts, even under SA_RESTART, and dicom-ul would take that as a broken link).
+    sockets: Mutex<BTreeMap<AssociationId, TcpStream>>,
+    /// Associations the listener ended for silence.
+    silenced: Mutex<BTreeSet<AssociationId>>,
     events: Mutex<Sender<NodeEvent>>,
     epoch: Instant,
 }
@@ -201,6 +208,25 @@ impl Shared {
 
     pub(crate) fn tracker(&self) -> MutexGuard<'_, SeriesTracker> {
         self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets an association's socket; whether the listener ended it for silence.
+    pub(crate) fn closed(&self, id: AssociationId) -> bool {
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        self.silenced.lock().unwrap_or_else(PoisonError::into_inner).remove(&id)
+    }
+
+    /// Ends the associations silent for `association_timeout_s`: their reads fail at once.
+    fn end_silent(&self) {
+        let silent = self.tracker().silent(self.now_s(), self.config.association_timeout_s);
+        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in silent {
+            if let Some(s) = sockets.get(&id) {
+                if self.silenced.lock().unwrap_or_else(PoisonError::into_inner).insert(id) {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
+            }
+        }
     }
 
     /// Reports an event; a node whose user stopped listening goes on storing.
@@ -235,6 +261,8 @@ impl DicomNode {
         let (tx, events) = channel();
         let shared = Arc::new(Shared {
             tracker: Mutex::new(SeriesTracker::new(config.series_quiet_s)),
+            sockets: Mutex::new(BTreeMap::new()),
+            silenced: Mutex::new(BTreeSet::new()),
             config,
             events: Mutex::new(tx),
             epoch: Instant::now(),
@@ -284,7 +312,15 @@ fn listen(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) {
                     });
                     continue;
                 }
+                // Small PDUs (the C-STORE responses) go at once: with Nagle's algorithm and the
+                // peer's delayed ACK each instance would wait tens of milliseconds.
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_nonblocking(false);
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
+                shared.tracker().activity(id, shared.now_s());
+                if let Ok(handle) = stream.try_clone() {
+                    shared.sockets.lock().unwrap_or_else(PoisonError::into_inner).insert(id, handle);
+                }
                 let report = Arc::clone(shared);
                 let shared = Arc::clone(shared);
                 let spawned = std::thread::Builder::new()
@@ -298,6 +334,7 @@ fn listen(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(TICK),
             Err(_) => std::thread::sleep(TICK),
         }
+        shared.end_silent();
         let now = shared.now_s();
         let due = shared.tracker().due(now);
         for outcome in due {

@@ -150,6 +150,11 @@ impl SeriesTracker {
         out
     }
 
+    /// Open associations without a PDU for `timeout_s` or more.
+    pub fn silent(&self, now_s: f64, timeout_s: f64) -> Vec<AssociationId> {
+        self.open.iter().filter(|(_, &t)| now_s - t >= timeout_s).map(|(&id, _)| id).collect()
+    }
+
     /// The series that became complete by `now_s`.
     pub fn due(&mut self, now_s: f64) -> Vec<SeriesOutcome> {
         let mut out = Vec::new();
@@ -234,6 +239,17 @@ mod tests {
         t.stored(3, &inst("1.1", "c"), 60.5);
         t.ended(3, None, 61.0);
         assert_eq!(complete(&t.due(63.0)), vec![("1.1".to_string(), 2)]);
+    }
+
+    #[test]
+    fn an_association_without_a_pdu_for_the_timeout_is_silent() {
+        let mut t = SeriesTracker::new(2.0);
+        t.activity(1, 0.0);
+        t.activity(2, 5.0);
+        assert_eq!(t.silent(9.9, 10.0), Vec::<AssociationId>::new());
+        assert_eq!(t.silent(10.0, 10.0), vec![1]);
+        t.ended(1, Some("silent"), 10.0);
+        assert_eq!(t.silent(20.0, 10.0), vec![2]);
     }
 
     #[test]

@@ -251,8 +251,8 @@ fn a_calling_ae_title_not_allowed_is_rejected_and_nothing_is_stored() {
     assert!(std::fs::read_dir(&store).unwrap().next().is_none(), "something was stored");
 }
 
-/// Sends `files` as C-STOREs over a dicom-ul association, then aborts it.
-fn send_then_abort(addr: SocketAddr, files: &[PathBuf]) {
+/// Opens a dicom-ul association and sends `files` as C-STOREs on it.
+fn associate_and_send(addr: SocketAddr, files: &[PathBuf]) -> dicom_ul::ClientAssociation<std::net::TcpStream> {
     let ct = "1.2.840.10008.5.1.4.1.1.2";
     let explicit = "1.2.840.10008.1.2.1";
     let mut a = ClientAssociationOptions::new()
@@ -287,7 +287,7 @@ fn send_then_abort(addr: SocketAddr, files: &[PathBuf]) {
         }
         assert!(matches!(a.receive().unwrap(), Pdu::PData { .. }), "no C-STORE-RSP");
     }
-    a.abort().unwrap();
+    a
 }
 
 #[test]
@@ -299,7 +299,7 @@ fn a_series_cut_off_by_an_abort_is_partial_and_complete_only_when_sent_again_who
     let files = phantom_series(&work.join("series"), "1.2.826.0.1.3680043.10.1.10");
     // A long quiet time: the abort comes long before the series could be taken as complete.
     let (node, _) = node("abort", 5.0, &[]);
-    send_then_abort(node.local_addr(), &files[..2]);
+    associate_and_send(node.local_addr(), &files[..2]).abort().unwrap();
     let seen = events_until(&node, |e| matches!(e, NodeEvent::Series(_)));
     match seen.last().unwrap() {
         NodeEvent::Series(SeriesOutcome::Partial { series, reason }) => {
@@ -336,7 +336,13 @@ fn pynetdicom_echoes_and_sends_a_series_which_loads_voxel_for_voxel() {
         eprintln!("SKIPPED: {}", String::from_utf8_lossy(&o.stderr));
         return;
     }
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{}{}\nnode: {:#?}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        node.events().try_iter().collect::<Vec<_>>()
+    );
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["echo"], 0, "{r}");
     assert_eq!(r["stored"], serde_json::json!(vec![0; files.len()]), "{r}");
@@ -382,4 +388,35 @@ fn a_sender_breaking_the_protocol_is_aborted_and_the_node_goes_on() {
     assert!(wrong.is_err(), "associated under another called AE title");
     events_until(&node, |e| matches!(e, NodeEvent::Refused { .. }));
     assert!(std::fs::read_dir(&store).unwrap().next().is_none(), "something was stored");
+}
+
+#[test]
+fn a_sender_gone_silent_is_ended_by_the_node_and_its_series_is_partial() {
+    let work = scratch("silent");
+    let files = phantom_series(&work.join("series"), "1.2.826.0.1.3680043.10.1.12");
+    let store = scratch("silent-node");
+    let mut config = NodeConfig::local("STYLET", 0, store);
+    config.association_timeout_s = 0.5;
+    config.series_quiet_s = 30.0; // the series cannot complete first
+    let node = DicomNode::start(config).unwrap();
+    // One instance, then nothing: the association stays open with the sender silent.
+    let _silent = associate_and_send(node.local_addr(), &files[..1]);
+    // A connection that never sends an A-ASSOCIATE-RQ is ended too.
+    let _mute = std::net::TcpStream::connect(node.local_addr()).unwrap();
+    // Both end at about the same time, in either order.
+    let mut seen = events_until(&node, |e| matches!(e, NodeEvent::Series(_) | NodeEvent::Refused { .. }));
+    let is_series = |e: &NodeEvent| matches!(e, NodeEvent::Series(_));
+    let is_refused = |e: &NodeEvent| matches!(e, NodeEvent::Refused { .. });
+    if !seen.iter().any(is_series) {
+        seen.extend(events_until(&node, is_series));
+    } else if !seen.iter().any(is_refused) {
+        seen.extend(events_until(&node, is_refused));
+    }
+    match seen.iter().find(|e| is_series(e)).unwrap() {
+        NodeEvent::Series(SeriesOutcome::Partial { series, reason }) => {
+            assert_eq!(series.instances, 1);
+            assert!(reason.contains("no PDU for 0.5 s"), "{reason}");
+        }
+        other => panic!("expected a partial series, got {other:?}"),
+    }
 }

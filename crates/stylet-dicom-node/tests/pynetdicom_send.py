@@ -27,6 +27,12 @@ if not assoc.is_established:
     print(json.dumps({"associated": False}))
     sys.exit(1)
 echo = assoc.send_c_echo()
-stored = [int(assoc.send_c_store(d).Status) for d in datasets]
+stored = []
+for d in datasets:
+    rsp = assoc.send_c_store(d)
+    if "Status" not in rsp:  # no response: the association ended or timed out
+        print(json.dumps({"associated": True, "echo": int(echo.Status), "stored": stored, "cut": assoc.is_aborted}))
+        sys.exit(1)
+    stored.append(int(rsp.Status))
 assoc.release()
 print(json.dumps({"associated": True, "echo": int(echo.Status), "stored": stored}))

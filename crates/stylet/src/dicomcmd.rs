@@ -52,14 +52,18 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<ExitCode> {
     let node = DicomNode::start(config)?;
     let addr = node.local_addr();
     if args.json {
-        println!("{}", json!({ "event": "listening", "address": addr.to_string(), "ae_title": args.aet }));
+        say(&json!({ "event": "listening", "address": addr.to_string(), "ae_title": args.aet }).to_string())?;
     } else {
-        println!("listening on {addr} as {} (storing to {})", args.aet, args.out.display());
+        say(&format!("listening on {addr} as {} (storing to {})", args.aet, args.out.display()))?;
     }
     let mut complete = 0;
     while args.series.is_none_or(|n| complete < n) {
         let Ok(event) = node.events().recv() else { break };
-        let quiet = matches!(event, NodeEvent::Stored { .. } | NodeEvent::Echo { .. } | NodeEvent::Associated { .. });
+        // Without --verbose: series, refusals and refused instances only.
+        let quiet = matches!(
+            event,
+            NodeEvent::Stored { .. } | NodeEvent::Echo { .. } | NodeEvent::Associated { .. } | NodeEvent::Ended { .. }
+        );
         let loaded = match &event {
             NodeEvent::Series(SeriesOutcome::Complete(s)) => {
                 complete += 1;
@@ -77,12 +81,12 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<ExitCode> {
                 None => {}
             }
             if !quiet || args.verbose {
-                println!("{j}");
+                say(&j.to_string())?;
             }
             continue;
         }
-        match (&event, &loaded) {
-            (NodeEvent::Series(SeriesOutcome::Complete(s)), Some(Ok((v, r)))) => println!(
+        let line = match (&event, &loaded) {
+            (NodeEvent::Series(SeriesOutcome::Complete(s)), Some(Ok((v, r)))) => format!(
                 "series {} complete: {} instances from {}, {}x{}x{} voxels of {:.2}x{:.2}x{:.2} mm, {} ({}), in {}",
                 s.series_uid,
                 s.instances,
@@ -98,21 +102,30 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<ExitCode> {
                 s.dir.display()
             ),
             (NodeEvent::Series(SeriesOutcome::Complete(s)), Some(Err(e))) => {
-                println!("series {} complete ({} instances) but does not load: {e}", s.series_uid, s.instances);
+                format!("series {} complete ({} instances) but does not load: {e}", s.series_uid, s.instances)
             }
-            (NodeEvent::Series(SeriesOutcome::Partial { series, reason }), _) => println!(
+            (NodeEvent::Series(SeriesOutcome::Partial { series, reason }), _) => format!(
                 "series {} PARTIAL ({} instances; {reason}): not used, kept in {}",
                 series.series_uid,
                 series.instances,
                 series.dir.display()
             ),
-            (NodeEvent::Refused { peer, reason }, _) => println!("refused {peer}: {reason}"),
+            (NodeEvent::Refused { peer, reason }, _) => format!("refused {peer}: {reason}"),
             (NodeEvent::InstanceRefused { status, reason, .. }, _) => {
-                println!("instance refused (status 0x{status:04X}): {reason}");
+                format!("instance refused (status 0x{status:04X}): {reason}")
             }
-            (e, _) if args.verbose => println!("{e:?}"),
-            _ => {}
-        }
+            (e, _) if args.verbose => format!("{e:?}"),
+            _ => continue,
+        };
+        say(&line)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line to stdout; a reader that went away ends the command (the node stops; what it
+/// stored stays).
+fn say(line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| anyhow::anyhow!("stdout: {e}"))
 }

@@ -365,7 +365,7 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
 
 /// Labels that breathing carries: the liver and what lies in it (tumour, vessels, gallbladder,
 /// bile ducts).
-pub const MOVES_WITH_LIVER: [u8; 5] = [2, 3, 4, 7, 8];
+const MOVES_WITH_LIVER: [u8; 5] = [2, 3, 4, 7, 8];
 
 /// Draws the liver of `planning` (with what lies in it, by `labels`) displaced by `shift_mm`
 /// (LPS) into `ct`: each voxel the liver covers now, or covered in the planning CT, takes the

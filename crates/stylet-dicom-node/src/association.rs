@@ -60,6 +60,18 @@ impl AccessControl for Access<'_> {
     }
 }
 
+/// How an association ended.
+#[derive(Debug)]
+enum End {
+    /// The sender released it.
+    Released,
+    /// The sender aborted it, or the link broke.
+    ByPeer(String),
+    /// The node ends it (a protocol breach, a response it could not send, silence): an
+    /// A-ABORT tells the sender.
+    ByNode(String),
+}
+
 /// A C-STORE request whose data set is still arriving.
 #[derive(Debug)]
 struct StoreRq {
@@ -98,32 +110,35 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, id: AssociationId, shar
     let calling = calling();
     shared.tracker().activity(id, shared.now_s());
     shared.report(NodeEvent::Associated { association: id, peer, calling_ae: calling.clone() });
-    let (stored, mut how) = receive(&mut association, id, &calling, shared);
+    let (stored, mut end) = receive(&mut association, id, &calling, shared);
     if shared.closed(id) {
-        how = format!("ended by the node: no PDU for {} s", config.association_timeout_s);
+        end = End::ByNode(format!("ended by the node: no PDU for {} s", config.association_timeout_s));
     }
-    let ended_by_peer =
-        how == "released" || how.starts_with("aborted by the sender") || how.starts_with("association broken");
-    if !ended_by_peer {
-        // The node ends it: an A-ABORT tells the sender (the series stays partial).
-        let _ = association.abort();
-    }
+    let aborted = match end {
+        End::Released => None,
+        End::ByPeer(why) => Some(why),
+        End::ByNode(why) => {
+            // The series stays partial.
+            let _ = association.abort();
+            Some(why)
+        }
+    };
     let now = shared.now_s();
-    let aborted = if how == "released" { None } else { Some(how.as_str()) };
-    let partial = shared.tracker().ended(id, aborted, now);
-    shared.report(NodeEvent::Ended { association: id, instances: stored, how: how.clone() });
+    let partial = shared.tracker().ended(id, aborted.as_deref(), now);
+    let how = aborted.unwrap_or_else(|| "released".into());
+    shared.report(NodeEvent::Ended { association: id, instances: stored, how });
     for outcome in partial {
         shared.report(NodeEvent::Series(outcome));
     }
 }
 
-/// Receives until the association ends: (instances stored, "released" or why it ended).
+/// Receives until the association ends: (instances stored, how it ended).
 fn receive(
     association: &mut ServerAssociation<TcpStream>,
     id: AssociationId,
     calling: &str,
     shared: &Shared,
-) -> (usize, String) {
+) -> (usize, End) {
     let mut stored = 0;
     let mut command: Vec<u8> = Vec::new();
     let mut data: Vec<u8> = Vec::new();
@@ -131,22 +146,22 @@ fn receive(
     loop {
         let pdu = match association.receive() {
             Ok(p) => p,
-            Err(e) => return (stored, format!("association broken: {}", chain(&e))),
+            Err(e) => return (stored, End::ByPeer(format!("association broken: {}", chain(&e)))),
         };
         shared.tracker().activity(id, shared.now_s());
         let values = match pdu {
             Pdu::PData { data } => data,
             Pdu::ReleaseRQ => {
                 let _ = association.send(&Pdu::ReleaseRP);
-                return (stored, "released".into());
+                return (stored, End::Released);
             }
-            Pdu::AbortRQ { source } => return (stored, format!("aborted by the sender ({source:?})")),
-            other => return (stored, format!("unexpected {}", other.short_description())),
+            Pdu::AbortRQ { source } => return (stored, End::ByPeer(format!("aborted by the sender ({source:?})"))),
+            other => return (stored, End::ByNode(format!("unexpected {}", other.short_description()))),
         };
         for mut value in values {
             match value.value_type {
                 _ if command.len() + data.len() + value.data.len() > MAX_INSTANCE_BYTES => {
-                    return (stored, format!("an instance larger than {MAX_INSTANCE_BYTES} bytes"));
+                    return (stored, End::ByNode(format!("an instance larger than {MAX_INSTANCE_BYTES} bytes")));
                 }
                 PDataValueType::Command => {
                     command.append(&mut value.data);
@@ -159,7 +174,7 @@ fn receive(
                             pending = rq;
                             data.clear();
                         }
-                        Err(why) => return (stored, why),
+                        Err(why) => return (stored, End::ByNode(why)),
                     }
                 }
                 PDataValueType::Data => {
@@ -168,7 +183,7 @@ fn receive(
                         continue;
                     }
                     let Some(rq) = pending.take() else {
-                        return (stored, "protocol error: a data set without a C-STORE request".into());
+                        return (stored, End::ByNode("protocol error: a data set without a C-STORE request".into()));
                     };
                     let outcome = store(association, value.presentation_context_id, &rq, &data, calling, shared);
                     data.clear(); // keeps its capacity for the next instance
@@ -192,7 +207,7 @@ fn receive(
                     };
                     let rsp = store_response(&rq, status);
                     if let Err(why) = send_command(association, value.presentation_context_id, &rsp) {
-                        return (stored, why);
+                        return (stored, End::ByNode(why));
                     }
                 }
             }

@@ -60,7 +60,7 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<ExitCode> {
     while args.series.is_none_or(|n| complete < n) {
         let Ok(event) = node.events().recv() else { break };
         // Without --verbose: series, refusals and refused instances only.
-        let quiet = matches!(
+        let chatty = matches!(
             event,
             NodeEvent::Stored { .. } | NodeEvent::Echo { .. } | NodeEvent::Associated { .. } | NodeEvent::Ended { .. }
         );
@@ -80,7 +80,7 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<ExitCode> {
                 Some(Err(e)) => j["load_error"] = json!(e),
                 None => {}
             }
-            if !quiet || args.verbose {
+            if !chatty || args.verbose {
                 say(&j.to_string())?;
             }
             continue;

@@ -350,7 +350,17 @@ impl<A> RunnerHandle<A> {
         self.snapshot.lock().ok().map(|s| *s)
     }
 
+    /// Whether the thread has ended (after a [`Operator::Shutdown`], or by panicking).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.join.as_ref().is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
     /// Stops the thread and collects its report.
+    ///
+    /// The thread reads its mailbox only when the lock is free (it never waits for a caller), so
+    /// the message may wait a cycle: with a clock that only moves when told, move it until
+    /// [`is_finished`](Self::is_finished) before calling this.
     ///
     /// # Errors
     /// [`RunnerGone`] when the thread panicked.

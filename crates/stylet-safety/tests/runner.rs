@@ -49,9 +49,21 @@ impl Rig {
         self.events.extend(self.h.events.try_iter());
     }
 
+    /// Asks the thread to leave and moves the clock until it has. One period is not always
+    /// enough: the thread skips its mailbox in a cycle where a caller holds the lock, and a CI
+    /// run hung for good when the Shutdown waited for a cycle that never came.
     fn shutdown(self) -> runner::RunReport<FakeActuator> {
         self.h.send(Operator::Shutdown).unwrap();
-        self.clock.advance(self.period);
+        let t0 = Instant::now();
+        while !self.h.is_finished() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "runner did not stop");
+            let next = self.h.cycles() + 1;
+            self.clock.advance(self.period);
+            while self.h.cycles() < next && !self.h.is_finished() {
+                assert!(t0.elapsed() < Duration::from_secs(10), "runner did not stop");
+                std::thread::yield_now();
+            }
+        }
         self.h.shutdown().unwrap()
     }
 

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use dicom_core::{dicom_value, DataElement, VR};
@@ -24,25 +24,12 @@ use stylet_imaging::{load_series, write_series, Volume};
 /// How long a test waits for an event before calling the node hung (not a timing check).
 const HANG: Duration = Duration::from_secs(60);
 
-/// DCMTK's own `tool` on the PATH: pynetdicom installs Python apps of the same names
-/// (storescu, echoscu), which may come first.
-fn dcmtk_tool(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| {
-        Command::new(p)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).to_lowercase().contains("dcmtk"))
-    })
-}
+#[path = "support/dcmtk.rs"]
+mod support;
+use support::{dcmtk, dcmtk_tool};
 
 fn have_dcmtk() -> bool {
-    let found = ["storescu", "echoscu", "dcmcjpeg", "dcmodify"].iter().all(|t| dcmtk_tool(t).is_some());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "storescu not found: apt install dcmtk");
-        eprintln!("SKIPPED: DCMTK not found (apt install dcmtk)");
-    }
-    found
+    support::have(&["storescu", "echoscu", "dcmcjpeg", "dcmodify"])
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -69,20 +56,6 @@ fn dcmodify(file: &Path, set: &[String]) {
     }
     let o = c.arg(file).output().unwrap();
     assert!(o.status.success(), "dcmodify {set:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-/// `echoscu`, or `storescu` with its options first (`-xs`: propose JPEG Lossless besides the
-/// uncompressed syntaxes, `-xv`: JPEG 2000 lossless), so compressed files go as they are.
-fn dcmtk(tool: &str, calling: &str, addr: SocketAddr, files: &[PathBuf]) -> Output {
-    let mut words = tool.split_whitespace();
-    let mut c = Command::new(dcmtk_tool(words.next().unwrap()).unwrap());
-    c.args(words)
-        .args(["-aet", calling, "-aec", "STYLET"])
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .args(files)
-        .output()
-        .unwrap()
 }
 
 /// Events until (and with) the first that `stop` accepts.

@@ -119,6 +119,8 @@ pub struct SeriesReport {
     pub series_uid: String,
     /// SeriesDescription (may be empty).
     pub description: String,
+    /// Whose CT it is and in which coordinate system (the same in every slice).
+    pub identity: SeriesIdentity,
     /// Transfer syntax UID and name of the first slice.
     pub transfer_syntax: String,
     /// Slices.
@@ -131,6 +133,57 @@ pub struct SeriesReport {
     pub tilt_deg: f64,
     /// Whether the slice axes are not aligned with the patient axes.
     pub oblique: bool,
+}
+
+/// Whose CT a series is and in which patient coordinate system: what a checkpoint CT must share
+/// with the planning CT before its coordinates mean the same (empty when a tag is absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SeriesIdentity {
+    /// PatientID (0010,0020).
+    pub patient_id: String,
+    /// PatientName (0010,0010).
+    pub patient_name: String,
+    /// StudyInstanceUID (0020,000D).
+    pub study_uid: String,
+    /// FrameOfReferenceUID (0020,0052).
+    pub frame_of_reference_uid: String,
+    /// AcquisitionDateTime (0008,002A), or AcquisitionDate and AcquisitionTime, as written.
+    pub acquisition_datetime: Option<String>,
+}
+
+impl SeriesIdentity {
+    /// Why a series of this identity is not of the same patient and frame of reference as
+    /// `planning`'s (`None`: it is). A tag missing from either side is a difference.
+    #[must_use]
+    pub fn differs_from(&self, planning: &SeriesIdentity) -> Option<String> {
+        if self.patient_id != planning.patient_id {
+            return Some(format!(
+                "another patient: PatientID {:?}, the planning CT's is {:?}",
+                self.patient_id, planning.patient_id
+            ));
+        }
+        if self.frame_of_reference_uid.is_empty() || self.frame_of_reference_uid != planning.frame_of_reference_uid {
+            return Some(format!(
+                "another frame of reference: FrameOfReferenceUID {:?}, the planning CT's is {:?} (the patient was re-positioned or the scanner re-registered; its coordinates do not match the plan's)",
+                self.frame_of_reference_uid, planning.frame_of_reference_uid
+            ));
+        }
+        None
+    }
+
+    fn of(obj: &DefaultDicomObject) -> Self {
+        let dt = Some(tag_str(obj, tags::ACQUISITION_DATE_TIME)).filter(|s| !s.is_empty()).or_else(|| {
+            let (d, t) = (tag_str(obj, tags::ACQUISITION_DATE), tag_str(obj, tags::ACQUISITION_TIME));
+            (!d.is_empty() && !t.is_empty()).then(|| format!("{d}{t}"))
+        });
+        SeriesIdentity {
+            patient_id: tag_str(obj, tags::PATIENT_ID),
+            patient_name: tag_str(obj, tags::PATIENT_NAME),
+            study_uid: tag_str(obj, tags::STUDY_INSTANCE_UID),
+            frame_of_reference_uid: tag_str(obj, tags::FRAME_OF_REFERENCE_UID),
+            acquisition_datetime: dt,
+        }
+    }
 }
 
 struct Slice {
@@ -357,6 +410,23 @@ pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesRe
             });
         }
     }
+    // One patient, one frame of reference: a slice of another is not part of this volume.
+    let identity = SeriesIdentity::of(&chosen[0].1);
+    for (path, obj) in &chosen {
+        let other = SeriesIdentity::of(obj);
+        for (what, a, b) in [
+            ("PatientID", &other.patient_id, &identity.patient_id),
+            ("FrameOfReferenceUID", &other.frame_of_reference_uid, &identity.frame_of_reference_uid),
+        ] {
+            if a != b {
+                return Err(DicomError::Inconsistent {
+                    file: path.display().to_string(),
+                    what: format!("{what} {a:?}"),
+                    first: format!("{b:?}"),
+                });
+            }
+        }
+    }
     for (path, obj) in chosen {
         let f = |t, n| tag_f64s(&obj, &path, t, n);
         let ipp = f(tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient (0020,0032)")?;
@@ -474,6 +544,7 @@ pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesRe
     let report = SeriesReport {
         series_uid: tag_str(&slices[0].obj, tags::SERIES_INSTANCE_UID),
         description: tag_str(&slices[0].obj, tags::SERIES_DESCRIPTION),
+        identity,
         transfer_syntax: syntax,
         slices: slices.len(),
         slice_spacing_mm: k_spacing,

@@ -11,11 +11,11 @@ pub mod organ;
 mod volume;
 pub mod writer;
 
-pub use dicom::{load_series, DicomError, SeriesReport};
+pub use dicom::{load_series, DicomError, SeriesIdentity, SeriesReport};
 pub use fiducials::{detect, Fiducial, FiducialSettings, Rejected};
 pub use needle::{detect_needle, NeedleError, NeedleFound, NeedleSettings};
 pub use nifti::{load_nifti, parse_nifti, write_nifti, NiftiError};
 pub use nrrd::{load_nrrd, nrrd_segments, parse_nrrd, NrrdError, Segment};
 pub use organ::{organ_shift, OrganError, OrganSettings, OrganShift};
 pub use volume::Volume;
-pub use writer::{write_series, write_series_encoded, PixelEncoding, WriteError};
+pub use writer::{write_series, write_series_encoded, write_series_with, PixelEncoding, SeriesMeta, WriteError};

@@ -50,8 +50,44 @@ pub enum PixelEncoding {
     Jpeg2000Lossless,
 }
 
+/// Who and what a written series is: the identity a receiver checks a series against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesMeta {
+    /// StudyInstanceUID.
+    pub study_uid: String,
+    /// SeriesInstanceUID (each slice's SOPInstanceUID is this with `.N`).
+    pub series_uid: String,
+    /// SeriesDescription.
+    pub description: String,
+    /// PatientID.
+    pub patient_id: String,
+    /// PatientName (DICOM PN, `Family^Given`).
+    pub patient_name: String,
+    /// FrameOfReferenceUID: series sharing it share the patient coordinate system.
+    pub frame_of_reference_uid: String,
+    /// AcquisitionDateTime (DICOM DT, e.g. `20261202185200.250000`), if known.
+    pub acquisition_datetime: Option<String>,
+}
+
+impl SeriesMeta {
+    /// A series of the simulated phantom patient, its frame of reference the study's.
+    #[must_use]
+    pub fn phantom(study_uid: &str, series_uid: &str, description: &str) -> Self {
+        SeriesMeta {
+            study_uid: study_uid.into(),
+            series_uid: series_uid.into(),
+            description: description.into(),
+            patient_id: "STYLET-PHANTOM".into(),
+            patient_name: "Phantom^Stylet".into(),
+            frame_of_reference_uid: format!("{study_uid}.1"),
+            acquisition_datetime: None,
+        }
+    }
+}
+
 /// Writes `v` (HU) as `dir/slice_0000.dcm`, ... with the given series UID, study UID and
-/// description. Values are rounded to int16 with RescaleIntercept -1024, RescaleSlope 1.
+/// description, as a series of the phantom patient ([`SeriesMeta::phantom`]). Values are
+/// rounded to int16 with RescaleIntercept -1024, RescaleSlope 1.
 ///
 /// # Errors
 /// A [`WriteError`].
@@ -62,7 +98,7 @@ pub fn write_series(
     series_uid: &str,
     description: &str,
 ) -> Result<Vec<PathBuf>, WriteError> {
-    write_series_encoded(v, dir, study_uid, series_uid, description, PixelEncoding::Uncompressed)
+    write_series_with(v, dir, &SeriesMeta::phantom(study_uid, series_uid, description), PixelEncoding::Uncompressed)
 }
 
 /// [`write_series`] with a choice of pixel encoding.
@@ -77,6 +113,20 @@ pub fn write_series_encoded(
     description: &str,
     encoding: PixelEncoding,
 ) -> Result<Vec<PathBuf>, WriteError> {
+    write_series_with(v, dir, &SeriesMeta::phantom(study_uid, series_uid, description), encoding)
+}
+
+/// Writes `v` (HU) as a series with the identity `meta`, in `encoding`.
+///
+/// # Errors
+/// A [`WriteError`].
+pub fn write_series_with(
+    v: &Volume,
+    dir: &Path,
+    meta: &SeriesMeta,
+    encoding: PixelEncoding,
+) -> Result<Vec<PathBuf>, WriteError> {
+    let (study_uid, series_uid, description) = (meta.study_uid.as_str(), meta.series_uid.as_str(), &meta.description);
     if v.tilt_deg() > 1e-6 {
         return Err(WriteError::Sheared { tilt_deg: v.tilt_deg() });
     }
@@ -112,13 +162,20 @@ pub fn write_series_encoded(
                 (DataElement::new(tags::PIXEL_DATA, VR::OB, fragments), uids::JPEG2000_LOSSLESS)
             }
         };
-        let obj = InMemDicomObject::from_element_iter([
+        let mut obj = InMemDicomObject::from_element_iter([
             DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from(uids::CT_IMAGE_STORAGE)),
             DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop_uid.as_str())),
             DataElement::new(tags::STUDY_INSTANCE_UID, VR::UI, PrimitiveValue::from(study_uid)),
             DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, PrimitiveValue::from(series_uid)),
             DataElement::new(tags::MODALITY, VR::CS, PrimitiveValue::from("CT")),
-            DataElement::new(tags::SERIES_DESCRIPTION, VR::LO, PrimitiveValue::from(description)),
+            DataElement::new(tags::SERIES_DESCRIPTION, VR::LO, PrimitiveValue::from(description.as_str())),
+            DataElement::new(tags::PATIENT_NAME, VR::PN, PrimitiveValue::from(meta.patient_name.as_str())),
+            DataElement::new(tags::PATIENT_ID, VR::LO, PrimitiveValue::from(meta.patient_id.as_str())),
+            DataElement::new(
+                tags::FRAME_OF_REFERENCE_UID,
+                VR::UI,
+                PrimitiveValue::from(meta.frame_of_reference_uid.as_str()),
+            ),
             // Deliberately not the slice step: readers must take geometry from the positions.
             DataElement::new(tags::SLICE_THICKNESS, VR::DS, ds(&[v.spacing_mm[2] * 1.5])),
             DataElement::new(tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from(format!("{}", nz - k).as_str())),
@@ -137,6 +194,9 @@ pub fn write_series_encoded(
             DataElement::new(tags::RESCALE_SLOPE, VR::DS, ds(&[1.0])),
             pixel_data,
         ]);
+        if let Some(dt) = &meta.acquisition_datetime {
+            obj.put(DataElement::new(tags::ACQUISITION_DATE_TIME, VR::DT, PrimitiveValue::from(dt.as_str())));
+        }
         let file = obj
             .with_meta(FileMetaTableBuilder::new().transfer_syntax(transfer_syntax))
             .map_err(|e| WriteError::Io { path: dir.display().to_string(), reason: e.to_string() })?;

@@ -153,3 +153,40 @@ fn zero_bits_stored_is_named_not_a_crash() {
     let e = load_error("bits_stored_zero.dcm");
     assert!(e.contains("BitsStored"), "{e}");
 }
+
+#[test]
+fn a_series_reads_back_with_its_identity_and_a_slice_of_another_patient_is_refused() {
+    let v = Volume {
+        dims: [8, 6, 4],
+        spacing_mm: [1.0, 1.0, 2.0],
+        origin: Vector3::zeros(),
+        direction: Matrix3::identity(),
+        voxels: vec![40.0; 8 * 6 * 4],
+    };
+    let dir = std::env::temp_dir().join(format!("stylet-identity-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let meta = stylet_imaging::SeriesMeta {
+        acquisition_datetime: Some("20261202185200.5+0100".into()),
+        patient_id: "P-7".into(),
+        ..stylet_imaging::SeriesMeta::phantom("1.2.3", "1.2.3.4", "identity")
+    };
+    let files = stylet_imaging::write_series_with(&v, &dir, &meta, PixelEncoding::Uncompressed).unwrap();
+    let (_, report) = load_series(&dir, None).unwrap();
+    let id = &report.identity;
+    assert_eq!((id.patient_id.as_str(), id.study_uid.as_str()), ("P-7", "1.2.3"));
+    assert_eq!(id.frame_of_reference_uid, "1.2.3.1");
+    assert_eq!(id.acquisition_datetime.as_deref(), Some("20261202185200.5+0100"));
+    assert_eq!(id.differs_from(id), None);
+    let other = stylet_imaging::SeriesIdentity { patient_id: "P-8".into(), ..id.clone() };
+    assert!(other.differs_from(id).unwrap().contains("another patient"));
+    let moved = stylet_imaging::SeriesIdentity { frame_of_reference_uid: "1.2.3.9".into(), ..id.clone() };
+    assert!(moved.differs_from(id).unwrap().contains("another frame of reference"));
+    // One slice of another patient in the folder: not one volume.
+    let stray = stylet_imaging::SeriesMeta { patient_id: "P-8".into(), ..meta.clone() };
+    let tmp = dir.join("stray");
+    let written = stylet_imaging::write_series_with(&v, &tmp, &stray, PixelEncoding::Uncompressed).unwrap();
+    std::fs::rename(&written[0], &files[0]).unwrap();
+    let err = load_series(&dir, None).unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(err.contains("PatientID \"P-8\"") && err.contains("\"P-7\""), "{err}");
+}

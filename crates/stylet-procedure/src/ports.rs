@@ -107,6 +107,11 @@ pub trait CtSource {
     /// # Errors
     /// [`PortError::Ct`] when the series could not be used.
     fn poll_ct(&mut self) -> Result<Option<Acquired>, PortError>;
+    /// What the source refused or noticed since the last call (a series of another patient, one
+    /// cut off mid-transfer), for the operator and the log; the source goes on waiting.
+    fn notices(&mut self, sink: &mut dyn FnMut(String)) {
+        let _ = sink;
+    }
 }
 
 /// The respiratory surrogate (a live sensor through a `RespirationSource`, or the world's belt).

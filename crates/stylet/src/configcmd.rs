@@ -93,6 +93,15 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         Ok(_) => checked.push(devices_path.display().to_string()),
         Err(e) => errors.push(e.to_string()),
     }
+    // The CT suite: its devices, and the ablation setting it names among devices.toml's.
+    let site_path = dir.join("site.toml");
+    match stylet_suite::Site::load(&site_path) {
+        Ok(site) => match stylet_planning::load_zone(&devices_path, &site.ablation.device, &site.ablation.setting) {
+            Ok(_) => checked.push(site_path.display().to_string()),
+            Err(e) => errors.push(format!("{}: [ablation]: {e}", site_path.display())),
+        },
+        Err(e) => errors.push(e.to_string()),
+    }
     for (sub, load) in [
         ("scenarios", (|p: &Path| stylet_sim::scenario::Scenario::load(p).map(|_| ())) as fn(&Path) -> _),
         ("markers", |p: &Path| stylet_registration::FiducialConfig::load(p).map(|_| ())),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use serde_json::json;
 use stylet_imaging::{detect, load_nifti, load_series, Fiducial, Volume};
 use stylet_registration::RegistrationConfig;
+use stylet_suite::planning::is_nrrd;
 
 /// Options of `stylet ct info`.
 #[derive(Debug, clap::Args)]
@@ -91,10 +92,6 @@ pub(crate) fn info(args: &InfoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn is_nrrd(path: &std::path::Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("nrrd") || e.eq_ignore_ascii_case("nhdr"))
 }
 
 /// Loads a volume file: NRRD (`.nrrd`, `.seg.nrrd`, `.nhdr`) or NIfTI (anything else).

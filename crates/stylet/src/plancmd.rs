@@ -64,20 +64,12 @@ pub(crate) struct PlanArgs {
 
 pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let ct = crate::ctcmd::load_ct(&args.ct, args.series.as_deref())?;
-    let labels = crate::ctcmd::load_file(&args.labels)?;
-    let segments =
-        if crate::ctcmd::is_nrrd(&args.labels) { stylet_imaging::nrrd_segments(&args.labels)? } else { Vec::new() };
-    let (table, table_name) = match args.label_table.as_str() {
-        "auto" if !segments.is_empty() => {
-            let named: Vec<(u32, &str)> = segments.iter().map(|s| (s.label_value, s.name.as_str())).collect();
-            (LabelTable::from_segment_names("segment names", &named), "segment names")
-        }
-        "auto" if labels.voxels.iter().any(|v| *v > 12.5) => {
-            (LabelTable::load(&args.config.join("labels.toml"), "totalsegmentator")?, "totalsegmentator")
-        }
-        "auto" => (LabelTable::load(&args.config.join("labels.toml"), "phantom")?, "phantom"),
-        other => (LabelTable::load(&args.config.join("labels.toml"), other)?, other),
-    };
+    let (labels, segments) = stylet_suite::planning::load_labels(&args.labels)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.labels.display()))?;
+    let (table, table_name) =
+        stylet_suite::planning::label_table(&args.label_table, &labels, &segments, &args.config.join("labels.toml"))
+            .map_err(|e| anyhow::anyhow!(e))?;
+    let table_name = table_name.as_str();
     let zone = load_zone(&args.config.join("devices.toml"), &args.device, &args.setting)?;
     let rules = Rules::load(&args.config.join("clinical-rules.toml"))?;
     let tumour = match (&args.tumour, &args.target) {

@@ -173,7 +173,13 @@ impl<W: World> Driver<'_, W> {
         self.world.request_ct(purpose)?;
         let t0 = self.world.now_s();
         let ct = loop {
-            if let Some(ct) = self.world.poll_ct()? {
+            let polled = self.world.poll_ct()?;
+            let mut notices = Vec::new();
+            self.world.notices(&mut |n| notices.push(n));
+            for n in notices {
+                self.note(&format!("{purpose:?} CT: {n}"));
+            }
+            if let Some(ct) = polled {
                 break ct;
             }
             if self.world.now_s() - t0 > 600.0 {

@@ -182,6 +182,10 @@ pub struct Zone {
     pub short_mm: f64,
     /// Zone centre behind the tip, mm.
     pub centre_from_tip_mm: f64,
+    /// The generator's power at this setting, W.
+    pub power_w: f64,
+    /// The programme's duration, s.
+    pub time_s: f64,
 }
 
 /// Loads one device setting from `devices.toml`.
@@ -191,8 +195,15 @@ pub struct Zone {
 pub fn load_zone(path: &Path, device: &str, setting: &str) -> Result<Zone, ConfigError> {
     let raw: RawDevices = read_toml(path)?;
     let mut c = Checker::new();
-    let mut zone =
-        Zone { device: device.into(), setting: setting.into(), long_mm: 0.0, short_mm: 0.0, centre_from_tip_mm: 0.0 };
+    let mut zone = Zone {
+        device: device.into(),
+        setting: setting.into(),
+        long_mm: 0.0,
+        short_mm: 0.0,
+        centre_from_tip_mm: 0.0,
+        power_w: 0.0,
+        time_s: 0.0,
+    };
     for (i, d) in raw.devices.iter().enumerate() {
         c.range(format!("devices[{i}].shrink_factor"), d.shrink_factor, 0.3, 1.0);
         for (j, s) in d.settings.iter().enumerate() {
@@ -204,7 +215,9 @@ pub fn load_zone(path: &Path, device: &str, setting: &str) -> Result<Zone, Confi
                 s.short_mm,
                 "a prolate zone's short axis must not exceed its long axis",
             );
-            let _ = (s.power_w, s.time_s, &d.kind);
+            c.range(format!("devices[{i}].settings[{j}].power_w"), s.power_w, 1.0, 500.0);
+            c.range(format!("devices[{i}].settings[{j}].time_s"), s.time_s, 10.0, 3600.0);
+            let _ = &d.kind;
         }
     }
     match raw.devices.iter().find(|d| d.name == device) {
@@ -224,6 +237,7 @@ pub fn load_zone(path: &Path, device: &str, setting: &str) -> Result<Zone, Confi
             Some(s) => {
                 zone.long_mm = s.long_mm * d.shrink_factor;
                 zone.short_mm = s.short_mm * d.shrink_factor;
+                (zone.power_w, zone.time_s) = (s.power_w, s.time_s);
                 zone.centre_from_tip_mm =
                     c.range(format!("devices[{device}].centre_from_tip_mm"), d.centre_from_tip_mm, 0.0, 50.0);
             }

@@ -118,6 +118,12 @@ pub trait CtSource {
 pub trait Respiration {
     /// Every sample taken up to `now_s` that was not yet handed out, in time order.
     fn samples(&mut self, now_s: f64, sink: &mut dyn FnMut(Sample));
+    /// What the sensor reported since the last call (lines it could not read, its clock
+    /// re-synchronised, the sensor gone), for the operator and the log. Without samples the gate
+    /// goes stale and stays closed (RESP-2); the source keeps trying.
+    fn respiration_notices(&mut self, sink: &mut dyn FnMut(String)) {
+        let _ = sink;
+    }
 }
 
 /// A decision the procedure needs from the operator.

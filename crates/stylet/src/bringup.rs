@@ -296,8 +296,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.port.is_none() && !args.sim {
         anyhow::bail!("give --port PATH or --sim");
     }
-    let crate::realtime::ControlLoop { h, sim, info, stats, mute, scheduling } =
-        crate::realtime::start(&rt, &args.config, &cfg, args.port.as_deref(), &args.faults)?;
+    let crate::realtime::ControlLoop { h, sim, info, stats, mute, scheduling } = crate::realtime::start(
+        &rt,
+        &args.config,
+        &cfg,
+        args.port.as_deref().map(|p| (p, stylet_link::LinkOptions::default().baud)),
+        &args.faults,
+    )?;
     let port = args.port.clone().or_else(|| sim.as_ref().map(|s| s.path.clone())).unwrap_or_default();
     let mut s = Session {
         h,

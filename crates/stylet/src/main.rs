@@ -18,6 +18,7 @@ mod igtlcmd;
 mod kincmd;
 mod plancmd;
 mod plot;
+mod procedurecmd;
 mod realtime;
 mod regcmd;
 mod replaycmd;
@@ -82,6 +83,11 @@ enum Top {
     /// alignment and gated insertion through the supervisor on the simulated controller,
     /// checkpoint CTs, ablation, verification, retraction; ends with a summary.
     Demo(demo::DemoArgs),
+    /// The procedure on the CT suite's devices named in the site config (config/site.toml,
+    /// docs/site.md): the arm's controller and the respiratory sensor on their serial ports, CTs
+    /// from the scanner (DICOM node or watched folder), the ablation device run by hand, and the
+    /// operator at a terminal console.
+    Procedure(procedurecmd::ProcedureArgs),
     /// Read a procedure log back: header, records by kind, state changes and faults, and where
     /// the log was cut if the process died mid-write.
     Replay(replaycmd::ReplayArgs),
@@ -152,6 +158,9 @@ enum SimCmd {
     /// Generate a CT phantom (NIfTI, LPS geometry) with the registration frame's markers at a known
     /// pose, ribs, a contrast vessel, a metal wire with streaks and a tumour, plus its ground truth.
     Phantom(simcmd::PhantomArgs),
+    /// Run the simulated respiratory sensor on a new pty (the scenario's breathing as the live
+    /// sensor's `<t_ms>,<value_mm>` lines, in real time) and print its device path.
+    Sensor(simcmd::SensorArgs),
     /// Write a procedure log as fast as possible (for the kill -9 tests of the recorder).
     #[command(hide = true)]
     Record(replaycmd::RecordArgs),
@@ -175,6 +184,7 @@ fn main() -> ExitCode {
         Top::Config { command: ConfigCmd::Check { dir, json } } => configcmd::check(&dir, json),
         Top::Sim { command: SimCmd::Controller(args) } => simcmd::run(&args),
         Top::Sim { command: SimCmd::Phantom(args) } => simcmd::phantom(&args),
+        Top::Sim { command: SimCmd::Sensor(args) } => simcmd::sensor(&args),
         Top::Bringup(args) => bringup::run(&args),
         Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
         Top::Bench { command: BenchCmd::Ik(args) } => kincmd::bench_ik(&args),
@@ -189,6 +199,7 @@ fn main() -> ExitCode {
         Top::Plan(args) => plancmd::run(&args),
         Top::Replay(args) => replaycmd::replay(&args),
         Top::Demo(args) => demo::run(&args),
+        Top::Procedure(args) => procedurecmd::run(&args),
         Top::Igtl { command: IgtlCmd::Serve(args) } => igtlcmd::serve(&args),
         Top::Sim { command: SimCmd::Record(args) } => replaycmd::record(&args),
     };

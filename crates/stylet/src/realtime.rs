@@ -124,13 +124,13 @@ pub(crate) struct ControlLoop {
     pub(crate) scheduling: Scheduling,
 }
 
-/// Starts the control loop against `port`, or against a simulated controller on a new pty in
+/// Starts the control loop against the controller on `port` (device, baud), or against a simulated controller on a new pty in
 /// this process (with `faults`) when `port` is `None`.
 pub(crate) fn start(
     rt: &Prepared,
     config: &Path,
     cfg: &SafetyConfig,
-    port: Option<&str>,
+    port: Option<(&str, u32)>,
     faults: &[String],
 ) -> anyhow::Result<ControlLoop> {
     let sim = match port {
@@ -138,11 +138,12 @@ pub(crate) fn start(
         None => Some(InProcessSim::start(config, faults, Some(rt.schedule(Role::Controller)))?),
     };
     let path = match (port, &sim) {
-        (Some(p), _) => p.to_string(),
+        (Some((p, _)), _) => p.to_string(),
         (None, Some(s)) => s.path.clone(),
         (None, None) => anyhow::bail!("no controller"),
     };
-    let options = LinkOptions { schedule: Some(rt.schedule(Role::Link)), ..LinkOptions::default() };
+    let baud = port.map_or(LinkOptions::default().baud, |(_, b)| b);
+    let options = LinkOptions { baud, schedule: Some(rt.schedule(Role::Link)), ..LinkOptions::default() };
     let link = Link::open(&path, &options).with_context(|| format!("connecting to the controller on {path}"))?;
     let (info, stats, mute) = (link.info(), link.stats(), link.mute_switch());
     let link_sched = link.scheduling().cloned();

@@ -317,3 +317,63 @@ pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Options of `stylet sim sensor`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SensorArgs {
+    /// Scenario whose breathing the sensor reads [default: CONFIG/scenarios/easy.toml].
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Seed of the breathing [default: the scenario's].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The sensor's clock at its first sample, ms (a sensor's clock is its own).
+    #[arg(long, default_value_t = 1_000_000)]
+    clock_start_ms: u64,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration_s: Option<f64>,
+    /// The config folder.
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Print JSON: the device.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `stylet sim sensor`: the simulated respiratory sensor on a new pty, sending the scenario's
+/// breathing as the live sensor's lines (`<t_ms>,<value_mm>`) in real time.
+pub(crate) fn sensor(args: &SensorArgs) -> anyhow::Result<ExitCode> {
+    let path = args.scenario.clone().unwrap_or_else(|| args.config.join("scenarios").join("easy.toml"));
+    let scenario = stylet_sim::scenario::Scenario::load(&path)?;
+    let seed = args.seed.unwrap_or(scenario.phantom.seed);
+    let mut model = stylet_sim::breathing::Breathing::new(stylet_sim::breathing::BreathingSpec {
+        seed,
+        ..scenario.breathing.clone()
+    });
+    let pty = Pty::open().context("starting the simulated sensor")?;
+    if args.json {
+        say!("{}", json!({ "device": pty.path }));
+    } else {
+        say!("simulated respiratory sensor on {}", pty.path);
+    }
+    std::io::stdout().flush().ok();
+    let mut master = pty.into_master();
+    let start = std::time::Instant::now();
+    let end_s = args.duration_s.unwrap_or(f64::INFINITY);
+    let _ = writeln!(master, "# stylet simulated respiratory sensor, {}", path.display());
+    loop {
+        let s = model.next_sensor_sample();
+        if s.t_s > end_s {
+            break;
+        }
+        let wait = s.t_s - start.elapsed().as_secs_f64();
+        if wait > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(wait));
+        }
+        // A host that is not reading fills the pty: drop rather than block, as a sensor would.
+        let line = format!("{:.1},{:.4}\n", args.clock_start_ms as f64 + s.t_s * 1e3, s.value_mm);
+        let _ = master.write_all(line.as_bytes());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -63,6 +63,8 @@ pub struct DriverConfig {
     /// commands the retraction; a run ends after holding this long without one (`None`: holds
     /// until the operator decides, as at a console).
     pub hold_limit_s: Option<f64>,
+    /// A CT asked for must arrive within this, s (the site's `ct.timeout_s`).
+    pub ct_timeout_s: f64,
 }
 
 /// Why the procedure could not go on. The doc comment is the message.
@@ -204,6 +206,13 @@ impl<W: World> std::fmt::Debug for Driver<'_, W> {
 /// How often the driver ticks, s.
 pub const TICK_S: f64 = 0.01;
 
+/// A CT's breath-hold level is read from the respiratory record only if the record reaches back
+/// to within this of the CT's time, s.
+const REFERENCE_MATCH_S: f64 = 0.5;
+
+/// The respiratory record the driver keeps, s.
+const HISTORY_S: f64 = 120.0;
+
 impl<'a, W: World> Driver<'a, W> {
     /// A driver for one procedure.
     pub fn new(world: &'a mut W, sink: &'a mut dyn EventSink, cfg: DriverConfig) -> Self {
@@ -270,7 +279,9 @@ impl<'a, W: World> Driver<'a, W> {
     }
 
     fn procedure(&mut self) -> Result<Outcome, DriverError> {
-        self.ask(&Prompt::Start)?;
+        if self.ask(&Prompt::Start)? != Answer::Yes {
+            return Err(DriverError::Aborted(Phase::SetUp));
+        }
         self.workflow(&Input::Confirm)?;
         let planning = self.planning_ct()?;
         let plans = self.plans(&planning)?;
@@ -336,12 +347,27 @@ impl<'a, W: World> Driver<'a, W> {
             history.push_back(s);
             last = Some(s);
         });
-        while self.history.len() > 1200 {
+        let mut notices = Vec::new();
+        self.world.respiration_notices(&mut |n| notices.push(n));
+        for n in notices {
+            self.note(&format!("respiration: {n}"));
+        }
+        // Long enough to reach back to a CT's breath-hold after its series arrived and loaded,
+        // at any sensor rate.
+        while self.history.front().is_some_and(|s| s.t_s < now - HISTORY_S) {
             self.history.pop_front();
         }
-        // RESP-3: the level at the last CT's breath-hold is the new reference.
+        // RESP-3: the level at the last CT's breath-hold is the new reference. A CT taken before
+        // the surrogate's record began (a planning CT from before the procedure) has no level in
+        // it: the reference is then the end-exhale baseline the gate tracks.
         if let Some(t) = self.re_reference_at {
-            if self.history.back().is_some_and(|s| s.t_s >= t) {
+            if self.history.front().is_some_and(|s| s.t_s > t + REFERENCE_MATCH_S) {
+                self.re_reference_at = None;
+                self.note(&format!(
+                    "the CT at {t:.1} s is older than the respiratory record (from {:.1} s): the reference level is the end-exhale baseline (RESP-3)",
+                    self.history.front().map_or(f64::NAN, |s| s.t_s)
+                ));
+            } else if self.history.back().is_some_and(|s| s.t_s >= t) {
                 if let Some(s) = self.history.iter().min_by(|a, b| (a.t_s - t).abs().total_cmp(&(b.t_s - t).abs())) {
                     self.resp.set_reference(s.value_mm);
                 }
@@ -558,6 +584,13 @@ impl<'a, W: World> Driver<'a, W> {
     /// An operator's pause or abort, if one came: a pause holds until resume (or abort).
     fn take_request(&mut self) -> Option<Request> {
         self.requests.pop_front()
+    }
+
+    /// Whether the operator asked to abort; the abort is taken, other requests stay queued.
+    fn abort_asked(&mut self) -> bool {
+        let before = self.requests.len();
+        self.requests.retain(|r| *r != Request::Abort);
+        self.requests.len() != before
     }
 }
 

@@ -171,6 +171,7 @@ impl<W: World> Driver<'_, W> {
         settings: NeedleSettings,
     ) -> Result<Measured, DriverError> {
         self.world.request_ct(purpose)?;
+        self.note(&format!("{purpose:?} CT asked for: waiting for the series"));
         let t0 = self.world.now_s();
         let ct = loop {
             let polled = self.world.poll_ct()?;
@@ -182,8 +183,13 @@ impl<W: World> Driver<'_, W> {
             if let Some(ct) = polled {
                 break ct;
             }
-            if self.world.now_s() - t0 > 600.0 {
+            if self.world.now_s() - t0 > self.cfg.ct_timeout_s {
                 return Err(DriverError::Timeout(format!("{purpose:?} CT")));
+            }
+            // A CT can take minutes: the operator may abort while it is awaited (other requests
+            // wait for the insertion to take them).
+            if self.abort_asked() {
+                return Err(DriverError::Aborted(self.wf.phase()));
             }
             self.tick()?;
         };

@@ -23,7 +23,7 @@ use stylet_sim::scenario::{Outcome, Scenario};
 use stylet_sim::world::{RealtimeArm, SimArm, SimWorld, TrueController, VirtualArm, WorldSetup};
 use stylet_telemetry::{Sink, Telemetry};
 
-mod sink;
+pub(crate) mod sink;
 mod view;
 
 use sink::Fanout;
@@ -109,6 +109,7 @@ pub(crate) fn driver_config(config: &Path) -> anyhow::Result<DriverConfig> {
         step_timeout_s: 90.0,
         max_reinsertions: 2,
         hold_limit_s: Some(30.0),
+        ct_timeout_s: 600.0,
     })
 }
 
@@ -199,7 +200,7 @@ fn world<A: SimArm>(
     let setup = WorldSetup {
         table: stylet_planning::LabelTable::load(&config.join("labels.toml"), "phantom")?,
         standoff_mm: dcfg.ik.standoff_mm,
-        ablation_w_s: (100.0, 480.0),
+        ablation_w_s: (dcfg.zone.power_w, dcfg.zone.time_s),
         ablation_sim_s: 0.5,
         nominal_arm: dcfg.arm.clone(),
     };

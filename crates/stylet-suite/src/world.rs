@@ -1,0 +1,111 @@
+//! The CT suite as the driver's world: each port delegated to its device.
+
+use stylet_core::frame::{Ct, Point};
+use stylet_procedure::ports::{
+    Ablation, AblationStatus, Acquired, Answer, Clock, CtPurpose, CtSource, Motion, Operator, PlanningCt, PortError,
+    Prompt, Request, Respiration,
+};
+use stylet_respiration::Sample;
+use stylet_safety::runner::{RunnerEvent, Timing};
+use stylet_safety::trajectory::Trajectory;
+use stylet_safety::{Command, SafetyConfig, Snapshot};
+
+use crate::clock::WallClock;
+
+/// The devices of the CT suite behind the procedure's ports.
+#[derive(Debug)]
+pub struct SuiteWorld<M, C, R, O, A> {
+    /// The arm (the supervisor's runner over the controller's serial link).
+    pub motion: M,
+    /// The scanner.
+    pub ct: C,
+    /// The respiratory sensor.
+    pub respiration: R,
+    /// The console.
+    pub operator: O,
+    /// The ablation device.
+    pub ablation: A,
+    /// The procedure clock.
+    pub clock: WallClock,
+}
+
+impl<M: Motion, C, R, O, A> Motion for SuiteWorld<M, C, R, O, A> {
+    fn safety(&self) -> &SafetyConfig {
+        self.motion.safety()
+    }
+    fn snapshot(&mut self) -> Result<Snapshot, PortError> {
+        self.motion.snapshot()
+    }
+    fn command(&mut self, c: Command) -> Result<(), PortError> {
+        self.motion.command(c)
+    }
+    fn execute(&mut self, t: Trajectory) -> Result<(), PortError> {
+        self.motion.execute(t)
+    }
+    fn stop(&mut self) {
+        self.motion.stop();
+    }
+    fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
+        self.motion.pump(gate_open, events);
+    }
+    fn take_timing(&mut self) -> Timing {
+        self.motion.take_timing()
+    }
+}
+
+impl<M, C: CtSource, R, O, A> CtSource for SuiteWorld<M, C, R, O, A> {
+    fn planning(&mut self) -> Result<Option<PlanningCt>, PortError> {
+        self.ct.planning()
+    }
+    fn request_ct(&mut self, purpose: CtPurpose) -> Result<(), PortError> {
+        self.ct.request_ct(purpose)
+    }
+    fn poll_ct(&mut self) -> Result<Option<Acquired>, PortError> {
+        self.ct.poll_ct()
+    }
+    fn notices(&mut self, sink: &mut dyn FnMut(String)) {
+        self.ct.notices(sink);
+    }
+}
+
+impl<M, C, R: Respiration, O, A> Respiration for SuiteWorld<M, C, R, O, A> {
+    fn samples(&mut self, now_s: f64, sink: &mut dyn FnMut(Sample)) {
+        self.respiration.samples(now_s, sink);
+    }
+    fn respiration_notices(&mut self, sink: &mut dyn FnMut(String)) {
+        self.respiration.respiration_notices(sink);
+    }
+}
+
+impl<M, C, R, O: Operator, A> Operator for SuiteWorld<M, C, R, O, A> {
+    fn answer(&mut self, prompt: &Prompt) -> Option<Answer> {
+        self.operator.answer(prompt)
+    }
+    fn request(&mut self) -> Option<Request> {
+        self.operator.request()
+    }
+}
+
+impl<M, C, R, O, A: Ablation> Ablation for SuiteWorld<M, C, R, O, A> {
+    fn start_ablation(&mut self, setting: &stylet_planning::Zone, tip: Point<Ct>) -> Result<(), PortError> {
+        self.ablation.start_ablation(setting, tip)
+    }
+    fn ablation_status(&mut self) -> AblationStatus {
+        self.ablation.ablation_status()
+    }
+    fn stop_ablation(&mut self) {
+        self.ablation.stop_ablation();
+    }
+}
+
+impl<M, C, R, O, A> Clock for SuiteWorld<M, C, R, O, A> {
+    fn now_s(&self) -> f64 {
+        self.clock.now_s()
+    }
+    fn wait(&mut self, dt_s: f64) {
+        Clock::wait(&mut self.clock, dt_s);
+    }
+    fn runs_while_computing(&self) -> bool {
+        true
+    }
+}

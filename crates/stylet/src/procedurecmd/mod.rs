@@ -1,0 +1,212 @@
+//! `stylet procedure`: the procedure on the CT suite's devices, as `config/site.toml` names
+//! them (docs/site.md): the supervisor's runner over the motor controller's serial link, the
+//! respiratory sensor on its serial port, CTs from the scanner (the DICOM node or a watched
+//! folder), the ablation device run by hand, and the operator at the terminal console.
+//!
+//! Composition only: the devices are `stylet_suite`'s, the procedure is
+//! `stylet_procedure::Driver`, the console's model is `stylet_suite::console`; this file starts
+//! them in order (a device that cannot be opened is an error before anything moves) and shuts
+//! them down in order (drives off, the runner stopped, the procedure log closed).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde_json::json;
+use stylet_procedure::runner_motion::RunnerMotion;
+use stylet_procedure::{Driver, Outcome};
+use stylet_recorder::{FsyncPolicy, Recorder};
+use stylet_safety::{Command, SafetyConfig};
+use stylet_suite::{
+    AblationEnd, Arrivals, ConsoleOperator, FolderWatch, ManualAblation, ScannerCt, SensorRespiration, Site,
+    SuiteWorld, View, ViewSink, WallClock,
+};
+use stylet_telemetry::{Sink, Telemetry};
+
+mod console;
+
+/// Options of `stylet procedure`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProcedureArgs {
+    /// The site config: devices and planning inputs [default: CONFIG/site.toml].
+    #[arg(long)]
+    site: Option<PathBuf>,
+    /// The config folder (robot, safety, clinical rules, devices, respiration).
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Output folder for the procedure log and telemetry [default: a new folder under the
+    /// system's temporary folder].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON when the procedure has ended.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
+    let t_start = Instant::now();
+    let site_path = args.site.clone().unwrap_or_else(|| args.config.join("site.toml"));
+    let site = Site::load(&site_path)?;
+    let mut dcfg = crate::demo::driver_config(&args.config)?;
+    dcfg.zone =
+        stylet_planning::load_zone(&args.config.join("devices.toml"), &site.ablation.device, &site.ablation.setting)?;
+    dcfg.ct_timeout_s = site.ct.timeout_s;
+    // At a console the arm holds until the operator decides.
+    dcfg.hold_limit_s = None;
+    let safety = SafetyConfig::load_dir(&args.config)?;
+    let out = match &args.out {
+        Some(o) => o.clone(),
+        None => std::env::temp_dir().join(format!("stylet-procedure-{}", unix_now() as u64)),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    // The planning inputs first: nothing is opened for a plan that cannot be made.
+    let clock = WallClock::start();
+    let mut planning = stylet_suite::planning::load(&site, &args.config, 0.0)?;
+    planning.inputs.ct.acquired_s = planning_acquired_s(&planning.report.identity, site.ct.scanner_utc_offset_min);
+    let arrivals = match site.ct.source {
+        stylet_suite::site::CtSourceKind::Dicom => {
+            let node = site.ct.dicom.clone().context("the site has no [ct.dicom]")?;
+            Arrivals::Node(stylet_dicom_node::DicomNode::start(node)?)
+        }
+        stylet_suite::site::CtSourceKind::Folder => {
+            let folder = site.ct.folder.as_ref().context("the site has no [ct.folder]")?;
+            Arrivals::Folder(FolderWatch::start(folder).map_err(anyhow::Error::msg)?)
+        }
+    };
+    let ct = ScannerCt::new(
+        planning.inputs.clone(),
+        &planning.report,
+        arrivals,
+        clock.epoch(),
+        site.ct.scanner_utc_offset_min,
+    );
+    let respiration = SensorRespiration::open(&site.respiration, clock)?;
+    // The console before the arm: without a terminal nothing starts.
+    let terminal = console::Console::open().context("the operator console needs a terminal")?;
+
+    // The log and telemetry.
+    let log_path = out.join("procedure.log");
+    let title = format!("procedure {}", site_path.display());
+    let rec = Recorder::create(&log_path, &title, 0, FsyncPolicy::default(), 1 << 16)?;
+    let rrd = out.join("telemetry.rrd");
+    let telemetry = Telemetry::start("stylet_procedure", &Sink::File(rrd.clone()), 1 << 16)?;
+    let needle_mm = dcfg.ik.standoff_mm + 200.0;
+    let mut fan = crate::demo::sink::Fanout::new(
+        rec,
+        telemetry.logger(),
+        None,
+        indicatif::ProgressBar::hidden(),
+        true,
+        dcfg.arm.clone(),
+        needle_mm,
+    );
+
+    // The arm: the supervisor's runner over the controller's link, scheduled as configured.
+    let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
+    let crate::realtime::ControlLoop { h, mut scheduling, .. } = crate::realtime::start(
+        &rt,
+        &args.config,
+        &safety,
+        Some((site.controller.port.as_str(), site.controller.baud)),
+        &[],
+    )?;
+    fan.event_note(&format!(
+        "site {}: controller {}, respiration {}",
+        site_path.display(),
+        site.controller.port,
+        site.respiration.port
+    ));
+
+    // The console.
+    let insertion = safety.robot.insertion_joint().map(|j| (j, dcfg.ik.standoff_mm));
+    let view = Arc::new(Mutex::new(View::new(insertion)));
+    let ablation_end = AblationEnd::default();
+    let button = h.estop_button();
+    let estop = Arc::new(move || button.press().map_err(|e| e.to_string()));
+    let (operator, keys) = ConsoleOperator::new(Arc::clone(&view), ablation_end.clone(), estop);
+    let mut world = SuiteWorld {
+        motion: RunnerMotion::new(h, safety.clone()),
+        ct,
+        respiration,
+        operator,
+        ablation: ManualAblation::new(clock, ablation_end),
+        clock,
+    };
+    let driver_schedule = rt.schedule(stylet_rt::Role::Driver);
+    let report = std::thread::scope(|s| {
+        let keys = &keys;
+        let ui = s.spawn(move || terminal.run(keys));
+        let driver = std::thread::Builder::new().name("stylet-driver".into()).spawn_scoped(s, || {
+            scheduling.set_driver(driver_schedule.apply_to_current_thread());
+            fan.event_note(&scheduling.line());
+            let mut sink = ViewSink { inner: &mut fan, view: Arc::clone(&view) };
+            let report = Driver::new(&mut world, &mut sink, dcfg.clone()).run();
+            // Whatever the end, the drives go off under the supervisor before it stops.
+            let _ = stylet_procedure::ports::Motion::command(&mut world.motion, Command::DisableDrives);
+            report
+        });
+        let report = driver.map(|d| d.join());
+        if let Ok(mut guard) = view.lock() {
+            guard.ended = Some(match &report {
+                Ok(Ok(r)) => format!("{:?}", r.outcome),
+                _ => "the driver failed".into(),
+            });
+        }
+        let ui = ui.join();
+        (report, ui)
+    });
+    let (report, ui) = report;
+    let report =
+        report.context("starting the driver's thread")?.map_err(|_| anyhow::anyhow!("the driver's thread panicked"))?;
+    let run = world.motion.handle.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stats = fan.rec.close()?;
+    drop(fan.tel);
+    let tstats = telemetry.finish()?;
+    let summary = json!({
+        "outcome": format!("{:?}", report.outcome),
+        "driver": report,
+        "site": site_path,
+        "procedure_log": log_path,
+        "log_records": stats.written,
+        "telemetry": rrd,
+        "telemetry_items": tstats.logged,
+        "supervisor_events_dropped": run.events_dropped,
+        "realtime": scheduling.json(),
+        "seconds": t_start.elapsed().as_secs_f64(),
+    });
+    if let Err(e) =
+        ui.map_err(|_| anyhow::anyhow!("the console's thread panicked")).and_then(|r| r.map_err(anyhow::Error::from))
+    {
+        eprintln!("console: {e:#}");
+    }
+    let summary_path = out.join("summary.json");
+    std::fs::write(&summary_path, format!("{summary:#}\n"))
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    if args.json {
+        say!("{summary}");
+    } else {
+        say!("procedure ended: {}", summary["outcome"].as_str().unwrap_or("?"));
+        say!("procedure log: {} ({} records; `stylet replay` reads it)", log_path.display(), stats.written);
+        say!("telemetry: {} ({} items)", rrd.display(), tstats.logged);
+    }
+    Ok(match report.outcome {
+        Outcome::Done => ExitCode::SUCCESS,
+        _ => ExitCode::from(2),
+    })
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// When the planning CT was taken, on the procedure clock (negative: before it started), from
+/// its AcquisitionDateTime; an hour ago when it has none. Older than the respiratory record
+/// either way: the reference level is the tracked end-exhale baseline (RESP-3).
+fn planning_acquired_s(identity: &stylet_imaging::SeriesIdentity, utc_offset_min: i32) -> f64 {
+    let taken =
+        identity.acquisition_datetime.as_deref().and_then(|dt| stylet_suite::ct::unix_seconds(dt, utc_offset_min));
+    taken.map_or(-3600.0, |t| (t - unix_now()).min(-1.0))
+}

@@ -4,14 +4,18 @@
 //! aborted association is reported partial and never complete. Who may call (AE titles, peer
 //! addresses) and where files go are configuration ([`NodeConfig`]).
 //!
+//! [`send`] is the other side, a C-STORE SCU (what a scanner does).
+//!
 //! The node knows nothing of the procedure: whether a series belongs to the planning CT's patient
 //! and frame of reference is for its user to decide from [`Series`].
 
 mod association;
 mod node;
+pub mod send;
 pub mod tracker;
 
 pub use node::{DicomNode, NodeConfig, NodeError, NodeEvent};
+pub use send::{send_series, Destination, SendError, Sender};
 pub use tracker::{Series, SeriesOutcome, SeriesTracker};
 
 /// The SOP classes the node stores: CT images (and enhanced CT). Other classes are refused at

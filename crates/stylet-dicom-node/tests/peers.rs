@@ -2,7 +2,8 @@
 //! `dcmtk`) send the shared TotalSegmentator series and phantom series; what arrives loads voxel
 //! for voxel like the folder it came from. A calling AE title not allowed is rejected; an
 //! association aborted mid-series (by a dicom-ul client) leaves its series partial until it is
-//! sent again whole. With CI set a missing DCMTK fails the tests; elsewhere they skip.
+//! sent again whole. Stylet's own C-STORE SCU sends plain and JPEG Lossless series to DCMTK's
+//! `storescp`, which stores them voxel for voxel. With CI set a missing DCMTK fails the tests; elsewhere they skip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -10,15 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dicom_core::{dicom_value, DataElement, VR};
-use dicom_dictionary_std::tags;
-use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::{open_file, InMemDicomObject};
-use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use nalgebra::{Matrix3, Vector3};
-use stylet_dicom_node::{DicomNode, NodeConfig, NodeEvent, Series, SeriesOutcome};
+use stylet_dicom_node::{
+    send_series, Destination, DicomNode, NodeConfig, NodeEvent, SendError, Sender, Series, SeriesOutcome,
+};
 use stylet_imaging::{load_series, write_series, Volume};
 
 /// How long a test waits for an event before calling the node hung (not a timing check).
@@ -224,43 +222,14 @@ fn a_calling_ae_title_not_allowed_is_rejected_and_nothing_is_stored() {
     assert!(std::fs::read_dir(&store).unwrap().next().is_none(), "something was stored");
 }
 
-/// Opens a dicom-ul association and sends `files` as C-STOREs on it.
-fn associate_and_send(addr: SocketAddr, files: &[PathBuf]) -> dicom_ul::ClientAssociation<std::net::TcpStream> {
-    let ct = "1.2.840.10008.5.1.4.1.1.2";
-    let explicit = "1.2.840.10008.1.2.1";
-    let mut a = ClientAssociationOptions::new()
-        .calling_ae_title("SCANNER")
-        .called_ae_title("STYLET")
-        .with_presentation_context(ct, vec![explicit])
-        .establish(addr)
-        .unwrap();
-    let pc = a.presentation_contexts()[0].id;
-    let implicit = TransferSyntaxRegistry.get("1.2.840.10008.1.2").unwrap();
-    let explicit_ts = TransferSyntaxRegistry.get(explicit).unwrap();
-    for (k, f) in files.iter().enumerate() {
-        let obj = open_file(f).unwrap();
-        let sop = obj.element(tags::SOP_INSTANCE_UID).unwrap().to_str().unwrap().to_string();
-        let cmd = InMemDicomObject::command_from_element_iter([
-            DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, dicom_value!(Str, ct)),
-            DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [0x0001])),
-            DataElement::new(tags::MESSAGE_ID, VR::US, dicom_value!(U16, [k as u16 + 1])),
-            DataElement::new(tags::PRIORITY, VR::US, dicom_value!(U16, [0])),
-            DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, dicom_value!(U16, [0x0000])),
-            DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, dicom_value!(Str, sop.as_str())),
-        ]);
-        let mut cmd_bytes = Vec::new();
-        cmd.write_dataset_with_ts(&mut cmd_bytes, implicit).unwrap();
-        let mut set = Vec::new();
-        obj.into_inner().write_dataset_with_ts(&mut set, explicit_ts).unwrap();
-        for (value_type, data) in [(PDataValueType::Command, cmd_bytes), (PDataValueType::Data, set)] {
-            a.send(&Pdu::PData {
-                data: vec![PDataValue { presentation_context_id: pc, value_type, is_last: true, data }],
-            })
-            .unwrap();
-        }
-        assert!(matches!(a.receive().unwrap(), Pdu::PData { .. }), "no C-STORE-RSP");
+/// Opens an association (Stylet's own C-STORE SCU) and sends `files` on it.
+fn associate_and_send(addr: SocketAddr, files: &[PathBuf]) -> Sender {
+    let dest = Destination { addr, called_ae_title: "STYLET".into(), calling_ae_title: "SCANNER".into() };
+    let mut s = Sender::connect(&dest, files).unwrap();
+    for f in files {
+        assert_eq!(s.store(f).unwrap(), 0, "C-STORE status");
     }
-    a
+    s
 }
 
 #[test]
@@ -392,4 +361,72 @@ fn a_sender_gone_silent_is_ended_by_the_node_and_its_series_is_partial() {
         }
         other => panic!("expected a partial series, got {other:?}"),
     }
+}
+
+/// DCMTK's `storescp` on a free loopback port, storing into `dir` (`+xa`: every transfer syntax).
+fn storescp(dir: &Path) -> (std::process::Child, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(dcmtk_tool("storescp").unwrap())
+        .args(["+xa", "-aet", "STORESCP", "-od"])
+        .arg(dir)
+        .arg(port.to_string())
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + HANG;
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "storescp never listened on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, addr)
+}
+
+#[test]
+fn stylets_scu_sends_plain_and_jpeg_lossless_series_to_dcmtk_storescp_voxel_for_voxel() {
+    if !support::have(&["storescp", "dcmcjpeg"]) {
+        return;
+    }
+    let work = scratch("scu");
+    let plain = phantom_series(&work.join("plain"), "1.2.826.0.1.3680043.10.1.20");
+    let jpeg_dir = work.join("jpeg");
+    std::fs::create_dir_all(&jpeg_dir).unwrap();
+    let jpeg: Vec<PathBuf> = plain
+        .iter()
+        .map(|f| {
+            let out = jpeg_dir.join(f.file_name().unwrap());
+            let o =
+                Command::new(dcmtk_tool("dcmcjpeg").unwrap()).arg("--encode-lossless-sv1").arg(f).arg(&out).output();
+            assert!(o.as_ref().is_ok_and(|o| o.status.success()), "dcmcjpeg: {o:?}");
+            out
+        })
+        .collect();
+    let (from_folder, _) = load_series(&work.join("plain"), None).unwrap();
+    for (name, files, ts) in [("plain", &plain, "1.2.840.10008.1.2.1"), ("jpeg", &jpeg, "1.2.840.10008.1.2.4.70")] {
+        let received = work.join(format!("received-{name}"));
+        std::fs::create_dir_all(&received).unwrap();
+        let (mut scp, addr) = storescp(&received);
+        let dest = Destination { addr, called_ae_title: "STORESCP".into(), calling_ae_title: "STYLET_CT".into() };
+        let sent = send_series(&dest, files);
+        let _ = scp.kill();
+        let _ = scp.wait();
+        assert_eq!(sent.unwrap(), files.len());
+        let (volume, report) = load_series(&received, None).unwrap();
+        assert_eq!(report.slices, files.len(), "{name}");
+        assert!(report.transfer_syntax.starts_with(ts), "{name}: sent as it was, {}", report.transfer_syntax);
+        assert_same(&volume, &from_folder);
+    }
+}
+
+#[test]
+fn a_node_refusing_the_calling_ae_title_fails_the_send_and_names_the_node() {
+    let work = scratch("scu-refused");
+    let files = phantom_series(&work.join("series"), "1.2.826.0.1.3680043.10.1.21");
+    let (node, store) = node("scu-refused", 0.5, &["CT01"]);
+    let dest =
+        Destination { addr: node.local_addr(), called_ae_title: "STYLET".into(), calling_ae_title: "OTHER".into() };
+    match send_series(&dest, &files) {
+        Err(e @ SendError::Association { .. }) => assert!(e.to_string().contains("STYLET@127.0.0.1"), "{e}"),
+        other => panic!("expected a refused association, got {other:?}"),
+    }
+    assert_eq!(dicom_files(&store).len(), 0, "nothing stored");
 }

@@ -52,34 +52,11 @@ impl Device {
     }
 }
 
-fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux").args(args).output().expect("tmux (Debian's tmux) is needed for this test");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Waits until the console shows `want` (a deadline for a hang, not a timing check).
-fn wait_for(session: &str, want: &str, limit_s: u64) -> String {
-    wait_for_any(session, &[want], limit_s)
-}
-
-/// Waits until the console shows one of `wants`.
-fn wait_for_any(session: &str, wants: &[&str], limit_s: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(limit_s);
-    loop {
-        let screen = tmux(&["capture-pane", "-p", "-t", session]);
-        if wants.iter().any(|w| screen.contains(w)) {
-            return screen;
-        }
-        assert!(Instant::now() < deadline, "the console never showed {wants:?}; it shows:\n{screen}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::{keys, tmux, wait_for, wait_for_any};
 
 #[test]
 fn the_operator_runs_the_procedure_from_the_console_and_aborts_it_while_a_ct_is_awaited() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI (.ci/run installs it)");
-        eprintln!("skipped: no tmux (apt-get install tmux)");
+    if !common::have_tmux() {
         return;
     }
     let _turn = common::wall_clock_turn();
@@ -146,26 +123,26 @@ setting = "100W-8min"
     tmux(&["new-session", "-d", "-s", &session, "-x", "150", "-y", "50", &cmd]);
     let screen = wait_for(&session, "Start the procedure", 60);
     assert!(screen.contains("decision 1") && screen.contains("SPACE e-stop"), "{screen}");
-    tmux(&["send-keys", "-t", &session, "y"]);
+    keys(&session, &["y"]);
     let screen = wait_for(&session, "Choose a plan", 120);
     // A key that does not answer this question is refused, with why.
-    tmux(&["send-keys", "-t", &session, "y"]);
+    keys(&session, &["y"]);
     wait_for(&session, "choose a plan by its number", 30);
     assert!(screen.contains("plan ") && screen.contains("margin"), "{screen}");
-    tmux(&["send-keys", "-t", &session, "1"]);
+    keys(&session, &["1"]);
     let screen = wait_for_any(&session, &["Confirmation CT asked for", "is high-risk"], 180);
     let screen = if screen.contains("is high-risk") {
-        tmux(&["send-keys", "-t", &session, "y"]);
+        keys(&session, &["y"]);
         wait_for(&session, "Confirmation CT asked for", 180)
     } else {
         screen
     };
     assert!(screen.contains("drives ON"), "aligned with the drives on:\n{screen}");
     assert!(screen.contains("surrogate"), "the sensor's samples reach the gate:\n{screen}");
-    tmux(&["send-keys", "-t", &session, "a"]);
+    keys(&session, &["a"]);
     let screen = wait_for(&session, "ENDED", 60);
     assert!(screen.contains("Aborted"), "{screen}");
-    tmux(&["send-keys", "-t", &session, "q"]);
+    keys(&session, &["q"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !dir.join("exit").exists() {
         assert!(Instant::now() < deadline, "stylet procedure did not exit");

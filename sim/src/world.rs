@@ -191,6 +191,69 @@ impl<A: Actuator, T: TrueController> SimArm for RealtimeArm<A, T> {
     }
 }
 
+/// The arm as the world process sees it (`stylet sim world`): a simulated controller on a pty
+/// that the host's procedure drives from its own process. The world reads the controller's
+/// truth and injects its faults; it never moves it, so its motion port refuses everything.
+#[derive(Debug)]
+pub struct HostDrivenArm<T> {
+    /// The controller's truth.
+    pub controller: T,
+    safety: SafetyConfig,
+    started: Instant,
+}
+
+impl<T> HostDrivenArm<T> {
+    /// The arm under `safety`'s robot; its clock starts now.
+    pub fn new(controller: T, safety: SafetyConfig) -> Self {
+        HostDrivenArm { controller, safety, started: Instant::now() }
+    }
+}
+
+fn host_drives() -> PortError {
+    PortError::Refused("the host drives this arm over its pty, not the world".into())
+}
+
+impl<T> Motion for HostDrivenArm<T> {
+    fn safety(&self) -> &SafetyConfig {
+        &self.safety
+    }
+    fn snapshot(&mut self) -> Result<Snapshot, PortError> {
+        Err(host_drives())
+    }
+    fn command(&mut self, _: Command) -> Result<(), PortError> {
+        Err(host_drives())
+    }
+    fn execute(&mut self, _: Trajectory) -> Result<(), PortError> {
+        Err(host_drives())
+    }
+    fn stop(&mut self) {}
+    fn pump(&mut self, _: bool, _: &mut dyn FnMut(RunnerEvent)) {}
+    fn take_timing(&mut self) -> Timing {
+        Timing::default()
+    }
+}
+
+impl<T: TrueController> SimArm for HostDrivenArm<T> {
+    fn true_joints(&self) -> Vec<f64> {
+        self.controller.true_joints()
+    }
+    fn true_drives_on(&self) -> bool {
+        self.controller.drives_on()
+    }
+    fn inject(&mut self, kind: FaultKind) {
+        self.controller.inject(kind);
+    }
+    fn clock_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+    fn advance(&mut self, dt_s: f64) {
+        std::thread::sleep(std::time::Duration::from_secs_f64(dt_s.max(0.0)));
+    }
+    fn is_virtual(&self) -> bool {
+        false
+    }
+}
+
 /// Breathing time at procedure time 0: the patient breathed for a minute before (the processor
 /// has adapted), and the planning CT was the end-exhale breath-hold just before.
 const BREATHING_BEFORE_S: f64 = 60.0;
@@ -468,6 +531,28 @@ impl<A: SimArm> SimWorld<A> {
                 ct
             }));
         }
+    }
+
+    /// What the world knows at the end without the driver's report (the world process of
+    /// `stylet sim world`): the true tip at the last CT with the needle in tissue, its distance
+    /// and that of the zone centre (`centre_from_tip_mm` behind it on the true axis) to the
+    /// nearest true tumour centre, the CTs taken, the scenario's events.
+    #[must_use]
+    pub fn world_truth(&self, centre_from_tip_mm: f64) -> Value {
+        let last = self.last_tip.as_ref().map(|(q, tip)| (*tip, self.true_axis(q)));
+        let nearest =
+            |p: Vector3<f64>| self.phantom.tumours_in_ct.iter().map(|(c, _)| (c - p).norm()).min_by(f64::total_cmp);
+        let q = self.arm.true_joints();
+        json!({
+            "tip_at_last_ct_lps_mm": last.map(|(t, _)| [t.x, t.y, t.z]),
+            "tip_to_tumour_centre_mm": last.and_then(|(t, _)| nearest(t)),
+            "zone_centre_to_tumour_centre_mm": last.and_then(|(t, axis)| nearest(t - axis * centre_from_tip_mm)),
+            "error_sources_at_the_tip": self.imaged.last().map(|i| i.budget.clone()),
+            "cts": self.cts,
+            "controller_drives_off": !self.arm.true_drives_on(),
+            "inserted_mm": (q.get(self.ins).copied().unwrap_or(0.0) - self.setup.standoff_mm).max(0.0),
+            "scenario_events": self.fired,
+        })
     }
 
     /// The errors of the run, from the truth, for the driver's `report`.

@@ -104,3 +104,58 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Runs tmux (Debian's tmux) with `args`; its stdout.
+pub(crate) fn tmux(args: &[&str]) -> String {
+    let out =
+        std::process::Command::new("tmux").args(args).output().expect("tmux (Debian's tmux) is needed for this test");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether tmux is here; in CI it must be (.ci/run installs it), elsewhere the test skips.
+pub(crate) fn have_tmux() -> bool {
+    let here = std::process::Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !here {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI (.ci/run installs it)");
+        eprintln!("SKIPPED: no tmux (apt-get install tmux)");
+    }
+    here
+}
+
+/// What the tmux pane `target` shows now.
+pub(crate) fn screen(target: &str) -> String {
+    tmux(&["capture-pane", "-p", "-t", target])
+}
+
+/// Waits until the pane `target` shows one of `wants` (a deadline for a hang, not a timing
+/// check); the screen then.
+pub(crate) fn wait_for_any(target: &str, wants: &[&str], limit_s: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit_s);
+    loop {
+        let s = screen(target);
+        if wants.iter().any(|w| s.contains(w)) {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "{target} never showed {wants:?}; it shows:\n{s}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Waits until the pane `target` shows `want`.
+pub(crate) fn wait_for(target: &str, want: &str, limit_s: u64) -> String {
+    wait_for_any(target, &[want], limit_s)
+}
+
+/// Sends keys to the pane `target` (tmux key names: `y`, `Enter`, `Space`).
+pub(crate) fn keys(target: &str, keys: &[&str]) {
+    let mut args = vec!["send-keys", "-t", target];
+    args.extend_from_slice(keys);
+    tmux(&args);
+}
+
+/// Types `text` literally into the pane `target` (no key-name lookup: `end` is not the End
+/// key), then Enter.
+pub(crate) fn type_line(target: &str, text: &str) {
+    tmux(&["send-keys", "-t", target, "-l", text]);
+    tmux(&["send-keys", "-t", target, "Enter"]);
+}

@@ -24,6 +24,7 @@ mod regcmd;
 mod replaycmd;
 mod respcmd;
 mod simcmd;
+mod simworld;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -158,6 +159,10 @@ enum SimCmd {
     /// Generate a CT phantom (NIfTI, LPS geometry) with the registration frame's markers at a known
     /// pose, ribs, a contrast vessel, a metal wire with streaks and a tumour, plus its ground truth.
     Phantom(simcmd::PhantomArgs),
+    /// The simulated patient as a process of its own for `stylet procedure`: the controller and
+    /// the respiratory sensor on ptys, a CT scanner that scans when asked on stdin and sends each
+    /// series to a DICOM node, the planning CT and labels as files; the truth at the end.
+    World(simworld::WorldArgs),
     /// Run the simulated respiratory sensor on a new pty (the scenario's breathing as the live
     /// sensor's `<t_ms>,<value_mm>` lines, in real time) and print its device path.
     Sensor(simcmd::SensorArgs),
@@ -185,6 +190,7 @@ fn main() -> ExitCode {
         Top::Sim { command: SimCmd::Controller(args) } => simcmd::run(&args),
         Top::Sim { command: SimCmd::Phantom(args) } => simcmd::phantom(&args),
         Top::Sim { command: SimCmd::Sensor(args) } => simcmd::sensor(&args),
+        Top::Sim { command: SimCmd::World(args) } => simworld::run(&args),
         Top::Bringup(args) => bringup::run(&args),
         Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
         Top::Bench { command: BenchCmd::Ik(args) } => kincmd::bench_ik(&args),

@@ -176,7 +176,7 @@ fn fanout(
 }
 
 /// The world of the scenario around `arm`.
-fn world<A: SimArm>(
+pub(crate) fn world<A: SimArm>(
     arm: A,
     scenario: &Scenario,
     seed: u64,

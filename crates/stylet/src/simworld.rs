@@ -1,0 +1,311 @@
+//! `stylet sim world`: the simulated patient as a process of its own, behind the same interfaces
+//! as a CT suite's devices, for `stylet procedure` in another process: the arm's controller on a
+//! pty, the respiratory sensor on a pty (the patient's breathing, live), and a CT scanner that
+//! scans when the technologist asks (a line on stdin) and sends the series to a DICOM node
+//! (C-STORE). The planning CT and its labels are written as files for the site config. At the
+//! end (`end` or end of input) it prints what only the world knows: the true tip at the last CT
+//! and its distance to the tumour, and the controller's wire monitor.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde_json::json;
+use stylet_dicom_node::{Destination, Sender};
+use stylet_imaging::{PixelEncoding, SeriesMeta};
+use stylet_procedure::ports::{Clock as _, CtPurpose, CtSource as _, Respiration as _};
+use stylet_safety::SafetyConfig;
+use stylet_sim::world::HostDrivenArm;
+
+/// Options of `stylet sim world`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorldArgs {
+    /// Scenario file [default: CONFIG/scenarios/easy.toml].
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Seed (patient, noise, needle deflection) [default: the scenario's].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The DICOM node the scanner sends its series to.
+    #[arg(long, value_name = "AE@HOST:PORT")]
+    node: String,
+    /// The scanner's own AE title.
+    #[arg(long, default_value = "CT_SCANNER")]
+    aet: String,
+    /// Output folder: planning/ (the planning CT as DICOM, its labels) and scans/ (each series sent).
+    #[arg(long)]
+    out: PathBuf,
+    /// The config folder.
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Print JSON lines (the devices first, then one per scan, the truth at the end).
+    #[arg(long)]
+    json: bool,
+}
+
+/// What the technologist can ask on stdin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ask {
+    /// Take a CT now (in the next end-exhale breath-hold) and send it.
+    Scan,
+    /// Take it, but send it as another patient's series (a mix-up at the scanner).
+    ScanOtherPatient,
+    /// Take it, and cut the transfer off half-way (A-ABORT).
+    ScanCut,
+    /// Unplug the respiratory sensor (its pty closes).
+    UnplugSensor,
+    /// Finish: print the truth.
+    End,
+}
+
+fn parse_ask(line: &str) -> Option<Ask> {
+    Some(match line.trim() {
+        "scan" => Ask::Scan,
+        "scan other-patient" => Ask::ScanOtherPatient,
+        "scan cut" => Ask::ScanCut,
+        "unplug sensor" => Ask::UnplugSensor,
+        "end" | "quit" => Ask::End,
+        _ => return None,
+    })
+}
+
+/// `AE@HOST:PORT`.
+fn destination(node: &str, calling: &str) -> anyhow::Result<Destination> {
+    let (ae, addr) = node.split_once('@').with_context(|| format!("--node {node:?}: expected AE@HOST:PORT"))?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .with_context(|| format!("--node {node:?}: {addr:?} is not HOST:PORT"))?
+        .next()
+        .with_context(|| format!("--node {node:?}: {addr:?} resolves to nothing"))?;
+    Ok(Destination { addr, called_ae_title: ae.to_string(), calling_ae_title: calling.to_string() })
+}
+
+/// Unix seconds as a DICOM DT in UTC (`YYYYMMDDHHMMSS.FFFFFF+0000`).
+fn dicom_datetime(unix_s: f64) -> String {
+    let secs = unix_s.floor() as i64;
+    let micros = ((unix_s - unix_s.floor()) * 1e6).round().min(999_999.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}.{micros:06}+0000", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Writes `volume` as a series under `dir` and sends it (all, or the first half then A-ABORT).
+fn send_scan(
+    volume: &stylet_imaging::Volume,
+    dir: &Path,
+    meta: &SeriesMeta,
+    dest: &Destination,
+    cut: bool,
+) -> anyhow::Result<usize> {
+    let files = stylet_imaging::write_series_with(volume, dir, meta, PixelEncoding::Uncompressed)?;
+    let mut sender = Sender::connect(dest, &files)?;
+    let n = if cut { files.len() / 2 } else { files.len() };
+    for f in &files[..n] {
+        sender.store(f)?;
+    }
+    if cut {
+        sender.abort()?;
+    } else {
+        sender.release()?;
+    }
+    Ok(n)
+}
+
+pub(crate) fn run(args: &WorldArgs) -> anyhow::Result<ExitCode> {
+    let path = args.scenario.clone().unwrap_or_else(|| args.config.join("scenarios").join("easy.toml"));
+    let scenario = stylet_sim::scenario::Scenario::load(&path)?;
+    let seed = args.seed.unwrap_or(scenario.phantom.seed);
+    let dest = destination(&args.node, &args.aet)?;
+    let dcfg = crate::demo::driver_config(&args.config)?;
+    let safety = SafetyConfig::load_dir(&args.config)?;
+    let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
+    let controller =
+        crate::simcmd::InProcessSim::start(&args.config, &[], Some(rt.schedule(stylet_rt::Role::Controller)))?;
+    let controller_path = controller.path.clone();
+    let arm = HostDrivenArm::new(controller, safety);
+    let mut world = crate::demo::world(arm, &scenario, seed, &args.config, &dcfg)?;
+
+    // The planning CT, as the scanner stored it before the procedure, and its segmentation.
+    let planning = world.planning()?.context("the world has no planning CT")?;
+    let study = format!("1.2.826.0.1.3680043.10.543.{seed}");
+    let mut meta = SeriesMeta::phantom(&study, &format!("{study}.1"), "Stylet phantom: planning CT");
+    meta.acquisition_datetime = Some(dicom_datetime(unix_now() + planning.ct.acquired_s));
+    let planning_dir = args.out.join("planning");
+    let ct_dir = planning_dir.join("ct");
+    let _ = std::fs::remove_dir_all(&ct_dir);
+    stylet_imaging::write_series_with(&planning.ct.volume, &ct_dir, &meta, PixelEncoding::Uncompressed)?;
+    let labels = planning_dir.join("labels.nii.gz");
+    stylet_imaging::write_nifti(&planning.labels, &labels)?;
+    let tumour_label = match planning.tumour {
+        stylet_planning::TumourSpec::Label { value, .. } => Some(value),
+        stylet_planning::TumourSpec::Sphere { .. } => None,
+    };
+
+    let sensor = stylet_sim::pty::Pty::open().context("the respiratory sensor's pty")?;
+    let sensor_path = sensor.path.clone();
+    let mut sensor = Some(sensor.into_master());
+    let devices = json!({
+        "controller": controller_path, "sensor": sensor_path, "planning_ct": ct_dir, "labels": labels,
+        "tumour_label": tumour_label, "node": args.node, "scenario": path, "seed": seed,
+    });
+    if args.json {
+        say!("{devices}");
+    } else {
+        say!("simulated patient ({}, seed {seed})", path.display());
+        say!("  controller on {controller_path}");
+        say!("  respiratory sensor on {sensor_path}");
+        say!("  planning CT {} with labels {} (tumour label {tumour_label:?})", ct_dir.display(), labels.display());
+        say!("  scanner sends to {}", args.node);
+        say!("type `scan` to take a CT (`scan other-patient`, `scan cut`), `unplug sensor`, `end` to finish");
+    }
+    std::io::stdout().flush().ok();
+
+    let (asks, asked) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            match parse_ask(&line) {
+                Some(a) => {
+                    if asks.send(a).is_err() {
+                        return;
+                    }
+                }
+                None if line.trim().is_empty() => {}
+                None => eprintln!("unknown: {line:?} (scan, scan other-patient, scan cut, unplug sensor, end)"),
+            }
+        }
+        let _ = asks.send(Ask::End);
+    });
+
+    let epoch_unix = unix_now() - world.now_s();
+    let (mut pending, mut scans, mut sends) = (None::<Ask>, 0usize, Vec::new());
+    let (done_tx, done) = mpsc::channel::<serde_json::Value>();
+    loop {
+        world.wait(0.01);
+        let now = world.now_s();
+        let mut lines = String::new();
+        world.samples(now, &mut |s| {
+            // The sensor went live when the world started: no backlog.
+            if s.t_s >= 0.0 {
+                lines.push_str(&format!("{:.1},{:.4}\n", 1.0e6 + s.t_s * 1e3, s.value_mm));
+            }
+        });
+        if let Some(m) = sensor.as_mut() {
+            let _ = m.write_all(lines.as_bytes());
+        }
+        while let Ok(v) = done.try_recv() {
+            print_line(&v);
+        }
+        match asked.try_recv() {
+            Ok(Ask::End) | Err(mpsc::TryRecvError::Disconnected) => break,
+            Ok(Ask::UnplugSensor) => {
+                sensor = None;
+                print_line(&json!({ "sensor": "unplugged" }));
+            }
+            Ok(a) if pending.is_none() => {
+                let inserted = world.world_truth(dcfg.zone.centre_from_tip_mm)["inserted_mm"].as_f64().unwrap_or(0.0);
+                let purpose = if inserted > 0.0 { CtPurpose::Checkpoint } else { CtPurpose::Confirmation };
+                match world.request_ct(purpose) {
+                    Ok(()) => pending = Some(a),
+                    Err(e) => eprintln!("scan: {e}"),
+                }
+            }
+            Ok(_) => eprintln!("scan: a CT is being taken already"),
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        if let (Some(a), Some(ct)) = (pending, world.poll_ct().ok().flatten()) {
+            pending = None;
+            scans += 1;
+            let mut meta = SeriesMeta::phantom(
+                &study,
+                &format!("{study}.{}", 100 + scans),
+                &format!("Stylet phantom: {}", ct.source),
+            );
+            meta.acquisition_datetime = Some(dicom_datetime(epoch_unix + ct.acquired_s));
+            if a == Ask::ScanOtherPatient {
+                meta.patient_id = "SOMEONE-ELSE".into();
+                meta.patient_name = "Else^Someone".into();
+            }
+            let dir = args.out.join("scans").join(format!("{scans:03}"));
+            let (dest, tx, series) = (dest.clone(), done_tx.clone(), meta.series_uid.clone());
+            sends.push(std::thread::spawn(move || {
+                let r = send_scan(&ct.volume, &dir, &meta, &dest, a == Ask::ScanCut);
+                let _ = tx.send(match r {
+                    Ok(n) => json!({ "scan": scans, "series": series, "sent_files": n, "cut": a == Ask::ScanCut,
+                                     "other_patient": a == Ask::ScanOtherPatient, "acquired_s": ct.acquired_s }),
+                    Err(e) => json!({ "scan": scans, "series": series, "error": format!("{e:#}") }),
+                });
+            }));
+        }
+    }
+    for s in sends {
+        let _ = s.join();
+    }
+    while let Ok(v) = done.try_recv() {
+        print_line(&v);
+    }
+    let truth = world.world_truth(dcfg.zone.centre_from_tip_mm);
+    let monitor = world.arm.controller.stop()?;
+    let end = json!({ "truth": truth, "wire_monitor": monitor });
+    if args.json {
+        say!("{end}");
+    } else {
+        say!(
+            "the true zone centre at the last CT: {} mm from the tumour centre (the tip {} mm); wire monitor: {} setpoints, {} outside the envelope",
+            truth["zone_centre_to_tumour_centre_mm"].as_f64().map_or("-".into(), |d| format!("{d:.2}")),
+            truth["tip_to_tumour_centre_mm"].as_f64().map_or("-".into(), |d| format!("{d:.2}")),
+            monitor.setpoints,
+            monitor.violations
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One event of the world, as a JSON line (with or without --json: a test or a person reads it).
+fn print_line(v: &serde_json::Value) {
+    say!("{v}");
+    std::io::stdout().flush().ok();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn dicom_datetimes_round_trip_through_the_suites_reader() {
+        for t in [0.0, 951_782_400.25, 1_796_300_000.5, 4_102_444_799.999_999] {
+            let dt = dicom_datetime(t);
+            let back = stylet_suite::ct::unix_seconds(&dt, 0).unwrap();
+            assert!((back - t).abs() < 1e-5, "{t} -> {dt} -> {back}");
+        }
+        assert_eq!(dicom_datetime(951_782_400.0), "20000229000000.000000+0000");
+    }
+
+    #[test]
+    fn the_technologists_lines() {
+        assert_eq!(parse_ask(" scan \n"), Some(Ask::Scan));
+        assert_eq!(parse_ask("scan cut"), Some(Ask::ScanCut));
+        assert_eq!(parse_ask("scan other-patient"), Some(Ask::ScanOtherPatient));
+        assert_eq!(parse_ask("unplug sensor"), Some(Ask::UnplugSensor));
+        assert_eq!(parse_ask("end"), Some(Ask::End));
+        assert_eq!(parse_ask("scna"), None);
+        assert!(destination("STYLET@127.0.0.1:11112", "CT").is_ok());
+        assert!(destination("127.0.0.1:11112", "CT").unwrap_err().to_string().contains("AE@HOST:PORT"));
+    }
+}

@@ -23,6 +23,22 @@ fn world_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
+/// The console's insertion depth, from its gauge's label `D of P mm`: (mm past the skin,
+/// planned mm).
+fn depth(screen: &str) -> Option<(f64, f64)> {
+    screen.lines().find_map(|l| {
+        let i = l.find(" of ")?;
+        let before = &l[..i];
+        let start = before
+            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map_or(0, |k| k + before[k..].chars().next().map_or(1, char::len_utf8));
+        let d: f64 = before[start..].parse().ok()?;
+        let after = &l[i + 4..];
+        let plan: f64 = after[..after.find(" mm")?].parse().ok()?;
+        Some((d, plan))
+    })
+}
+
 /// How often the procedure asked for a CT so far (its log's notes).
 fn cts_asked(log: &Path) -> usize {
     std::fs::read_to_string(log).unwrap_or_default().matches("CT asked for: waiting").count()
@@ -37,40 +53,47 @@ fn wait_in_log(log: &Path, want: &str, limit_s: u64) {
     }
 }
 
-#[test]
-fn the_procedure_completes_against_the_world_over_ptys_and_dicom_refusing_bad_series() {
-    if !common::have_tmux() {
-        return;
-    }
-    let _turn = common::wall_clock_turn();
-    let config = common::generous_config("procedure-world");
-    let dir = std::env::temp_dir().join(format!("stylet-procedure-world-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let session = format!("stylet-world-{}", std::process::id());
-    let (world_pane, proc_pane) = (format!("{session}:world"), format!("{session}:procedure"));
-    let world_out = dir.join("world.jsonl");
-    let world_cmd = format!(
-        "{STYLET} sim world --json --node STYLET@127.0.0.1:{port} --out {} --config {} | tee {}",
-        dir.join("world").display(),
-        config.display(),
-        world_out.display()
-    );
-    tmux(&["new-session", "-d", "-s", &session, "-n", "world", "-x", "150", "-y", "50", &world_cmd]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let devices = loop {
-        if let Some(d) = world_lines(&world_out).into_iter().find(|v| v.get("controller").is_some()) {
-            break d;
-        }
-        assert!(Instant::now() < deadline, "the world never printed its devices:\n{}", screen(&world_pane));
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let site = dir.join("site.toml");
-    std::fs::write(
-        &site,
-        format!(
-            r#"
+/// The two processes in tmux, the procedure started and a plan chosen.
+struct Rig {
+    session: String,
+    world_pane: String,
+    proc_pane: String,
+    dir: std::path::PathBuf,
+    world_out: std::path::PathBuf,
+    out: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl Rig {
+    fn start(tag: &str) -> Rig {
+        let config = common::generous_config(&format!("procedure-world-{tag}"));
+        let dir = std::env::temp_dir().join(format!("stylet-procedure-world-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let session = format!("stylet-world-{}-{tag}", std::process::id());
+        let (world_pane, proc_pane) = (format!("{session}:world"), format!("{session}:procedure"));
+        let world_out = dir.join("world.jsonl");
+        let world_cmd = format!(
+            "{STYLET} sim world --json --node STYLET@127.0.0.1:{port} --out {} --config {} | tee {}",
+            dir.join("world").display(),
+            config.display(),
+            world_out.display()
+        );
+        tmux(&["new-session", "-d", "-s", &session, "-n", "world", "-x", "150", "-y", "50", &world_cmd]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let devices = loop {
+            if let Some(d) = world_lines(&world_out).into_iter().find(|v| v.get("controller").is_some()) {
+                break d;
+            }
+            assert!(Instant::now() < deadline, "the world never printed its devices:\n{}", screen(&world_pane));
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let site = dir.join("site.toml");
+        std::fs::write(
+            &site,
+            format!(
+                r#"
 [controller]
 port = "{controller}"
 baud = 1000000
@@ -101,86 +124,115 @@ tumour_label = {label}
 device = "mwa-generic"
 setting = "100W-8min"
 "#,
-            controller = devices["controller"].as_str().unwrap(),
-            sensor = devices["sensor"].as_str().unwrap(),
-            ct = devices["planning_ct"].as_str().unwrap(),
-            labels = devices["labels"].as_str().unwrap(),
-            label = devices["tumour_label"],
-        ),
-    )
-    .unwrap();
-    let out = dir.join("out");
-    let log = out.join("procedure.log");
-    let proc_cmd = format!(
-        "{STYLET} procedure --site {} --config {} --out {}; echo exit=$? > {}",
-        site.display(),
-        config.display(),
-        out.display(),
-        dir.join("exit").display()
-    );
-    tmux(&["new-window", "-t", &session, "-n", "procedure", &proc_cmd]);
-    wait_for(&proc_pane, "Start the procedure", 60);
-    keys(&proc_pane, &["y"]);
-    wait_for(&proc_pane, "Choose a plan", 120);
-    keys(&proc_pane, &["1"]);
+                controller = devices["controller"].as_str().unwrap(),
+                sensor = devices["sensor"].as_str().unwrap(),
+                ct = devices["planning_ct"].as_str().unwrap(),
+                labels = devices["labels"].as_str().unwrap(),
+                label = devices["tumour_label"],
+            ),
+        )
+        .unwrap();
+        let out = dir.join("out");
+        let log = out.join("procedure.log");
+        let proc_cmd = format!(
+            "{STYLET} procedure --site {} --config {} --out {}; echo exit=$? > {}",
+            site.display(),
+            config.display(),
+            out.display(),
+            dir.join("exit").display()
+        );
+        tmux(&["new-window", "-t", &session, "-n", "procedure", &proc_cmd]);
+        wait_for(&proc_pane, "Start the procedure", 60);
+        keys(&proc_pane, &["y"]);
+        wait_for(&proc_pane, "Choose a plan", 120);
+        keys(&proc_pane, &["1"]);
+        Rig { session, world_pane, proc_pane, dir, world_out, out, log }
+    }
+
+    /// Leaves the console once the procedure ended; its exit code and summary.
+    fn leave(&self) -> (String, Value) {
+        keys(&self.proc_pane, &["q"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.dir.join("exit").exists() {
+            assert!(Instant::now() < deadline, "stylet procedure did not exit");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let exit = std::fs::read_to_string(self.dir.join("exit")).unwrap().trim().to_string();
+        let summary = serde_json::from_str(&std::fs::read_to_string(self.out.join("summary.json")).unwrap()).unwrap();
+        (exit, summary)
+    }
+
+    /// Ends the world; what it printed at the end.
+    fn end_world(&self) -> Value {
+        type_line(&self.world_pane, "end");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = world_lines(&self.world_out).into_iter().find(|v| v.get("truth").is_some()) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "the world printed no truth:\n{}", screen(&self.world_pane));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = tmux(&["kill-session", "-t", &self.session]);
+    }
+}
+
+#[test]
+fn the_procedure_completes_against_the_world_over_ptys_and_dicom_refusing_bad_series() {
+    if !common::have_tmux() {
+        return;
+    }
+    let _turn = common::wall_clock_turn();
+    let rig = Rig::start("complete");
+    let (world_pane, proc_pane, log) = (rig.world_pane.as_str(), rig.proc_pane.as_str(), rig.log.as_path());
     // The confirmation CT: the scanner first sends another patient's series, then cuts one off.
-    wait_in_log(&log, "Confirmation CT asked for", 180);
-    type_line(&world_pane, "scan other-patient");
-    wait_in_log(&log, "SOMEONE-ELSE", 120);
-    type_line(&world_pane, "scan cut");
-    wait_in_log(&log, "cut off after", 120);
+    wait_in_log(log, "Confirmation CT asked for", 180);
+    type_line(world_pane, "scan other-patient");
+    wait_in_log(log, "SOMEONE-ELSE", 120);
+    type_line(world_pane, "scan cut");
+    wait_in_log(log, "cut off after", 120);
     // From now on, each CT asked for is scanned and sent whole; the ablation is started and ended
     // by hand.
     let (mut scanned, mut ablation) = (0, false);
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
-        let s = screen(&proc_pane);
+        let s = screen(proc_pane);
         if s.contains("ENDED") {
             break;
         }
         if s.contains("is high-risk") && s.contains("decision") {
-            keys(&proc_pane, &["y"]);
+            keys(proc_pane, &["y"]);
         }
         if !ablation && s.contains("Start the generator") {
-            keys(&proc_pane, &["y"]);
+            keys(proc_pane, &["y"]);
             std::thread::sleep(Duration::from_millis(500));
-            keys(&proc_pane, &["e"]);
+            keys(proc_pane, &["e"]);
             ablation = true;
         }
-        let asked = cts_asked(&log);
+        let asked = cts_asked(log);
         if asked > scanned {
-            type_line(&world_pane, "scan");
+            type_line(world_pane, "scan");
             scanned = asked;
         }
         assert!(
             Instant::now() < deadline,
             "the procedure did not end; it shows:\n{s}\nthe world:\n{}",
-            screen(&world_pane)
+            screen(world_pane)
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let ended = screen(&proc_pane);
+    let ended = screen(proc_pane);
     assert!(ended.contains("ENDED: Done"), "{ended}");
-    keys(&proc_pane, &["q"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join("exit").exists() {
-        assert!(Instant::now() < deadline, "stylet procedure did not exit");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    type_line(&world_pane, "end");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let end = loop {
-        if let Some(v) = world_lines(&world_out).into_iter().find(|v| v.get("truth").is_some()) {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "the world printed no truth:\n{}", screen(&world_pane));
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let _ = tmux(&["kill-session", "-t", &session]);
-    assert_eq!(std::fs::read_to_string(dir.join("exit")).unwrap().trim(), "exit=0");
-    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let (exit, summary) = rig.leave();
+    let end = rig.end_world();
+    assert_eq!(exit, "exit=0");
     assert_eq!(summary["driver"]["outcome"]["outcome"], "done", "{summary}");
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
     // Both bad series were refused with the reason, and the ablation was logged with its setting.
     assert!(text.contains("SOMEONE-ELSE") && text.contains("cut off after"), "{text}");
     assert!(text.contains("ablation: mwa-generic 100W-8min"), "{text}");
@@ -191,4 +243,65 @@ setting = "100W-8min"
     assert!(zone < 4.0, "the true zone centre {zone} mm from the tumour centre: {truth}");
     assert_eq!(end["wire_monitor"]["violations"], 0, "{end}");
     assert_eq!(truth["controller_drives_off"], Value::Bool(true), "{end}");
+}
+
+#[test]
+fn the_sensor_unplugged_mid_insertion_closes_the_gate_and_the_operator_withdraws_the_needle() {
+    if !common::have_tmux() {
+        return;
+    }
+    let _turn = common::wall_clock_turn();
+    let rig = Rig::start("unplugged");
+    let (world_pane, proc_pane, log) = (rig.world_pane.as_str(), rig.proc_pane.as_str(), rig.log.as_path());
+    wait_in_log(log, "Confirmation CT asked for", 180);
+    type_line(world_pane, "scan");
+    // Inserting, the needle in tissue and short of the target: the sensor goes.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut scanned = 1;
+    let depth_at_unplug = loop {
+        let s = screen(proc_pane);
+        if let Some((d, plan)) = depth(&s) {
+            if d > 5.0 && d < plan - 15.0 {
+                break d;
+            }
+        }
+        // A checkpoint CT on the way is scanned.
+        let asked = cts_asked(log);
+        if asked > scanned {
+            type_line(world_pane, "scan");
+            scanned = asked;
+        }
+        assert!(Instant::now() < deadline, "the needle never got into tissue:\n{s}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    type_line(world_pane, "unplug sensor");
+    wait_in_log(log, "the sensor is gone", 60);
+    // The last samples keep the gate's decision for its stale limit (RESP-2: 300 ms in config/respiration.toml), then it
+    // closes for good and the supervisor holds; the arm settles.
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = wait_for(proc_pane, "supervisor holding", 30);
+    assert!(s.contains("gate closed") && s.contains("the sensor is gone"), "the console says why:\n{s}");
+    // The needle moves no further without the gate: seconds on, it is where it was.
+    let held = depth(&s).map(|d| d.0).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let later = screen(proc_pane);
+    let now = depth(&later).map(|d| d.0).unwrap();
+    assert!(
+        later.contains("supervisor holding") && (now - held).abs() < 0.05,
+        "the needle went from {held} to {now} mm with the gate closed:\n{later}"
+    );
+    assert!(held >= depth_at_unplug, "{held} {depth_at_unplug}");
+    keys(proc_pane, &["a"]);
+    wait_for(proc_pane, "Withdraw the needle now?", 60);
+    keys(proc_pane, &["y"]);
+    let s = wait_for(proc_pane, "ENDED", 120);
+    assert!(s.contains("Aborted"), "{s}");
+    let (exit, summary) = rig.leave();
+    let end = rig.end_world();
+    assert_eq!(exit, "exit=2");
+    assert_eq!(summary["driver"]["outcome"]["outcome"], "aborted", "{summary}");
+    assert_eq!(summary["driver"]["outcome"]["retracted"], Value::Bool(true), "{summary}");
+    assert_eq!(end["truth"]["inserted_mm"], 0.0, "the needle is out: {end}");
+    assert_eq!(end["truth"]["controller_drives_off"], Value::Bool(true), "{end}");
+    assert_eq!(end["wire_monitor"]["violations"], 0, "{end}");
 }

@@ -689,7 +689,7 @@ fn plan_reads_a_slicer_segmentation_by_its_segment_names() {
 }
 
 #[test]
-fn dicom_listen_prints_the_series_storescu_sends_and_stops_after_it() {
+fn dicom_listen_prints_the_series_storescu_and_dicom_send_send_and_stops_after_them() {
     use std::io::{BufRead, BufReader};
     // DCMTK's storescu, not pynetdicom's app of the same name that may come first on the PATH.
     let storescu =
@@ -722,6 +722,14 @@ fn dicom_listen_prints_the_series_storescu_sends_and_stops_after_it() {
         "cli",
     )
     .unwrap();
+    let files2 = stylet_imaging::write_series(
+        &v,
+        &work.join("sent2"),
+        "1.2.826.0.1.3680043.10.2",
+        "1.2.826.0.1.3680043.10.2.2",
+        "cli",
+    )
+    .unwrap();
     let rx = work.join("received");
     let mut node = Command::new(STYLET)
         .args([
@@ -731,7 +739,7 @@ fn dicom_listen_prints_the_series_storescu_sends_and_stops_after_it() {
             "0",
             "--json",
             "--series",
-            "1",
+            "2",
             "--quiet-s",
             "0.5",
             "--allow-aet",
@@ -752,11 +760,32 @@ fn dicom_listen_prints_the_series_storescu_sends_and_stops_after_it() {
         .output()
         .unwrap();
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    // Stylet's own sender: refused for a calling AE title not allowed, with the node named; then
+    // the second series, sent as SCANNER.
+    let to = format!("STYLET@{addr}");
+    let refused = Command::new(STYLET)
+        .args(["dicom", "send", "--to", &to, "--aet", "OTHER"])
+        .arg(work.join("sent2"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(&to), "{}", String::from_utf8_lossy(&refused.stderr));
+    let (code, sent2) = parse_json(
+        &Command::new(STYLET)
+            .args(["dicom", "send", "--json", "--to", &to, "--aet", "SCANNER"])
+            .arg(work.join("sent2"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, Some(0), "{sent2}");
+    assert_eq!(sent2["sent"], files2.len(), "{sent2}");
     let done: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
     assert!(node.wait().unwrap().success());
-    let last = done.last().unwrap();
-    assert_eq!(last["event"], "series", "{done:?}");
-    assert_eq!(last["state"], "complete", "{last}");
-    assert_eq!(last["instances"], 5, "{last}");
-    assert_eq!(last["volume"]["dimensions"], serde_json::json!([24, 20, 5]), "{last}");
+    let series: Vec<&serde_json::Value> = done.iter().filter(|e| e["event"] == "series").collect();
+    assert_eq!(series.len(), 2, "{done:?}");
+    for s in series {
+        assert_eq!(s["state"], "complete", "{s}");
+        assert_eq!(s["instances"], 5, "{s}");
+        assert_eq!(s["volume"]["dimensions"], serde_json::json!([24, 20, 5]), "{s}");
+    }
 }

@@ -200,6 +200,13 @@ impl Keys {
         Arc::clone(&self.view)
     }
 
+    /// A line in the console's log (what the console itself has to say).
+    pub fn note(&self, line: &str) {
+        let mut v = lock(&self.view);
+        let t = v.t_s;
+        v.say(t, line);
+    }
+
     /// One key press.
     ///
     /// # Errors

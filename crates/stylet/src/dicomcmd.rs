@@ -1,9 +1,11 @@
-//! `stylet dicom listen`: the DICOM node alone, printing each series as it completes.
+//! `stylet dicom listen`: the DICOM node alone, printing each series as it completes; `stylet dicom
+//! send`: files to a node, as a scanner sends them.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use serde_json::json;
 use stylet_dicom_node::{DicomNode, NodeConfig, NodeEvent, SeriesOutcome};
 use stylet_imaging::load_series;
@@ -128,4 +130,60 @@ fn say(line: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| anyhow::anyhow!("stdout: {e}"))
+}
+
+/// `AE@HOST:PORT` as a destination, with our AE title `calling`.
+pub(crate) fn destination(node: &str, calling: &str) -> anyhow::Result<stylet_dicom_node::Destination> {
+    let (ae, addr) = node.split_once('@').with_context(|| format!("{node:?}: expected AE@HOST:PORT"))?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .with_context(|| format!("{node:?}: {addr:?} is not HOST:PORT"))?
+        .next()
+        .with_context(|| format!("{node:?}: {addr:?} resolves to nothing"))?;
+    Ok(stylet_dicom_node::Destination { addr, called_ae_title: ae.to_string(), calling_ae_title: calling.to_string() })
+}
+
+/// Options of `stylet dicom send`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SendArgs {
+    /// The node to send to.
+    #[arg(long, value_name = "AE@HOST:PORT")]
+    to: String,
+    /// Our AE title (the calling AE title).
+    #[arg(long, default_value = "STYLET")]
+    aet: String,
+    /// DICOM files, or folders of them (every file directly inside).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `stylet dicom send`: the files on one association (C-STORE), each status checked.
+pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let dest = destination(&args.to, &args.aet)?;
+    let mut files = Vec::new();
+    for p in &args.paths {
+        if p.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    anyhow::ensure!(!files.is_empty(), "no files in {:?}", args.paths);
+    let started = std::time::Instant::now();
+    let sent = stylet_dicom_node::send_series(&dest, &files)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        say!("{}", serde_json::json!({ "to": args.to, "sent": sent, "seconds": seconds }));
+    } else {
+        say!("sent {sent} file(s) to {} in {seconds:.2} s", args.to);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -123,6 +123,9 @@ enum DicomCmd {
     /// one when complete (after --quiet-s without news) with its volume; a series cut off by an
     /// aborted association is reported partial and never used.
     Listen(dicomcmd::ListenArgs),
+    /// Send DICOM files (or folders of them) to a node on one association (C-STORE SCU), as a
+    /// scanner does; each instance's status is checked.
+    Send(dicomcmd::SendArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +205,7 @@ fn main() -> ExitCode {
         Top::Ik(args) => kincmd::ik(&args),
         Top::Resp { command: RespCmd::Eval(args) } => respcmd::eval(&args),
         Top::Dicom { command: DicomCmd::Listen(args) } => dicomcmd::listen(&args),
+        Top::Dicom { command: DicomCmd::Send(args) } => dicomcmd::send(&args),
         Top::Plan(args) => plancmd::run(&args),
         Top::Replay(args) => replaycmd::replay(&args),
         Top::Demo(args) => demo::run(&args),

@@ -72,16 +72,6 @@ fn parse_ask(line: &str) -> Option<Ask> {
     })
 }
 
-/// `AE@HOST:PORT`.
-fn destination(node: &str, calling: &str) -> anyhow::Result<Destination> {
-    let (ae, addr) = node.split_once('@').with_context(|| format!("--node {node:?}: expected AE@HOST:PORT"))?;
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(addr)
-        .with_context(|| format!("--node {node:?}: {addr:?} is not HOST:PORT"))?
-        .next()
-        .with_context(|| format!("--node {node:?}: {addr:?} resolves to nothing"))?;
-    Ok(Destination { addr, called_ae_title: ae.to_string(), calling_ae_title: calling.to_string() })
-}
-
 /// Unix seconds as a DICOM DT in UTC (`YYYYMMDDHHMMSS.FFFFFF+0000`).
 fn dicom_datetime(unix_s: f64) -> String {
     let secs = unix_s.floor() as i64;
@@ -130,7 +120,7 @@ pub(crate) fn run(args: &WorldArgs) -> anyhow::Result<ExitCode> {
     let path = args.scenario.clone().unwrap_or_else(|| args.config.join("scenarios").join("easy.toml"));
     let scenario = stylet_sim::scenario::Scenario::load(&path)?;
     let seed = args.seed.unwrap_or(scenario.phantom.seed);
-    let dest = destination(&args.node, &args.aet)?;
+    let dest = crate::dicomcmd::destination(&args.node, &args.aet)?;
     let dcfg = crate::demo::driver_config(&args.config)?;
     let safety = SafetyConfig::load_dir(&args.config)?;
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
@@ -305,7 +295,5 @@ mod tests {
         assert_eq!(parse_ask("unplug sensor"), Some(Ask::UnplugSensor));
         assert_eq!(parse_ask("end"), Some(Ask::End));
         assert_eq!(parse_ask("scna"), None);
-        assert!(destination("STYLET@127.0.0.1:11112", "CT").is_ok());
-        assert!(destination("127.0.0.1:11112", "CT").unwrap_err().to_string().contains("AE@HOST:PORT"));
     }
 }

@@ -53,8 +53,18 @@ impl Console {
             }
             let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
             let key = if ctrl_c { Some(Key::Abort) } else { key_for(k.code) };
-            if let Some(key) = key {
-                let _ = keys.press(key);
+            match key {
+                Some(key) => {
+                    if let Err(e) = keys.press(key) {
+                        keys.note(&format!("{key:?}: {e}"));
+                    }
+                }
+                None if k.code == KeyCode::Char('q') => {
+                    keys.note(
+                        "q leaves once the procedure has ended (a aborts it; the arm then holds until you decide)",
+                    );
+                }
+                None => keys.note(&format!("the key {} does nothing here ({HELP})", k.code)),
             }
         })();
         if result.is_err() {

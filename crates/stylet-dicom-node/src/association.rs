@@ -235,6 +235,69 @@ fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     Some(s.trim_end_matches(['\0', ' ']).trim().to_string())
 }
 
+/// A DIMSE command the node takes, from a sender's command set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DimseCommand {
+    /// C-ECHO-RQ.
+    Echo {
+        /// Its Message ID.
+        message_id: u16,
+    },
+    /// C-STORE-RQ (its data set follows).
+    Store {
+        /// Its Message ID.
+        message_id: u16,
+        /// Affected SOP Class UID.
+        sop_class_uid: String,
+        /// Affected SOP Instance UID.
+        sop_instance_uid: String,
+    },
+}
+
+/// Reads a command set (implicit VR little endian, as DIMSE requires) sent by a peer: a flat
+/// list of group 0000 elements, walked here without dicom-rs (which reserves what an element
+/// declares before it reads, and reads the value of a tag its dictionary calls a sequence as
+/// items, each with a length of its own: a few bytes could cost gigabytes).
+///
+/// # Errors
+/// Why the node cannot take it (it aborts the association then).
+pub fn parse_command(bytes: &[u8]) -> Result<DimseCommand, String> {
+    let bad = |why: String| format!("protocol error: unreadable command: {why}");
+    let (mut field, mut message_id, mut class, mut instance) = (None, 0u16, String::new(), String::new());
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let header = bytes.get(at..at + 8).ok_or_else(|| bad(format!("ends inside an element header at byte {at}")))?;
+        let (group, element) = (u16::from_le_bytes([header[0], header[1]]), u16::from_le_bytes([header[2], header[3]]));
+        let n = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let remaining = bytes.len() - at - 8;
+        if n == u32::MAX || n as usize > remaining {
+            return Err(bad(format!(
+                "element ({group:04X},{element:04X}) declares {n} bytes at byte {at} but only {remaining} remain"
+            )));
+        }
+        if group != 0x0000 {
+            return Err(bad(format!("element ({group:04X},{element:04X}) is not of a command set (group 0000)")));
+        }
+        let value = &bytes[at + 8..at + 8 + n as usize];
+        let us = || (value.len() == 2).then(|| u16::from_le_bytes([value[0], value[1]]));
+        let ui = || String::from_utf8_lossy(value).trim_end_matches(['\0', ' ']).trim().to_string();
+        match element {
+            0x0100 => field = Some(us().ok_or_else(|| bad("Command Field is not one US".into()))?),
+            0x0110 => message_id = us().ok_or_else(|| bad("Message ID is not one US".into()))?,
+            0x0002 => class = ui(),
+            0x1000 => instance = ui(),
+            _ => {}
+        }
+        at += 8 + n as usize;
+    }
+    match field {
+        Some(C_ECHO_RQ) => Ok(DimseCommand::Echo { message_id }),
+        Some(C_STORE_RQ) => Ok(DimseCommand::Store { message_id, sop_class_uid: class, sop_instance_uid: instance }),
+        Some(other) => Err(format!("protocol error: unsupported command 0x{other:04X}")),
+        None => Err("protocol error: a command without a Command Field".into()),
+    }
+}
+
 /// A command: answers a C-ECHO, or returns the C-STORE request whose data set follows.
 fn on_command(
     association: &mut ServerAssociation<TcpStream>,
@@ -243,12 +306,8 @@ fn on_command(
     id: AssociationId,
     shared: &Shared,
 ) -> Result<Option<StoreRq>, String> {
-    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &implicit_le())
-        .map_err(|e| format!("protocol error: unreadable command: {e}"))?;
-    let field = obj.element(tags::COMMAND_FIELD).ok().and_then(|e| e.to_int::<u16>().ok());
-    let message_id = obj.element(tags::MESSAGE_ID).ok().and_then(|e| e.to_int::<u16>().ok()).unwrap_or(0);
-    match field {
-        Some(C_ECHO_RQ) => {
+    match parse_command(bytes)? {
+        DimseCommand::Echo { message_id } => {
             let rsp = InMemDicomObject::command_from_element_iter([
                 DataElement::new(
                     tags::AFFECTED_SOP_CLASS_UID,
@@ -264,13 +323,9 @@ fn on_command(
             shared.report(NodeEvent::Echo { association: id });
             Ok(None)
         }
-        Some(C_STORE_RQ) => Ok(Some(StoreRq {
-            message_id,
-            sop_class_uid: text(&obj, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default(),
-            sop_instance_uid: text(&obj, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default(),
-        })),
-        Some(other) => Err(format!("protocol error: unsupported command 0x{other:04X}")),
-        None => Err("protocol error: a command without a Command Field".into()),
+        DimseCommand::Store { message_id, sop_class_uid, sop_instance_uid } => {
+            Ok(Some(StoreRq { message_id, sop_class_uid, sop_instance_uid }))
+        }
     }
 }
 
@@ -321,6 +376,9 @@ fn store(
         .ok_or((CANNOT_UNDERSTAND, format!("no presentation context {pc}")))?;
     let ts =
         TransferSyntaxRegistry.get(&ts_uid).ok_or((CANNOT_UNDERSTAND, format!("unknown transfer syntax {ts_uid}")))?;
+    // dicom-rs reserves an element's declared length before it reads: checked first.
+    stylet_imaging::dicom_lengths::check_data_set(set, &ts_uid)
+        .map_err(|e| (CANNOT_UNDERSTAND, format!("unreadable data set: {e}")))?;
     let obj = InMemDicomObject::read_dataset_with_ts(set, ts)
         .map_err(|e| (CANNOT_UNDERSTAND, format!("unreadable data set: {e}")))?;
     let series_uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
@@ -372,4 +430,45 @@ fn store(
         frame_of_reference_uid,
         calling_ae: calling.to_string(),
     })
+}
+
+#[cfg(test)]
+mod command_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn encoded(obj: &InMemDicomObject) -> Vec<u8> {
+        let mut b = Vec::new();
+        obj.write_dataset_with_ts(&mut b, &implicit_le()).unwrap();
+        b
+    }
+
+    #[test]
+    fn commands_are_read_without_dicom_rs_and_lengths_are_checked() {
+        let rq = InMemDicomObject::command_from_element_iter([
+            DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, dicom_value!(Str, "1.2.840.10008.5.1.4.1.1.2")),
+            DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [C_STORE_RQ])),
+            DataElement::new(tags::MESSAGE_ID, VR::US, dicom_value!(U16, [7])),
+            DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, dicom_value!(Str, "1.2.3.4")),
+        ]);
+        assert_eq!(
+            parse_command(&encoded(&rq)),
+            Ok(DimseCommand::Store {
+                message_id: 7,
+                sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+                sop_instance_uid: "1.2.3.4".into()
+            })
+        );
+        let echo = InMemDicomObject::command_from_element_iter([
+            DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [C_ECHO_RQ])),
+            DataElement::new(tags::MESSAGE_ID, VR::US, dicom_value!(U16, [1])),
+        ]);
+        assert_eq!(parse_command(&encoded(&echo)), Ok(DimseCommand::Echo { message_id: 1 }));
+        let too_long = [0x00, 0x00, 0x00, 0x01, 0xF0, 0xFF, 0xFF, 0xFF];
+        assert!(parse_command(&too_long).unwrap_err().contains("(0000,0100) declares 4294967280 bytes"));
+        // A data set element (here one dicom-rs would read as a sequence of items) is no command.
+        let sq = [0x08, 0x00, 0x15, 0x11, 8, 0, 0, 0, 0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0x80];
+        assert!(parse_command(&sq).unwrap_err().contains("not of a command set"));
+        assert!(parse_command(&[0x00, 0x00, 0x00, 0x01, 2, 0]).unwrap_err().contains("inside an element header"));
+    }
 }

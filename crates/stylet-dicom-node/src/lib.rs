@@ -14,6 +14,7 @@ mod node;
 pub mod send;
 pub mod tracker;
 
+pub use association::{parse_command, DimseCommand};
 pub use node::{DicomNode, NodeConfig, NodeError, NodeEvent};
 pub use send::{send_series, Destination, SendError, Sender};
 pub use tracker::{Series, SeriesOutcome, SeriesTracker};
@@ -26,10 +27,11 @@ pub const STORAGE_SOP_CLASSES: [&str; 2] = ["1.2.840.10008.5.1.4.1.1.2", "1.2.84
 pub const VERIFICATION_SOP_CLASS: &str = "1.2.840.10008.1.1";
 
 /// Transfer syntaxes accepted: the native ones and the encapsulated ones stylet-imaging decodes.
-pub const TRANSFER_SYNTAXES: [&str; 8] = [
+/// Not Deflated Explicit VR Little Endian: its element lengths cannot be checked before it is
+/// inflated (dicom-rs reserves what an element declares), and no CT scanner sends it.
+pub const TRANSFER_SYNTAXES: [&str; 7] = [
     "1.2.840.10008.1.2.1",    // Explicit VR Little Endian
     "1.2.840.10008.1.2",      // Implicit VR Little Endian
-    "1.2.840.10008.1.2.1.99", // Deflated Explicit VR Little Endian
     "1.2.840.10008.1.2.4.70", // JPEG Lossless, first-order prediction
     "1.2.840.10008.1.2.4.57", // JPEG Lossless
     "1.2.840.10008.1.2.4.90", // JPEG 2000 lossless

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use dicom_core::{dicom_value, DataElement, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use nalgebra::{Matrix3, Vector3};
@@ -429,4 +432,57 @@ fn a_node_refusing_the_calling_ae_title_fails_the_send_and_names_the_node() {
         other => panic!("expected a refused association, got {other:?}"),
     }
     assert_eq!(dicom_files(&store).len(), 0, "nothing stored");
+}
+
+#[test]
+fn element_lengths_beyond_what_was_sent_are_refused_before_anything_is_read() {
+    // dicom-rs reserves what an element declares: 4 GB declared in a few bytes would be 4 GB of
+    // memory in the procedure's process (the fuzz target suite_inputs found it).
+    let (node, store) = node("lengths", 0.5, &[]);
+    let ct = "1.2.840.10008.5.1.4.1.1.2";
+    let associate = || {
+        ClientAssociationOptions::new()
+            .calling_ae_title("SCANNER")
+            .called_ae_title("STYLET")
+            .with_presentation_context(ct, vec!["1.2.840.10008.1.2.1"])
+            .establish(node.local_addr())
+            .unwrap()
+    };
+    let pdv = |pc, value_type, data| Pdu::PData {
+        data: vec![PDataValue { presentation_context_id: pc, value_type, is_last: true, data }],
+    };
+    let huge = vec![0x08, 0x00, 0x18, 0x00, b'U', b'I', 0xF0, 0xFF];
+    // A data set (explicit VR LE) whose SOPInstanceUID declares 65 kB in 8 bytes: the instance
+    // fails with 0xC000, the association goes on.
+    let mut a = associate();
+    let pc = a.presentation_contexts()[0].id;
+    let rq = InMemDicomObject::command_from_element_iter([
+        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, dicom_value!(Str, ct)),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [0x0001])),
+        DataElement::new(tags::MESSAGE_ID, VR::US, dicom_value!(U16, [1])),
+        DataElement::new(tags::PRIORITY, VR::US, dicom_value!(U16, [0])),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, dicom_value!(U16, [0x0000])),
+        DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, dicom_value!(Str, "1.2.3")),
+    ]);
+    let implicit = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    let mut cmd = Vec::new();
+    rq.write_dataset_with_ts(&mut cmd, &implicit).unwrap();
+    a.send(&pdv(pc, PDataValueType::Command, cmd)).unwrap();
+    a.send(&pdv(pc, PDataValueType::Data, huge)).unwrap();
+    let Ok(Pdu::PData { data }) = a.receive() else { panic!("no C-STORE-RSP") };
+    let rsp = InMemDicomObject::read_dataset_with_ts(data[0].data.as_slice(), &implicit).unwrap();
+    assert_eq!(rsp.element(tags::STATUS).unwrap().to_int::<u16>().unwrap(), 0xC000);
+    let seen = events_until(&node, |e| matches!(e, NodeEvent::InstanceRefused { .. }));
+    let NodeEvent::InstanceRefused { reason, .. } = seen.last().unwrap() else { panic!("{seen:#?}") };
+    assert!(reason.contains("declares 65520 bytes"), "{reason}");
+    a.release().unwrap();
+    // A command set whose Command Field declares 4 GB: a protocol error, the association aborted.
+    let mut a = associate();
+    let pc = a.presentation_contexts()[0].id;
+    a.send(&pdv(pc, PDataValueType::Command, vec![0x00, 0x00, 0x00, 0x01, 0xF0, 0xFF, 0xFF, 0xFF])).unwrap();
+    assert!(matches!(a.receive(), Ok(Pdu::AbortRQ { .. }) | Err(_)), "the node did not abort");
+    let seen = events_until(&node, |e| matches!(e, NodeEvent::Ended { how, .. } if how.contains("protocol error")));
+    let NodeEvent::Ended { how, .. } = seen.last().unwrap() else { panic!("{seen:#?}") };
+    assert!(how.contains("declares 4294967280 bytes"), "{how}");
+    assert!(dicom_files(&store).is_empty(), "nothing stored");
 }

@@ -94,6 +94,31 @@ fn short_vr(vr: [u8; 2]) -> bool {
     )
 }
 
+/// The size of one value of a binary VR (1 for the others): dicom-rs reads `len / size` values
+/// of such an element and then counts `len` bytes as read, so a length that is not a multiple
+/// of the size leaves its reading out of step with the data (and the next "header" it reads
+/// may declare gigabytes).
+fn value_size(vr: [u8; 2]) -> u32 {
+    match &vr {
+        b"AT" | b"UL" | b"SL" | b"FL" | b"OL" | b"OF" => 4,
+        b"US" | b"SS" | b"OW" => 2,
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        _ => 1,
+    }
+}
+
+/// The VR dicom-rs gives an element in implicit VR: group lengths are UL, the others the
+/// standard dictionary's (relaxed), unknown ones UN.
+fn implicit_vr(tag: (u16, u16)) -> [u8; 2] {
+    use dicom_core::dictionary::{DataDictionary as _, DataDictionaryEntry as _};
+    if tag.1 == 0x0000 {
+        return *b"UL";
+    }
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(tag.0, tag.1))
+        .map_or(*b"UN", |e| e.vr().relaxed().to_bytes())
+}
+
 /// The VR and value length after an explicit-VR tag, and the header's size with the tag.
 fn vr_and_length<R: Read + Seek>(c: &mut Cursor<R>) -> Result<([u8; 2], u32, u32), String> {
     let vr = c.bytes::<2>()?;
@@ -121,7 +146,11 @@ fn elements<R: Read + Seek>(
     while c.pos < end.unwrap_or(c.len).min(c.len) {
         let tag = (c.u16()?, c.u16()?);
         if tag.0 == 0xFFFE {
-            // Items and delimiters: no VR, a 4-byte length.
+            // Items and delimiters: no VR, a 4-byte length. Not at a data set's top level, where
+            // dicom-rs reads one as a plain element and this walk would go into it.
+            if depth == 0 && tag.1 == 0xE000 {
+                return Err(format!("an item (FFFE,E000) at byte {} outside any sequence", c.pos - 4));
+            }
             let len = c.u32()?;
             match tag.1 {
                 0xE00D | 0xE0DD if depth > 0 => return Ok(()),
@@ -135,15 +164,27 @@ fn elements<R: Read + Seek>(
             continue;
         }
         let pixel_data = tag == (0x7FE0, 0x0010);
-        let (len, sequence, encapsulated) = if explicit {
+        let (vr, len, sequence, encapsulated) = if explicit {
             let (vr, len, _) = vr_and_length(c)?;
             let long = !short_vr(vr);
-            (len, &vr == b"SQ", long && c.encapsulated && (pixel_data || !matches!(&vr, b"SQ" | b"UN")))
+            (vr, len, &vr == b"SQ", long && c.encapsulated && (pixel_data || !matches!(&vr, b"SQ" | b"UN")))
         } else {
             let len = c.u32()?;
-            // Implicit VR: a value that opens with an item tag is taken for a sequence.
-            (len, len != UNDEFINED && len >= 8 && !pixel_data && c.peek_item()?, c.encapsulated && pixel_data)
+            let vr = implicit_vr(tag);
+            // Implicit VR: a sequence by the dictionary, or a value that opens with an item tag.
+            let sequence = len != UNDEFINED && !pixel_data && (&vr == b"SQ" || (len >= 8 && c.peek_item()?));
+            (vr, len, sequence, c.encapsulated && pixel_data)
         };
+        let size = value_size(vr);
+        if len != UNDEFINED && !sequence && len % size != 0 {
+            return Err(format!(
+                "element ({:04X},{:04X}) of VR {} declares {len} bytes at byte {}: not a multiple of {size}",
+                tag.0,
+                tag.1,
+                String::from_utf8_lossy(&vr),
+                c.pos
+            ));
+        }
         if len == UNDEFINED {
             // A sequence, or encapsulated pixel data: items up to the sequence delimiter.
             elements(c, explicit, depth + 1, None, encapsulated)?;
@@ -173,6 +214,14 @@ fn nested<R: Read + Seek>(
     }
     let end = c.pos + u64::from(len);
     elements(c, explicit, depth + 1, Some(end), false)?;
+    if c.pos > end {
+        return Err(format!(
+            "an element inside ({:04X},{:04X}) runs {} bytes past its end at byte {end}",
+            tag.0,
+            tag.1,
+            c.pos - end
+        ));
+    }
     if c.pos < end {
         c.r.seek_relative((end - c.pos) as i64).map_err(|e| e.to_string())?;
         c.pos = end;
@@ -238,6 +287,29 @@ pub fn check(path: &Path) -> Result<(), String> {
         // Deflated data sets: not walked here.
         "1.2.840.10008.1.2.1.99" => Ok(()),
         // Explicit VR little endian and every encapsulated (compressed) syntax.
+        _ => elements(&mut c, true, 0, None, false),
+    }
+}
+
+/// Whether every element length declared in a data set received over the network (`bytes`, in
+/// `transfer_syntax`, no preamble or file meta) fits in it: what the DICOM node checks before
+/// dicom-rs reads a command set or an instance. A deflated data set is refused here (it cannot
+/// be checked before it is inflated; no CT scanner sends one).
+///
+/// # Errors
+/// Which element does not fit, and where.
+pub fn check_data_set(bytes: &[u8], transfer_syntax: &str) -> Result<(), String> {
+    let syntax = transfer_syntax.trim_end_matches(|ch: char| ch.is_whitespace() || ch == '\0');
+    let len = bytes.len() as u64;
+    let mut c = Cursor { r: std::io::Cursor::new(bytes), pos: 0, len, be: false, encapsulated: false };
+    c.encapsulated = !matches!(syntax, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2");
+    match syntax {
+        "1.2.840.10008.1.2" => elements(&mut c, false, 0, None, false),
+        "1.2.840.10008.1.2.2" => {
+            c.be = true;
+            elements(&mut c, true, 0, None, false)
+        }
+        "1.2.840.10008.1.2.1.99" => Err("a deflated data set cannot be checked before it is inflated".into()),
         _ => elements(&mut c, true, 0, None, false),
     }
 }
@@ -308,5 +380,41 @@ mod tests {
         let _ = (std::fs::remove_file(&p), std::fs::remove_file(&q));
         assert_eq!(r, Ok(()));
         assert!(e.is_err_and(|e| e.contains("(FFFE,E000)")));
+    }
+
+    #[test]
+    fn a_data_set_from_the_network_is_checked_in_memory() {
+        // Implicit VR little endian: (0000,0002) of 4 bytes, "1.2\\0": it fits.
+        let mut ok = vec![0x00, 0x00, 0x02, 0x00, 4, 0, 0, 0];
+        ok.extend_from_slice(b"1.2\0");
+        assert_eq!(check_data_set(&ok, "1.2.840.10008.1.2"), Ok(()));
+        // The same element declaring 4 GB.
+        let bad = [0x00, 0x00, 0x02, 0x00, 0xF0, 0xFF, 0xFF, 0xFF];
+        let e = check_data_set(&bad, "1.2.840.10008.1.2").unwrap_err();
+        assert!(e.contains("(0000,0002) declares 4294967280 bytes"), "{e}");
+        assert!(check_data_set(&ok, "1.2.840.10008.1.2.1.99").unwrap_err().contains("deflated"));
+    }
+
+    #[test]
+    fn what_would_put_dicom_rs_out_of_step_is_refused() {
+        let implicit = "1.2.840.10008.1.2";
+        // A group length (UL) of 1 byte: dicom-rs reads no value and counts a byte read.
+        let e = check_data_set(&[0x08, 0x00, 0x00, 0x00, 1, 0, 0, 0, 0], implicit).unwrap_err();
+        assert!(e.contains("(0008,0000) of VR UL declares 1 bytes") && e.contains("multiple of 4"), "{e}");
+        // Explicit VR: an FD of 4 bytes.
+        let e =
+            check_data_set(&[0x18, 0x00, 0x88, 0x00, b'F', b'D', 4, 0, 0, 0, 0, 0], "1.2.840.10008.1.2.1").unwrap_err();
+        assert!(e.contains("multiple of 8"), "{e}");
+        // An item outside any sequence (the fuzz target suite_inputs found these three).
+        let e = check_data_set(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0], implicit).unwrap_err();
+        assert!(e.contains("outside any sequence"), "{e}");
+        // A sequence (by the dictionary: (0008,1115) Referenced Series Sequence) whose item holds
+        // an element running past the item's end.
+        let mut sq = vec![0x08, 0x00, 0x15, 0x11, 18, 0, 0, 0, 0xFE, 0xFF, 0x00, 0xE0, 10, 0, 0, 0];
+        sq.extend_from_slice(&[0x08, 0x00, 0x50, 0x00, 2, 0, 0, 0, b'1', 0]);
+        assert_eq!(check_data_set(&sq, implicit), Ok(()));
+        sq[12] = 6; // the item now ends inside its element
+        let e = check_data_set(&sq, implicit).unwrap_err();
+        assert!(e.contains("runs") && e.contains("past its end"), "{e}");
     }
 }

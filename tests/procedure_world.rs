@@ -2,10 +2,11 @@
 //! simulated patient: the controller and the respiratory sensor on ptys, a CT scanner sending
 //! series by C-STORE) and `stylet procedure` (the driver on the site's devices: the serial links,
 //! its DICOM node, the console). The technologist's `scan` and the operator's keys go in through
-//! tmux send-keys; both consoles are read with capture-pane. The scanner first sends another
-//! patient's series and a series cut off mid-transfer: both refused with the reason, the
-//! procedure waits on; then whole series. The procedure completes, the world reports the true tip
-//! error, and the controller's wire monitor counts 0 setpoints outside the envelope.
+//! tmux send-keys; both consoles are read with capture-pane. For the first checkpoint CT the
+//! scanner first sends another patient's series and a series cut off mid-transfer: both refused
+//! with the reason, the needle holds and the procedure waits on; then whole series. The
+//! procedure completes, the world reports the true tip error, and the controller's wire monitor
+//! counts 0 setpoints outside the envelope. A second test unplugs the sensor mid-insertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -190,15 +191,10 @@ fn the_procedure_completes_against_the_world_over_ptys_and_dicom_refusing_bad_se
     let _turn = common::wall_clock_turn();
     let rig = Rig::start("complete");
     let (world_pane, proc_pane, log) = (rig.world_pane.as_str(), rig.proc_pane.as_str(), rig.log.as_path());
-    // The confirmation CT: the scanner first sends another patient's series, then cuts one off.
-    wait_in_log(log, "Confirmation CT asked for", 180);
-    type_line(world_pane, "scan other-patient");
-    wait_in_log(log, "SOMEONE-ELSE", 120);
-    type_line(world_pane, "scan cut");
-    wait_in_log(log, "cut off after", 120);
-    // From now on, each CT asked for is scanned and sent whole; the ablation is started and ended
-    // by hand.
-    let (mut scanned, mut ablation) = (0, false);
+    // Each CT asked for is scanned and sent whole, except that for the first checkpoint CT (the
+    // needle in tissue) the scanner first sends another patient's series and then one cut off
+    // mid-transfer; the ablation is started and ended by hand.
+    let (mut scanned, mut ablation, mut bad_sent) = (0, false, false);
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         let s = screen(proc_pane);
@@ -216,6 +212,14 @@ fn the_procedure_completes_against_the_world_over_ptys_and_dicom_refusing_bad_se
         }
         let asked = cts_asked(log);
         if asked > scanned {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if !bad_sent && text.contains("Checkpoint CT asked for") {
+                type_line(world_pane, "scan other-patient");
+                wait_in_log(log, "SOMEONE-ELSE", 120);
+                type_line(world_pane, "scan cut");
+                wait_in_log(log, "cut off after", 120);
+                bad_sent = true;
+            }
             type_line(world_pane, "scan");
             scanned = asked;
         }
@@ -233,7 +237,9 @@ fn the_procedure_completes_against_the_world_over_ptys_and_dicom_refusing_bad_se
     assert_eq!(exit, "exit=0");
     assert_eq!(summary["driver"]["outcome"]["outcome"], "done", "{summary}");
     let text = std::fs::read_to_string(log).unwrap();
-    // Both bad series were refused with the reason, and the ablation was logged with its setting.
+    // Both bad checkpoint series were refused with the reason (the procedure held and waited on),
+    // and the ablation was logged with its setting.
+    assert!(bad_sent, "no checkpoint CT was asked for");
     assert!(text.contains("SOMEONE-ELSE") && text.contains("cut off after"), "{text}");
     assert!(text.contains("ablation: mwa-generic 100W-8min"), "{text}");
     let truth = &end["truth"];

@@ -120,6 +120,11 @@ impl ScannerCt {
                             self.notices
                                 .push(format!("DICOM node: an instance refused (status {status:#06x}): {reason}"));
                         }
+                        // An association cut off before it stored anything (one that stored
+                        // some is reported as a partial series).
+                        NodeEvent::Ended { how, instances: 0, .. } if how != "released" => {
+                            self.notices.push(format!("DICOM node: an association ended without a series: {how}"));
+                        }
                         NodeEvent::Associated { .. } | NodeEvent::Echo { .. } | NodeEvent::Ended { .. } => {}
                     }
                 }

@@ -136,6 +136,36 @@ fn over_dicom_only_the_asked_for_series_of_the_planning_patient_and_frame_is_use
     assert!(ct.is_none());
     assert!(notices.iter().any(|n| n.contains("another frame of reference")), "{notices:?}");
 
+    // Something that is not DICOM at all (a web client at the wrong port): said, and waited on.
+    {
+        use std::io::Write as _;
+        let mut web = std::net::TcpStream::connect(addr).unwrap();
+        web.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let (ct, notices) = poll(&mut src, |n| n.contains("DICOM node:"));
+        assert!(ct.is_none(), "{notices:?}");
+    }
+    // A sender breaking the protocol once associated (a data set with no C-STORE request).
+    {
+        use dicom_ul::pdu::{PDataValue, PDataValueType};
+        let mut a = dicom_ul::ClientAssociationOptions::new()
+            .calling_ae_title("CT_SCANNER")
+            .called_ae_title("STYLET")
+            .with_presentation_context("1.2.840.10008.5.1.4.1.1.2", vec!["1.2.840.10008.1.2.1"])
+            .establish(addr)
+            .unwrap();
+        let pc = a.presentation_contexts()[0].id;
+        let data = vec![PDataValue {
+            presentation_context_id: pc,
+            value_type: PDataValueType::Data,
+            is_last: true,
+            data: vec![0; 16],
+        }];
+        a.send(&dicom_ul::Pdu::PData { data }).unwrap();
+        let (ct, notices) = poll(&mut src, |n| n.contains("ended without a series"));
+        assert!(ct.is_none());
+        assert!(notices.iter().any(|n| n.contains("protocol error")), "{notices:?}");
+    }
+
     // The right one: loaded voxel for voxel, taken when its acquisition time says.
     let right = volume(4);
     let files =

@@ -76,10 +76,11 @@ impl Rig {
         let (world_pane, proc_pane) = (format!("{session}:world"), format!("{session}:procedure"));
         let world_out = dir.join("world.jsonl");
         let world_cmd = format!(
-            "{STYLET} sim world --json --node STYLET@127.0.0.1:{port} --out {} --config {} | tee {}",
+            "{STYLET} sim world --json --node STYLET@127.0.0.1:{port} --out {} --config {} | tee {}; touch {}",
             dir.join("world").display(),
             config.display(),
-            world_out.display()
+            world_out.display(),
+            dir.join("world-exited").display()
         );
         tmux(&["new-session", "-d", "-s", &session, "-n", "world", "-x", "150", "-y", "50", &world_cmd]);
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -163,22 +164,33 @@ setting = "100W-8min"
         (exit, summary)
     }
 
-    /// Ends the world; what it printed at the end.
+    /// Ends the world and waits until its process has exited (killed any earlier, it would leave
+    /// the host tuning of `config/realtime.toml` in place for the tests after it); what it
+    /// printed at the end.
     fn end_world(&self) -> Value {
         type_line(&self.world_pane, "end");
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(v) = world_lines(&self.world_out).into_iter().find(|v| v.get("truth").is_some()) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "the world printed no truth:\n{}", screen(&self.world_pane));
+        while !self.dir.join("world-exited").exists() {
+            assert!(Instant::now() < deadline, "the world did not exit:\n{}", screen(&self.world_pane));
             std::thread::sleep(Duration::from_millis(200));
         }
+        let end = world_lines(&self.world_out).into_iter().find(|v| v.get("truth").is_some());
+        end.unwrap_or_else(|| panic!("the world printed no truth:\n{}", screen(&self.world_pane)))
     }
 }
 
 impl Drop for Rig {
     fn drop(&mut self) {
+        // After a failure too, the world ends as it should before the session goes: a process
+        // killed by a signal leaves the host tuning of config/realtime.toml (kernel workers at
+        // SCHED_FIFO, the workqueue cpumask) in place for every test after it.
+        if !self.dir.join("world-exited").exists() {
+            type_line(&self.world_pane, "end");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !self.dir.join("world-exited").exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
         let _ = tmux(&["kill-session", "-t", &self.session]);
     }
 }

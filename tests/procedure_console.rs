@@ -12,7 +12,6 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -143,11 +142,7 @@ setting = "100W-8min"
     let screen = wait_for(&session, "ENDED", 60);
     assert!(screen.contains("Aborted"), "{screen}");
     keys(&session, &["q"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join("exit").exists() {
-        assert!(Instant::now() < deadline, "stylet procedure did not exit");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(common::wait_for_file(&dir.join("exit"), 30), "stylet procedure did not exit");
     let _ = tmux(&["kill-session", "-t", &session]);
     assert_eq!(std::fs::read_to_string(dir.join("exit")).unwrap().trim(), "exit=2", "aborted: exit code 2");
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();

@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{keys, screen, tmux, type_line, wait_for};
+use common::{keys, screen, tmux, type_line, wait_for, wait_for_file};
 use serde_json::Value;
 
 const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
@@ -154,11 +154,7 @@ setting = "100W-8min"
     /// Leaves the console once the procedure ended; its exit code and summary.
     fn leave(&self) -> (String, Value) {
         keys(&self.proc_pane, &["q"]);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.dir.join("exit").exists() {
-            assert!(Instant::now() < deadline, "stylet procedure did not exit");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(wait_for_file(&self.dir.join("exit"), 30), "stylet procedure did not exit");
         let exit = std::fs::read_to_string(self.dir.join("exit")).unwrap().trim().to_string();
         let summary = serde_json::from_str(&std::fs::read_to_string(self.out.join("summary.json")).unwrap()).unwrap();
         (exit, summary)
@@ -169,11 +165,8 @@ setting = "100W-8min"
     /// printed at the end.
     fn end_world(&self) -> Value {
         type_line(&self.world_pane, "end");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.dir.join("world-exited").exists() {
-            assert!(Instant::now() < deadline, "the world did not exit:\n{}", screen(&self.world_pane));
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let exited = wait_for_file(&self.dir.join("world-exited"), 60);
+        assert!(exited, "the world did not exit:\n{}", screen(&self.world_pane));
         let end = world_lines(&self.world_out).into_iter().find(|v| v.get("truth").is_some());
         end.unwrap_or_else(|| panic!("the world printed no truth:\n{}", screen(&self.world_pane)))
     }
@@ -186,10 +179,7 @@ impl Drop for Rig {
         // SCHED_FIFO, the workqueue cpumask) in place for every test after it.
         if !self.dir.join("world-exited").exists() {
             type_line(&self.world_pane, "end");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !self.dir.join("world-exited").exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            let _ = wait_for_file(&self.dir.join("world-exited"), 20);
         }
         let _ = tmux(&["kill-session", "-t", &self.session]);
     }

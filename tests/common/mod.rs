@@ -159,3 +159,16 @@ pub(crate) fn type_line(target: &str, text: &str) {
     tmux(&["send-keys", "-t", target, "-l", text]);
     tmux(&["send-keys", "-t", target, "Enter"]);
 }
+
+/// Waits until `path` exists (a process's marker, written when it ended), at most `limit_s`;
+/// whether it does.
+pub(crate) fn wait_for_file(path: &Path, limit_s: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit_s);
+    while !path.exists() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    true
+}

@@ -70,14 +70,13 @@ impl ScannerCt {
         epoch: Instant,
         utc_offset_min: i32,
     ) -> Self {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         ScannerCt {
             planning: Some(planning),
             identity: report.identity.clone(),
             planning_series: report.series_uid.clone(),
             arrivals,
             epoch,
-            epoch_unix_s: since_epoch - epoch.elapsed().as_secs_f64(),
+            epoch_unix_s: unix_now() - epoch.elapsed().as_secs_f64(),
             utc_offset_min,
             asked: None,
             first_stored: BTreeMap::new(),
@@ -259,6 +258,31 @@ impl CtSource for ScannerCt {
     }
 }
 
+/// The wall clock as Unix seconds (0 before 1970).
+#[must_use]
+pub fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Unix seconds as a DICOM DT in UTC (`YYYYMMDDHHMMSS.FFFFFF+0000`): [`unix_seconds`]'s inverse
+/// (H. Hinnant's civil_from_days).
+#[must_use]
+pub fn dicom_datetime(unix_s: f64) -> String {
+    let secs = unix_s.floor() as i64;
+    let micros = ((unix_s - unix_s.floor()) * 1e6).round().min(999_999.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}.{micros:06}+0000", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 /// A DICOM DT (`YYYYMMDDHHMMSS.FFFFFF&ZZXX`, at least to the seconds) as Unix seconds; the offset
 /// is the value's own or `default_offset_min`.
 #[must_use]
@@ -396,6 +420,16 @@ fn signature(dir: &Path) -> (usize, u64, u128) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn dicom_datetimes_written_read_back() {
+        for t in [0.0, 951_782_400.25, 1_796_300_000.5, 4_102_444_799.999_999] {
+            let dt = dicom_datetime(t);
+            let back = unix_seconds(&dt, 0).unwrap();
+            assert!((back - t).abs() < 1e-5, "{t} -> {dt} -> {back}");
+        }
+        assert_eq!(dicom_datetime(951_782_400.0), "20000229000000.000000+0000");
+    }
 
     #[test]
     fn dicom_date_times_with_and_without_their_offset() {

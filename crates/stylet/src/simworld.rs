@@ -10,7 +10,6 @@ use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -19,6 +18,7 @@ use stylet_imaging::{PixelEncoding, SeriesMeta};
 use stylet_procedure::ports::{Clock as _, CtPurpose, CtSource as _, Respiration as _};
 use stylet_safety::SafetyConfig;
 use stylet_sim::world::HostDrivenArm;
+use stylet_suite::ct::{dicom_datetime, unix_now};
 
 /// Options of `stylet sim world`.
 #[derive(Debug, clap::Args)]
@@ -70,28 +70,6 @@ fn parse_ask(line: &str) -> Option<Ask> {
         "end" | "quit" => Ask::End,
         _ => return None,
     })
-}
-
-/// Unix seconds as a DICOM DT in UTC (`YYYYMMDDHHMMSS.FFFFFF+0000`).
-fn dicom_datetime(unix_s: f64) -> String {
-    let secs = unix_s.floor() as i64;
-    let micros = ((unix_s - unix_s.floor()) * 1e6).round().min(999_999.0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}.{micros:06}+0000", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Writes `volume` as a series under `dir` and sends it (all, or the first half then A-ABORT).
@@ -276,16 +254,6 @@ fn print_line(v: &serde_json::Value) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn dicom_datetimes_round_trip_through_the_suites_reader() {
-        for t in [0.0, 951_782_400.25, 1_796_300_000.5, 4_102_444_799.999_999] {
-            let dt = dicom_datetime(t);
-            let back = stylet_suite::ct::unix_seconds(&dt, 0).unwrap();
-            assert!((back - t).abs() < 1e-5, "{t} -> {dt} -> {back}");
-        }
-        assert_eq!(dicom_datetime(951_782_400.0), "20000229000000.000000+0000");
-    }
 
     #[test]
     fn the_technologists_lines() {

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -19,6 +19,7 @@ use stylet_procedure::runner_motion::RunnerMotion;
 use stylet_procedure::{Driver, Outcome};
 use stylet_recorder::{FsyncPolicy, Recorder};
 use stylet_safety::{Command, SafetyConfig};
+use stylet_suite::ct::unix_now;
 use stylet_suite::{
     AblationEnd, Arrivals, ConsoleOperator, FolderWatch, ManualAblation, ScannerCt, SensorRespiration, Site,
     SuiteWorld, View, ViewSink, WallClock,
@@ -196,10 +197,6 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
         Outcome::Done => ExitCode::SUCCESS,
         _ => ExitCode::from(2),
     })
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// When the planning CT was taken, on the procedure clock (negative: before it started), from

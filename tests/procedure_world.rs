@@ -160,6 +160,36 @@ setting = "100W-8min"
         (exit, summary)
     }
 
+    /// Fails the test at once when the supervisor latched a fault (a spurious one would otherwise
+    /// leave the procedure paused until the test's deadline): the operator aborts, and the
+    /// failure shows the console, the procedure's timing and link counters, and the world.
+    fn fail_on_fault(&self, s: &str) {
+        if !s.contains("supervisor fault") {
+            return;
+        }
+        keys(&self.proc_pane, &["a"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !screen(&self.proc_pane).contains("ENDED") {
+            if screen(&self.proc_pane).contains("Withdraw the needle now?") {
+                keys(&self.proc_pane, &["y"]);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        keys(&self.proc_pane, &["q"]);
+        let _ = wait_for_file(&self.dir.join("exit"), 30);
+        let summary: Value = std::fs::read_to_string(self.out.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        panic!(
+            "the supervisor latched a fault:\n{s}\ntiming {}\nlink {}\nrealtime {}\nthe world:\n{}",
+            summary["timing"],
+            summary["link"],
+            summary["realtime"],
+            screen(&self.world_pane)
+        );
+    }
+
     /// Ends the world and waits until its process has exited (killed any earlier, it would leave
     /// the host tuning of `config/realtime.toml` in place for the tests after it); what it
     /// printed at the end.
@@ -203,6 +233,7 @@ fn the_procedure_completes_against_the_world_over_ptys_and_dicom_refusing_bad_se
         if s.contains("ENDED") {
             break;
         }
+        rig.fail_on_fault(&s);
         if s.contains("is high-risk") && s.contains("decision") {
             keys(proc_pane, &["y"]);
         }
@@ -268,6 +299,7 @@ fn the_sensor_unplugged_mid_insertion_closes_the_gate_and_the_operator_withdraws
     let mut scanned = 1;
     let depth_at_unplug = loop {
         let s = screen(proc_pane);
+        rig.fail_on_fault(&s);
         if let Some((d, plan)) = depth(&s) {
             if d > 5.0 && d < plan - 15.0 {
                 break d;

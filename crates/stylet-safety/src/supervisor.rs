@@ -217,6 +217,9 @@ pub struct Supervisor {
     measured_valid: bool,
     controller_time_us: u64,
     state_seq: Option<u16>,
+    /// Frames from the controller other than states (faults, acks, nacks) since the last state:
+    /// each took a number of the controller's one sequence, so they are no gap in the states'.
+    frames_since_state: u16,
     status: Status,
     status_joint_faults: u16,
     overcurrent: [u32; MAX_JOINTS],
@@ -310,6 +313,7 @@ impl Supervisor {
             measured_valid: false,
             controller_time_us: 0,
             state_seq: None,
+            frames_since_state: 0,
             status: Status::default(),
             status_joint_faults: 0,
             overcurrent: [0; MAX_JOINTS],
@@ -512,6 +516,9 @@ impl Supervisor {
 
     /// Ingests one input from the link, at the cycle's time.
     pub fn handle(&mut self, now: Nanos, input: ActuatorInput) {
+        if matches!(input, ActuatorInput::Fault(_) | ActuatorInput::Ack { .. } | ActuatorInput::Nack { .. }) {
+            self.frames_since_state = self.frames_since_state.wrapping_add(1);
+        }
         match input {
             ActuatorInput::Connected(info) => self.on_connected(now, info),
             ActuatorInput::State { seq, state } => self.on_state(now, seq, &state),
@@ -590,7 +597,8 @@ impl Supervisor {
             return;
         }
         if let Some(prev) = self.state_seq {
-            let gap = seq.wrapping_sub(prev).wrapping_sub(1);
+            // What the controller numbered and the host did not receive between two states.
+            let gap = seq.wrapping_sub(prev).wrapping_sub(1).wrapping_sub(self.frames_since_state);
             if gap > 0 && gap < u16::MAX / 2 {
                 if gap > self.cfg.link_max_sequence_gap {
                     self.latch(now, Fault::SequenceGap { gap, limit: self.cfg.link_max_sequence_gap });
@@ -599,6 +607,7 @@ impl Supervisor {
             }
         }
         self.state_seq = Some(seq);
+        self.frames_since_state = 0;
         if self.state_at.is_some() && s.controller_time_us < self.controller_time_us {
             self.latch(now, Fault::ControllerReset);
         }

@@ -225,6 +225,32 @@ fn link_errors_and_sequence_gaps_are_brake_holds() {
 }
 
 #[test]
+fn acks_and_nacks_between_two_states_are_no_sequence_gap() {
+    // The controller numbers every frame it sends in one sequence: an Ack or a Nack between two
+    // states takes a number, and the states' numbers skip it without a frame being lost.
+    let mut h = Harness::new();
+    h.to_idle();
+    let mut s = None;
+    h.fake.poll(&mut |i| s = Some(i));
+    let Some(ActuatorInput::State { seq, state }) = s else { panic!("state expected") };
+    let before = h.sup.snapshot().link_errors_total;
+    // Only the states below arrive (the fake numbers its own without acks).
+    h.fake.reporting = false;
+    // The state taken from the fake above had not reached the supervisor: it comes now.
+    h.fake.inputs.push_back(ActuatorInput::State { seq, state: state.clone() });
+    h.fake.inputs.push_back(ActuatorInput::Ack { msg_type: 0x02 });
+    h.fake.inputs.push_back(ActuatorInput::State { seq: seq.wrapping_add(2), state: state.clone() });
+    h.tick(None);
+    assert_eq!(h.sup.snapshot().link_errors_total, before, "an ack is not a lost frame");
+    // A frame really lost between them still counts.
+    h.fake.inputs.push_back(ActuatorInput::Ack { msg_type: 0x02 });
+    h.fake.inputs.push_back(ActuatorInput::State { seq: seq.wrapping_add(5), state });
+    h.tick(None);
+    assert_eq!(h.sup.snapshot().link_errors_total, before + 1, "one frame lost");
+    assert_eq!(h.sup.fault(), None);
+}
+
+#[test]
 fn controller_faults_watchdog_and_dropped_drives_are_brake_holds() {
     let mut h = Harness::new();
     h.to_idle();

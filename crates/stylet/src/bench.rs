@@ -48,7 +48,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let _ = h.command(Command::DisableDrives);
     std::thread::sleep(Duration::from_millis(20));
     let report = h.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let monitor = sim.stop()?;
+    let monitor = sim.stop()?.monitor;
     let lat = &report.lateness;
     let us = |d: stylet_core::Nanos| (d.0 as f64 / 1e3 * 10.0).round() / 10.0;
     let out = json!({

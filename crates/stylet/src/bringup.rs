@@ -472,9 +472,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let lat = &lateness;
     let us = |d: stylet_core::Nanos| (d.0 as f64 / 1e3 * 10.0).round() / 10.0;
     let snap = final_snapshot.unwrap_or(last_snapshot);
-    let monitor = match sim {
-        Some(sim) => Some(sim.stop()?),
-        None => None,
+    let (monitor, controller_line) = match sim {
+        Some(sim) => {
+            let end = sim.stop()?;
+            (Some(end.monitor), Some(end.line))
+        }
+        None => (None, None),
     };
     let fault_t_ms = s
         .log
@@ -487,6 +490,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "realtime": scheduling.json(),
         "steal": crate::realtime::steal_json(&rt, s.started, fault_t_ms),
         "wire_monitor": monitor,
+        "controller_line": controller_line,
         "passed": steps.ok,
         "controller": {
             "id": info.controller_id,
@@ -504,12 +508,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         "late_cycles": late_cycles,
         "max_state_gap_ms": snap.max_state_gap_ms,
         "lateness_us": { "p50": us(lat.quantile(0.5)), "p99": us(lat.quantile(0.99)), "p999": us(lat.quantile(0.999)), "max": us(lat.max()) },
-        "link": {
-            "frames_sent": stats.frames_sent.load(std::sync::atomic::Ordering::Relaxed),
-            "frames_received": stats.frames_received.load(std::sync::atomic::Ordering::Relaxed),
-            "decode_errors": stats.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
-            "send_queue_full": stats.send_queue_full.load(std::sync::atomic::Ordering::Relaxed),
-        },
+        "link": crate::realtime::link_counts(&stats),
     });
     if args.json {
         say!("{out}");

@@ -250,7 +250,7 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let violations = match session {
         Some((s, sim)) => {
             let _ = s.h.shutdown();
-            sim.stop()?.violations
+            sim.stop()?.monitor.violations
         }
         None => 0,
     };

@@ -22,6 +22,18 @@ pub(crate) fn prepare(config: &Path, memory: MemoryLock) -> anyhow::Result<Prepa
     Ok(RealtimeConfig::load_dir(config)?.prepare_process(memory))
 }
 
+/// The link's counters, as the reports print them: what a fault of HAZ-9 (link errors) was made of.
+pub(crate) fn link_counts(stats: &LinkStats) -> Value {
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    json!({
+        "frames_sent": n(&stats.frames_sent),
+        "frames_received": n(&stats.frames_received),
+        "decode_errors": n(&stats.decode_errors),
+        "send_queue_full": n(&stats.send_queue_full),
+        "input_queue_full": n(&stats.input_queue_full),
+    })
+}
+
 /// What the control loop's threads obtained.
 #[derive(Clone, Debug)]
 pub(crate) struct Scheduling {

@@ -43,6 +43,15 @@ pub(crate) fn controller_from(config: &std::path::Path, faults: &[String]) -> an
     Ok(stylet_sim::lockstep::controller_for(&safety, sim))
 }
 
+/// What a simulated controller reports when it stops.
+#[derive(Clone, Debug)]
+pub(crate) struct SimEnd {
+    /// The wire monitor: setpoints outside the envelope.
+    pub(crate) monitor: stylet_sim::MonitorReport,
+    /// How the controller's end of the serial line served the host.
+    pub(crate) line: stylet_sim::pty::LineReport,
+}
+
 /// A simulated controller running in this process on its own pty (for `--sim` and benches).
 pub(crate) struct InProcessSim {
     /// The pty device path.
@@ -53,7 +62,7 @@ pub(crate) struct InProcessSim {
     inject: Arc<std::sync::Mutex<Vec<stylet_sim::FaultKind>>>,
     truth: Arc<std::sync::Mutex<Vec<f64>>>,
     drives: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<stylet_sim::MonitorReport>,
+    thread: std::thread::JoinHandle<SimEnd>,
     /// What the controller's thread obtained of the schedule it asked for.
     pub(crate) scheduling: Option<stylet_rt::Obtained>,
 }
@@ -80,7 +89,7 @@ impl InProcessSim {
         let (sched_tx, sched_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new().name("stylet-sim".into()).spawn(move || {
             let _ = sched_tx.send(schedule.map(|s| s.apply_to_current_thread()));
-            serve_with(&mut pty, &mut controller, &flag, &mut |c, _| {
+            let line = serve_with(&mut pty, &mut controller, &flag, &mut |c, _| {
                 // Injected now: due at once (times count from the first enable).
                 if let Ok(mut kinds) = injected.try_lock() {
                     for kind in kinds.drain(..) {
@@ -93,7 +102,7 @@ impl InProcessSim {
                     t.extend(c.positions());
                 }
             });
-            controller.monitor().report().clone()
+            SimEnd { monitor: controller.monitor().report().clone(), line }
         })?;
         let scheduling = sched_rx.recv().ok().flatten();
         Ok(InProcessSim { path, stop, inject, truth, drives, thread, scheduling })
@@ -117,8 +126,8 @@ impl InProcessSim {
         self.drives.load(Ordering::Relaxed)
     }
 
-    /// Stops the controller and returns its wire monitor's report.
-    pub(crate) fn stop(self) -> anyhow::Result<stylet_sim::MonitorReport> {
+    /// Stops the controller and returns its wire monitor's report and how its line served.
+    pub(crate) fn stop(self) -> anyhow::Result<SimEnd> {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().map_err(|_| anyhow::anyhow!("simulated controller thread panicked"))
     }
@@ -157,10 +166,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             stop.store(true, Ordering::SeqCst);
         });
     }
-    serve(&mut pty, &mut controller, &stop);
+    let line = serve(&mut pty, &mut controller, &stop);
     let report = controller.monitor().report();
     if args.json {
-        say!("{}", json!({ "monitor": report, "nacks": controller.nacks() }));
+        say!("{}", json!({ "monitor": report, "nacks": controller.nacks(), "line": line }));
     } else {
         say!(
             "wire monitor: {} setpoints, {} outside the envelope{}",

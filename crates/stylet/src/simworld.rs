@@ -228,8 +228,9 @@ pub(crate) fn run(args: &WorldArgs) -> anyhow::Result<ExitCode> {
         print_line(&v);
     }
     let truth = world.world_truth(dcfg.zone.centre_from_tip_mm);
-    let monitor = world.arm.controller.stop()?;
-    let end = json!({ "truth": truth, "wire_monitor": monitor });
+    let sim = world.arm.controller.stop()?;
+    let monitor = sim.monitor;
+    let end = json!({ "truth": truth, "wire_monitor": monitor, "controller_line": sim.line });
     if args.json {
         say!("{end}");
     } else {

@@ -366,7 +366,7 @@ fn realtime(
     let timing = motion.handle.take_timing();
     let run = motion.handle.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
     fan.rec.record(t_end, crate::realtime::timing_sample("cycle_timing", &timing, Some(&run.lateness)));
-    let monitor = controller.stop()?;
+    let monitor = controller.stop()?.monitor;
     let mut timing_json = crate::realtime::timing_json(&timing, &run.lateness);
     timing_json["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
     let mut realtime = scheduling.json();

@@ -107,7 +107,7 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
 
     // The arm: the supervisor's runner over the controller's link, scheduled as configured.
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
-    let crate::realtime::ControlLoop { h, mut scheduling, .. } = crate::realtime::start(
+    let crate::realtime::ControlLoop { h, mut scheduling, stats: link_stats, .. } = crate::realtime::start(
         &rt,
         &args.config,
         &safety,
@@ -163,6 +163,16 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let report =
         report.context("starting the driver's thread")?.map_err(|_| anyhow::anyhow!("the driver's thread panicked"))?;
     let run = world.motion.handle.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = stylet_safety::runner::Timing {
+        cycles: run.lateness.cycles(),
+        stalls: run.stalls,
+        late_cycles: run.late_cycles,
+        worst_lateness: run.lateness.max(),
+    };
+    fan.rec.record(clock.now_s(), crate::realtime::timing_sample("cycle_timing", &t, Some(&run.lateness)));
+    let mut timing = crate::realtime::timing_json(&t, &run.lateness);
+    timing["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
+    timing["link_errors"] = json!(run.snapshot.link_errors_total);
     let stats = fan.rec.close()?;
     drop(fan.tel);
     let tstats = telemetry.finish()?;
@@ -175,6 +185,8 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
         "telemetry": rrd,
         "telemetry_items": tstats.logged,
         "supervisor_events_dropped": run.events_dropped,
+        "timing": timing,
+        "link": crate::realtime::link_counts(&link_stats),
         "realtime": scheduling.json(),
         "seconds": t_start.elapsed().as_secs_f64(),
     });

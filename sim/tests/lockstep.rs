@@ -60,9 +60,8 @@ fn bring_up() -> (Vec<String>, Vec<f64>, stylet_sim::MonitorReport, Nanos) {
     w.run_until(Nanos(100_000_000), true, |_| false);
     let snap = w.snapshot();
     assert_eq!(snap.fault, None);
-    // The Enable's Ack takes a sequence number between two states, which the supervisor counts
-    // as one gap (over the pty too; docs/safety.md, "What is not covered yet").
-    assert_eq!(snap.link_errors_total, 1, "{snap:?}");
+    // The Enable's Ack took a sequence number between two states: no gap, no link error.
+    assert_eq!(snap.link_errors_total, 0, "{snap:?}");
     assert_eq!(snap.state, MotionState::Aligned, "{snap:?}");
     let measured = snap.measured.as_slice()[0];
     assert!((measured - home[0]).abs() < 1e-3, "joint 0 at {measured}, home {}", home[0]);

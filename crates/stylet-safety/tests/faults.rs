@@ -237,9 +237,9 @@ fn acks_and_nacks_between_two_states_are_no_sequence_gap() {
     // Only the states below arrive (the fake numbers its own without acks).
     h.fake.reporting = false;
     // The state taken from the fake above had not reached the supervisor: it comes now.
-    h.fake.inputs.push_back(ActuatorInput::State { seq, state: state.clone() });
+    h.fake.inputs.push_back(ActuatorInput::State { seq, state });
     h.fake.inputs.push_back(ActuatorInput::Ack { msg_type: 0x02 });
-    h.fake.inputs.push_back(ActuatorInput::State { seq: seq.wrapping_add(2), state: state.clone() });
+    h.fake.inputs.push_back(ActuatorInput::State { seq: seq.wrapping_add(2), state });
     h.tick(None);
     assert_eq!(h.sup.snapshot().link_errors_total, before, "an ack is not a lost frame");
     // A frame really lost between them still counts.

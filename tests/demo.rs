@@ -342,6 +342,25 @@ fn an_abort_mid_insertion_stops_holds_and_retracts_only_on_the_operators_command
 }
 
 #[test]
+fn an_operator_who_leaves_mid_insertion_ends_the_run_with_the_drives_off_and_nothing_more_asked() {
+    // The console closed or the process was asked to end (SIGTERM, SIGHUP): the procedure
+    // stops as on an abort, but with nobody to command the retraction it does not wait for one.
+    let path = variant("easy", "leave", "aborted", "[[events]]\nat_inserted_mm = 20.0\noperator = \"leave\"\n");
+    let (v, out) = demo(path.to_str().unwrap());
+    let a = &v["aborted"];
+    assert_eq!(a["phase"], "Insertion", "{v}");
+    assert_eq!(a["retracted"], false, "nobody commanded the retraction: {v}");
+    assert!(a["inserted_mm"].as_f64().unwrap() >= 19.0, "the needle stays where it stopped: {v}");
+    // Left in the software e-stop: drives off, brakes on, latched until someone resets it.
+    assert_eq!(a["controller_drives_off"], true, "{v}");
+    assert_eq!(v["faults"], "OperatorEStop", "{v}");
+    let log = std::fs::read_to_string(out.join("procedure.log")).unwrap();
+    assert!(log.contains("the operator has left") && log.contains("drives off, brakes on"), "{log}");
+    assert!(!log.contains("retract_needle") && !log.contains("\"action\":\"retract\""), "nothing was asked: {log}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
 fn without_a_retract_command_the_arm_holds_under_the_supervisor() {
     let path = variant(
         "easy",

@@ -257,8 +257,14 @@ impl Scenario {
                     "resume" => Some(EventKind::Operator(stylet_procedure::ports::Request::Resume)),
                     "abort" => Some(EventKind::Operator(stylet_procedure::ports::Request::Abort)),
                     "retract" => Some(EventKind::Operator(stylet_procedure::ports::Request::Retract)),
+                    "leave" => Some(EventKind::Operator(stylet_procedure::ports::Request::Leave)),
                     other => {
-                        c.require(false, format!("{key}.operator"), other, "must be pause, resume, abort or retract");
+                        c.require(
+                            false,
+                            format!("{key}.operator"),
+                            other,
+                            "must be pause, resume, abort, retract or leave",
+                        );
                         None
                     }
                 },

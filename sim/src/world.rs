@@ -82,6 +82,9 @@ impl Motion for VirtualArm {
     fn stop(&mut self) {
         self.lockstep.send(stylet_safety::runner::Operator::Abort);
     }
+    fn estop(&mut self) {
+        self.lockstep.send(stylet_safety::runner::Operator::EStop);
+    }
     fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
         // The console sends its heartbeat and the gate with every cycle (Lockstep::step).
         self.lockstep.step(gate_open);
@@ -162,6 +165,9 @@ impl<A, T> Motion for RealtimeArm<A, T> {
     fn stop(&mut self) {
         self.motion.stop();
     }
+    fn estop(&mut self) {
+        self.motion.estop();
+    }
     fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
         self.motion.pump(gate_open, events);
     }
@@ -227,6 +233,7 @@ impl<T> Motion for HostDrivenArm<T> {
         Err(host_drives())
     }
     fn stop(&mut self) {}
+    fn estop(&mut self) {}
     fn pump(&mut self, _: bool, _: &mut dyn FnMut(RunnerEvent)) {}
     fn take_timing(&mut self) -> Timing {
         Timing::default()
@@ -641,6 +648,9 @@ impl<A: SimArm> Motion for SimWorld<A> {
     }
     fn stop(&mut self) {
         self.arm.stop();
+    }
+    fn estop(&mut self) {
+        self.arm.estop();
     }
     fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
         self.arm.pump(gate_open, events);

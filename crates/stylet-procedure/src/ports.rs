@@ -49,6 +49,9 @@ pub trait Motion {
     /// A controlled stop: stop following the trajectory (the supervisor brings moving joints
     /// to rest within their limits).
     fn stop(&mut self);
+    /// The software e-stop: drives off, brakes on, latched until a reset (what the arm is left
+    /// in when nobody is there to decide).
+    fn estop(&mut self);
     /// The console's heartbeat and the respiratory gate for the cycles to come; what the
     /// supervisor reported since the last pump goes to `events`.
     fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent));
@@ -211,6 +214,11 @@ pub enum Request {
     Abort,
     /// Withdraw the needle along its axis (after an abort or a fault).
     Retract,
+    /// The operator has left: the console closed, or the process was asked to end (a signal).
+    /// The procedure stops as on an abort and the arm holds; with nobody to command the
+    /// retraction or to answer, the run then ends at once with the drives off under the
+    /// supervisor, the needle where it stopped (withdrawn by hand, or after a restart).
+    Leave,
 }
 
 /// The operator (a console, 3D Slicer, or a script). The foot pedal is not here: it is a

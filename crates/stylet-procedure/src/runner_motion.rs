@@ -52,6 +52,10 @@ impl<A> Motion for RunnerMotion<A> {
         let _ = self.handle.send(Operator::Abort);
     }
 
+    fn estop(&mut self) {
+        let _ = self.handle.send(Operator::EStop);
+    }
+
     fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
         let _ = self.handle.send(Operator::Heartbeat);
         let _ = self.handle.send(Operator::Gate(gate_open));

@@ -40,6 +40,8 @@ pub enum Key {
     EndAblation,
     /// The software e-stop: drives off, brakes on, latched.
     EStop,
+    /// Not a key: the console closed, or the process was asked to end ([`Keys::leave`]).
+    Leave,
 }
 
 /// The respiratory gate as last reported.
@@ -207,6 +209,14 @@ impl Keys {
         v.say(t, line);
     }
 
+    /// The operator has left (the console closed, or the process was asked to end): the
+    /// procedure stops as on an abort and ends with the drives off, nothing more asked
+    /// ([`Request::Leave`]).
+    pub fn leave(&self, why: &str) {
+        self.note(&format!("the operator has left ({why}): the procedure stops"));
+        let _ = self.tx.send((None, Key::Leave));
+    }
+
     /// One key press.
     ///
     /// # Errors
@@ -274,6 +284,7 @@ impl ConsoleOperator {
                 Key::Pause => Some(Request::Pause),
                 Key::Resume => Some(Request::Resume),
                 Key::Retract => Some(Request::Retract),
+                Key::Leave => Some(Request::Leave),
                 Key::Abort if current.is_none() => Some(Request::Abort),
                 _ => None,
             };
@@ -405,6 +416,11 @@ mod tests {
         assert_eq!(op.answer(&p), None);
         keys.press(Key::Abort).unwrap();
         assert_eq!(op.answer(&p), Some(Answer::Abort));
+        // The console closing is the operator leaving: a request, whatever is on screen.
+        let _ = op.answer(&Prompt::Start);
+        keys.leave("the console's input ended");
+        assert_eq!(op.request(), Some(Request::Leave));
+        assert!(keys.view().lock().unwrap().log.iter().any(|(_, l)| l.contains("the operator has left")));
         drop(op);
         assert!(keys.press(Key::Yes).is_err(), "the procedure ended");
     }

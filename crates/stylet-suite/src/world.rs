@@ -45,6 +45,9 @@ impl<M: Motion, C, R, O, A> Motion for SuiteWorld<M, C, R, O, A> {
     fn stop(&mut self) {
         self.motion.stop();
     }
+    fn estop(&mut self) {
+        self.motion.estop();
+    }
     fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
         self.motion.pump(gate_open, events);
     }

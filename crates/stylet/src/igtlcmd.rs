@@ -71,6 +71,8 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let srv = server::start(&ServerConfig { addr, allow_remote: args.allow_remote, ..Default::default() })?;
     out(args.json, "listening", json!(srv.local_addr.to_string()));
     let stop = Arc::new(AtomicBool::new(false));
+    // SIGTERM, SIGHUP or SIGINT ends it as the end of input does (crate::signals).
+    crate::signals::EndRequest::watch_into(Arc::clone(&stop)).context("watching for SIGTERM, SIGHUP and SIGINT")?;
     if args.stop_on_eof {
         let flag = Arc::clone(&stop);
         std::thread::spawn(move || {

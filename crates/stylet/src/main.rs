@@ -23,6 +23,7 @@ mod realtime;
 mod regcmd;
 mod replaycmd;
 mod respcmd;
+mod signals;
 mod simcmd;
 mod simworld;
 

@@ -141,6 +141,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut controller = controller_from(&args.config, &args.faults)?;
     let mut pty = Pty::open().context("starting the simulated controller")?;
     let stop = Arc::new(AtomicBool::new(false));
+    // SIGTERM, SIGHUP or SIGINT ends it as `--stop-on-eof` does, the host tuning put back.
+    crate::signals::EndRequest::watch_into(Arc::clone(&stop)).context("watching for SIGTERM, SIGHUP and SIGINT")?;
     if args.json {
         say!("{}", json!({ "device": pty.path, "realtime": { "controller": obtained, "process": rt.report } }));
     } else {

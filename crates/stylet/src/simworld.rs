@@ -101,6 +101,9 @@ pub(crate) fn run(args: &WorldArgs) -> anyhow::Result<ExitCode> {
     let dest = crate::dicomcmd::destination(&args.node, &args.aet)?;
     let dcfg = crate::demo::driver_config(&args.config)?;
     let safety = SafetyConfig::load_dir(&args.config)?;
+    // SIGTERM, SIGHUP (its terminal closed) or SIGINT ends it as `end` does, the host tuning
+    // put back (crate::signals).
+    let end = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
     let controller =
         crate::simcmd::InProcessSim::start(&args.config, &[], Some(rt.schedule(stylet_rt::Role::Controller)))?;
@@ -164,6 +167,10 @@ pub(crate) fn run(args: &WorldArgs) -> anyhow::Result<ExitCode> {
     let (mut pending, mut scans, mut sends) = (None::<Ask>, 0usize, Vec::new());
     let (done_tx, done) = mpsc::channel::<serde_json::Value>();
     loop {
+        if end.asked() {
+            eprintln!("asked to end by a signal: the world ends");
+            break;
+        }
         world.wait(0.01);
         let now = world.now_s();
         let mut lines = String::new();

@@ -159,6 +159,18 @@ impl<W: World> Driver<'_, W> {
             if self.tick().is_err() {
                 return false;
             }
+            if self.operator_left {
+                // Nobody to decide: the software e-stop (drives off, brakes on, latched) rather
+                // than a servo hold that lasts as long as this process.
+                self.world.estop();
+                let off = self.wait_until("drives off", 3.0, |s| !s.drives_on).is_ok();
+                self.note(&format!(
+                    "the operator has left: nobody to command the retraction; the needle stays where it stopped, \
+                     software e-stop: drives {} (a reset is needed to move again)",
+                    if off { "off, brakes on" } else { "STILL ON" }
+                ));
+                return false;
+            }
             let now = self.world.now_s();
             let mut retract = matches!(self.take_request(), Some(Request::Retract));
             if !retract && now - asked_at >= 1.0 {

@@ -189,6 +189,8 @@ pub struct Driver<'a, W: World> {
     /// The cause of the supervisor's last transition, as it said it.
     last_cause: &'static str,
     requests: VecDeque<Request>,
+    /// The operator has left ([`Request::Leave`]): nothing more is asked, the run ends.
+    operator_left: bool,
     /// The plan's zones (centre, axis), each replaced by where its ablation really was placed
     /// (the tip the last CT measured) once done.
     zones: Vec<([f64; 3], [f64; 3])>,
@@ -239,6 +241,7 @@ impl<'a, W: World> Driver<'a, W> {
             last_fault: None,
             last_cause: "",
             requests: VecDeque::new(),
+            operator_left: false,
             zones: Vec::new(),
             surface: Vec::new(),
             report: Report {
@@ -333,7 +336,13 @@ impl<'a, W: World> Driver<'a, W> {
         self.sink.event(now, Event::LoopTiming(&timing));
         if let Some(r) = self.world.request() {
             self.sink.event(now, Event::Operator { action: "request", detail: &format!("{r:?}") });
-            self.requests.push_back(r);
+            if r == Request::Leave {
+                // Every wait that takes an abort ends; what asks the operator stops asking.
+                self.operator_left = true;
+                self.requests.push_back(Request::Abort);
+            } else {
+                self.requests.push_back(r);
+            }
         }
         self.world.wait(TICK_S);
         Ok(snap)
@@ -468,6 +477,9 @@ impl<'a, W: World> Driver<'a, W> {
     /// The operator's answer to `prompt` (ticking until it comes).
     fn ask(&mut self, prompt: &Prompt) -> Result<Answer, DriverError> {
         loop {
+            if self.operator_left {
+                return Err(DriverError::Aborted(self.wf.phase()));
+            }
             if let Some(a) = self.world.answer(prompt) {
                 let now = self.world.now_s();
                 let detail = serde_json::to_string(prompt).unwrap_or_default();

@@ -431,7 +431,7 @@ impl<W: World> Driver<'_, W> {
                     }
                 }
             }
-            Request::Abort => Err(DriverError::Aborted(self.wf.phase())),
+            Request::Abort | Request::Leave => Err(DriverError::Aborted(self.wf.phase())),
             Request::Resume | Request::Retract => Ok(()),
         }
     }

@@ -1,10 +1,16 @@
 //! The operator console in the terminal (ratatui): what the procedure is doing, the decision
 //! due, and the keys. It runs on its own thread and draws from the shared [`View`] ten times a
 //! second, so it stays responsive whatever the driver is doing (loading a CT, planning).
+//!
+//! Keys are read as bytes from the raw-mode terminal by a thread of their own, not by
+//! crossterm's event reader: on a terminal that has gone (its window closed, the tmux session
+//! killed) that reader loops on end-of-file without returning, so the console would neither
+//! notice nor let the procedure end. Here the end of input is the operator leaving.
 
+use std::io::Read as _;
+use std::sync::mpsc;
 use std::time::Duration;
 
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -31,47 +37,97 @@ impl Console {
         Ok(Console { terminal: ratatui::try_init()? })
     }
 
-    /// Draws and reads keys until the procedure has ended and the operator pressed q.
+    /// Draws and reads keys until the procedure has ended and the operator pressed q, or until it
+    /// has ended after the operator left: an ending signal (`end`), the terminal's input ending
+    /// or a terminal error is the operator leaving ([`Keys::leave`]).
     ///
     /// # Errors
-    /// A terminal I/O error (the procedure goes on without its console: the supervisor's
-    /// heartbeat comes from the driver, not from here; an abort is then pressed for it).
-    pub(crate) fn run(mut self, keys: &Keys) -> std::io::Result<()> {
+    /// A terminal I/O error (the procedure then stops without its console: the supervisor's
+    /// heartbeat comes from the driver, not from here).
+    pub(crate) fn run(mut self, keys: &Keys, end: &crate::signals::EndRequest) -> std::io::Result<()> {
         let view = keys.view();
+        let input = key_bytes();
+        let mut left = false;
+        let leave = |why: &str, left: &mut bool| {
+            if !*left {
+                *left = true;
+                keys.leave(why);
+            }
+        };
         let result = (|| loop {
             let snapshot = view.lock().map(|v| v.clone()).unwrap_or_else(|p| p.into_inner().clone());
-            self.terminal.draw(|f| draw(f, &snapshot))?;
-            if !event::poll(Duration::from_millis(100))? {
-                continue;
-            }
-            let Event::Key(k) = event::read()? else { continue };
-            if k.kind != KeyEventKind::Press {
-                continue;
-            }
-            if k.code == KeyCode::Char('q') && snapshot.ended.is_some() {
+            if left && snapshot.ended.is_some() {
                 return Ok(());
             }
-            let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
-            let key = if ctrl_c { Some(Key::Abort) } else { key_for(k.code) };
+            if end.asked() {
+                leave("asked to end by a signal", &mut left);
+            }
+            self.terminal.draw(|f| draw(f, &snapshot))?;
+            let byte = match input.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(b)) => b,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Ok(Err(e)) => {
+                    leave(&format!("the console's input failed: {e}"), &mut left);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    leave("the console's input ended", &mut left);
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if byte == b'q' && snapshot.ended.is_some() {
+                return Ok(());
+            }
+            // Ctrl-C in raw mode is the byte 0x03, not a signal: an abort.
+            let key = if byte == 0x03 { Some(Key::Abort) } else { key_for(char::from(byte)) };
             match key {
                 Some(key) => {
                     if let Err(e) = keys.press(key) {
                         keys.note(&format!("{key:?}: {e}"));
                     }
                 }
-                None if k.code == KeyCode::Char('q') => {
+                None if byte == b'q' => {
                     keys.note(
                         "q leaves once the procedure has ended (a aborts it; the arm then holds until you decide)",
                     );
                 }
-                None => keys.note(&format!("the key {} does nothing here ({HELP})", k.code)),
+                // The rest of an escape sequence (arrow and function keys) says nothing more.
+                None if byte == 0x1b || !byte.is_ascii_graphic() => {}
+                None => keys.note(&format!("the key {} does nothing here ({HELP})", char::from(byte))),
             }
         })();
-        if result.is_err() {
-            let _ = keys.press(Key::Abort);
+        if let Err(e) = &result {
+            leave(&format!("the console failed: {e}"), &mut left);
         }
         result
     }
+}
+
+/// The terminal's input, byte by byte, from a thread of its own (never joined: it may sit in a
+/// read until the process ends). The channel closes at the end of input; a read error is sent.
+fn key_bytes() -> mpsc::Receiver<std::io::Result<u8>> {
+    let (tx, rx) = mpsc::channel();
+    let _ = std::thread::Builder::new().name("stylet-console-keys".into()).spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = [0u8; 64];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if buf[..n].iter().any(|b| tx.send(Ok(*b)).is_err()) {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    rx
 }
 
 impl Drop for Console {
@@ -81,17 +137,17 @@ impl Drop for Console {
 }
 
 /// The key's meaning.
-pub(crate) fn key_for(code: KeyCode) -> Option<Key> {
-    Some(match code {
-        KeyCode::Char('y') => Key::Yes,
-        KeyCode::Char('n') => Key::No,
-        KeyCode::Char(c @ '1'..='9') => Key::Choose(usize::from(c as u8 - b'1')),
-        KeyCode::Char('p') => Key::Pause,
-        KeyCode::Char('r') => Key::Resume,
-        KeyCode::Char('a') => Key::Abort,
-        KeyCode::Char('x') => Key::Retract,
-        KeyCode::Char('e') => Key::EndAblation,
-        KeyCode::Char(' ') => Key::EStop,
+pub(crate) fn key_for(c: char) -> Option<Key> {
+    Some(match c {
+        'y' => Key::Yes,
+        'n' => Key::No,
+        c @ '1'..='9' => Key::Choose(usize::from(c as u8 - b'1')),
+        'p' => Key::Pause,
+        'r' => Key::Resume,
+        'a' => Key::Abort,
+        'x' => Key::Retract,
+        'e' => Key::EndAblation,
+        ' ' => Key::EStop,
         _ => return None,
     })
 }
@@ -276,8 +332,8 @@ mod tests {
 
     #[test]
     fn keys() {
-        assert_eq!(key_for(KeyCode::Char('3')), Some(Key::Choose(2)));
-        assert_eq!(key_for(KeyCode::Char(' ')), Some(Key::EStop));
-        assert_eq!(key_for(KeyCode::Char('z')), None);
+        assert_eq!(key_for('3'), Some(Key::Choose(2)));
+        assert_eq!(key_for(' '), Some(Key::EStop));
+        assert_eq!(key_for('z'), None);
     }
 }

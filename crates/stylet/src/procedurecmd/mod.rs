@@ -48,6 +48,9 @@ pub(crate) struct ProcedureArgs {
 
 pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let t_start = Instant::now();
+    // SIGTERM or SIGHUP (the terminal closed) is the operator leaving: the procedure stops, the
+    // drives go off under the supervisor and the host tuning is put back (crate::signals).
+    let end = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
     let site_path = args.site.clone().unwrap_or_else(|| args.config.join("site.toml"));
     let site = Site::load(&site_path)?;
     let mut dcfg = crate::demo::driver_config(&args.config)?;
@@ -139,14 +142,25 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let driver_schedule = rt.schedule(stylet_rt::Role::Driver);
     let report = std::thread::scope(|s| {
         let keys = &keys;
-        let ui = s.spawn(move || terminal.run(keys));
+        let ui = s.spawn(|| terminal.run(keys, &end));
         let driver = std::thread::Builder::new().name("stylet-driver".into()).spawn_scoped(s, || {
             scheduling.set_driver(driver_schedule.apply_to_current_thread());
             fan.event_note(&scheduling.line());
             let mut sink = ViewSink { inner: &mut fan, view: Arc::clone(&view) };
             let report = Driver::new(&mut world, &mut sink, dcfg.clone()).run();
-            // Whatever the end, the drives go off under the supervisor before it stops.
-            let _ = stylet_procedure::ports::Motion::command(&mut world.motion, Command::DisableDrives);
+            // Whatever the end, the drives go off under the supervisor before it stops: disabled
+            // where the supervisor allows it (the needle out), else by the software e-stop (drives
+            // off, brakes on, latched), never left to the controller's watchdog.
+            use stylet_procedure::ports::Motion as _;
+            if world.motion.command(Command::DisableDrives).is_err()
+                && world.motion.snapshot().is_ok_and(|s| s.drives_on)
+            {
+                world.motion.estop();
+                let until = Instant::now() + std::time::Duration::from_secs(2);
+                while Instant::now() < until && world.motion.snapshot().is_ok_and(|s| s.drives_on) {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
             report
         });
         let report = driver.map(|d| d.join());

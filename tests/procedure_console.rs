@@ -221,36 +221,13 @@ fn the_operator_runs_the_procedure_from_the_console_and_aborts_it_while_a_ct_is_
     assert_eq!(end["monitor"]["violations"], 0, "{end}");
 }
 
-/// The host tuning of config/realtime.toml as it stands: the unbound workqueues' cpumask and the
-/// kernel's unbound workers at a real-time policy.
-fn host_tuning() -> (String, usize) {
-    let mask = std::fs::read_to_string("/sys/devices/virtual/workqueue/cpumask").unwrap_or_default();
-    let mut raised = 0;
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(tasks) = std::fs::read_dir(e.path().join("task")) else { continue };
-        for t in tasks.flatten() {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-            if !stat[open + 1..close].starts_with("kworker/u") {
-                continue;
-            }
-            // After the comm: state is field 3; policy is field 41.
-            let policy = stat[close + 2..].split_whitespace().nth(38).and_then(|p| p.parse::<u32>().ok());
-            if policy == Some(1) {
-                raised += 1;
-            }
-        }
-    }
-    (mask.trim().to_string(), raised)
-}
-
 #[test]
 fn sigterm_ends_the_procedure_and_the_controller_as_their_own_end_does_and_puts_the_host_tuning_back() {
     if !common::have_tmux() {
         return;
     }
     let _turn = common::wall_clock_turn();
-    let before = host_tuning();
+    let before = common::host_tuning();
     let mut rig = Rig::start("sigterm", &["sim", "controller", "--json"]);
     let screen = rig.to_confirmation_ct();
     assert!(screen.contains("drives ON"), "aligned with the drives on:\n{screen}");
@@ -280,7 +257,7 @@ fn sigterm_ends_the_procedure_and_the_controller_as_their_own_end_does_and_puts_
     assert_eq!(end["monitor"]["violations"], 0, "{end}");
     // Both gone (the sensor keeps no host tuning): the host is as it was.
     // (Workers raised before the test may have been retired since: fewer, never more.)
-    let after = host_tuning();
+    let after = common::host_tuning();
     assert!(
         after.0 == before.0 && after.1 <= before.1,
         "the host tuning is not as it was: workqueue cpumask {:?} and {} kernel workers at SCHED_FIFO, before {:?} and {}",

@@ -231,6 +231,33 @@ fn scheduling_is_obtained_as_root_and_refused_with_how_to_grant_it_without_the_c
     assert!(refused["how_to_grant"].as_str().unwrap().contains("CAP_SYS_NICE"), "{refused:#}");
 }
 
+#[test]
+fn sigterm_mid_bring_up_leaves_the_arm_safe_and_the_host_as_it_was() {
+    let _g = common::wall_clock_turn();
+    let config = test_config("sigterm");
+    let before = common::host_tuning();
+    // Slow moves, so that the signal comes while the bring-up is still moving.
+    let child = Command::new(STYLET)
+        .args(["bringup", "--sim", "--json", "--range-deg", "20", "--speed-fraction", "0.01", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bringup printed {text:?} ({e})"));
+    assert!(!out.status.success() && v["passed"] == false, "{v:#}");
+    let failed = v["steps"].as_array().unwrap().iter().find(|s| s["ok"] == false).cloned().unwrap_or_default();
+    assert!(failed["detail"].as_str().unwrap_or("").contains("asked to end by a signal"), "{v:#}");
+    assert_eq!(v["drives_on"], false, "{v:#}");
+    assert_eq!(v["wire_monitor"]["violations"], 0, "{v:#}");
+    let after = common::host_tuning();
+    assert!(after.0 == before.0 && after.1 <= before.1, "host tuning {after:?}, before {before:?}");
+    let _ = std::fs::remove_dir_all(&config);
+}
+
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

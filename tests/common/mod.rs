@@ -172,3 +172,26 @@ pub(crate) fn wait_for_file(path: &Path, limit_s: u64) -> bool {
     }
     true
 }
+
+/// The host tuning of config/realtime.toml as it stands: the unbound workqueues' cpumask and the
+/// kernel's unbound workers at a real-time policy.
+pub(crate) fn host_tuning() -> (String, usize) {
+    let mask = std::fs::read_to_string("/sys/devices/virtual/workqueue/cpumask").unwrap_or_default();
+    let mut raised = 0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(tasks) = std::fs::read_dir(e.path().join("task")) else { continue };
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            if !stat[open + 1..close].starts_with("kworker/u") {
+                continue;
+            }
+            // After the comm: state is field 3; policy is field 41.
+            let policy = stat[close + 2..].split_whitespace().nth(38).and_then(|p| p.parse::<u32>().ok());
+            if policy == Some(1) {
+                raised += 1;
+            }
+        }
+    }
+    (mask.trim().to_string(), raised)
+}

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use serde_json::{json, Value};
 use stylet_core::config::{JointKind, JointRole};
 use stylet_core::units::rad_from_deg;
@@ -89,6 +90,9 @@ pub(crate) struct Session {
     pub(crate) observer: Option<Observer>,
     /// Called with the goal of every move the runner took (the demo's procedure log).
     pub(crate) on_move: Option<OnMove>,
+    /// An ending signal (SIGTERM, SIGHUP, SIGINT) fails the step under way: the arm is left safe
+    /// and the command ends as after a failed step, the host tuning put back.
+    pub(crate) end: Option<crate::signals::EndRequest>,
 }
 
 const PUMP: Duration = Duration::from_millis(10);
@@ -144,6 +148,9 @@ impl Session {
             let s = self.snapshot()?;
             if done(&s) {
                 return Ok(s);
+            }
+            if self.end.as_ref().is_some_and(crate::signals::EndRequest::asked) {
+                return Err(StepError::Check(format!("{what}: asked to end by a signal")));
             }
             if let (Some(f), true) = (s.fault, fail_on_fault) {
                 return Err(StepError::Fault(f));
@@ -286,6 +293,8 @@ impl Steps {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    // First of all, so that a signal at any time ends the run as a failed step would.
+    let end = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
     anyhow::ensure!(
         args.speed_fraction > 0.0 && args.speed_fraction <= 1.0,
         "--speed-fraction {} must be within (0, 1]",
@@ -314,6 +323,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         gate: None,
         observer: None,
         on_move: None,
+        end: Some(end),
     };
     let mut steps = Steps { list: Vec::new(), ok: true };
     let n = cfg.robot.joints.len();
@@ -454,7 +464,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Ok(format!("drives off, brakes on ({})", x.state.name()))
     });
 
-    // Leave the arm safe whatever happened: drives off if they are still on.
+    // Leave the arm safe whatever happened: drives off if they are still on (waited for even
+    // after an ending signal).
+    s.end = None;
     let last = s.snapshot().ok();
     if let Some(x) = last {
         if x.drives_on && x.fault.is_none() {

@@ -285,6 +285,8 @@ fn start_robot(
         gate: None,
         observer: None,
         on_move: None,
+        // `igtl serve` watches the signals in its own loop.
+        end: None,
     };
     s.enable_and_home()?;
     Ok((s, sim))

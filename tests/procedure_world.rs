@@ -269,6 +269,8 @@ fn the_procedure_completes_against_the_world_over_ptys_and_dicom_refusing_bad_se
     let end = rig.end_world();
     assert_eq!(exit, "exit=0");
     assert_eq!(summary["driver"]["outcome"]["outcome"], "done", "{summary}");
+    // Whatever the timing, no frame was corrupted on the line (the simulator writes them whole).
+    assert_eq!(summary["link"]["decode_errors"], 0, "{summary}");
     let text = std::fs::read_to_string(log).unwrap();
     // Both bad checkpoint series were refused with the reason (the procedure held and waited on),
     // and the ablation was logged with its setting.
@@ -341,6 +343,7 @@ fn the_sensor_unplugged_mid_insertion_closes_the_gate_and_the_operator_withdraws
     assert_eq!(exit, "exit=2");
     assert_eq!(summary["driver"]["outcome"]["outcome"], "aborted", "{summary}");
     assert_eq!(summary["driver"]["outcome"]["retracted"], Value::Bool(true), "{summary}");
+    assert_eq!(summary["link"]["decode_errors"], 0, "{summary}");
     assert_eq!(end["truth"]["inserted_mm"], 0.0, "the needle is out: {end}");
     assert_eq!(end["truth"]["controller_drives_off"], Value::Bool(true), "{end}");
     assert_eq!(end["wire_monitor"]["violations"], 0, "{end}");

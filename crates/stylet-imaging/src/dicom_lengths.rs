@@ -245,7 +245,9 @@ pub fn check(path: &Path) -> Result<(), String> {
     }
     // File meta group, read as dicom-rs reads it: explicit VR little endian, (0002,0000) first,
     // then elements until its group length is used up, whatever their tags.
-    if (c.u16()?, c.u16()?) != (0x0002, 0x0000) || c.bytes::<2>()? != *b"UL" || c.u16()? != 4 {
+    // dicom-rs takes any VR there (a fuzzed "UI" reached its pixel data reader past this check),
+    // only the tag and a length of 4 must be right.
+    if (c.u16()?, c.u16()?) != (0x0002, 0x0000) || vr_and_length(&mut c)?.1 != 4 {
         return Ok(()); // dicom-rs refuses it before reading any value
     }
     let group_length = c.u32()?;
@@ -416,5 +418,14 @@ mod tests {
         sq[12] = 6; // the item now ends inside its element
         let e = check_data_set(&sq, implicit).unwrap_err();
         assert!(e.contains("runs") && e.contains("past its end"), "{e}");
+    }
+
+    #[test]
+    fn a_meta_group_length_of_any_vr_is_read_as_dicom_rs_reads_it() {
+        // Found by ct_inputs: (0002,0000) with VR "UI" (dicom-rs reads its value all the same)
+        // and an RLE offset-table item declaring 0x55555555 bytes, which dicom-rs reserved.
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/ct_inputs-oom-098e2010.dcm");
+        let e = check(&p).unwrap_err();
+        assert!(e.contains("1431655765") || e.contains("remain"), "{e}");
     }
 }

@@ -90,6 +90,13 @@ if err:
         xs = [v["error_sources_at_the_tip"][k] for _, v in done if v.get("error_sources_at_the_tip")]
         if xs:
             print(f"  {k}: mean {statistics.mean(xs):.2f}, max {max(xs):.2f}")
+    # The error split along the needle (deeper positive) and across it, over every needle position.
+    pos = [q for _, v in done for q in v["truth"].get("positions", []) if "tip_error_along_axis_mm" in q]
+    if pos:
+        al = [q["tip_error_along_axis_mm"] for q in pos]
+        ac = [q["tip_error_across_axis_mm"] for q in pos]
+        print(f"  along the needle: mean {statistics.mean(al):+.2f} (deeper +), mean |.| "
+              f"{statistics.mean(abs(a) for a in al):.2f}; across it: mean {statistics.mean(ac):.2f}, max {max(ac):.2f}")
     print(f"wire monitor violations: {sum(v['wire_monitor_violations'] for _, v in rows)}")
     for s in sorted({n.rsplit('-', 1)[0] for n, _ in rows}):
         e = sorted(v["tip_error_mm"] for n, v in done if n.rsplit('-', 1)[0] == s)

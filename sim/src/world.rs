@@ -572,9 +572,14 @@ impl<A: SimArm> SimWorld<A> {
             let planned_tip = Vector3::from(p.planned_tip);
             let planned_centre = planned_tip - Vector3::from(p.axis) * zone.centre_from_tip_mm;
             let achieved_centre = imaged.tip - axis * zone.centre_from_tip_mm;
+            let error = imaged.tip - planned_tip;
+            let along = error.dot(&Vector3::from(p.axis));
             positions.push(json!({
                 "ablated_at_s": imaged.t_s,
-                "tip_error_mm": (imaged.tip - planned_tip).norm(),
+                "tip_error_mm": error.norm(),
+                // Deeper than planned is positive.
+                "tip_error_along_axis_mm": along,
+                "tip_error_across_axis_mm": (error - Vector3::from(p.axis) * along).norm(),
                 "zone_centre_error_mm": (achieved_centre - planned_centre).norm(),
                 "measured_tip_error_mm": p.measured_tip.map(|m| (Vector3::from(m) - planned_tip).norm()),
                 "error_sources_at_the_tip": imaged.budget,

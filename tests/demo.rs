@@ -314,6 +314,48 @@ fn realtime_link_loss_ends_in_the_safe_state() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+#[test]
+fn sigterm_ends_a_realtime_demo_as_a_leaving_operator_does_and_puts_the_host_tuning_back() {
+    let _turn = common::wall_clock_turn();
+    let config = common::generous_config("demo-sigterm");
+    let out = std::env::temp_dir().join(format!("stylet-demo-test-{}-sigterm", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let before = common::host_tuning();
+    let child = Command::new(STYLET)
+        .args(["demo", "--json", "--realtime", "--out"])
+        .arg(&out)
+        .arg("--scenario")
+        .arg(scenario_file("easy"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the needle is in: the signal comes mid-insertion.
+    let log = out.join("procedure.log");
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("\"to\":\"inserting\"") {
+        assert!(t0.elapsed().as_secs() < 120, "the insertion never began");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&config);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(!o.status.success() && stderr.contains("ended by a signal"), "{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(v["outcome"], "aborted", "{v}");
+    assert_eq!(v["aborted"]["controller_drives_off"], true, "{v}");
+    assert_eq!(v["aborted"]["retracted"], false, "nobody commanded the retraction: {v}");
+    assert_eq!(v["wire_monitor_violations"], 0, "{v}");
+    assert!(v["scenario_events"].to_string().contains("asked from outside"), "{v}");
+    let after = common::host_tuning();
+    assert!(after.0 == before.0 && after.1 <= before.1, "host tuning {after:?}, before {before:?}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
 /// A copy of scenario `base` expecting `expect`, with the TOML tables `tables` appended, in a
 /// temporary file.
 fn variant(base: &str, name: &str, expect: &str, tables: &str) -> PathBuf {

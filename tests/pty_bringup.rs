@@ -258,6 +258,32 @@ fn sigterm_mid_bring_up_leaves_the_arm_safe_and_the_host_as_it_was() {
     let _ = std::fs::remove_dir_all(&config);
 }
 
+#[test]
+fn sigterm_ends_bench_loop_early_with_the_drives_off_and_the_host_as_it_was() {
+    let _g = common::wall_clock_turn();
+    let config = test_config("bench-sigterm");
+    let before = common::host_tuning();
+    let child = Command::new(STYLET)
+        .args(["bench", "loop", "--json", "--seconds", "60", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bench loop printed {text:?} ({e})"));
+    assert!(out.status.success(), "{v:#}");
+    assert_eq!(v["ended_by_signal"], true, "{v:#}");
+    assert!(v["held_s"].as_f64().unwrap() < 60.0, "{v:#}");
+    assert_eq!(v["drives_on"], false, "{v:#}");
+    assert_eq!(v["wire_monitor"]["violations"], 0, "{v:#}");
+    let after = common::host_tuning();
+    assert!(after.0 == before.0 && after.1 <= before.1, "host tuning {after:?}, before {before:?}");
+    let _ = std::fs::remove_dir_all(&config);
+}
+
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

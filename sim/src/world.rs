@@ -338,6 +338,8 @@ pub struct SimWorld<A> {
     ablated: Vec<(Imaged, Vector3<f64>, stylet_planning::Zone)>,
     script: OperatorScript,
     requests: VecDeque<Request>,
+    /// Set from outside (a signal): the scripted operator leaves ([`Request::Leave`]).
+    leave: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<A> std::fmt::Debug for SimWorld<A> {
@@ -383,6 +385,7 @@ impl<A: SimArm> SimWorld<A> {
             ablated: Vec::new(),
             script: scenario.operator,
             requests: VecDeque::new(),
+            leave: None,
         }
     }
 
@@ -538,6 +541,12 @@ impl<A: SimArm> SimWorld<A> {
                 ct
             }));
         }
+    }
+
+    /// The scripted operator leaves ([`Request::Leave`]) once `flag` is set: a run that was
+    /// asked to end from outside (a signal) ends as when a console closes.
+    pub fn leave_when(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.leave = Some(flag);
     }
 
     /// What the world knows at the end without the driver's report (the world process of
@@ -762,6 +771,11 @@ impl<A: SimArm> Operator for SimWorld<A> {
         })
     }
     fn request(&mut self) -> Option<Request> {
+        if self.leave.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) {
+            self.leave = None;
+            self.fired.push("operator leaves (asked from outside)".into());
+            return Some(Request::Leave);
+        }
         self.requests.pop_front()
     }
 }

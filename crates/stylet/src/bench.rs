@@ -39,11 +39,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     beat(&h);
     let _ = h.command(Command::StartHoming);
+    // SIGTERM, SIGHUP or SIGINT ends the hold early, as its own end does (drives off, the
+    // host tuning put back).
+    let end = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
     let t0 = Instant::now();
-    while t0.elapsed().as_secs_f64() < args.seconds.max(0.1) {
+    while t0.elapsed().as_secs_f64() < args.seconds.max(0.1) && !end.asked() {
         beat(&h);
         std::thread::sleep(Duration::from_millis(20));
     }
+    let held_s = t0.elapsed().as_secs_f64();
     let _ = h.command(Command::Complete);
     let _ = h.command(Command::DisableDrives);
     std::thread::sleep(Duration::from_millis(20));
@@ -53,12 +57,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let us = |d: stylet_core::Nanos| (d.0 as f64 / 1e3 * 10.0).round() / 10.0;
     let out = json!({
         "seconds": args.seconds,
+        "held_s": (held_s * 1e3).round() / 1e3,
+        "ended_by_signal": end.asked(),
         "rate_hz": 1.0 / cfg.dt(),
         "cycles": lat.cycles(),
         "stalls": report.stalls,
         "late_cycles": report.late_cycles,
         "lateness_us": { "p50": us(lat.quantile(0.5)), "p99": us(lat.quantile(0.99)), "p999": us(lat.quantile(0.999)), "max": us(lat.max()) },
         "fault": report.snapshot.fault.map(|f| f.to_string()),
+        "drives_on": report.snapshot.drives_on,
         "realtime": scheduling.json(),
         "steal": crate::realtime::steal_json(&rt, t0, None),
         "wire_monitor": monitor,
@@ -72,6 +79,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             out["lateness_us"]["max"], out["fault"], out["wire_monitor"]["setpoints"], out["wire_monitor"]["violations"]
         );
         say!("{}", scheduling.line());
+        if end.asked() {
+            say!("ended early by a signal after {held_s:.1} s");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

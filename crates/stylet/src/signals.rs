@@ -38,6 +38,11 @@ impl EndRequest {
         Ok(EndRequest(flag))
     }
 
+    /// The flag the signals set.
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+
     /// Whether an ending signal has arrived.
     pub(crate) fn asked(&self) -> bool {
         self.0.load(Ordering::Relaxed)

@@ -290,6 +290,13 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     print_summary(args, &summary, outcome);
+    let signalled = summary["scenario_events"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|e| e.as_str().is_some_and(|e| e.contains("asked from outside"))));
+    anyhow::ensure!(
+        !signalled,
+        "ended by a signal (SIGTERM, SIGHUP or SIGINT): the operator left, the arm stopped and holds under the supervisor with the drives off"
+    );
     // An e-stop the operator pressed (over the network) ends the run as commanded.
     let expected = scenario.expect == outcome || (outcome == Outcome::SafeStop && network_estop);
     if let End::Failed { error, .. } = &report.outcome {
@@ -345,6 +352,10 @@ fn realtime(
     }
     let arm = RealtimeArm::new(stylet_procedure::runner_motion::RunnerMotion::new(h, safety.clone()), sim);
     let mut w = world(arm, scenario, seed, &args.config, dcfg)?;
+    // SIGTERM, SIGHUP or SIGINT: the operator leaves, the arm stops under the supervisor and
+    // the host tuning is put back as at the run's own end.
+    let end = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
+    w.leave_when(end.flag());
     // The driver on a thread of its own, above normal load (its heartbeat and gate are due
     // every tick); the threads it starts for heavy work put themselves at SCHED_IDLE.
     let driver_schedule = rt.schedule(stylet_rt::Role::Driver);

@@ -451,6 +451,42 @@ fn phantom_scenario_as_jpeg2000_dicom_reads_back() {
 }
 
 #[test]
+fn resp_eval_cross_validates_by_recording_on_the_real_traces() {
+    let dir = repo().join("../shared/data/respiration/krilavicius");
+    let (code, v) =
+        run_json(&["resp", "eval", "--cv", "--json", "--dir", dir.to_str().unwrap(), "--horizon-ms", "400"]);
+    assert_eq!(code, Some(0), "{v}");
+    let h = &v["horizons"][0];
+    assert_eq!((h["recordings"].as_u64(), h["traces"].as_u64()), (Some(5), Some(15)), "{h}");
+    let candidates: Vec<&str> = h["candidates"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for f in h["folds"].as_array().unwrap() {
+        assert!(candidates.contains(&f["chosen"].as_str().unwrap()), "{f}");
+        let rec = f["recording"].as_str().unwrap();
+        for t in f["traces"].as_array().unwrap() {
+            // The markers of one recording are held out together, and each trace once.
+            let name = t["trace"].as_str().unwrap();
+            assert!(name.starts_with(rec), "{name} held out with {rec}");
+            assert!(seen.insert(name.to_string()), "{name} twice");
+            let ratio = t["ratio_to_hold"].as_f64().unwrap();
+            assert!(ratio.is_finite() && ratio > 0.0, "{t}");
+        }
+    }
+    assert_eq!(seen.len(), 15);
+    // Held out, prediction still beats holding the last sample on every trace.
+    let o = &h["held_out"];
+    assert!(o["mean_ratio_to_hold"].as_f64().unwrap() < 0.6, "{o}");
+    assert_eq!(o["traces_worse_than_hold"], 0, "{o}");
+    // --cv needs a folder of recordings.
+    let out = Command::new(STYLET)
+        .args(["resp", "eval", "--cv", "--trace"])
+        .arg(dir.join("201205101522-LAC-1-N-138-6.csv"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--dir"), "{out:?}");
+}
+
+#[test]
 fn resp_eval_on_real_traces_with_json_and_a_plot() {
     let dir = repo().join("../shared/data/respiration/krilavicius");
     let trace = dir.join("201205101522-LAC-1-N-138-6.csv");

@@ -7,7 +7,8 @@
 //! - [`gate`]: the processor: amplitude, end-exhale baseline, period and phase online; breath-hold
 //!   detection; the gate decision on the predicted signal (RESP-1..3) with its reason and deadline.
 //! - [`correlation`]: surrogate -> target displacement (with hysteresis) from checkpoint CTs.
-//! - [`eval`]: scoring on recorded traces (`stylet resp eval`).
+//! - [`eval`]: scoring on recorded traces (`stylet resp eval`); [`cv`]: cross-validation by
+//!   recording (`--cv`).
 //! - [`source`]: the [`RespirationSource`] seam: replay, a live serial sensor (line format there),
 //!   and in `stylet-sim` the simulated breathing model.
 //!
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod correlation;
+pub mod cv;
 pub mod eval;
 pub mod gate;
 pub mod predict;

@@ -40,6 +40,11 @@ pub(crate) struct EvalArgs {
     /// Seconds of the trace to plot, from... to.
     #[arg(long, value_delimiter = ',', default_value = "20,80")]
     plot_span_s: Vec<f64>,
+    /// Cross-validate by recording (with --dir): for each recording (the markers of one session
+    /// together), the predictor settings that do best on the others, scored on it
+    /// (docs/respiration.md, "Cross-validation").
+    #[arg(long, conflicts_with = "plot")]
+    cv: bool,
     /// The config folder (respiration.toml).
     #[arg(long, default_value = "config")]
     config: PathBuf,
@@ -98,6 +103,10 @@ fn eval_one(path: &Path, args: &EvalArgs, cfg: &RespirationConfig, horizons: &[f
 }
 
 pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !args.cv || args.dir.is_some(),
+        "--cv needs --dir DIR: a folder of recordings to hold out one by one"
+    );
     let cfg = RespirationConfig::load(&args.config.join("respiration.toml"))?;
     let horizons = if args.horizons_ms.is_empty() { vec![cfg.horizon_s * 1e3] } else { args.horizons_ms.clone() };
     for h in &horizons {
@@ -118,6 +127,9 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --trace FILE or --dir DIR"),
     };
+    if args.cv {
+        return cross_validated(args, &cfg, &horizons, &files);
+    }
     let bar = (files.len() > 1 && !args.json).then(|| {
         let b = indicatif::ProgressBar::new(files.len() as u64);
         b.set_style(
@@ -209,6 +221,162 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(p) = &args.plot {
         say!("plot: {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--cv`: leave-one-recording-out over the settings of [`stylet_respiration::cv::candidates`].
+fn cross_validated(
+    args: &EvalArgs,
+    cfg: &RespirationConfig,
+    horizons: &[f64],
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    use stylet_respiration::cv::{candidates, cross_validate, recording_of};
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let mut traces = Vec::new();
+    for f in files {
+        let trace = read_trace(f, format_of(f, args.format)?)?;
+        let (signal, _) = trace.principal_axis();
+        traces.push((trace.t_s, signal));
+    }
+    let recordings: Vec<String> = files.iter().map(|f| recording_of(&name(f))).collect();
+    let cands = candidates(cfg);
+    let bar = (!args.json).then(|| {
+        let b = indicatif::ProgressBar::new((horizons.len() * (cands.len() + 1) * traces.len()) as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut out = Vec::new();
+    for &h in horizons {
+        let run_all = |c: &RespirationConfig| -> Vec<HorizonReport> {
+            traces
+                .iter()
+                .map(|(t, v)| {
+                    let r = evaluate(t, v, c, h * 1e-3, &[c.method]);
+                    if let Some(b) = &bar {
+                        b.inc(1);
+                    }
+                    r
+                })
+                .collect()
+        };
+        let shipped = run_all(cfg);
+        let reports: Vec<Vec<HorizonReport>> = cands.iter().map(|c| run_all(&c.cfg)).collect();
+        let scores: Vec<Vec<f64>> =
+            reports.iter().map(|rs| rs.iter().map(|r| r.methods[0].ratio_to_hold).collect()).collect();
+        let folds = cross_validate(&scores, &recordings)?;
+        let mut held_out = Vec::new();
+        let fold_json: Vec<serde_json::Value> = folds
+            .iter()
+            .map(|f| {
+                let rows: Vec<serde_json::Value> = f
+                    .traces
+                    .iter()
+                    .map(|&i| {
+                        let r = &reports[f.chosen][i];
+                        held_out.push((i, r.methods[0].ratio_to_hold, r.gate));
+                        json!({
+                            "trace": name(&files[i]),
+                            "ratio_to_hold": r.methods[0].ratio_to_hold,
+                            "duty_cycle": r.gate.duty_cycle,
+                            "residual_p95_mm": r.gate.residual_p95_mm,
+                            "shipped_ratio_to_hold": shipped[i].methods[0].ratio_to_hold,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "recording": f.recording,
+                    "chosen": cands[f.chosen].name,
+                    "training_mean_ratio": f.training_score,
+                    "traces": rows,
+                })
+            })
+            .collect();
+        let n = held_out.len() as f64;
+        let mean = |f: &dyn Fn(&(usize, f64, stylet_respiration::eval::GateStats)) -> f64| {
+            held_out.iter().map(f).sum::<f64>() / n
+        };
+        let worst_excess = held_out
+            .iter()
+            .map(|(_, _, g)| g.residual_p95_mm - g.window_half_width_mm)
+            .fold(f64::NEG_INFINITY, f64::max);
+        out.push(json!({
+            "horizon_ms": h,
+            "recordings": folds.len(),
+            "traces": held_out.len(),
+            "candidates": cands.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+            "folds": fold_json,
+            "held_out": {
+                "mean_ratio_to_hold": mean(&|x| x.1),
+                "worst_ratio_to_hold": held_out.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max),
+                "traces_worse_than_hold": held_out.iter().filter(|x| x.1 >= 1.0).count(),
+                "mean_duty_cycle": mean(&|x| x.2.duty_cycle),
+                "worst_residual_p95_minus_window_mm": worst_excess,
+            },
+            "shipped_in_sample_mean_ratio_to_hold":
+                shipped.iter().map(|r| r.methods[0].ratio_to_hold).sum::<f64>() / shipped.len().max(1) as f64,
+            "window_half_width_mm": cfg.window_half_width_mm,
+        }));
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if args.json {
+        say!("{}", json!({ "cross_validation": "leave one recording out", "horizons": out }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for h in &out {
+        say!(
+            "horizon {} ms, leave one recording out: {} recordings, {} traces, {} candidate settings",
+            h["horizon_ms"],
+            h["recordings"],
+            h["traces"],
+            h["candidates"].as_array().map_or(0, Vec::len)
+        );
+        say!(
+            "{:<14} {:<40} {:<34} {:>8} {:>6} {:>8} {:>8}",
+            "held out",
+            "chosen on the others",
+            "trace",
+            "ratio",
+            "duty",
+            "res p95",
+            "shipped"
+        );
+        for f in h["folds"].as_array().into_iter().flatten() {
+            for (k, t) in f["traces"].as_array().into_iter().flatten().enumerate() {
+                let (rec, chosen) = if k == 0 {
+                    (f["recording"].as_str().unwrap_or(""), f["chosen"].as_str().unwrap_or(""))
+                } else {
+                    ("", "")
+                };
+                say!(
+                    "{:<14} {:<40} {:<34} {:>8.3} {:>5.1}% {:>8.2} {:>8.3}",
+                    rec,
+                    chosen,
+                    t["trace"].as_str().unwrap_or(""),
+                    t["ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
+                    100.0 * t["duty_cycle"].as_f64().unwrap_or(f64::NAN),
+                    t["residual_p95_mm"].as_f64().unwrap_or(f64::NAN),
+                    t["shipped_ratio_to_hold"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+        }
+        let o = &h["held_out"];
+        say!(
+            "held out: mean ratio {:.3} (shipped settings in sample {:.3}), worst {:.3}, {} trace(s) no better than holding; mean duty {:.1} %; worst p95 residual {:+.2} mm against the +-{} mm window",
+            o["mean_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
+            h["shipped_in_sample_mean_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
+            o["worst_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
+            o["traces_worse_than_hold"],
+            100.0 * o["mean_duty_cycle"].as_f64().unwrap_or(f64::NAN),
+            o["worst_residual_p95_minus_window_mm"].as_f64().unwrap_or(f64::NAN),
+            h["window_half_width_mm"]
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

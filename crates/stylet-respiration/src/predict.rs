@@ -12,7 +12,9 @@
 //!   this captures the asymmetric inhale/exhale shape a linear model smooths over.
 //! - [`Combined`]: both of the above, weighted by the inverse of their recent squared error (an
 //!   exponential average over matured predictions), so each trace leans on whichever predicts it
-//!   better.
+//!   better; and while the blend's error averaged over a longer past is above that of the last
+//!   sample held, the last sample (a signal nothing predicts is then no worse for the prediction
+//!   than without it).
 
 /// A causal one-dimensional predictor at a fixed horizon in samples.
 pub trait Predictor {
@@ -308,11 +310,17 @@ pub struct Combined {
     horizon: usize,
     rls: WaveletRls,
     pattern: PatternMatch,
-    /// Past predictions (rls, pattern, blend) waiting for their target, oldest first.
-    pending: std::collections::VecDeque<[f64; 3]>,
-    /// Exponential averages of squared error: rls, pattern, blend.
-    mse: [f64; 3],
+    /// Past predictions (rls, pattern, blend, the last sample held, the output) waiting for
+    /// their target, oldest first.
+    pending: std::collections::VecDeque<[f64; 5]>,
+    /// Exponential averages of squared error, in the same order.
+    mse: [f64; 5],
+    /// The blend's and the held sample's squared errors averaged over a longer past (a fifth of
+    /// the smoothing weight): what the fallback decides on, so that a few bad breaths do not
+    /// switch it.
+    slow: [f64; 2],
     smoothing: f64,
+    last: f64,
 }
 
 impl Combined {
@@ -325,15 +333,29 @@ impl Combined {
             rls: WaveletRls::new(horizon, rls),
             pattern: PatternMatch::new(horizon, pattern),
             pending: std::collections::VecDeque::new(),
-            mse: [1.0; 3],
+            mse: [1.0; 5],
+            slow: [1.0; 2],
             smoothing: smoothing.clamp(1e-4, 1.0),
+            last: 0.0,
         }
     }
 
-    /// The running RMS error of the blended prediction (mm): the prediction's confidence.
+    /// The running RMS error of the prediction given (mm): its confidence.
     #[must_use]
     pub fn rms_error(&self) -> f64 {
-        self.mse[2].sqrt()
+        self.mse[4].sqrt()
+    }
+
+    /// Whether the blend is losing to the last sample held (squared errors over the longer
+    /// past): the prediction given is then the last sample.
+    #[must_use]
+    pub fn holding(&self) -> bool {
+        self.slow[0] > self.slow[1]
+    }
+
+    fn blend(&self) -> f64 {
+        let w = self.pattern_weight();
+        (1.0 - w) * self.rls.predict() + w * self.pattern.predict()
     }
 
     /// The blend weight of the pattern matcher (0-1).
@@ -358,16 +380,24 @@ impl Predictor for Combined {
                 for (m, p) in self.mse.iter_mut().zip(p) {
                     *m = (1.0 - a) * *m + a * (p - value).powi(2);
                 }
+                let b = a / 5.0;
+                for (m, p) in self.slow.iter_mut().zip([p[2], p[3]]) {
+                    *m = (1.0 - b) * *m + b * (p - value).powi(2);
+                }
             }
         }
         self.rls.push(value);
         self.pattern.push(value);
-        self.pending.push_back([self.rls.predict(), self.pattern.predict(), self.predict()]);
+        self.last = value;
+        self.pending.push_back([self.rls.predict(), self.pattern.predict(), self.blend(), value, self.predict()]);
     }
 
     fn predict(&self) -> f64 {
-        let w = self.pattern_weight();
-        (1.0 - w) * self.rls.predict() + w * self.pattern.predict()
+        if self.holding() {
+            self.last
+        } else {
+            self.blend()
+        }
     }
 }
 
@@ -410,6 +440,51 @@ mod tests {
         assert!(rls < 0.05 * hold, "rls {rls} vs hold {hold}");
         assert!(pm < 0.05 * hold, "pattern {pm} vs hold {hold}");
         assert!(comb < 0.05 * hold, "combined {comb} vs hold {hold}");
+    }
+
+    #[test]
+    fn on_a_signal_nothing_predicts_the_blend_falls_back_to_the_last_sample() {
+        // A random walk (a fixed-seed LCG): the best prediction is the last sample.
+        let mut state: u64 = 7;
+        let mut x = 0.0;
+        let walk: Vec<f64> = (0..3000)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                x += ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.6;
+                x
+            })
+            .collect();
+        let h = 4;
+        let rms = |p: &mut dyn Predictor| {
+            let mut preds = Vec::new();
+            let mut e2 = 0.0;
+            for (i, v) in walk.iter().enumerate() {
+                p.push(*v);
+                preds.push(p.predict());
+                if i >= 600 + h {
+                    e2 += (preds[i - h] - v).powi(2);
+                }
+            }
+            e2.sqrt()
+        };
+        let hold = rms(&mut Hold::default());
+        let mut c = Combined::new(h, WaveletRlsSettings::default(), PatternMatchSettings::default(), 0.02);
+        let comb = rms(&mut c);
+        let mut parts = Combined::new(h, WaveletRlsSettings::default(), PatternMatchSettings::default(), 0.02);
+        let blend = {
+            let mut preds = Vec::new();
+            let mut e2 = 0.0;
+            for (i, v) in walk.iter().enumerate() {
+                parts.push(*v);
+                preds.push(parts.blend());
+                if i >= 600 + h {
+                    e2 += (preds[i - h] - v).powi(2);
+                }
+            }
+            e2.sqrt()
+        };
+        assert!(blend > 1.02 * hold, "the blend alone loses here: {blend} vs hold {hold}");
+        assert!(comb < 1.01 * hold, "with the fallback: {comb} vs hold {hold}");
     }
 
     #[test]

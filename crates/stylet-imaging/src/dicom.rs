@@ -227,10 +227,38 @@ fn syntax_name(uid: &str) -> String {
     format!("{uid} ({name})")
 }
 
+/// RLE Lossless.
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
+/// RLE Lossless (PS3.5 Annex G.5): every frame's fragment opens with a 64-byte header, the number
+/// of segments (1-15) and 15 offsets, each used one inside the fragment. dicom-rs's decoder
+/// reserves room for as many offsets as the first four bytes say before it looks further (a
+/// fragment opening `FF FF FF FF` made it ask for 16 GB at once, found by the `ct_inputs` fuzz
+/// target): the header is checked here first.
+fn check_rle_fragments(fragments: &[Vec<u8>]) -> Result<(), String> {
+    if fragments.is_empty() {
+        return Err("RLE pixel data without fragments".into());
+    }
+    for (i, f) in fragments.iter().enumerate() {
+        let word = |k: usize| f.get(4 * k..4 * k + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let (Some(n), true) = (word(0), f.len() >= 64) else {
+            return Err(format!("RLE fragment {i}: {} bytes, shorter than its 64-byte header", f.len()));
+        };
+        if !(1..=15).contains(&n) {
+            return Err(format!("RLE fragment {i}: {n} segments (the header allows 1-15)"));
+        }
+        for k in 1..=n as usize {
+            let off = word(k).unwrap_or(u32::MAX);
+            if off as usize > f.len() || (k == 1 && off != 64) {
+                return Err(format!("RLE fragment {i}: segment {k} at offset {off} in {} bytes", f.len()));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn has_dicom_magic(p: &Path) -> bool {
-    let mut head = [0u8; 132];
-    std::fs::File::open(p).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok()
-        && &head[128..132] == b"DICM"
+    crate::dicom_lengths::preamble_of(p).is_some()
 }
 
 /// Decodes one slice into `dst` (HU). Uncompressed 16-bit data is converted directly; everything
@@ -268,6 +296,12 @@ fn decode_slice(s: &Slice, nx: usize, ny: usize, dst: &mut [f32]) -> Result<(), 
             *d = raw * slope + intercept;
         }
         return Ok(());
+    }
+    if ts_uid == RLE_LOSSLESS {
+        let frags = s.obj.element(tags::PIXEL_DATA).ok().and_then(|e| e.value().fragments());
+        if let Err(reason) = check_rle_fragments(frags.unwrap_or(&[])) {
+            return Err(DicomError::PixelData { file, syntax: ts, reason });
+        }
     }
     // dicom-pixeldata's decoders can panic on damaged compressed data (its RLE decoder indexes
     // out of bounds on inconsistent segment sizes, found by the `ct_inputs` fuzz target): such a
@@ -553,4 +587,43 @@ pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesRe
         oblique: !(axis_aligned(&row_dir) && axis_aligned(&col_dir)),
     };
     Ok((volume, report))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn header(segments: u32, offsets: &[u32], len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[..4].copy_from_slice(&segments.to_le_bytes());
+        for (k, o) in offsets.iter().enumerate() {
+            f[4 + 4 * k..8 + 4 * k].copy_from_slice(&o.to_le_bytes());
+        }
+        f
+    }
+
+    #[test]
+    fn rle_headers_are_checked_before_the_decoder_trusts_them() {
+        assert_eq!(check_rle_fragments(&[header(1, &[64], 80), header(2, &[64, 70], 80)]), Ok(()));
+        let e = check_rle_fragments(&[header(u32::MAX, &[64], 80)]).unwrap_err();
+        assert!(e.contains("4294967295 segments"), "{e}");
+        assert!(check_rle_fragments(&[header(0, &[], 80)]).unwrap_err().contains("0 segments"));
+        assert!(check_rle_fragments(&[vec![1, 0, 0, 0]]).unwrap_err().contains("shorter than its 64-byte header"));
+        assert!(check_rle_fragments(&[header(2, &[64, 500], 80)]).unwrap_err().contains("segment 2 at offset 500"));
+        assert!(check_rle_fragments(&[header(1, &[10], 80)]).unwrap_err().contains("segment 1 at offset 10"));
+        assert!(check_rle_fragments(&[]).is_err());
+    }
+
+    #[test]
+    fn an_rle_fragment_declaring_four_billion_segments_is_refused_not_allocated() {
+        // Found by ct_inputs: dicom-rs reserved 16 GB for this 7.8 kB file's offsets.
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/ct_inputs-oom-94a8e4a1.dcm");
+        let dir = std::env::temp_dir().join(format!("stylet-rle-oom-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&src, dir.join("slice.dcm")).unwrap();
+        let e = load_series(&dir, None).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains("RLE fragment 0") && e.contains("segments"), "{e}");
+    }
 }

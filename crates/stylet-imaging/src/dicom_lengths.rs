@@ -166,14 +166,13 @@ fn elements<R: Read + Seek>(
         let pixel_data = tag == (0x7FE0, 0x0010);
         let (vr, len, sequence, encapsulated) = if explicit {
             let (vr, len, _) = vr_and_length(c)?;
-            let long = !short_vr(vr);
-            (vr, len, &vr == b"SQ", long && c.encapsulated && (pixel_data || !matches!(&vr, b"SQ" | b"UN")))
+            (vr, len, &vr == b"SQ", pixel_data)
         } else {
             let len = c.u32()?;
             let vr = implicit_vr(tag);
             // Implicit VR: a sequence by the dictionary, or a value that opens with an item tag.
             let sequence = len != UNDEFINED && !pixel_data && (&vr == b"SQ" || (len >= 8 && c.peek_item()?));
-            (vr, len, sequence, c.encapsulated && pixel_data)
+            (vr, len, sequence, pixel_data)
         };
         let size = value_size(vr);
         if len != UNDEFINED && !sequence && len % size != 0 {
@@ -186,7 +185,12 @@ fn elements<R: Read + Seek>(
             ));
         }
         if len == UNDEFINED {
-            // A sequence, or encapsulated pixel data: items up to the sequence delimiter.
+            // A sequence, or encapsulated pixel data: items up to the sequence delimiter. As
+            // dicom-rs decides it (`is_encapsulated_pixeldata`): only Pixel Data of undefined
+            // length holds fragments, whatever the transfer syntax; any other element of undefined
+            // length is a sequence of data sets, whatever its VR (ct_inputs found an OB one in an
+            // RLE file whose items dicom-rs parsed, and reserved 3.7 GB for, while this walk
+            // skipped them as fragments).
             elements(c, explicit, depth + 1, None, encapsulated)?;
         } else if sequence {
             nested(c, len, tag, explicit, depth)?;
@@ -229,6 +233,21 @@ fn nested<R: Read + Seek>(
     Ok(())
 }
 
+/// Whether the file has the DICOM magic after a 128-byte preamble (`Some(true)`), at its start
+/// (`Some(false)`), or neither (`None`), as dicom-rs decides it.
+#[must_use]
+pub fn preamble_of(path: &Path) -> Option<bool> {
+    let mut head = Vec::with_capacity(132);
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).ok()?, 132), &mut head).ok()?;
+    if head.len() >= 132 && &head[128..132] == b"DICM" {
+        Some(true)
+    } else if head.len() >= 4 && &head[..4] == b"DICM" {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// Whether every element length declared in the file at `path` fits in the file (the error says
 /// which element does not, and where). `Ok` also when
 /// the file is not a DICOM Part 10 file or its data set is deflated (dicom-rs decides).
@@ -236,11 +255,15 @@ pub fn check(path: &Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     let mut c = Cursor { r: BufReader::with_capacity(4096, file), pos: 0, len, be: false, encapsulated: false };
-    if len < 132 {
-        return Ok(());
+    // Where dicom-rs finds the magic (its `ReadPreamble::Auto`): after a 128-byte preamble, or
+    // at the very start (a file without the preamble; ct_inputs found one whose meta header
+    // declared a 4 GB value that dicom-rs reserved, past a check that looked only at byte 128).
+    match preamble_of(path) {
+        Some(true) => c.skip(128, (0, 0))?,
+        Some(false) => {}
+        None => return Ok(()),
     }
-    c.skip(128, (0, 0))?;
-    if &c.bytes::<4>()? != b"DICM" {
+    if len < 4 || &c.bytes::<4>()? != b"DICM" {
         return Ok(());
     }
     // File meta group, read as dicom-rs reads it: explicit VR little endian, (0002,0000) first,
@@ -418,6 +441,25 @@ mod tests {
         sq[12] = 6; // the item now ends inside its element
         let e = check_data_set(&sq, implicit).unwrap_err();
         assert!(e.contains("runs") && e.contains("past its end"), "{e}");
+    }
+
+    #[test]
+    fn an_element_of_undefined_length_other_than_pixel_data_is_a_sequence_as_dicom_rs_reads_it() {
+        // Found by ct_inputs: in an RLE file, (0000,0000) OB of undefined length, whose items
+        // dicom-rs parses as data sets (one declaring 3,758,161,918 bytes, which it reserved).
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/ct_inputs-oom-482aac56.dcm");
+        let e = check(&p).unwrap_err();
+        assert!(e.contains("remain") || e.contains("past"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_the_preamble_is_checked_as_dicom_rs_reads_it() {
+        // Found by ct_inputs: "DICM" at byte 0 (dicom-rs reads such a file), then a meta element
+        // (0002,0002) declaring 4,042,272,305 bytes, which dicom-rs reserved.
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/ct_inputs-oom-8653d952.dcm");
+        assert_eq!(preamble_of(&p), Some(false));
+        let e = check(&p).unwrap_err();
+        assert!(e.contains("4042272305"), "{e}");
     }
 
     #[test]

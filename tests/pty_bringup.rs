@@ -237,18 +237,9 @@ fn sigterm_mid_bring_up_leaves_the_arm_safe_and_the_host_as_it_was() {
     let config = test_config("sigterm");
     let before = common::host_tuning();
     // Slow moves, so that the signal comes while the bring-up is still moving.
-    let child = Command::new(STYLET)
-        .args(["bringup", "--sim", "--json", "--range-deg", "20", "--speed-fraction", "0.01", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(4));
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bringup printed {text:?} ({e})"));
-    assert!(!out.status.success() && v["passed"] == false, "{v:#}");
+    let (ok, v) =
+        sigterm_after(&["bringup", "--sim", "--json", "--range-deg", "20", "--speed-fraction", "0.01"], &config, 4);
+    assert!(!ok && v["passed"] == false, "{v:#}");
     let failed = v["steps"].as_array().unwrap().iter().find(|s| s["ok"] == false).cloned().unwrap_or_default();
     assert!(failed["detail"].as_str().unwrap_or("").contains("asked to end by a signal"), "{v:#}");
     assert_eq!(v["drives_on"], false, "{v:#}");
@@ -263,18 +254,8 @@ fn sigterm_ends_bench_loop_early_with_the_drives_off_and_the_host_as_it_was() {
     let _g = common::wall_clock_turn();
     let config = test_config("bench-sigterm");
     let before = common::host_tuning();
-    let child = Command::new(STYLET)
-        .args(["bench", "loop", "--json", "--seconds", "60", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bench loop printed {text:?} ({e})"));
-    assert!(out.status.success(), "{v:#}");
+    let (ok, v) = sigterm_after(&["bench", "loop", "--json", "--seconds", "60"], &config, 3);
+    assert!(ok, "{v:#}");
     assert_eq!(v["ended_by_signal"], true, "{v:#}");
     assert!(v["held_s"].as_f64().unwrap() < 60.0, "{v:#}");
     assert_eq!(v["drives_on"], false, "{v:#}");
@@ -282,6 +263,18 @@ fn sigterm_ends_bench_loop_early_with_the_drives_off_and_the_host_as_it_was() {
     let after = common::host_tuning();
     assert!(after.0 == before.0 && after.1 <= before.1, "host tuning {after:?}, before {before:?}");
     let _ = std::fs::remove_dir_all(&config);
+}
+
+/// Runs `stylet ARGS --config CONFIG`, sends it SIGTERM after `after_s`, and returns whether it
+/// exited with success and the JSON it printed.
+fn sigterm_after(args: &[&str], config: &Path, after_s: u64) -> (bool, Value) {
+    let child = Command::new(STYLET).args(args).arg("--config").arg(config).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(after_s));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{args:?} printed {text:?} ({e})"));
+    (out.status.success(), v)
 }
 
 fn nix_is_root() -> bool {

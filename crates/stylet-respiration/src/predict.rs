@@ -313,8 +313,8 @@ pub struct Combined {
     /// Past predictions (rls, pattern, blend, the last sample held, the output) waiting for
     /// their target, oldest first.
     pending: std::collections::VecDeque<[f64; 5]>,
-    /// Exponential averages of squared error, in the same order.
-    mse: [f64; 5],
+    /// Exponential averages of squared error: rls, pattern, the output.
+    mse: [f64; 3],
     /// The blend's and the held sample's squared errors averaged over a longer past (a fifth of
     /// the smoothing weight): what the fallback decides on, so that a few bad breaths do not
     /// switch it.
@@ -333,7 +333,7 @@ impl Combined {
             rls: WaveletRls::new(horizon, rls),
             pattern: PatternMatch::new(horizon, pattern),
             pending: std::collections::VecDeque::new(),
-            mse: [1.0; 5],
+            mse: [1.0; 3],
             slow: [1.0; 2],
             smoothing: smoothing.clamp(1e-4, 1.0),
             last: 0.0,
@@ -343,7 +343,7 @@ impl Combined {
     /// The running RMS error of the prediction given (mm): its confidence.
     #[must_use]
     pub fn rms_error(&self) -> f64 {
-        self.mse[4].sqrt()
+        self.mse[2].sqrt()
     }
 
     /// Whether the blend is losing to the last sample held (squared errors over the longer
@@ -377,11 +377,12 @@ impl Predictor for Combined {
         if self.pending.len() > self.horizon.saturating_sub(1) {
             if let Some(p) = self.pending.pop_front() {
                 let a = self.smoothing;
-                for (m, p) in self.mse.iter_mut().zip(p) {
+                let b = a / 5.0;
+                let (fast, slow) = ([p[0], p[1], p[4]], [p[2], p[3]]);
+                for (m, p) in self.mse.iter_mut().zip(fast) {
                     *m = (1.0 - a) * *m + a * (p - value).powi(2);
                 }
-                let b = a / 5.0;
-                for (m, p) in self.slow.iter_mut().zip([p[2], p[3]]) {
+                for (m, p) in self.slow.iter_mut().zip(slow) {
                     *m = (1.0 - b) * *m + b * (p - value).powi(2);
                 }
             }
@@ -455,34 +456,27 @@ mod tests {
             })
             .collect();
         let h = 4;
-        let rms = |p: &mut dyn Predictor| {
-            let mut preds = Vec::new();
-            let mut e2 = 0.0;
-            for (i, v) in walk.iter().enumerate() {
-                p.push(*v);
-                preds.push(p.predict());
-                if i >= 600 + h {
-                    e2 += (preds[i - h] - v).powi(2);
-                }
-            }
-            e2.sqrt()
+        // The error of `predict` (called after each sample is pushed) h samples later.
+        let rms = |predict: &mut dyn FnMut(f64) -> f64| {
+            let preds: Vec<f64> = walk.iter().map(|v| predict(*v)).collect();
+            walk.iter().enumerate().skip(600 + h).map(|(i, v)| (preds[i - h] - v).powi(2)).sum::<f64>().sqrt()
         };
-        let hold = rms(&mut Hold::default());
-        let mut c = Combined::new(h, WaveletRlsSettings::default(), PatternMatchSettings::default(), 0.02);
-        let comb = rms(&mut c);
-        let mut parts = Combined::new(h, WaveletRlsSettings::default(), PatternMatchSettings::default(), 0.02);
-        let blend = {
-            let mut preds = Vec::new();
-            let mut e2 = 0.0;
-            for (i, v) in walk.iter().enumerate() {
-                parts.push(*v);
-                preds.push(parts.blend());
-                if i >= 600 + h {
-                    e2 += (preds[i - h] - v).powi(2);
-                }
-            }
-            e2.sqrt()
-        };
+        let combined = || Combined::new(h, WaveletRlsSettings::default(), PatternMatchSettings::default(), 0.02);
+        let mut held = Hold::default();
+        let hold = rms(&mut |v| {
+            held.push(v);
+            held.predict()
+        });
+        let mut c = combined();
+        let comb = rms(&mut |v| {
+            c.push(v);
+            c.predict()
+        });
+        let mut parts = combined();
+        let blend = rms(&mut |v| {
+            parts.push(v);
+            parts.blend()
+        });
         assert!(blend > 1.02 * hold, "the blend alone loses here: {blend} vs hold {hold}");
         assert!(comb < 1.01 * hold, "with the fallback: {comb} vs hold {hold}");
     }

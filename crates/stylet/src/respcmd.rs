@@ -278,7 +278,7 @@ fn cross_validated(
                     .iter()
                     .map(|&i| {
                         let r = &reports[f.chosen][i];
-                        held_out.push((i, r.methods[0].ratio_to_hold, r.gate));
+                        held_out.push((r.methods[0].ratio_to_hold, r.gate));
                         json!({
                             "trace": name(&files[i]),
                             "ratio_to_hold": r.methods[0].ratio_to_hold,
@@ -297,13 +297,10 @@ fn cross_validated(
             })
             .collect();
         let n = held_out.len() as f64;
-        let mean = |f: &dyn Fn(&(usize, f64, stylet_respiration::eval::GateStats)) -> f64| {
-            held_out.iter().map(f).sum::<f64>() / n
-        };
-        let worst_excess = held_out
-            .iter()
-            .map(|(_, _, g)| g.residual_p95_mm - g.window_half_width_mm)
-            .fold(f64::NEG_INFINITY, f64::max);
+        let mean =
+            |f: &dyn Fn(&(f64, stylet_respiration::eval::GateStats)) -> f64| held_out.iter().map(f).sum::<f64>() / n;
+        let worst_excess =
+            held_out.iter().map(|(_, g)| g.residual_p95_mm - g.window_half_width_mm).fold(f64::NEG_INFINITY, f64::max);
         out.push(json!({
             "horizon_ms": h,
             "recordings": folds.len(),
@@ -311,10 +308,10 @@ fn cross_validated(
             "candidates": cands.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
             "folds": fold_json,
             "held_out": {
-                "mean_ratio_to_hold": mean(&|x| x.1),
-                "worst_ratio_to_hold": held_out.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max),
-                "traces_worse_than_hold": held_out.iter().filter(|x| x.1 >= 1.0).count(),
-                "mean_duty_cycle": mean(&|x| x.2.duty_cycle),
+                "mean_ratio_to_hold": mean(&|x| x.0),
+                "worst_ratio_to_hold": held_out.iter().map(|x| x.0).fold(f64::NEG_INFINITY, f64::max),
+                "traces_worse_than_hold": held_out.iter().filter(|x| x.0 >= 1.0).count(),
+                "mean_duty_cycle": mean(&|x| x.1.duty_cycle),
                 "worst_residual_p95_minus_window_mm": worst_excess,
             },
             "shipped_in_sample_mean_ratio_to_hold":

@@ -225,6 +225,8 @@ struct ArmEnd {
     timing: Value,
     realtime: Value,
     events_dropped: u64,
+    /// A signal ended the run (the operator left).
+    ended_by_signal: bool,
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -262,7 +264,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let mut timing = crate::realtime::timing_json(&t, &run.lateness);
         timing["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
         let realtime = json!({ "virtual_time": true, "runner": { "policy": "virtual time (one thread, lockstep)" } });
-        let end = ArmEnd { monitor, timing, realtime, events_dropped: run.events_dropped };
+        let end = ArmEnd { monitor, timing, realtime, events_dropped: run.events_dropped, ended_by_signal: false };
         (report, truth, end, false)
     };
     let stats = fan.rec.close()?;
@@ -290,11 +292,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     print_summary(args, &summary, outcome);
-    let signalled = summary["scenario_events"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|e| e.as_str().is_some_and(|e| e.contains("asked from outside"))));
     anyhow::ensure!(
-        !signalled,
+        !end.ended_by_signal,
         "ended by a signal (SIGTERM, SIGHUP or SIGINT): the operator left, the arm stopped and holds under the supervisor with the drives off"
     );
     // An e-stop the operator pressed (over the network) ends the run as commanded.
@@ -354,8 +353,8 @@ fn realtime(
     let mut w = world(arm, scenario, seed, &args.config, dcfg)?;
     // SIGTERM, SIGHUP or SIGINT: the operator leaves, the arm stops under the supervisor and
     // the host tuning is put back as at the run's own end.
-    let end = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
-    w.leave_when(end.flag());
+    let signal = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
+    w.leave_when(signal.flag());
     // The driver on a thread of its own, above normal load (its heartbeat and gate are due
     // every tick); the threads it starts for heavy work put themselves at SCHED_IDLE.
     let driver_schedule = rt.schedule(stylet_rt::Role::Driver);
@@ -382,7 +381,14 @@ fn realtime(
     timing_json["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
     let mut realtime = scheduling.json();
     realtime["steal"] = crate::realtime::steal_json(&rt, started, None);
-    let end = ArmEnd { monitor, timing: timing_json, realtime, events_dropped: run.events_dropped };
+    let end = ArmEnd {
+        monitor,
+        timing: timing_json,
+        realtime,
+        events_dropped: run.events_dropped,
+        // A signal after the driver had ended changed nothing.
+        ended_by_signal: signal.asked() && matches!(report.outcome, End::Aborted { .. }),
+    };
     Ok((report, truth, end, network_estop.load(Ordering::SeqCst)))
 }
 

@@ -17,9 +17,10 @@ cargo build --release -q
 stylet=./target/release/stylet
 # DCMTK's own tools (pynetdicom installs Python apps with the same names).
 dcmtk() { for d in $(echo "$PATH" | tr : ' ') /usr/bin; do
-  if [ -x "$d/$1" ] && "$d/$1" --version 2>/dev/null | grep -qi dcmtk; then echo "$d/$1"; return; fi; done
+  # grep reads all of it (grep -q would stop early, and pipefail would see the tool's SIGPIPE).
+  if [ -x "$d/$1" ] && "$d/$1" --version 2>/dev/null | grep -i dcmtk > /dev/null; then echo "$d/$1"; return; fi; done
   echo "DCMTK's $1 not found (apt install dcmtk)" >&2; exit 1; }
-storescu=$(dcmtk storescu); storescp=$(dcmtk storescp)
+storescu=$(dcmtk storescu); storescp=$(dcmtk storescp); echoscu=$(dcmtk echoscu)
 $stylet sim phantom --dims 512,512,300 --spacing-mm 0.7,0.7,1.0 --dicom --out "$tmp/src" > /dev/null
 now() { python3 -c 'import time; print(time.monotonic())'; }
 for r in $(seq "$runs"); do
@@ -35,7 +36,7 @@ for r in $(seq "$runs"); do
   # DCMTK's storescp on the same series.
   rm -rf "$tmp/scp"; mkdir -p "$tmp/scp"
   "$storescp" -od "$tmp/scp" --fork 11190 & scp=$!
-  for _ in $(seq 50); do "$(dcmtk echoscu)" 127.0.0.1 11190 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 50); do "$echoscu" 127.0.0.1 11190 2>/dev/null && break; sleep 0.1; done
   u0=$(now); "$storescu" -aet BENCH -aec ANY-SCP 127.0.0.1 11190 "$tmp/src/dicom/"* ; u1=$(now)
   kill $scp; wait $scp 2>/dev/null || true
   python3 -c "import sys; a=[float(x) for x in sys.argv[1:]]; print(f'stylet transfer {a[1]-a[0]:.2f} s, to the loaded volume {a[2]-a[0]:.2f} s; storescp transfer {a[4]-a[3]:.2f} s')" "$t0" "$t1" "$t2" "$u0" "$u1"

@@ -2,6 +2,7 @@
 //! releases or aborts. Every instance is written to a temporary name and renamed into place, so a
 //! file under its final name is always whole.
 
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -376,10 +377,12 @@ fn store(
         .ok_or((CANNOT_UNDERSTAND, format!("no presentation context {pc}")))?;
     let ts =
         TransferSyntaxRegistry.get(&ts_uid).ok_or((CANNOT_UNDERSTAND, format!("unknown transfer syntax {ts_uid}")))?;
-    // dicom-rs reserves an element's declared length before it reads: checked first.
-    stylet_imaging::dicom_lengths::check_data_set(set, &ts_uid)
+    // dicom-rs reserves an element's declared length before it reads: checked first. The
+    // attributes the node needs come before the pixels, which dicom-rs is not given (a copy of
+    // half a megabyte per slice that nothing reads: the file is written from `set`).
+    let head = stylet_imaging::dicom_lengths::pixel_data_offset(set, &ts_uid)
         .map_err(|e| (CANNOT_UNDERSTAND, format!("unreadable data set: {e}")))?;
-    let obj = InMemDicomObject::read_dataset_with_ts(set, ts)
+    let obj = InMemDicomObject::read_dataset_with_ts(&set[..head], ts)
         .map_err(|e| (CANNOT_UNDERSTAND, format!("unreadable data set: {e}")))?;
     let series_uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
     let sop_uid = text(&obj, tags::SOP_INSTANCE_UID).unwrap_or_default();
@@ -414,13 +417,17 @@ fn store(
     let frame_of_reference_uid = text(&obj, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default();
     // The data set is written as it arrived (bit for bit, in its transfer syntax) after the
     // preamble and the file meta group: nothing is re-encoded.
-    let mut file = Vec::with_capacity(set.len() + 512);
-    file.extend_from_slice(&[0; 128]);
-    file.extend_from_slice(b"DICM");
-    meta.write(&mut file).map_err(|e| (CANNOT_UNDERSTAND, format!("cannot write the file meta group: {e}")))?;
-    file.extend_from_slice(set);
+    let mut header = Vec::with_capacity(512);
+    header.extend_from_slice(&[0; 128]);
+    header.extend_from_slice(b"DICM");
+    meta.write(&mut header).map_err(|e| (CANNOT_UNDERSTAND, format!("cannot write the file meta group: {e}")))?;
     drop(obj);
-    std::fs::write(&part, &file).map_err(|e| write_error(e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&part)?;
+        file.write_all(&header)?;
+        file.write_all(set)
+    };
+    write().map_err(|e| write_error(e.to_string()))?;
     std::fs::rename(&part, &path).map_err(|e| write_error(e.to_string()))?;
     Ok(StoredInstance {
         series_uid,

@@ -22,6 +22,8 @@ struct Cursor<R> {
     /// The transfer syntax encapsulates pixel data (else dicom-rs reads the items of an
     /// undefined-length value as data sets, and so does this walk).
     encapsulated: bool,
+    /// Where the top-level Pixel Data element starts, once walked past.
+    pixel_data_at: Option<u64>,
 }
 
 impl<R: Read + Seek> Cursor<R> {
@@ -164,6 +166,9 @@ fn elements<R: Read + Seek>(
             continue;
         }
         let pixel_data = tag == (0x7FE0, 0x0010);
+        if pixel_data && depth == 0 && c.pixel_data_at.is_none() {
+            c.pixel_data_at = Some(c.pos - 4);
+        }
         let (vr, len, sequence, encapsulated) = if explicit {
             let (vr, len, _) = vr_and_length(c)?;
             (vr, len, &vr == b"SQ", pixel_data)
@@ -254,7 +259,14 @@ pub fn preamble_of(path: &Path) -> Option<bool> {
 pub fn check(path: &Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut c = Cursor { r: BufReader::with_capacity(4096, file), pos: 0, len, be: false, encapsulated: false };
+    let mut c = Cursor {
+        r: BufReader::with_capacity(4096, file),
+        pos: 0,
+        len,
+        be: false,
+        encapsulated: false,
+        pixel_data_at: None,
+    };
     // Where dicom-rs finds the magic (its `ReadPreamble::Auto`): after a 128-byte preamble, or
     // at the very start (a file without the preamble; ct_inputs found one whose meta header
     // declared a 4 GB value that dicom-rs reserved, past a check that looked only at byte 128).
@@ -324,9 +336,20 @@ pub fn check(path: &Path) -> Result<(), String> {
 /// # Errors
 /// Which element does not fit, and where.
 pub fn check_data_set(bytes: &[u8], transfer_syntax: &str) -> Result<(), String> {
+    pixel_data_offset(bytes, transfer_syntax).map(|_| ())
+}
+
+/// [`check_data_set`], and where the data set's top-level Pixel Data element starts (its length
+/// when it has none): the bytes before it are the data set without its pixels, which a reader
+/// that needs only the attributes can parse alone.
+///
+/// # Errors
+/// As [`check_data_set`].
+pub fn pixel_data_offset(bytes: &[u8], transfer_syntax: &str) -> Result<usize, String> {
     let syntax = transfer_syntax.trim_end_matches(|ch: char| ch.is_whitespace() || ch == '\0');
     let len = bytes.len() as u64;
-    let mut c = Cursor { r: std::io::Cursor::new(bytes), pos: 0, len, be: false, encapsulated: false };
+    let mut c =
+        Cursor { r: std::io::Cursor::new(bytes), pos: 0, len, be: false, encapsulated: false, pixel_data_at: None };
     c.encapsulated = !matches!(syntax, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2");
     match syntax {
         "1.2.840.10008.1.2" => elements(&mut c, false, 0, None, false),
@@ -336,7 +359,8 @@ pub fn check_data_set(bytes: &[u8], transfer_syntax: &str) -> Result<(), String>
         }
         "1.2.840.10008.1.2.1.99" => Err("a deflated data set cannot be checked before it is inflated".into()),
         _ => elements(&mut c, true, 0, None, false),
-    }
+    }?;
+    Ok(c.pixel_data_at.map_or(bytes.len(), |at| usize::try_from(at).unwrap_or(bytes.len())))
 }
 
 #[cfg(test)]
@@ -418,6 +442,31 @@ mod tests {
         let e = check_data_set(&bad, "1.2.840.10008.1.2").unwrap_err();
         assert!(e.contains("(0000,0002) declares 4294967280 bytes"), "{e}");
         assert!(check_data_set(&ok, "1.2.840.10008.1.2.1.99").unwrap_err().contains("deflated"));
+    }
+
+    #[test]
+    fn the_pixel_data_offset_is_where_the_top_level_pixel_data_starts() {
+        // Explicit VR little endian: (0020,000E) UI "1.2", a sequence (0008,1140) holding an
+        // item with a (7FE0,0010) of its own (not the data set's), then the pixels.
+        let mut set = vec![0x20, 0x00, 0x0E, 0x00, b'U', b'I', 4, 0];
+        set.extend_from_slice(b"1.2\0");
+        let item_pixels = [0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 2, 0, 0, 0, 9, 9];
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        item.extend_from_slice(&(item_pixels.len() as u32).to_le_bytes());
+        item.extend_from_slice(&item_pixels);
+        set.extend_from_slice(&[0x08, 0x00, 0x40, 0x11, b'S', b'Q', 0, 0]);
+        set.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        set.extend_from_slice(&item);
+        let at = set.len();
+        set.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 4, 0, 0, 0, 1, 2, 3, 4]);
+        let explicit = "1.2.840.10008.1.2.1";
+        assert_eq!(pixel_data_offset(&set, explicit), Ok(at));
+        // Without pixels: the whole data set.
+        assert_eq!(pixel_data_offset(&set[..at], explicit), Ok(at));
+        // A damaged length is refused as by check_data_set.
+        let mut bad = set.clone();
+        bad[at + 8] = 0xFF;
+        assert!(pixel_data_offset(&bad, explicit).is_err());
     }
 
     #[test]

@@ -486,6 +486,57 @@ fn resp_eval_cross_validates_by_recording_on_the_real_traces() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--dir"), "{out:?}");
 }
 
+/// A real respiratory belt in ADC counts (systole's recording, tests/peers/belt_from_systole.py)
+/// at 1000 Hz and at 25 Hz: `resp eval` resamples it to the working rate and, uncalibrated,
+/// scales it from its breathing amplitude; the gate's window is then 30 % of that amplitude.
+#[test]
+fn resp_eval_takes_a_belt_in_adc_counts_at_1000_and_at_25_hz() {
+    let dir = std::env::temp_dir().join(format!("stylet-belt-{}", std::process::id()));
+    let made = Command::new("python3")
+        .arg(repo().join("tests/peers/belt_from_systole.py"))
+        .arg(&dir)
+        // Ten minutes from the fifth: the first five hold large movement artefacts (on them the
+        // blend is 1.008x of holding the last sample: issue 16, item 2).
+        .args(["10", "5"])
+        .output()
+        .unwrap();
+    if made.status.code() == Some(2) {
+        assert!(std::env::var_os("CI").is_none(), "systole is required in CI (.ci/run installs it)");
+        eprintln!("SKIPPED: {}", String::from_utf8_lossy(&made.stderr).trim());
+        return;
+    }
+    assert!(made.status.success(), "{made:?}");
+    let mut ratios = Vec::new();
+    for (rate, file) in [(1000.0, "belt-1000hz-counts.csv"), (25.0, "belt-25hz-counts.csv")] {
+        let trace = dir.join(file);
+        let (code, v) =
+            run_json(&["resp", "eval", "--json", "--trace", trace.to_str().unwrap(), "--horizon-ms", "400"]);
+        assert_eq!(code, Some(0), "{v}");
+        let t = &v["traces"][0];
+        assert_eq!(t["unit"], "counts", "{t}");
+        assert_eq!(t["samples"].as_u64(), Some((600.0 * rate) as u64), "{t}");
+        // 10 minutes at the 10 Hz working rate, whatever the sensor's.
+        let working = t["working_rate_samples"].as_u64().unwrap();
+        assert!((5990..=6001).contains(&working), "{working} samples at the working rate: {t}");
+        let k = t["mm_per_unit"].as_f64().unwrap();
+        assert!(k > 0.0 && k < 0.01, "a 16-bit belt has many counts per mm-equivalent: {t}");
+        let h = &t["horizons"][0];
+        let hold = h["hold_rmse_mm"].as_f64().unwrap();
+        assert!(hold > 1.0 && hold < 10.0, "in mm-equivalent, not counts: {h}");
+        let combined = h["methods"].as_array().unwrap().iter().find(|m| m["method"] == "combined").unwrap();
+        let ratio = combined["ratio_to_hold"].as_f64().unwrap();
+        // Never worse than holding the last sample (the blend falls back when it is losing).
+        assert!(ratio <= 1.0, "{combined}");
+        ratios.push(ratio);
+        let g = &h["gate"];
+        assert!(g["duty_cycle"].as_f64().unwrap() > 0.2, "{g}");
+        assert!(g["residual_p95_mm"].as_f64().unwrap() <= g["window_half_width_mm"].as_f64().unwrap(), "{g}");
+    }
+    // The two rates of one belt give one answer.
+    assert!((ratios[0] - ratios[1]).abs() < 0.05, "{ratios:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn resp_eval_on_real_traces_with_json_and_a_plot() {
     let dir = repo().join("../shared/data/respiration/krilavicius");

@@ -11,11 +11,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = dicom_ul::pdu::read_pdu(data, 16_384, false);
     let _ = dicom_ul::pdu::read_pdu(data, 16_384, true);
     let _ = stylet_dicom_node::parse_command(data);
-    // An instance's data set as the node reads it: the length check, then dicom-rs.
+    // An instance's data set as the node reads it: the length check, then dicom-rs on what
+    // comes before the top-level Pixel Data (and on the whole, as a folder's file is read).
     for ts in ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"] {
-        if stylet_imaging::dicom_lengths::check_data_set(data, ts).is_ok() {
+        if let Ok(head) = stylet_imaging::dicom_lengths::pixel_data_offset(data, ts) {
+            assert!(head <= data.len());
             use dicom_encoding::TransferSyntaxIndex as _;
             if let Some(syntax) = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(ts) {
+                let _ = dicom_object::InMemDicomObject::read_dataset_with_ts(&data[..head], syntax);
                 let _ = dicom_object::InMemDicomObject::read_dataset_with_ts(data, syntax);
             }
         }

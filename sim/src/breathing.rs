@@ -109,6 +109,36 @@ pub struct BreathingSpec {
     pub hysteresis_lag_s: f64,
     /// A recorded trace to breathe instead of the parametric breaths (holds still apply).
     pub recorded: Option<RecordedBreathing>,
+    /// What the surrogate sensor the driver reads gives for the surrogate.
+    pub sensor: SensorOutput,
+}
+
+/// The surrogate sensor's output: `zero + units_per_mm x surrogate`, at `rate_hz`, in `unit`
+/// (a belt's ADC counts, say); the default is a 10 Hz sensor in mm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SensorOutput {
+    /// The unit's name ("mm", "counts", ...).
+    pub unit: String,
+    /// Samples per second.
+    pub rate_hz: f64,
+    /// Units per surrogate mm.
+    pub units_per_mm: f64,
+    /// The value at surrogate 0, units.
+    pub zero: f64,
+}
+
+impl Default for SensorOutput {
+    fn default() -> Self {
+        SensorOutput { unit: "mm".into(), rate_hz: 10.0, units_per_mm: 1.0, zero: 0.0 }
+    }
+}
+
+impl SensorOutput {
+    /// The sensor's reading of surrogate `mm`.
+    #[must_use]
+    pub fn reading(&self, mm: f64) -> f64 {
+        self.zero + self.units_per_mm * mm
+    }
 }
 
 impl Default for BreathingSpec {
@@ -129,6 +159,7 @@ impl Default for BreathingSpec {
             lr_per_mm: 0.1,
             hysteresis_lag_s: 0.3,
             recorded: None,
+            sensor: SensorOutput::default(),
         }
     }
 }
@@ -152,6 +183,12 @@ pub struct Breathing {
 }
 
 impl Breathing {
+    /// The surrogate sensor's output.
+    #[must_use]
+    pub fn sensor(&self) -> &SensorOutput {
+        &self.spec.sensor
+    }
+
     /// A patient.
     #[must_use]
     pub fn new(spec: BreathingSpec) -> Self {

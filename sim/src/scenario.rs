@@ -197,6 +197,26 @@ impl Scenario {
             if let Some(v) = b.drift_mm_per_min {
                 breathing.drift_mm_per_min = c.range("breathing.drift_mm_per_min", v, -20.0, 20.0);
             }
+            if let Some(u) = &b.sensor_unit {
+                c.require(!u.trim().is_empty(), "breathing.sensor_unit", format!("{u:?}"), "name a unit");
+                breathing.sensor.unit = u.clone();
+            }
+            if let Some(r) = b.sensor_rate_hz {
+                breathing.sensor.rate_hz = c.range("breathing.sensor_rate_hz", r, 1.0, 5000.0);
+            }
+            if let Some(k) = b.sensor_units_per_mm {
+                breathing.sensor.units_per_mm = c.range("breathing.sensor_units_per_mm", k, -1e6, 1e6);
+                c.require(k != 0.0, "breathing.sensor_units_per_mm", k, "a sensor that reads nothing");
+            }
+            if let Some(z) = b.sensor_zero {
+                breathing.sensor.zero = c.range("breathing.sensor_zero", z, -1e9, 1e9);
+            }
+            c.require(
+                breathing.sensor.unit != "mm" || (breathing.sensor.units_per_mm - 1.0).abs() < 1e-12,
+                "breathing.sensor_units_per_mm",
+                breathing.sensor.units_per_mm,
+                "a sensor in mm reads 1 per mm (name another unit)",
+            );
             match (&b.trace, b.liver_amplitude_mm) {
                 (Some(t), Some(amp)) => {
                     let amp = c.range("breathing.liver_amplitude_mm", amp, 1.0, 50.0);
@@ -367,6 +387,10 @@ struct RawBreathing {
     drift_mm_per_min: Option<f64>,
     trace: Option<String>,
     liver_amplitude_mm: Option<f64>,
+    sensor_unit: Option<String>,
+    sensor_rate_hz: Option<f64>,
+    sensor_units_per_mm: Option<f64>,
+    sensor_zero: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -266,7 +266,7 @@ impl<T: TrueController> SimArm for HostDrivenArm<T> {
 const BREATHING_BEFORE_S: f64 = 60.0;
 /// The scanner takes a CT in the next end-exhale breath-hold; it arrives this long after.
 const CT_DELIVERY_S: f64 = 2.0;
-/// The belt's sample period, s.
+/// The belt's sample period when its sensor gives no rate, s.
 const BELT_PERIOD_S: f64 = 0.1;
 
 /// What a CT request became.
@@ -724,11 +724,13 @@ impl<A: SimArm> Respiration for SimWorld<A> {
     fn samples(&mut self, now_s: f64, sink: &mut dyn FnMut(Sample)) {
         while self.next_sample_s <= now_s {
             let t = self.next_sample_s;
-            self.next_sample_s += BELT_PERIOD_S;
+            let sensor = self.belt.sensor().clone();
+            self.next_sample_s += if sensor.rate_hz > 0.0 { 1.0 / sensor.rate_hz } else { BELT_PERIOD_S };
             if self.belt_silent_until.is_some_and(|u| t < u) {
                 continue;
             }
-            sink(Sample { t_s: t, value_mm: self.belt.surrogate(Self::breathing_s(t)) });
+            // In the sensor's unit (`value_mm` is the port's name for it).
+            sink(Sample { t_s: t, value_mm: sensor.reading(self.belt.surrogate(Self::breathing_s(t))) });
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Per-sample cost of the respiration processor (push one sample, decide the gate) in steady
-//! state on a real trace, for each predictor. Run: `cargo bench -p stylet-respiration`.
+//! state on a real trace, for each predictor, and of the conditioner per raw sample of a fast
+//! sensor. Run: `cargo bench -p stylet-respiration`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::Path;
@@ -40,5 +41,31 @@ fn per_sample(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, per_sample);
+/// The conditioner's cost per raw sample of a 1000 Hz sensor in counts (uncalibrated, its scale
+/// fixed), averaging to the 10 Hz working rate: what a fast sensor adds before the processor.
+fn conditioning(c: &mut Criterion) {
+    use stylet_respiration::{Calibration, Conditioner};
+    let mut base = Conditioner::new(0.1, Calibration::FromAmplitude { nominal_mm: 10.0, after_s: 10.0 });
+    let reading = |i: u64| {
+        let t = i as f64 * 0.001;
+        Sample { t_s: t, value_mm: 32768.0 + 400.0 * (std::f64::consts::PI * t / 4.0).sin().powi(6) }
+    };
+    for i in 0..20_000 {
+        base.push(reading(i), &mut |s| {
+            black_box(s);
+        });
+    }
+    c.bench_function("conditioner push (1000 Hz counts to 10 Hz mm)", |b| {
+        let mut k = base.clone();
+        let mut i = 20_000;
+        b.iter(|| {
+            k.push(reading(i), &mut |s| {
+                black_box(s);
+            });
+            i += 1;
+        });
+    });
+}
+
+criterion_group!(benches, per_sample, conditioning);
 criterion_main!(benches);

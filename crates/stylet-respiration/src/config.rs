@@ -98,6 +98,14 @@ pub struct RespirationConfig {
     pub hold_detect_s: f64,
     /// Largest drift within a hold, mm.
     pub hold_max_drift_mm: f64,
+    /// The surrogate sensor's unit ("mm" or any other name).
+    pub sensor_unit: String,
+    /// Its millimetres per unit, when calibrated (1 for "mm").
+    pub sensor_mm_per_unit: Option<f64>,
+    /// Uncalibrated: the breathing amplitude measured first stands for this, mm.
+    pub nominal_amplitude_mm: f64,
+    /// ... measured over this much signal, s.
+    pub calibrate_s: f64,
 }
 
 impl Default for RespirationConfig {
@@ -131,6 +139,10 @@ impl Default for RespirationConfig {
             hold_speed_mm_per_s: 0.6,
             hold_detect_s: 2.0,
             hold_max_drift_mm: 2.0,
+            sensor_unit: "mm".into(),
+            sensor_mm_per_unit: Some(1.0),
+            nominal_amplitude_mm: 10.0,
+            calibrate_s: 10.0,
         }
     }
 }
@@ -150,6 +162,26 @@ impl RespirationConfig {
     /// A [`ConfigError`] naming the file, key and value.
     pub fn from_toml_str(path: &Path, text: &str) -> Result<Self, ConfigError> {
         Self::from_raw(path, parse_toml(path, text)?)
+    }
+
+    /// How a sensor reading `unit` becomes millimetres: the configured sensor's scale when it is
+    /// that sensor's unit (or mm), else (uncalibrated) from its breathing amplitude.
+    #[must_use]
+    pub fn calibration_for(&self, unit: &str) -> crate::Calibration {
+        let configured = if unit == self.sensor_unit { self.sensor_mm_per_unit } else { None };
+        match configured {
+            Some(k) => crate::Calibration::MmPerUnit(k),
+            None if unit == "mm" => crate::Calibration::MmPerUnit(1.0),
+            None => {
+                crate::Calibration::FromAmplitude { nominal_mm: self.nominal_amplitude_mm, after_s: self.calibrate_s }
+            }
+        }
+    }
+
+    /// The configured sensor's calibration.
+    #[must_use]
+    pub fn calibration(&self) -> crate::Calibration {
+        self.calibration_for(&self.sensor_unit)
     }
 
     /// The prediction horizon in samples at the nominal period (at least 1).
@@ -218,6 +250,10 @@ impl RespirationConfig {
             hold_speed_mm_per_s: c.positive("breath_hold.detect_speed_mm_per_s", b.detect_speed_mm_per_s),
             hold_detect_s: c.range("breath_hold.detect_after_s", b.detect_after_s, 0.1, 10.0),
             hold_max_drift_mm: c.positive("breath_hold.max_drift_mm", b.max_drift_mm),
+            sensor_unit: raw.sensor.unit.clone(),
+            sensor_mm_per_unit: sensor_scale(&mut c, &raw.sensor),
+            nominal_amplitude_mm: c.range("sensor.nominal_amplitude_mm", raw.sensor.nominal_amplitude_mm, 1.0, 50.0),
+            calibrate_s: c.range("sensor.calibrate_s", raw.sensor.calibrate_s, 2.0, 120.0),
         };
         c.count("prediction.wavelet_levels", cfg.wavelet_levels, 1, 8);
         c.count("prediction.wavelet_taps", cfg.wavelet_taps, 1, 8);
@@ -227,9 +263,50 @@ impl RespirationConfig {
     }
 }
 
+/// `[sensor]`: a sensor in mm has 1 mm per unit; one in other units `mm_per_unit` or none.
+fn sensor_scale(c: &mut Checker, s: &RawSensor) -> Option<f64> {
+    c.require(
+        !s.unit.trim().is_empty(),
+        "sensor.unit",
+        format!("{:?}", s.unit),
+        "name the unit (\"mm\", \"counts\", ...)",
+    );
+    match s.mm_per_unit {
+        Some(k) => {
+            let k = c.positive("sensor.mm_per_unit", k);
+            c.require(
+                s.unit != "mm" || (k - 1.0).abs() < 1e-12,
+                "sensor.mm_per_unit",
+                k,
+                "a sensor in mm has 1 mm per unit",
+            );
+            Some(k)
+        }
+        None if s.unit == "mm" => Some(1.0),
+        None => None,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSensor {
+    unit: String,
+    mm_per_unit: Option<f64>,
+    nominal_amplitude_mm: f64,
+    calibrate_s: f64,
+}
+
+impl Default for RawSensor {
+    fn default() -> Self {
+        RawSensor { unit: "mm".into(), mm_per_unit: None, nominal_amplitude_mm: 10.0, calibrate_s: 10.0 }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
+    #[serde(default)]
+    sensor: RawSensor,
     sampling: RawSampling,
     prediction: RawPrediction,
     estimation: RawEstimation,

@@ -1,5 +1,7 @@
 //! Respiration: from a surrogate signal to "may the needle advance now, and where is the target".
 //!
+//! - [`conditioning`]: any sensor to the processor's input: resampled to the working rate,
+//!   calibrated to millimetres (or scaled from its breathing amplitude when uncalibrated).
 //! - [`trace`]: readers for recorded breathing traces (Krilavicius marker CSVs with their quirks,
 //!   plain `t_s,value` CSV), every bad row reported by line number.
 //! - [`predict`]: causal predictors of the surrogate at the system latency (hold, wavelet-RLS,
@@ -14,6 +16,7 @@
 //!
 //! Everything but [`source`] is pure: time comes with the samples and with each `decide(now)` call.
 
+pub mod conditioning;
 pub mod config;
 pub mod correlation;
 pub mod cv;
@@ -23,6 +26,7 @@ pub mod predict;
 pub mod source;
 pub mod trace;
 
+pub use conditioning::{Calibration, Conditioner, Scale};
 pub use config::{GateMode, Method, OnDrift, RespirationConfig};
 pub use correlation::{CorrelationError, CorrelationModel, Observation};
 pub use gate::{BreathingEstimate, GateOutput, GateReason, Respiration, Sample, SampleRefused};

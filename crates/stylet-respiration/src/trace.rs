@@ -3,7 +3,9 @@
 //! - Krilavicius CSV (`"Frame";"Timestamp";"x";"y";"z"`, `;` separated, decimal commas, mm): the
 //!   time base is `Frame / 60` s (a 60 Hz camera counter); the Timestamp column (ms, but seconds in
 //!   a few rows of some recordings) is only cross-checked. The all-zero terminator row is dropped.
-//! - Plain CSV: `t_s,value` per line, optional header, `#` comments.
+//! - Plain CSV: `t_s,value` per line (or one value per line at `# rate_hz = N`), optional header,
+//!   `#` comments; `# unit = counts` or the header's suffix (`t_s,belt_counts`) names the unit of
+//!   a 1-D sensor (mm by default).
 //!
 //! Bad rows (wrong field count, unparsable or non-finite numbers, time going backwards or standing
 //! still) are skipped and reported with their line number; they are never silently dropped and
@@ -25,8 +27,10 @@ pub struct RowIssue {
 pub struct Trace {
     /// Sample times, seconds, strictly increasing.
     pub t_s: Vec<f64>,
-    /// Positions, mm.
+    /// Positions, mm (in `unit` when that is not "mm": a 1-D sensor's own unit).
     pub xyz_mm: Vec<[f64; 3]>,
+    /// The values' unit: "mm", or a sensor's own ("counts", "V", ...).
+    pub unit: String,
     /// Rows skipped or noted.
     pub issues: Vec<RowIssue>,
 }
@@ -122,7 +126,7 @@ fn push(out: &mut Trace, line: usize, t: f64, p: [f64; 3]) {
 /// # Errors
 /// [`TraceError::Empty`] when no row is usable.
 pub fn parse_krilavicius(path: &str, text: &str) -> Result<Trace, TraceError> {
-    let mut out = Trace { t_s: Vec::new(), xyz_mm: Vec::new(), issues: Vec::new() };
+    let mut out = Trace { t_s: Vec::new(), xyz_mm: Vec::new(), unit: "mm".into(), issues: Vec::new() };
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let row = raw.trim();
@@ -162,16 +166,31 @@ pub fn parse_krilavicius(path: &str, text: &str) -> Result<Trace, TraceError> {
     Ok(out)
 }
 
-/// Parses a plain `t_s,value` CSV.
+/// Parses a plain CSV: `t_s,value` per line, or one `value` per line at a rate given in a
+/// comment. Before the rows, comments `# unit = counts` and `# rate_hz = 1000` (or `key: value`)
+/// name the unit (default mm) and the rate; a header row names the unit too, as the value
+/// column's suffix (`t_s,belt_counts`, `value_mm`).
 ///
 /// # Errors
 /// [`TraceError::Empty`] when no row is usable.
 pub fn parse_csv(path: &str, text: &str) -> Result<Trace, TraceError> {
-    let mut out = Trace { t_s: Vec::new(), xyz_mm: Vec::new(), issues: Vec::new() };
-    let mut first = true;
+    let mut out = Trace { t_s: Vec::new(), xyz_mm: Vec::new(), unit: "mm".into(), issues: Vec::new() };
+    let (mut first, mut rate_hz, mut n) = (true, None::<f64>, 0usize);
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        let row = raw.split('#').next().unwrap_or("").trim();
+        let (row, comment) = raw.split_once('#').map_or((raw.trim(), ""), |(r, c)| (r.trim(), c.trim()));
+        if let Some((key, value)) = comment.split_once(['=', ':']) {
+            match key.trim() {
+                "unit" => out.unit = value.trim().to_string(),
+                "rate_hz" => match value.trim().parse::<f64>() {
+                    Ok(r) if r.is_finite() && r > 0.0 => rate_hz = Some(r),
+                    _ => out
+                        .issues
+                        .push(RowIssue { line, reason: format!("rate_hz {:?} is not a positive rate", value.trim()) }),
+                },
+                _ => {}
+            }
+        }
         if row.is_empty() {
             continue;
         }
@@ -179,14 +198,27 @@ pub fn parse_csv(path: &str, text: &str) -> Result<Trace, TraceError> {
         let parsed: Vec<Option<f64>> = f.iter().map(|x| x.parse::<f64>().ok().filter(|v| v.is_finite())).collect();
         if first && parsed.iter().any(Option::is_none) {
             first = false;
-            continue; // header
+            // A header: the value column's suffix is its unit.
+            if let Some((_, unit)) = f.last().and_then(|h| h.rsplit_once('_')).filter(|(_, u)| *u != "s") {
+                out.unit = unit.to_string();
+            }
+            continue;
         }
         first = false;
-        match parsed.as_slice() {
-            [Some(t), Some(v)] => push(&mut out, line, *t, [*v, 0.0, 0.0]),
-            _ => out
-                .issues
-                .push(RowIssue { line, reason: format!("expected \"t_s,value\" with finite numbers: {row:?}") }),
+        match (parsed.as_slice(), rate_hz) {
+            ([Some(t), Some(v)], _) => push(&mut out, line, *t, [*v, 0.0, 0.0]),
+            ([Some(v)], Some(r)) => {
+                push(&mut out, line, n as f64 / r, [*v, 0.0, 0.0]);
+                n += 1;
+            }
+            ([Some(_)], None) => out.issues.push(RowIssue {
+                line,
+                reason: "one value per row needs the rate in a comment before the rows (# rate_hz = 1000)".into(),
+            }),
+            _ => out.issues.push(RowIssue {
+                line,
+                reason: format!("expected \"t_s,value\" (or one value at rate_hz) with finite numbers: {row:?}"),
+            }),
         }
     }
     if out.t_s.is_empty() {
@@ -254,6 +286,21 @@ mod tests {
         assert_eq!(t.t_s, vec![0.0, 0.1, 0.3]);
         assert_eq!(t.issues.iter().map(|i| i.line).collect::<Vec<_>>(), vec![4, 5]);
         assert!(matches!(parse_csv("e.csv", "t_s,value\n"), Err(TraceError::Empty { .. })));
+    }
+
+    #[test]
+    fn a_sensor_csv_names_its_unit_and_rate() {
+        assert_eq!(parse_csv("c.csv", "t_s,value\n0,1\n").unwrap().unit, "mm");
+        assert_eq!(parse_csv("c.csv", "t_s,belt_counts\n0,1\n").unwrap().unit, "counts");
+        // One value per row at the rate of a comment, the unit in another.
+        let t = parse_csv("b.csv", "# a belt\n# unit = counts\n# rate_hz: 25\nvalue\n2048\n2050\n2049\n").unwrap();
+        assert_eq!((t.unit.as_str(), t.t_s.clone()), ("counts", vec![0.0, 0.04, 0.08]));
+        assert_eq!(t.xyz_mm[1], [2050.0, 0.0, 0.0]);
+        // Without the rate, one value per row is reported, not guessed.
+        let e = parse_csv("n.csv", "value\n1\n2\n").unwrap_err();
+        assert!(matches!(e, TraceError::Empty { issues: 2, .. }), "{e:?}");
+        let t = parse_csv("r.csv", "# rate_hz = fast\n0,1\n").unwrap();
+        assert!(t.issues.iter().any(|i| i.line == 1 && i.reason.contains("fast")), "{:?}", t.issues);
     }
 
     proptest! {

@@ -72,11 +72,44 @@ struct TraceResult {
     reports: Vec<HorizonReport>,
 }
 
+/// A trace as the processor sees it: its principal axis, resampled to the working rate and in mm
+/// (a sensor in other units calibrated as `[sensor]` says, or from its breathing amplitude).
+struct Signal {
+    t_s: Vec<f64>,
+    mm: Vec<f64>,
+    axis: nalgebra::Vector3<f64>,
+    calibration: stylet_respiration::Calibration,
+    /// mm per unit once known.
+    mm_per_unit: Option<f64>,
+}
+
+fn signal_of(trace: &stylet_respiration::Trace, cfg: &RespirationConfig) -> Signal {
+    let (values, axis) = trace.principal_axis();
+    let calibration = cfg.calibration_for(&trace.unit);
+    let mut c = stylet_respiration::Conditioner::new(cfg.period_s, calibration);
+    let (mut t_s, mut mm) = (Vec::new(), Vec::new());
+    for (&t, &v) in trace.t_s.iter().zip(&values) {
+        c.push(stylet_respiration::Sample { t_s: t, value_mm: v }, &mut |s| {
+            t_s.push(s.t_s);
+            mm.push(s.value_mm);
+        });
+    }
+    Signal { t_s, mm, axis, calibration, mm_per_unit: c.mm_per_unit() }
+}
+
 fn eval_one(path: &Path, args: &EvalArgs, cfg: &RespirationConfig, horizons: &[f64]) -> anyhow::Result<TraceResult> {
     let trace = read_trace(path, format_of(path, args.format)?)?;
-    let (signal, axis) = trace.principal_axis();
+    let sig = signal_of(&trace, cfg);
+    anyhow::ensure!(
+        sig.t_s.len() > 1,
+        "{}: no breathing to calibrate {} on in its first {} s (a flat signal)",
+        path.display(),
+        trace.unit,
+        cfg.calibrate_s
+    );
+    let (signal, axis) = (&sig.mm, sig.axis);
     let reports: Vec<HorizonReport> =
-        horizons.iter().map(|h| evaluate(&trace.t_s, &signal, cfg, h * 1e-3, &METHODS)).collect();
+        horizons.iter().map(|h| evaluate(&sig.t_s, signal, cfg, h * 1e-3, &METHODS)).collect();
     let p2p =
         signal.iter().copied().fold(f64::NEG_INFINITY, f64::max) - signal.iter().copied().fold(f64::INFINITY, f64::min);
     let json = json!({
@@ -84,6 +117,10 @@ fn eval_one(path: &Path, args: &EvalArgs, cfg: &RespirationConfig, horizons: &[f
         "samples": trace.t_s.len(),
         "duration_s": trace.t_s.last().unwrap_or(&0.0) - trace.t_s.first().unwrap_or(&0.0),
         "median_interval_s": trace.median_interval_s(),
+        "unit": trace.unit,
+        "calibration": sig.calibration,
+        "mm_per_unit": sig.mm_per_unit,
+        "working_rate_samples": sig.t_s.len(),
         "rows_reported": trace.issues,
         "principal_axis": [axis.x, axis.y, axis.z],
         "peak_to_peak_mm": p2p,
@@ -95,7 +132,7 @@ fn eval_one(path: &Path, args: &EvalArgs, cfg: &RespirationConfig, horizons: &[f
             other => anyhow::bail!("--plot-span-s takes FROM,TO seconds with FROM < TO, got {other:?}"),
         };
         let c = RespirationConfig { horizon_s: horizons[0] * 1e-3, on_drift: OnDrift::ReReference, ..cfg.clone() };
-        let (tl, _) = run(&trace.t_s, &signal, &c);
+        let (tl, _) = run(&sig.t_s, signal, &c);
         crate::plot::respiration_png(png, &tl, c.horizon_s, c.window_half_width_mm, span)
             .with_context(|| format!("writing {}", png.display()))?;
     }
@@ -237,8 +274,8 @@ fn cross_validated(
     let mut traces = Vec::new();
     for f in files {
         let trace = read_trace(f, format_of(f, args.format)?)?;
-        let (signal, _) = trace.principal_axis();
-        traces.push((trace.t_s, signal));
+        let sig = signal_of(&trace, cfg);
+        traces.push((sig.t_s, sig.mm));
     }
     let recordings: Vec<String> = files.iter().map(|f| recording_of(&name(f))).collect();
     let cands = candidates(cfg);

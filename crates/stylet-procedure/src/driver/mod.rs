@@ -175,7 +175,11 @@ pub struct Driver<'a, W: World> {
     cfg: Arc<DriverConfig>,
     wf: Workflow,
     resp: Processor,
-    /// Recent surrogate samples (the level at a CT's acquisition time is its reference, RESP-3).
+    /// The sensor's samples to the processor's rate and millimetres (its unit, `[sensor]`).
+    sensor: stylet_respiration::Conditioner,
+    /// The calibration last reported.
+    scale_noted: bool,
+    /// Recent surrogate samples (conditioned) (the level at a CT's acquisition time is its reference, RESP-3).
     history: VecDeque<Sample>,
     /// A CT taken at this time sets the next reference once the samples have caught up.
     re_reference_at: Option<f64>,
@@ -225,12 +229,15 @@ impl<'a, W: World> Driver<'a, W> {
             max_checkpoints: r.ins3_max_checkpoints,
         });
         let resp = Processor::new(cfg.respiration.clone());
+        let sensor = stylet_respiration::Conditioner::new(cfg.respiration.period_s, cfg.respiration.calibration());
         Driver {
             world,
             sink,
             cfg: Arc::new(cfg),
             wf,
             resp,
+            sensor,
+            scale_noted: false,
             history: VecDeque::new(),
             re_reference_at: None,
             gate_open: false,
@@ -349,13 +356,26 @@ impl<'a, W: World> Driver<'a, W> {
     }
 
     fn respiration(&mut self, now: f64) {
-        let (resp, history) = (&mut self.resp, &mut self.history);
+        let (resp, history, sensor) = (&mut self.resp, &mut self.history, &mut self.sensor);
         let mut last = None;
-        self.world.samples(now, &mut |s| {
-            let _ = resp.push(s);
-            history.push_back(s);
-            last = Some(s);
+        self.world.samples(now, &mut |raw| {
+            sensor.push(raw, &mut |s| {
+                let _ = resp.push(s);
+                history.push_back(s);
+                last = Some(s);
+            });
         });
+        if !self.scale_noted {
+            if let stylet_respiration::Scale::Fixed { mm_per_unit, amplitude: Some(a), .. } = self.sensor.scale() {
+                self.scale_noted = true;
+                let unit = self.cfg.respiration.sensor_unit.clone();
+                self.note(&format!(
+                    "respiration: the {unit} sensor is uncalibrated: its breathing amplitude ({a:.4} {unit}) stands for {} mm; mm per {unit}: {mm_per_unit:.6} (RESP-2's window is +-{:.4} {unit})",
+                    self.cfg.respiration.nominal_amplitude_mm,
+                    self.cfg.respiration.window_half_width_mm / mm_per_unit
+                ));
+            }
+        }
         let mut notices = Vec::new();
         self.world.respiration_notices(&mut |n| notices.push(n));
         for n in notices {

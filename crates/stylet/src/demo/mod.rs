@@ -84,6 +84,17 @@ pub(crate) struct DemoArgs {
 /// Workflow transitions a nominal one-position run passes through (the progress bar's length).
 const PHASES: u64 = 14;
 
+/// The driver reads the scenario's surrogate sensor in its unit: a sensor in mm as it is, one in
+/// other units uncalibrated (scaled from its breathing amplitude, as at a site that has not
+/// calibrated it: docs/respiration.md, "Any sensor").
+pub(crate) fn reads_the_sensor_of(dcfg: &mut DriverConfig, scenario: &stylet_sim::scenario::Scenario) {
+    let unit = &scenario.breathing.sensor.unit;
+    if *unit != dcfg.respiration.sensor_unit {
+        dcfg.respiration.sensor_unit.clone_from(unit);
+        dcfg.respiration.sensor_mm_per_unit = (unit == "mm").then_some(1.0);
+    }
+}
+
 /// The driver's configuration from a config folder.
 pub(crate) fn driver_config(config: &Path) -> anyhow::Result<DriverConfig> {
     let rules = stylet_planning::Rules::load(&config.join("clinical-rules.toml"))?;
@@ -239,7 +250,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let log_path = out.join("procedure.log");
-    let dcfg = driver_config(&args.config)?;
+    let mut dcfg = driver_config(&args.config)?;
+    reads_the_sensor_of(&mut dcfg, &scenario);
     let safety = SafetyConfig::load_dir(&args.config)?;
     let title = format!("demo {} seed {seed}", scenario_path.display());
     let (mut fan, telemetry, rrd) = fanout(args, &log_path, &title, &dcfg)?;

@@ -477,6 +477,10 @@ fn resp_eval_cross_validates_by_recording_on_the_real_traces() {
     let o = &h["held_out"];
     assert!(o["mean_ratio_to_hold"].as_f64().unwrap() < 0.6, "{o}");
     assert_eq!(o["traces_worse_than_hold"], 0, "{o}");
+    // The gate keeps its promise held out: every trace's p95 residual inside the window, and it
+    // opens at least 35 % of the time on average (issue 16, item 3).
+    assert!(o["worst_residual_p95_minus_window_mm"].as_f64().unwrap() <= 0.0, "{o}");
+    assert!(o["mean_duty_cycle"].as_f64().unwrap() >= 0.35, "{o}");
     // --cv needs a folder of recordings.
     let out = Command::new(STYLET)
         .args(["resp", "eval", "--cv", "--trace"])
@@ -535,6 +539,44 @@ fn resp_eval_takes_a_belt_in_adc_counts_at_1000_and_at_25_hz() {
     // The two rates of one belt give one answer.
     assert!((ratios[0] - ratios[1]).abs() < 0.05, "{ratios:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The gate's trade-off over the shared traces: duty against the worst residual for each window
+/// and margin, as a table and a picture; the shipped gate keeps every trace inside its window.
+#[test]
+fn resp_eval_plots_the_gates_trade_off() {
+    let dir = repo().join("../shared/data/respiration/krilavicius");
+    let png = std::env::temp_dir().join(format!("stylet-tradeoff-{}.png", std::process::id()));
+    let (code, v) = run_json(&[
+        "resp",
+        "eval",
+        "--json",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--horizon-ms",
+        "400",
+        "--tradeoff",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 21, "{v}");
+    let at = |hw: f64, k: f64| {
+        points
+            .iter()
+            .find(|p| p["half_width_mm"].as_f64() == Some(hw) && p["confidence_factor"].as_f64() == Some(k))
+            .unwrap()
+    };
+    let shipped = at(3.0, 1.0);
+    assert_eq!(shipped["traces_outside"], 0, "{shipped}");
+    assert!(shipped["mean_duty"].as_f64().unwrap() >= 0.35, "{shipped}");
+    // A wider window opens more, a larger margin less.
+    let duty = |p: &serde_json::Value| p["mean_duty"].as_f64().unwrap();
+    assert!(duty(at(4.0, 1.0)) > duty(shipped) && duty(shipped) > duty(at(2.0, 1.0)), "{v}");
+    assert!(duty(at(3.0, 0.0)) > duty(shipped) && duty(shipped) > duty(at(3.0, 2.0)), "{v}");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    let _ = std::fs::remove_file(png);
 }
 
 #[test]

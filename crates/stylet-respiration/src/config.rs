@@ -80,6 +80,8 @@ pub struct RespirationConfig {
     pub max_speed_mm_per_s: f64,
     /// Prediction-error margin factor.
     pub confidence_factor: f64,
+    /// A running RMS prediction error above this closes the gate (`prediction_untrusted`), mm.
+    pub max_prediction_error_mm: f64,
     /// RESP-2, final approach: the last `final_approach_mm` of each insertion step start only
     /// with the gate open and the predicted signal (plus its error) within this of the current
     /// end-exhale level, so the tip stops while the liver is stillest, mm.
@@ -131,6 +133,7 @@ impl Default for RespirationConfig {
             window_half_width_mm: 3.0,
             max_speed_mm_per_s: 5.0,
             confidence_factor: 1.0,
+            max_prediction_error_mm: 3.0,
             final_approach_half_width_mm: 0.6,
             final_approach_mm: 2.0,
             max_drift_mm: 2.0,
@@ -238,6 +241,11 @@ impl RespirationConfig {
             window_half_width_mm: hw,
             max_speed_mm_per_s: c.positive("gating.max_speed_mm_per_s", g.max_speed_mm_per_s),
             confidence_factor: c.range("gating.confidence_factor", g.confidence_factor, 0.0, 10.0),
+            max_prediction_error_mm: {
+                let e = c.range("gating.max_prediction_error_mm", g.max_prediction_error_mm, 0.05, 20.0);
+                c.require(e <= hw, "gating.max_prediction_error_mm", e, "must be within the RESP-2 window");
+                e
+            },
             final_approach_half_width_mm: {
                 let f = c.range("gating.final_approach_half_width_mm", g.final_approach_half_width_mm, 0.1, 4.0);
                 c.require(f <= hw, "gating.final_approach_half_width_mm", f, "must be within the RESP-2 window");
@@ -353,6 +361,7 @@ struct RawGating {
     window_half_width_mm: f64,
     max_speed_mm_per_s: f64,
     confidence_factor: f64,
+    max_prediction_error_mm: f64,
     final_approach_half_width_mm: f64,
     final_approach_mm: f64,
 }

@@ -155,3 +155,53 @@ pub fn evaluate(t: &[f64], v: &[f64], cfg: &RespirationConfig, horizon_s: f64, m
         gate,
     }
 }
+
+/// One gate setting of a trade-off sweep ([`tradeoff`]), over a set of traces.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct TradeoffPoint {
+    /// RESP-2 window half-width, mm.
+    pub half_width_mm: f64,
+    /// Prediction-error margin factor.
+    pub confidence_factor: f64,
+    /// Mean duty over the traces.
+    pub mean_duty: f64,
+    /// The largest p95 residual of any trace, mm.
+    pub worst_p95_mm: f64,
+    /// Traces whose p95 residual is outside the window.
+    pub traces_outside: usize,
+}
+
+/// The gate's trade-off between duty and residual motion: for each window half-width and each
+/// confidence factor, the mean duty and the worst p95 residual over `traces` (times s, values
+/// mm) at `horizon_s`, the predictor as `cfg` says.
+#[must_use]
+pub fn tradeoff(
+    traces: &[(Vec<f64>, Vec<f64>)],
+    cfg: &RespirationConfig,
+    horizon_s: f64,
+    half_widths_mm: &[f64],
+    confidence_factors: &[f64],
+) -> Vec<TradeoffPoint> {
+    let mut out = Vec::new();
+    for &confidence_factor in confidence_factors {
+        for &half_width_mm in half_widths_mm {
+            let c = RespirationConfig {
+                window_half_width_mm: half_width_mm,
+                final_approach_half_width_mm: cfg.final_approach_half_width_mm.min(half_width_mm),
+                max_prediction_error_mm: cfg.max_prediction_error_mm.min(half_width_mm),
+                confidence_factor,
+                ..cfg.clone()
+            };
+            let gates: Vec<GateStats> = traces.iter().map(|(t, v)| evaluate(t, v, &c, horizon_s, &[]).gate).collect();
+            let n = gates.len().max(1) as f64;
+            out.push(TradeoffPoint {
+                half_width_mm,
+                confidence_factor,
+                mean_duty: gates.iter().map(|g| g.duty_cycle).sum::<f64>() / n,
+                worst_p95_mm: gates.iter().map(|g| g.residual_p95_mm).fold(0.0, f64::max),
+                traces_outside: gates.iter().filter(|g| g.residual_p95_mm > half_width_mm).count(),
+            });
+        }
+    }
+    out
+}

@@ -65,6 +65,8 @@ pub enum GateReason {
     NoReference,
     /// end-exhale baseline drifted beyond the limit from the reference: re-reference (RESP-3)
     DriftNeedsReReference,
+    /// the prediction cannot be trusted: its running error is above the limit (RESP-2)
+    PredictionUntrusted,
     /// predicted level outside the end-exhale window (RESP-2)
     OutsideWindow,
     /// predicted signal moving faster than allowed
@@ -500,6 +502,11 @@ impl Respiration {
             if (last.value_mm - level).abs() > c.hold_max_drift_mm {
                 return GateReason::BreathHoldDrift;
             }
+        }
+        // A NaN error is untrusted too.
+        let trusted = confidence.is_finite() && confidence <= c.max_prediction_error_mm;
+        if !trusted {
+            return GateReason::PredictionUntrusted;
         }
         // Written so that a NaN anywhere closes the gate.
         let margin = (self.prediction - reference).abs() + c.confidence_factor * confidence;

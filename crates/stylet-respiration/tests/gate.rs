@@ -110,6 +110,37 @@ fn the_gate_closes_when_the_input_goes_stale() {
 }
 
 #[test]
+fn a_prediction_that_keeps_missing_closes_the_gate_and_says_so() {
+    // Regular breathing: the gate opens at end-exhale.
+    let mut r = Respiration::new(RespirationConfig::default());
+    r.set_reference(0.0);
+    feed(&mut r, |t| lujan(t, 4.0, 10.0, 0.0), 0.0, 60.0);
+    let opened = (0..40).any(|k| {
+        let t = 60.0 + f64::from(k) * DT;
+        r.push(Sample { t_s: t, value_mm: lujan(t, 4.0, 10.0, 0.0) }).unwrap();
+        r.decide(t).open
+    });
+    assert!(opened);
+    // Then jumps nothing predicts, around the same level: the running error climbs past the
+    // limit and the gate stays closed for that reason, even where the level is inside the window.
+    // (A quarter of the samples 8 mm above the end-exhale level, which of them by splitmix64.)
+    let jumps = |t: f64| {
+        let mut z = ((t * 10.0).round() as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        if (z ^ (z >> 31)) >> 62 == 3 {
+            8.0
+        } else {
+            0.0
+        }
+    };
+    feed(&mut r, jumps, 64.0, 100.0);
+    let d = r.decide(99.9);
+    assert!(d.confidence_mm > 3.0, "{d:?}");
+    assert_eq!((d.open, d.reason), (false, GateReason::PredictionUntrusted), "{d:?}");
+}
+
+#[test]
 fn drift_beyond_the_limit_closes_until_re_referenced() {
     let mut r = Respiration::new(RespirationConfig::default());
     r.set_reference(0.0);

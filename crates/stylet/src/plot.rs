@@ -107,6 +107,57 @@ pub(crate) fn respiration_png(
     c.write(path)
 }
 
+/// The gate's trade-off: x the worst trace's p95 residual (0-5 mm, ticks every 0.5 mm, the RESP-2
+/// window's 2-4 mm shaded), y the mean duty (0-100 %, lines every 10 %); one line per confidence
+/// factor (0 orange, 1 blue, 2 purple, others grey) through its window half-widths, each point a
+/// square, green when every trace's p95 residual is inside that half-width, red when not.
+pub(crate) fn tradeoff_png(path: &Path, points: &[stylet_respiration::eval::TradeoffPoint]) -> anyhow::Result<()> {
+    let (w, h, m) = (800usize, 500usize, 30.0);
+    let x = |mm: f64| m + mm.clamp(0.0, 5.0) / 5.0 * (w as f64 - 2.0 * m);
+    let y = |duty: f64| h as f64 - m - duty.clamp(0.0, 1.0) * (h as f64 - 2.0 * m);
+    let mut c = Canvas::new(w, h);
+    for xx in x(2.0) as i64..=x(4.0) as i64 {
+        for yy in y(1.0) as i64..=y(0.0) as i64 {
+            c.set(xx, yy, [240, 240, 250]);
+        }
+    }
+    for k in 0..=10 {
+        let d = f64::from(k) / 10.0;
+        c.line((m, y(d)), (w as f64 - m, y(d)), [215, 215, 215]);
+        let mm = f64::from(k) * 0.5;
+        c.line((x(mm), h as f64 - m), (x(mm), h as f64 - m + 8.0), [90, 90, 90]);
+    }
+    c.line((m, y(0.0)), (w as f64 - m, y(0.0)), [90, 90, 90]);
+    c.line((m, y(0.0)), (m, y(1.0)), [90, 90, 90]);
+    let mut factors: Vec<f64> = points.iter().map(|p| p.confidence_factor).collect();
+    factors.sort_by(f64::total_cmp);
+    factors.dedup();
+    for f in factors {
+        let colour = [(0.0, [230, 130, 20]), (1.0, [30, 80, 220]), (2.0, [140, 40, 160])]
+            .iter()
+            .find(|(k, _)| (k - f).abs() < 1e-9)
+            .map_or([120, 120, 120], |(_, c)| *c);
+        let line: Vec<_> = points.iter().filter(|p| p.confidence_factor == f).collect();
+        for pair in line.windows(2) {
+            c.line(
+                (x(pair[0].worst_p95_mm), y(pair[0].mean_duty)),
+                (x(pair[1].worst_p95_mm), y(pair[1].mean_duty)),
+                colour,
+            );
+        }
+        for p in line {
+            let mark = if p.traces_outside == 0 { [40, 170, 60] } else { [210, 30, 30] };
+            let (px, py) = (x(p.worst_p95_mm) as i64, y(p.mean_duty) as i64);
+            for dx in -4..=4 {
+                for dy in -4..=4 {
+                    c.set(px + dx, py + dy, if dx.abs() == 4 || dy.abs() == 4 { colour } else { mark });
+                }
+            }
+        }
+    }
+    c.write(path)
+}
+
 /// An RGB image built pixel by pixel (for slice renderings).
 pub(crate) struct Image {
     canvas: Canvas,

@@ -45,6 +45,11 @@ pub(crate) struct EvalArgs {
     /// (docs/respiration.md, "Cross-validation").
     #[arg(long, conflicts_with = "plot")]
     cv: bool,
+    /// With --dir: the gate's trade-off as a PNG, mean duty against the worst trace's p95
+    /// residual, for window half-widths of 1 to 4 mm and confidence factors 0, 1 and 2 (the
+    /// first horizon; a table is printed too).
+    #[arg(long, requires = "dir", conflicts_with_all = ["plot", "cv"])]
+    tradeoff: Option<PathBuf>,
     /// The config folder (respiration.toml).
     #[arg(long, default_value = "config")]
     config: PathBuf,
@@ -166,6 +171,9 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     };
     if args.cv {
         return cross_validated(args, &cfg, &horizons, &files);
+    }
+    if let Some(png) = &args.tradeoff {
+        return tradeoff(args, &cfg, horizons[0], &files, png);
     }
     let bar = (files.len() > 1 && !args.json).then(|| {
         let b = indicatif::ProgressBar::new(files.len() as u64);
@@ -412,5 +420,49 @@ fn cross_validated(
             h["window_half_width_mm"]
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Window half-widths and confidence factors of `--tradeoff`.
+const TRADEOFF_HALF_WIDTHS_MM: [f64; 7] = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0];
+const TRADEOFF_FACTORS: [f64; 3] = [0.0, 1.0, 2.0];
+
+fn tradeoff(
+    args: &EvalArgs,
+    cfg: &RespirationConfig,
+    horizon_ms: f64,
+    files: &[PathBuf],
+    png: &Path,
+) -> anyhow::Result<ExitCode> {
+    let mut traces = Vec::new();
+    for f in files {
+        let sig = signal_of(&read_trace(f, format_of(f, args.format)?)?, cfg);
+        traces.push((sig.t_s, sig.mm));
+    }
+    let points = stylet_respiration::eval::tradeoff(
+        &traces,
+        cfg,
+        horizon_ms * 1e-3,
+        &TRADEOFF_HALF_WIDTHS_MM,
+        &TRADEOFF_FACTORS,
+    );
+    crate::plot::tradeoff_png(png, &points).with_context(|| format!("writing {}", png.display()))?;
+    if args.json {
+        say!("{}", json!({ "horizon_ms": horizon_ms, "traces": traces.len(), "points": points, "plot": png }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("gate trade-off at {horizon_ms:.0} ms over {} traces (the configured predictor)", traces.len());
+    say!("{:>10} {:>10} {:>10} {:>12} {:>14}", "half-width", "confidence", "mean duty", "worst p95", "traces outside");
+    for p in &points {
+        say!(
+            "{:>8.1}mm {:>10.1} {:>9.1}% {:>10.2}mm {:>14}",
+            p.half_width_mm,
+            p.confidence_factor,
+            100.0 * p.mean_duty,
+            p.worst_p95_mm,
+            p.traces_outside
+        );
+    }
+    say!("plot: {}", png.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -22,19 +22,28 @@ pub struct Candidate {
     pub cfg: RespirationConfig,
 }
 
-/// The settings cross-validation chooses among: each predictor with its own main parameter
-/// varied around the shipped value (wavelet-RLS: the forgetting factor; pattern matching: the
-/// neighbours averaged; the blend: both), the rest as in `base`.
+/// The settings cross-validation chooses among: each predictor with its own main parameters
+/// varied around the shipped values (wavelet-RLS: the forgetting factor and the decomposition's
+/// levels; pattern matching: the neighbours averaged; the blend: all three), the rest as in
+/// `base`.
 #[must_use]
 pub fn candidates(base: &RespirationConfig) -> Vec<Candidate> {
     let forgetting = [0.99, 0.995, 0.999];
+    let levels = [4, 5];
     let neighbours = [5, 10, 20];
     let mut out = Vec::new();
-    for f in forgetting {
-        out.push(Candidate {
-            name: format!("wavelet_rls forgetting {f}"),
-            cfg: RespirationConfig { method: Method::WaveletRls, rls_forgetting: f, ..base.clone() },
-        });
+    for l in levels {
+        for f in forgetting {
+            out.push(Candidate {
+                name: format!("wavelet_rls levels {l} forgetting {f}"),
+                cfg: RespirationConfig {
+                    method: Method::WaveletRls,
+                    wavelet_levels: l,
+                    rls_forgetting: f,
+                    ..base.clone()
+                },
+            });
+        }
     }
     for k in neighbours {
         out.push(Candidate {
@@ -42,17 +51,20 @@ pub fn candidates(base: &RespirationConfig) -> Vec<Candidate> {
             cfg: RespirationConfig { method: Method::Pattern, pattern_neighbours: k, ..base.clone() },
         });
     }
-    for f in forgetting {
-        for k in neighbours {
-            out.push(Candidate {
-                name: format!("combined forgetting {f} neighbours {k}"),
-                cfg: RespirationConfig {
-                    method: Method::Combined,
-                    rls_forgetting: f,
-                    pattern_neighbours: k,
-                    ..base.clone()
-                },
-            });
+    for l in levels {
+        for f in forgetting {
+            for k in neighbours {
+                out.push(Candidate {
+                    name: format!("combined levels {l} forgetting {f} neighbours {k}"),
+                    cfg: RespirationConfig {
+                        method: Method::Combined,
+                        wavelet_levels: l,
+                        rls_forgetting: f,
+                        pattern_neighbours: k,
+                        ..base.clone()
+                    },
+                });
+            }
         }
     }
     out
@@ -183,7 +195,7 @@ mod tests {
     fn the_candidates_vary_one_predictor_parameter_each_and_keep_the_rest() {
         let base = RespirationConfig::default();
         let c = candidates(&base);
-        assert_eq!(c.len(), 15);
+        assert_eq!(c.len(), 27);
         assert!(c
             .iter()
             .all(|x| x.cfg.horizon_s == base.horizon_s && x.cfg.window_half_width_mm == base.window_half_width_mm));

@@ -60,7 +60,7 @@ fn planning_beside_the_runner_stays_off_its_core() {
     let cfg = SafetyConfig::load_dir(&config).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
     let fake = FakeActuator::new(cfg.robot.home());
-    let h = runner::spawn_with(Supervisor::new(cfg), fake, clock, Some(rt.schedule(Role::Runner))).unwrap();
+    let h = runner::spawn_with(Supervisor::new(cfg).unwrap(), fake, clock, Some(rt.schedule(Role::Runner))).unwrap();
     assert_eq!(h.scheduling().unwrap().core, Some(rt_core), "{:?}", h.scheduling());
 
     // The watcher: every thread's allowed cores, sampled while the job runs.

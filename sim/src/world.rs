@@ -59,10 +59,10 @@ impl VirtualArm {
     /// The arm of `safety`'s robot on `controller`.
     ///
     /// # Errors
-    /// The controller does not answer the handshake.
-    pub fn new(safety: SafetyConfig, controller: crate::Controller) -> Result<Self, crate::lockstep::NoAnswer> {
-        let sup = stylet_safety::Supervisor::new(safety.clone());
-        Ok(VirtualArm { lockstep: Lockstep::new(sup, controller)?, safety })
+    /// The safety config is out of its bounds, or the controller does not answer the handshake.
+    pub fn new(safety: SafetyConfig, controller: crate::Controller) -> Result<Self, String> {
+        let sup = stylet_safety::Supervisor::new(safety.clone())?;
+        Ok(VirtualArm { lockstep: Lockstep::new(sup, controller).map_err(|e| e.to_string())?, safety })
     }
 }
 

@@ -20,7 +20,7 @@ fn world(faults: &[&str]) -> (Lockstep, SafetyConfig) {
     let safety = SafetyConfig::load_dir(&config()).unwrap();
     let mut sim = SimConfig::load(&config().join("sim.toml")).unwrap();
     sim.faults.extend(faults.iter().map(|f| FaultSpec::parse(f).unwrap()));
-    let w = Lockstep::new(Supervisor::new(safety.clone()), controller_for(&safety, sim)).unwrap();
+    let w = Lockstep::new(Supervisor::new(safety.clone()).unwrap(), controller_for(&safety, sim)).unwrap();
     (w, safety)
 }
 

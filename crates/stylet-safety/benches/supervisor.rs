@@ -21,7 +21,7 @@ struct Rig {
 impl Rig {
     fn new(cfg: &SafetyConfig) -> Self {
         let mut rig = Rig {
-            sup: Supervisor::new(cfg.clone()),
+            sup: Supervisor::new(cfg.clone()).unwrap(),
             fake: FakeActuator::new(cfg.robot.home()),
             now: Nanos::ZERO,
             period: cfg.period,

@@ -11,7 +11,23 @@ use stylet_protocol::{ControllerInfo, ControllerState, FaultReport, Message, Nac
 /// use stylet_protocol::Message;
 /// let cmd = stylet_safety::SupervisedCommand { message: Message::Disable };
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+///
+/// It is neither `Copy` nor `Clone`: the actuator that takes one cannot send it twice (a stale
+/// setpoint replayed after the supervisor moved on).
+///
+/// ```compile_fail
+/// fn replay(c: stylet_safety::SupervisedCommand) -> (stylet_safety::SupervisedCommand, stylet_safety::SupervisedCommand) {
+///     (c.clone(), c)
+/// }
+/// ```
+///
+/// ```compile_fail
+/// fn twice(c: stylet_safety::SupervisedCommand, a: &mut dyn stylet_safety::Actuator) {
+///     a.send(c);
+///     a.send(c);
+/// }
+/// ```
+#[derive(Debug, PartialEq)]
 pub struct SupervisedCommand {
     message: Message,
 }

@@ -7,7 +7,13 @@ use stylet_core::config::{read_toml, Checker, ConfigError, RobotConfig};
 use stylet_core::units::rad_from_deg;
 use stylet_core::Nanos;
 
-/// Everything the supervisor enforces, in internal units.
+/// Everything the supervisor enforces, in internal units. Only the checked loaders make one (a
+/// private field): a supervisor cannot be built on limits that skipped them.
+///
+/// ```compile_fail
+/// let robot = stylet_core::config::RobotConfig::load(std::path::Path::new("robot.toml")).unwrap();
+/// let cfg = stylet_safety::SafetyConfig { robot, ..todo!() };
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct SafetyConfig {
     /// The robot: joints, kinds, roles and hard limits.
@@ -54,9 +60,69 @@ pub struct SafetyConfig {
     pub max_depth_mm: f64,
     /// Respiratory-gate input deadline (RESP-2).
     pub gate_deadline: Nanos,
+    /// Made by the checked loader only.
+    checked: Checked,
 }
 
+/// The mark of a [`SafetyConfig`] that came through its loader.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Checked;
+
 impl SafetyConfig {
+    /// Whether the limits are still within the bounds the loader checked (a config changed after
+    /// loading could leave them): what [`crate::Supervisor::new`] asks before it takes them.
+    ///
+    /// # Errors
+    /// The first limit out of bounds, named by its field.
+    pub fn verify(&self) -> Result<(), String> {
+        let bad = |field: &str, why: &str| Err(format!("safety config: {field} {why}"));
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if self.period == Nanos::ZERO || self.max_lateness == Nanos::ZERO {
+            return bad("period / max_lateness", "must be positive (HAZ-11)");
+        }
+        for (i, j) in self.robot.joints.iter().enumerate() {
+            let margin = match j.kind {
+                stylet_core::config::JointKind::Revolute => self.soft_margin_rad,
+                stylet_core::config::JointKind::Prismatic => self.soft_margin_mm,
+            };
+            if !(margin >= 0.0 && j.max - j.min > 2.0 * margin && j.home >= j.min + margin && j.home <= j.max - margin)
+            {
+                return bad(
+                    "soft margin",
+                    &format!("leaves joint {i} ({}) no range or its home outside (HAZ-1)", j.name),
+                );
+            }
+        }
+        if !(self.stop_deceleration_fraction > 0.0 && self.stop_deceleration_fraction < 1.0) {
+            return bad("stop_deceleration_fraction", "must be within (0, 1)");
+        }
+        if !(positive(self.following_error_rad) && positive(self.following_error_mm)) {
+            return bad("following_error", "must be positive (HAZ-5)");
+        }
+        if self.overcurrent_states == 0 {
+            return bad("overcurrent_states", "must be at least 1 (HAZ-6)");
+        }
+        if !(positive(self.encoder_jump_rad) && positive(self.encoder_jump_mm)) {
+            return bad("encoder_jump", "must be positive (HAZ-7)");
+        }
+        let deadlines = [self.controller_state_deadline, self.operator_deadline, self.link_window, self.reply_deadline];
+        if deadlines.contains(&Nanos::ZERO) || self.gate_deadline == Nanos::ZERO {
+            return bad("deadlines", "must be positive (HAZ-8, HAZ-9, RESP-2)");
+        }
+        if !(2..=1000).contains(&self.controller_watchdog_ms) {
+            return bad("controller_watchdog_ms", "must be within [2, 1000] (HAZ-10)");
+        }
+        if !(self.in_tissue_depth_mm.is_finite() && self.in_tissue_depth_mm >= 0.0) {
+            return bad("in_tissue_depth_mm", "must not be negative (INS-1)");
+        }
+        let travel =
+            self.robot.insertion_joint().and_then(|i| self.robot.joints.get(i)).map_or(f64::INFINITY, |j| j.max);
+        if !(positive(self.max_depth_mm) && self.max_depth_mm <= travel) {
+            return bad("max_depth_mm", "must be positive and within the insertion joint's travel (PATH-6)");
+        }
+        Ok(())
+    }
+
     /// The cycle period in seconds.
     #[must_use]
     pub fn dt(&self) -> f64 {
@@ -173,6 +239,7 @@ impl SafetyConfig {
             require_pedal: r.enable_interlock.require_pedal,
             max_depth_mm: depth,
             gate_deadline: ms(gate),
+            checked: Checked,
         };
         c.finish(path, cfg)
     }

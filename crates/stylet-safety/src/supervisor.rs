@@ -132,8 +132,8 @@ pub enum Event {
     },
 }
 
-/// What one cycle produced.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// What one cycle produced (not `Clone`: its command is sent once).
+#[derive(Debug, PartialEq)]
 pub struct Cycle {
     /// The one command to send this cycle.
     pub command: Option<SupervisedCommand>,
@@ -240,9 +240,18 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor for this config, in `Disconnected`.
-    #[must_use]
-    pub fn new(cfg: SafetyConfig) -> Self {
+    /// A supervisor for this config, in `Disconnected`: only from a config that came through its
+    /// checked loader ([`SafetyConfig::load_dir`]) and is still within its bounds
+    /// ([`SafetyConfig::verify`]).
+    ///
+    /// # Errors
+    /// The limit out of bounds.
+    pub fn new(cfg: SafetyConfig) -> Result<Self, String> {
+        cfg.verify()?;
+        Ok(Self::checked(cfg))
+    }
+
+    fn checked(cfg: SafetyConfig) -> Self {
         let n = cfg.robot.joints.len().min(MAX_JOINTS);
         let ins = cfg.robot.insertion_joint();
         let mut limits = [JointLimits {

@@ -8,7 +8,7 @@ use common::Harness;
 use stylet_core::Nanos;
 use stylet_protocol::{ControllerInfo, FaultCode, FaultReport, JointSetpoint, Message};
 use stylet_safety::trajectory::Trajectory;
-use stylet_safety::{Actuator, ActuatorInput, Command, Fault, MotionState, Refusal};
+use stylet_safety::{Actuator, ActuatorInput, Command, Fault, MotionState, Refusal, Supervisor};
 
 fn req(h: &Harness, f: impl Fn(usize, f64) -> f64) -> Vec<JointSetpoint> {
     h.sup.commanded().iter().enumerate().map(|(i, q)| JointSetpoint { position: f(i, *q), velocity: 0.0 }).collect()
@@ -489,4 +489,21 @@ fn a_state_after_a_gap_in_the_controllers_clock_is_judged_by_that_clock() {
     h.fake.positions[5] += v * 0.040;
     h.tick(None);
     h.assert_brake_hold(|f| matches!(f, Fault::EncoderJump { joint: 5, .. }));
+}
+
+#[test]
+fn a_supervisor_is_built_only_on_limits_within_their_bounds() {
+    let cfg = common::config();
+    assert!(Supervisor::new(cfg.clone()).is_ok());
+    // A loaded config changed afterwards, past what the loader would have taken.
+    let mut deep = cfg.clone();
+    deep.max_depth_mm = 1e6;
+    let e = Supervisor::new(deep).map(|_| ()).unwrap_err();
+    assert!(e.contains("max_depth_mm") && e.contains("PATH-6"), "{e}");
+    let mut no_margin = cfg.clone();
+    no_margin.soft_margin_mm = -1.0;
+    assert!(Supervisor::new(no_margin).map(|_| ()).unwrap_err().contains("HAZ-1"));
+    let mut never_late = cfg;
+    never_late.max_lateness = stylet_core::Nanos::ZERO;
+    assert!(Supervisor::new(never_late).map(|_| ()).unwrap_err().contains("HAZ-11"));
 }

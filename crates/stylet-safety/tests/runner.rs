@@ -25,7 +25,8 @@ impl Rig {
         let cfg = common::config();
         let clock = MockClock::new();
         let fake = FakeActuator::new(cfg.robot.home());
-        let h = runner::spawn(Supervisor::new(cfg.clone()), fake, Arc::new(clock.clone()) as Arc<dyn Clock>).unwrap();
+        let h = runner::spawn(Supervisor::new(cfg.clone()).unwrap(), fake, Arc::new(clock.clone()) as Arc<dyn Clock>)
+            .unwrap();
         Rig { clock, period: cfg.period, h, events: Vec::new() }
     }
 
@@ -270,7 +271,7 @@ fn a_caller_holding_the_snapshot_lock_never_stalls_the_cycle() {
     // that way). The answer waits instead, until a snapshot showing the command is out.
     let cfg = common::config();
     let period = cfg.period;
-    let mut cy = runner::Cycler::new(Supervisor::new(cfg.clone()), FakeActuator::new(cfg.robot.home()));
+    let mut cy = runner::Cycler::new(Supervisor::new(cfg.clone()).unwrap(), FakeActuator::new(cfg.robot.home()));
     let shared = Arc::new(std::sync::Mutex::new(cy.snapshot()));
     cy.publish_to(Arc::clone(&shared));
     for k in 1..=3 {

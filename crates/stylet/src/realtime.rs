@@ -145,6 +145,8 @@ pub(crate) fn start(
     port: Option<(&str, u32)>,
     faults: &[String],
 ) -> anyhow::Result<ControlLoop> {
+    // The supervisor first: nothing is opened on limits out of their bounds.
+    let supervisor = Supervisor::new(cfg.clone()).map_err(|e| anyhow::anyhow!(e))?;
     let sim = match port {
         Some(_) => None,
         None => Some(InProcessSim::start(config, faults, Some(rt.schedule(Role::Controller)))?),
@@ -160,7 +162,7 @@ pub(crate) fn start(
     let (info, stats, mute) = (link.info(), link.stats(), link.mute_switch());
     let link_sched = link.scheduling().cloned();
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
-    let h = runner::spawn_with(Supervisor::new(cfg.clone()), link, clock, Some(rt.schedule(Role::Runner)))
+    let h = runner::spawn_with(supervisor, link, clock, Some(rt.schedule(Role::Runner)))
         .context("starting the supervisor thread")?;
     let scheduling = Scheduling {
         process: rt.report.clone(),

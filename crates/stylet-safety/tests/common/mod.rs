@@ -14,7 +14,7 @@ use stylet_core::Nanos;
 use stylet_protocol::{JointSetpoint, Message};
 use stylet_safety::fake::FakeActuator;
 use stylet_safety::trajectory::Trajectory;
-use stylet_safety::{Actuator, Command, Fault, MotionState, SafetyConfig, SupervisedCommand, Supervisor};
+use stylet_safety::{Actuator, Command, Fault, MotionState, SafetyConfig, Supervisor};
 
 pub fn config() -> SafetyConfig {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
@@ -28,7 +28,8 @@ pub struct Harness {
     pub now: Nanos,
     pub heartbeats: bool,
     pub gate_open: Option<bool>,
-    pub last: Option<SupervisedCommand>,
+    /// The message of the last command sent.
+    pub last: Option<Message>,
 }
 
 impl Harness {
@@ -36,7 +37,7 @@ impl Harness {
         let cfg = config();
         let fake = FakeActuator::new(cfg.robot.home());
         Harness {
-            sup: Supervisor::new(cfg.clone()),
+            sup: Supervisor::new(cfg.clone()).unwrap(),
             cfg,
             fake,
             now: Nanos::ZERO,
@@ -54,8 +55,9 @@ impl Harness {
         self.cfg.robot.insertion_joint().expect("reference arm has an insertion joint")
     }
 
-    /// One cycle at the nominal period.
-    pub fn tick_late(&mut self, req: Option<&[JointSetpoint]>, lateness: Nanos) -> Option<SupervisedCommand> {
+    /// One cycle at the nominal period, `lateness` late: the message of the command sent (to
+    /// the fake actuator, which takes the command itself: it cannot be copied).
+    pub fn tick_late(&mut self, req: Option<&[JointSetpoint]>, lateness: Nanos) -> Option<Message> {
         self.now = self.now.saturating_add(self.cfg.period);
         if self.heartbeats {
             self.sup.heartbeat(self.now);
@@ -66,14 +68,16 @@ impl Harness {
         let (sup, now) = (&mut self.sup, self.now);
         self.fake.poll(&mut |i| sup.handle(now, i));
         let out = self.sup.cycle(self.now, lateness, req);
-        if let Some(c) = out.command {
+        let sent = out.command.map(|c| {
+            let m = *c.message();
             self.fake.send(c);
-        }
-        self.last = out.command;
-        out.command
+            m
+        });
+        self.last = sent;
+        sent
     }
 
-    pub fn tick(&mut self, req: Option<&[JointSetpoint]>) -> Option<SupervisedCommand> {
+    pub fn tick(&mut self, req: Option<&[JointSetpoint]>) -> Option<Message> {
         self.tick_late(req, Nanos::ZERO)
     }
 
@@ -149,7 +153,7 @@ impl Harness {
     }
 
     pub fn last_message(&self) -> Option<Message> {
-        self.last.map(|c| *c.message())
+        self.last
     }
 
     /// Ticks until every joint is still; returns how many cycles that took.

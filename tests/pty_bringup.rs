@@ -208,7 +208,11 @@ fn scheduling_is_obtained_as_root_and_refused_with_how_to_grant_it_without_the_c
         return;
     }
     let _g = common::wall_clock_turn();
-    let config = test_config("sched");
+    // The generous deadlines: this test is about what scheduling is obtained and what is said when
+    // it is refused. The refused run goes on at normal priority, where a loaded host holds the link
+    // thread off long enough to overflow its send queue (a CI run here, with a build beside it:
+    // 87 commands dropped, HAZ-9 latched at 11 link errors, 0 frames corrupted).
+    let config = common::generous_config("pty-sched");
     let granted = bringup_sim(&config, false)["realtime"].clone();
     assert_eq!(granted["runner"]["policy"], "SCHED_FIFO", "{granted:#}");
     assert_eq!(granted["link"]["policy"], "SCHED_FIFO", "{granted:#}");

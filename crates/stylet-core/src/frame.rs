@@ -18,7 +18,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ops::{Mul, Sub};
 
-use nalgebra::{Isometry3, Point3, Rotation3, Translation3, UnitQuaternion, Vector3};
+use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
 
 /// A coordinate frame, as a zero-sized marker type.
 pub trait Frame: Copy + Clone + fmt::Debug + Default + Send + Sync + 'static {
@@ -206,17 +206,35 @@ impl<A: Frame, B: Frame> Mul<Point<B>> for Transform<A, B> {
 }
 
 /// `ct_from_slicer`: RAS to LPS, the one place this conversion is defined. It is its own inverse
-/// (a rotation of 180 degrees about the superior axis).
+/// (a rotation of 180 degrees about the superior axis), exact in floating point (x and y negated
+/// bit for bit: the quaternion is (0, 0, 0, 1), not one with a cos(pi/2) residue).
 #[must_use]
 pub fn ct_from_slicer() -> Transform<Ct, Slicer> {
-    let flip = Rotation3::from_axis_angle(&Vector3::z_axis(), core::f64::consts::PI);
-    Transform::from_nalgebra(Isometry3::from_parts(Translation3::identity(), flip.into()))
+    let half_turn = UnitQuaternion::new_unchecked(nalgebra::Quaternion::new(0.0, 0.0, 0.0, 1.0));
+    Transform::from_nalgebra(Isometry3::from_parts(Translation3::identity(), half_turn))
 }
 
 /// `slicer_from_ct`: LPS to RAS.
 #[must_use]
 pub fn slicer_from_ct() -> Transform<Slicer, Ct> {
     ct_from_slicer().inverse()
+}
+
+/// [`ct_from_slicer`] on bare coordinates, for the readers and writers of outside formats that
+/// carry them (OpenIGTLink, NIfTI, NRRD): a RAS point's LPS coordinates, or (the conversion is
+/// its own inverse) an LPS point's RAS ones.
+#[must_use]
+pub fn lps_ras_flip(p: [f64; 3]) -> [f64; 3] {
+    (ct_from_slicer() * Point::<Slicer>::new(p[0], p[1], p[2])).to_array()
+}
+
+/// [`ct_from_slicer`] applied on the output side of a row-major 4x4 (an affine or transform whose
+/// output is RAS becomes one whose output is LPS, and back).
+#[must_use]
+pub fn lps_ras_flip_rows(m: [[f64; 4]; 4]) -> [[f64; 4]; 4] {
+    let flip = ct_from_slicer().to_nalgebra().to_homogeneous();
+    let out = flip * nalgebra::Matrix4::from_fn(|r, c| m[r][c]);
+    core::array::from_fn(|r| core::array::from_fn(|c| out[(r, c)]))
 }
 
 impl<F: Frame> fmt::Debug for Point<F> {
@@ -241,6 +259,19 @@ impl<A: Frame, B: Frame> fmt::Debug for Transform<A, B> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_bare_coordinate_flips_are_the_transform_exactly() {
+        let p = [10.1, -20.7, 30.3];
+        assert_eq!(lps_ras_flip(p), [-10.1, 20.7, 30.3], "bit for bit");
+        assert_eq!(lps_ras_flip(lps_ras_flip(p)), p);
+        let m = [[1.5, 2.0, 3.0, 4.25], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0], [0.0, 0.0, 0.0, 1.0]];
+        let f = lps_ras_flip_rows(m);
+        assert_eq!(f[0], [-1.5, -2.0, -3.0, -4.25]);
+        assert_eq!(f[1], [-5.0, -6.0, -7.0, -8.0]);
+        assert_eq!((f[2], f[3]), (m[2], m[3]));
+        assert_eq!(lps_ras_flip_rows(f), m);
+    }
 
     #[test]
     fn lps_ras_flips_x_and_y_only() {

@@ -124,15 +124,11 @@ pub fn transform_from_matrix(m: &[[f64; 4]; 4]) -> [f32; 12] {
     [g(0, 0), g(1, 0), g(2, 0), g(0, 1), g(1, 1), g(2, 1), g(0, 2), g(1, 2), g(2, 2), g(0, 3), g(1, 3), g(2, 3)]
 }
 
-/// A transform given in RAS on its output side, expressed in LPS: diag(-1, -1, 1) times it.
+/// A transform given in RAS on its output side, expressed in LPS: `ct_from_slicer` times it
+/// (`stylet_core::frame::lps_ras_flip_rows`).
 #[must_use]
 pub fn lps_from_ras_matrix(m: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
-    let mut out = *m;
-    for c in 0..4 {
-        out[0][c] = -m[0][c];
-        out[1][c] = -m[1][c];
-    }
-    out
+    stylet_core::frame::lps_ras_flip_rows(*m)
 }
 
 impl Bwh {

@@ -137,14 +137,14 @@ impl Decoder {
     }
 }
 
-/// A point in 3D Slicer's RAS from Stylet's LPS (negate x and y).
+/// A point in 3D Slicer's RAS from Stylet's LPS (`stylet_core::frame::slicer_from_ct`).
 #[must_use]
 pub fn ras_from_lps(p: [f64; 3]) -> [f64; 3] {
-    [-p[0], -p[1], p[2]]
+    stylet_core::frame::lps_ras_flip(p)
 }
 
-/// A point in Stylet's LPS from 3D Slicer's RAS (negate x and y).
+/// A point in Stylet's LPS from 3D Slicer's RAS (`stylet_core::frame::ct_from_slicer`).
 #[must_use]
 pub fn lps_from_ras(p: [f64; 3]) -> [f64; 3] {
-    [-p[0], -p[1], p[2]]
+    stylet_core::frame::lps_ras_flip(p)
 }

@@ -200,7 +200,7 @@ pub fn parse_nifti(name: &str, bytes: &[u8]) -> Result<Volume, NiftiError> {
         Matrix4::from_diagonal(&Vector4::new(pixdim(1), pixdim(2), pixdim(3), 1.0))
     };
     // RAS -> LPS, once.
-    let lps = Matrix4::from_diagonal(&Vector4::new(-1.0, -1.0, 1.0, 1.0)) * ras;
+    let lps = stylet_core::frame::ct_from_slicer().to_nalgebra().to_homogeneous() * ras;
     let cols: Vec<Vector3<f64>> = (0..3).map(|k| Vector3::new(lps[(0, k)], lps[(1, k)], lps[(2, k)])).collect();
     let spacing = [cols[0].norm(), cols[1].norm(), cols[2].norm()];
     if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {

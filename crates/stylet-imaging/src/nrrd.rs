@@ -339,8 +339,8 @@ fn parse_nrrd_with(
             }
         })
         .collect();
-    // RAS -> LPS once (x and y negated).
-    let flip = |v: Vector3<f64>| if h.ras { Vector3::new(-v.x, -v.y, v.z) } else { v };
+    // RAS -> LPS once (`ct_from_slicer`).
+    let flip = |v: Vector3<f64>| if h.ras { Vector3::from(stylet_core::frame::lps_ras_flip(v.into())) } else { v };
     let cols: Vec<Vector3<f64>> = h.directions.iter().flatten().map(|d| flip(*d)).collect();
     let spacing = [cols[0].norm(), cols[1].norm(), cols[2].norm()];
     if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {

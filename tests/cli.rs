@@ -696,6 +696,29 @@ fn plan_on_a_phantom_with_json_picture_and_clear_errors() {
     assert_eq!(code, Some(0), "{r}");
     assert!(r["robot"]["reachable"].as_u64().unwrap() > 0, "{}", r["robot"]);
     assert!(!r["report"]["plans"].as_array().unwrap().is_empty());
+    // A registration that scales is no rigid transform: refused, naming the file and the field.
+    let mut scaled: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
+    for r in 0..3 {
+        for c in 0..3 {
+            scaled["robot_from_ct"][r][c] = serde_json::json!(scaled["robot_from_ct"][r][c].as_f64().unwrap() * 1.02);
+        }
+    }
+    let scaled_path = out.join("scaled.json");
+    std::fs::write(&scaled_path, scaled.to_string()).unwrap();
+    let o = Command::new(STYLET)
+        .args(["plan", "--ct", ct.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--tumour", "3"])
+        .arg("--registration")
+        .arg(&scaled_path)
+        .arg("--config")
+        .arg(repo().join("config"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("scaled.json") && err.contains("robot_from_ct") && err.contains("not a rigid transform"),
+        "{err}"
+    );
     // A target outside the liver: a clear error naming the point and what is there.
     let o = Command::new(STYLET)
         .args([

@@ -56,6 +56,10 @@ fn pyigtl_runs_the_bwh_sequence_against_the_simulated_robot() {
         assert!(s["ack_ms"].as_f64().unwrap() < 100.0, "{s}");
     }
     assert_eq!(status_of(2), ("START_UP".into(), Some(1)), "{v}");
+    // A scaled calibration matrix is refused with the reason; the identity after it is taken.
+    let non_rigid = &v["non_rigid_calibration"];
+    assert_ne!(non_rigid["status"], 1, "{v}");
+    assert!(non_rigid["text"].as_str().unwrap().contains("not a rigid transform"), "{v}");
     assert_eq!(v["calibration_echo"][0][0], 1.0);
     assert_eq!(status_of(4), ("CALIBRATION".into(), Some(1)), "{v}");
     assert_eq!(status_of(6), ("TARGETING".into(), Some(1)), "{v}");

@@ -75,6 +75,11 @@ command(3, "START_UP", status_timeout=60)
 # Calibration: robot -> image (RAS); identity, so RAS coordinates are robot millimetres.
 c.send_message(pyigtl.StringMessage("CALIBRATION", device_name="CMD_0004"), wait=True)
 log["steps"].append({"phase": "CALIBRATION", "ack": wait("ACK_0004").string})
+# A scaled matrix is no registration: refused with the reason (the phase waits on).
+c.send_message(pyigtl.TransformMessage(np.diag([1.05, 1.05, 1.05, 1.0]), device_name="CLB_0099"), wait=True)
+wait("ACK_0099")
+st = wait("CALIBRATION")
+log["non_rigid_calibration"] = {"status": st.code, "text": st.status_string}
 c.send_message(pyigtl.TransformMessage(np.eye(4), device_name="CLB_0005"), wait=True)
 log["calibration_echo"] = wait("ACK_0005").matrix.tolist()
 st = wait("CALIBRATION")

@@ -139,6 +139,11 @@ impl<F: Frame> Sub for Point<F> {
     }
 }
 
+/// A matrix from outside that is not a rigid transform, and why.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("not a rigid transform: {0}")]
+pub struct NotRigid(pub String);
+
 impl<A: Frame, B: Frame> Transform<A, B> {
     /// The identity (frames `A` and `B` coincide).
     #[must_use]
@@ -169,6 +174,36 @@ impl<A: Frame, B: Frame> Transform<A, B> {
     #[must_use]
     pub fn inverse(self) -> Transform<B, A> {
         Transform::from_nalgebra(self.iso.inverse())
+    }
+
+    /// From a row-major homogeneous 4x4 (translation in millimetres) that came from outside (a
+    /// JSON file, an OpenIGTLink TRANSFORM): refused unless it is rigid, i.e. its rotation part is
+    /// orthonormal with determinant +1 to within `1e-6` and its bottom row is `[0, 0, 0, 1]`.
+    ///
+    /// # Errors
+    /// [`NotRigid`], saying which of these fails and by how much.
+    pub fn try_from_rows(m: [[f64; 4]; 4]) -> Result<Self, NotRigid> {
+        const TOL: f64 = 1e-6;
+        if m.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(NotRigid("a value is not finite".into()));
+        }
+        let bottom = [m[3][0], m[3][1], m[3][2], m[3][3] - 1.0];
+        if bottom.iter().any(|v| v.abs() > TOL) {
+            return Err(NotRigid(format!("the bottom row is {:?}, not [0, 0, 0, 1]", m[3])));
+        }
+        let r = nalgebra::Matrix3::from_fn(|i, j| m[i][j]);
+        let off = (r.transpose() * r - nalgebra::Matrix3::identity()).abs().max();
+        if off > TOL {
+            return Err(NotRigid(format!(
+                "the rotation part scales or shears: R^T R differs from the identity by {off:.3e}"
+            )));
+        }
+        let det = r.determinant();
+        if (det - 1.0).abs() > TOL {
+            return Err(NotRigid(format!("the rotation part's determinant is {det:.6}: a reflection, not a rotation")));
+        }
+        let rotation = UnitQuaternion::from_rotation_matrix(&nalgebra::Rotation3::from_matrix_unchecked(r));
+        Ok(Self::from_parts(rotation, [m[0][3], m[1][3], m[2][3]]))
     }
 
     /// The homogeneous 4x4 matrix, row-major, translation in millimetres.
@@ -259,6 +294,35 @@ impl<A: Frame, B: Frame> fmt::Debug for Transform<A, B> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_matrix_from_outside_is_taken_only_when_rigid() {
+        let t =
+            Transform::<Ct, Robot>::from_parts(UnitQuaternion::from_euler_angles(0.3, -0.2, 1.1), [10.0, -20.0, 300.0]);
+        let rows = t.to_matrix_rows();
+        let back = Transform::<Ct, Robot>::try_from_rows(rows).unwrap();
+        let p = Point::<Robot>::new(1.0, 2.0, 3.0);
+        assert!((back * p).distance_mm(t * p) < 1e-9);
+        let mut scaled = rows;
+        for row in scaled.iter_mut().take(3) {
+            for v in row.iter_mut().take(3) {
+                *v *= 1.01;
+            }
+        }
+        let e = Transform::<Ct, Robot>::try_from_rows(scaled).unwrap_err().to_string();
+        assert!(e.contains("scales or shears"), "{e}");
+        let mut mirrored = rows;
+        for v in mirrored[0].iter_mut().take(3) {
+            *v = -*v;
+        }
+        assert!(Transform::<Ct, Robot>::try_from_rows(mirrored).unwrap_err().to_string().contains("reflection"));
+        let mut projective = rows;
+        projective[3][0] = 0.5;
+        assert!(Transform::<Ct, Robot>::try_from_rows(projective).unwrap_err().to_string().contains("bottom row"));
+        let mut nan = rows;
+        nan[1][3] = f64::NAN;
+        assert!(Transform::<Ct, Robot>::try_from_rows(nan).is_err());
+    }
 
     #[test]
     fn the_bare_coordinate_flips_are_the_transform_exactly() {

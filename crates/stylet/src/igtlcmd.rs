@@ -172,13 +172,16 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                     out(args.json, "emergency", json!(null));
                 }
                 Action::Registration(m) => {
-                    let m = Matrix4::from_fn(|r, c| m[r][c]);
-                    if m.try_inverse().is_some() {
-                        image_from_robot = Some(m);
-                        srv.completed(Phase::Calibration, true, "registration set");
-                        out(args.json, "registration", json!(m.as_slice()));
-                    } else {
-                        srv.completed(Phase::Calibration, false, "the calibration matrix is singular");
+                    // A matrix from the network: taken only when rigid (a scaled, sheared or
+                    // mirrored one would put every target somewhere else).
+                    match stylet_core::frame::Transform::<stylet_core::frame::Ct, stylet_core::frame::Robot>::try_from_rows(m) {
+                        Ok(t) => {
+                            let m = t.to_nalgebra().to_homogeneous();
+                            image_from_robot = Some(m);
+                            srv.completed(Phase::Calibration, true, "registration set");
+                            out(args.json, "registration", json!(m.as_slice()));
+                        }
+                        Err(e) => srv.completed(Phase::Calibration, false, &format!("the calibration matrix is {e}")),
                     }
                 }
                 Action::Target { entry, target } => {

@@ -372,13 +372,11 @@ fn reachability(
         "{}: no 4x4 \"robot_from_ct\" matrix (write it with `stylet register --json`)",
         registration.display()
     );
-    let robot = |p: [f64; 3]| {
-        Vector3::new(
-            m[0][0] * p[0] + m[0][1] * p[1] + m[0][2] * p[2] + m[0][3],
-            m[1][0] * p[0] + m[1][1] * p[1] + m[1][2] * p[2] + m[1][3],
-            m[2][0] * p[0] + m[2][1] * p[1] + m[2][2] * p[2] + m[2][3],
-        )
-    };
+    let rows: [[f64; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|c| m[r][c]));
+    let robot_from_ct =
+        stylet_core::frame::Transform::<stylet_core::frame::Robot, stylet_core::frame::Ct>::try_from_rows(rows)
+            .with_context(|| format!("{}: \"robot_from_ct\"", registration.display()))?;
+    let robot = |p: [f64; 3]| (robot_from_ct * stylet_core::frame::Point::new(p[0], p[1], p[2])).to_nalgebra().coords;
     let chain = crate::kincmd::ChainArgs::reference(config);
     let (arm, opts, keepouts) = chain.load()?;
     let seed = crate::kincmd::default_seed(&arm, config);

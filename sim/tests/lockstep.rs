@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use stylet_core::Nanos;
 use stylet_protocol::Status;
-use stylet_safety::trajectory::Trajectory;
+use stylet_safety::trajectory::{hard_ranges, Trajectory};
 use stylet_safety::{Command, Fault, MotionState, SafetyConfig, Supervisor};
 use stylet_sim::lockstep::{controller_for, Lockstep};
 use stylet_sim::{FaultSpec, SimConfig};
@@ -34,7 +34,7 @@ fn enable(w: &mut Lockstep) {
 
 fn move_to(w: &mut Lockstep, cfg: &SafetyConfig, goal: &[f64]) {
     let from = w.snapshot().commanded.as_slice().to_vec();
-    let t = Trajectory::point_to_point(&cfg.robot, &from, goal, &vec![0.0; goal.len()], 0.8, cfg.dt()).unwrap();
+    let t = Trajectory::point_to_point(&cfg.robot, &from, goal, &hard_ranges(&cfg.robot), 0.8, cfg.dt()).unwrap();
     assert!(w.follow(t, Nanos(30 * SECOND.0)), "move did not finish: {:?}", w.snapshot());
     assert!(w.run_until(SECOND, true, |w| w.snapshot().velocity.as_slice().iter().all(|v| *v == 0.0)));
 }

@@ -7,7 +7,7 @@ mod common;
 use nalgebra::Vector3;
 use stylet_core::config::{JointKind, RobotConfig};
 use stylet_kinematics::{path_clearance, solve_all, Arm, KinematicsConfig, Motion, NeedleLine};
-use stylet_safety::trajectory::Trajectory;
+use stylet_safety::trajectory::{hard_ranges, Trajectory};
 
 fn load() -> (KinematicsConfig, Arm, RobotConfig) {
     let cfg = KinematicsConfig::load(&common::config_dir().join("kinematics.toml")).unwrap();
@@ -45,8 +45,7 @@ fn a_clinical_line_is_solved_clear_of_the_gantry_and_table_and_so_is_the_move_th
     let best = &sols[0];
     assert!(best.clearance_mm > 0.0, "{best:?}");
     assert!(best.position_error_mm < 0.01 && best.axis_error_deg < 0.01);
-    let margins = vec![0.0; home.len()];
-    let t = Trajectory::point_to_point(&robot, &home, &best.joints, &margins, 0.5, 0.001).unwrap();
+    let t = Trajectory::point_to_point(&robot, &home, &best.joints, &hard_ranges(&robot), 0.5, 0.001).unwrap();
     let path: Vec<Vec<f64>> =
         (0..t.len()).step_by(10).map(|k| t.sample(k).unwrap().iter().map(|s| s.position).collect()).collect();
     let (clear, _, _) = path_clearance(&arm, &cfg.keepouts, path.iter().map(Vec::as_slice));

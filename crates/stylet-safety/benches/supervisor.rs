@@ -55,8 +55,7 @@ fn step(c: &mut Criterion) {
     for (g, j) in goal.iter_mut().zip(&cfg.robot.joints).take(6) {
         *g = (*g + 0.5).min(j.max - 0.1);
     }
-    let margins = vec![0.05; home.len()];
-    let traj = Trajectory::point_to_point(&cfg.robot, &home, &goal, &margins, 0.2, cfg.dt()).unwrap();
+    let traj = Trajectory::within(&cfg, &home, &goal, 0.2).unwrap();
     c.bench_function("supervisor/cycle_7_joints_moving", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

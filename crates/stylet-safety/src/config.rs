@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use stylet_core::config::{read_toml, Checker, ConfigError, RobotConfig};
+use stylet_core::config::{read_toml, Checker, ConfigError, JointKind, RobotConfig};
 use stylet_core::units::rad_from_deg;
 use stylet_core::Nanos;
 
@@ -64,6 +64,25 @@ pub struct SafetyConfig {
     checked: Checked,
 }
 
+/// Where one joint may be commanded (rad or mm): see [`SafetyConfig::soft_ranges`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SoftRange {
+    /// Lower soft stop.
+    pub lo: f64,
+    /// Upper soft stop, or PATH-6's depth limit for the insertion joint where that is tighter.
+    pub hi: f64,
+    /// Whether `hi` is PATH-6's depth limit.
+    pub depth_bound: bool,
+}
+
+impl SoftRange {
+    /// Whether `q` lies within the range.
+    #[must_use]
+    pub fn contains(&self, q: f64) -> bool {
+        q >= self.lo && q <= self.hi
+    }
+}
+
 /// The mark of a [`SafetyConfig`] that came through its loader.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Checked;
@@ -81,10 +100,7 @@ impl SafetyConfig {
             return bad("period / max_lateness", "must be positive (HAZ-11)");
         }
         for (i, j) in self.robot.joints.iter().enumerate() {
-            let margin = match j.kind {
-                stylet_core::config::JointKind::Revolute => self.soft_margin_rad,
-                stylet_core::config::JointKind::Prismatic => self.soft_margin_mm,
-            };
+            let margin = self.soft_margin(j.kind);
             if !(margin >= 0.0 && j.max - j.min > 2.0 * margin && j.home >= j.min + margin && j.home <= j.max - margin)
             {
                 return bad(
@@ -121,6 +137,36 @@ impl SafetyConfig {
             return bad("max_depth_mm", "must be positive and within the insertion joint's travel (PATH-6)");
         }
         Ok(())
+    }
+
+    /// The soft-stop margin inside a joint's hard limits (HAZ-1): degrees-derived radians for a
+    /// revolute joint, millimetres for a prismatic one.
+    #[must_use]
+    pub fn soft_margin(&self, kind: JointKind) -> f64 {
+        match kind {
+            JointKind::Revolute => self.soft_margin_rad,
+            JointKind::Prismatic => self.soft_margin_mm,
+        }
+    }
+
+    /// Where each joint may be commanded, in chain order: its hard limits less the soft margin
+    /// (HAZ-1), and for the insertion joint no deeper than PATH-6's depth limit. The one
+    /// derivation of these ranges: the supervisor enforces them and the trajectory generator
+    /// ([`crate::trajectory::Trajectory::within`]) and the procedure plan within them.
+    #[must_use]
+    pub fn soft_ranges(&self) -> Vec<SoftRange> {
+        let ins = self.robot.insertion_joint();
+        self.robot
+            .joints
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                let margin = self.soft_margin(j.kind);
+                let hi = j.max - margin;
+                let depth_bound = ins == Some(i) && self.max_depth_mm < hi;
+                SoftRange { lo: j.min + margin, hi: if depth_bound { self.max_depth_mm } else { hi }, depth_bound }
+            })
+            .collect()
     }
 
     /// The cycle period in seconds.
@@ -176,8 +222,8 @@ impl SafetyConfig {
             c.range("soft_limits.stop_deceleration_fraction", r.soft_limits.stop_deceleration_fraction, 0.1, 0.99);
         for (i, j) in robot.joints.iter().enumerate() {
             let margin = match j.kind {
-                stylet_core::config::JointKind::Revolute => rad_from_deg(soft_deg),
-                stylet_core::config::JointKind::Prismatic => soft_mm,
+                JointKind::Revolute => rad_from_deg(soft_deg),
+                JointKind::Prismatic => soft_mm,
             };
             c.require(
                 j.max - j.min > 2.0 * margin,

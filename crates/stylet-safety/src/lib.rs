@@ -19,7 +19,7 @@ mod supervisor;
 pub mod trajectory;
 
 pub use command::{Actuator, ActuatorInput, SupervisedCommand};
-pub use config::SafetyConfig;
+pub use config::{SafetyConfig, SoftRange};
 pub use fault::{Fault, Reaction};
 pub use state::{Command, MotionState};
 pub use supervisor::{Cycle, Event, Refusal, Snapshot, Supervisor};

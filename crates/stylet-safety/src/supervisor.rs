@@ -36,6 +36,12 @@ const RESET_TIMEOUT: Nanos = Nanos::from_millis(500);
 const DISABLE_RESEND_CYCLES: u32 = 50;
 /// Capacity of the event ring between two drains.
 const EVENT_CAPACITY: usize = 64;
+/// How far past a soft stop the braking condition lets a stop's predicted end lie, rad or mm:
+/// floating-point noise only. A move planned to end exactly on a stop arrives with the last
+/// sample's finite-difference velocity (the mean over its final period, not the zero it ends
+/// with), whose stop would end some 1e-11 mm beyond; a nanometre is a thousandth of the
+/// encoder's count.
+const BRAKING_NOISE: f64 = 1e-9;
 
 /// Why a command was refused. The supervisor's state did not change.
 #[derive(Clone, Copy, Debug, PartialEq, docsplay::Display, thiserror::Error)]
@@ -268,16 +274,17 @@ impl Supervisor {
             current_a: 0.0,
             orientation: false,
         }; MAX_JOINTS];
-        for (l, j) in limits.iter_mut().zip(&cfg.robot.joints) {
-            let (margin, following, jump) = match j.kind {
-                JointKind::Revolute => (cfg.soft_margin_rad, cfg.following_error_rad, cfg.encoder_jump_rad),
-                JointKind::Prismatic => (cfg.soft_margin_mm, cfg.following_error_mm, cfg.encoder_jump_mm),
+        let ranges = cfg.soft_ranges();
+        for ((l, j), range) in limits.iter_mut().zip(&cfg.robot.joints).zip(&ranges) {
+            let (following, jump) = match j.kind {
+                JointKind::Revolute => (cfg.following_error_rad, cfg.encoder_jump_rad),
+                JointKind::Prismatic => (cfg.following_error_mm, cfg.encoder_jump_mm),
             };
             *l = JointLimits {
                 lo: j.min,
                 hi: j.max,
-                soft_lo: j.min + margin,
-                soft_hi: j.max - margin,
+                soft_lo: range.lo,
+                soft_hi: range.hi,
                 vmax: j.max_velocity,
                 amax: j.max_acceleration,
                 jmax: j.max_jerk,
@@ -289,13 +296,7 @@ impl Supervisor {
             };
         }
         // PATH-6: the depth limit is the insertion joint's upper soft stop when it is the tighter one.
-        let mut depth_bound = false;
-        if let Some(l) = ins.and_then(|i| limits.get_mut(i)) {
-            if cfg.max_depth_mm < l.soft_hi {
-                l.soft_hi = cfg.max_depth_mm;
-                depth_bound = true;
-            }
-        }
+        let depth_bound = ranges.iter().any(|r| r.depth_bound);
         let dt = cfg.dt();
         Supervisor {
             cfg,
@@ -1041,7 +1042,7 @@ impl Supervisor {
             // Braking condition: from here a stop at a_stop ends before the soft stop.
             let room = if v > 0.0 { l.soft_hi - q } else { q - l.soft_lo };
             if v != 0.0 {
-                let v_ok = (2.0 * l.a_stop * room.max(0.0)).sqrt();
+                let v_ok = (2.0 * l.a_stop * (room + BRAKING_NOISE).max(0.0)).sqrt();
                 if v.abs() > v_ok {
                     if depth_stop && v > 0.0 {
                         let depth_mm = q + v * v / (2.0 * l.a_stop);

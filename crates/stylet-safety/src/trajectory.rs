@@ -9,6 +9,8 @@
 use stylet_core::config::RobotConfig;
 use stylet_protocol::JointSetpoint;
 
+use crate::config::{SafetyConfig, SoftRange};
+
 /// One segment of constant jerk of the normalised profile: (duration s, jerk 1/s^3).
 type Segment = (f64, f64);
 
@@ -117,10 +119,20 @@ impl Trajectory {
             .map_or_else(|| self.start.clone(), |s| s.iter().map(|j| j.position).collect())
     }
 
+    /// A move from `from` to `to` within the soft ranges the supervisor enforces
+    /// ([`SafetyConfig::soft_ranges`]: soft stops and PATH-6), at `fraction` of the limits, sampled
+    /// at the supervisor's cycle: what the procedure and bring-up plan.
+    ///
+    /// # Errors
+    /// A [`TrajectoryError`] naming the joint.
+    pub fn within(cfg: &SafetyConfig, from: &[f64], to: &[f64], fraction: f64) -> Result<Self, TrajectoryError> {
+        Self::point_to_point(&cfg.robot, from, to, &cfg.soft_ranges(), fraction, cfg.dt())
+    }
+
     /// A synchronised jerk-limited (double-S) move from `from` to `to`, using at most `fraction` of
     /// each joint's velocity, acceleration and jerk limits, sampled every `period_s`; the last
-    /// sample is exactly `to`. Goals must lie
-    /// within `[min + margin, max - margin]` where `margin` is `margins[i]`.
+    /// sample is exactly `to`. Goals must lie within `ranges[i]` (for a test that needs the
+    /// supervisor to refuse a goal, `RobotConfig`'s hard limits through [`hard_ranges`]).
     ///
     /// # Errors
     /// A [`TrajectoryError`] naming the joint.
@@ -128,12 +140,12 @@ impl Trajectory {
         robot: &RobotConfig,
         from: &[f64],
         to: &[f64],
-        margins: &[f64],
+        ranges: &[SoftRange],
         fraction: f64,
         period_s: f64,
     ) -> Result<Self, TrajectoryError> {
         let n = robot.joints.len();
-        if from.len() != n || to.len() != n || margins.len() != n {
+        if from.len() != n || to.len() != n || ranges.len() != n {
             return Err(TrajectoryError::JointCount { got: from.len().min(to.len()), want: n });
         }
         if !(fraction > 0.0 && fraction <= 1.0) {
@@ -142,8 +154,8 @@ impl Trajectory {
         // The normalised coordinate's limits: the tightest joint decides each.
         let (mut v, mut a, mut j) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
         for (i, jt) in robot.joints.iter().enumerate() {
-            let (min, max) = (jt.min + margins[i], jt.max - margins[i]);
-            if !(to[i] >= min && to[i] <= max) {
+            let (min, max) = (ranges[i].lo, ranges[i].hi);
+            if !ranges[i].contains(to[i]) {
                 return Err(TrajectoryError::OutOfRange { joint: i, name: jt.name.clone(), value: to[i], min, max });
             }
             let d = (to[i] - from[i]).abs();
@@ -177,4 +189,11 @@ impl Trajectory {
         }
         Ok(Trajectory { joints: n, start: from.to_vec(), samples })
     }
+}
+
+/// A robot's hard limits as ranges, with no soft margin: for tests and tools that plan up to the
+/// hard stops on purpose.
+#[must_use]
+pub fn hard_ranges(robot: &RobotConfig) -> Vec<SoftRange> {
+    robot.joints.iter().map(|j| SoftRange { lo: j.min, hi: j.max, depth_bound: false }).collect()
 }

@@ -8,6 +8,7 @@ use common::Harness;
 use proptest::prelude::*;
 use stylet_protocol::{FaultCode, FaultReport, JointSetpoint, Message};
 use stylet_safety::trajectory::Trajectory;
+use stylet_safety::SoftRange;
 use stylet_safety::{ActuatorInput, Command};
 
 #[derive(Clone, Debug)]
@@ -80,8 +81,9 @@ fn apply(h: &mut Harness, a: &Action) {
             for (j, d) in offsets {
                 to[*j] += d;
             }
-            let margins = vec![-1e3; from.len()];
-            if let Ok(t) = Trajectory::point_to_point(&h.cfg.robot, &from, &to, &margins, *fraction, h.cfg.dt()) {
+            // Goals anywhere, even beyond the hard stops: the supervisor must keep the envelope.
+            let anywhere = vec![SoftRange { lo: -1e3, hi: 1e3, depth_bound: false }; from.len()];
+            if let Ok(t) = Trajectory::point_to_point(&h.cfg.robot, &from, &to, &anywhere, *fraction, h.cfg.dt()) {
                 for k in 0..t.len().min(*take) {
                     h.tick(t.sample(k));
                 }

@@ -7,7 +7,8 @@ mod common;
 use common::Harness;
 use stylet_core::Nanos;
 use stylet_protocol::{ControllerInfo, FaultCode, FaultReport, JointSetpoint, Message};
-use stylet_safety::trajectory::Trajectory;
+use stylet_safety::trajectory::{hard_ranges, Trajectory};
+use stylet_safety::SoftRange;
 use stylet_safety::{Actuator, ActuatorInput, Command, Fault, MotionState, Refusal, Supervisor};
 
 fn req(h: &Harness, f: impl Fn(usize, f64) -> f64) -> Vec<JointSetpoint> {
@@ -55,8 +56,10 @@ fn position_beyond_soft_stop_is_a_controlled_stop() {
     let from = h.sup.commanded().to_vec();
     let mut to = from.clone();
     to[0] = jmax + 0.1;
-    let margins = vec![-1.0; from.len()];
-    let t = Trajectory::point_to_point(&h.cfg.robot, &from, &to, &margins, 0.5, h.cfg.dt()).unwrap();
+    // Up to 1 (rad or mm) beyond the hard stops: the supervisor must refuse the goal.
+    let beyond: Vec<SoftRange> =
+        hard_ranges(&h.cfg.robot).into_iter().map(|r| SoftRange { lo: r.lo - 1.0, hi: r.hi + 1.0, ..r }).collect();
+    let t = Trajectory::point_to_point(&h.cfg.robot, &from, &to, &beyond, 0.5, h.cfg.dt()).unwrap();
     for k in 0..t.len() {
         h.tick(t.sample(k));
         assert!(h.sup.commanded()[0] <= jmax);
@@ -320,6 +323,38 @@ fn insertion_depth_limit_is_a_controlled_stop() {
     h.run(&t);
     h.assert_controlled_stop(|f| matches!(f, Fault::InsertionDepth { .. }));
     assert!(h.sup.commanded()[ins] <= h.cfg.max_depth_mm + 1e-9);
+}
+
+#[test]
+fn the_generator_plans_within_the_ranges_the_supervisor_enforces_path6_and_soft_stops() {
+    // One derivation (SafetyConfig::soft_ranges): a needle goal past PATH-6's depth but inside the
+    // joint's own soft stop is refused by the generator, naming the joint, as the supervisor would.
+    let mut h = Harness::new();
+    let ins = h.ins();
+    let ranges = h.cfg.soft_ranges();
+    assert!(ranges[ins].depth_bound && (ranges[ins].hi - h.cfg.max_depth_mm).abs() < 1e-12);
+    assert!(h.cfg.max_depth_mm + 5.0 < h.cfg.robot.joints[ins].max - h.cfg.soft_margin_mm, "PATH-6 is the tighter");
+    h.to_inserted(h.cfg.max_depth_mm - 5.0);
+    let from = h.sup.commanded().to_vec();
+    let mut past = from.clone();
+    past[ins] = h.cfg.max_depth_mm + 1.0;
+    let e = Trajectory::within(&h.cfg, &from, &past, 0.5).unwrap_err().to_string();
+    assert!(e.contains(&h.cfg.robot.joints[ins].name), "{e}");
+    // Exactly at the depth limit: planned, and the supervisor admits every sample.
+    let mut at = from.clone();
+    at[ins] = h.cfg.max_depth_mm;
+    let t = Trajectory::within(&h.cfg, &from, &at, 0.5).unwrap();
+    h.run(&t);
+    assert_eq!(h.sup.fault(), None);
+    assert!((h.sup.commanded()[ins] - h.cfg.max_depth_mm).abs() < 1e-9);
+    // The soft stops of every other joint: the generator's bound is the supervisor's.
+    for (i, j) in h.cfg.robot.joints.iter().enumerate().filter(|(i, _)| *i != ins) {
+        let margin = h.cfg.soft_margin(j.kind);
+        assert!((ranges[i].lo - (j.min + margin)).abs() < 1e-12 && (ranges[i].hi - (j.max - margin)).abs() < 1e-12);
+        let mut beyond = h.cfg.robot.home();
+        beyond[i] = j.max - margin / 2.0;
+        assert!(Trajectory::within(&h.cfg, &h.cfg.robot.home(), &beyond, 0.5).is_err(), "joint {i}");
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use stylet_core::{Clock, MockClock};
 use stylet_safety::fake::FakeActuator;
 use stylet_safety::runner::{self, Operator, RunnerEvent, RunnerHandle};
-use stylet_safety::trajectory::Trajectory;
+use stylet_safety::trajectory::{hard_ranges, Trajectory};
 use stylet_safety::{Command, Event, Fault, MotionState, Supervisor};
 
 struct Rig {
@@ -82,7 +82,7 @@ impl Rig {
         let start = self.h.snapshot().unwrap().commanded.as_slice().to_vec();
         let mut goal = start.clone();
         goal[joint] += delta;
-        let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &vec![0.0; start.len()], 0.5, cfg.dt()).unwrap();
+        let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &hard_ranges(&cfg.robot), 0.5, cfg.dt()).unwrap();
         (t, goal)
     }
 
@@ -107,7 +107,7 @@ fn runner_homes_and_executes_a_trajectory_in_lockstep() {
     let start = rig.h.snapshot().unwrap().commanded.as_slice().to_vec();
     let mut goal = start.clone();
     goal[0] += 0.01;
-    let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &vec![0.0; start.len()], 0.5, cfg.dt()).unwrap();
+    let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &hard_ranges(&cfg.robot), 0.5, cfg.dt()).unwrap();
     let samples = t.len();
     rig.h.send(Operator::Execute(t, None)).unwrap();
     rig.steps(samples + 2, true);
@@ -175,17 +175,17 @@ fn answers_arrive_after_the_snapshot_shows_their_effect() {
     let start = rig.h.snapshot().unwrap().commanded.as_slice().to_vec();
     let mut goal = start.clone();
     goal[0] += 0.01;
-    let margins = vec![0.0; start.len()];
+    let hard = hard_ranges(&cfg.robot);
     // From somewhere else: refused with the offset, nothing moves.
     let mut wrong = start.clone();
     wrong[2] += 0.5;
-    let t = Trajectory::point_to_point(&cfg.robot, &wrong, &goal, &margins, 0.5, cfg.dt()).unwrap();
+    let t = Trajectory::point_to_point(&cfg.robot, &wrong, &goal, &hard, 0.5, cfg.dt()).unwrap();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let (r, _) = answered(&mut rig, Operator::Execute(t, Some(tx)), &rx);
     let offset = r.unwrap_err().offset;
     assert!((offset - 0.5).abs() < 1e-12, "{offset}");
     // From the commanded position: taken.
-    let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &margins, 0.5, cfg.dt()).unwrap();
+    let t = Trajectory::point_to_point(&cfg.robot, &start, &goal, &hard, 0.5, cfg.dt()).unwrap();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let (r, _) = answered(&mut rig, Operator::Execute(t, Some(tx)), &rx);
     assert_eq!(r, Ok(()));

@@ -5,7 +5,7 @@
 mod common;
 
 use proptest::prelude::*;
-use stylet_safety::trajectory::Trajectory;
+use stylet_safety::trajectory::{hard_ranges, Trajectory};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
@@ -21,7 +21,7 @@ proptest! {
         let lerp = |f: &[f64]| -> Vec<f64> { robot.joints.iter().zip(f).map(|(j, x)| j.min + x * (j.max - j.min)).collect() };
         let (from, to) = (lerp(&from_f), lerp(&to_f));
         let dt = cfg.dt();
-        let t = Trajectory::point_to_point(robot, &from, &to, &[0.0; 7], fraction, dt).unwrap();
+        let t = Trajectory::point_to_point(robot, &from, &to, &hard_ranges(robot), fraction, dt).unwrap();
         prop_assert_eq!(t.start(), &from[..]);
         prop_assert_eq!(t.goal(), to.clone(), "ends exactly on the goal");
         let mut q_prev = from.clone();

@@ -201,18 +201,8 @@ impl Session {
     /// in seconds (the caller polls).
     pub(crate) fn start_move(&mut self, goal: &[f64]) -> Result<f64, StepError> {
         let from = self.snapshot()?.commanded.as_slice().to_vec();
-        let margins: Vec<f64> = self
-            .cfg
-            .robot
-            .joints
-            .iter()
-            .map(|j| match j.kind {
-                JointKind::Revolute => self.cfg.soft_margin_rad,
-                JointKind::Prismatic => self.cfg.soft_margin_mm,
-            })
-            .collect();
-        let t = Trajectory::point_to_point(&self.cfg.robot, &from, goal, &margins, self.fraction, self.cfg.dt())
-            .map_err(|e| StepError::Check(e.to_string()))?;
+        let t =
+            Trajectory::within(&self.cfg, &from, goal, self.fraction).map_err(|e| StepError::Check(e.to_string()))?;
         let seconds = t.len() as f64 * self.cfg.dt();
         match self.h.execute(t) {
             Ok(Ok(())) => {
@@ -367,11 +357,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let name = format!("joint {i} ({})", j.name);
         steps.run(&mut s, &name, |s| {
             let start = s.snapshot()?.commanded.as_slice().to_vec();
-            let (range, margin, unit) = match j.kind {
-                JointKind::Revolute => (rad_from_deg(args.range_deg), s.cfg.soft_margin_rad, "rad"),
-                JointKind::Prismatic => (args.range_mm, s.cfg.soft_margin_mm, "mm"),
+            let (range, unit) = match j.kind {
+                JointKind::Revolute => (rad_from_deg(args.range_deg), "rad"),
+                JointKind::Prismatic => (args.range_mm, "mm"),
             };
-            let up = start[i] + range <= j.max - margin;
+            let up = s.cfg.soft_ranges().get(i).is_some_and(|r| r.contains(start[i] + range));
             let mut out = start.clone();
             out[i] += if up { range } else { -range };
             let measured_start = s.snapshot()?.measured.as_slice()[i];

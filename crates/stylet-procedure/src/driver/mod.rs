@@ -532,24 +532,8 @@ impl<'a, W: World> Driver<'a, W> {
     fn start_move(&mut self, goal: &[f64], fraction: f64) -> Result<bool, DriverError> {
         let safety = self.world.safety().clone();
         let from = self.world.snapshot()?.commanded.as_slice().to_vec();
-        let margins: Vec<f64> = safety
-            .robot
-            .joints
-            .iter()
-            .map(|j| match j.kind {
-                stylet_core::config::JointKind::Revolute => safety.soft_margin_rad,
-                stylet_core::config::JointKind::Prismatic => safety.soft_margin_mm,
-            })
-            .collect();
-        let t = stylet_safety::trajectory::Trajectory::point_to_point(
-            &safety.robot,
-            &from,
-            goal,
-            &margins,
-            fraction,
-            safety.dt(),
-        )
-        .map_err(|e| DriverError::Motion(format!("move to {goal:?}: {e}")))?;
+        let t = stylet_safety::trajectory::Trajectory::within(&safety, &from, goal, fraction)
+            .map_err(|e| DriverError::Motion(format!("move to {goal:?}: {e}")))?;
         match self.world.execute(t) {
             Ok(()) => {
                 let now = self.world.now_s();

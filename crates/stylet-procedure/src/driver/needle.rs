@@ -267,7 +267,8 @@ impl<W: World> Driver<'_, W> {
     /// the tip is off to the side at depth, or the supervisor stops the arm.
     fn insert(&mut self, planning: &Shared, line: &Line, ins: usize) -> Result<Attempt, DriverError> {
         let standoff = self.cfg.ik.standoff_mm;
-        let max_depth = self.world.safety().robot.joints[ins].max;
+        // The deepest the supervisor lets the needle go (its soft stop, or PATH-6's limit).
+        let max_depth = self.world.safety().soft_ranges().get(ins).map_or(0.0, |r| r.hi);
         let mut goal_depth = standoff + line.depth_mm;
         let mut first = true;
         loop {

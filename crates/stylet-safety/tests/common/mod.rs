@@ -13,7 +13,7 @@ use std::path::Path;
 use stylet_core::Nanos;
 use stylet_protocol::{JointSetpoint, Message};
 use stylet_safety::fake::FakeActuator;
-use stylet_safety::trajectory::Trajectory;
+use stylet_safety::trajectory::{hard_ranges, Trajectory};
 use stylet_safety::{Actuator, Command, Fault, MotionState, SafetyConfig, Supervisor};
 
 pub fn config() -> SafetyConfig {
@@ -104,8 +104,8 @@ impl Harness {
         for (j, d) in offsets {
             to[*j] += d;
         }
-        let margins = vec![0.0; from.len()];
-        Trajectory::point_to_point(&self.cfg.robot, &from, &to, &margins, fraction, self.cfg.dt()).expect("plannable")
+        let hard = hard_ranges(&self.cfg.robot);
+        Trajectory::point_to_point(&self.cfg.robot, &from, &to, &hard, fraction, self.cfg.dt()).expect("plannable")
     }
 
     /// Runs a trajectory to its end (or until a fault). Returns the samples run.

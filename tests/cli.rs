@@ -68,12 +68,17 @@ fn config_errors_name_file_key_and_value() {
     .unwrap();
     let sim = std::fs::read_to_string(dir.join("sim.toml")).unwrap();
     std::fs::write(dir.join("sim.toml"), sim.replace("seed = 1", "seed = 1\nturbo = true")).unwrap();
+    // robot.toml no longer agreeing with the URDF (one robot model): refused by joint and value.
+    let robot = std::fs::read_to_string(dir.join("robot/robot.toml")).unwrap();
+    std::fs::write(dir.join("robot/robot.toml"), robot.replace("max_velocity_mm_s = 10.0", "max_velocity_mm_s = 12.0"))
+        .unwrap();
     let out = Command::new(STYLET).args(["config", "check"]).arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("safety.toml") && text.contains("`insertion_depth.max_depth_mm` = 5000"), "{text}");
     assert!(text.contains("`enable_interlock.rule` = \"INS-9\""), "{text}");
     assert!(text.contains("sim.toml") && text.contains("turbo"), "{text}");
+    assert!(text.contains("needle_insertion_joint: max_velocity 12 mm/s against the URDF's 10 mm/s"), "{text}");
 }
 
 #[test]

@@ -214,8 +214,6 @@ pub struct JointSpec {
 pub struct RobotConfig {
     /// The robot's name.
     pub name: String,
-    /// The URDF file, relative to the robot config's folder, when one is given.
-    pub urdf: Option<PathBuf>,
     /// Joints from base to tip.
     pub joints: Vec<JointSpec>,
 }
@@ -266,7 +264,7 @@ impl RobotConfig {
         for (i, j) in raw.joints.into_iter().enumerate() {
             joints.push(parse_joint(&mut c, i, j));
         }
-        c.finish(path, RobotConfig { name: raw.name, urdf: raw.urdf, joints })
+        c.finish(path, RobotConfig { name: raw.name, joints })
     }
 }
 
@@ -274,8 +272,6 @@ impl RobotConfig {
 #[serde(deny_unknown_fields)]
 struct RawRobot {
     name: String,
-    #[serde(default)]
-    urdf: Option<PathBuf>,
     joints: Vec<RawJoint>,
 }
 

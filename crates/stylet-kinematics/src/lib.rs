@@ -5,6 +5,8 @@
 //!   Jacobian.
 //! - [`ik`]: the needle-axis IK: tip at a stand-off before the skin entry, needle axis on the
 //!   entry->target line, roll free; every distinct solution ranked, or the reason none exists.
+//! - [`robot::RobotModel`]: the robot from one description: `robot.toml` checked against the URDF
+//!   at load, any disagreement refused by joint, field and value.
 //! - [`keepout`]: keep-out volumes (CT gantry ring, table, skin height field) and clearance.
 //! - [`path_clearance`]: clearance along a joint-space path, so a motion is checked all the way and
 //!   not only at its end.
@@ -14,6 +16,7 @@ pub mod config;
 pub mod ik;
 pub mod keepout;
 pub mod model;
+pub mod robot;
 
 pub use config::{KinematicsConfig, Needle};
 pub use ik::{
@@ -22,6 +25,7 @@ pub use ik::{
 };
 pub use keepout::{KeepOut, KeepOuts};
 pub use model::{Arm, ModelError, Motion};
+pub use robot::{RobotModel, RobotModelError};
 
 /// The smallest clearance (mm) of the arm along a sequence of configurations, with the index of
 /// the configuration and the volume where it occurs.

@@ -37,6 +37,8 @@ pub struct ChainJoint {
     pub lower: f64,
     /// Upper limit (rad or mm).
     pub upper: f64,
+    /// The URDF's velocity limit (rad/s or mm/s); infinite where the URDF gives none (0).
+    pub velocity: f64,
 }
 
 /// A serial chain from a base link to a tip link.
@@ -156,16 +158,24 @@ impl Arm {
         let mut pending = Isometry3::identity();
         for j in path_joints {
             let origin = pending * pose_mm(&j.origin);
-            let (motion, lower, upper) = match j.joint_type {
+            let given = |v: f64| if v > 0.0 { v } else { f64::INFINITY };
+            let (motion, lower, upper, velocity) = match j.joint_type {
                 urdf_rs::JointType::Fixed => {
                     pending = origin;
                     continue;
                 }
-                urdf_rs::JointType::Revolute => (Motion::Revolute, j.limit.lower, j.limit.upper),
-                urdf_rs::JointType::Continuous => (Motion::Revolute, f64::NEG_INFINITY, f64::INFINITY),
-                urdf_rs::JointType::Prismatic => {
-                    (Motion::Prismatic, mm_from_m(j.limit.lower), mm_from_m(j.limit.upper))
+                urdf_rs::JointType::Revolute => {
+                    (Motion::Revolute, j.limit.lower, j.limit.upper, given(j.limit.velocity))
                 }
+                urdf_rs::JointType::Continuous => {
+                    (Motion::Revolute, f64::NEG_INFINITY, f64::INFINITY, given(j.limit.velocity))
+                }
+                urdf_rs::JointType::Prismatic => (
+                    Motion::Prismatic,
+                    mm_from_m(j.limit.lower),
+                    mm_from_m(j.limit.upper),
+                    given(mm_from_m(j.limit.velocity)),
+                ),
                 ref other => {
                     return Err(ModelError::Unsupported {
                         path: path.into(),
@@ -196,7 +206,7 @@ impl Arm {
                     what: format!("more than {MAX_DOF} movable joints before the tip"),
                 });
             }
-            joints.push(ChainJoint { name: j.name.clone(), motion, origin, axis, lower, upper });
+            joints.push(ChainJoint { name: j.name.clone(), motion, origin, axis, lower, upper, velocity });
             pending = Isometry3::identity();
         }
         Ok(Arm { name: robot.name, base: base.into(), tip: tip.into(), joints, tip_offset: pending })

@@ -6,7 +6,7 @@ mod common;
 
 use nalgebra::Vector3;
 use stylet_core::config::{JointKind, RobotConfig};
-use stylet_kinematics::{path_clearance, solve_all, Arm, KinematicsConfig, Motion, NeedleLine};
+use stylet_kinematics::{path_clearance, solve_all, Arm, KinematicsConfig, Motion, NeedleLine, RobotModel};
 use stylet_safety::trajectory::{hard_ranges, Trajectory};
 
 fn load() -> (KinematicsConfig, Arm, RobotConfig) {
@@ -18,22 +18,63 @@ fn load() -> (KinematicsConfig, Arm, RobotConfig) {
 
 #[test]
 fn urdf_and_robot_toml_describe_the_same_joints() {
-    let (_, arm, robot) = load();
-    assert_eq!(arm.dof(), robot.joints.len());
-    for (a, r) in arm.joints.iter().zip(&robot.joints) {
+    let model = RobotModel::load(&common::config_dir().join("..")).unwrap();
+    assert_eq!(model.arm.dof(), model.robot.joints.len());
+    assert!(stylet_kinematics::robot::disagreements(&model.robot, &model.arm).is_empty());
+    for (a, r) in model.arm.joints.iter().zip(&model.robot.joints) {
         assert_eq!(a.name, r.name);
         assert_eq!(a.motion == Motion::Prismatic, r.kind == JointKind::Prismatic, "{}", a.name);
-        assert!(
-            (a.lower - r.min).abs() < 1e-5 && (a.upper - r.max).abs() < 1e-5,
-            "{}: URDF [{}, {}] vs robot.toml [{}, {}]",
-            a.name,
-            a.lower,
-            a.upper,
-            r.min,
-            r.max
-        );
+        assert!((a.lower - r.min).abs() < 1e-5 && (a.upper - r.max).abs() < 1e-5, "{}", a.name);
+        assert!((a.velocity - r.max_velocity).abs() < 1e-5, "{}: {} against {}", a.name, a.velocity, r.max_velocity);
     }
-    assert!(std::path::Path::new(&common::config_dir().join(robot.urdf.unwrap())).exists());
+}
+
+/// A copy of the config folder's robot files with robot.toml edited by `edit`.
+fn robot_with(tag: &str, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("stylet-robot-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(dir.join("robot")).unwrap();
+    for f in ["kinematics.toml", "stylet_arm.urdf"] {
+        std::fs::copy(common::config_dir().join(f), dir.join("robot").join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(common::config_dir().join("robot.toml")).unwrap();
+    std::fs::write(dir.join("robot").join("robot.toml"), edit(text)).unwrap();
+    dir
+}
+
+#[test]
+fn a_robot_toml_that_disagrees_with_the_urdf_is_refused_naming_joint_field_and_values() {
+    // A limit and a velocity changed: both named, with both values and both files.
+    let dir = robot_with("limits", |t| {
+        t.replace("min_deg = -160.0", "min_deg = -170.0")
+            .replace("max_velocity_mm_s = 10.0", "max_velocity_mm_s = 12.0")
+    });
+    let e = RobotModel::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("robot.toml") && e.contains("stylet_arm.urdf"), "{e}");
+    assert!(e.contains("elbow_joint: min -2.967") && e.contains("against the URDF's -2.79253 rad"), "{e}");
+    assert!(e.contains("needle_insertion_joint: max_velocity 12 mm/s against the URDF's 10 mm/s"), "{e}");
+    assert!(!e.contains("shoulder_pan_joint"), "only what disagrees: {e}");
+    // Two joints swapped: the order is the chain's.
+    let dir = robot_with("order", |t| {
+        t.replacen("wrist_1_joint", "wrist_9_joint", 1).replacen("wrist_2_joint", "wrist_1_joint", 1).replacen(
+            "wrist_9_joint",
+            "wrist_2_joint",
+            1,
+        )
+    });
+    let e = RobotModel::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("wrist_2_joint, wrist_1_joint") && e.contains("against the URDF chain's"), "{e}");
+    // A joint of another kind.
+    let dir = robot_with("kind", |t| {
+        t.replacen("kind = \"prismatic\"", "kind = \"revolute\"", 1)
+            .replace("min_mm = -5.0", "min_deg = -5.0")
+            .replace("max_mm = 200.0", "max_deg = 200.0")
+            .replace("max_velocity_mm_s", "max_velocity_deg_s")
+            .replace("max_acceleration_mm_s2", "max_acceleration_deg_s2")
+            .replace("max_jerk_mm_s3", "max_jerk_deg_s3")
+            .replace("home_mm", "home_deg")
+    });
+    let e = RobotModel::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("needle_insertion_joint: kind Revolute against the URDF's Prismatic"), "{e}");
 }
 
 #[test]

@@ -39,13 +39,9 @@ pub(crate) fn check(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
                 checked.push(kin_path.display().to_string());
                 checked.push(k.urdf.display().to_string());
                 if let Some(r) = &robot {
-                    let names: Vec<&str> = arm.joints.iter().map(|j| j.name.as_str()).collect();
-                    let want: Vec<&str> = r.joints.iter().map(|j| j.name.as_str()).collect();
-                    if names != want {
-                        errors.push(format!(
-                            "{}: joints {names:?} differ from robot/robot.toml {want:?}",
-                            k.urdf.display()
-                        ));
+                    // The one robot model: robot.toml and the URDF must describe the same arm.
+                    if let Err(e) = stylet_kinematics::RobotModel::new(r.clone(), &robot_path, k.clone(), arm) {
+                        errors.push(e.to_string());
                     }
                 }
             }

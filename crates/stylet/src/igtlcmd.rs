@@ -85,7 +85,8 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let cfg = SafetyConfig::load_dir(&args.config)?;
-    let (arm, ik_opts, keepouts) = crate::kincmd::ChainArgs::reference(&args.config).load()?;
+    let crate::kincmd::Chain { arm, ik: ik_opts, keepouts, .. } =
+        crate::kincmd::ChainArgs::reference(&args.config).load()?;
     let ins = cfg.robot.insertion_joint().context("the robot has no insertion joint")?;
     let home = cfg.robot.home();
     let mut session: Option<(Session, crate::simcmd::InProcessSim)> = None;

@@ -9,7 +9,7 @@ use nalgebra::{Isometry3, Vector3};
 use serde_json::{json, Value};
 use stylet_kinematics::{
     check, random_reachable_lines, solve_all, solve_first, Arm, IkOptions, KeepOuts, KinematicsConfig, Motion,
-    NeedleLine,
+    NeedleLine, RobotModel,
 };
 
 /// Which chain: an explicit URDF, or the reference arm from the config folder.
@@ -35,25 +35,44 @@ impl ChainArgs {
         Self { urdf: None, base: None, tip: None, config: config.to_path_buf() }
     }
 
-    /// The arm, the IK options and keep-outs (the config's keep-outs apply only to its own arm).
-    pub(crate) fn load(&self) -> anyhow::Result<(Arm, IkOptions, KeepOuts)> {
+    /// The chain and what goes with it. The reference arm comes from its one description
+    /// (`RobotModel`: robot.toml checked against the URDF), its home from robot.toml; another
+    /// chain (`--urdf`, or other links of the reference URDF) takes the config's IK options, the
+    /// keep-outs only when it is of the reference URDF, and all zeros (clamped into each joint's
+    /// range) as its home.
+    pub(crate) fn load(&self) -> anyhow::Result<Chain> {
+        if self.urdf.is_none() && self.base.is_none() && self.tip.is_none() {
+            let model = RobotModel::load(&self.config)?;
+            let home = model.robot.home();
+            return Ok(Chain { arm: model.arm, ik: model.kinematics.ik, keepouts: model.kinematics.keepouts, home });
+        }
         let kin_path = self.config.join("robot").join("kinematics.toml");
         let cfg =
             if kin_path.exists() || self.urdf.is_none() { Some(KinematicsConfig::load(&kin_path)?) } else { None };
-        let own = self.urdf.is_none();
         let urdf = match (&self.urdf, &cfg) {
             (Some(u), _) => u.clone(),
             (None, Some(c)) => c.urdf.clone(),
             (None, None) => anyhow::bail!("give --urdf FILE"),
         };
+        let own = self.urdf.is_none();
         let base = self.base.clone().or_else(|| own.then(|| cfg.as_ref().map(|c| c.base_link.clone())).flatten());
         let tip = self.tip.clone().or_else(|| own.then(|| cfg.as_ref().map(|c| c.tip_link.clone())).flatten());
         let (Some(base), Some(tip)) = (base, tip) else { anyhow::bail!("give --base LINK and --tip LINK with --urdf") };
         let arm = Arm::from_urdf_file(&urdf, &base, &tip)?;
         let ik = cfg.as_ref().map(|c| c.ik.clone()).unwrap_or_default();
         let keepouts = if own { cfg.map(|c| c.keepouts).unwrap_or_default() } else { KeepOuts::default() };
-        Ok((arm, ik, keepouts))
+        let home = arm.joints.iter().map(|j| 0.0f64.clamp(j.lower, j.upper)).collect();
+        Ok(Chain { arm, ik, keepouts, home })
     }
+}
+
+/// A chain to solve on: the arm, its IK options, keep-outs and home (the IK's default seed).
+#[derive(Debug)]
+pub(crate) struct Chain {
+    pub(crate) arm: Arm,
+    pub(crate) ik: IkOptions,
+    pub(crate) keepouts: KeepOuts,
+    pub(crate) home: Vec<f64>,
 }
 
 /// Options of `stylet fk`.
@@ -116,7 +135,7 @@ fn chain_json(arm: &Arm) -> Value {
 }
 
 pub(crate) fn fk(args: &FkArgs) -> anyhow::Result<ExitCode> {
-    let (arm, _, _) = args.chain.load()?;
+    let arm = args.chain.load()?.arm;
     anyhow::ensure!(
         args.joints.len() == arm.dof(),
         "{} joint values given, the chain {} -> {} has {} ({})",
@@ -148,19 +167,8 @@ pub(crate) fn fk(args: &FkArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn default_seed(arm: &Arm, config: &Path) -> Vec<f64> {
-    // The reference arm's home from robot.toml when the chain is that arm; zeros otherwise.
-    let robot = stylet_core::config::RobotConfig::load(&config.join("robot").join("robot.toml")).ok();
-    match robot {
-        Some(r) if r.joints.len() == arm.dof() && r.joints.iter().zip(&arm.joints).all(|(a, b)| a.name == b.name) => {
-            r.home()
-        }
-        _ => arm.joints.iter().map(|j| 0.0f64.clamp(j.lower, j.upper)).collect(),
-    }
-}
-
 pub(crate) fn ik(args: &IkArgs) -> anyhow::Result<ExitCode> {
-    let (arm, mut opts, keepouts) = args.chain.load()?;
+    let Chain { arm, ik: mut opts, keepouts, home } = args.chain.load()?;
     if let Some(s) = args.standoff_mm {
         anyhow::ensure!(s.is_finite() && s >= 0.0, "--standoff-mm {s} must be >= 0");
         opts.standoff_mm = s;
@@ -170,7 +178,7 @@ pub(crate) fn ik(args: &IkArgs) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(s.len() == arm.dof(), "--seed has {} values, the chain has {} joints", s.len(), arm.dof());
             to_internal(&arm, s)
         }
-        None => default_seed(&arm, &args.chain.config),
+        None => home,
     };
     for (name, p) in [("--entry", &args.entry), ("--target", &args.target)] {
         anyhow::ensure!(
@@ -265,10 +273,8 @@ fn quantiles(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 pub(crate) fn bench_ik(args: &BenchIkArgs) -> anyhow::Result<ExitCode> {
-    let kin = KinematicsConfig::load(&args.config.join("robot").join("kinematics.toml"))?;
-    let arm = Arm::from_urdf_file(&kin.urdf, &kin.base_link, &kin.tip_link)?;
-    let opts = kin.ik.clone();
-    let home = default_seed(&arm, &args.config);
+    let RobotModel { robot, kinematics: kin, arm } = RobotModel::load(&args.config)?;
+    let (opts, home) = (kin.ik.clone(), robot.home());
     let lines = random_reachable_lines(&arm, args.lines, &opts, args.seed);
     let none = KeepOuts::default();
     let accept = |q: &[f64], line: &NeedleLine| {

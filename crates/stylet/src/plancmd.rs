@@ -377,9 +377,8 @@ fn reachability(
         stylet_core::frame::Transform::<stylet_core::frame::Robot, stylet_core::frame::Ct>::try_from_rows(rows)
             .with_context(|| format!("{}: \"robot_from_ct\"", registration.display()))?;
     let robot = |p: [f64; 3]| (robot_from_ct * stylet_core::frame::Point::new(p[0], p[1], p[2])).to_nalgebra().coords;
-    let chain = crate::kincmd::ChainArgs::reference(config);
-    let (arm, opts, keepouts) = chain.load()?;
-    let seed = crate::kincmd::default_seed(&arm, config);
+    let crate::kincmd::Chain { arm, ik: opts, keepouts, home: seed } =
+        crate::kincmd::ChainArgs::reference(config).load()?;
     let mut outcomes = Vec::new();
     let mut reachable: Vec<(Plan, f64)> = Vec::new();
     for p in plans.drain(..) {

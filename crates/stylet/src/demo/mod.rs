@@ -102,8 +102,8 @@ pub(crate) fn driver_config(config: &Path) -> anyhow::Result<DriverConfig> {
     let frame = stylet_registration::read_points(&config.join("robot").join("marker_frame.txt"))?;
     let marker_frame = frame.iter().map(|p| Point::<Robot>::new(p.x, p.y, p.z)).collect();
     let zone = stylet_planning::load_zone(&config.join("devices.toml"), "mwa-generic", "100W-8min")?;
-    let (arm, ik, keepouts) = crate::kincmd::ChainArgs::reference(config).load()?;
-    let ik_seed = crate::kincmd::default_seed(&arm, config);
+    let crate::kincmd::Chain { arm, ik, keepouts, home: ik_seed } =
+        crate::kincmd::ChainArgs::reference(config).load()?;
     let resp = stylet_respiration::RespirationConfig::load(&config.join("respiration.toml"))?;
     Ok(DriverConfig {
         rules,

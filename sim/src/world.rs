@@ -578,17 +578,17 @@ impl<A: SimArm> SimWorld<A> {
         let mut positions = Vec::new();
         for (k, (imaged, axis, zone)) in self.ablated.iter().enumerate() {
             let Some(p) = report.positions.get(k) else { continue };
-            let planned_tip = Vector3::from(p.planned_tip);
-            let planned_centre = planned_tip - Vector3::from(p.axis) * zone.centre_from_tip_mm;
+            let (planned_tip, p_axis) = (p.planned_tip.to_nalgebra().coords, p.axis.to_nalgebra());
+            let planned_centre = planned_tip - p_axis * zone.centre_from_tip_mm;
             let achieved_centre = imaged.tip - axis * zone.centre_from_tip_mm;
             let error = imaged.tip - planned_tip;
-            let along = error.dot(&Vector3::from(p.axis));
+            let along = error.dot(&p_axis);
             positions.push(json!({
                 "ablated_at_s": imaged.t_s,
                 "tip_error_mm": error.norm(),
                 // Deeper than planned is positive.
                 "tip_error_along_axis_mm": along,
-                "tip_error_across_axis_mm": (error - Vector3::from(p.axis) * along).norm(),
+                "tip_error_across_axis_mm": (error - p_axis * along).norm(),
                 "zone_centre_error_mm": (achieved_centre - planned_centre).norm(),
                 "measured_tip_error_mm": p.measured_tip.map(|m| (Vector3::from(m) - planned_tip).norm()),
                 "error_sources_at_the_tip": imaged.budget,
@@ -619,8 +619,8 @@ impl<A: SimArm> SimWorld<A> {
                 .positions
                 .iter()
                 .map(|p| {
-                    let (tip, axis) = (Vector3::from(p.planned_tip), Vector3::from(p.axis));
-                    ((tip - axis * zone.centre_from_tip_mm).into(), p.axis)
+                    let (tip, axis) = (p.planned_tip.to_nalgebra().coords, p.axis.to_nalgebra());
+                    ((tip - axis * zone.centre_from_tip_mm).into(), p.axis.to_array())
                 })
                 .collect();
             (stylet_planning::margin_mm(&surface, zone, &zones), stylet_planning::margin_mm(&surface, zone, &planned))
@@ -637,7 +637,7 @@ impl<A: SimArm> SimWorld<A> {
             "planner_target_to_true_centre_mm": target.zip(tumour).map(|(a, b)| (a - b.0).norm()),
             "controller_drives_off": !self.arm.true_drives_on(),
             "inserted_mm": (q[self.ins] - self.setup.standoff_mm).max(0.0),
-            "last_imaged_tip_to_planned_tip_mm": last.zip(report.positions.last()).map(|(t, p)| (t - Vector3::from(p.planned_tip)).norm()),
+            "last_imaged_tip_to_planned_tip_mm": last.zip(report.positions.last()).map(|(t, p)| (t - p.planned_tip.to_nalgebra().coords).norm()),
             "checkpoint_cts": self.cts,
             "liver_at_cts_mm": self.liver_at_cts.iter().map(|l| [l.x, l.y, l.z]).collect::<Vec<_>>(),
             "scenario_events": self.fired,

@@ -16,7 +16,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
-use core::ops::{Mul, Sub};
+use core::ops::{Add, Mul, Sub};
 
 use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
 
@@ -129,6 +129,48 @@ impl<F: Frame> Vector<F> {
     #[must_use]
     pub fn norm_mm(self) -> f64 {
         self.coords.norm()
+    }
+}
+
+impl<F: Frame> Vector<F> {
+    /// `[x, y, z]`.
+    #[must_use]
+    pub fn to_array(self) -> [f64; 3] {
+        [self.coords.x, self.coords.y, self.coords.z]
+    }
+
+    /// Wraps raw components that are known to be in frame `F`.
+    #[must_use]
+    pub fn from_nalgebra(coords: Vector3<f64>) -> Self {
+        Vector { coords, frame: PhantomData }
+    }
+}
+
+impl<F: Frame> Add<Vector<F>> for Point<F> {
+    type Output = Point<F>;
+    fn add(self, rhs: Vector<F>) -> Point<F> {
+        Point::from_nalgebra(self.coords + rhs.coords)
+    }
+}
+
+impl<F: Frame> Mul<f64> for Vector<F> {
+    type Output = Vector<F>;
+    fn mul(self, k: f64) -> Vector<F> {
+        Vector::from_nalgebra(self.coords * k)
+    }
+}
+
+/// A point is written as `[x, y, z]` in millimetres (its frame is the field's name's business).
+impl<F: Frame> serde::Serialize for Point<F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_array().serialize(s)
+    }
+}
+
+/// A vector is written as `[x, y, z]`.
+impl<F: Frame> serde::Serialize for Vector<F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_array().serialize(s)
     }
 }
 

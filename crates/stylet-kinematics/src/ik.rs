@@ -12,6 +12,7 @@
 use nalgebra::{Isometry3, Matrix5, Matrix6xX, SMatrix, SVector, Vector3};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use stylet_core::frame::{Point, Robot};
 
 use crate::keepout::KeepOuts;
 use crate::model::{Arm, Motion};
@@ -58,13 +59,26 @@ impl Default for IkOptions {
     }
 }
 
-/// A needle line in the robot base frame, mm.
+/// A needle line in the robot base frame, mm. A line planned in the CT comes here through the
+/// registration (`robot_from_ct * entry`): a CT point does not fit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NeedleLine {
     /// Skin entry point.
-    pub entry: Vector3<f64>,
+    pub entry: Point<Robot>,
     /// Target point.
-    pub target: Vector3<f64>,
+    pub target: Point<Robot>,
+}
+
+impl NeedleLine {
+    /// The entry's raw coordinates (the solver's own arithmetic).
+    fn entry_mm(&self) -> Vector3<f64> {
+        self.entry.to_nalgebra().coords
+    }
+
+    /// The target's raw coordinates.
+    fn target_mm(&self) -> Vector3<f64> {
+        self.target.to_nalgebra().coords
+    }
 }
 
 /// One solution with its checks and score.
@@ -131,13 +145,13 @@ pub enum IkFailure {
 
 /// The stand-off pose the tip must reach: position and needle direction.
 fn task(line: &NeedleLine, standoff_mm: f64) -> Option<(Vector3<f64>, Vector3<f64>)> {
-    let d = line.target - line.entry;
+    let d = line.target_mm() - line.entry_mm();
     let len = d.norm();
     if len.is_nan() || len <= 1e-9 {
         return None;
     }
     let u = d / len;
-    Some((line.entry - u * standoff_mm, u))
+    Some((line.entry_mm() - u * standoff_mm, u))
 }
 
 /// Errors of the tip pose against the task: position error vector, axis rotation vector.
@@ -479,7 +493,10 @@ pub fn random_reachable_lines(arm: &Arm, n: usize, opts: &IkOptions, seed: u64) 
         let z = tip.rotation * Vector3::z();
         let entry = tip.translation.vector + z * opts.standoff_mm;
         let target = entry + z * rng.gen_range(30.0..150.0);
-        out.push((q, NeedleLine { entry, target }));
+        out.push((
+            q,
+            NeedleLine { entry: Point::from_nalgebra(entry.into()), target: Point::from_nalgebra(target.into()) },
+        ));
     }
     out
 }
@@ -488,8 +505,8 @@ pub fn random_reachable_lines(arm: &Arm, n: usize, opts: &IkOptions, seed: u64) 
 /// (mm), axis angle from the line (deg), and whether the joints are within limits.
 #[must_use]
 pub fn check(arm: &Arm, q: &[f64], line: &NeedleLine, standoff_mm: f64) -> (f64, f64, bool) {
-    let u = (line.target - line.entry).normalize();
-    let goal = line.entry - u * standoff_mm;
+    let u = (line.target_mm() - line.entry_mm()).normalize();
+    let goal = line.entry_mm() - u * standoff_mm;
     let tip = arm.tip_pose(q);
     let z = tip.rotation * Vector3::z();
     let dp = (tip.translation.vector - goal).norm();
@@ -581,7 +598,7 @@ pub fn insertion_path(
     path.push(q.clone());
     for k in 1..=steps {
         let d = depth(k);
-        let goal = line.entry + u * d;
+        let goal = line.entry_mm() + u * d;
         let a = attempt(arm, &single, &goal, &u, &q, &mut s);
         if !a.converged {
             return Err(InsertionError::LostLine { depth_mm: d, error_mm: a.pos_err, error_deg: a.angle.to_degrees() });

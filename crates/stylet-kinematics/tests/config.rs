@@ -4,8 +4,8 @@
 
 mod common;
 
-use nalgebra::Vector3;
 use stylet_core::config::{JointKind, RobotConfig};
+use stylet_core::frame::Point;
 use stylet_kinematics::{path_clearance, solve_all, Arm, KinematicsConfig, Motion, NeedleLine, RobotModel};
 use stylet_safety::trajectory::{hard_ranges, Trajectory};
 
@@ -80,7 +80,7 @@ fn a_robot_toml_that_disagrees_with_the_urdf_is_refused_naming_joint_field_and_v
 #[test]
 fn a_clinical_line_is_solved_clear_of_the_gantry_and_table_and_so_is_the_move_there() {
     let (cfg, arm, robot) = load();
-    let line = NeedleLine { entry: Vector3::new(500.0, 300.0, 150.0), target: Vector3::new(520.0, 340.0, 40.0) };
+    let line = NeedleLine { entry: Point::new(500.0, 300.0, 150.0), target: Point::new(520.0, 340.0, 40.0) };
     let home = robot.home();
     let sols = solve_all(&arm, &line, &home, &cfg.keepouts, &cfg.ik).unwrap();
     let best = &sols[0];
@@ -152,7 +152,7 @@ fn needle_geometry_in_toml_matches_the_urdf_and_the_depth_limit() {
 #[test]
 fn a_skin_height_field_keeps_the_arm_above_it() {
     let (mut cfg, arm, robot) = load();
-    let line = NeedleLine { entry: Vector3::new(500.0, 300.0, 150.0), target: Vector3::new(520.0, 340.0, 40.0) };
+    let line = NeedleLine { entry: Point::new(500.0, 300.0, 150.0), target: Point::new(520.0, 340.0, 40.0) };
     // A skin surface at z = 150 mm around the entry: the tip stands 10 mm above it on the line, and
     // the arm (45 mm capsules) must stay clear of it elsewhere.
     let n = 41;

@@ -4,6 +4,7 @@
 mod common;
 
 use nalgebra::Vector3;
+use stylet_core::frame::Point;
 use stylet_kinematics::{
     check, insertion_path, solve_all, solve_first, Arm, IkFailure, IkOptions, InsertionError, KeepOut, KeepOuts,
     NeedleLine,
@@ -107,9 +108,9 @@ fn unreachable_degenerate_and_colliding_lines_say_why() {
     let arm = common::reference_arm("needle_tip");
     let home = common::home(&arm);
     let opts = IkOptions::default();
-    let far = NeedleLine { entry: Vector3::new(3000.0, 0.0, 0.0), target: Vector3::new(3100.0, 0.0, 0.0) };
+    let far = NeedleLine { entry: Point::new(3000.0, 0.0, 0.0), target: Point::new(3100.0, 0.0, 0.0) };
     assert!(matches!(solve_first(&arm, &far, &home, &KeepOuts::default(), &opts), Err(IkFailure::OutOfReach { .. })));
-    let same = NeedleLine { entry: Vector3::new(300.0, 0.0, 0.0), target: Vector3::new(300.0, 0.0, 0.0) };
+    let same = NeedleLine { entry: Point::new(300.0, 0.0, 0.0), target: Point::new(300.0, 0.0, 0.0) };
     assert_eq!(solve_first(&arm, &same, &home, &KeepOuts::default(), &opts), Err(IkFailure::DegenerateLine));
     let (_, line) = common::random_lines(&arm, 1, 10.0, 8).remove(0);
     // A box around the whole workspace: every solution collides.
@@ -157,14 +158,14 @@ fn insertion_with_a_needle_driver_moves_only_the_driver() {
     let (_, line) = common::random_lines(&arm, 1, opts.standoff_mm, 21).remove(0);
     let aligned = solve_first(&arm, &line, &home, &KeepOuts::default(), &opts).unwrap().joints;
     let path = insertion_path(&arm, &line, &aligned, -opts.standoff_mm, 60.0, 1.0, &opts).unwrap();
-    let u = (line.target - line.entry).normalize();
+    let u = (line.target - line.entry).to_nalgebra().normalize();
     for q in &path {
         assert_eq!(&q[..6], &aligned[..6], "orientation joints frozen (INS-1)");
         let tip = arm.tip_pose(q).translation.vector;
-        assert!(off_line(&tip, &line.entry, &u) < 1e-6);
+        assert!(off_line(&tip, &line.entry.to_nalgebra().coords, &u) < 1e-6);
     }
     let last = arm.tip_pose(path.last().unwrap()).translation.vector;
-    assert!((last - (line.entry + u * 60.0)).norm() < 1e-6);
+    assert!((last - (line.entry.to_nalgebra().coords + u * 60.0)).norm() < 1e-6);
 }
 
 #[test]
@@ -173,7 +174,7 @@ fn insertion_without_a_driver_is_a_cartesian_straight_line_within_a_tenth_of_a_m
     let opts = IkOptions::default();
     let mut done = 0;
     for (q0, line) in common::random_lines(&arm, 40, opts.standoff_mm, 31) {
-        let u = (line.target - line.entry).normalize();
+        let u = (line.target - line.entry).to_nalgebra().normalize();
         let path = match insertion_path(&arm, &line, &q0, -opts.standoff_mm, 30.0, 0.5, &opts) {
             Ok(p) => p,
             // Random lines can run out of the small arm's workspace: the error must say where.
@@ -190,13 +191,17 @@ fn insertion_without_a_driver_is_a_cartesian_straight_line_within_a_tenth_of_a_m
             for q in [w[0].clone(), mid] {
                 let tip = arm.tip_pose(&q);
                 let p = tip.translation.vector;
-                assert!(off_line(&p, &line.entry, &u) <= 0.1, "tip {} mm off the line", off_line(&p, &line.entry, &u));
+                assert!(
+                    off_line(&p, &line.entry.to_nalgebra().coords, &u) <= 0.1,
+                    "tip {} mm off the line",
+                    off_line(&p, &line.entry.to_nalgebra().coords, &u)
+                );
                 let axis = (tip.rotation * Vector3::z()).dot(&u).clamp(-1.0, 1.0).acos().to_degrees();
                 assert!(axis < 0.05, "axis {axis} deg off");
             }
         }
         let tip = arm.tip_pose(path.last().unwrap()).translation.vector;
-        assert!((tip - (line.entry + u * 30.0)).norm() < 0.01);
+        assert!((tip - (line.entry.to_nalgebra().coords + u * 30.0)).norm() < 0.01);
     }
     // Lines near the edge of the workspace may leave it within 30 mm; most must work.
     assert!(done >= 20, "only {done} of 40 insertions");

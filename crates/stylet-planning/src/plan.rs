@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use nalgebra::{Matrix3, Vector3};
-use stylet_core::frame::Point;
+use stylet_core::frame::{Ct, Point, Vector};
 use stylet_imaging::Volume;
 
 use crate::config::{Class, LabelTable, Rules, Zone};
@@ -118,14 +118,18 @@ fn check(
 /// One needle position.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Position {
-    /// Skin entry, LPS mm.
-    pub entry_lps_mm: [f64; 3],
-    /// Needle tip, LPS mm.
-    pub tip_lps_mm: [f64; 3],
-    /// Ablation zone centre, LPS mm.
-    pub zone_centre_lps_mm: [f64; 3],
-    /// Unit needle axis (entry to tip), LPS.
-    pub axis_lps: [f64; 3],
+    /// Skin entry (the CT's LPS frame, mm).
+    #[serde(rename = "entry_lps_mm")]
+    pub entry: Point<Ct>,
+    /// Needle tip.
+    #[serde(rename = "tip_lps_mm")]
+    pub tip: Point<Ct>,
+    /// Ablation zone centre.
+    #[serde(rename = "zone_centre_lps_mm")]
+    pub zone_centre: Point<Ct>,
+    /// Unit needle axis (entry to tip).
+    #[serde(rename = "axis_lps")]
+    pub axis: Vector<Ct>,
     /// Insertion depth, mm.
     pub depth_mm: f64,
 }
@@ -1497,10 +1501,10 @@ fn make_plan(
         positions: positions
             .iter()
             .map(|(e, t, c, a)| Position {
-                entry_lps_mm: arr(e),
-                tip_lps_mm: arr(t),
-                zone_centre_lps_mm: arr(c),
-                axis_lps: arr(a),
+                entry: Point::from_nalgebra((*e).into()),
+                tip: Point::from_nalgebra((*t).into()),
+                zone_centre: Point::from_nalgebra((*c).into()),
+                axis: Vector::from_nalgebra(*a),
                 depth_mm: (t - e).norm(),
             })
             .collect(),
@@ -1514,10 +1518,4 @@ fn make_plan(
         checks,
         high_risk,
     }
-}
-
-/// Convenience for callers holding an LPS point type.
-#[must_use]
-pub fn lps(p: Point<stylet_core::frame::Ct>) -> [f64; 3] {
-    p.to_array()
 }

@@ -117,7 +117,7 @@ fn the_only_straight_path_blocked_by_a_vessel_means_no_safe_path() {
     let open = shelled(false).plan(tumour(), zone("100W-8min"), Rules::default()).unwrap();
     assert!(!open.plans.is_empty(), "{:?}", open.failures_by_rule);
     for p in &open.plans {
-        assert!(p.positions[0].axis_lps[1] > 0.9, "enters through the window: {:?}", p.positions[0]);
+        assert!(p.positions[0].axis.to_array()[1] > 0.9, "enters through the window: {:?}", p.positions[0]);
         assert_eq!(status(p, "PATH-1"), Status::Pass);
     }
     let blocked = shelled(true).plan(tumour(), zone("100W-8min"), Rules::default()).unwrap();
@@ -315,7 +315,7 @@ fn an_intercostal_path_should_hug_the_lower_rib() {
     let (mut warned, mut passed) = (0, 0);
     for p in &r.plans {
         let pos = &p.positions[0];
-        let (e, a) = (Vector3::from(pos.entry_lps_mm), Vector3::from(pos.axis_lps));
+        let (e, a) = (pos.entry.to_nalgebra().coords, pos.axis.to_nalgebra());
         // Where the shaft crosses the rib wall (x = 49.5), as a height within its gap.
         let z = (e + a * ((49.5 - e.x) / a.x)).z.rem_euclid(12.0);
         let c = p.checks.iter().find(|c| c.rule == "PATH-4").unwrap();

@@ -2,6 +2,24 @@
 //! motion states, driven by operator actions and by what the other capabilities report. Pure:
 //! [`Workflow::handle`] takes the time and the input and returns the transition (with its
 //! reason) or a refusal (with its reason); the caller records both.
+//!
+//! Geometry crosses the crates in frame types: the planner's positions are `Point<Ct>` (LPS, mm),
+//! the IK's needle line is `Point<Robot>`, and only the registration takes one to the other:
+//!
+//! ```
+//! use stylet_core::frame::{Ct, Robot, Transform};
+//! fn aim(robot_from_ct: Transform<Robot, Ct>, p: &stylet_planning::Position) -> stylet_kinematics::NeedleLine {
+//!     stylet_kinematics::NeedleLine { entry: robot_from_ct * p.entry, target: robot_from_ct * p.tip }
+//! }
+//! ```
+//!
+//! A planned CT point handed to the IK as if it were in the robot frame does not compile:
+//!
+//! ```compile_fail
+//! fn aim(p: &stylet_planning::Position) -> stylet_kinematics::NeedleLine {
+//!     stylet_kinematics::NeedleLine { entry: p.entry, target: p.tip }
+//! }
+//! ```
 
 use serde::Serialize;
 

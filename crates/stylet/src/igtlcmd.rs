@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use nalgebra::{Matrix4, Point3, Vector3};
 use serde_json::json;
+use stylet_core::frame::{Point, Robot};
 use stylet_igtl::bwh::{Action, Bwh, Phase};
 use stylet_igtl::server::{self, ServerConfig};
 use stylet_safety::{Command, MotionState, SafetyConfig};
@@ -310,7 +311,10 @@ fn align(
     let seed = step(s.snapshot())?.commanded.as_slice().to_vec();
     let sol = stylet_kinematics::ik::solve_first(
         arm,
-        &stylet_kinematics::NeedleLine { entry, target },
+        &stylet_kinematics::NeedleLine {
+            entry: Point::<Robot>::from_nalgebra(entry.into()),
+            target: Point::from_nalgebra(target.into()),
+        },
         &seed,
         keepouts,
         ik_opts,

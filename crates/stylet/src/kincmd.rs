@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use nalgebra::{Isometry3, Vector3};
+use nalgebra::Isometry3;
 use serde_json::{json, Value};
+use stylet_core::frame::{Point, Robot};
 use stylet_kinematics::{
     check, random_reachable_lines, solve_all, solve_first, Arm, IkOptions, KeepOuts, KinematicsConfig, Motion,
     NeedleLine, RobotModel,
@@ -186,8 +187,9 @@ pub(crate) fn ik(args: &IkArgs) -> anyhow::Result<ExitCode> {
             "{name} takes three numbers X,Y,Z in mm, got {p:?}"
         );
     }
-    let v = |x: &[f64]| Vector3::new(x[0], x[1], x[2]);
-    let line = NeedleLine { entry: v(&args.entry), target: v(&args.target) };
+    // --entry and --target are in the robot base frame (mm).
+    let p = |x: &[f64]| Point::<Robot>::new(x[0], x[1], x[2]);
+    let line = NeedleLine { entry: p(&args.entry), target: p(&args.target) };
     let t0 = Instant::now();
     let result = solve_all(&arm, &line, &seed, &keepouts, &opts);
     let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -312,8 +314,8 @@ pub(crate) fn bench_ik(args: &BenchIkArgs) -> anyhow::Result<ExitCode> {
                 let m = t.rotation.to_rotation_matrix();
                 json!({
                     "q": to_urdf_units(&arm, q),
-                    "entry_mm": [line.entry.x, line.entry.y, line.entry.z],
-                    "target_mm": [line.target.x, line.target.y, line.target.z],
+                    "entry_mm": line.entry.to_array(),
+                    "target_mm": line.target.to_array(),
                     "pose_m": { "position": [t.translation.x * 1e-3, t.translation.y * 1e-3, t.translation.z * 1e-3],
                                 "rotation": (0..3).map(|r| (0..3).map(|c| m[(r, c)]).collect::<Vec<_>>()).collect::<Vec<_>>() },
                 })

@@ -177,7 +177,7 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for (k, p) in report.plans.iter().enumerate() {
-        let e = p.positions[0].entry_lps_mm;
+        let e = p.positions[0].entry.to_array();
         say!(
             "#{}{} score {:.3}: {} position(s), entry ({:.1}, {:.1}, {:.1}), depth {:.1} mm, margin {:.1} mm, clearance {:.1} mm{}, {:.0} deg to axial",
             k + 1,
@@ -231,8 +231,8 @@ fn draw(
     inserted: Option<(Vector3<f64>, f64)>,
 ) -> anyhow::Result<()> {
     let pos = &plan.positions[0];
-    let axis = Vector3::from(pos.axis_lps);
-    let centre = Vector3::from(pos.zone_centre_lps_mm);
+    let axis = pos.axis.to_nalgebra();
+    let centre = pos.zone_centre.to_nalgebra().coords;
     let w = Vector3::z().cross(&axis).try_normalize(1e-6).unwrap_or_else(Vector3::x);
     let v = axis.cross(&w);
     let (size, mm_px) = (500usize, 0.5);
@@ -264,13 +264,13 @@ fn draw(
             (x0 as f64 + half + d.dot(&du) / mm_px, half - d.dot(&dv) / mm_px)
         };
         for q in &plan.positions {
-            img.line(to_px(Vector3::from(q.entry_lps_mm)), to_px(Vector3::from(q.tip_lps_mm)), [40, 90, 255]);
+            img.line(to_px(q.entry.to_nalgebra().coords), to_px(q.tip.to_nalgebra().coords), [40, 90, 255]);
         }
         // Zone outlines: the section of each spheroid by this plane, traced by sampling.
         let (a, b) = (plan.zone_long_mm / 2.0, plan.zone_short_mm / 2.0);
         for q in &plan.positions {
-            let zc = Vector3::from(q.zone_centre_lps_mm);
-            let zaxis = Vector3::from(q.axis_lps);
+            let zc = q.zone_centre.to_nalgebra().coords;
+            let zaxis = q.axis.to_nalgebra();
             for px in 0..size {
                 for py in 0..size {
                     let inside = |x: f64, y: f64| {
@@ -376,7 +376,6 @@ fn reachability(
     let robot_from_ct =
         stylet_core::frame::Transform::<stylet_core::frame::Robot, stylet_core::frame::Ct>::try_from_rows(rows)
             .with_context(|| format!("{}: \"robot_from_ct\"", registration.display()))?;
-    let robot = |p: [f64; 3]| (robot_from_ct * stylet_core::frame::Point::new(p[0], p[1], p[2])).to_nalgebra().coords;
     let crate::kincmd::Chain { arm, ik: opts, keepouts, home: seed } =
         crate::kincmd::ChainArgs::reference(config).load()?;
     let mut outcomes = Vec::new();
@@ -385,7 +384,8 @@ fn reachability(
         let mut worst = f64::INFINITY;
         let mut why = None;
         for pos in &p.positions {
-            let line = stylet_kinematics::NeedleLine { entry: robot(pos.entry_lps_mm), target: robot(pos.tip_lps_mm) };
+            let line =
+                stylet_kinematics::NeedleLine { entry: robot_from_ct * pos.entry, target: robot_from_ct * pos.tip };
             match stylet_kinematics::ik::solve_first(&arm, &line, &seed, &keepouts, &opts) {
                 Ok(s) => worst = worst.min(s.manipulability),
                 Err(e) => {
@@ -394,7 +394,7 @@ fn reachability(
                 }
             }
         }
-        outcomes.push(json!({ "entry_lps_mm": p.positions[0].entry_lps_mm, "reachable": why.is_none(), "manipulability": why.is_none().then_some(worst), "ik_failure": why }));
+        outcomes.push(json!({ "entry_lps_mm": p.positions[0].entry, "reachable": why.is_none(), "manipulability": why.is_none().then_some(worst), "ik_failure": why }));
         if why.is_none() {
             reachable.push((p, worst));
         }

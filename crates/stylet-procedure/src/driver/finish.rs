@@ -6,7 +6,7 @@
 use stylet_core::frame::{Ct, Point};
 use stylet_safety::{Command, MotionState};
 
-use super::{v3, Chosen, Driver, DriverError, Outcome};
+use super::{Chosen, Driver, DriverError, Outcome};
 use crate::ports::{Answer, Prompt, Request, World};
 use crate::{Input, Phase, Workflow};
 
@@ -41,7 +41,7 @@ impl<W: World> Driver<'_, W> {
             status.energy_j / 1e3
         ));
         self.workflow(&Input::AblationDone)?;
-        let axis = v3(chosen.plan.positions[k].axis_lps);
+        let axis = chosen.plan.positions[k].axis.to_nalgebra();
         let tip = measured_tip.to_nalgebra().coords;
         let margin = self.margin_with(k, tip, axis);
         let centre = tip - axis * zone.centre_from_tip_mm;

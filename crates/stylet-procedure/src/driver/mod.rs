@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use nalgebra::Vector3;
-use stylet_core::frame::{Ct, Point, Robot, Transform};
+use stylet_core::frame::{Ct, Point, Robot};
 use stylet_respiration::{Respiration as Processor, RespirationConfig, Sample};
 use stylet_safety::runner::RunnerEvent;
 use stylet_safety::{Command, MotionState, Snapshot};
@@ -96,11 +96,11 @@ pub enum DriverError {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PositionReport {
     /// Entry at the skin (CT, LPS mm).
-    pub entry: [f64; 3],
+    pub entry: Point<Ct>,
     /// Planned tip.
-    pub planned_tip: [f64; 3],
+    pub planned_tip: Point<Ct>,
     /// Unit needle axis.
-    pub axis: [f64; 3],
+    pub axis: stylet_core::frame::Vector<Ct>,
     /// The last tip measured in a CT.
     pub measured_tip: Option<[f64; 3]>,
     /// CTs with the needle (the confirmation CT and the checkpoints), all insertions.
@@ -616,11 +616,6 @@ fn v3(p: [f64; 3]) -> Vector3<f64> {
 
 fn ct_point(v: Vector3<f64>) -> Point<Ct> {
     Point::new(v.x, v.y, v.z)
-}
-
-/// The registration's transform as an isometry (kinematics takes nalgebra types).
-fn iso(t: Transform<Robot, Ct>) -> nalgebra::Isometry3<f64> {
-    t.to_nalgebra()
 }
 
 /// The plan chosen and its IK solution at the first position.

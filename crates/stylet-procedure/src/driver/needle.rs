@@ -69,9 +69,9 @@ impl<W: World> Driver<'_, W> {
     ) -> Result<InsertionEnd, DriverError> {
         let pos = &chosen.plan.positions[k];
         let line = Line {
-            entry: v3(pos.entry_lps_mm),
-            tip: v3(pos.tip_lps_mm),
-            axis: v3(pos.axis_lps),
+            entry: pos.entry.to_nalgebra().coords,
+            tip: pos.tip.to_nalgebra().coords,
+            axis: pos.axis.to_nalgebra(),
             depth_mm: pos.depth_mm,
             k,
         };
@@ -80,9 +80,9 @@ impl<W: World> Driver<'_, W> {
         self.sink.event(
             now,
             Event::Plan {
-                entry: ct_point(line.entry),
-                tip: ct_point(line.tip),
-                zone_centre: ct_point(v3(pos.zone_centre_lps_mm)),
+                entry: pos.entry,
+                tip: pos.tip,
+                zone_centre: pos.zone_centre,
                 zone_mm: (zone.long_mm, zone.short_mm),
             },
         );
@@ -90,9 +90,9 @@ impl<W: World> Driver<'_, W> {
             self.note(&format!("needle position {} of {}", k + 1, chosen.plan.positions.len()));
         }
         self.report.positions.push(PositionReport {
-            entry: pos.entry_lps_mm,
-            planned_tip: pos.tip_lps_mm,
-            axis: pos.axis_lps,
+            entry: pos.entry,
+            planned_tip: pos.tip,
+            axis: pos.axis,
             measured_tip: None,
             cts_with_needle: 0,
             reinsertions: 0,
@@ -146,7 +146,8 @@ impl<W: World> Driver<'_, W> {
         (ins, retracted): (usize, f64),
         fraction: f64,
     ) -> Result<(), DriverError> {
-        let shifted = needle_line(robot_from_ct, line.entry + correction, line.tip + correction + liver);
+        let shifted =
+            needle_line(robot_from_ct, ct_point(line.entry + correction), ct_point(line.tip + correction + liver));
         let seed = self.world.snapshot()?.commanded.as_slice().to_vec();
         let cfg = Arc::clone(&self.cfg);
         let sol = self

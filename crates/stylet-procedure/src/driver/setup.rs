@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use nalgebra::{Point3, Vector3};
+use nalgebra::Vector3;
 use stylet_core::frame::{Ct, Point, Robot, Transform};
 use stylet_protocol::Status;
 use stylet_safety::{Command, MotionState};
 
-use super::{iso, v3, Chosen, Driver, DriverError, Shared};
+use super::{v3, Chosen, Driver, DriverError, Shared};
 use crate::ports::{Answer, Event, PlanOption, Prompt, World};
 use crate::Input;
 
@@ -169,16 +169,16 @@ impl<W: World> Driver<'_, W> {
                 }
             }
             self.workflow(&Input::SelectPlan { index, positions: plan.positions.len() })?;
-            self.zones = plan.positions.iter().map(|p| (p.zone_centre_lps_mm, p.axis_lps)).collect();
+            self.zones = plan.positions.iter().map(|p| (p.zone_centre.to_array(), p.axis.to_array())).collect();
             self.surface = report.tumour_surface_lps_mm.clone();
             self.report.plan = Some((index, plan.margin_mm, plan.high_risk));
             let pos = &plan.positions[0];
             self.note(&format!(
                 "plan {index}: {} position(s); first entry ({:.1}, {:.1}, {:.1}) depth {:.1} mm, margin {:.1} mm, clearance {:.1} mm",
                 plan.positions.len(),
-                pos.entry_lps_mm[0],
-                pos.entry_lps_mm[1],
-                pos.entry_lps_mm[2],
+                pos.entry.to_array()[0],
+                pos.entry.to_array()[1],
+                pos.entry.to_array()[2],
                 pos.depth_mm,
                 plan.margin_mm,
                 plan.clearance_mm
@@ -225,16 +225,15 @@ pub fn fiducial_settings(f: &stylet_registration::FiducialConfig) -> stylet_imag
 
 /// Whether the arm reaches `pos` (IK with keep-outs from the arm's home).
 fn reaches(cfg: &super::DriverConfig, robot_from_ct: Transform<Robot, Ct>, pos: &stylet_planning::Position) -> bool {
-    let line = needle_line(robot_from_ct, v3(pos.entry_lps_mm), v3(pos.tip_lps_mm));
+    let line = needle_line(robot_from_ct, pos.entry, pos.tip);
     stylet_kinematics::ik::solve_first(&cfg.arm, &line, &cfg.ik_seed, &cfg.keepouts, &cfg.ik).is_ok()
 }
 
 /// A needle line from `entry` to `tip` (CT) in the robot frame.
 pub(super) fn needle_line(
     robot_from_ct: Transform<Robot, Ct>,
-    entry: Vector3<f64>,
-    tip: Vector3<f64>,
+    entry: Point<Ct>,
+    tip: Point<Ct>,
 ) -> stylet_kinematics::NeedleLine {
-    let t = iso(robot_from_ct);
-    stylet_kinematics::NeedleLine { entry: (t * Point3::from(entry)).coords, target: (t * Point3::from(tip)).coords }
+    stylet_kinematics::NeedleLine { entry: robot_from_ct * entry, target: robot_from_ct * tip }
 }

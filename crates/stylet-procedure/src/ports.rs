@@ -59,6 +59,57 @@ pub trait Motion {
     fn take_timing(&mut self) -> Timing;
 }
 
+/// What [`forward_motion!`](crate::forward_motion) names, whatever the calling crate imports.
+#[doc(hidden)]
+pub mod forwarded {
+    pub use super::PortError;
+    pub use stylet_safety::runner::{RunnerEvent, Timing};
+    pub use stylet_safety::trajectory::Trajectory;
+    pub use stylet_safety::{Command, SafetyConfig, Snapshot};
+}
+
+/// The items of a [`Motion`] impl that hand every call to the field `$arm`, itself a [`Motion`]:
+/// for a world whose arm is one of its parts (the CT suite's `SuiteWorld`, the simulation's
+/// `RealtimeArm`), written once.
+///
+/// ```ignore
+/// impl<M: Motion> Motion for MyWorld<M> {
+///     stylet_procedure::forward_motion!(arm);
+/// }
+/// ```
+#[macro_export]
+macro_rules! forward_motion {
+    ($arm:ident) => {
+        fn safety(&self) -> &$crate::ports::forwarded::SafetyConfig {
+            self.$arm.safety()
+        }
+        fn snapshot(&mut self) -> Result<$crate::ports::forwarded::Snapshot, $crate::ports::forwarded::PortError> {
+            self.$arm.snapshot()
+        }
+        fn command(&mut self, c: $crate::ports::forwarded::Command) -> Result<(), $crate::ports::forwarded::PortError> {
+            self.$arm.command(c)
+        }
+        fn execute(
+            &mut self,
+            t: $crate::ports::forwarded::Trajectory,
+        ) -> Result<(), $crate::ports::forwarded::PortError> {
+            self.$arm.execute(t)
+        }
+        fn stop(&mut self) {
+            self.$arm.stop();
+        }
+        fn estop(&mut self) {
+            self.$arm.estop();
+        }
+        fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut($crate::ports::forwarded::RunnerEvent)) {
+            self.$arm.pump(gate_open, events);
+        }
+        fn take_timing(&mut self) -> $crate::ports::forwarded::Timing {
+            self.$arm.take_timing()
+        }
+    };
+}
+
 /// What a CT is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

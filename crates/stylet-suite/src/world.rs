@@ -6,9 +6,6 @@ use stylet_procedure::ports::{
     Prompt, Request, Respiration,
 };
 use stylet_respiration::Sample;
-use stylet_safety::runner::{RunnerEvent, Timing};
-use stylet_safety::trajectory::Trajectory;
-use stylet_safety::{Command, SafetyConfig, Snapshot};
 
 use crate::clock::WallClock;
 
@@ -30,30 +27,7 @@ pub struct SuiteWorld<M, C, R, O, A> {
 }
 
 impl<M: Motion, C, R, O, A> Motion for SuiteWorld<M, C, R, O, A> {
-    fn safety(&self) -> &SafetyConfig {
-        self.motion.safety()
-    }
-    fn snapshot(&mut self) -> Result<Snapshot, PortError> {
-        self.motion.snapshot()
-    }
-    fn command(&mut self, c: Command) -> Result<(), PortError> {
-        self.motion.command(c)
-    }
-    fn execute(&mut self, t: Trajectory) -> Result<(), PortError> {
-        self.motion.execute(t)
-    }
-    fn stop(&mut self) {
-        self.motion.stop();
-    }
-    fn estop(&mut self) {
-        self.motion.estop();
-    }
-    fn pump(&mut self, gate_open: bool, events: &mut dyn FnMut(RunnerEvent)) {
-        self.motion.pump(gate_open, events);
-    }
-    fn take_timing(&mut self) -> Timing {
-        self.motion.take_timing()
-    }
+    stylet_procedure::forward_motion!(motion);
 }
 
 impl<M, C: CtSource, R, O, A> CtSource for SuiteWorld<M, C, R, O, A> {

@@ -43,8 +43,8 @@ fn tip_and_axis_of_an_inserted_needle() {
         render_needle(&mut ct, entry, tip, 1.5);
         for expected in [Some(([entry.x, entry.y, entry.z], [target.x, target.y, target.z])), None] {
             let found = detect_needle(&ct, expected, &NeedleSettings::default()).unwrap();
-            let tip_err = (Vector3::from(found.tip_lps_mm) - tip).norm();
-            let axis = Vector3::from(found.axis);
+            let tip_err = (found.tip.to_nalgebra().coords - tip).norm();
+            let axis = found.axis.to_nalgebra();
             let want = (tip - entry).normalize();
             let angle = axis.dot(&want).clamp(-1.0, 1.0).acos().to_degrees();
             println!(

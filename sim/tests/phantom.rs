@@ -40,7 +40,7 @@ fn detection_and_registration_on_generated_phantoms() {
         let (found, rejected) = detect(&ph.volume, &FiducialSettings::default());
         // Every detection is a bead (never the rib, vessel, wire or its streaks).
         for f in &found {
-            let c = Vector3::from(f.center_lps_mm);
+            let c = f.center.to_nalgebra().coords;
             let nearest = ph
                 .markers_in_ct
                 .iter()
@@ -60,7 +60,7 @@ fn detection_and_registration_on_generated_phantoms() {
             ph.markers_in_ct
         );
         // Label-free correspondence, then registration.
-        let detected: Vec<Vector3<f64>> = found.iter().map(|f| Vector3::from(f.center_lps_mm)).collect();
+        let detected: Vec<Vector3<f64>> = found.iter().map(|f| f.center.to_nalgebra().coords).collect();
         let pairs = match_markers(&detected, &frame(), 2.0, 4).unwrap();
         let ct: Vec<Point<Ct>> =
             pairs.iter().map(|(i, _)| Point::new(detected[*i].x, detected[*i].y, detected[*i].z)).collect();

@@ -33,8 +33,9 @@ impl Default for FiducialSettings {
 /// A detected marker.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Fiducial {
-    /// Intensity-weighted centroid, LPS mm.
-    pub center_lps_mm: [f64; 3],
+    /// Intensity-weighted centroid (the CT's LPS frame, mm).
+    #[serde(rename = "center_lps_mm")]
+    pub center: Point<Ct>,
     /// Component volume, mm^3.
     pub volume_mm3: f64,
     /// Brightest voxel, HU.
@@ -46,19 +47,12 @@ pub struct Fiducial {
     pub uncertainty_mm: f64,
 }
 
-impl Fiducial {
-    /// The centroid as a CT point.
-    #[must_use]
-    pub fn center(&self) -> Point<Ct> {
-        Point::new(self.center_lps_mm[0], self.center_lps_mm[1], self.center_lps_mm[2])
-    }
-}
-
 /// A component that was not taken for a marker, and why (for reports).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Rejected {
-    /// Centroid, LPS mm.
-    pub center_lps_mm: [f64; 3],
+    /// Centroid (the CT's LPS frame, mm).
+    #[serde(rename = "center_lps_mm")]
+    pub center: Point<Ct>,
     /// Volume, mm^3.
     pub volume_mm3: f64,
     /// Why.
@@ -131,17 +125,13 @@ pub fn detect(v: &Volume, s: &FiducialSettings) -> (Vec<Fiducial>, Vec<Rejected>
         }
         c /= wsum;
         let volume_mm3 = comp.len() as f64 * voxel_mm3;
-        let center = [c.x, c.y, c.z];
+        let center = Point::new(c.x, c.y, c.z);
         if comp.len() > max_voxels || volume_mm3 > max_mm3 {
-            rejected.push(Rejected {
-                center_lps_mm: center,
-                volume_mm3,
-                reason: "too large for a marker (bone, contrast, metal)",
-            });
+            rejected.push(Rejected { center, volume_mm3, reason: "too large for a marker (bone, contrast, metal)" });
             continue;
         }
         if volume_mm3 < min_mm3 {
-            rejected.push(Rejected { center_lps_mm: center, volume_mm3, reason: "too small for a marker (noise)" });
+            rejected.push(Rejected { center, volume_mm3, reason: "too small for a marker (noise)" });
             continue;
         }
         let mut cov = Matrix3::zeros();
@@ -159,16 +149,12 @@ pub fn detect(v: &Volume, s: &FiducialSettings) -> (Vec<Fiducial>, Vec<Rejected>
         e.sort_by(f64::total_cmp);
         let elongation = e[2] / e[0];
         if elongation > s.max_elongation {
-            rejected.push(Rejected {
-                center_lps_mm: center,
-                volume_mm3,
-                reason: "elongated (a wire, streak or vessel)",
-            });
+            rejected.push(Rejected { center, volume_mm3, reason: "elongated (a wire, streak or vessel)" });
             continue;
         }
         let diag = v.spacing_mm.iter().map(|x| x * x).sum::<f64>().sqrt();
         markers.push(Fiducial {
-            center_lps_mm: center,
+            center,
             volume_mm3,
             peak_hu: peak,
             elongation,

@@ -8,6 +8,7 @@
 //! profile falls to half-way between the shaft's and the tissue's beyond the deepest voxel.
 
 use nalgebra::{Matrix3, Vector3};
+use stylet_core::frame::{Ct, Point, Vector};
 
 use crate::volume::Volume;
 
@@ -34,12 +35,14 @@ impl Default for NeedleSettings {
 /// The needle found.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct NeedleFound {
-    /// Tip, LPS mm.
-    pub tip_lps_mm: [f64; 3],
+    /// Tip (the CT's LPS frame, mm).
+    #[serde(rename = "tip_lps_mm")]
+    pub tip: Point<Ct>,
     /// Unit axis pointing towards the tip.
-    pub axis: [f64; 3],
-    /// The visible shaft's other end, LPS mm.
-    pub shaft_end_lps_mm: [f64; 3],
+    pub axis: Vector<Ct>,
+    /// The visible shaft's other end.
+    #[serde(rename = "shaft_end_lps_mm")]
+    pub shaft_end: Point<Ct>,
     /// Visible length, mm.
     pub length_mm: f64,
     /// RMS distance of the metal voxels from the fitted axis, mm (straightness).
@@ -116,14 +119,14 @@ pub fn detect_needle(
                 // Distance of the component's ends from the expected line.
                 let dir = (t - e).normalize();
                 let off = |p: Vector3<f64>| (p - e - dir * (p - e).dot(&dir)).norm();
-                let (p, q) = (Vector3::from(found.tip_lps_mm), Vector3::from(found.shaft_end_lps_mm));
+                let (p, q) = (found.tip.to_nalgebra().coords, found.shaft_end.to_nalgebra().coords);
                 if off(p).max(off(q)) > settings.max_offset_mm {
                     continue;
                 }
                 // Orient: the tip is the end nearer the target.
                 if (q - t).norm() < (p - t).norm() {
-                    std::mem::swap(&mut found.tip_lps_mm, &mut found.shaft_end_lps_mm);
-                    found.axis = found.axis.map(|x| -x);
+                    std::mem::swap(&mut found.tip, &mut found.shaft_end);
+                    found.axis = found.axis * -1.0;
                 }
                 found.length_mm
             }
@@ -132,10 +135,10 @@ pub fn detect_needle(
                 // patient); the shaft comes in from the skin.
                 let (lo, hi) = v.bounds();
                 let mid = (lo + hi) / 2.0;
-                let (p, q) = (Vector3::from(found.tip_lps_mm), Vector3::from(found.shaft_end_lps_mm));
+                let (p, q) = (found.tip.to_nalgebra().coords, found.shaft_end.to_nalgebra().coords);
                 if (q - mid).norm() < (p - mid).norm() {
-                    std::mem::swap(&mut found.tip_lps_mm, &mut found.shaft_end_lps_mm);
-                    found.axis = found.axis.map(|x| -x);
+                    std::mem::swap(&mut found.tip, &mut found.shaft_end);
+                    found.axis = found.axis * -1.0;
                 }
                 found.length_mm
             }
@@ -185,9 +188,9 @@ fn fit_line(v: &Volume, members: &[usize], s: &NeedleSettings) -> Option<NeedleF
     let tip = c + axis * hi;
     let end = c + axis * lo;
     Some(NeedleFound {
-        tip_lps_mm: [tip.x, tip.y, tip.z],
-        axis: [axis.x, axis.y, axis.z],
-        shaft_end_lps_mm: [end.x, end.y, end.z],
+        tip: Point::new(tip.x, tip.y, tip.z),
+        axis: Vector::new(axis.x, axis.y, axis.z),
+        shaft_end: Point::new(end.x, end.y, end.z),
         length_mm: hi - lo,
         rms_off_axis_mm: (off2 / members.len() as f64).sqrt(),
         voxels: members.len(),
@@ -197,8 +200,8 @@ fn fit_line(v: &Volume, members: &[usize], s: &NeedleSettings) -> Option<NeedleF
 /// Refits the axis with every voxel within 2 mm of it, weighted by its HU above soft tissue, so
 /// the partial-volume voxels place the line between voxel centres (sub-voxel).
 fn refine_axis(v: &Volume, f: &mut NeedleFound) {
-    let (a, b) = (Vector3::from(f.shaft_end_lps_mm), Vector3::from(f.tip_lps_mm));
-    let axis = Vector3::from(f.axis);
+    let (a, b) = (f.shaft_end.to_nalgebra().coords, f.tip.to_nalgebra().coords);
+    let axis = f.axis.to_nalgebra();
     let len = (b - a).norm();
     let lo = a.inf(&b) - Vector3::repeat(2.5);
     let hi = a.sup(&b) + Vector3::repeat(2.5);
@@ -249,9 +252,9 @@ fn refine_axis(v: &Volume, f: &mut NeedleFound) {
     }
     let project = |p: Vector3<f64>| c + n * (p - c).dot(&n);
     let (na, nb) = (project(a), project(b));
-    f.axis = [n.x, n.y, n.z];
-    f.tip_lps_mm = [nb.x, nb.y, nb.z];
-    f.shaft_end_lps_mm = [na.x, na.y, na.z];
+    f.axis = Vector::new(n.x, n.y, n.z);
+    f.tip = Point::new(nb.x, nb.y, nb.z);
+    f.shaft_end = Point::new(na.x, na.y, na.z);
 }
 
 /// Follows the axis beyond the thresholded piece while metal continues (partial volume can drop
@@ -259,7 +262,7 @@ fn refine_axis(v: &Volume, f: &mut NeedleFound) {
 /// brightest of the axis point and a 0.5 mm ring around it must stay above 1200 HU (soft tissue,
 /// contrast and streaks stay below).
 fn extend_tip(v: &Volume, f: &mut NeedleFound) {
-    let axis = Vector3::from(f.axis);
+    let axis = f.axis.to_nalgebra();
     let (e1, e2) = {
         let any = if axis.x.abs() < 0.9 { Vector3::x() } else { Vector3::y() };
         let e1 = axis.cross(&any).normalize();
@@ -275,14 +278,14 @@ fn extend_tip(v: &Volume, f: &mut NeedleFound) {
             .filter_map(|q| sample(v, &q))
             .fold(f64::NEG_INFINITY, f64::max)
     };
-    let tip = Vector3::from(f.tip_lps_mm);
+    let tip = f.tip.to_nalgebra().coords;
     let mut t = 0.0;
     while t < 300.0 && bright(tip + axis * (t + 0.25)) > 1200.0 {
         t += 0.25;
     }
     if t > 0.0 {
         let p = tip + axis * t;
-        f.tip_lps_mm = [p.x, p.y, p.z];
+        f.tip = Point::new(p.x, p.y, p.z);
         f.length_mm += t;
     }
 }
@@ -295,8 +298,8 @@ fn sample(v: &Volume, p: &Vector3<f64>) -> Option<f64> {
 /// Moves the tip along the axis to where the HU falls half-way between the shaft (the profile's
 /// maximum over the last 5 mm) and the tissue beyond (the median 3-6 mm past the tip).
 fn refine_tip(v: &Volume, f: &mut NeedleFound, _s: &NeedleSettings) {
-    let axis = Vector3::from(f.axis);
-    let tip = Vector3::from(f.tip_lps_mm);
+    let axis = f.axis.to_nalgebra();
+    let tip = f.tip.to_nalgebra().coords;
     let step = 0.05;
     let profile: Vec<(f64, f64)> = (-100..=120)
         .filter_map(|k| {
@@ -321,7 +324,7 @@ fn refine_tip(v: &Volume, f: &mut NeedleFound, _s: &NeedleSettings) {
     }
     if let Some(t) = cross {
         let p = tip + axis * t;
-        f.tip_lps_mm = [p.x, p.y, p.z];
+        f.tip = Point::new(p.x, p.y, p.z);
         f.length_mm += t;
     }
 }

@@ -149,9 +149,9 @@ pub(crate) fn fiducials(args: &FiducialArgs) -> anyhow::Result<ExitCode> {
         for m in &found {
             say!(
                 "  ({:>9.3}, {:>9.3}, {:>9.3}) mm LPS  {:>6.1} mm3  peak {:>6.0} HU  +-{:.3} mm",
-                m.center_lps_mm[0],
-                m.center_lps_mm[1],
-                m.center_lps_mm[2],
+                m.center.to_array()[0],
+                m.center.to_array()[1],
+                m.center.to_array()[2],
                 m.volume_mm3,
                 m.peak_hu,
                 m.uncertainty_mm

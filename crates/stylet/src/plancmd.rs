@@ -131,9 +131,9 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     }
     say!(
         "tumour at ({:.1}, {:.1}, {:.1}) mm LPS, {:.1} mm across, {} voxels; zone {} {} ({:.1} x {:.1} mm after shrink)",
-        report.tumour_centre_lps_mm[0],
-        report.tumour_centre_lps_mm[1],
-        report.tumour_centre_lps_mm[2],
+        report.tumour_centre.to_array()[0],
+        report.tumour_centre.to_array()[1],
+        report.tumour_centre.to_array()[2],
         report.tumour_diameter_mm,
         report.tumour_voxels,
         zone.device,

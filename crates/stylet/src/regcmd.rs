@@ -49,7 +49,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (Some(ct_path), _, Some(model), _) => {
             let (found, _) = crate::ctcmd::detect_fiducials(ct_path, args.series.as_deref(), &cfg.fiducials)?;
             detections = json!(found);
-            (found.iter().map(|f| nalgebra::Vector3::from(f.center_lps_mm)).collect(), read_points(model)?, true)
+            (found.iter().map(|f| f.center.to_nalgebra().coords).collect(), read_points(model)?, true)
         }
         (None, Some(c), _, Some(r)) => (read_points(c)?, read_points(r)?, args.unordered),
         _ => anyhow::bail!("give --ct-points and --robot-points, or --ct and --robot-fiducials"),

@@ -367,7 +367,7 @@ impl<A: SimArm> SimWorld<A> {
         let zone_error = worst("zone_centre_error_mm");
         // The true tumour (a sphere in the phantom) nearest the planner's target, and the true
         // zones: the margin the ablations really achieved.
-        let target = report.target.map(Vector3::from);
+        let target = report.target.map(|t| t.to_nalgebra().coords);
         let tumour = target.and_then(|t| {
             self.phantom.tumours_in_ct.iter().copied().min_by(|a, b| (a.0 - t).norm().total_cmp(&(b.0 - t).norm()))
         });

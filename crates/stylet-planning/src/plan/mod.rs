@@ -191,8 +191,9 @@ impl Plan {
 /// What the planner found.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PlanReport {
-    /// Tumour centroid, LPS mm.
-    pub tumour_centre_lps_mm: [f64; 3],
+    /// Tumour centroid (the CT's LPS frame, mm).
+    #[serde(rename = "tumour_centre_lps_mm")]
+    pub tumour_centre: Point<Ct>,
     /// Tumour maximal diameter (twice the largest centroid distance), mm.
     pub tumour_diameter_mm: f64,
     /// Tumour voxels.
@@ -300,7 +301,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     }
     let plans = rank::best(stage.plans, &grid, &classes, &major, ct.spacing_mm, input.max_plans);
     Ok(PlanReport {
-        tumour_centre_lps_mm: arr(&tumour.centre),
+        tumour_centre: Point::from_nalgebra(tumour.centre.into()),
         tumour_diameter_mm: tumour.diameter(),
         tumour_voxels: tumour.voxels.len(),
         indication,

@@ -155,7 +155,7 @@ pub struct Report {
     /// The workflow's last phase.
     pub final_phase: Phase,
     /// The tumour centre (CT, LPS mm), from the planner.
-    pub target: Option<[f64; 3]>,
+    pub target: Option<Point<Ct>>,
     /// Markers registered, and the predicted TRE at the target, mm.
     pub registration: Option<(usize, Option<f64>)>,
     /// The plan executed (index), its margin and whether it was an override of OAR-2.
@@ -295,7 +295,7 @@ impl<'a, W: World> Driver<'a, W> {
         self.workflow(&Input::Confirm)?;
         let planning = self.planning_ct()?;
         let plans = self.plans(&planning)?;
-        let robot_from_ct = self.register(&planning, ct_point(v3(plans.tumour_centre_lps_mm)))?;
+        let robot_from_ct = self.register(&planning, plans.tumour_centre)?;
         let chosen = self.choose_plan(&plans, robot_from_ct)?;
         self.enable_and_home()?;
         let n = chosen.plan.positions.len();
@@ -608,10 +608,6 @@ impl<'a, W: World> Driver<'a, W> {
         self.requests.retain(|r| *r != Request::Abort);
         self.requests.len() != before
     }
-}
-
-fn v3(p: [f64; 3]) -> Vector3<f64> {
-    Vector3::from(p)
 }
 
 fn ct_point(v: Vector3<f64>) -> Point<Ct> {

@@ -10,7 +10,7 @@ use stylet_imaging::NeedleSettings;
 use stylet_safety::{Command, MotionState};
 
 use super::setup::needle_line;
-use super::{ct_point, v3, Chosen, Driver, DriverError, PositionReport, Shared};
+use super::{ct_point, Chosen, Driver, DriverError, PositionReport, Shared};
 use crate::ports::{CtPurpose, Event, Request, World};
 use crate::{Input, Phase};
 
@@ -217,7 +217,7 @@ impl<W: World> Driver<'_, W> {
             };
             let expected = ((entry + carried).into(), (tip + carried).into());
             let found = stylet_imaging::detect_needle(&ct.volume, Some(expected), &settings)
-                .map(|f| (v3(f.tip_lps_mm) - carried, f));
+                .map(|f| (f.tip.to_nalgebra().coords - carried, f));
             (liver, found)
         })?;
         self.position_report().liver_at_cts_mm.push(liver.as_ref().ok().map(|l| l.shift.to_nalgebra().into()));

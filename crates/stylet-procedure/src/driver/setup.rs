@@ -7,7 +7,7 @@ use stylet_core::frame::{Ct, Point, Robot, Transform};
 use stylet_protocol::Status;
 use stylet_safety::{Command, MotionState};
 
-use super::{v3, Chosen, Driver, DriverError, Shared};
+use super::{Chosen, Driver, DriverError, Shared};
 use crate::ports::{Answer, Event, PlanOption, Prompt, World};
 use crate::Input;
 
@@ -44,7 +44,7 @@ impl<W: World> Driver<'_, W> {
         let p = Arc::clone(planning);
         let settings = fiducial_settings(&cfg.registration.fiducials);
         let found = self.compute(move || stylet_imaging::detect(&p.ct.volume, &settings).0)?;
-        let detected: Vec<Vector3<f64>> = found.iter().map(|m| v3(m.center_lps_mm)).collect();
+        let detected: Vec<Vector3<f64>> = found.iter().map(|m| m.center.to_nalgebra().coords).collect();
         let frame: Vec<Vector3<f64>> = cfg.marker_frame.iter().map(|p| p.to_nalgebra().coords).collect();
         let points: Vec<Point<Ct>> = detected.iter().map(|d| Point::new(d.x, d.y, d.z)).collect();
         let now = self.world.now_s();
@@ -98,7 +98,7 @@ impl<W: World> Driver<'_, W> {
                 })
             })?
             .map_err(|e| DriverError::Planning(e.to_string()))?;
-        self.report.target = Some(report.tumour_centre_lps_mm);
+        self.report.target = Some(report.tumour_centre);
         Ok(report)
     }
 
@@ -135,7 +135,7 @@ impl<W: World> Driver<'_, W> {
                 report.plans.len()
             )));
         }
-        let target = v3(report.tumour_centre_lps_mm);
+        let target = report.tumour_centre.to_nalgebra().coords;
         let mut options = options;
         loop {
             let index = match self.ask(&Prompt::ChoosePlan { options: options.clone() })? {

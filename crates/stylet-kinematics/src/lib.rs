@@ -14,6 +14,7 @@
 pub mod baseline;
 pub mod config;
 pub mod ik;
+mod insertion;
 pub mod keepout;
 pub mod model;
 pub mod robot;

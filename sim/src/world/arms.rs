@@ -104,6 +104,31 @@ impl SimArm for VirtualArm {
     }
 }
 
+/// The [`SimArm`] items of an arm on the wall clock whose truth is a [`TrueController`] in
+/// `self.controller` and whose clock started at `self.started`: time passes by sleeping.
+macro_rules! wall_clock_truth {
+    () => {
+        fn true_joints(&self) -> Vec<f64> {
+            self.controller.true_joints()
+        }
+        fn true_drives_on(&self) -> bool {
+            self.controller.drives_on()
+        }
+        fn inject(&mut self, kind: FaultKind) {
+            self.controller.inject(kind);
+        }
+        fn clock_s(&self) -> f64 {
+            self.started.elapsed().as_secs_f64()
+        }
+        fn advance(&mut self, dt_s: f64) {
+            std::thread::sleep(std::time::Duration::from_secs_f64(dt_s.max(0.0)));
+        }
+        fn is_virtual(&self) -> bool {
+            false
+        }
+    };
+}
+
 /// The truth of a simulated controller running on its own thread (a pty's far end).
 pub trait TrueController {
     /// Its true joint positions.
@@ -136,24 +161,7 @@ impl<A, T> Motion for RealtimeArm<A, T> {
 }
 
 impl<A: Actuator, T: TrueController> SimArm for RealtimeArm<A, T> {
-    fn true_joints(&self) -> Vec<f64> {
-        self.controller.true_joints()
-    }
-    fn true_drives_on(&self) -> bool {
-        self.controller.drives_on()
-    }
-    fn inject(&mut self, kind: FaultKind) {
-        self.controller.inject(kind);
-    }
-    fn clock_s(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
-    }
-    fn advance(&mut self, dt_s: f64) {
-        std::thread::sleep(std::time::Duration::from_secs_f64(dt_s.max(0.0)));
-    }
-    fn is_virtual(&self) -> bool {
-        false
-    }
+    wall_clock_truth!();
 }
 
 /// The arm as the world process sees it (`stylet sim world`): a simulated controller on a pty
@@ -200,22 +208,5 @@ impl<T> Motion for HostDrivenArm<T> {
 }
 
 impl<T: TrueController> SimArm for HostDrivenArm<T> {
-    fn true_joints(&self) -> Vec<f64> {
-        self.controller.true_joints()
-    }
-    fn true_drives_on(&self) -> bool {
-        self.controller.drives_on()
-    }
-    fn inject(&mut self, kind: FaultKind) {
-        self.controller.inject(kind);
-    }
-    fn clock_s(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
-    }
-    fn advance(&mut self, dt_s: f64) {
-        std::thread::sleep(std::time::Duration::from_secs_f64(dt_s.max(0.0)));
-    }
-    fn is_virtual(&self) -> bool {
-        false
-    }
+    wall_clock_truth!();
 }

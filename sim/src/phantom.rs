@@ -141,6 +141,208 @@ fn seg_dist(p: &Vector3<f64>, a: &Vector3<f64>, b: &Vector3<f64>) -> f64 {
     (p - (a + ab * t)).norm()
 }
 
+/// The phantom's anatomy: every structure's shape in LPS mm, drawn voxel by voxel.
+struct Anatomy {
+    /// The body's elliptic cross-section: semi-axes along x and y.
+    ra: f64,
+    rb: f64,
+    liver_c: Vector3<f64>,
+    liver_r: Vector3<f64>,
+    tumours: Vec<(Vector3<f64>, f64)>,
+    ivc: (Vector3<f64>, Vector3<f64>),
+    hepatic_veins: [(Vector3<f64>, Vector3<f64>); 3],
+    vessel: (Vector3<f64>, Vector3<f64>),
+    ribs: Vec<(Vector3<f64>, Vector3<f64>)>,
+    wire: Option<(Vector3<f64>, Vector3<f64>)>,
+    lungs: [Vector3<f64>; 2],
+    lung_r: Vector3<f64>,
+    gall_c: Vector3<f64>,
+    gall_r: Vector3<f64>,
+    duct: (Vector3<f64>, Vector3<f64>),
+    portal: (Vector3<f64>, Vector3<f64>),
+    spine_c: Vector3<f64>,
+    heart_c: Vector3<f64>,
+    heart_r: Vector3<f64>,
+    bowel: Vec<Vector3<f64>>,
+}
+
+impl Anatomy {
+    /// The shapes for a volume of `spec`'s size centred on the LPS origin (`origin`: its first
+    /// voxel, `extent`: its size, mm).
+    fn new(spec: &PhantomSpec, origin: Vector3<f64>, extent: Vector3<f64>) -> Self {
+        let s = spec.spacing_mm;
+        // Body: an elliptic cylinder along z filling most of the field; liver on the patient's
+        // right (LPS -x), tumour inside it; anterior is -y in LPS.
+        let (ra, rb) = (0.42 * extent.x, 0.30 * extent.y);
+        let (liver_c, liver_r) = liver_ellipsoid(spec.dims, s);
+        let tumours: Vec<(Vector3<f64>, f64)> = spec
+            .tumours
+            .iter()
+            .map(|t| (liver_c + Vector3::from(t.offset_from_liver_centre_mm), t.diameter_mm / 2.0))
+            .collect();
+        // The inferior vena cava runs up behind the liver (posterior is +y); the right, middle and
+        // left hepatic veins fan out from it through the upper liver.
+        let ivc_x = liver_c.x + 0.55 * liver_r.x;
+        let ivc = (
+            Vector3::new(ivc_x, 0.55 * liver_r.y, origin.z),
+            Vector3::new(ivc_x, 0.55 * liver_r.y, liver_c.z + 0.9 * liver_r.z),
+        );
+        let confluence = Vector3::new(ivc_x, 0.5 * liver_r.y, liver_c.z + 0.75 * liver_r.z);
+        let hepatic_veins = [
+            (confluence, liver_c + Vector3::new(-0.75 * liver_r.x, 0.1 * liver_r.y, 0.05 * liver_r.z)),
+            (confluence, liver_c + Vector3::new(-0.05 * liver_r.x, -0.45 * liver_r.y, 0.15 * liver_r.z)),
+            (confluence, liver_c + Vector3::new(0.75 * liver_r.x, -0.2 * liver_r.y, 0.3 * liver_r.z)),
+        ];
+        let vessel = (
+            Vector3::new(0.05 * extent.x, 0.1 * extent.y, origin.z),
+            Vector3::new(0.05 * extent.x, 0.1 * extent.y, -origin.z),
+        );
+        // Ribs: short arcs near the body wall at a few heights.
+        let mut ribs = Vec::new();
+        for kz in [-0.3, 0.0, 0.3] {
+            let z = kz * extent.z;
+            for side in [-1.0, 1.0] {
+                for a in 0..8 {
+                    let t0 = 0.4 + a as f64 * 0.1;
+                    let p = |t: f64| {
+                        Vector3::new(side * ra * 0.92 * t.cos(), -rb * 0.92 * t.sin().abs() * 0.6 + rb * 0.3, z)
+                    };
+                    ribs.push((p(t0), p(t0 + 0.1)));
+                }
+            }
+        }
+        // A metal wire (a clip or guidewire) with streaks along x through it.
+        let wire_a = Vector3::new(0.15 * extent.x, -0.05 * extent.y, 0.1 * extent.z);
+        let wire_b = wire_a + Vector3::new(0.0, 0.0, 20.0);
+        // Lungs above the diaphragm (superior is +z), gallbladder under the liver, a bile duct from it,
+        // a portal vein through the liver, gas-filled bowel loops low down.
+        let lungs = [
+            Vector3::new(-0.2 * extent.x, 0.05 * extent.y, 0.5 * extent.z),
+            Vector3::new(0.2 * extent.x, 0.05 * extent.y, 0.5 * extent.z),
+        ];
+        let lung_r = Vector3::new(0.16 * extent.x, 0.22 * extent.y, 0.25 * extent.z);
+        let gall_c = liver_c + Vector3::new(0.1 * extent.x, -0.14 * extent.y, -0.25 * liver_r.z);
+        let gall_r = Vector3::new(14.0, 11.0, 22.0);
+        // The cystic/common bile duct runs from the gallbladder neck to the hilum (medial, posterior).
+        let duct = (gall_c, liver_c + Vector3::new(0.6 * liver_r.x, 0.35 * liver_r.y, -0.05 * liver_r.z));
+        let portal = (
+            liver_c + Vector3::new(-0.6 * liver_r.x, 0.2 * liver_r.y, 0.0),
+            liver_c + Vector3::new(0.9 * liver_r.x, 0.25 * liver_r.y, 0.0),
+        );
+        // The spine: a vertebral column at the posterior midline with its spinous process behind it;
+        // the heart above the diaphragm, left of centre.
+        let spine_c = Vector3::new(0.0, 0.62 * rb, 0.0);
+        let heart_c = Vector3::new(0.08 * extent.x, -0.05 * extent.y, 0.47 * extent.z);
+        let heart_r = Vector3::new(0.12 * extent.x, 0.14 * extent.y, 0.09 * extent.z);
+        let bowel: Vec<Vector3<f64>> = (0..4)
+            .map(|b| Vector3::new((b as f64 - 1.5) * 0.15 * extent.x, -0.1 * extent.y, -0.38 * extent.z))
+            .collect();
+        let wire = spec.metal_wire.then_some((wire_a, wire_b));
+        Anatomy {
+            ra,
+            rb,
+            liver_c,
+            liver_r,
+            tumours,
+            ivc,
+            hepatic_veins,
+            vessel,
+            ribs,
+            wire,
+            lungs,
+            lung_r,
+            gall_c,
+            gall_r,
+            duct,
+            portal,
+            spine_c,
+            heart_c,
+            heart_r,
+            bowel,
+        }
+    }
+
+    /// HU and label at `p`, before the markers and the noise.
+    fn voxel(&self, p: &Vector3<f64>) -> (f64, u8) {
+        let Anatomy {
+            ra,
+            rb,
+            liver_c,
+            liver_r,
+            tumours,
+            ivc,
+            hepatic_veins,
+            vessel,
+            ribs,
+            wire,
+            lungs,
+            lung_r,
+            gall_c,
+            gall_r,
+            duct,
+            portal,
+            spine_c,
+            heart_c,
+            heart_r,
+            bowel,
+        } = self;
+        let p = *p;
+        let mut hu = -1000.0;
+        let mut label = 0u8;
+        let radial = (p.x / ra).powi(2) + (p.y / rb).powi(2);
+        if radial <= 1.0 {
+            (hu, label) = (40.0, 1);
+            if lungs.iter().any(|c| (p - c).component_div(lung_r).norm_squared() <= 1.0) {
+                (hu, label) = (-800.0, 6);
+            }
+            if bowel.iter().any(|c| (p - c).norm() <= 15.0) {
+                (hu, label) = (-600.0, 9);
+            }
+            if (p - heart_c).component_div(heart_r).norm_squared() <= 1.0 {
+                (hu, label) = (150.0, 12);
+            }
+            let (sx, sy) = (p.x - spine_c.x, p.y - spine_c.y);
+            if sx * sx + sy * sy <= 15.0 * 15.0 || (sx.abs() <= 3.0 && sy > 0.0 && sy <= 32.0) {
+                (hu, label) = (700.0, 11);
+            }
+            let d = (p - liver_c).component_div(liver_r);
+            if d.norm_squared() <= 1.0 {
+                (hu, label) = (60.0, 2);
+            }
+            if (p - gall_c).component_div(gall_r).norm_squared() <= 1.0 {
+                (hu, label) = (10.0, 7);
+            }
+            if seg_dist(&p, &duct.0, &duct.1) <= 2.5 {
+                (hu, label) = (20.0, 8);
+            }
+            if seg_dist(&p, &portal.0, &portal.1) <= 6.0
+                || seg_dist(&p, &ivc.0, &ivc.1) <= 9.0
+                || hepatic_veins.iter().any(|(a, b)| seg_dist(&p, a, b) <= 3.5)
+            {
+                (hu, label) = (180.0, 4);
+            }
+            if tumours.iter().any(|(c, r)| (p - c).norm() <= *r) {
+                (hu, label) = (30.0, 3);
+            }
+            if seg_dist(&p, &vessel.0, &vessel.1) <= 4.0 {
+                (hu, label) = (300.0, 4);
+            }
+            // Ribs run near the body wall only.
+            if radial > 0.3 && ribs.iter().any(|(a, b)| seg_dist(&p, a, b) <= 4.0) {
+                (hu, label) = (2000.0, 5);
+            }
+            // Streaks: bright and dark bands along x at the wire's height.
+            if let Some((wire_a, _)) = wire.filter(|(a, _)| (p.z - a.z).abs() < 10.0 && (p.y - a.y).abs() < 1.5) {
+                hu += 600.0 * ((p.x - wire_a.x) * 0.2).cos() * (-(p.x - wire_a.x).abs() / 80.0).exp();
+            }
+            if wire.is_some_and(|(a, b)| seg_dist(&p, &a, &b) <= 1.0) {
+                (hu, label) = (3000.0, 10);
+            }
+        }
+        (hu, label)
+    }
+}
+
 /// Generates the phantom.
 #[must_use]
 pub fn generate(spec: &PhantomSpec) -> Phantom {
@@ -152,137 +354,19 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
         Vector3::new(-(nx as f64 - 1.0) * s[0] / 2.0, -(ny as f64 - 1.0) * s[1] / 2.0, -(nz as f64 - 1.0) * s[2] / 2.0);
     let extent = Vector3::new(nx as f64 * s[0], ny as f64 * s[1], nz as f64 * s[2]);
     let pos = |i: usize, j: usize, k: usize| origin + Vector3::new(i as f64 * s[0], j as f64 * s[1], k as f64 * s[2]);
-    // Body: an elliptic cylinder along z filling most of the field; liver on the patient's right
-    // (LPS -x), tumour inside it; anterior is -y in LPS.
-    let (ra, rb) = (0.42 * extent.x, 0.30 * extent.y);
-    let (liver_c, liver_r) = liver_ellipsoid(spec.dims, s);
-    let tumours: Vec<(Vector3<f64>, f64)> = spec
-        .tumours
-        .iter()
-        .map(|t| (liver_c + Vector3::from(t.offset_from_liver_centre_mm), t.diameter_mm / 2.0))
-        .collect();
-    // The inferior vena cava runs up behind the liver (posterior is +y); the right, middle and
-    // left hepatic veins fan out from it through the upper liver.
-    let ivc_x = liver_c.x + 0.55 * liver_r.x;
-    let ivc = (
-        Vector3::new(ivc_x, 0.55 * liver_r.y, origin.z),
-        Vector3::new(ivc_x, 0.55 * liver_r.y, liver_c.z + 0.9 * liver_r.z),
-    );
-    let confluence = Vector3::new(ivc_x, 0.5 * liver_r.y, liver_c.z + 0.75 * liver_r.z);
-    let hepatic_veins = [
-        (confluence, liver_c + Vector3::new(-0.75 * liver_r.x, 0.1 * liver_r.y, 0.05 * liver_r.z)),
-        (confluence, liver_c + Vector3::new(-0.05 * liver_r.x, -0.45 * liver_r.y, 0.15 * liver_r.z)),
-        (confluence, liver_c + Vector3::new(0.75 * liver_r.x, -0.2 * liver_r.y, 0.3 * liver_r.z)),
-    ];
-    let vessel = (
-        Vector3::new(0.05 * extent.x, 0.1 * extent.y, origin.z),
-        Vector3::new(0.05 * extent.x, 0.1 * extent.y, -origin.z),
-    );
-    // Ribs: short arcs near the body wall at a few heights.
-    let mut ribs = Vec::new();
-    for kz in [-0.3, 0.0, 0.3] {
-        let z = kz * extent.z;
-        for side in [-1.0, 1.0] {
-            for a in 0..8 {
-                let t0 = 0.4 + a as f64 * 0.1;
-                let p =
-                    |t: f64| Vector3::new(side * ra * 0.92 * t.cos(), -rb * 0.92 * t.sin().abs() * 0.6 + rb * 0.3, z);
-                ribs.push((p(t0), p(t0 + 0.1)));
-            }
-        }
-    }
-    // A metal wire (a clip or guidewire) with streaks along x through it.
-    let wire_a = Vector3::new(0.15 * extent.x, -0.05 * extent.y, 0.1 * extent.z);
-    let wire_b = wire_a + Vector3::new(0.0, 0.0, 20.0);
-    // Lungs above the diaphragm (superior is +z), gallbladder under the liver, a bile duct from it,
-    // a portal vein through the liver, gas-filled bowel loops low down.
-    let lungs = [
-        Vector3::new(-0.2 * extent.x, 0.05 * extent.y, 0.5 * extent.z),
-        Vector3::new(0.2 * extent.x, 0.05 * extent.y, 0.5 * extent.z),
-    ];
-    let lung_r = Vector3::new(0.16 * extent.x, 0.22 * extent.y, 0.25 * extent.z);
-    let gall_c = liver_c + Vector3::new(0.1 * extent.x, -0.14 * extent.y, -0.25 * liver_r.z);
-    let gall_r = Vector3::new(14.0, 11.0, 22.0);
-    // The cystic/common bile duct runs from the gallbladder neck to the hilum (medial, posterior).
-    let duct = (gall_c, liver_c + Vector3::new(0.6 * liver_r.x, 0.35 * liver_r.y, -0.05 * liver_r.z));
-    let portal = (
-        liver_c + Vector3::new(-0.6 * liver_r.x, 0.2 * liver_r.y, 0.0),
-        liver_c + Vector3::new(0.9 * liver_r.x, 0.25 * liver_r.y, 0.0),
-    );
-    // The spine: a vertebral column at the posterior midline with its spinous process behind it;
-    // the heart above the diaphragm, left of centre.
-    let spine_c = Vector3::new(0.0, 0.62 * rb, 0.0);
-    let heart_c = Vector3::new(0.08 * extent.x, -0.05 * extent.y, 0.47 * extent.z);
-    let heart_r = Vector3::new(0.12 * extent.x, 0.14 * extent.y, 0.09 * extent.z);
-    let bowel: Vec<Vector3<f64>> =
-        (0..4).map(|b| Vector3::new((b as f64 - 1.5) * 0.15 * extent.x, -0.1 * extent.y, -0.38 * extent.z)).collect();
+    let anatomy = Anatomy::new(spec, origin, extent);
+    let (ra, rb) = (anatomy.ra, anatomy.rb);
     let mut voxels = vec![0f32; nx * ny * nz];
     let mut labels = vec![0f32; nx * ny * nz];
     for k in 0..nz {
         for j in 0..ny {
             for i in 0..nx {
-                let p = pos(i, j, k);
-                let mut hu = -1000.0;
-                let mut label = 0u8;
-                let radial = (p.x / ra).powi(2) + (p.y / rb).powi(2);
-                if radial <= 1.0 {
-                    (hu, label) = (40.0, 1);
-                    if lungs.iter().any(|c| (p - c).component_div(&lung_r).norm_squared() <= 1.0) {
-                        (hu, label) = (-800.0, 6);
-                    }
-                    if bowel.iter().any(|c| (p - c).norm() <= 15.0) {
-                        (hu, label) = (-600.0, 9);
-                    }
-                    if (p - heart_c).component_div(&heart_r).norm_squared() <= 1.0 {
-                        (hu, label) = (150.0, 12);
-                    }
-                    let (sx, sy) = (p.x - spine_c.x, p.y - spine_c.y);
-                    if sx * sx + sy * sy <= 15.0 * 15.0 || (sx.abs() <= 3.0 && sy > 0.0 && sy <= 32.0) {
-                        (hu, label) = (700.0, 11);
-                    }
-                    let d = (p - liver_c).component_div(&liver_r);
-                    if d.norm_squared() <= 1.0 {
-                        (hu, label) = (60.0, 2);
-                    }
-                    if (p - gall_c).component_div(&gall_r).norm_squared() <= 1.0 {
-                        (hu, label) = (10.0, 7);
-                    }
-                    if seg_dist(&p, &duct.0, &duct.1) <= 2.5 {
-                        (hu, label) = (20.0, 8);
-                    }
-                    if seg_dist(&p, &portal.0, &portal.1) <= 6.0
-                        || seg_dist(&p, &ivc.0, &ivc.1) <= 9.0
-                        || hepatic_veins.iter().any(|(a, b)| seg_dist(&p, a, b) <= 3.5)
-                    {
-                        (hu, label) = (180.0, 4);
-                    }
-                    if tumours.iter().any(|(c, r)| (p - c).norm() <= *r) {
-                        (hu, label) = (30.0, 3);
-                    }
-                    if seg_dist(&p, &vessel.0, &vessel.1) <= 4.0 {
-                        (hu, label) = (300.0, 4);
-                    }
-                    // Ribs run near the body wall only.
-                    if radial > 0.3 && ribs.iter().any(|(a, b)| seg_dist(&p, a, b) <= 4.0) {
-                        (hu, label) = (2000.0, 5);
-                    }
-                    // Streaks: bright and dark bands along x at the wire's height.
-                    if spec.metal_wire && (p.z - wire_a.z).abs() < 10.0 && (p.y - wire_a.y).abs() < 1.5 {
-                        hu += 600.0 * ((p.x - wire_a.x) * 0.2).cos() * (-(p.x - wire_a.x).abs() / 80.0).exp();
-                    }
-                    if spec.metal_wire && seg_dist(&p, &wire_a, &wire_b) <= 1.0 {
-                        (hu, label) = (3000.0, 10);
-                    }
-                }
+                let (hu, label) = anatomy.voxel(&pos(i, j, k));
                 labels[(k * ny + j) * nx + i] = f32::from(label);
                 voxels[(k * ny + j) * nx + i] = hu as f32;
             }
         }
     }
-    // The marker frame on the anterior skin. The robot stands beside the table (kinematics.toml:
-    // robot x across the table, y along it, z up), so robot x is the patient's left (LPS +x),
-    // robot y superior (+z) and robot z anterior (-y); the plate sits a little tilted and turned
-    // on the abdomen (random, up to about 10 degrees about each axis).
     let fixed =
         UnitQuaternion::from_rotation_matrix(&nalgebra::Rotation3::from_matrix_unchecked(Matrix3::from_columns(&[
             Vector3::x(),
@@ -357,8 +441,8 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
         labels: Volume { dims: spec.dims, spacing_mm: s, origin, direction: Matrix3::identity(), voxels: labels },
         ct_from_robot,
         markers_in_ct,
-        tumour_in_ct: tumours.first().map_or(liver_c, |t| t.0),
-        tumours_in_ct: tumours.iter().map(|(c, r)| (*c, 2.0 * r)).collect(),
+        tumour_in_ct: anatomy.tumours.first().map_or(anatomy.liver_c, |t| t.0),
+        tumours_in_ct: anatomy.tumours.iter().map(|(c, r)| (*c, 2.0 * r)).collect(),
         extra_beads_in_ct: extras,
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use stylet_core::frame::Point;
 use stylet_imaging::load_nifti;
 use stylet_planning::{edt::edt, load_zone, plan, LabelTable, PlanError, PlanInput, Rules, Status, TumourSpec};
 
@@ -30,7 +31,7 @@ fn sphere_at<'a>(
         ct,
         labels,
         table,
-        tumour: TumourSpec::Sphere { centre_lps_mm: target, diameter_mm: 20.0 },
+        tumour: TumourSpec::Sphere { centre: Point::new(target[0], target[1], target[2]), diameter_mm: 20.0 },
         zone: load_zone(&repo("config/devices.toml"), "mwa-generic", "100W-8min").unwrap(),
         rules: Rules::load(&repo("config/clinical-rules.toml")).unwrap(),
         max_plans: 5,
@@ -79,8 +80,11 @@ fn totalsegmentator_liver_with_an_inserted_tumour() {
     let s = labels
         .ct_from_index((stomach % nx) as f64, ((stomach / nx) % ny) as f64, (stomach / (nx * ny)) as f64)
         .to_array();
-    let e = plan(&PlanInput { tumour: TumourSpec::Sphere { centre_lps_mm: s, diameter_mm: 20.0 }, ..input.clone() })
-        .unwrap_err();
+    let e = plan(&PlanInput {
+        tumour: TumourSpec::Sphere { centre: Point::new(s[0], s[1], s[2]), diameter_mm: 20.0 },
+        ..input.clone()
+    })
+    .unwrap_err();
     assert!(matches!(e, PlanError::TargetOutsideLiver { class: Some(stylet_planning::Class::Bowel), .. }), "{e}");
 }
 

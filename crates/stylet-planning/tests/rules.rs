@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use nalgebra::{Matrix3, Vector3};
+use stylet_core::frame::Point;
 use stylet_imaging::Volume;
 use stylet_planning::{load_zone, plan, LabelTable, PlanError, PlanInput, PlanReport, Rules, Status, TumourSpec, Zone};
 
@@ -221,7 +222,7 @@ fn bad_input_gets_clear_errors() {
     // Target outside the liver.
     let e = s
         .plan(
-            TumourSpec::Sphere { centre_lps_mm: [0.0, 25.0, 0.0], diameter_mm: 10.0 },
+            TumourSpec::Sphere { centre: Point::new(0.0, 25.0, 0.0), diameter_mm: 10.0 },
             zone("60W-5min"),
             Rules::default(),
         )
@@ -234,7 +235,7 @@ fn bad_input_gets_clear_errors() {
     s.sphere(Vector3::new(0.0, 0.0, 10.0), 2.0, 42.0);
     let e = s
         .plan(
-            TumourSpec::Sphere { centre_lps_mm: [0.0, 0.0, -5.0], diameter_mm: 10.0 },
+            TumourSpec::Sphere { centre: Point::new(0.0, 0.0, -5.0), diameter_mm: 10.0 },
             zone("60W-5min"),
             Rules::default(),
         )

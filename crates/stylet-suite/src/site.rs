@@ -259,9 +259,10 @@ impl Site {
         let p = &self.planning;
         match (p.tumour_label, p.target_lps_mm) {
             (Some(value), _) => TumourSpec::Label { value, component: p.component },
-            (None, Some(centre_lps_mm)) => {
-                TumourSpec::Sphere { centre_lps_mm, diameter_mm: p.tumour_diameter_mm.unwrap_or(20.0) }
-            }
+            (None, Some([x, y, z])) => TumourSpec::Sphere {
+                centre: stylet_core::frame::Point::new(x, y, z),
+                diameter_mm: p.tumour_diameter_mm.unwrap_or(20.0),
+            },
             (None, None) => TumourSpec::Label { value: 0, component: 0 },
         }
     }

@@ -84,7 +84,10 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
                 "--tumour-diameter-mm {} must be within [2, 100]",
                 args.tumour_diameter_mm
             );
-            TumourSpec::Sphere { centre_lps_mm: [t[0], t[1], t[2]], diameter_mm: args.tumour_diameter_mm }
+            TumourSpec::Sphere {
+                centre: stylet_core::frame::Point::new(t[0], t[1], t[2]),
+                diameter_mm: args.tumour_diameter_mm,
+            }
         }
         (None, None) => anyhow::bail!("give --tumour LABEL or --target X,Y,Z"),
     };
@@ -108,9 +111,7 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     };
     if let (Some(png), Some(best)) = (&args.png, report.plans.first()) {
         let inserted = match &tumour {
-            TumourSpec::Sphere { centre_lps_mm, diameter_mm } => {
-                Some((Vector3::from(*centre_lps_mm), diameter_mm / 2.0))
-            }
+            TumourSpec::Sphere { centre, diameter_mm } => Some((centre.to_nalgebra().coords, diameter_mm / 2.0)),
             TumourSpec::Label { .. } => None,
         };
         draw(png, &ct, &labels, &table, best, inserted).with_context(|| format!("writing {}", png.display()))?;

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 
 use nalgebra::{Point3, Vector3};
 use serde_json::{json, Value};
+use stylet_core::frame::{Ct, Point, Vector};
 use stylet_procedure::ports::{Acquired, CtPurpose, Request};
 
 use crate::patient::{end_exhale_before, Patient};
@@ -373,18 +374,18 @@ impl<A: SimArm> SimWorld<A> {
         });
         let achieved_margin = tumour.filter(|_| !self.ablated.is_empty()).map(|(c, d)| {
             let surface = sphere_points(c, d / 2.0, 400);
-            let zones: Vec<([f64; 3], [f64; 3])> = self
+            let zones: Vec<(Point<Ct>, Vector<Ct>)> = self
                 .ablated
                 .iter()
-                .map(|(i, axis, zone)| ((i.tip - axis * zone.centre_from_tip_mm).into(), (*axis).into()))
+                .map(|(i, axis, zone)| (ct(i.tip - axis * zone.centre_from_tip_mm), Vector::from_nalgebra(*axis)))
                 .collect();
             let zone = &self.ablated[0].2;
-            let planned: Vec<([f64; 3], [f64; 3])> = report
+            let planned: Vec<(Point<Ct>, Vector<Ct>)> = report
                 .positions
                 .iter()
                 .map(|p| {
                     let (tip, axis) = (p.planned_tip.to_nalgebra().coords, p.axis.to_nalgebra());
-                    ((tip - axis * zone.centre_from_tip_mm).into(), p.axis.to_array())
+                    (ct(tip - axis * zone.centre_from_tip_mm), p.axis)
                 })
                 .collect();
             (stylet_planning::margin_mm(&surface, zone, &zones), stylet_planning::margin_mm(&surface, zone, &planned))
@@ -460,14 +461,19 @@ pub fn draw_patient(
 }
 
 /// `n` points spread evenly over the sphere at `centre` with `radius_mm` (a Fibonacci lattice).
-fn sphere_points(centre: Vector3<f64>, radius_mm: f64, n: usize) -> Vec<[f64; 3]> {
+/// A CT point from raw LPS coordinates (the truth's own arithmetic is in nalgebra).
+fn ct(v: Vector3<f64>) -> Point<Ct> {
+    Point::from_nalgebra(v.into())
+}
+
+fn sphere_points(centre: Vector3<f64>, radius_mm: f64, n: usize) -> Vec<Point<Ct>> {
     let golden = std::f64::consts::PI * (3.0 - 5.0_f64.sqrt());
     (0..n)
         .map(|i| {
             let z = 1.0 - 2.0 * (i as f64 + 0.5) / n as f64;
             let r = (1.0 - z * z).max(0.0).sqrt();
             let th = golden * i as f64;
-            (centre + Vector3::new(r * th.cos(), r * th.sin(), z) * radius_mm).into()
+            ct(centre + Vector3::new(r * th.cos(), r * th.sin(), z) * radius_mm)
         })
         .collect()
 }

@@ -209,7 +209,3 @@ pub(super) fn body_mask(ct: &Volume, classes: &[Class], rows: &Rows) -> (Vec<boo
     }
     (body.iter().zip(&oid).map(|(b, c)| *b || (*c != 0 && !touches[*c as usize])).collect(), "CT body outline")
 }
-
-pub(super) fn arr(v: &Vector3<f64>) -> [f64; 3] {
-    [v.x, v.y, v.z]
-}

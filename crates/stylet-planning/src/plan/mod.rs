@@ -24,7 +24,7 @@ mod zone;
 
 pub use zone::margin_mm;
 
-use grid::{arr, body_mask, classify, Grid};
+use grid::{body_mask, classify, Grid};
 use maps::{major_vessels, Maps};
 use path::{PathRules, PathStage, Shaft};
 use tumour::Tumour;
@@ -42,8 +42,8 @@ pub enum TumourSpec {
     },
     /// A spherical tumour inserted at a point inside the liver.
     Sphere {
-        /// Centre, LPS mm.
-        centre_lps_mm: [f64; 3],
+        /// Centre (the CT's LPS frame, mm).
+        centre: Point<Ct>,
         /// Diameter, mm.
         diameter_mm: f64,
     },
@@ -170,9 +170,9 @@ pub struct Plan {
     pub clearance_mm: f64,
     /// The structure class nearest the shaft.
     pub nearest_structure: Option<Class>,
-    /// Where the shaft comes nearest to it, LPS mm.
+    /// Where the shaft comes nearest to it.
     #[serde(skip)]
-    pub closest: Option<[f64; 3]>,
+    pub closest: Option<Point<Ct>>,
     /// Angle between the needle and the axial plane, degrees.
     pub angle_to_axial_deg: f64,
     /// Every rule's verdict.
@@ -218,9 +218,9 @@ pub struct PlanReport {
     pub plans: Vec<Plan>,
     /// Whether the skin came from the label map or the CT's body outline.
     pub skin_source: &'static str,
-    /// The tumour's surface points the margins are measured on, LPS mm.
+    /// The tumour's surface points the margins are measured on.
     #[serde(skip)]
-    pub tumour_surface_lps_mm: Vec<[f64; 3]>,
+    pub tumour_surface: Vec<Point<Ct>>,
 }
 
 /// Everything the planner needs.
@@ -313,6 +313,6 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
         failures_by_rule: failures,
         plans,
         skin_source,
-        tumour_surface_lps_mm: zr.surface.iter().map(arr).collect(),
+        tumour_surface: zr.surface.iter().map(|p| Point::from_nalgebra((*p).into())).collect(),
     })
 }

@@ -3,7 +3,7 @@
 use nalgebra::Vector3;
 use stylet_core::frame::{Point, Vector};
 
-use super::grid::{arr, Grid};
+use super::grid::Grid;
 use super::path::{nearest_blocking_class, PathResult};
 use super::{Plan, Position, RuleCheck, Status};
 use crate::config::{Class, Rules, Zone};
@@ -49,7 +49,7 @@ pub(super) fn make_plan(
         margin_mm: margin,
         clearance_mm: path.clearance,
         nearest_structure: path.nearest,
-        closest: Some(arr(&path.closest)),
+        closest: Some(Point::from_nalgebra(path.closest.into())),
         angle_to_axial_deg: angle,
         checks,
         high_risk,
@@ -77,7 +77,7 @@ pub(super) fn best(
                     classes,
                     major,
                     spacing,
-                    &Vector3::from(at),
+                    &at.to_nalgebra().coords,
                     p.clearance_mm + 2.0 * min_spacing,
                 );
             }

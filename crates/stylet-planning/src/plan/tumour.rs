@@ -59,8 +59,8 @@ impl Tumour {
                 }
                 (out, crop)
             }
-            TumourSpec::Sphere { centre_lps_mm, diameter_mm } => {
-                let c = Vector3::from(*centre_lps_mm);
+            TumourSpec::Sphere { centre, diameter_mm } => {
+                let c = centre.to_nalgebra().coords;
                 let at = grid.index(&c).map(|i| classes[i]);
                 if at != Some(Class::Liver) && at != Some(Class::Tumour) {
                     return Err(PlanError::TargetOutsideLiver { x: c.x, y: c.y, z: c.z, class: at });

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use nalgebra::Vector3;
+use stylet_core::frame::{Ct, Point, Vector};
 
 use super::grid::Grid;
 use super::path::Cand;
@@ -251,17 +252,18 @@ pub(super) fn single_zones(zr: &ZoneRules<'_>, cands: &mut [Cand], max_plans: us
     ZoneStage { plans, feasible, high_risk, failures, evaluated }
 }
 
-/// MAR-1 margin of the ablation zones `zones` (each: centre and unit axis, LPS mm, of a zone of
-/// `zone`'s size) over the tumour surface `surface` (as in [`super::PlanReport::tumour_surface_lps_mm`]):
-/// the smallest depth of a surface point inside the zone that covers it deepest, mm (negative:
-/// a point lies outside every zone). What a plan's margin is, for zones where they really are.
+/// MAR-1 margin of the ablation zones `zones` (each: its centre and unit axis, of a zone of
+/// `zone`'s size) over the tumour surface `surface` (as in
+/// [`super::PlanReport::tumour_surface`]): the smallest depth of a surface point inside the zone
+/// that covers it deepest, mm (negative: a point lies outside every zone). What a plan's margin
+/// is, for zones where they really are.
 #[must_use]
-pub fn margin_mm(surface: &[[f64; 3]], zone: &crate::Zone, zones: &[([f64; 3], [f64; 3])]) -> f64 {
+pub fn margin_mm(surface: &[Point<Ct>], zone: &crate::Zone, zones: &[(Point<Ct>, Vector<Ct>)]) -> f64 {
     let spheroids: Vec<Spheroid> = zones
         .iter()
         .map(|(c, a)| Spheroid {
-            centre: Vector3::from(*c),
-            axis: Vector3::from(*a).try_normalize(1e-12).unwrap_or_else(Vector3::z),
+            centre: c.to_nalgebra().coords,
+            axis: a.to_nalgebra().try_normalize(1e-12).unwrap_or_else(Vector3::z),
             a: zone.long_mm / 2.0,
             b: zone.short_mm / 2.0,
         })
@@ -269,7 +271,7 @@ pub fn margin_mm(surface: &[[f64; 3]], zone: &crate::Zone, zones: &[([f64; 3], [
     surface
         .iter()
         .map(|p| {
-            let p = Vector3::from(*p);
+            let p = p.to_nalgebra().coords;
             spheroids.iter().map(|z| z.depth(&p)).fold(f64::NEG_INFINITY, f64::max)
         })
         .fold(f64::INFINITY, f64::min)

@@ -46,7 +46,7 @@ impl<W: World> Driver<'_, W> {
         let margin = self.margin_with(k, tip, axis);
         let centre = tip - axis * zone.centre_from_tip_mm;
         if let Some(z) = self.zones.get_mut(k) {
-            *z = (centre.into(), axis.into());
+            *z = (super::ct_point(centre), stylet_core::frame::Vector::from_nalgebra(axis));
         }
         let now = self.world.now_s();
         self.sink.event(

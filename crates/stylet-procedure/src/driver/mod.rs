@@ -124,9 +124,9 @@ pub struct Driver<'a, W: World> {
     operator_left: bool,
     /// The plan's zones (centre, axis), each replaced by where its ablation really was placed
     /// (the tip the last CT measured) once done.
-    zones: Vec<([f64; 3], [f64; 3])>,
+    zones: Vec<(Point<Ct>, stylet_core::frame::Vector<Ct>)>,
     /// The tumour's surface (the margins are measured on it).
-    surface: Vec<[f64; 3]>,
+    surface: Vec<Point<Ct>>,
     report: Report,
 }
 
@@ -519,7 +519,7 @@ impl<'a, W: World> Driver<'a, W> {
         let mut zones = self.zones.clone();
         let centre = tip - axis * self.cfg.zone.centre_from_tip_mm;
         if let Some(z) = zones.get_mut(k) {
-            *z = (centre.into(), axis.into());
+            *z = (ct_point(centre), stylet_core::frame::Vector::from_nalgebra(axis));
         }
         stylet_planning::margin_mm(&self.surface, &self.cfg.zone, &zones)
     }

@@ -169,8 +169,8 @@ impl<W: World> Driver<'_, W> {
                 }
             }
             self.workflow(&Input::SelectPlan { index, positions: plan.positions.len() })?;
-            self.zones = plan.positions.iter().map(|p| (p.zone_centre.to_array(), p.axis.to_array())).collect();
-            self.surface = report.tumour_surface_lps_mm.clone();
+            self.zones = plan.positions.iter().map(|p| (p.zone_centre, p.axis)).collect();
+            self.surface = report.tumour_surface.clone();
             self.report.plan = Some((index, plan.margin_mm, plan.high_risk));
             let pos = &plan.positions[0];
             self.note(&format!(

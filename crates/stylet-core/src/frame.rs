@@ -93,6 +93,13 @@ impl<F: Frame> Point<F> {
         Point { coords, frame: PhantomData }
     }
 
+    /// Wraps a raw coordinate vector (mm) known to be in frame `F`: where a computation in
+    /// nalgebra comes back into the typed world.
+    #[must_use]
+    pub fn from_coords(coords: Vector3<f64>) -> Self {
+        Self::from_nalgebra(Point3::from(coords))
+    }
+
     /// The raw coordinates (leaves the type-checked world: use at edges only).
     #[must_use]
     pub fn to_nalgebra(self) -> Point3<f64> {

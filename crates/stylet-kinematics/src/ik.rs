@@ -495,10 +495,7 @@ pub fn random_reachable_lines(arm: &Arm, n: usize, opts: &IkOptions, seed: u64) 
         let z = tip.rotation * Vector3::z();
         let entry = tip.translation.vector + z * opts.standoff_mm;
         let target = entry + z * rng.gen_range(30.0..150.0);
-        out.push((
-            q,
-            NeedleLine { entry: Point::from_nalgebra(entry.into()), target: Point::from_nalgebra(target.into()) },
-        ));
+        out.push((q, NeedleLine { entry: Point::from_coords(entry), target: Point::from_coords(target) }));
     }
     out
 }

@@ -5,7 +5,7 @@
 //! them and refuses any disagreement, naming both files, the joint, the field and both values, so
 //! that the supervisor, the trajectory generator and the IK cannot work from different arms.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use stylet_core::config::{ConfigError, JointKind, RobotConfig};
 
@@ -55,7 +55,7 @@ impl RobotModel {
     /// # Errors
     /// A file that does not load, or the list of disagreements.
     pub fn load(config_dir: &Path) -> Result<Self, RobotModelError> {
-        let robot_path = robot_toml(config_dir);
+        let robot_path = config_dir.join("robot").join("robot.toml");
         let robot = RobotConfig::load(&robot_path)?;
         let kinematics = KinematicsConfig::load(&config_dir.join("robot").join("kinematics.toml"))?;
         let arm = Arm::from_urdf_file(&kinematics.urdf, &kinematics.base_link, &kinematics.tip_link)?;
@@ -83,12 +83,6 @@ impl RobotModel {
             })
         }
     }
-}
-
-/// `robot/robot.toml` of a config folder.
-#[must_use]
-pub fn robot_toml(config_dir: &Path) -> PathBuf {
-    config_dir.join("robot").join("robot.toml")
 }
 
 /// Where `robot.toml` and a URDF chain disagree, one line each (empty when they agree): the

@@ -312,8 +312,8 @@ fn align(
     let sol = stylet_kinematics::ik::solve_first(
         arm,
         &stylet_kinematics::NeedleLine {
-            entry: Point::<Robot>::from_nalgebra(entry.into()),
-            target: Point::from_nalgebra(target.into()),
+            entry: Point::<Robot>::from_coords(entry),
+            target: Point::from_coords(target),
         },
         &seed,
         keepouts,

@@ -377,7 +377,9 @@ impl<A: SimArm> SimWorld<A> {
             let zones: Vec<(Point<Ct>, Vector<Ct>)> = self
                 .ablated
                 .iter()
-                .map(|(i, axis, zone)| (ct(i.tip - axis * zone.centre_from_tip_mm), Vector::from_nalgebra(*axis)))
+                .map(|(i, axis, zone)| {
+                    (Point::from_coords(i.tip - axis * zone.centre_from_tip_mm), Vector::from_nalgebra(*axis))
+                })
                 .collect();
             let zone = &self.ablated[0].2;
             let planned: Vec<(Point<Ct>, Vector<Ct>)> = report
@@ -385,7 +387,7 @@ impl<A: SimArm> SimWorld<A> {
                 .iter()
                 .map(|p| {
                     let (tip, axis) = (p.planned_tip.to_nalgebra().coords, p.axis.to_nalgebra());
-                    (ct(tip - axis * zone.centre_from_tip_mm), p.axis)
+                    (Point::from_coords(tip - axis * zone.centre_from_tip_mm), p.axis)
                 })
                 .collect();
             (stylet_planning::margin_mm(&surface, zone, &zones), stylet_planning::margin_mm(&surface, zone, &planned))
@@ -461,11 +463,6 @@ pub fn draw_patient(
 }
 
 /// `n` points spread evenly over the sphere at `centre` with `radius_mm` (a Fibonacci lattice).
-/// A CT point from raw LPS coordinates (the truth's own arithmetic is in nalgebra).
-fn ct(v: Vector3<f64>) -> Point<Ct> {
-    Point::from_nalgebra(v.into())
-}
-
 fn sphere_points(centre: Vector3<f64>, radius_mm: f64, n: usize) -> Vec<Point<Ct>> {
     let golden = std::f64::consts::PI * (3.0 - 5.0_f64.sqrt());
     (0..n)
@@ -473,7 +470,7 @@ fn sphere_points(centre: Vector3<f64>, radius_mm: f64, n: usize) -> Vec<Point<Ct
             let z = 1.0 - 2.0 * (i as f64 + 0.5) / n as f64;
             let r = (1.0 - z * z).max(0.0).sqrt();
             let th = golden * i as f64;
-            ct(centre + Vector3::new(r * th.cos(), r * th.sin(), z) * radius_mm)
+            Point::from_coords(centre + Vector3::new(r * th.cos(), r * th.sin(), z) * radius_mm)
         })
         .collect()
 }

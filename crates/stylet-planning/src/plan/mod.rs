@@ -301,7 +301,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
     }
     let plans = rank::best(stage.plans, &grid, &classes, &major, ct.spacing_mm, input.max_plans);
     Ok(PlanReport {
-        tumour_centre: Point::from_nalgebra(tumour.centre.into()),
+        tumour_centre: Point::from_coords(tumour.centre),
         tumour_diameter_mm: tumour.diameter(),
         tumour_voxels: tumour.voxels.len(),
         indication,
@@ -313,6 +313,6 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
         failures_by_rule: failures,
         plans,
         skin_source,
-        tumour_surface: zr.surface.iter().map(|p| Point::from_nalgebra((*p).into())).collect(),
+        tumour_surface: zr.surface.iter().copied().map(Point::from_coords).collect(),
     })
 }

@@ -37,9 +37,9 @@ pub(super) fn make_plan(
         positions: positions
             .iter()
             .map(|(e, t, c, a)| Position {
-                entry: Point::from_nalgebra((*e).into()),
-                tip: Point::from_nalgebra((*t).into()),
-                zone_centre: Point::from_nalgebra((*c).into()),
+                entry: Point::from_coords(*e),
+                tip: Point::from_coords(*t),
+                zone_centre: Point::from_coords(*c),
                 axis: Vector::from_nalgebra(*a),
                 depth_mm: (t - e).norm(),
             })
@@ -49,7 +49,7 @@ pub(super) fn make_plan(
         margin_mm: margin,
         clearance_mm: path.clearance,
         nearest_structure: path.nearest,
-        closest: Some(Point::from_nalgebra(path.closest.into())),
+        closest: Some(Point::from_coords(path.closest)),
         angle_to_axial_deg: angle,
         checks,
         high_risk,

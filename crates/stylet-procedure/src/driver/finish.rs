@@ -46,13 +46,13 @@ impl<W: World> Driver<'_, W> {
         let margin = self.margin_with(k, tip, axis);
         let centre = tip - axis * zone.centre_from_tip_mm;
         if let Some(z) = self.zones.get_mut(k) {
-            *z = (super::ct_point(centre), stylet_core::frame::Vector::from_nalgebra(axis));
+            *z = (Point::from_coords(centre), stylet_core::frame::Vector::from_nalgebra(axis));
         }
         let now = self.world.now_s();
         self.sink.event(
             now,
             crate::ports::Event::Ablated {
-                zone_centre: super::ct_point(centre),
+                zone_centre: Point::from_coords(centre),
                 axis: axis.into(),
                 zone_mm: (zone.long_mm, zone.short_mm),
             },

@@ -519,7 +519,7 @@ impl<'a, W: World> Driver<'a, W> {
         let mut zones = self.zones.clone();
         let centre = tip - axis * self.cfg.zone.centre_from_tip_mm;
         if let Some(z) = zones.get_mut(k) {
-            *z = (ct_point(centre), stylet_core::frame::Vector::from_nalgebra(axis));
+            *z = (Point::from_coords(centre), stylet_core::frame::Vector::from_nalgebra(axis));
         }
         stylet_planning::margin_mm(&self.surface, &self.cfg.zone, &zones)
     }
@@ -535,10 +535,6 @@ impl<'a, W: World> Driver<'a, W> {
         self.requests.retain(|r| *r != Request::Abort);
         self.requests.len() != before
     }
-}
-
-fn ct_point(v: Vector3<f64>) -> Point<Ct> {
-    Point::new(v.x, v.y, v.z)
 }
 
 /// The plan chosen and its IK solution at the first position.

@@ -10,7 +10,7 @@ use stylet_imaging::NeedleSettings;
 use stylet_safety::{Command, MotionState};
 
 use super::setup::needle_line;
-use super::{ct_point, Chosen, Driver, DriverError, PositionReport, Shared};
+use super::{Chosen, Driver, DriverError, PositionReport, Shared};
 use crate::ports::{CtPurpose, Event, Request, World};
 use crate::{Input, Phase};
 
@@ -146,8 +146,11 @@ impl<W: World> Driver<'_, W> {
         (ins, retracted): (usize, f64),
         fraction: f64,
     ) -> Result<(), DriverError> {
-        let shifted =
-            needle_line(robot_from_ct, ct_point(line.entry + correction), ct_point(line.tip + correction + liver));
+        let shifted = needle_line(
+            robot_from_ct,
+            Point::from_coords(line.entry + correction),
+            Point::from_coords(line.tip + correction + liver),
+        );
         let seed = self.world.snapshot()?.commanded.as_slice().to_vec();
         let cfg = Arc::clone(&self.cfg);
         let sol = self
@@ -199,7 +202,7 @@ impl<W: World> Driver<'_, W> {
         let in_tissue = purpose != CtPurpose::Confirmation;
         let p = Arc::clone(planning);
         let organ = self.cfg.organ.clone();
-        let target = ct_point(line.tip);
+        let target = Point::from_coords(line.tip);
         let (entry, tip) = (line.entry, line.tip);
         let (liver, found) = self.compute(move || {
             let moves = |v: f32| {
@@ -245,7 +248,7 @@ impl<W: World> Driver<'_, W> {
         // RESP-3: the breath-hold the CT was taken in is the new reference level.
         self.re_reference_at = Some(acquired);
         let now = self.world.now_s();
-        self.sink.event(now, Event::TipMeasured(ct_point(tip)));
+        self.sink.event(now, Event::TipMeasured(Point::from_coords(tip)));
         self.position_report().measured_tip = Some(tip.into());
         Ok(Measured { tip, liver })
     }
@@ -300,7 +303,7 @@ impl<W: World> Driver<'_, W> {
             })?;
             match self.wf.phase() {
                 Phase::AtTarget => {
-                    return Ok(Attempt::End(InsertionEnd::AtTarget { measured_tip: ct_point(measured) }))
+                    return Ok(Attempt::End(InsertionEnd::AtTarget { measured_tip: Point::from_coords(measured) }))
                 }
                 Phase::Insertion => goal_depth = (commanded + remaining.max(0.0)).min(max_depth),
                 Phase::Retraction => {

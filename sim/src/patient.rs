@@ -10,9 +10,10 @@
 //! - **Patient shift**: at each CT the patient has moved on the table by a bounded random walk
 //!   (steps of half the bound, never more than `shift_mm` from where the planning CT found them).
 
-use nalgebra::{Isometry3, Point3, Vector3};
+use nalgebra::Vector3;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use stylet_core::frame::{Ct, Point, Robot, Transform, Vector};
 use stylet_kinematics::Arm;
 
 use crate::breathing::Breathing;
@@ -105,20 +106,20 @@ impl PatientShift {
 
     /// Where the patient is now relative to the planning CT, LPS mm.
     #[must_use]
-    pub fn now(&self) -> Vector3<f64> {
-        self.now
+    pub fn now(&self) -> Vector<Ct> {
+        Vector::from_nalgebra(self.now)
     }
 
     /// The patient has moved again by the time of the next CT: one step of the walk, kept within
     /// the bound. Returns the shift at that CT.
-    pub fn next_ct(&mut self) -> Vector3<f64> {
+    pub fn next_ct(&mut self) -> Vector<Ct> {
         if self.max_mm <= 0.0 {
-            return self.now;
+            return self.now();
         }
         let step = Vector3::from_fn(|_, _| self.rng.gen_range(-1.0..1.0)) * (self.max_mm / 2.0 / 3f64.sqrt());
         let next = self.now + step;
         self.now = if next.norm() > self.max_mm { next * (self.max_mm / next.norm()) } else { next };
-        self.now
+        self.now()
     }
 }
 
@@ -128,15 +129,15 @@ pub struct Patient {
     /// The arm as built (hidden calibration error).
     pub arm: Arm,
     /// Where the robot really is in the planning CT.
-    pub ct_from_robot: Isometry3<f64>,
+    pub ct_from_robot: Transform<Ct, Robot>,
     /// Needle bending: direction (unit; its part across the needle's axis is the bend's).
-    pub deflect_dir: Vector3<f64>,
+    pub deflect_dir: Vector<Ct>,
     /// Needle bending, mm per mm inserted at 100 mm.
     pub deflection_per_mm: f64,
     /// The patient's breathing (the same model the belt reads).
     pub breathing: Breathing,
     /// The liver's displacement when the planning CT was taken (end-exhale breath-hold).
-    pub liver_at_planning_ct: Vector3<f64>,
+    pub liver_at_planning_ct: Vector<Ct>,
     /// Whether the liver moves with breathing under the tip.
     pub liver_motion: bool,
     /// The liver pushed ahead of the needle.
@@ -147,11 +148,12 @@ pub struct Patient {
 
 impl Patient {
     /// The liver's displacement at breathing time `t_s` from where the planning CT imaged it.
-    pub fn liver_offset(&mut self, t_s: f64) -> Vector3<f64> {
+    pub fn liver_offset(&mut self, t_s: f64) -> Vector<Ct> {
         if !self.liver_motion {
-            return Vector3::zeros();
+            return Vector::zeros();
         }
-        Vector3::from(self.breathing.liver_offset_mm(t_s)) - self.liver_at_planning_ct
+        let [x, y, z] = self.breathing.liver_offset_mm(t_s);
+        Vector::new(x, y, z) - self.liver_at_planning_ct
     }
 
     /// The tissue point the tip sits in, in planning-CT coordinates, as a CT at `imaged_s`
@@ -165,20 +167,23 @@ impl Patient {
         q: &[f64],
         inserted_mm: f64,
         (cut_s, imaged_s): (f64, f64),
-        axis: &Vector3<f64>,
-    ) -> Vector3<f64> {
-        let tip_robot = self.arm.tip_pose(q).translation.vector;
-        let tip_ct = (self.ct_from_robot * Point3::from(tip_robot)).coords;
+        axis: Vector<Ct>,
+    ) -> Point<Ct> {
+        let tip_ct = self.ct_from_robot * self.arm.tip_in_robot(q);
         let inserted = inserted_mm.max(0.0);
         // The needle bends across its axis.
-        let across =
-            (self.deflect_dir - axis * self.deflect_dir.dot(axis)).try_normalize(1e-9).unwrap_or_else(Vector3::zeros);
+        let across = Vector::from_nalgebra(
+            (self.deflect_dir - axis * self.deflect_dir.dot(axis))
+                .to_nalgebra()
+                .try_normalize(1e-9)
+                .unwrap_or_else(Vector3::zeros),
+        );
         let bend = across * (self.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted));
         self.push.update(cut_s, inserted);
         let push = self.push.update(imaged_s, inserted);
         // Outside the skin the tip is in no tissue: the liver's breathing does not carry it
         // (the patient's shift on the table still moves the anatomy under it).
-        let liver = if inserted > 0.0 { self.liver_offset(cut_s) } else { Vector3::zeros() };
+        let liver = if inserted > 0.0 { self.liver_offset(cut_s) } else { Vector::zeros() };
         tip_ct + bend - liver - axis * push - self.shift.now()
     }
 }
@@ -221,11 +226,11 @@ mod tests {
         let mut moved = 0.0f64;
         for _ in 0..200 {
             let s = a.next_ct();
-            assert!(s.norm() <= 2.0 + 1e-12, "{s}");
+            assert!(s.norm_mm() <= 2.0 + 1e-12, "{s:?}");
             assert_eq!(s, b.next_ct());
-            moved = moved.max(s.norm());
+            moved = moved.max(s.norm_mm());
         }
         assert!(moved > 1.0, "the walk reaches out: {moved}");
-        assert_eq!(PatientShift::new(0.0, 7).next_ct(), Vector3::zeros());
+        assert_eq!(PatientShift::new(0.0, 7).next_ct(), Vector::zeros());
     }
 }

@@ -16,7 +16,7 @@
 use nalgebra::{Isometry3, Matrix3, Translation3, UnitQuaternion, Vector3};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use stylet_core::frame::Point;
+use stylet_core::frame::{Ct, Point, Robot, Transform, Vector};
 use stylet_imaging::Volume;
 
 /// What to generate.
@@ -29,7 +29,7 @@ pub struct PhantomSpec {
     /// Voxel size, mm.
     pub spacing_mm: [f64; 3],
     /// The registration frame's markers in the robot frame, mm.
-    pub markers_in_robot: Vec<Vector3<f64>>,
+    pub markers_in_robot: Vec<Point<Robot>>,
     /// Marker diameter, mm.
     pub marker_diameter_mm: f64,
     /// Noise, HU (standard deviation).
@@ -62,7 +62,7 @@ impl Default for TumourSpec {
 /// The liver: an ellipsoid's centre and semi-axes (LPS mm) for a volume of `dims` x `spacing_mm`
 /// centred on the LPS origin.
 #[must_use]
-pub fn liver_ellipsoid(dims: [usize; 3], spacing_mm: [f64; 3]) -> (Vector3<f64>, Vector3<f64>) {
+fn liver_ellipsoid(dims: [usize; 3], spacing_mm: [f64; 3]) -> (Vector3<f64>, Vector3<f64>) {
     let extent =
         Vector3::new(dims[0] as f64 * spacing_mm[0], dims[1] as f64 * spacing_mm[1], dims[2] as f64 * spacing_mm[2]);
     (Vector3::new(-0.15 * extent.x, 0.0, 0.0), Vector3::new(0.2 * extent.x, 0.22 * extent.y, 0.45 * extent.z))
@@ -103,15 +103,15 @@ pub struct Phantom {
     /// The label map on the same grid (values from [`LABELS`]).
     pub labels: Volume,
     /// The true transform from the robot frame to CT (LPS).
-    pub ct_from_robot: Isometry3<f64>,
+    pub ct_from_robot: Transform<Ct, Robot>,
     /// True marker centres in CT.
-    pub markers_in_ct: Vec<Vector3<f64>>,
+    pub markers_in_ct: Vec<Point<Ct>>,
     /// Centre of the first tumour in CT.
-    pub tumour_in_ct: Vector3<f64>,
+    pub tumour_in_ct: Point<Ct>,
     /// Every tumour: centre in CT and diameter, mm.
-    pub tumours_in_ct: Vec<(Vector3<f64>, f64)>,
+    pub tumours_in_ct: Vec<(Point<Ct>, f64)>,
     /// Centres of the bead-like extras (not on the frame), CT.
-    pub extra_beads_in_ct: Vec<Vector3<f64>>,
+    pub extra_beads_in_ct: Vec<Point<Ct>>,
 }
 
 /// Adds the noise of a lower-dose scan to a CT rendered at the planning dose: image noise goes
@@ -377,11 +377,12 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
         * UnitQuaternion::from_axis_angle(&Vector3::x_axis(), rng.gen_range(-0.15..0.15))
         * UnitQuaternion::from_axis_angle(&Vector3::z_axis(), rng.gen_range(-0.15..0.15))
         * fixed;
-    let model_c = spec.markers_in_robot.iter().sum::<Vector3<f64>>() / spec.markers_in_robot.len() as f64;
+    let model_c = spec.markers_in_robot.iter().map(|m| m.to_nalgebra().coords).sum::<Vector3<f64>>()
+        / spec.markers_in_robot.len() as f64;
     let place = Vector3::new(rng.gen_range(-10.0..10.0), -rb - 12.0, rng.gen_range(-5.0..5.0));
     let ct_from_robot = Isometry3::from_parts(Translation3::from(place - rot * model_c), rot);
     let markers_in_ct: Vec<Vector3<f64>> =
-        spec.markers_in_robot.iter().map(|m| ct_from_robot * nalgebra::Point3::from(*m)).map(|p| p.coords).collect();
+        spec.markers_in_robot.iter().map(|m| ct_from_robot * m.to_nalgebra()).map(|p| p.coords).collect();
     let r = spec.marker_diameter_mm / 2.0;
     let sub = 5;
     let mut beads: Vec<Vector3<f64>> =
@@ -439,11 +440,11 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
     Phantom {
         volume: Volume { dims: spec.dims, spacing_mm: s, origin, direction: Matrix3::identity(), voxels },
         labels: Volume { dims: spec.dims, spacing_mm: s, origin, direction: Matrix3::identity(), voxels: labels },
-        ct_from_robot,
-        markers_in_ct,
-        tumour_in_ct: anatomy.tumours.first().map_or(anatomy.liver_c, |t| t.0),
-        tumours_in_ct: anatomy.tumours.iter().map(|(c, r)| (*c, 2.0 * r)).collect(),
-        extra_beads_in_ct: extras,
+        ct_from_robot: Transform::from_nalgebra(ct_from_robot),
+        markers_in_ct: markers_in_ct.into_iter().map(Point::from_coords).collect(),
+        tumour_in_ct: Point::from_coords(anatomy.tumours.first().map_or(anatomy.liver_c, |t| t.0)),
+        tumours_in_ct: anatomy.tumours.iter().map(|(c, r)| (Point::from_coords(*c), 2.0 * r)).collect(),
+        extra_beads_in_ct: extras.into_iter().map(Point::from_coords).collect(),
     }
 }
 
@@ -454,7 +455,8 @@ const MOVES_WITH_LIVER: [u8; 5] = [2, 3, 4, 7, 8];
 /// Draws the liver of `planning` (with what lies in it, by `labels`) displaced by `shift_mm`
 /// (LPS) into `ct`: each voxel the liver covers now, or covered in the planning CT, takes the
 /// planning CT's value `shift_mm` back (trilinear); the rest of the body stays where it was.
-pub fn displace_liver(ct: &mut Volume, planning: &Volume, labels: &Volume, shift_mm: Vector3<f64>) {
+pub fn displace_liver(ct: &mut Volume, planning: &Volume, labels: &Volume, shift_mm: Vector<Ct>) {
+    let shift_mm = shift_mm.to_nalgebra();
     if shift_mm.norm() < 1e-9 {
         return;
     }
@@ -502,7 +504,8 @@ pub fn displace_liver(ct: &mut Volume, planning: &Volume, labels: &Volume, shift
 /// `entry` to `tip` (LPS mm) with partial volume at its edge, blooming around it (the shaft looks
 /// wider than it is), and streak artefacts in each axial slice it crosses (alternating bright and
 /// dark rays from the shaft's cross-section, fading over ~40 mm), as metal does in CT.
-pub fn render_needle(ct: &mut Volume, entry: Vector3<f64>, tip: Vector3<f64>, diameter_mm: f64) {
+pub fn render_needle(ct: &mut Volume, entry: Point<Ct>, tip: Point<Ct>, diameter_mm: f64) {
+    let (entry, tip) = (entry.to_nalgebra().coords, tip.to_nalgebra().coords);
     let r = diameter_mm / 2.0;
     let [nx, ny, nz] = ct.dims;
     let s = ct.spacing_mm;

@@ -70,7 +70,7 @@ mod tests {
         assert!(cal.link_delta_mm.iter().any(|d| d.abs() > 0.01));
         let truth = cal.true_arm(&nominal);
         let q = vec![0.1; nominal.dof()];
-        let e = (truth.tip_pose(&q).translation.vector - nominal.tip_pose(&q).translation.vector).norm();
+        let e = (truth.tip_in_robot(&q) - nominal.tip_in_robot(&q)).norm_mm();
         // Six links and joints of this size move the tip by a fraction of a millimetre.
         assert!(e > 0.01 && e < 2.0, "{e}");
         // No error, same arm.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use nalgebra::Vector3;
+use stylet_core::frame::Point;
 use stylet_imaging::{detect_needle, NeedleSettings};
 use stylet_sim::phantom::{generate, render_needle, PhantomSpec, TumourSpec};
 
@@ -24,7 +25,7 @@ fn tip_and_axis_of_an_inserted_needle() {
         tumours: vec![TumourSpec { offset_from_liver_centre_mm: [5.0, -5.0, 3.0], diameter_mm: 16.0 }],
         metal_wire: true,
     });
-    let target = base.tumour_in_ct;
+    let target = base.tumour_in_ct.to_nalgebra().coords;
     let (mut worst_tip, mut worst_axis): (f64, f64) = (0.0, 0.0);
     // Three approaches (anterior; anterior-lateral and cranio-caudal tilt; steep), partial depths.
     for (k, (dir, depth_short_mm)) in [
@@ -40,8 +41,8 @@ fn tip_and_axis_of_an_inserted_needle() {
         // The tip stops short of the target on some (an intermediate checkpoint).
         let tip = target + dir * depth_short_mm + Vector3::new(0.37, -0.21, 0.13);
         let mut ct = base.volume.clone();
-        render_needle(&mut ct, entry, tip, 1.5);
-        for expected in [Some(([entry.x, entry.y, entry.z], [target.x, target.y, target.z])), None] {
+        render_needle(&mut ct, Point::from_coords(entry), Point::from_coords(tip), 1.5);
+        for expected in [Some((Point::from_coords(entry), Point::from_coords(target))), None] {
             let found = detect_needle(&ct, expected, &NeedleSettings::default()).unwrap();
             let tip_err = (found.tip.to_nalgebra().coords - tip).norm();
             let axis = found.axis.to_nalgebra();
@@ -62,7 +63,7 @@ fn tip_and_axis_of_an_inserted_needle() {
     // No needle in the planning CT: the clip (20 mm of metal) is far from the expected path.
     let e = detect_needle(
         &base.volume,
-        Some(([target.x, target.y - 70.0, target.z], [target.x, target.y, target.z])),
+        Some((Point::new(target.x, target.y - 70.0, target.z), Point::from_coords(target))),
         &NeedleSettings::default(),
     );
     assert!(e.is_err(), "{e:?}");

@@ -3,14 +3,14 @@
 //! at the tumour within 0.5 mm with sub-millimetre voxels.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use nalgebra::{Point3, Vector3};
-use stylet_core::frame::{Ct, Point, Robot};
+use nalgebra::Vector3;
+use stylet_core::frame::{Ct, Point, Robot, Vector};
 use stylet_imaging::{detect, FiducialSettings};
 use stylet_registration::{match_markers, register, Gates};
 use stylet_sim::phantom::{generate, PhantomSpec, TumourSpec};
 
 /// The registration frame (robot frame, mm) from config/robot/marker_frame.txt.
-fn frame() -> Vec<Vector3<f64>> {
+fn frame() -> Vec<Point<Robot>> {
     stylet_registration::read_points(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/robot/marker_frame.txt"),
     )
@@ -45,7 +45,7 @@ fn detection_and_registration_on_generated_phantoms() {
                 .markers_in_ct
                 .iter()
                 .chain(&ph.extra_beads_in_ct)
-                .map(|m| (m - c).norm())
+                .map(|m| (m.to_nalgebra().coords - c).norm())
                 .fold(f64::INFINITY, f64::min);
             assert!(nearest < 1.0, "seed {seed}: detection {c:?} is {nearest:.2} mm from any bead");
         }
@@ -60,17 +60,14 @@ fn detection_and_registration_on_generated_phantoms() {
             ph.markers_in_ct
         );
         // Label-free correspondence, then registration.
-        let detected: Vec<Vector3<f64>> = found.iter().map(|f| f.center.to_nalgebra().coords).collect();
+        let detected: Vec<Point<Ct>> = found.iter().map(|f| f.center).collect();
         let pairs = match_markers(&detected, &frame(), 2.0, 4).unwrap();
-        let ct: Vec<Point<Ct>> =
-            pairs.iter().map(|(i, _)| Point::new(detected[*i].x, detected[*i].y, detected[*i].z)).collect();
-        let robot: Vec<Point<Robot>> =
-            pairs.iter().map(|(_, k)| Point::new(frame()[*k].x, frame()[*k].y, frame()[*k].z)).collect();
+        let ct: Vec<Point<Ct>> = pairs.iter().map(|(i, _)| detected[*i]).collect();
+        let robot: Vec<Point<Robot>> = pairs.iter().map(|(_, k)| frame()[*k]).collect();
         let t = ph.tumour_in_ct;
-        let reg = register(&ct, &robot, Some(Point::new(t.x, t.y, t.z)), &Gates::default()).unwrap();
+        let reg = register(&ct, &robot, Some(t), &Gates::default()).unwrap();
         let truth = ph.ct_from_robot.inverse();
-        let est = reg.robot_from_ct.to_nalgebra();
-        let err = (est * Point3::from(t) - truth * Point3::from(t)).norm();
+        let err = (reg.robot_from_ct * t).distance_mm(truth * t);
         worst = worst.max(err);
         assert!(err < 0.5, "seed {seed}: error at the tumour {err:.3} mm (predicted TRE {:?})", reg.predicted_tre_mm);
     }
@@ -106,10 +103,7 @@ fn the_label_map_holds_every_structure_on_the_ct_grid() {
             assert!(hu.iter().filter(|h| **h == 60.0).count() > hu.len() * 9 / 10);
         }
     }
-    assert_eq!(
-        ph.labels.sample_nearest(Point::new(ph.tumour_in_ct.x, ph.tumour_in_ct.y, ph.tumour_in_ct.z)),
-        Some(3.0)
-    );
+    assert_eq!(ph.labels.sample_nearest(ph.tumour_in_ct), Some(3.0));
 }
 
 #[test]
@@ -136,7 +130,7 @@ fn several_tumours_each_a_whole_sphere_and_no_metal_when_asked() {
     let expected: f64 = tumours.iter().map(|t| std::f64::consts::PI / 6.0 * t.diameter_mm.powi(3)).sum();
     assert!((tumour_voxels / expected - 1.0).abs() < 0.03, "{tumour_voxels} voxels vs {expected:.0} mm3");
     for (c, _) in &ph.tumours_in_ct {
-        assert_eq!(ph.labels.sample_nearest(Point::new(c.x, c.y, c.z)), Some(3.0));
+        assert_eq!(ph.labels.sample_nearest(*c), Some(3.0));
     }
     // Hepatic veins and the vena cava: a vessel column behind the liver, all the way up.
     let vessel = ph.labels.voxels.iter().filter(|v| **v == 4.0).count();
@@ -148,7 +142,7 @@ fn several_tumours_each_a_whole_sphere_and_no_metal_when_asked() {
         if *hu >= 2500.0 {
             let p = ph.volume.ct_from_index((idx % nx) as f64, ((idx / nx) % ny) as f64, (idx / (nx * ny)) as f64);
             let p = Vector3::from(p.to_array());
-            let d = ph.markers_in_ct.iter().map(|m| (m - p).norm()).fold(f64::INFINITY, f64::min);
+            let d = ph.markers_in_ct.iter().map(|m| (m.to_nalgebra().coords - p).norm()).fold(f64::INFINITY, f64::min);
             assert!(d < 3.0, "{hu} HU at {p:?}, {d:.1} mm from the nearest bead");
         }
     }
@@ -195,10 +189,10 @@ fn a_checkpoint_ct_shows_the_liver_where_breathing_carried_it_and_the_driver_mea
     let ph = generate(&spec);
     let moved = Vector3::new(0.4, -1.1, -3.2);
     let mut ct = ph.volume.clone();
-    stylet_sim::phantom::displace_liver(&mut ct, &ph.volume, &ph.labels, moved);
+    stylet_sim::phantom::displace_liver(&mut ct, &ph.volume, &ph.labels, Vector::from_nalgebra(moved));
     // Deep in the liver each voxel shows what the planning CT had `moved` back; the marker
     // frame on the skin (and so the CT-to-robot registration) stays where it was.
-    let t = ph.tumour_in_ct;
+    let t = ph.tumour_in_ct.to_nalgebra().coords;
     for d in [Vector3::zeros(), Vector3::new(8.0, 0.0, 0.0), Vector3::new(0.0, 0.0, -9.0)] {
         let idx = ct.index_from_ct(Point::new(t.x + d.x, t.y + d.y, t.z + d.z)).unwrap().map(|x| x.round() as usize);
         let p = ct.ct_from_index(idx.x as f64, idx.y as f64, idx.z as f64).to_nalgebra().coords - moved;
@@ -206,14 +200,18 @@ fn a_checkpoint_ct_shows_the_liver_where_breathing_carried_it_and_the_driver_mea
         let now = f64::from(ct.get(idx.x, idx.y, idx.z).unwrap());
         assert!((now - was).abs() < 0.01, "at {d}: {now} against {was}");
     }
-    for m in &ph.markers_in_ct {
-        let p = Point::new(m.x, m.y, m.z);
+    for &p in &ph.markers_in_ct {
         assert_eq!(ct.sample_nearest(p), ph.volume.sample_nearest(p));
     }
     // A low-dose checkpoint CT with a needle in the liver: the liver's motion is measured on
     // its own voxels near the target within 0.3 mm.
     let tip = t + moved;
-    stylet_sim::phantom::render_needle(&mut ct, tip + Vector3::new(-20.0, -70.0, 0.0), tip, 1.5);
+    stylet_sim::phantom::render_needle(
+        &mut ct,
+        Point::from_coords(tip + Vector3::new(-20.0, -70.0, 0.0)),
+        Point::from_coords(tip),
+        1.5,
+    );
     stylet_sim::phantom::lower_dose(&mut ct, 15.0, 0.25, 9);
     let liver = |v: f32| matches!(v as u8, 2..=4);
     let got = stylet_imaging::organ_shift(

@@ -16,7 +16,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
-use core::ops::{Add, Mul, Sub};
+use core::ops::{Add, Mul, Neg, Sub};
 
 use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
 
@@ -51,6 +51,9 @@ frames! {
     Needle = "needle";
     /// The registration marker frame carried by the robot.
     Marker = "marker";
+    /// An image's voxel grid in millimetres: axes along the i, j, k index directions, origin at
+    /// the centre of voxel (0, 0, 0).
+    Grid = "grid";
 }
 
 /// A point in frame `F`, in millimetres.
@@ -137,6 +140,18 @@ impl<F: Frame> Vector<F> {
     pub fn norm_mm(self) -> f64 {
         self.coords.norm()
     }
+
+    /// The zero vector.
+    #[must_use]
+    pub fn zeros() -> Self {
+        Vector::from_nalgebra(Vector3::zeros())
+    }
+
+    /// The dot product, mm^2.
+    #[must_use]
+    pub fn dot(self, other: Vector<F>) -> f64 {
+        self.coords.dot(&other.coords)
+    }
 }
 
 impl<F: Frame> Vector<F> {
@@ -157,6 +172,34 @@ impl<F: Frame> Add<Vector<F>> for Point<F> {
     type Output = Point<F>;
     fn add(self, rhs: Vector<F>) -> Point<F> {
         Point::from_nalgebra(self.coords + rhs.coords)
+    }
+}
+
+impl<F: Frame> Sub<Vector<F>> for Point<F> {
+    type Output = Point<F>;
+    fn sub(self, rhs: Vector<F>) -> Point<F> {
+        Point::from_nalgebra(self.coords - rhs.coords)
+    }
+}
+
+impl<F: Frame> Add for Vector<F> {
+    type Output = Vector<F>;
+    fn add(self, rhs: Vector<F>) -> Vector<F> {
+        Vector::from_nalgebra(self.coords + rhs.coords)
+    }
+}
+
+impl<F: Frame> Sub for Vector<F> {
+    type Output = Vector<F>;
+    fn sub(self, rhs: Vector<F>) -> Vector<F> {
+        Vector::from_nalgebra(self.coords - rhs.coords)
+    }
+}
+
+impl<F: Frame> Neg for Vector<F> {
+    type Output = Vector<F>;
+    fn neg(self) -> Vector<F> {
+        Vector::from_nalgebra(-self.coords)
     }
 }
 

@@ -14,6 +14,8 @@
 //!
 //! Coordinates: Slicer speaks RAS; what this module hands out is LPS (Stylet's CT frame).
 
+use stylet_core::frame::{Ct, Needle, Point, Robot, Transform};
+
 use crate::{lps_from_ras, status, Body, Message, Orientation};
 
 /// The workflow phases of the convention.
@@ -74,17 +76,18 @@ impl Phase {
 pub enum Action {
     /// Enter a phase (the server reports back with [`Bwh::completed`]).
     Enter(Phase),
-    /// Use this registration: `image_from_robot` (LPS, mm), row-major 4x4.
-    Registration([[f64; 4]; 4]),
+    /// Use this registration: `image_from_robot` (the CT's LPS, mm), checked rigid (a scaled,
+    /// sheared or mirrored matrix is refused with a STATUS and never becomes an action).
+    Registration(Transform<Ct, Robot>),
     /// A message the convention does not consume (an IMAGE, a STATUS, a query), for the
     /// procedure side to use.
     Received(Box<Message>),
     /// Aim at this target (LPS, mm), with an entry point when the peer gave one.
     Target {
         /// Entry, LPS mm.
-        entry: Option<[f64; 3]>,
+        entry: Option<Point<Ct>>,
         /// Target, LPS mm.
-        target: [f64; 3],
+        target: Point<Ct>,
     },
 }
 
@@ -93,13 +96,17 @@ pub enum Action {
 pub struct Bwh {
     phase: Phase,
     calibrated: bool,
-    target: Option<[f64; 3]>,
+    target: Option<Point<Ct>>,
 }
 
 impl Default for Bwh {
     fn default() -> Self {
         Self { phase: Phase::StartUp, calibrated: false, target: None }
     }
+}
+
+fn point([x, y, z]: [f64; 3]) -> Point<Ct> {
+    Point::new(x, y, z)
 }
 
 fn reply(device: String, body: Body) -> Message {
@@ -166,13 +173,22 @@ impl Bwh {
             }
             (Body::Transform(t), d) if d.starts_with("CLB_") => {
                 out.push(reply(format!("ACK_{}", &d[4..]), Body::Transform(*t)));
-                self.calibrated = true;
-                actions.push(Action::Registration(lps_from_ras_matrix(&matrix_from_transform(t))));
+                // A matrix from the network is taken only when rigid: a scaled, sheared or
+                // mirrored one would put every target somewhere else.
+                match Transform::try_from_rows(lps_from_ras_matrix(&matrix_from_transform(t))) {
+                    Ok(image_from_robot) => {
+                        self.calibrated = true;
+                        actions.push(Action::Registration(image_from_robot));
+                    }
+                    Err(e) => {
+                        out.push(self.completed(Phase::Calibration, false, &format!("the calibration matrix is {e}")))
+                    }
+                }
             }
             (Body::Transform(t), d) if d.starts_with("TGT_") => {
                 out.push(reply(format!("ACK_{}", &d[4..]), Body::Transform(*t)));
                 if self.calibrated {
-                    let target = lps_from_ras([f64::from(t[9]), f64::from(t[10]), f64::from(t[11])]);
+                    let target = point(lps_from_ras([f64::from(t[9]), f64::from(t[10]), f64::from(t[11])]));
                     self.target = Some(target);
                     actions.push(Action::Target { entry: None, target });
                 } else {
@@ -186,7 +202,7 @@ impl Bwh {
             }
             (Body::Traj(v), _) => {
                 if let Some(t) = v.iter().find(|t| t.kind == 3) {
-                    let p = |a: [f32; 3]| lps_from_ras([f64::from(a[0]), f64::from(a[1]), f64::from(a[2])]);
+                    let p = |a: [f32; 3]| point(lps_from_ras([f64::from(a[0]), f64::from(a[1]), f64::from(a[2])]));
                     if self.calibrated {
                         self.target = Some(p(t.target));
                         actions.push(Action::Target { entry: Some(p(t.entry)), target: p(t.target) });
@@ -201,7 +217,7 @@ impl Bwh {
                 }
             }
             (Body::Point(v), _) if v.len() >= 2 => {
-                let p = |a: [f32; 3]| lps_from_ras([f64::from(a[0]), f64::from(a[1]), f64::from(a[2])]);
+                let p = |a: [f32; 3]| point(lps_from_ras([f64::from(a[0]), f64::from(a[1]), f64::from(a[2])]));
                 if self.calibrated {
                     self.target = Some(p(v[1].position));
                     actions.push(Action::Target { entry: Some(p(v[0].position)), target: p(v[1].position) });
@@ -244,21 +260,21 @@ impl Bwh {
         }
     }
 
-    /// `TRANSFORM(CURRENT_POSITION)`: the needle tip pose, `image_from_tip` in LPS (row-major),
+    /// `TRANSFORM(CURRENT_POSITION)`: the needle tip pose, `image_from_tip` in the CT's LPS,
     /// sent in RAS.
     #[must_use]
-    pub fn current_position(image_from_tip_lps: &[[f64; 4]; 4]) -> Message {
+    pub fn current_position(image_from_tip: Transform<Ct, Needle>) -> Message {
         // LPS -> RAS is the same sign flip.
         reply(
             "CURRENT_POSITION".into(),
-            Body::Transform(transform_from_matrix(&lps_from_ras_matrix(image_from_tip_lps))),
+            Body::Transform(transform_from_matrix(&lps_from_ras_matrix(&image_from_tip.to_matrix_rows()))),
         )
     }
 
     /// The tip position as POSITION (RAS), for peers that prefer it.
     #[must_use]
-    pub fn current_position_point(tip_lps: [f64; 3]) -> Message {
-        let r = crate::ras_from_lps(tip_lps);
+    pub fn current_position_point(tip: Point<Ct>) -> Message {
+        let r = crate::ras_from_lps(tip.to_array());
         reply(
             "CURRENT_POSITION".into(),
             Body::Position { position: [r[0] as f32, r[1] as f32, r[2] as f32], orientation: Orientation::None },
@@ -311,6 +327,7 @@ mod tests {
         assert_eq!(out[0].device_name, "ACK_0005");
         assert_eq!(out[0].body, Body::Transform(t));
         let Action::Registration(m) = &act[0] else { panic!("{act:?}") };
+        let m = m.to_matrix_rows();
         assert_eq!(m[0], [-1.0, 0.0, 0.0, -10.0]);
         assert_eq!(m[1], [0.0, -1.0, 0.0, -20.0]);
         assert_eq!(m[2], [0.0, 0.0, 1.0, 30.0]);
@@ -323,7 +340,7 @@ mod tests {
         tg[11] = 7.0;
         let (out, act) = b.handle(&Message::new("TGT_0007", Body::Transform(tg)));
         assert_eq!(out[0].device_name, "ACK_0007");
-        assert_eq!(act, vec![Action::Target { entry: None, target: [-5.0, 6.0, 7.0] }]);
+        assert_eq!(act, vec![Action::Target { entry: None, target: Point::new(-5.0, 6.0, 7.0) }]);
         // Now moving is accepted.
         let (out, act) = b.handle(&cmd("0008", "MOVE_TO_TARGET"));
         assert_eq!(out.len(), 1);
@@ -343,11 +360,28 @@ mod tests {
     }
 
     #[test]
+    fn a_calibration_that_is_not_rigid_is_refused_and_leaves_the_robot_uncalibrated() {
+        let mut b = Bwh::default();
+        let mut t = [0.0f32; 12];
+        (t[0], t[4], t[8]) = (1.1, 1.0, 1.0); // x scaled by 10 %
+        let (out, act) = b.handle(&Message::new("CLB_0001", Body::Transform(t)));
+        assert_eq!(out[0].device_name, "ACK_0001");
+        assert_eq!(code_of(&out[1]), Some(("CALIBRATION".into(), status::UNKNOWN_ERROR)));
+        let Body::Status { message, .. } = &out[1].body else { panic!("{out:?}") };
+        assert!(message.contains("not a rigid transform"), "{message}");
+        assert!(act.is_empty(), "{act:?}");
+        let (out, _) = b.handle(&cmd("0002", "TARGETING"));
+        assert_eq!(code_of(&out[1]), Some(("TARGETING".into(), status::NOT_READY)));
+    }
+
+    #[test]
     fn matrices_round_trip_through_transform_order() {
         let m = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0], [0.0, 0.0, 0.0, 1.0]];
         assert_eq!(matrix_from_transform(&transform_from_matrix(&m)), m);
         assert_eq!(lps_from_ras_matrix(&lps_from_ras_matrix(&m)), m);
-        let Body::Position { position, .. } = Bwh::current_position_point([1.0, 2.0, 3.0]).body else { panic!() };
+        let Body::Position { position, .. } = Bwh::current_position_point(Point::new(1.0, 2.0, 3.0)).body else {
+            panic!()
+        };
         assert_eq!(position, [-1.0, -2.0, 3.0]);
     }
 }

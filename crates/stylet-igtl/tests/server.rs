@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use stylet_core::frame::{Point, Transform};
 use stylet_igtl::bwh::{Action, Bwh};
 use stylet_igtl::client::Client;
 use stylet_igtl::server::{self, Request, ServerConfig, ServerHandle};
@@ -62,12 +63,16 @@ fn pyigtl_client_runs_the_start_of_a_bwh_session_and_both_directions() {
     }
     assert!(matches!(got[0], Action::Enter(stylet_igtl::bwh::Phase::StartUp)), "{got:?}");
     let Action::Registration(m) = &got[1] else { panic!("{got:?}") };
+    let m = m.to_matrix_rows();
     assert_eq!(m[0][3], -10.0);
     assert_eq!(m[1][3], -20.0);
     assert_eq!(m[2][3], 30.0);
     assert!(matches!(got[2], Action::Enter(stylet_igtl::bwh::Phase::Targeting)), "{got:?}");
-    assert_eq!(got[3], Action::Target { entry: None, target: [-5.0, 6.0, 7.0] });
-    assert_eq!(got[4], Action::Target { entry: Some([-1.0, -2.0, 3.0]), target: [-4.0, -5.0, 6.0] });
+    assert_eq!(got[3], Action::Target { entry: None, target: Point::new(-5.0, 6.0, 7.0) });
+    assert_eq!(
+        got[4],
+        Action::Target { entry: Some(Point::new(-1.0, -2.0, 3.0)), target: Point::new(-4.0, -5.0, 6.0) }
+    );
     let Action::Received(img) = &got[5] else { panic!("{got:?}") };
     let Body::Image(img) = &img.body else { panic!("{img:?}") };
     assert_eq!(img.size, [4, 3, 2]);
@@ -79,9 +84,8 @@ fn pyigtl_client_runs_the_start_of_a_bwh_session_and_both_directions() {
         .collect();
     assert_eq!(values, (0..24).collect::<Vec<i16>>());
     // Now the other way: what pyigtl waits for.
-    let mut tip = [[1.0, 0.0, 0.0, -11.0], [0.0, 1.0, 0.0, 12.0], [0.0, 0.0, 1.0, 13.0], [0.0, 0.0, 0.0, 1.0]];
-    tip[0][0] = 1.0;
-    s.broadcast(Bwh::current_position(&tip));
+    let tip = [[1.0, 0.0, 0.0, -11.0], [0.0, 1.0, 0.0, 12.0], [0.0, 0.0, 1.0, 13.0], [0.0, 0.0, 0.0, 1.0]];
+    s.broadcast(Bwh::current_position(Transform::try_from_rows(tip).unwrap()));
     s.broadcast(Message::new("NOTE", Body::String { encoding: 3, value: b"needle at the target".to_vec() }));
     s.broadcast(Message::new(
         "CT_SLICE",
@@ -249,9 +253,13 @@ fn the_cpp_reference_library_both_ways() {
     // TRANSFORM (CLB_), STRING (CMD_), POINT, STATUS, IMAGE from the reference library.
     let got: Vec<Action> = (0..5).map(|_| next_request(&s).action).collect();
     let Action::Registration(m) = &got[0] else { panic!("{got:?}") };
+    let m = m.to_matrix_rows();
     assert_eq!((m[0][3], m[1][3], m[2][3]), (-10.0, -20.0, 30.0));
     assert_eq!(got[1], Action::Enter(stylet_igtl::bwh::Phase::Planning));
-    assert_eq!(got[2], Action::Target { entry: Some([-1.0, -2.0, 3.0]), target: [-4.0, -5.0, 6.0] });
+    assert_eq!(
+        got[2],
+        Action::Target { entry: Some(Point::new(-1.0, -2.0, 3.0)), target: Point::new(-4.0, -5.0, 6.0) }
+    );
     let Action::Received(st) = &got[3] else { panic!("{got:?}") };
     assert_eq!(
         st.body,
@@ -268,7 +276,7 @@ fn the_cpp_reference_library_both_ways() {
     assert_eq!(values, (0..24).collect::<Vec<i16>>());
     // And back: TRANSFORM, STRING, POINT, STATUS, IMAGE to the reference library.
     let tip = [[1.0, 0.0, 0.0, -11.0], [0.0, 1.0, 0.0, 12.0], [0.0, 0.0, 1.0, 13.0], [0.0, 0.0, 0.0, 1.0]];
-    s.broadcast(Bwh::current_position(&tip));
+    s.broadcast(Bwh::current_position(Transform::try_from_rows(tip).unwrap()));
     s.broadcast(Message::new("NOTE", Body::String { encoding: 3, value: b"needle at the target".to_vec() }));
     let point = |name: &str, p: [f32; 3]| PointElement {
         name: name.into(),

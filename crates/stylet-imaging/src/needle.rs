@@ -71,7 +71,7 @@ pub enum NeedleError {
 /// [`NeedleError::NotFound`].
 pub fn detect_needle(
     v: &Volume,
-    expected: Option<([f64; 3], [f64; 3])>,
+    expected: Option<(Point<Ct>, Point<Ct>)>,
     settings: &NeedleSettings,
 ) -> Result<NeedleFound, NeedleError> {
     let [nx, ny, nz] = v.dims;
@@ -80,7 +80,7 @@ pub fn detect_needle(
     let mut best: Option<(f64, NeedleFound)> = None;
     let mut components = 0;
     let mut stack = Vec::new();
-    let exp = expected.map(|(e, t)| (Vector3::from(e), Vector3::from(t)));
+    let exp = expected.map(|(e, t)| (e.to_nalgebra().coords, t.to_nalgebra().coords));
     for start in 0..mask.len() {
         if !mask[start] || seen[start] {
             continue;

@@ -22,6 +22,15 @@ pub enum NiftiError {
         /// The error.
         reason: String,
     },
+    /// {path}: {field}: {reason} (a grid with its spacing split off must be a rotation and a translation)
+    Affine {
+        /// The file.
+        path: String,
+        /// The header fields the affine came from.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// {path}: not a NIfTI-1 file ({reason})
     NotNifti {
         /// The file.
@@ -167,6 +176,11 @@ pub fn parse_nifti(name: &str, bytes: &[u8]) -> Result<Volume, NiftiError> {
         .collect();
     // Voxel -> RAS affine.
     let (qform_code, sform_code) = (h.i16(252), h.i16(254));
+    let field = match (sform_code > 0, qform_code > 0) {
+        (true, _) => "sform (srow_x, srow_y, srow_z)",
+        (false, true) => "qform (quatern_b/c/d, qoffset, pixdim)",
+        (false, false) => "pixdim",
+    };
     let ras: Matrix4<f64> = if sform_code > 0 {
         let row = |at: usize| {
             Vector4::new(
@@ -206,13 +220,14 @@ pub fn parse_nifti(name: &str, bytes: &[u8]) -> Result<Volume, NiftiError> {
     if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
         return Err(not("degenerate voxel-to-world affine"));
     }
-    Ok(Volume {
-        dims,
-        spacing_mm: spacing,
-        origin: Vector3::new(lps[(0, 3)], lps[(1, 3)], lps[(2, 3)]),
-        direction: Matrix3::from_columns(&[cols[0] / spacing[0], cols[1] / spacing[1], cols[2] / spacing[2]]),
-        voxels,
-    })
+    let origin = Vector3::new(lps[(0, 3)], lps[(1, 3)], lps[(2, 3)]);
+    let direction = Matrix3::from_columns(&[cols[0] / spacing[0], cols[1] / spacing[1], cols[2] / spacing[2]]);
+    crate::volume::check_rigid_grid(&direction, &origin).map_err(|e| NiftiError::Affine {
+        path: name.into(),
+        field,
+        reason: e.to_string(),
+    })?;
+    Ok(Volume { dims, spacing_mm: spacing, origin, direction, voxels })
 }
 
 /// Writes a volume as NIfTI-1 float32 (`.nii`, or gzip-compressed when the name ends in `.gz`),
@@ -355,6 +370,18 @@ mod tests {
         far[108..112].copy_from_slice(&1e30f32.to_le_bytes());
         let e = parse_nifti("x.nii", &far).unwrap_err().to_string();
         assert!(e.contains("x.nii"), "{e}");
+    }
+
+    #[test]
+    fn a_sheared_affine_is_refused_and_a_mirrored_slice_order_is_not() {
+        // Slices stepping 0.5 mm sideways per 2 mm: a shear that no rigid placement explains.
+        let sheared = [[1.0, 0.0, 0.5, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]];
+        let e = parse_nifti("s.nii", &file([2, 2, 2], sheared, &[0; 8], 4)).unwrap_err().to_string();
+        assert!(e.starts_with("s.nii: sform") && e.contains("not a rigid transform"), "{e}");
+        // Slices stored foot to head or head to foot: both are the same patient.
+        let mirrored = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -2.0, 0.0]];
+        let v = parse_nifti("m.nii", &file([2, 2, 2], mirrored, &[0; 8], 4)).unwrap();
+        assert_eq!(v.spacing_mm, [1.0, 1.0, 2.0]);
     }
 
     proptest::proptest! {

@@ -350,13 +350,14 @@ fn parse_nrrd_with(
             reason: "a zero or non-finite axis".into(),
         });
     }
-    Ok(Volume {
-        dims: [h.sizes[0], h.sizes[1], h.sizes[2]],
-        spacing_mm: spacing,
-        origin: flip(h.origin),
-        direction: Matrix3::from_columns(&[cols[0] / spacing[0], cols[1] / spacing[1], cols[2] / spacing[2]]),
-        voxels,
-    })
+    let (origin, direction) =
+        (flip(h.origin), Matrix3::from_columns(&[cols[0] / spacing[0], cols[1] / spacing[1], cols[2] / spacing[2]]));
+    crate::volume::check_rigid_grid(&direction, &origin).map_err(|e| NrrdError::Field {
+        path: name.into(),
+        field: "space directions".into(),
+        reason: format!("{e} (with the spacing split off, the directions must be orthonormal)"),
+    })?;
+    Ok(Volume { dims: [h.sizes[0], h.sizes[1], h.sizes[2]], spacing_mm: spacing, origin, direction, voxels })
 }
 
 #[cfg(test)]
@@ -390,6 +391,15 @@ mod tests {
         assert_eq!(ras.ct_from_index(0.0, 0.0, 0.0).to_array(), [10.0, -20.0, -300.0]);
         assert!((ras.ct_from_index(1.0, 0.0, 0.0).to_array()[0] - 9.2).abs() < 1e-12);
         assert_eq!(ras.voxels, lps.voxels);
+    }
+
+    #[test]
+    fn sheared_space_directions_are_refused_by_name() {
+        let header = String::from_utf8(nrrd("LPS", "raw", "", &[])).unwrap();
+        let mut sheared = header.replace("(0,0,1.25)", "(0.3,0,1.25)").into_bytes();
+        sheared.extend_from_slice(&shorts());
+        let e = parse_nrrd("s.nrrd", &sheared).unwrap_err().to_string();
+        assert!(e.starts_with("s.nrrd: field \"space directions\"") && e.contains("not a rigid transform"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A CT volume with its geometry in the DICOM patient frame (LPS, mm).
 
 use nalgebra::{Matrix3, Vector3};
-use stylet_core::frame::{Ct, Point};
+use stylet_core::frame::{Ct, Grid, NotRigid, Point, Transform};
 
 /// A scalar volume on a (possibly sheared) grid. Voxel `(i, j, k)` (column, row, slice) has its
 /// centre at `origin + direction * diag(spacing) * (i, j, k)` in LPS millimetres.
@@ -18,6 +18,22 @@ pub struct Volume {
     pub direction: Matrix3<f64>,
     /// Values (HU for CT, labels for label maps), `i` fastest, then `j`, then `k`.
     pub voxels: Vec<f32>,
+}
+
+/// Checks a grid read from a file header (NIfTI, NRRD), the spacing already split off: its unit
+/// directions must be orthonormal, i.e. `ct_from_grid` a rotation and a translation, the slice
+/// axis possibly mirrored (a voxel order, not a reflection of the patient). A scaled or sheared
+/// header is refused, through the one rigidity check, [`Transform::try_from_rows`].
+///
+/// # Errors
+/// [`NotRigid`], saying what fails and by how much.
+pub(crate) fn check_rigid_grid(direction: &Matrix3<f64>, origin: &Vector3<f64>) -> Result<(), NotRigid> {
+    let mirror = if direction.determinant() < 0.0 { -1.0 } else { 1.0 };
+    let rows: [[f64; 4]; 4] = std::array::from_fn(|r| match r {
+        3 => [0.0, 0.0, 0.0, 1.0],
+        _ => [direction[(r, 0)], direction[(r, 1)], mirror * direction[(r, 2)], origin[r]],
+    });
+    Transform::<Ct, Grid>::try_from_rows(rows).map(|_| ())
 }
 
 impl Volume {

@@ -30,7 +30,7 @@ fn ik(c: &mut Criterion) {
         });
     });
     let baseline = stylet_kinematics::baseline::KBaseline::new(&kin.urdf, &arm).unwrap();
-    let targets: Vec<Isometry3<f64>> = lines.iter().map(|(q, _)| arm.tip_pose(q)).collect();
+    let targets: Vec<Isometry3<f64>> = lines.iter().map(|(q, _)| arm.tip_pose(q).to_nalgebra()).collect();
     let mut k = 0;
     g.bench_function("k_jacobian_6dof_pose", |b| {
         b.iter(|| {

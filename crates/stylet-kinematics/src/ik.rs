@@ -209,7 +209,7 @@ pub(crate) fn attempt(
     let mut q = seed.to_vec();
     let l = opts.characteristic_length_mm;
     for _ in 0..opts.max_iterations {
-        let tip = arm.tip_and_jacobian(&q, &mut s.points, &mut s.jac);
+        let tip = arm.isometry_and_jacobian(&q, &mut s.points, &mut s.jac);
         let (e_p, e_r, angle) = errors(&tip, p_goal, u);
         let pos_err = e_p.norm();
         if pos_err <= opts.position_tolerance_mm && angle <= opts.axis_tolerance_rad {
@@ -247,7 +247,7 @@ pub(crate) fn attempt(
             q[i] = (q[i] + dq[i] * scale).clamp(j.lower, j.upper);
         }
     }
-    let tip = arm.tip_pose(&q);
+    let tip = arm.tip_isometry(&q);
     let (e_p, _, angle) = errors(&tip, p_goal, u);
     let converged = e_p.norm() <= opts.position_tolerance_mm && angle <= opts.axis_tolerance_rad;
     Attempt { q, converged, pos_err: e_p.norm(), angle }
@@ -262,11 +262,11 @@ fn centre_roll(arm: &Arm, mut q: Vec<f64>) -> Vec<f64> {
     if !(j.lower.is_finite() && j.upper.is_finite()) {
         return q;
     }
-    let tip = arm.tip_pose(&q);
+    let tip = arm.tip_isometry(&q);
     let z = tip.rotation * Vector3::z();
     let before = q.clone();
     q[last] = 0.5 * (j.lower + j.upper);
-    let after = arm.tip_pose(&q);
+    let after = arm.tip_isometry(&q);
     let same_line = (after.translation.vector - tip.translation.vector).norm() < 1e-7
         && (after.rotation * Vector3::z() - z).norm() < 1e-10;
     if same_line {
@@ -309,7 +309,7 @@ pub fn reach_mm(arm: &Arm) -> f64 {
 #[must_use]
 pub fn manipulability(arm: &Arm, q: &[f64], opts: &IkOptions) -> f64 {
     let mut s = Scratch { points: Vec::with_capacity(arm.dof() + 1), jac: Matrix6xX::zeros(arm.dof()) };
-    let tip = arm.tip_pose(q);
+    let tip = arm.tip_isometry(q);
     let u = tip.rotation * Vector3::z();
     let p = tip.translation.vector;
     evaluate(arm, opts, q, &p, &u, &KeepOuts::default(), &mut s).manipulability
@@ -325,7 +325,7 @@ fn evaluate(
     keepout: &KeepOuts,
     s: &mut Scratch,
 ) -> Solution {
-    let tip = arm.tip_and_jacobian(q, &mut s.points, &mut s.jac);
+    let tip = arm.isometry_and_jacobian(q, &mut s.points, &mut s.jac);
     let (e_p, _, angle) = errors(&tip, p_goal, u);
     let z = tip.rotation * Vector3::z();
     let (b1, b2) = perpendiculars(&z);
@@ -491,7 +491,7 @@ pub fn random_reachable_lines(arm: &Arm, n: usize, opts: &IkOptions, seed: u64) 
         if manipulability(arm, &q, opts) < opts.min_manipulability {
             continue;
         }
-        let tip = arm.tip_pose(&q);
+        let tip = arm.tip_isometry(&q);
         let z = tip.rotation * Vector3::z();
         let entry = tip.translation.vector + z * opts.standoff_mm;
         let target = entry + z * rng.gen_range(30.0..150.0);
@@ -506,7 +506,7 @@ pub fn random_reachable_lines(arm: &Arm, n: usize, opts: &IkOptions, seed: u64) 
 pub fn check(arm: &Arm, q: &[f64], line: &NeedleLine, standoff_mm: f64) -> (f64, f64, bool) {
     let u = (line.target_mm() - line.entry_mm()).normalize();
     let goal = line.entry_mm() - u * standoff_mm;
-    let tip = arm.tip_pose(q);
+    let tip = arm.tip_isometry(q);
     let z = tip.rotation * Vector3::z();
     let dp = (tip.translation.vector - goal).norm();
     let angle = z.dot(&u).clamp(-1.0, 1.0).acos().to_degrees();

@@ -60,7 +60,7 @@ pub fn insertion_path(
     let steps = ((to_mm - from_mm).abs() / step_mm.max(1e-6)).ceil().max(1.0) as usize;
     let depth = |k: usize| from_mm + (to_mm - from_mm) * k as f64 / steps as f64;
     // A needle driver: a prismatic joint whose world axis is the needle axis.
-    let tip = arm.tip_pose(q_start);
+    let tip = arm.tip_isometry(q_start);
     let z = tip.rotation * Vector3::z();
     let driver = arm.joints.iter().enumerate().rposition(|(i, j)| {
         if j.motion != Motion::Prismatic {
@@ -68,7 +68,7 @@ pub fn insertion_path(
         }
         let mut q = q_start.to_vec();
         q[i] += 1.0;
-        let moved = arm.tip_pose(&q).translation.vector - tip.translation.vector;
+        let moved = arm.tip_isometry(&q).translation.vector - tip.translation.vector;
         (moved - z).norm() < 1e-9
     });
     let mut path = Vec::with_capacity(steps + 1);

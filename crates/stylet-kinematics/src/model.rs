@@ -7,6 +7,7 @@
 //! in the solver's inner loop.
 
 use nalgebra::{Isometry3, Matrix6xX, Translation3, Unit, UnitQuaternion, Vector3};
+use stylet_core::frame::{Needle, Point, Robot, Transform};
 use stylet_core::units::mm_from_m;
 
 /// The most movable joints a chain may have.
@@ -218,9 +219,21 @@ impl Arm {
         self.joints.len()
     }
 
-    /// The tip pose in the base frame (mm).
+    /// The tip pose in the base frame (mm): `robot_from_needle`, the needle frame's origin at the
+    /// tip and its z along the needle.
     #[must_use]
-    pub fn tip_pose(&self, q: &[f64]) -> Isometry3<f64> {
+    pub fn tip_pose(&self, q: &[f64]) -> Transform<Robot, Needle> {
+        Transform::from_nalgebra(self.tip_isometry(q))
+    }
+
+    /// Where the tip is in the base frame (mm).
+    #[must_use]
+    pub fn tip_in_robot(&self, q: &[f64]) -> Point<Robot> {
+        Point::from_coords(self.tip_isometry(q).translation.vector)
+    }
+
+    /// [`Arm::tip_pose`] as an isometry, for the numerical work inside this crate.
+    pub(crate) fn tip_isometry(&self, q: &[f64]) -> Isometry3<f64> {
         let mut t = Isometry3::identity();
         for (j, &qi) in self.joints.iter().zip(q) {
             t = t * j.origin * self.joint_motion(j, qi);
@@ -239,9 +252,20 @@ impl Arm {
         }
     }
 
-    /// The tip pose, the world position of every joint frame (then the tip), and the geometric
-    /// Jacobian (rows: linear mm per unit, then angular rad per unit) in the base frame.
+    /// The tip pose, the position of every joint frame (then the tip) in the base frame (mm, into
+    /// `points`, a buffer kept between calls), and the geometric Jacobian (rows: linear mm per unit,
+    /// then angular rad per unit) in the base frame.
     pub fn tip_and_jacobian(
+        &self,
+        q: &[f64],
+        points: &mut Vec<Vector3<f64>>,
+        jac: &mut Matrix6xX<f64>,
+    ) -> Transform<Robot, Needle> {
+        Transform::from_nalgebra(self.isometry_and_jacobian(q, points, jac))
+    }
+
+    /// [`Arm::tip_and_jacobian`] with the tip as an isometry, for the numerical work inside this crate.
+    pub(crate) fn isometry_and_jacobian(
         &self,
         q: &[f64],
         points: &mut Vec<Vector3<f64>>,

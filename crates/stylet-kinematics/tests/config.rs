@@ -139,7 +139,7 @@ fn needle_geometry_in_toml_matches_the_urdf_and_the_depth_limit() {
     let flange = Arm::from_urdf_file(&cfg.urdf, &cfg.base_link, "flange").unwrap();
     let tip = Arm::from_urdf_file(&cfg.urdf, &cfg.base_link, &cfg.tip_link).unwrap();
     let q = common::home(&tip);
-    let d = (tip.tip_pose(&q).translation.vector - flange.tip_pose(&q[..6]).translation.vector).norm();
+    let d = (tip.tip_in_robot(&q) - flange.tip_in_robot(&q[..6])).norm_mm();
     assert!(
         (d - cfg.needle.driver_length_mm).abs() < 1e-9,
         "URDF driver {d} mm, kinematics.toml {}",

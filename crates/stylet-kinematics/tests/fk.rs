@@ -33,7 +33,7 @@ proptest! {
     fn fk_matches_the_published_dh_parameters(q in proptest::array::uniform6(-std::f64::consts::PI..std::f64::consts::PI)) {
         let arm = common::reference_arm("flange");
         prop_assert_eq!(arm.dof(), 6);
-        let ours = arm.tip_pose(&q);
+        let ours = arm.tip_pose(&q).to_nalgebra();
         let dh = ur5e_dh(&q);
         let dp = (ours.translation.vector - dh.translation.vector).norm();
         prop_assert!(dp < 1e-6, "position differs by {} mm", dp);
@@ -55,7 +55,7 @@ fn fk_matches_k_on_the_needle_chain() {
         q_k[6] = 0.042; // k works in metres
         serial.set_joint_positions_unchecked(&q_k);
         let t = serial.end_transform();
-        let ours = arm.tip_pose(&q);
+        let ours = arm.tip_pose(&q).to_nalgebra();
         assert!((ours.translation.vector - t.translation.vector * 1e3).norm() < 1e-6);
         assert!(ours.rotation.angle_to(&t.rotation) < 1e-9);
     }
@@ -67,12 +67,12 @@ fn jacobian_matches_finite_differences() {
     let mut points = Vec::new();
     let mut jac = nalgebra::Matrix6xX::zeros(arm.dof());
     for (q, _) in common::random_lines(&arm, 50, 10.0, 3) {
-        let t0 = arm.tip_and_jacobian(&q, &mut points, &mut jac);
+        let t0 = arm.tip_and_jacobian(&q, &mut points, &mut jac).to_nalgebra();
         for i in 0..arm.dof() {
             let h = 1e-6;
             let mut qh = q.clone();
             qh[i] += h;
-            let t1 = arm.tip_pose(&qh);
+            let t1 = arm.tip_pose(&qh).to_nalgebra();
             let dp = (t1.translation.vector - t0.translation.vector) / h;
             for r in 0..3 {
                 assert!(

@@ -161,10 +161,10 @@ fn insertion_with_a_needle_driver_moves_only_the_driver() {
     let u = (line.target - line.entry).to_nalgebra().normalize();
     for q in &path {
         assert_eq!(&q[..6], &aligned[..6], "orientation joints frozen (INS-1)");
-        let tip = arm.tip_pose(q).translation.vector;
+        let tip = arm.tip_pose(q).to_nalgebra().translation.vector;
         assert!(off_line(&tip, &line.entry.to_nalgebra().coords, &u) < 1e-6);
     }
-    let last = arm.tip_pose(path.last().unwrap()).translation.vector;
+    let last = arm.tip_pose(path.last().unwrap()).to_nalgebra().translation.vector;
     assert!((last - (line.entry.to_nalgebra().coords + u * 60.0)).norm() < 1e-6);
 }
 
@@ -189,7 +189,7 @@ fn insertion_without_a_driver_is_a_cartesian_straight_line_within_a_tenth_of_a_m
             // Waypoints and the joint-space midpoints between them stay on the line.
             let mid: Vec<f64> = w[0].iter().zip(&w[1]).map(|(a, b)| 0.5 * (a + b)).collect();
             for q in [w[0].clone(), mid] {
-                let tip = arm.tip_pose(&q);
+                let tip = arm.tip_pose(&q).to_nalgebra();
                 let p = tip.translation.vector;
                 assert!(
                     off_line(&p, &line.entry.to_nalgebra().coords, &u) <= 0.1,
@@ -200,7 +200,7 @@ fn insertion_without_a_driver_is_a_cartesian_straight_line_within_a_tenth_of_a_m
                 assert!(axis < 0.05, "axis {axis} deg off");
             }
         }
-        let tip = arm.tip_pose(path.last().unwrap()).translation.vector;
+        let tip = arm.tip_pose(path.last().unwrap()).to_nalgebra().translation.vector;
         assert!((tip - (line.entry.to_nalgebra().coords + u * 30.0)).norm() < 0.01);
     }
     // Lines near the edge of the workspace may leave it within 30 mm; most must work.

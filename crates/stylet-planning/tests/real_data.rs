@@ -130,8 +130,8 @@ fn generated_phantoms_from_the_shipped_scenarios() {
             );
             assert!(!r.plans.is_empty(), "{name} tumour {component}: {:?}", r.failures_by_rule);
             // The tumour found is one of the generated ones.
-            let c = r.tumour_centre.to_nalgebra().coords;
-            assert!(ph.tumours_in_ct.iter().any(|(t, _)| (t - c).norm() < 1.5), "{c:?} vs {:?}", ph.tumours_in_ct);
+            let c = r.tumour_centre;
+            assert!(ph.tumours_in_ct.iter().any(|(t, _)| t.distance_mm(c) < 1.5), "{c:?} vs {:?}", ph.tumours_in_ct);
             let best = &r.plans[0];
             assert!(best.margin_mm >= 5.0 && best.clearance_mm >= 2.75);
             // IND-2 for two tumours, IND-1 for one.

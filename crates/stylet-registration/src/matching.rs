@@ -9,8 +9,9 @@
 //! inter-marker distances distinct) so that exactly one assignment fits.
 
 use nalgebra::{Point3, Vector3};
+use stylet_core::frame::{Ct, Point, Robot};
 
-use crate::rigid::{umeyama, RegistrationError};
+use crate::rigid::{coords, fit, RegistrationError};
 
 /// A candidate assignment: markers explained, their RMS distance, the pairs.
 type Hypothesis = (usize, f64, Vec<(usize, usize)>);
@@ -20,11 +21,13 @@ type Hypothesis = (usize, f64, Vec<(usize, usize)>);
 /// # Errors
 /// [`RegistrationError::NoCorrespondence`] when fewer than `min_matched` markers can be paired.
 pub fn match_markers(
-    detected: &[Vector3<f64>],
-    model: &[Vector3<f64>],
+    detected: &[Point<Ct>],
+    model: &[Point<Robot>],
     tolerance_mm: f64,
     min_matched: usize,
 ) -> Result<Vec<(usize, usize)>, RegistrationError> {
+    let (detected, model) = (coords(detected), coords(model));
+    let (detected, model) = (detected.as_slice(), model.as_slice());
     let (m, d) = (model.len(), detected.len());
     let dist = |a: &Vector3<f64>, b: &Vector3<f64>| (a - b).norm();
     let tol2 = 2.0 * tolerance_mm;
@@ -51,8 +54,7 @@ pub fn match_markers(
                             {
                                 continue;
                             }
-                            let Ok(t) =
-                                umeyama(&[model[a], model[b], model[c]], &[detected[i], detected[j], detected[k]])
+                            let Ok(t) = fit(&[model[a], model[b], model[c]], &[detected[i], detected[j], detected[k]])
                             else {
                                 continue;
                             };
@@ -76,7 +78,7 @@ pub fn match_markers(
     };
     // Refine on every pair, then associate once more.
     let (src, dst): (Vec<_>, Vec<_>) = pairs.iter().map(|(i, k)| (model[*k], detected[*i])).unzip();
-    let pairs = match umeyama(&src, &dst) {
+    let pairs = match fit(&src, &dst) {
         Ok(t) => associate(detected, model, |p| (t * Point3::from(*p)).coords, tolerance_mm),
         Err(_) => pairs,
     };

@@ -3,7 +3,7 @@
 //! `#` starts a comment (whole line or trailing); blank lines are ignored. In point-list
 //! registration the row order gives the correspondence.
 
-use nalgebra::Vector3;
+use stylet_core::frame::{Frame, Point};
 
 /// A point file that could not be read. The doc comment is the message.
 #[derive(Clone, Debug, PartialEq, docsplay::Display, thiserror::Error)]
@@ -40,11 +40,11 @@ pub enum PointFileError {
     },
 }
 
-/// Reads a point file.
+/// Reads a point file; the caller names the frame its points are in.
 ///
 /// # Errors
 /// A [`PointFileError`] naming the file and line.
-pub fn read_points(path: &std::path::Path) -> Result<Vec<Vector3<f64>>, PointFileError> {
+pub fn read_points<F: Frame>(path: &std::path::Path) -> Result<Vec<Point<F>>, PointFileError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| PointFileError::Read { path: path.display().to_string(), reason: e.to_string() })?;
     parse_points(&path.display().to_string(), &text)
@@ -54,7 +54,7 @@ pub fn read_points(path: &std::path::Path) -> Result<Vec<Vector3<f64>>, PointFil
 ///
 /// # Errors
 /// A [`PointFileError`] naming the file and line.
-pub fn parse_points(path: &str, text: &str) -> Result<Vec<Vector3<f64>>, PointFileError> {
+pub fn parse_points<F: Frame>(path: &str, text: &str) -> Result<Vec<Point<F>>, PointFileError> {
     let mut points = Vec::new();
     let mut seen_content = false;
     for (i, raw) in text.lines().enumerate() {
@@ -82,7 +82,7 @@ pub fn parse_points(path: &str, text: &str) -> Result<Vec<Vector3<f64>>, PointFi
             }
             xyz[k] = v;
         }
-        points.push(Vector3::new(xyz[0], xyz[1], xyz[2]));
+        points.push(Point::new(xyz[0], xyz[1], xyz[2]));
     }
     if points.is_empty() {
         return Err(PointFileError::Empty { path: path.into() });
@@ -94,38 +94,39 @@ pub fn parse_points(path: &str, text: &str) -> Result<Vec<Vector3<f64>>, PointFi
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use stylet_core::frame::Ct;
 
     #[test]
     fn header_comments_commas_and_spaces() {
         let text = "# markers in CT (LPS, mm)\nx, y, z\n1 2 3\n 4,5,6  # trailing\n\n7.5\t-8e1 9\n";
-        let p = parse_points("f.txt", text).unwrap();
-        assert_eq!(p, vec![Vector3::new(1.0, 2.0, 3.0), Vector3::new(4.0, 5.0, 6.0), Vector3::new(7.5, -80.0, 9.0)]);
+        let p = parse_points::<Ct>("f.txt", text).unwrap();
+        assert_eq!(p, vec![Point::new(1.0, 2.0, 3.0), Point::new(4.0, 5.0, 6.0), Point::new(7.5, -80.0, 9.0)]);
     }
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = parse_points("pts.txt", "1 2 3\n4 5\n").unwrap_err().to_string();
+        let e = parse_points::<Ct>("pts.txt", "1 2 3\n4 5\n").unwrap_err().to_string();
         assert!(e.starts_with("pts.txt:2:") && e.contains("\"4 5\""), "{e}");
-        let e = parse_points("pts.txt", "1 2 3\n1 inf 3\n").unwrap_err().to_string();
+        let e = parse_points::<Ct>("pts.txt", "1 2 3\n1 inf 3\n").unwrap_err().to_string();
         assert!(e.contains("pts.txt:2") && e.contains("inf"), "{e}");
-        let e = parse_points("pts.txt", "x y z\n1 2 three\n").unwrap_err().to_string();
+        let e = parse_points::<Ct>("pts.txt", "x y z\n1 2 three\n").unwrap_err().to_string();
         assert!(e.contains("pts.txt:2"), "{e}");
-        assert_eq!(parse_points("e.txt", "# nothing\n").unwrap_err().to_string(), "e.txt: no points");
+        assert_eq!(parse_points::<Ct>("e.txt", "# nothing\n").unwrap_err().to_string(), "e.txt: no points");
     }
 
     proptest! {
         #[test]
         fn never_panics(s in "\\PC{0,200}") {
-            let _ = parse_points("fuzz", &s);
+            let _ = parse_points::<Ct>("fuzz", &s);
         }
 
         #[test]
         fn round_trips(pts in proptest::collection::vec(proptest::array::uniform3(-1e4f64..1e4), 1..20)) {
             let text: String = pts.iter().map(|p| format!("{} {},{}\n", p[0], p[1], p[2])).collect();
-            let back = parse_points("rt", &text).unwrap();
+            let back = parse_points::<Ct>("rt", &text).unwrap();
             prop_assert_eq!(back.len(), pts.len());
             for (a, b) in back.iter().zip(&pts) {
-                prop_assert_eq!([a.x, a.y, a.z], *b);
+                prop_assert_eq!(a.to_array(), *b);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Rigid point registration and its accuracy figures.
 
 use nalgebra::{Isometry3, Matrix3, Rotation3, Translation3, UnitQuaternion, Vector3};
-use stylet_core::frame::{Ct, Point, Robot, Transform};
+use stylet_core::frame::{Ct, Frame, Point, Robot, Transform};
 
 /// Why a registration cannot be computed or is refused. The doc comment is the message.
 #[derive(Clone, Debug, PartialEq, docsplay::Display, thiserror::Error)]
@@ -52,12 +52,23 @@ pub enum RegistrationError {
     },
 }
 
-/// The rigid transform `dst = R src + t` minimising the squared distances (Umeyama 1991, without
+/// The rigid transform `a_from_b` that maps each point of `src` (frame `B`) closest to its row of
+/// `dst` (frame `A`): `dst = R src + t` minimising the squared distances (Umeyama 1991, without
 /// scale; the reflection case is corrected by `D = diag(1, 1, sign(det(V U^T)))`).
 ///
 /// # Errors
 /// [`RegistrationError::TooFew`], [`RegistrationError::Collinear`].
-pub fn umeyama(src: &[Vector3<f64>], dst: &[Vector3<f64>]) -> Result<Isometry3<f64>, RegistrationError> {
+pub fn umeyama<A: Frame, B: Frame>(src: &[Point<B>], dst: &[Point<A>]) -> Result<Transform<A, B>, RegistrationError> {
+    fit(&coords(src), &coords(dst)).map(Transform::from_nalgebra)
+}
+
+/// The coordinates of frame-typed points, for the arithmetic inside this crate.
+pub(crate) fn coords<F: Frame>(points: &[Point<F>]) -> Vec<Vector3<f64>> {
+    points.iter().map(|p| p.to_nalgebra().coords).collect()
+}
+
+/// [`umeyama`] on bare coordinates.
+pub(crate) fn fit(src: &[Vector3<f64>], dst: &[Vector3<f64>]) -> Result<Isometry3<f64>, RegistrationError> {
     let n = src.len();
     if n != dst.len() {
         return Err(RegistrationError::CountMismatch { ct: n, robot: dst.len() });
@@ -128,7 +139,12 @@ pub struct Registration {
 /// principal axis k of the fiducials (through their centroid), `f_k` the RMS distance of the
 /// fiducials from that axis.
 #[must_use]
-pub fn predicted_tre(fid: &[Vector3<f64>], target: &Vector3<f64>, fle_mm: f64) -> f64 {
+pub fn predicted_tre<F: Frame>(fid: &[Point<F>], target: Point<F>, fle_mm: f64) -> f64 {
+    tre(&coords(fid), &target.to_nalgebra().coords, fle_mm)
+}
+
+/// [`predicted_tre`] on bare coordinates.
+fn tre(fid: &[Vector3<f64>], target: &Vector3<f64>, fle_mm: f64) -> f64 {
     let n = fid.len() as f64;
     let c = fid.iter().sum::<Vector3<f64>>() / n;
     let mut cov = Matrix3::zeros();
@@ -190,9 +206,8 @@ pub fn register(
     if n < gates.min_markers.max(3) {
         return Err(RegistrationError::TooFew { n, min: gates.min_markers.max(3) });
     }
-    let src: Vec<Vector3<f64>> = ct.iter().map(|p| p.to_nalgebra().coords).collect();
-    let dst: Vec<Vector3<f64>> = robot.iter().map(|p| p.to_nalgebra().coords).collect();
-    let iso = umeyama(&src, &dst)?;
+    let (src, dst) = (coords(ct), coords(robot));
+    let iso = fit(&src, &dst)?;
     let fre: Vec<f64> = src
         .iter()
         .zip(&dst)
@@ -203,7 +218,7 @@ pub fn register(
     for i in 0..n {
         let (s_i, d_i): (Vec<_>, Vec<_>) =
             src.iter().zip(&dst).enumerate().filter(|(k, _)| *k != i).map(|(_, (s, d))| (*s, *d)).unzip();
-        let loo = match umeyama(&s_i, &d_i) {
+        let loo = match fit(&s_i, &d_i) {
             Ok(t) => (t * nalgebra::Point3::from(src[i]) - nalgebra::Point3::from(dst[i])).norm(),
             Err(_) => f64::INFINITY,
         };
@@ -224,7 +239,7 @@ pub fn register(
     let mut e: Vec<f64> = spread.symmetric_eigenvalues().iter().map(|x| x.max(0.0).sqrt()).collect();
     e.sort_by(|a, b| b.total_cmp(a));
     let coplanar = e[2] < 0.02 * e[0];
-    let predicted_tre_mm = target.map(|t| predicted_tre(&src, &t.to_nalgebra().coords, fle_mm));
+    let predicted_tre_mm = target.map(|t| tre(&src, &t.to_nalgebra().coords, fle_mm));
     if let Some((index, worst)) = fre.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)) {
         if worst > gates.max_residual_mm {
             return Err(RegistrationError::ResidualTooLarge {

@@ -63,7 +63,8 @@ proptest! {
         let ct: Vec<Vector3<f64>> = (0..5).map(|_| Vector3::new(rng.gen_range(-50.0..50.0), rng.gen_range(-50.0..50.0), 0.0)).collect();
         let truth = transform(rng.gen_range(-3.0..3.0), rng.gen_range(-1.0..1.0), rng.gen_range(-3.0..3.0), [10.0, 20.0, 30.0]);
         let robot: Vec<_> = ct.iter().map(|p| (truth * Point3::from(*p)).coords + Vector3::new(gaussian(&mut rng), gaussian(&mut rng), gaussian(&mut rng)) * noise).collect();
-        let t = umeyama(&ct, &robot).unwrap();
+        let t: stylet_core::frame::Transform<Robot, Ct> = umeyama(&ct_pts(&ct), &robot_pts(&robot)).unwrap();
+        let t = t.to_nalgebra();
         prop_assert!((t.rotation.to_rotation_matrix().matrix().determinant() - 1.0).abs() < 1e-9);
     }
 }
@@ -90,13 +91,13 @@ fn predicted_tre_matches_monte_carlo_within_ten_percent() {
                 .iter()
                 .map(|p| p + Vector3::new(gaussian(&mut rng), gaussian(&mut rng), gaussian(&mut rng)) * sigma)
                 .collect();
-            let t = umeyama(&noisy_ct, &noisy_robot).unwrap();
+            let t = umeyama(&ct_pts(&noisy_ct), &robot_pts(&noisy_robot)).unwrap().to_nalgebra();
             let e = (t * Point3::from(target) - truth * Point3::from(target)).norm();
             sum += e * e;
         }
         let empirical = (sum / trials as f64).sqrt();
         // Both sets are noisy: the effective FLE is sqrt(2) times one set's.
-        let predicted = predicted_tre(&fid, &target, fle_rms * 2f64.sqrt());
+        let predicted = predicted_tre(&ct_pts(&fid), ct_pts(&[target])[0], fle_rms * 2f64.sqrt());
         let ratio = empirical / predicted;
         assert!(
             (0.9..=1.1).contains(&ratio),
@@ -193,12 +194,12 @@ fn matching_survives_shuffling_missing_and_extra_detections() {
             detected.swap(i, j);
         }
         let points: Vec<_> = detected.iter().map(|(_, p)| *p).collect();
-        let pairs = match_markers(&points, &model, 2.0, 5).unwrap();
+        let pairs = match_markers(&ct_pts(&points), &robot_pts(&model), 2.0, 5).unwrap();
         assert!(pairs.len() >= model.len() - 1, "trial {trial}: {} pairs", pairs.len());
         for (i, k) in pairs {
             assert_eq!(detected[i].0, Some(k), "trial {trial}: detection {i} taken for marker {k}");
         }
     }
-    let e = match_markers(&[Vector3::zeros(), Vector3::x()], &frame(), 1.0, 4).unwrap_err();
+    let e = match_markers(&ct_pts(&[Vector3::zeros(), Vector3::x()]), &robot_pts(&frame()), 1.0, 4).unwrap_err();
     assert!(e.to_string().contains("no consistent correspondence"), "{e}");
 }

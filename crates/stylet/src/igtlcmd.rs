@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use nalgebra::{Matrix4, Point3, Vector3};
+use nalgebra::Vector3;
 use serde_json::json;
-use stylet_core::frame::{Point, Robot};
+use stylet_core::frame::{Ct, Point, Robot, Transform, Vector};
 use stylet_igtl::bwh::{Action, Bwh, Phase};
 use stylet_igtl::server::{self, ServerConfig};
 use stylet_safety::{Command, MotionState, SafetyConfig};
@@ -91,7 +91,7 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let ins = cfg.robot.insertion_joint().context("the robot has no insertion joint")?;
     let home = cfg.robot.home();
     let mut session: Option<(Session, crate::simcmd::InProcessSim)> = None;
-    let mut image_from_robot: Option<Matrix4<f64>> = None;
+    let mut image_from_robot: Option<Transform<Ct, Robot>> = None;
     let mut line: Option<(Vector3<f64>, Vector3<f64>)> = None; // entry, target in the robot frame
     let mut aligned_on: Option<Vec<f64>> = None;
     let mut moving: Option<Moving> = None;
@@ -173,28 +173,21 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                     );
                     out(args.json, "emergency", json!(null));
                 }
-                Action::Registration(m) => {
-                    // A matrix from the network: taken only when rigid (a scaled, sheared or
-                    // mirrored one would put every target somewhere else).
-                    match stylet_core::frame::Transform::<stylet_core::frame::Ct, stylet_core::frame::Robot>::try_from_rows(m) {
-                        Ok(t) => {
-                            let m = t.to_nalgebra().to_homogeneous();
-                            image_from_robot = Some(m);
-                            srv.completed(Phase::Calibration, true, "registration set");
-                            out(args.json, "registration", json!(m.as_slice()));
-                        }
-                        Err(e) => srv.completed(Phase::Calibration, false, &format!("the calibration matrix is {e}")),
-                    }
+                Action::Registration(t) => {
+                    // Checked rigid by the convention (a non-rigid CLB_ never gets here).
+                    image_from_robot = Some(t);
+                    srv.completed(Phase::Calibration, true, "registration set");
+                    out(args.json, "registration", json!(t.to_nalgebra().to_homogeneous().as_slice()));
                 }
                 Action::Target { entry, target } => {
                     let (Some(ifr), Some((s, _))) = (image_from_robot, session.as_mut()) else {
                         srv.completed(Phase::Targeting, false, "START_UP and CALIBRATION first");
                         continue;
                     };
-                    let robot_from_image = ifr.try_inverse().unwrap_or_else(Matrix4::identity);
-                    let to_robot = |p: [f64; 3]| robot_from_image.transform_point(&Point3::from(p)).coords;
+                    let robot_from_image = ifr.inverse();
+                    let to_robot = |p: Point<Ct>| (robot_from_image * p).to_nalgebra().coords;
                     // Without an entry (a TGT_ transform): straight in from 60 mm anterior (LPS -y).
-                    let e = to_robot(entry.unwrap_or([target[0], target[1] - 60.0, target[2]]));
+                    let e = to_robot(entry.unwrap_or_else(|| target + Vector::new(0.0, -60.0, 0.0)));
                     let t = to_robot(target);
                     match align(s, &arm, &keepouts, &ik_opts, (e, t), ins, home[ins]) {
                         Ok((q, secs)) => {
@@ -225,10 +218,8 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             // The tip streams at 10 Hz during the move, and once more where it stopped.
             if there || last_stream.elapsed() >= Duration::from_millis(100) {
                 last_stream = Instant::now();
-                let tip = arm.tip_pose(snap.measured.as_slice()).to_homogeneous();
-                let image_from_tip = image_from_robot.unwrap_or_else(Matrix4::identity) * tip;
-                let rows: [[f64; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|c| image_from_tip[(r, c)]));
-                srv.broadcast(Bwh::current_position(&rows));
+                let tip = arm.tip_pose(snap.measured.as_slice());
+                srv.broadcast(Bwh::current_position(image_from_robot.unwrap_or_else(Transform::identity) * tip));
             }
             if snap.fault.is_some() || snap.state == MotionState::EStop {
                 srv.completed(m.phase, false, &format!("stopped: {:?}", snap.fault));

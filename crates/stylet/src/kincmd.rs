@@ -147,7 +147,7 @@ pub(crate) fn fk(args: &FkArgs) -> anyhow::Result<ExitCode> {
         arm.joints.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", ")
     );
     let q = to_internal(&arm, &args.joints);
-    let tip = arm.tip_pose(&q);
+    let tip = arm.tip_pose(&q).to_nalgebra();
     let out = json!({ "chain": chain_json(&arm), "within_limits": arm.within_limits(&q), "tip": pose_json(&tip) });
     if args.json {
         say!("{out}");
@@ -210,7 +210,7 @@ pub(crate) fn ik(args: &IkArgs) -> anyhow::Result<ExitCode> {
                     "manipulability": s.manipulability,
                     "clearance_mm": if s.clearance_mm.is_finite() { json!(s.clearance_mm) } else { Value::Null },
                     "fk_check": { "position_error_mm": dp, "axis_error_deg": angle, "within_limits": in_limits },
-                    "tip": pose_json(&arm.tip_pose(&s.joints)),
+                    "tip": pose_json(&arm.tip_pose(&s.joints).to_nalgebra()),
                 })
             }).collect::<Vec<_>>(),
         }),
@@ -298,7 +298,7 @@ pub(crate) fn bench_ik(args: &BenchIkArgs) -> anyhow::Result<ExitCode> {
     let home_si = to_urdf_units(&arm, &home);
     let (mut k_ok, mut k_t) = (0usize, Vec::with_capacity(lines.len()));
     for (q, line) in &lines {
-        let target = arm.tip_pose(q);
+        let target = arm.tip_pose(q).to_nalgebra();
         let t0 = Instant::now();
         let r = baseline.solve(&home, &target);
         k_t.push(t0.elapsed().as_secs_f64() * 1e6);
@@ -310,7 +310,7 @@ pub(crate) fn bench_ik(args: &BenchIkArgs) -> anyhow::Result<ExitCode> {
         let items: Vec<Value> = lines
             .iter()
             .map(|(q, line)| {
-                let t = arm.tip_pose(q);
+                let t = arm.tip_pose(q).to_nalgebra();
                 let m = t.rotation.to_rotation_matrix();
                 json!({
                     "q": to_urdf_units(&arm, q),

@@ -49,9 +49,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (Some(ct_path), _, Some(model), _) => {
             let (found, _) = crate::ctcmd::detect_fiducials(ct_path, args.series.as_deref(), &cfg.fiducials)?;
             detections = json!(found);
-            (found.iter().map(|f| f.center.to_nalgebra().coords).collect(), read_points(model)?, true)
+            (found.iter().map(|f| f.center).collect(), read_points::<Robot>(model)?, true)
         }
-        (None, Some(c), _, Some(r)) => (read_points(c)?, read_points(r)?, args.unordered),
+        (None, Some(c), _, Some(r)) => (read_points::<Ct>(c)?, read_points::<Robot>(r)?, args.unordered),
         _ => anyhow::bail!("give --ct-points and --robot-points, or --ct and --robot-fiducials"),
     };
     let mut pairs_json = serde_json::Value::Null;
@@ -73,9 +73,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let ct_pts: Vec<Point<Ct>> = ct.iter().map(|p| Point::new(p.x, p.y, p.z)).collect();
-    let robot_pts: Vec<Point<Robot>> = robot.iter().map(|p| Point::new(p.x, p.y, p.z)).collect();
-    let reg = match register(&ct_pts, &robot_pts, target, &cfg.gates) {
+    let reg = match register(&ct, &robot, target, &cfg.gates) {
         Ok(r) => r,
         Err(e) => return refuse(args.json, &e.to_string()),
     };

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
+use stylet_core::frame::Robot;
 use stylet_safety::SafetyConfig;
 use stylet_sim::pty::{serve, serve_with, Pty};
 use stylet_sim::{Controller, FaultSpec, SimConfig};
@@ -259,7 +260,7 @@ pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let frame_path = args.config.join("robot").join("marker_frame.txt");
-    let markers = stylet_registration::read_points(&frame_path)?;
+    let markers = stylet_registration::read_points::<Robot>(&frame_path)?;
     let cfg = stylet_registration::RegistrationConfig::load(&args.config.join("registration.toml"))?;
     let spec = stylet_sim::phantom::PhantomSpec {
         seed: args.seed.unwrap_or(ps.seed),
@@ -279,23 +280,19 @@ pub(crate) fn phantom(args: &PhantomArgs) -> anyhow::Result<ExitCode> {
     stylet_imaging::write_nifti(&ph.volume, &ct_path)?;
     let labels_path = args.out.join("labels.nii.gz");
     stylet_imaging::write_nifti(&ph.labels, &labels_path)?;
-    let m = |t: &nalgebra::Isometry3<f64>| {
-        let h = t.to_homogeneous();
-        (0..4).map(|r| (0..4).map(|c| h[(r, c)]).collect::<Vec<_>>()).collect::<Vec<_>>()
-    };
     let truth = json!({
         "seed": spec.seed,
         "scenario": scenario_path,
         "ct": ct_path,
         "labels": labels_path,
         "label_table": stylet_sim::phantom::LABELS.iter().map(|(v, n)| json!({ "value": v, "name": n })).collect::<Vec<_>>(),
-        "extra_beads_in_ct_lps_mm": ph.extra_beads_in_ct.iter().map(|p| [p.x, p.y, p.z]).collect::<Vec<_>>(),
+        "extra_beads_in_ct_lps_mm": ph.extra_beads_in_ct,
         "marker_frame": frame_path,
-        "ct_from_robot": m(&ph.ct_from_robot),
-        "robot_from_ct": m(&ph.ct_from_robot.inverse()),
-        "markers_in_ct_lps_mm": ph.markers_in_ct.iter().map(|p| [p.x, p.y, p.z]).collect::<Vec<_>>(),
-        "tumour_in_ct_lps_mm": [ph.tumour_in_ct.x, ph.tumour_in_ct.y, ph.tumour_in_ct.z],
-        "tumours": ph.tumours_in_ct.iter().map(|(c, d)| json!({ "centre_in_ct_lps_mm": [c.x, c.y, c.z], "diameter_mm": d })).collect::<Vec<_>>(),
+        "ct_from_robot": ph.ct_from_robot.to_matrix_rows(),
+        "robot_from_ct": ph.ct_from_robot.inverse().to_matrix_rows(),
+        "markers_in_ct_lps_mm": ph.markers_in_ct,
+        "tumour_in_ct_lps_mm": ph.tumour_in_ct,
+        "tumours": ph.tumours_in_ct.iter().map(|(c, d)| json!({ "centre_in_ct_lps_mm": c, "diameter_mm": d })).collect::<Vec<_>>(),
     });
     std::fs::write(args.out.join("truth.json"), truth.to_string())?;
     if let Some(encoding) = args.dicom {

@@ -12,9 +12,9 @@
 
 use std::collections::VecDeque;
 
-use nalgebra::{Point3, Vector3};
+use nalgebra::Vector3;
 use serde_json::{json, Value};
-use stylet_core::frame::{Ct, Point, Vector};
+use stylet_core::frame::{Ct, Point, Robot, Transform, Vector};
 use stylet_procedure::ports::{Acquired, CtPurpose, Request};
 
 use crate::patient::{end_exhale_before, Patient};
@@ -167,10 +167,7 @@ impl<A: SimArm> SimWorld<A> {
     fn true_axis(&self, q: &[f64]) -> Vector3<f64> {
         let mut q2 = q.to_vec();
         q2[self.ins] += 1.0;
-        let p = |q: &[f64]| {
-            let t = self.patient.arm.tip_pose(q).translation.vector;
-            (self.patient.ct_from_robot * Point3::from(t)).coords
-        };
+        let p = |q: &[f64]| (self.patient.ct_from_robot * self.patient.arm.tip_in_robot(q)).to_nalgebra().coords;
         (p(&q2) - p(q)).try_normalize(1e-9).unwrap_or_else(Vector3::z)
     }
 
@@ -188,22 +185,27 @@ impl<A: SimArm> SimWorld<A> {
             .is_some_and(|(q0, _)| inserted > 0.0 && q0.iter().zip(&q).all(|(a, b)| (a - b).abs() < 1e-6));
         let tip = match &self.last_tip {
             Some((_, tip)) if still_there => *tip,
-            _ => self.patient.tip_in_tissue(&q, inserted, (cut, imaged), &axis),
+            _ => {
+                self.patient
+                    .tip_in_tissue(&q, inserted, (cut, imaged), Vector::from_nalgebra(axis))
+                    .to_nalgebra()
+                    .coords
+            }
         };
         self.last_tip = (inserted > 0.0).then(|| (q.clone(), tip));
         let nominal = self.setup_nominal_tip(&q);
         let budget = json!({
-            "liver_since_planning_ct_mm": self.patient.liver_offset(cut).norm(),
-            "hidden_calibration_at_tip_mm": (self.patient.arm.tip_pose(&q).translation.vector - nominal).norm(),
+            "liver_since_planning_ct_mm": self.patient.liver_offset(cut).norm_mm(),
+            "hidden_calibration_at_tip_mm": (self.patient.arm.tip_in_robot(&q).to_nalgebra().coords - nominal).norm(),
             "needle_deflection_mm": self.patient.deflection_per_mm * inserted * inserted / 100.0_f64.max(inserted),
             "tissue_push_mm": self.patient.push.push_mm(),
-            "patient_shift_mm": self.patient.shift.now().norm(),
+            "patient_shift_mm": self.patient.shift.now().norm_mm(),
         });
         Imaged { t_s, tip, budget }
     }
 
     fn setup_nominal_tip(&self, q: &[f64]) -> Vector3<f64> {
-        self.setup.nominal_arm.tip_pose(q).translation.vector
+        self.setup.nominal_arm.tip_in_robot(q).to_nalgebra().coords
     }
 
     /// After time passed: the scenario's events, the scanner, the needle's motion.
@@ -281,7 +283,7 @@ impl<A: SimArm> SimWorld<A> {
         let back = if purpose == CtPurpose::Confirmation { 40.0 } else { inserted + self.setup.standoff_mm + 20.0 };
         // The liver is where this breath-hold carries it, and a needle in it with it (the marker
         // frame on the skin, and so the CT's frame, stays put).
-        let liver = self.patient.liver_offset(Self::breathing_s(now));
+        let liver = self.patient.liver_offset(Self::breathing_s(now)).to_nalgebra();
         self.liver_at_cts.push(liver);
         let carried = if inserted > 0.0 { liver } else { Vector3::zeros() };
         let tip = imaged.tip + carried;
@@ -300,8 +302,8 @@ impl<A: SimArm> SimWorld<A> {
                     stylet_rt::background_current_thread();
                 }
                 let mut ct = (*base).clone();
-                crate::phantom::displace_liver(&mut ct, &base, &labels, liver);
-                crate::phantom::render_needle(&mut ct, from, tip, 1.5);
+                crate::phantom::displace_liver(&mut ct, &base, &labels, Vector::from_nalgebra(liver));
+                crate::phantom::render_needle(&mut ct, Point::from_coords(from), Point::from_coords(tip), 1.5);
                 crate::phantom::lower_dose(&mut ct, noise, dose, seed);
                 ct
             }));
@@ -321,8 +323,9 @@ impl<A: SimArm> SimWorld<A> {
     #[must_use]
     pub fn world_truth(&self, centre_from_tip_mm: f64) -> Value {
         let last = self.last_tip.as_ref().map(|(q, tip)| (*tip, self.true_axis(q)));
-        let nearest =
-            |p: Vector3<f64>| self.phantom.tumours_in_ct.iter().map(|(c, _)| (c - p).norm()).min_by(f64::total_cmp);
+        let nearest = |p: Vector3<f64>| {
+            self.phantom.tumours_in_ct.iter().map(|(c, _)| (c.to_nalgebra().coords - p).norm()).min_by(f64::total_cmp)
+        };
         let q = self.arm.true_joints();
         json!({
             "tip_at_last_ct_lps_mm": last.map(|(t, _)| [t.x, t.y, t.z]),
@@ -368,12 +371,15 @@ impl<A: SimArm> SimWorld<A> {
         let zone_error = worst("zone_centre_error_mm");
         // The true tumour (a sphere in the phantom) nearest the planner's target, and the true
         // zones: the margin the ablations really achieved.
-        let target = report.target.map(|t| t.to_nalgebra().coords);
-        let tumour = target.and_then(|t| {
-            self.phantom.tumours_in_ct.iter().copied().min_by(|a, b| (a.0 - t).norm().total_cmp(&(b.0 - t).norm()))
+        let tumour = report.target.and_then(|t| {
+            self.phantom
+                .tumours_in_ct
+                .iter()
+                .copied()
+                .min_by(|a, b| (a.0 - t).norm_mm().total_cmp(&(b.0 - t).norm_mm()))
         });
         let achieved_margin = tumour.filter(|_| !self.ablated.is_empty()).map(|(c, d)| {
-            let surface = sphere_points(c, d / 2.0, 400);
+            let surface = sphere_points(c.to_nalgebra().coords, d / 2.0, 400);
             let zones: Vec<(Point<Ct>, Vector<Ct>)> = self
                 .ablated
                 .iter()
@@ -401,7 +407,7 @@ impl<A: SimArm> SimWorld<A> {
             "achieved_margin_mm": achieved_margin.map(|m| m.0),
             "planned_zones_margin_on_true_tumour_mm": achieved_margin.map(|m| m.1),
             "planned_margin_mm": planned_margin,
-            "planner_target_to_true_centre_mm": target.zip(tumour).map(|(a, b)| (a - b.0).norm()),
+            "planner_target_to_true_centre_mm": report.target.zip(tumour).map(|(a, b)| (a - b.0).norm_mm()),
             "controller_drives_off": !self.arm.true_drives_on(),
             "inserted_mm": (q[self.ins] - self.setup.standoff_mm).max(0.0),
             "last_imaged_tip_to_planned_tip_mm": last.zip(report.positions.last()).map(|(t, p)| (t - p.planned_tip.to_nalgebra().coords).norm()),
@@ -420,7 +426,7 @@ pub fn draw_patient(
     scenario: &Scenario,
     seed: u64,
     nominal: &stylet_kinematics::Arm,
-    ct_from_robot: nalgebra::Isometry3<f64>,
+    ct_from_robot: Transform<Ct, Robot>,
 ) -> Patient {
     let errors = scenario.errors;
     let mut rng_state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -434,7 +440,7 @@ pub fn draw_patient(
     let z = 2.0 * uniform() - 1.0;
     let th = std::f64::consts::TAU * uniform();
     let r = (1.0 - z * z).max(0.0).sqrt();
-    let deflect_dir = Vector3::new(r * th.cos(), r * th.sin(), z);
+    let deflect_dir = Vector::new(r * th.cos(), r * th.sin(), z);
     let deflection_per_mm = errors.needle_deflection_mm_per_100mm / 100.0 * uniform();
     let push_mm = errors.tissue_push_mm[0] + (errors.tissue_push_mm[1] - errors.tissue_push_mm[0]) * uniform();
     let breathing =
@@ -451,14 +457,15 @@ pub fn draw_patient(
         deflect_dir,
         deflection_per_mm,
         breathing,
-        liver_at_planning_ct: Vector3::zeros(),
+        liver_at_planning_ct: Vector::zeros(),
         liver_motion: errors.liver_motion,
         push: crate::patient::TissuePush::new(push_mm, errors.tissue_relax_s),
         shift: crate::patient::PatientShift::new(errors.patient_shift_mm, seed),
     };
     // The planning CT was taken in the end-exhale breath-hold just before the procedure began.
     let t = end_exhale_before(&mut patient.breathing, BREATHING_BEFORE_S);
-    patient.liver_at_planning_ct = Vector3::from(patient.breathing.liver_offset_mm(t));
+    let [x, y, z] = patient.breathing.liver_offset_mm(t);
+    patient.liver_at_planning_ct = Vector::new(x, y, z);
     patient
 }
 

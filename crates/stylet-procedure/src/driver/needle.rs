@@ -218,7 +218,7 @@ impl<W: World> Driver<'_, W> {
                 (Ok(l), true) => l.shift.to_nalgebra(),
                 _ => Vector3::zeros(),
             };
-            let expected = ((entry + carried).into(), (tip + carried).into());
+            let expected = (Point::from_coords(entry + carried), Point::from_coords(tip + carried));
             let found = stylet_imaging::detect_needle(&ct.volume, Some(expected), &settings)
                 .map(|f| (f.tip.to_nalgebra().coords - carried, f));
             (liver, found)

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use nalgebra::Vector3;
 use stylet_core::frame::{Ct, Point, Robot, Transform};
 use stylet_protocol::Status;
 use stylet_safety::{Command, MotionState};
@@ -44,14 +43,12 @@ impl<W: World> Driver<'_, W> {
         let p = Arc::clone(planning);
         let settings = fiducial_settings(&cfg.registration.fiducials);
         let found = self.compute(move || stylet_imaging::detect(&p.ct.volume, &settings).0)?;
-        let detected: Vec<Vector3<f64>> = found.iter().map(|m| m.center.to_nalgebra().coords).collect();
-        let frame: Vec<Vector3<f64>> = cfg.marker_frame.iter().map(|p| p.to_nalgebra().coords).collect();
-        let points: Vec<Point<Ct>> = detected.iter().map(|d| Point::new(d.x, d.y, d.z)).collect();
+        let points: Vec<Point<Ct>> = found.iter().map(|m| m.center).collect();
         let now = self.world.now_s();
         self.sink.event(now, Event::Fiducials(&points));
         let reg = stylet_registration::match_markers(
-            &detected,
-            &frame,
+            &points,
+            &cfg.marker_frame,
             cfg.registration.matching_tolerance_mm,
             cfg.registration.gates.min_markers,
         )

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
-use stylet_core::frame::{Point, Robot};
+use stylet_core::frame::Robot;
 use stylet_procedure::{Driver, DriverConfig, Outcome as End, Report};
 use stylet_recorder::{FsyncPolicy, Recorder};
 use stylet_safety::SafetyConfig;
@@ -99,8 +99,7 @@ pub(crate) fn reads_the_sensor_of(dcfg: &mut DriverConfig, scenario: &stylet_sim
 pub(crate) fn driver_config(config: &Path) -> anyhow::Result<DriverConfig> {
     let rules = stylet_planning::Rules::load(&config.join("clinical-rules.toml"))?;
     let registration = stylet_registration::RegistrationConfig::load(&config.join("registration.toml"))?;
-    let frame = stylet_registration::read_points(&config.join("robot").join("marker_frame.txt"))?;
-    let marker_frame = frame.iter().map(|p| Point::<Robot>::new(p.x, p.y, p.z)).collect();
+    let marker_frame = stylet_registration::read_points::<Robot>(&config.join("robot").join("marker_frame.txt"))?;
     let zone = stylet_planning::load_zone(&config.join("devices.toml"), "mwa-generic", "100W-8min")?;
     let crate::kincmd::Chain { arm, ik, keepouts, home: ik_seed } =
         crate::kincmd::ChainArgs::reference(config).load()?;
@@ -199,7 +198,7 @@ pub(crate) fn world<A: SimArm>(
         seed,
         dims: ps.dims,
         spacing_mm: ps.spacing_mm,
-        markers_in_robot: dcfg.marker_frame.iter().map(|p| p.to_nalgebra().coords).collect(),
+        markers_in_robot: dcfg.marker_frame.clone(),
         marker_diameter_mm: dcfg.registration.fiducials.diameter_mm,
         noise_hu: ps.noise_hu,
         missing_beads: ps.missing_beads.clone(),

@@ -1,7 +1,8 @@
 //! The procedure's events fanned out: the procedure log, the rerun telemetry, OpenIGTLink, and
 //! the terminal (progress bar and log lines).
 
-use nalgebra::{Isometry3, Vector3};
+use nalgebra::Vector3;
+use stylet_core::frame::{Ct, Robot, Transform};
 use stylet_procedure::ports::{Event, EventSink};
 use stylet_recorder::{Event as LogEvent, Recorder};
 use stylet_safety::runner::RunnerEvent;
@@ -18,7 +19,7 @@ pub(crate) struct Fanout {
     pub(crate) quiet: bool,
     /// For the robot's pose: the model and the registration (once known).
     pub(crate) arm: stylet_kinematics::Arm,
-    pub(crate) ct_from_robot: Option<Isometry3<f64>>,
+    pub(crate) ct_from_robot: Option<Transform<Ct, Robot>>,
     pub(crate) needle_mm: f64,
     last_fk_s: f64,
     last_gate_s: f64,
@@ -106,11 +107,11 @@ impl Fanout {
             return;
         }
         self.last_fk_s = t;
-        view::robot(&self.tel, t, &self.arm, snap.measured.as_slice(), &ct_from_robot, self.needle_mm);
+        view::robot(&self.tel, t, &self.arm, snap.measured.as_slice(), ct_from_robot, self.needle_mm);
         if let Some(b) = &self.igtl {
-            let m = (ct_from_robot * self.arm.tip_pose(snap.measured.as_slice())).to_homogeneous();
-            let rows: [[f64; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|c| m[(r, c)]));
-            b.broadcast(stylet_igtl::bwh::Bwh::current_position(&rows));
+            b.broadcast(stylet_igtl::bwh::Bwh::current_position(
+                ct_from_robot * self.arm.tip_pose(snap.measured.as_slice()),
+            ));
         }
     }
 
@@ -207,7 +208,7 @@ impl EventSink for Fanout {
                 });
             }
             Event::Registered(robot_from_ct) => {
-                self.ct_from_robot = Some(robot_from_ct.inverse().to_nalgebra());
+                self.ct_from_robot = Some(robot_from_ct.inverse());
             }
             Event::Plan { entry, tip, zone_centre, zone_mm } => {
                 let v = |p: stylet_core::frame::Point<stylet_core::frame::Ct>| p.to_nalgebra().coords;

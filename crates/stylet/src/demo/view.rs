@@ -2,7 +2,8 @@
 //! millimetres; structures from the label map, the plan, the robot from FK, the needle, time
 //! series of respiration, gate, joints and states.
 
-use nalgebra::{Isometry3, UnitQuaternion, Vector3};
+use nalgebra::{UnitQuaternion, Vector3};
+use stylet_core::frame::{Ct, Robot, Transform};
 use stylet_imaging::Volume;
 use stylet_kinematics::Arm;
 use stylet_planning::{Class, LabelTable};
@@ -96,10 +97,11 @@ pub(crate) fn zone(log: &Logger, path: &str, centre: Vector3<f64>, axis: Vector3
 
 /// The robot's links (joint origins then the tip) and the needle, from FK of the measured
 /// joints, drawn in the CT frame through the registration.
-pub(crate) fn robot(log: &Logger, t_s: f64, arm: &Arm, q: &[f64], ct_from_robot: &Isometry3<f64>, needle_mm: f64) {
+pub(crate) fn robot(log: &Logger, t_s: f64, arm: &Arm, q: &[f64], ct_from_robot: Transform<Ct, Robot>, needle_mm: f64) {
+    let ct_from_robot = ct_from_robot.to_nalgebra();
     let mut points = Vec::new();
     let mut jac = nalgebra::Matrix6xX::zeros(arm.dof());
-    let tip = arm.tip_and_jacobian(q, &mut points, &mut jac);
+    let tip = arm.tip_and_jacobian(q, &mut points, &mut jac).to_nalgebra();
     let links: Vec<[f32; 3]> = points.iter().map(|p| f3((ct_from_robot * nalgebra::Point3::from(*p)).coords)).collect();
     log.log(Item::Lines {
         path: "world/robot/links".into(),

@@ -166,156 +166,10 @@ impl Scenario {
         c.range("phantom.noise_hu", p.noise_hu, 0.0, 500.0);
         c.require(p.extra_beads <= 20, "phantom.extra_beads", p.extra_beads, "must be at most 20");
         c.require(!p.tumours.is_empty(), "phantom.tumours", "[]", "at least one tumour");
-        let mut tumours = Vec::new();
-        for (i, t) in p.tumours.iter().enumerate() {
-            let d = c.range(format!("phantom.tumours[{i}].diameter_mm"), t.diameter_mm, 3.0, 100.0);
-            let spec = TumourSpec { offset_from_liver_centre_mm: t.offset_from_liver_centre_mm, diameter_mm: d };
-            c.require(
-                tumour_inside_liver(&spec, p.dims, p.spacing_mm),
-                format!("phantom.tumours[{i}].offset_from_liver_centre_mm"),
-                format!("{:?}", t.offset_from_liver_centre_mm),
-                format!("a {d} mm tumour there does not lie wholly inside the liver"),
-            );
-            tumours.push(spec);
-        }
-        let mut breathing = BreathingSpec::default();
-        if let Some(b) = &raw.breathing {
-            if let Some(p) = b.period_s {
-                c.range("breathing.period_s[0]", p[0], 1.0, 20.0);
-                c.range("breathing.period_s[1]", p[1], p[0], 20.0);
-                breathing.period_s = p;
-            }
-            if let Some(a) = b.amplitude_mm {
-                breathing.amplitude_mm = c.range("breathing.amplitude_mm", a, 0.0, 40.0);
-            }
-            if let Some(v) = b.amplitude_variation {
-                breathing.amplitude_variation = c.range("breathing.amplitude_variation", v, 0.0, 1.0);
-            }
-            if let Some(v) = b.irregular_probability {
-                breathing.irregular_probability = c.range("breathing.irregular_probability", v, 0.0, 1.0);
-            }
-            if let Some(v) = b.drift_mm_per_min {
-                breathing.drift_mm_per_min = c.range("breathing.drift_mm_per_min", v, -20.0, 20.0);
-            }
-            if let Some(u) = &b.sensor_unit {
-                c.require(!u.trim().is_empty(), "breathing.sensor_unit", format!("{u:?}"), "name a unit");
-                breathing.sensor.unit = u.clone();
-            }
-            if let Some(r) = b.sensor_rate_hz {
-                breathing.sensor.rate_hz = c.range("breathing.sensor_rate_hz", r, 1.0, 5000.0);
-            }
-            if let Some(k) = b.sensor_units_per_mm {
-                breathing.sensor.units_per_mm = c.range("breathing.sensor_units_per_mm", k, -1e6, 1e6);
-                c.require(k != 0.0, "breathing.sensor_units_per_mm", k, "a sensor that reads nothing");
-            }
-            if let Some(z) = b.sensor_zero {
-                breathing.sensor.zero = c.range("breathing.sensor_zero", z, -1e9, 1e9);
-            }
-            c.require(
-                breathing.sensor.unit != "mm" || (breathing.sensor.units_per_mm - 1.0).abs() < 1e-12,
-                "breathing.sensor_units_per_mm",
-                breathing.sensor.units_per_mm,
-                "a sensor in mm reads 1 per mm (name another unit)",
-            );
-            match (&b.trace, b.liver_amplitude_mm) {
-                (Some(t), Some(amp)) => {
-                    let amp = c.range("breathing.liver_amplitude_mm", amp, 1.0, 50.0);
-                    // Relative to the scenario file's folder.
-                    let file = path.parent().unwrap_or_else(|| Path::new(".")).join(t);
-                    match stylet_respiration::trace::read_trace_any(&file) {
-                        Ok(trace) => match RecordedBreathing::from_trace(&trace, amp, breathing.si_per_mm, t) {
-                            Some(r) => breathing.recorded = Some(r),
-                            None => c.problem("breathing.trace", format!("{t:?}"), "the recording does not move"),
-                        },
-                        Err(e) => c.problem("breathing.trace", format!("{t:?}"), e.to_string()),
-                    }
-                }
-                (Some(t), None) => {
-                    c.problem("breathing.trace", format!("{t:?}"), "give liver_amplitude_mm with it");
-                }
-                (None, Some(a)) => c.problem("breathing.liver_amplitude_mm", a, "goes with trace"),
-                (None, None) => {}
-            }
-        }
-        let mut errors = ErrorSources::default();
-        if let Some(e) = &raw.errors {
-            if let Some(v) = e.link_length_error_mm {
-                errors.link_length_error_mm = c.range("errors.link_length_error_mm", v, 0.0, 5.0);
-            }
-            if let Some(v) = e.joint_offset_error_deg {
-                errors.joint_offset_error_deg = c.range("errors.joint_offset_error_deg", v, 0.0, 2.0);
-            }
-            if let Some(v) = e.needle_deflection_mm_per_100mm {
-                errors.needle_deflection_mm_per_100mm = c.range("errors.needle_deflection_mm_per_100mm", v, 0.0, 10.0);
-            }
-            if let Some(v) = e.liver_motion {
-                errors.liver_motion = v;
-            }
-            if let Some([lo, hi]) = e.tissue_push_mm {
-                c.range("errors.tissue_push_mm[0]", lo, 0.0, 10.0);
-                c.range("errors.tissue_push_mm[1]", hi, lo.max(0.0), 10.0);
-                errors.tissue_push_mm = [lo, hi];
-            }
-            if let Some(v) = e.tissue_relax_s {
-                errors.tissue_relax_s = c.range("errors.tissue_relax_s", v, 0.1, 120.0);
-            }
-            if let Some(v) = e.patient_shift_mm {
-                errors.patient_shift_mm = c.range("errors.patient_shift_mm", v, 0.0, 10.0);
-            }
-            if let Some(v) = e.checkpoint_dose_fraction {
-                errors.checkpoint_dose_fraction = c.range("errors.checkpoint_dose_fraction", v, 0.05, 1.0);
-            }
-        }
-        let mut events = Vec::new();
-        for (i, e) in raw.events.iter().enumerate() {
-            let key = format!("events[{i}]");
-            let at = c.range(format!("{key}.at_inserted_mm"), e.at_inserted_mm, 0.0, 300.0);
-            let after = c.range(format!("{key}.after_s"), e.after_s, 0.0, 600.0);
-            let what = match (&e.fault, e.belt_silent_s, &e.operator) {
-                (None, None, Some(o)) => match o.as_str() {
-                    "pause" => Some(EventKind::Operator(stylet_procedure::ports::Request::Pause)),
-                    "resume" => Some(EventKind::Operator(stylet_procedure::ports::Request::Resume)),
-                    "abort" => Some(EventKind::Operator(stylet_procedure::ports::Request::Abort)),
-                    "retract" => Some(EventKind::Operator(stylet_procedure::ports::Request::Retract)),
-                    "leave" => Some(EventKind::Operator(stylet_procedure::ports::Request::Leave)),
-                    other => {
-                        c.require(
-                            false,
-                            format!("{key}.operator"),
-                            other,
-                            "must be pause, resume, abort, retract or leave",
-                        );
-                        None
-                    }
-                },
-                (Some(f), None, None) => match FaultSpec::parse(f) {
-                    Ok(spec) if spec.at_s == 0.0 => Some(EventKind::Controller(spec.kind)),
-                    Ok(_) => {
-                        c.require(
-                            false,
-                            format!("{key}.fault"),
-                            f,
-                            "give the time with at_inserted_mm and after_s, not @",
-                        );
-                        None
-                    }
-                    Err(err) => {
-                        c.require(false, format!("{key}.fault"), f, err.to_string());
-                        None
-                    }
-                },
-                (None, Some(s), None) => {
-                    Some(EventKind::BeltSilent(c.range(format!("{key}.belt_silent_s"), s, 0.1, 600.0)))
-                }
-                _ => {
-                    c.require(false, key.clone(), "", "give exactly one of fault, belt_silent_s and operator");
-                    None
-                }
-            };
-            if let Some(what) = what {
-                events.push(ProcedureEvent { at_inserted_mm: at, after_s: after, what });
-            }
-        }
+        let tumours = tumours(&mut c, p);
+        let breathing = raw.breathing.as_ref().map_or_else(BreathingSpec::default, |b| breathing(&mut c, path, b));
+        let errors = raw.errors.as_ref().map_or_else(ErrorSources::default, |e| errors(&mut c, e));
+        let events = raw.events.iter().enumerate().filter_map(|(i, e)| event(&mut c, i, e)).collect();
         let expect = match raw.expect.as_deref().unwrap_or("done") {
             "done" => Outcome::Done,
             "safe-stop" => Outcome::SafeStop,
@@ -351,6 +205,156 @@ impl Scenario {
             },
         )
     }
+}
+
+/// The phantom's tumours, each checked to lie wholly inside the liver.
+fn tumours(c: &mut Checker, p: &RawPhantom) -> Vec<TumourSpec> {
+    let mut tumours = Vec::new();
+    for (i, t) in p.tumours.iter().enumerate() {
+        let d = c.range(format!("phantom.tumours[{i}].diameter_mm"), t.diameter_mm, 3.0, 100.0);
+        let spec = TumourSpec { offset_from_liver_centre_mm: t.offset_from_liver_centre_mm, diameter_mm: d };
+        c.require(
+            tumour_inside_liver(&spec, p.dims, p.spacing_mm),
+            format!("phantom.tumours[{i}].offset_from_liver_centre_mm"),
+            format!("{:?}", t.offset_from_liver_centre_mm),
+            format!("a {d} mm tumour there does not lie wholly inside the liver"),
+        );
+        tumours.push(spec);
+    }
+    tumours
+}
+
+/// `[breathing]`: the parametric model's settings, the sensor's, or a recorded trace (relative to
+/// the scenario file's folder).
+fn breathing(c: &mut Checker, path: &Path, b: &RawBreathing) -> BreathingSpec {
+    let mut breathing = BreathingSpec::default();
+    if let Some(p) = b.period_s {
+        c.range("breathing.period_s[0]", p[0], 1.0, 20.0);
+        c.range("breathing.period_s[1]", p[1], p[0], 20.0);
+        breathing.period_s = p;
+    }
+    if let Some(a) = b.amplitude_mm {
+        breathing.amplitude_mm = c.range("breathing.amplitude_mm", a, 0.0, 40.0);
+    }
+    if let Some(v) = b.amplitude_variation {
+        breathing.amplitude_variation = c.range("breathing.amplitude_variation", v, 0.0, 1.0);
+    }
+    if let Some(v) = b.irregular_probability {
+        breathing.irregular_probability = c.range("breathing.irregular_probability", v, 0.0, 1.0);
+    }
+    if let Some(v) = b.drift_mm_per_min {
+        breathing.drift_mm_per_min = c.range("breathing.drift_mm_per_min", v, -20.0, 20.0);
+    }
+    if let Some(u) = &b.sensor_unit {
+        c.require(!u.trim().is_empty(), "breathing.sensor_unit", format!("{u:?}"), "name a unit");
+        breathing.sensor.unit = u.clone();
+    }
+    if let Some(r) = b.sensor_rate_hz {
+        breathing.sensor.rate_hz = c.range("breathing.sensor_rate_hz", r, 1.0, 5000.0);
+    }
+    if let Some(k) = b.sensor_units_per_mm {
+        breathing.sensor.units_per_mm = c.range("breathing.sensor_units_per_mm", k, -1e6, 1e6);
+        c.require(k != 0.0, "breathing.sensor_units_per_mm", k, "a sensor that reads nothing");
+    }
+    if let Some(z) = b.sensor_zero {
+        breathing.sensor.zero = c.range("breathing.sensor_zero", z, -1e9, 1e9);
+    }
+    c.require(
+        breathing.sensor.unit != "mm" || (breathing.sensor.units_per_mm - 1.0).abs() < 1e-12,
+        "breathing.sensor_units_per_mm",
+        breathing.sensor.units_per_mm,
+        "a sensor in mm reads 1 per mm (name another unit)",
+    );
+    match (&b.trace, b.liver_amplitude_mm) {
+        (Some(t), Some(amp)) => {
+            let amp = c.range("breathing.liver_amplitude_mm", amp, 1.0, 50.0);
+            // Relative to the scenario file's folder.
+            let file = path.parent().unwrap_or_else(|| Path::new(".")).join(t);
+            match stylet_respiration::trace::read_trace_any(&file) {
+                Ok(trace) => match RecordedBreathing::from_trace(&trace, amp, breathing.si_per_mm, t) {
+                    Some(r) => breathing.recorded = Some(r),
+                    None => c.problem("breathing.trace", format!("{t:?}"), "the recording does not move"),
+                },
+                Err(e) => c.problem("breathing.trace", format!("{t:?}"), e.to_string()),
+            }
+        }
+        (Some(t), None) => {
+            c.problem("breathing.trace", format!("{t:?}"), "give liver_amplitude_mm with it");
+        }
+        (None, Some(a)) => c.problem("breathing.liver_amplitude_mm", a, "goes with trace"),
+        (None, None) => {}
+    }
+    breathing
+}
+
+/// `[errors]`: the error sources of the world, each within its bounds.
+fn errors(c: &mut Checker, e: &RawErrors) -> ErrorSources {
+    let mut errors = ErrorSources::default();
+    if let Some(v) = e.link_length_error_mm {
+        errors.link_length_error_mm = c.range("errors.link_length_error_mm", v, 0.0, 5.0);
+    }
+    if let Some(v) = e.joint_offset_error_deg {
+        errors.joint_offset_error_deg = c.range("errors.joint_offset_error_deg", v, 0.0, 2.0);
+    }
+    if let Some(v) = e.needle_deflection_mm_per_100mm {
+        errors.needle_deflection_mm_per_100mm = c.range("errors.needle_deflection_mm_per_100mm", v, 0.0, 10.0);
+    }
+    if let Some(v) = e.liver_motion {
+        errors.liver_motion = v;
+    }
+    if let Some([lo, hi]) = e.tissue_push_mm {
+        c.range("errors.tissue_push_mm[0]", lo, 0.0, 10.0);
+        c.range("errors.tissue_push_mm[1]", hi, lo.max(0.0), 10.0);
+        errors.tissue_push_mm = [lo, hi];
+    }
+    if let Some(v) = e.tissue_relax_s {
+        errors.tissue_relax_s = c.range("errors.tissue_relax_s", v, 0.1, 120.0);
+    }
+    if let Some(v) = e.patient_shift_mm {
+        errors.patient_shift_mm = c.range("errors.patient_shift_mm", v, 0.0, 10.0);
+    }
+    if let Some(v) = e.checkpoint_dose_fraction {
+        errors.checkpoint_dose_fraction = c.range("errors.checkpoint_dose_fraction", v, 0.05, 1.0);
+    }
+    errors
+}
+
+/// `[[events]]` entry `i`: exactly one of a controller fault, a silent belt or an operator's
+/// request, with when it happens.
+fn event(c: &mut Checker, i: usize, e: &RawEvent) -> Option<ProcedureEvent> {
+    let key = format!("events[{i}]");
+    let at = c.range(format!("{key}.at_inserted_mm"), e.at_inserted_mm, 0.0, 300.0);
+    let after = c.range(format!("{key}.after_s"), e.after_s, 0.0, 600.0);
+    let what = match (&e.fault, e.belt_silent_s, &e.operator) {
+        (None, None, Some(o)) => match o.as_str() {
+            "pause" => Some(EventKind::Operator(stylet_procedure::ports::Request::Pause)),
+            "resume" => Some(EventKind::Operator(stylet_procedure::ports::Request::Resume)),
+            "abort" => Some(EventKind::Operator(stylet_procedure::ports::Request::Abort)),
+            "retract" => Some(EventKind::Operator(stylet_procedure::ports::Request::Retract)),
+            "leave" => Some(EventKind::Operator(stylet_procedure::ports::Request::Leave)),
+            other => {
+                c.require(false, format!("{key}.operator"), other, "must be pause, resume, abort, retract or leave");
+                None
+            }
+        },
+        (Some(f), None, None) => match FaultSpec::parse(f) {
+            Ok(spec) if spec.at_s == 0.0 => Some(EventKind::Controller(spec.kind)),
+            Ok(_) => {
+                c.require(false, format!("{key}.fault"), f, "give the time with at_inserted_mm and after_s, not @");
+                None
+            }
+            Err(err) => {
+                c.require(false, format!("{key}.fault"), f, err.to_string());
+                None
+            }
+        },
+        (None, Some(s), None) => Some(EventKind::BeltSilent(c.range(format!("{key}.belt_silent_s"), s, 0.1, 600.0))),
+        _ => {
+            c.require(false, key.clone(), "", "give exactly one of fault, belt_silent_s and operator");
+            None
+        }
+    };
+    what.map(|what| ProcedureEvent { at_inserted_mm: at, after_s: after, what })
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
-use stylet_core::config::{JointKind, JointRole};
+use stylet_core::config::{JointKind, JointRole, JointSpec};
 use stylet_core::units::rad_from_deg;
 use stylet_link::{Link, MuteSwitch};
-use stylet_protocol::Status;
+use stylet_protocol::{ControllerInfo, Status};
 use stylet_safety::runner::{self, Operator, RunnerEvent, RunnerHandle};
 use stylet_safety::trajectory::Trajectory;
 use stylet_safety::{Command, Fault, MotionState, SafetyConfig, Snapshot};
@@ -318,141 +318,14 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut steps = Steps { list: Vec::new(), ok: true };
     let n = cfg.robot.joints.len();
 
-    steps.run(&mut s, "handshake", |s| {
-        s.wait("connected", Duration::from_secs(1), |x| x.state == MotionState::Connected)?;
-        if usize::from(info.joint_count) != n {
-            return Err(StepError::Check(format!("controller drives {} joints, config has {n}", info.joint_count)));
-        }
-        Ok(format!(
-            "controller {} firmware {}.{}.{}, protocol {}, {} joints",
-            info.controller_id,
-            info.firmware[0],
-            info.firmware[1],
-            info.firmware[2],
-            info.protocol_version,
-            info.joint_count
-        ))
-    });
-    steps.run(&mut s, "enable", |s| {
-        s.command(Command::StartHoming)?;
-        let x = s.wait("drives enabled", Duration::from_secs(1), |x| x.status.has(Status::DRIVES_ENABLED))?;
-        if x.status.has(Status::BRAKE_ENGAGED) {
-            return Err(StepError::Check("brake still engaged with drives enabled".into()));
-        }
-        Ok("drives enabled, brakes released".into())
-    });
-    steps.run(&mut s, "home", |s| {
-        let home = s.cfg.robot.home();
-        let mut goal = s.snapshot()?.commanded.as_slice().to_vec();
-        if let Some(i) = s.cfg.robot.insertion_joint() {
-            goal[i] = home[i];
-            s.move_to(&goal)?; // needle first, on its own (INS-1)
-        }
-        s.move_to(&home)?;
-        s.command(Command::Complete)?;
-        let e = s.settle_error()?;
-        Ok(format!("at home, largest settle error {e:.2e}"))
-    });
+    steps.run(&mut s, "handshake", |s| handshake(s, &info, n));
+    steps.run(&mut s, "enable", enable);
+    steps.run(&mut s, "home", home);
     for (i, j) in cfg.robot.joints.iter().enumerate() {
-        let name = format!("joint {i} ({})", j.name);
-        steps.run(&mut s, &name, |s| {
-            let start = s.snapshot()?.commanded.as_slice().to_vec();
-            let (range, unit) = match j.kind {
-                JointKind::Revolute => (rad_from_deg(args.range_deg), "rad"),
-                JointKind::Prismatic => (args.range_mm, "mm"),
-            };
-            let up = s.cfg.soft_ranges().get(i).is_some_and(|r| r.contains(start[i] + range));
-            let mut out = start.clone();
-            out[i] += if up { range } else { -range };
-            let measured_start = s.snapshot()?.measured.as_slice()[i];
-            // The joint must really have moved there and back (a stuck joint whose error stays
-            // under the following-error limit is caught here).
-            let followed = |s: &Session, wanted: f64| -> Result<(), StepError> {
-                let moved = s.snapshot()?.measured.as_slice()[i] - measured_start;
-                let range = out[i] - start[i];
-                if (moved - wanted).abs() > 0.1 * range.abs() {
-                    return Err(StepError::Check(format!(
-                        "joint did not follow: commanded {wanted:+.5} {unit}, measured {moved:+.5} {unit}"
-                    )));
-                }
-                Ok(())
-            };
-            // Orientation joints move in Aligning; the needle in Inserting (pedal, INS-2; gate,
-            // RESP-2) and back in Retracting, which starts from Aligned.
-            let (go_out, go_back) = match j.role {
-                JointRole::Orientation => (Command::BeginAlign, Command::BeginAlign),
-                JointRole::Insertion => {
-                    if s.snapshot()?.state == MotionState::Idle {
-                        s.command(Command::BeginAlign)?;
-                        s.command(Command::Complete)?;
-                    }
-                    (Command::BeginInsert, Command::BeginRetract)
-                }
-            };
-            s.command(go_out)?;
-            s.move_to(&out)?;
-            s.command(Command::Complete)?;
-            let e_out = s.settle_error()?;
-            followed(s, out[i] - start[i])?;
-            s.command(go_back)?;
-            s.move_to(&start)?;
-            s.command(Command::Complete)?;
-            let e_back = s.settle_error()?;
-            followed(s, 0.0)?;
-            Ok(format!("{:+.4} {unit} and back, settle error {e_out:.2e} / {e_back:.2e}", out[i] - start[i]))
-        });
+        steps.run(&mut s, &format!("joint {i} ({})", j.name), |s| exercise_joint(s, i, j, args));
     }
-    steps.run(&mut s, "watchdog", |s| {
-        let window = s.cfg.controller_watchdog_ms;
-        let t0 = Instant::now();
-        s.mute.set(true);
-        let mut tripped_at = None;
-        let result = loop {
-            s.pump();
-            let x = s.snapshot()?;
-            if tripped_at.is_none() && x.status.has(Status::WATCHDOG_TRIPPED) {
-                tripped_at = Some(t0.elapsed());
-            }
-            match x.fault {
-                Some(Fault::ControllerWatchdog | Fault::DrivesDropped) if tripped_at.is_some() => break Ok(x),
-                Some(f @ (Fault::ControllerWatchdog | Fault::DrivesDropped)) if t0.elapsed() > Duration::from_secs(1) => {
-                    break Err(StepError::Check(format!("{f} but the controller never reported its watchdog")));
-                }
-                Some(Fault::ControllerWatchdog | Fault::DrivesDropped) => {}
-                Some(f) => break Err(StepError::Fault(f)),
-                None => {}
-            }
-            if t0.elapsed() > Duration::from_secs(2) {
-                break Err(StepError::Timeout("controller watchdog did not trip".into()));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        s.mute.set(false);
-        let x = result?;
-        if x.status.has(Status::DRIVES_ENABLED) || !x.status.has(Status::BRAKE_ENGAGED) {
-            return Err(StepError::Check("after the watchdog trip the drives are not off with brakes on".into()));
-        }
-        let trip_ms = tripped_at.map_or(0.0, |d| d.as_secs_f64() * 1e3);
-        // Operator reset: the controller clears its latch on ResetFaults, the supervisor returns to Connected.
-        s.command(Command::Reset)?;
-        s.wait_for("reset", Duration::from_secs(2), false, |x| x.state == MotionState::Connected && x.fault.is_none())
-            .map_err(|e| StepError::Check(format!("reset after the watchdog trip: {e}")))?;
-        Ok(format!(
-            "host silent: controller tripped after {trip_ms:.1} ms (window {window} ms), drives off, brakes on; reset ok"
-        ))
-    });
-    steps.run(&mut s, "disable", |s| {
-        let x = s.snapshot()?;
-        if matches!(x.state, MotionState::Idle | MotionState::Aligned) {
-            s.command(Command::DisableDrives)?;
-        }
-        let x = s.wait("drives off", Duration::from_secs(1), |x| {
-            x.state == MotionState::Connected
-                && !x.status.has(Status::DRIVES_ENABLED)
-                && x.status.has(Status::BRAKE_ENGAGED)
-        })?;
-        Ok(format!("drives off, brakes on ({})", x.state.name()))
-    });
+    steps.run(&mut s, "watchdog", watchdog);
+    steps.run(&mut s, "disable", disable);
 
     // Leave the arm safe whatever happened: drives off if they are still on (waited for even
     // after an ending signal).
@@ -520,6 +393,152 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         print_human(&human);
     }
     Ok(if steps.ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The controller answers, and drives as many joints as the config has.
+fn handshake(s: &mut Session, info: &ControllerInfo, n: usize) -> Result<String, StepError> {
+    s.wait("connected", Duration::from_secs(1), |x| x.state == MotionState::Connected)?;
+    if usize::from(info.joint_count) != n {
+        return Err(StepError::Check(format!("controller drives {} joints, config has {n}", info.joint_count)));
+    }
+    Ok(format!(
+        "controller {} firmware {}.{}.{}, protocol {}, {} joints",
+        info.controller_id,
+        info.firmware[0],
+        info.firmware[1],
+        info.firmware[2],
+        info.protocol_version,
+        info.joint_count
+    ))
+}
+
+/// Drives on, brakes off.
+fn enable(s: &mut Session) -> Result<String, StepError> {
+    s.command(Command::StartHoming)?;
+    let x = s.wait("drives enabled", Duration::from_secs(1), |x| x.status.has(Status::DRIVES_ENABLED))?;
+    if x.status.has(Status::BRAKE_ENGAGED) {
+        return Err(StepError::Check("brake still engaged with drives enabled".into()));
+    }
+    Ok("drives enabled, brakes released".into())
+}
+
+/// To home, the needle first on its own (INS-1).
+fn home(s: &mut Session) -> Result<String, StepError> {
+    let home = s.cfg.robot.home();
+    let mut goal = s.snapshot()?.commanded.as_slice().to_vec();
+    if let Some(i) = s.cfg.robot.insertion_joint() {
+        goal[i] = home[i];
+        s.move_to(&goal)?; // needle first, on its own (INS-1)
+    }
+    s.move_to(&home)?;
+    s.command(Command::Complete)?;
+    let e = s.settle_error()?;
+    Ok(format!("at home, largest settle error {e:.2e}"))
+}
+
+/// Joint `i` out by the range the arguments give and back, in the state its role needs; it must
+/// really have followed both ways.
+fn exercise_joint(s: &mut Session, i: usize, j: &JointSpec, args: &Args) -> Result<String, StepError> {
+    let start = s.snapshot()?.commanded.as_slice().to_vec();
+    let (range, unit) = match j.kind {
+        JointKind::Revolute => (rad_from_deg(args.range_deg), "rad"),
+        JointKind::Prismatic => (args.range_mm, "mm"),
+    };
+    let up = s.cfg.soft_ranges().get(i).is_some_and(|r| r.contains(start[i] + range));
+    let mut out = start.clone();
+    out[i] += if up { range } else { -range };
+    let measured_start = s.snapshot()?.measured.as_slice()[i];
+    // The joint must really have moved there and back (a stuck joint whose error stays
+    // under the following-error limit is caught here).
+    let followed = |s: &Session, wanted: f64| -> Result<(), StepError> {
+        let moved = s.snapshot()?.measured.as_slice()[i] - measured_start;
+        let range = out[i] - start[i];
+        if (moved - wanted).abs() > 0.1 * range.abs() {
+            return Err(StepError::Check(format!(
+                "joint did not follow: commanded {wanted:+.5} {unit}, measured {moved:+.5} {unit}"
+            )));
+        }
+        Ok(())
+    };
+    // Orientation joints move in Aligning; the needle in Inserting (pedal, INS-2; gate,
+    // RESP-2) and back in Retracting, which starts from Aligned.
+    let (go_out, go_back) = match j.role {
+        JointRole::Orientation => (Command::BeginAlign, Command::BeginAlign),
+        JointRole::Insertion => {
+            if s.snapshot()?.state == MotionState::Idle {
+                s.command(Command::BeginAlign)?;
+                s.command(Command::Complete)?;
+            }
+            (Command::BeginInsert, Command::BeginRetract)
+        }
+    };
+    s.command(go_out)?;
+    s.move_to(&out)?;
+    s.command(Command::Complete)?;
+    let e_out = s.settle_error()?;
+    followed(s, out[i] - start[i])?;
+    s.command(go_back)?;
+    s.move_to(&start)?;
+    s.command(Command::Complete)?;
+    let e_back = s.settle_error()?;
+    followed(s, 0.0)?;
+    Ok(format!("{:+.4} {unit} and back, settle error {e_out:.2e} / {e_back:.2e}", out[i] - start[i]))
+}
+
+/// The host goes silent: the controller's watchdog must trip (drives off, brakes on), then the
+/// operator's reset brings the supervisor back to Connected.
+fn watchdog(s: &mut Session) -> Result<String, StepError> {
+    let window = s.cfg.controller_watchdog_ms;
+    let t0 = Instant::now();
+    s.mute.set(true);
+    let mut tripped_at = None;
+    let result = loop {
+        s.pump();
+        let x = s.snapshot()?;
+        if tripped_at.is_none() && x.status.has(Status::WATCHDOG_TRIPPED) {
+            tripped_at = Some(t0.elapsed());
+        }
+        match x.fault {
+            Some(Fault::ControllerWatchdog | Fault::DrivesDropped) if tripped_at.is_some() => break Ok(x),
+            Some(f @ (Fault::ControllerWatchdog | Fault::DrivesDropped)) if t0.elapsed() > Duration::from_secs(1) => {
+                break Err(StepError::Check(format!("{f} but the controller never reported its watchdog")));
+            }
+            Some(Fault::ControllerWatchdog | Fault::DrivesDropped) => {}
+            Some(f) => break Err(StepError::Fault(f)),
+            None => {}
+        }
+        if t0.elapsed() > Duration::from_secs(2) {
+            break Err(StepError::Timeout("controller watchdog did not trip".into()));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    s.mute.set(false);
+    let x = result?;
+    if x.status.has(Status::DRIVES_ENABLED) || !x.status.has(Status::BRAKE_ENGAGED) {
+        return Err(StepError::Check("after the watchdog trip the drives are not off with brakes on".into()));
+    }
+    let trip_ms = tripped_at.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    // Operator reset: the controller clears its latch on ResetFaults, the supervisor returns to Connected.
+    s.command(Command::Reset)?;
+    s.wait_for("reset", Duration::from_secs(2), false, |x| x.state == MotionState::Connected && x.fault.is_none())
+        .map_err(|e| StepError::Check(format!("reset after the watchdog trip: {e}")))?;
+    Ok(format!(
+        "host silent: controller tripped after {trip_ms:.1} ms (window {window} ms), drives off, brakes on; reset ok"
+    ))
+}
+
+/// Drives off, brakes on.
+fn disable(s: &mut Session) -> Result<String, StepError> {
+    let x = s.snapshot()?;
+    if matches!(x.state, MotionState::Idle | MotionState::Aligned) {
+        s.command(Command::DisableDrives)?;
+    }
+    let x = s.wait("drives off", Duration::from_secs(1), |x| {
+        x.state == MotionState::Connected
+            && !x.status.has(Status::DRIVES_ENABLED)
+            && x.status.has(Status::BRAKE_ENGAGED)
+    })?;
+    Ok(format!("drives off, brakes on ({})", x.state.name()))
 }
 
 fn print_human(r: &Value) {

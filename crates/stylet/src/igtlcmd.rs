@@ -60,7 +60,6 @@ fn out(json: bool, event: &str, detail: serde_json::Value) {
     }
 }
 
-#[allow(clippy::too_many_lines)]
 pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Before any thread starts: the real-time core, heavy work off it, memory locked.
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
@@ -90,162 +89,30 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         crate::kincmd::ChainArgs::reference(&args.config).load()?;
     let ins = cfg.robot.insertion_joint().context("the robot has no insertion joint")?;
     let home = cfg.robot.home();
-    let mut session: Option<(Session, crate::simcmd::InProcessSim)> = None;
-    let mut image_from_robot: Option<Transform<Ct, Robot>> = None;
-    let mut line: Option<(Vector3<f64>, Vector3<f64>)> = None; // entry, target in the robot frame
-    let mut aligned_on: Option<Vec<f64>> = None;
-    let mut moving: Option<Moving> = None;
-    let mut last_stream = Instant::now();
-
+    let rig = Rig { args, rt: &rt, cfg, arm, ik_opts, keepouts, ins, home };
+    let mut st = Served {
+        session: None,
+        image_from_robot: None,
+        line: None,
+        aligned_on: None,
+        moving: None,
+        last_stream: Instant::now(),
+    };
     while !stop.load(Ordering::SeqCst) {
-        if let Some((s, _)) = session.as_mut() {
+        if let Some((s, _)) = st.session.as_mut() {
             s.pump();
         }
         // Requests from the peers.
         while let Ok(req) = srv.requests.try_recv() {
-            match req.action {
-                Action::Enter(Phase::StartUp) => {
-                    if session.is_none() {
-                        match start_robot(&rt, &args.config, &cfg, args.json) {
-                            Ok(x) => {
-                                session = Some(x);
-                                srv.completed(Phase::StartUp, true, "robot connected, drives enabled, at home");
-                            }
-                            Err(e) => srv.completed(Phase::StartUp, false, &format!("{e:#}")),
-                        }
-                    } else {
-                        srv.completed(Phase::StartUp, true, "already started");
-                    }
-                }
-                Action::Enter(p @ (Phase::Planning | Phase::Manual)) => srv.completed(p, true, "ok"),
-                Action::Enter(Phase::Calibration) => {
-                    if image_from_robot.is_some() {
-                        srv.completed(Phase::Calibration, true, "registration set");
-                    }
-                }
-                Action::Enter(Phase::Targeting) => {
-                    if aligned_on.is_some() {
-                        srv.completed(Phase::Targeting, true, "aligned on the target line");
-                    }
-                }
-                Action::Enter(Phase::MoveToTarget) => {
-                    let Some((s, _)) = session.as_mut() else {
-                        srv.completed(Phase::MoveToTarget, false, "not started (START_UP first)");
-                        continue;
-                    };
-                    let (Some(q), Some((entry, target))) = (aligned_on.clone(), line) else {
-                        srv.completed(Phase::MoveToTarget, false, "not aligned on a target yet");
-                        continue;
-                    };
-                    let mut goal = q;
-                    goal[ins] = ik_opts.standoff_mm + (target - entry).norm();
-                    s.fraction = 0.9;
-                    match s.command(Command::BeginInsert).and_then(|()| s.start_move(&goal)) {
-                        Ok(secs) => {
-                            moving = Some(Moving {
-                                goal,
-                                phase: Phase::MoveToTarget,
-                                deadline: Instant::now() + Duration::from_secs_f64(3.0 * secs + 5.0),
-                            });
-                            out(args.json, "inserting", json!({ "depth_mm": (target - entry).norm() }));
-                        }
-                        Err(e) => srv.completed(Phase::MoveToTarget, false, &e.to_string()),
-                    }
-                }
-                Action::Enter(Phase::Stop) => {
-                    if let Some((s, _)) = session.as_mut() {
-                        let _ = s.h.send(stylet_safety::runner::Operator::Abort);
-                        let _ = s.command(Command::Hold);
-                    }
-                    moving = None;
-                    srv.completed(Phase::Stop, true, "controlled stop");
-                }
-                Action::Enter(Phase::Emergency) => {
-                    if let Some((s, _)) = session.as_mut() {
-                        let _ = s.h.send(stylet_safety::runner::Operator::EStop);
-                        s.pump();
-                    }
-                    moving = None;
-                    srv.completed(
-                        Phase::Emergency,
-                        true,
-                        "e-stop latched: drives off, brakes on; reset at the console",
-                    );
-                    out(args.json, "emergency", json!(null));
-                }
-                Action::Registration(t) => {
-                    // Checked rigid by the convention (a non-rigid CLB_ never gets here).
-                    image_from_robot = Some(t);
-                    srv.completed(Phase::Calibration, true, "registration set");
-                    out(args.json, "registration", json!(t.to_nalgebra().to_homogeneous().as_slice()));
-                }
-                Action::Target { entry, target } => {
-                    let (Some(ifr), Some((s, _))) = (image_from_robot, session.as_mut()) else {
-                        srv.completed(Phase::Targeting, false, "START_UP and CALIBRATION first");
-                        continue;
-                    };
-                    let robot_from_image = ifr.inverse();
-                    let to_robot = |p: Point<Ct>| (robot_from_image * p).to_nalgebra().coords;
-                    // Without an entry (a TGT_ transform): straight in from 60 mm anterior (LPS -y).
-                    let e = to_robot(entry.unwrap_or_else(|| target + Vector::new(0.0, -60.0, 0.0)));
-                    let t = to_robot(target);
-                    match align(s, &arm, &keepouts, &ik_opts, (e, t), ins, home[ins]) {
-                        Ok((q, secs)) => {
-                            line = Some((e, t));
-                            aligned_on = None;
-                            moving = Some(Moving {
-                                goal: q,
-                                phase: Phase::Targeting,
-                                deadline: Instant::now() + Duration::from_secs_f64(3.0 * secs + 5.0),
-                            });
-                            out(
-                                args.json,
-                                "aligning",
-                                json!({ "entry_robot_mm": e.as_slice(), "target_robot_mm": t.as_slice() }),
-                            );
-                        }
-                        Err(e) => srv.completed(Phase::Targeting, false, &format!("{e:#}")),
-                    }
-                }
-                Action::Received(_) => {}
-            }
+            request(&rig, &mut st, &srv, req.action);
         }
-        // A move in progress: stream the tip; complete when there and still.
-        if let (Some(m), Some((s, _))) = (moving.as_ref(), session.as_mut()) {
-            let snap = s.snapshot().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let there =
-                snap.commanded.as_slice() == m.goal.as_slice() && snap.velocity.as_slice().iter().all(|v| *v == 0.0);
-            // The tip streams at 10 Hz during the move, and once more where it stopped.
-            if there || last_stream.elapsed() >= Duration::from_millis(100) {
-                last_stream = Instant::now();
-                let tip = arm.tip_pose(snap.measured.as_slice());
-                srv.broadcast(Bwh::current_position(image_from_robot.unwrap_or_else(Transform::identity) * tip));
-            }
-            if snap.fault.is_some() || snap.state == MotionState::EStop {
-                srv.completed(m.phase, false, &format!("stopped: {:?}", snap.fault));
-                moving = None;
-            } else if there {
-                let _ = s.command(Command::Complete);
-                if m.phase == Phase::Targeting {
-                    aligned_on = Some(m.goal.clone());
-                    srv.completed(Phase::Targeting, true, "aligned on the target line, needle outside");
-                    out(args.json, "aligned", json!(snap.measured.as_slice()));
-                } else {
-                    srv.completed(m.phase, true, "at the target");
-                    out(args.json, "at_target", json!(snap.measured.as_slice()));
-                }
-                moving = None;
-            } else if Instant::now() > m.deadline {
-                srv.completed(m.phase, false, &format!("did not finish ({})", snap.state.name()));
-                moving = None;
-            }
-        }
+        follow(&rig, &mut st, &srv)?;
         std::thread::sleep(Duration::from_millis(10));
     }
     let received = srv.stats.received.load(Ordering::Relaxed);
     let rejected = srv.stats.rejected.load(Ordering::Relaxed);
     srv.stop();
-    let violations = match session {
+    let violations = match st.session {
         Some((s, sim)) => {
             let _ = s.h.shutdown();
             sim.stop()?.monitor.violations
@@ -258,6 +125,169 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         json!({ "received": received, "rejected": rejected, "wire_monitor_violations": violations }),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `igtl serve` drives with, fixed for the run.
+struct Rig<'a> {
+    args: &'a ServeArgs,
+    rt: &'a stylet_rt::Prepared,
+    cfg: SafetyConfig,
+    arm: stylet_kinematics::Arm,
+    ik_opts: stylet_kinematics::ik::IkOptions,
+    keepouts: stylet_kinematics::KeepOuts,
+    ins: usize,
+    home: Vec<f64>,
+}
+
+/// What the peers' requests have set up so far.
+struct Served {
+    session: Option<(Session, crate::simcmd::InProcessSim)>,
+    image_from_robot: Option<Transform<Ct, Robot>>,
+    /// Entry and target in the robot frame.
+    line: Option<(Vector3<f64>, Vector3<f64>)>,
+    aligned_on: Option<Vec<f64>>,
+    moving: Option<Moving>,
+    last_stream: Instant,
+}
+
+/// One request of the BWH convention: a phase entered, a registration, a target.
+fn request(rig: &Rig<'_>, st: &mut Served, srv: &server::ServerHandle, action: Action) {
+    match action {
+        Action::Enter(Phase::StartUp) => {
+            if st.session.is_none() {
+                match start_robot(rig.rt, &rig.args.config, &rig.cfg, rig.args.json) {
+                    Ok(x) => {
+                        st.session = Some(x);
+                        srv.completed(Phase::StartUp, true, "robot connected, drives enabled, at home");
+                    }
+                    Err(e) => srv.completed(Phase::StartUp, false, &format!("{e:#}")),
+                }
+            } else {
+                srv.completed(Phase::StartUp, true, "already started");
+            }
+        }
+        Action::Enter(p @ (Phase::Planning | Phase::Manual)) => srv.completed(p, true, "ok"),
+        Action::Enter(Phase::Calibration) => {
+            if st.image_from_robot.is_some() {
+                srv.completed(Phase::Calibration, true, "registration set");
+            }
+        }
+        Action::Enter(Phase::Targeting) => {
+            if st.aligned_on.is_some() {
+                srv.completed(Phase::Targeting, true, "aligned on the target line");
+            }
+        }
+        Action::Enter(Phase::MoveToTarget) => {
+            let Some((s, _)) = st.session.as_mut() else {
+                srv.completed(Phase::MoveToTarget, false, "not started (START_UP first)");
+                return;
+            };
+            let (Some(q), Some((entry, target))) = (st.aligned_on.clone(), st.line) else {
+                srv.completed(Phase::MoveToTarget, false, "not aligned on a target yet");
+                return;
+            };
+            let mut goal = q;
+            goal[rig.ins] = rig.ik_opts.standoff_mm + (target - entry).norm();
+            s.fraction = 0.9;
+            match s.command(Command::BeginInsert).and_then(|()| s.start_move(&goal)) {
+                Ok(secs) => {
+                    st.moving = Some(Moving {
+                        goal,
+                        phase: Phase::MoveToTarget,
+                        deadline: Instant::now() + Duration::from_secs_f64(3.0 * secs + 5.0),
+                    });
+                    out(rig.args.json, "inserting", json!({ "depth_mm": (target - entry).norm() }));
+                }
+                Err(e) => srv.completed(Phase::MoveToTarget, false, &e.to_string()),
+            }
+        }
+        Action::Enter(Phase::Stop) => {
+            if let Some((s, _)) = st.session.as_mut() {
+                let _ = s.h.send(stylet_safety::runner::Operator::Abort);
+                let _ = s.command(Command::Hold);
+            }
+            st.moving = None;
+            srv.completed(Phase::Stop, true, "controlled stop");
+        }
+        Action::Enter(Phase::Emergency) => {
+            if let Some((s, _)) = st.session.as_mut() {
+                let _ = s.h.send(stylet_safety::runner::Operator::EStop);
+                s.pump();
+            }
+            st.moving = None;
+            srv.completed(Phase::Emergency, true, "e-stop latched: drives off, brakes on; reset at the console");
+            out(rig.args.json, "emergency", json!(null));
+        }
+        Action::Registration(t) => {
+            // Checked rigid by the convention (a non-rigid CLB_ never gets here).
+            st.image_from_robot = Some(t);
+            srv.completed(Phase::Calibration, true, "registration set");
+            out(rig.args.json, "registration", json!(t.to_nalgebra().to_homogeneous().as_slice()));
+        }
+        Action::Target { entry, target } => {
+            let (Some(ifr), Some((s, _))) = (st.image_from_robot, st.session.as_mut()) else {
+                srv.completed(Phase::Targeting, false, "START_UP and CALIBRATION first");
+                return;
+            };
+            let robot_from_image = ifr.inverse();
+            let to_robot = |p: Point<Ct>| (robot_from_image * p).to_nalgebra().coords;
+            // Without an entry (a TGT_ transform): straight in from 60 mm anterior (LPS -y).
+            let e = to_robot(entry.unwrap_or_else(|| target + Vector::new(0.0, -60.0, 0.0)));
+            let t = to_robot(target);
+            match align(s, &rig.arm, &rig.keepouts, &rig.ik_opts, (e, t), rig.ins, rig.home[rig.ins]) {
+                Ok((q, secs)) => {
+                    st.line = Some((e, t));
+                    st.aligned_on = None;
+                    st.moving = Some(Moving {
+                        goal: q,
+                        phase: Phase::Targeting,
+                        deadline: Instant::now() + Duration::from_secs_f64(3.0 * secs + 5.0),
+                    });
+                    out(
+                        rig.args.json,
+                        "aligning",
+                        json!({ "entry_robot_mm": e.as_slice(), "target_robot_mm": t.as_slice() }),
+                    );
+                }
+                Err(e) => srv.completed(Phase::Targeting, false, &format!("{e:#}")),
+            }
+        }
+        Action::Received(_) => {}
+    }
+}
+
+/// A move in progress: stream the tip; complete when there and still.
+fn follow(rig: &Rig<'_>, st: &mut Served, srv: &server::ServerHandle) -> anyhow::Result<()> {
+    if let (Some(m), Some((s, _))) = (st.moving.as_ref(), st.session.as_mut()) {
+        let snap = s.snapshot().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let there =
+            snap.commanded.as_slice() == m.goal.as_slice() && snap.velocity.as_slice().iter().all(|v| *v == 0.0);
+        // The tip streams at 10 Hz during the move, and once more where it stopped.
+        if there || st.last_stream.elapsed() >= Duration::from_millis(100) {
+            st.last_stream = Instant::now();
+            let tip = rig.arm.tip_pose(snap.measured.as_slice());
+            srv.broadcast(Bwh::current_position(st.image_from_robot.unwrap_or_else(Transform::identity) * tip));
+        }
+        if snap.fault.is_some() || snap.state == MotionState::EStop {
+            srv.completed(m.phase, false, &format!("stopped: {:?}", snap.fault));
+            st.moving = None;
+        } else if there {
+            let _ = s.command(Command::Complete);
+            if m.phase == Phase::Targeting {
+                st.aligned_on = Some(m.goal.clone());
+                srv.completed(Phase::Targeting, true, "aligned on the target line, needle outside");
+                out(rig.args.json, "aligned", json!(snap.measured.as_slice()));
+            } else {
+                srv.completed(m.phase, true, "at the target");
+                out(rig.args.json, "at_target", json!(snap.measured.as_slice()));
+            }
+            st.moving = None;
+        } else if Instant::now() > m.deadline {
+            srv.completed(m.phase, false, &format!("did not finish ({})", snap.state.name()));
+            st.moving = None;
+        }
+    }
+    Ok(())
 }
 
 /// Starts the simulated controller and the supervisor, enables and homes (needle first).

@@ -371,7 +371,14 @@ fn cross_validated(
         say!("{}", json!({ "cross_validation": "leave one recording out", "horizons": out }));
         return Ok(ExitCode::SUCCESS);
     }
-    for h in &out {
+    print_cross_validation(&out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table of `--cv` for a person: per held-out recording, the setting chosen on the others
+/// and its figures, then the held-out means.
+fn print_cross_validation(out: &[serde_json::Value]) {
+    for h in out {
         say!(
             "horizon {} ms, leave one recording out: {} recordings, {} traces, {} candidate settings",
             h["horizon_ms"],
@@ -420,7 +427,6 @@ fn cross_validated(
             h["window_half_width_mm"]
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Window half-widths and confidence factors of `--tradeoff`.

@@ -114,18 +114,7 @@ pub(crate) fn run(args: &WorldArgs) -> anyhow::Result<ExitCode> {
     // The planning CT, as the scanner stored it before the procedure, and its segmentation.
     let planning = world.planning()?.context("the world has no planning CT")?;
     let study = format!("1.2.826.0.1.3680043.10.543.{seed}");
-    let mut meta = SeriesMeta::phantom(&study, &format!("{study}.1"), "Stylet phantom: planning CT");
-    meta.acquisition_datetime = Some(dicom_datetime(unix_now() + planning.ct.acquired_s));
-    let planning_dir = args.out.join("planning");
-    let ct_dir = planning_dir.join("ct");
-    let _ = std::fs::remove_dir_all(&ct_dir);
-    stylet_imaging::write_series_with(&planning.ct.volume, &ct_dir, &meta, PixelEncoding::Uncompressed)?;
-    let labels = planning_dir.join("labels.nii.gz");
-    stylet_imaging::write_nifti(&planning.labels, &labels)?;
-    let tumour_label = match planning.tumour {
-        stylet_planning::TumourSpec::Label { value, .. } => Some(value),
-        stylet_planning::TumourSpec::Sphere { .. } => None,
-    };
+    let (ct_dir, labels, tumour_label) = write_planning(&planning, &study, &args.out.join("planning"))?;
 
     let sensor = stylet_sim::pty::Pty::open().context("the respiratory sensor's pty")?;
     let sensor_path = sensor.path.clone();
@@ -146,22 +135,7 @@ pub(crate) fn run(args: &WorldArgs) -> anyhow::Result<ExitCode> {
     }
     std::io::stdout().flush().ok();
 
-    let (asks, asked) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            match parse_ask(&line) {
-                Some(a) => {
-                    if asks.send(a).is_err() {
-                        return;
-                    }
-                }
-                None if line.trim().is_empty() => {}
-                None => eprintln!("unknown: {line:?} (scan, scan other-patient, scan cut, unplug sensor, end)"),
-            }
-        }
-        let _ = asks.send(Ask::End);
-    });
+    let asked = read_asks();
 
     let epoch_unix = unix_now() - world.now_s();
     let (mut pending, mut scans, mut sends) = (None::<Ask>, 0usize, Vec::new());
@@ -250,6 +224,49 @@ pub(crate) fn run(args: &WorldArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The operator's requests, read from standard input on a thread of their own; `End` when it
+/// closes.
+fn read_asks() -> mpsc::Receiver<Ask> {
+    let (asks, asked) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            match parse_ask(&line) {
+                Some(a) => {
+                    if asks.send(a).is_err() {
+                        return;
+                    }
+                }
+                None if line.trim().is_empty() => {}
+                None => eprintln!("unknown: {line:?} (scan, scan other-patient, scan cut, unplug sensor, end)"),
+            }
+        }
+        let _ = asks.send(Ask::End);
+    });
+    asked
+}
+
+/// The planning CT as the scanner stored it before the procedure (a DICOM series in `dir/ct`)
+/// and its segmentation (`dir/labels.nii.gz`): both paths and the tumour's label.
+fn write_planning(
+    planning: &stylet_procedure::ports::PlanningCt,
+    study: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<(PathBuf, PathBuf, Option<u32>)> {
+    let mut meta = SeriesMeta::phantom(study, &format!("{study}.1"), "Stylet phantom: planning CT");
+    meta.acquisition_datetime = Some(dicom_datetime(unix_now() + planning.ct.acquired_s));
+    let ct_dir = dir.join("ct");
+    let _ = std::fs::remove_dir_all(&ct_dir);
+    stylet_imaging::write_series_with(&planning.ct.volume, &ct_dir, &meta, PixelEncoding::Uncompressed)?;
+    let labels = dir.join("labels.nii.gz");
+    stylet_imaging::write_nifti(&planning.labels, &labels)?;
+    let tumour_label = match planning.tumour {
+        stylet_planning::TumourSpec::Label { value, .. } => Some(value),
+        stylet_planning::TumourSpec::Sphere { .. } => None,
+    };
+    Ok((ct_dir, labels, tumour_label))
 }
 
 /// One event of the world, as a JSON line (with or without --json: a test or a person reads it).

@@ -70,23 +70,7 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let clock = WallClock::start();
     let mut planning = stylet_suite::planning::load(&site, &args.config, 0.0)?;
     planning.inputs.ct.acquired_s = planning_acquired_s(&planning.report.identity, site.ct.scanner_utc_offset_min);
-    let arrivals = match site.ct.source {
-        stylet_suite::site::CtSourceKind::Dicom => {
-            let node = site.ct.dicom.clone().context("the site has no [ct.dicom]")?;
-            Arrivals::Node(stylet_dicom_node::DicomNode::start(node)?)
-        }
-        stylet_suite::site::CtSourceKind::Folder => {
-            let folder = site.ct.folder.as_ref().context("the site has no [ct.folder]")?;
-            Arrivals::Folder(FolderWatch::start(folder).map_err(anyhow::Error::msg)?)
-        }
-    };
-    let ct = ScannerCt::new(
-        planning.inputs.clone(),
-        &planning.report,
-        arrivals,
-        clock.epoch(),
-        site.ct.scanner_utc_offset_min,
-    );
+    let ct = scanner_ct(&site, &planning, clock)?;
     let respiration = SensorRespiration::open(&site.respiration, clock)?;
     // The console before the arm: without a terminal nothing starts.
     let terminal = console::Console::open().context("the operator console needs a terminal")?;
@@ -148,19 +132,7 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
             fan.event_note(&scheduling.line());
             let mut sink = ViewSink { inner: &mut fan, view: Arc::clone(&view) };
             let report = Driver::new(&mut world, &mut sink, dcfg.clone()).run();
-            // Whatever the end, the drives go off under the supervisor before it stops: disabled
-            // where the supervisor allows it (the needle out), else by the software e-stop (drives
-            // off, brakes on, latched), never left to the controller's watchdog.
-            use stylet_procedure::ports::Motion as _;
-            if world.motion.command(Command::DisableDrives).is_err()
-                && world.motion.snapshot().is_ok_and(|s| s.drives_on)
-            {
-                world.motion.estop();
-                let until = Instant::now() + std::time::Duration::from_secs(2);
-                while Instant::now() < until && world.motion.snapshot().is_ok_and(|s| s.drives_on) {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-            }
+            drives_off(&mut world.motion);
             report
         });
         let report = driver.map(|d| d.join());
@@ -177,16 +149,7 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let report =
         report.context("starting the driver's thread")?.map_err(|_| anyhow::anyhow!("the driver's thread panicked"))?;
     let run = world.motion.handle.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let t = stylet_safety::runner::Timing {
-        cycles: run.lateness.cycles(),
-        stalls: run.stalls,
-        late_cycles: run.late_cycles,
-        worst_lateness: run.lateness.max(),
-    };
-    fan.rec.record(clock.now_s(), crate::realtime::timing_sample("cycle_timing", &t, Some(&run.lateness)));
-    let mut timing = crate::realtime::timing_json(&t, &run.lateness);
-    timing["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
-    timing["link_errors"] = json!(run.snapshot.link_errors_total);
+    let timing = record_timing(&run, &mut fan, clock.now_s());
     let stats = fan.rec.close()?;
     drop(fan.tel);
     let tstats = telemetry.finish()?;
@@ -223,6 +186,61 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
         Outcome::Done => ExitCode::SUCCESS,
         _ => ExitCode::from(2),
     })
+}
+
+/// Where the checkpoint CTs come from: the site's DICOM node or its watched folder.
+fn scanner_ct(site: &Site, planning: &stylet_suite::planning::Planning, clock: WallClock) -> anyhow::Result<ScannerCt> {
+    let arrivals = match site.ct.source {
+        stylet_suite::site::CtSourceKind::Dicom => {
+            let node = site.ct.dicom.clone().context("the site has no [ct.dicom]")?;
+            Arrivals::Node(stylet_dicom_node::DicomNode::start(node)?)
+        }
+        stylet_suite::site::CtSourceKind::Folder => {
+            let folder = site.ct.folder.as_ref().context("the site has no [ct.folder]")?;
+            Arrivals::Folder(FolderWatch::start(folder).map_err(anyhow::Error::msg)?)
+        }
+    };
+    Ok(ScannerCt::new(
+        planning.inputs.clone(),
+        &planning.report,
+        arrivals,
+        clock.epoch(),
+        site.ct.scanner_utc_offset_min,
+    ))
+}
+
+/// Whatever the end, the drives go off under the supervisor before it stops: disabled where the
+/// supervisor allows it (the needle out), else by the software e-stop (drives off, brakes on,
+/// latched), never left to the controller's watchdog.
+fn drives_off<A>(motion: &mut RunnerMotion<A>) {
+    use stylet_procedure::ports::Motion as _;
+    if motion.command(Command::DisableDrives).is_err() && motion.snapshot().is_ok_and(|s| s.drives_on) {
+        motion.estop();
+        let until = Instant::now() + std::time::Duration::from_secs(2);
+        while Instant::now() < until && motion.snapshot().is_ok_and(|s| s.drives_on) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// The control loop's timing over the run, recorded in the procedure log and returned for the
+/// summary.
+fn record_timing(
+    run: &stylet_safety::runner::RunReport<impl Sized>,
+    fan: &mut crate::demo::sink::Fanout,
+    now_s: f64,
+) -> serde_json::Value {
+    let t = stylet_safety::runner::Timing {
+        cycles: run.lateness.cycles(),
+        stalls: run.stalls,
+        late_cycles: run.late_cycles,
+        worst_lateness: run.lateness.max(),
+    };
+    fan.rec.record(now_s, crate::realtime::timing_sample("cycle_timing", &t, Some(&run.lateness)));
+    let mut timing = crate::realtime::timing_json(&t, &run.lateness);
+    timing["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
+    timing["link_errors"] = json!(run.snapshot.link_errors_total);
+    timing
 }
 
 /// When the planning CT was taken, on the procedure clock (negative: before it started), from

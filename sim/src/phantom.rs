@@ -264,78 +264,56 @@ impl Anatomy {
 
     /// HU and label at `p`, before the markers and the noise.
     fn voxel(&self, p: &Vector3<f64>) -> (f64, u8) {
-        let Anatomy {
-            ra,
-            rb,
-            liver_c,
-            liver_r,
-            tumours,
-            ivc,
-            hepatic_veins,
-            vessel,
-            ribs,
-            wire,
-            lungs,
-            lung_r,
-            gall_c,
-            gall_r,
-            duct,
-            portal,
-            spine_c,
-            heart_c,
-            heart_r,
-            bowel,
-        } = self;
         let p = *p;
         let mut hu = -1000.0;
         let mut label = 0u8;
-        let radial = (p.x / ra).powi(2) + (p.y / rb).powi(2);
+        let radial = (p.x / self.ra).powi(2) + (p.y / self.rb).powi(2);
         if radial <= 1.0 {
             (hu, label) = (40.0, 1);
-            if lungs.iter().any(|c| (p - c).component_div(lung_r).norm_squared() <= 1.0) {
+            if self.lungs.iter().any(|c| (p - c).component_div(&self.lung_r).norm_squared() <= 1.0) {
                 (hu, label) = (-800.0, 6);
             }
-            if bowel.iter().any(|c| (p - c).norm() <= 15.0) {
+            if self.bowel.iter().any(|c| (p - c).norm() <= 15.0) {
                 (hu, label) = (-600.0, 9);
             }
-            if (p - heart_c).component_div(heart_r).norm_squared() <= 1.0 {
+            if (p - self.heart_c).component_div(&self.heart_r).norm_squared() <= 1.0 {
                 (hu, label) = (150.0, 12);
             }
-            let (sx, sy) = (p.x - spine_c.x, p.y - spine_c.y);
+            let (sx, sy) = (p.x - self.spine_c.x, p.y - self.spine_c.y);
             if sx * sx + sy * sy <= 15.0 * 15.0 || (sx.abs() <= 3.0 && sy > 0.0 && sy <= 32.0) {
                 (hu, label) = (700.0, 11);
             }
-            let d = (p - liver_c).component_div(liver_r);
+            let d = (p - self.liver_c).component_div(&self.liver_r);
             if d.norm_squared() <= 1.0 {
                 (hu, label) = (60.0, 2);
             }
-            if (p - gall_c).component_div(gall_r).norm_squared() <= 1.0 {
+            if (p - self.gall_c).component_div(&self.gall_r).norm_squared() <= 1.0 {
                 (hu, label) = (10.0, 7);
             }
-            if seg_dist(&p, &duct.0, &duct.1) <= 2.5 {
+            if seg_dist(&p, &self.duct.0, &self.duct.1) <= 2.5 {
                 (hu, label) = (20.0, 8);
             }
-            if seg_dist(&p, &portal.0, &portal.1) <= 6.0
-                || seg_dist(&p, &ivc.0, &ivc.1) <= 9.0
-                || hepatic_veins.iter().any(|(a, b)| seg_dist(&p, a, b) <= 3.5)
+            if seg_dist(&p, &self.portal.0, &self.portal.1) <= 6.0
+                || seg_dist(&p, &self.ivc.0, &self.ivc.1) <= 9.0
+                || self.hepatic_veins.iter().any(|(a, b)| seg_dist(&p, a, b) <= 3.5)
             {
                 (hu, label) = (180.0, 4);
             }
-            if tumours.iter().any(|(c, r)| (p - c).norm() <= *r) {
+            if self.tumours.iter().any(|(c, r)| (p - c).norm() <= *r) {
                 (hu, label) = (30.0, 3);
             }
-            if seg_dist(&p, &vessel.0, &vessel.1) <= 4.0 {
+            if seg_dist(&p, &self.vessel.0, &self.vessel.1) <= 4.0 {
                 (hu, label) = (300.0, 4);
             }
             // Ribs run near the body wall only.
-            if radial > 0.3 && ribs.iter().any(|(a, b)| seg_dist(&p, a, b) <= 4.0) {
+            if radial > 0.3 && self.ribs.iter().any(|(a, b)| seg_dist(&p, a, b) <= 4.0) {
                 (hu, label) = (2000.0, 5);
             }
-            // Streaks: bright and dark bands along x at the wire's height.
-            if let Some((wire_a, _)) = wire.filter(|(a, _)| (p.z - a.z).abs() < 10.0 && (p.y - a.y).abs() < 1.5) {
+            // Streaks: bright and dark bands along x at the self.wire's height.
+            if let Some((wire_a, _)) = self.wire.filter(|(a, _)| (p.z - a.z).abs() < 10.0 && (p.y - a.y).abs() < 1.5) {
                 hu += 600.0 * ((p.x - wire_a.x) * 0.2).cos() * (-(p.x - wire_a.x).abs() / 80.0).exp();
             }
-            if wire.is_some_and(|(a, b)| seg_dist(&p, &a, &b) <= 1.0) {
+            if self.wire.is_some_and(|(a, b)| seg_dist(&p, &a, &b) <= 1.0) {
                 (hu, label) = (3000.0, 10);
             }
         }

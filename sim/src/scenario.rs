@@ -233,32 +233,26 @@ fn breathing(c: &mut Checker, path: &Path, b: &RawBreathing) -> BreathingSpec {
         c.range("breathing.period_s[1]", p[1], p[0], 20.0);
         breathing.period_s = p;
     }
-    if let Some(a) = b.amplitude_mm {
-        breathing.amplitude_mm = c.range("breathing.amplitude_mm", a, 0.0, 40.0);
-    }
-    if let Some(v) = b.amplitude_variation {
-        breathing.amplitude_variation = c.range("breathing.amplitude_variation", v, 0.0, 1.0);
-    }
-    if let Some(v) = b.irregular_probability {
-        breathing.irregular_probability = c.range("breathing.irregular_probability", v, 0.0, 1.0);
-    }
-    if let Some(v) = b.drift_mm_per_min {
-        breathing.drift_mm_per_min = c.range("breathing.drift_mm_per_min", v, -20.0, 20.0);
-    }
+    c.optional("breathing.amplitude_mm", b.amplitude_mm, 0.0, 40.0, &mut breathing.amplitude_mm);
+    c.optional("breathing.amplitude_variation", b.amplitude_variation, 0.0, 1.0, &mut breathing.amplitude_variation);
+    c.optional(
+        "breathing.irregular_probability",
+        b.irregular_probability,
+        0.0,
+        1.0,
+        &mut breathing.irregular_probability,
+    );
+    c.optional("breathing.drift_mm_per_min", b.drift_mm_per_min, -20.0, 20.0, &mut breathing.drift_mm_per_min);
     if let Some(u) = &b.sensor_unit {
         c.require(!u.trim().is_empty(), "breathing.sensor_unit", format!("{u:?}"), "name a unit");
         breathing.sensor.unit = u.clone();
     }
-    if let Some(r) = b.sensor_rate_hz {
-        breathing.sensor.rate_hz = c.range("breathing.sensor_rate_hz", r, 1.0, 5000.0);
-    }
+    c.optional("breathing.sensor_rate_hz", b.sensor_rate_hz, 1.0, 5000.0, &mut breathing.sensor.rate_hz);
     if let Some(k) = b.sensor_units_per_mm {
         breathing.sensor.units_per_mm = c.range("breathing.sensor_units_per_mm", k, -1e6, 1e6);
         c.require(k != 0.0, "breathing.sensor_units_per_mm", k, "a sensor that reads nothing");
     }
-    if let Some(z) = b.sensor_zero {
-        breathing.sensor.zero = c.range("breathing.sensor_zero", z, -1e9, 1e9);
-    }
+    c.optional("breathing.sensor_zero", b.sensor_zero, -1e9, 1e9, &mut breathing.sensor.zero);
     c.require(
         breathing.sensor.unit != "mm" || (breathing.sensor.units_per_mm - 1.0).abs() < 1e-12,
         "breathing.sensor_units_per_mm",
@@ -290,15 +284,15 @@ fn breathing(c: &mut Checker, path: &Path, b: &RawBreathing) -> BreathingSpec {
 /// `[errors]`: the error sources of the world, each within its bounds.
 fn errors(c: &mut Checker, e: &RawErrors) -> ErrorSources {
     let mut errors = ErrorSources::default();
-    if let Some(v) = e.link_length_error_mm {
-        errors.link_length_error_mm = c.range("errors.link_length_error_mm", v, 0.0, 5.0);
-    }
-    if let Some(v) = e.joint_offset_error_deg {
-        errors.joint_offset_error_deg = c.range("errors.joint_offset_error_deg", v, 0.0, 2.0);
-    }
-    if let Some(v) = e.needle_deflection_mm_per_100mm {
-        errors.needle_deflection_mm_per_100mm = c.range("errors.needle_deflection_mm_per_100mm", v, 0.0, 10.0);
-    }
+    c.optional("errors.link_length_error_mm", e.link_length_error_mm, 0.0, 5.0, &mut errors.link_length_error_mm);
+    c.optional("errors.joint_offset_error_deg", e.joint_offset_error_deg, 0.0, 2.0, &mut errors.joint_offset_error_deg);
+    c.optional(
+        "errors.needle_deflection_mm_per_100mm",
+        e.needle_deflection_mm_per_100mm,
+        0.0,
+        10.0,
+        &mut errors.needle_deflection_mm_per_100mm,
+    );
     if let Some(v) = e.liver_motion {
         errors.liver_motion = v;
     }
@@ -307,15 +301,15 @@ fn errors(c: &mut Checker, e: &RawErrors) -> ErrorSources {
         c.range("errors.tissue_push_mm[1]", hi, lo.max(0.0), 10.0);
         errors.tissue_push_mm = [lo, hi];
     }
-    if let Some(v) = e.tissue_relax_s {
-        errors.tissue_relax_s = c.range("errors.tissue_relax_s", v, 0.1, 120.0);
-    }
-    if let Some(v) = e.patient_shift_mm {
-        errors.patient_shift_mm = c.range("errors.patient_shift_mm", v, 0.0, 10.0);
-    }
-    if let Some(v) = e.checkpoint_dose_fraction {
-        errors.checkpoint_dose_fraction = c.range("errors.checkpoint_dose_fraction", v, 0.05, 1.0);
-    }
+    c.optional("errors.tissue_relax_s", e.tissue_relax_s, 0.1, 120.0, &mut errors.tissue_relax_s);
+    c.optional("errors.patient_shift_mm", e.patient_shift_mm, 0.0, 10.0, &mut errors.patient_shift_mm);
+    c.optional(
+        "errors.checkpoint_dose_fraction",
+        e.checkpoint_dose_fraction,
+        0.05,
+        1.0,
+        &mut errors.checkpoint_dose_fraction,
+    );
     errors
 }
 

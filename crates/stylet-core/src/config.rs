@@ -117,6 +117,14 @@ impl Checker {
         value
     }
 
+    /// An optional setting: when given, checked within `[lo, hi]` and written to `into` (which
+    /// keeps its default otherwise).
+    pub fn optional(&mut self, key: impl Into<String>, value: Option<f64>, lo: f64, hi: f64, into: &mut f64) {
+        if let Some(v) = value {
+            *into = self.range(key, v, lo, hi);
+        }
+    }
+
     /// Checks `lo <= value <= hi` for a count, returning the value either way.
     pub fn count(&mut self, key: impl Into<String>, value: usize, lo: usize, hi: usize) -> usize {
         if !(lo..=hi).contains(&value) {

@@ -105,8 +105,15 @@ impl Default for Bwh {
     }
 }
 
-fn point([x, y, z]: [f64; 3]) -> Point<Ct> {
+/// A point Slicer sent (RAS, single precision) in the CT's LPS.
+fn ras_point(a: [f32; 3]) -> Point<Ct> {
+    let [x, y, z] = lps_from_ras(a.map(f64::from));
     Point::new(x, y, z)
+}
+
+/// The STATUS refusing a target sent before a calibration.
+fn not_calibrated() -> Message {
+    status("TARGETING", status::NOT_READY, "NOT_CALIBRATED", "target before calibration".into())
 }
 
 fn reply(device: String, body: Body) -> Message {
@@ -187,52 +194,29 @@ impl Bwh {
             }
             (Body::Transform(t), d) if d.starts_with("TGT_") => {
                 out.push(reply(format!("ACK_{}", &d[4..]), Body::Transform(*t)));
-                if self.calibrated {
-                    let target = point(lps_from_ras([f64::from(t[9]), f64::from(t[10]), f64::from(t[11])]));
-                    self.target = Some(target);
-                    actions.push(Action::Target { entry: None, target });
-                } else {
-                    out.push(status(
-                        "TARGETING",
-                        status::NOT_READY,
-                        "NOT_CALIBRATED",
-                        "target before calibration".into(),
-                    ));
-                }
+                self.aim(None, ras_point([t[9], t[10], t[11]]), &mut out, &mut actions);
             }
             (Body::Traj(v), _) => {
                 if let Some(t) = v.iter().find(|t| t.kind == 3) {
-                    let p = |a: [f32; 3]| point(lps_from_ras([f64::from(a[0]), f64::from(a[1]), f64::from(a[2])]));
-                    if self.calibrated {
-                        self.target = Some(p(t.target));
-                        actions.push(Action::Target { entry: Some(p(t.entry)), target: p(t.target) });
-                    } else {
-                        out.push(status(
-                            "TARGETING",
-                            status::NOT_READY,
-                            "NOT_CALIBRATED",
-                            "target before calibration".into(),
-                        ));
-                    }
+                    self.aim(Some(ras_point(t.entry)), ras_point(t.target), &mut out, &mut actions);
                 }
             }
             (Body::Point(v), _) if v.len() >= 2 => {
-                let p = |a: [f32; 3]| point(lps_from_ras([f64::from(a[0]), f64::from(a[1]), f64::from(a[2])]));
-                if self.calibrated {
-                    self.target = Some(p(v[1].position));
-                    actions.push(Action::Target { entry: Some(p(v[0].position)), target: p(v[1].position) });
-                } else {
-                    out.push(status(
-                        "TARGETING",
-                        status::NOT_READY,
-                        "NOT_CALIBRATED",
-                        "target before calibration".into(),
-                    ));
-                }
+                self.aim(Some(ras_point(v[0].position)), ras_point(v[1].position), &mut out, &mut actions);
             }
             _ => actions.push(Action::Received(Box::new(m.clone()))),
         }
         (out, actions)
+    }
+
+    /// A target (and entry) from the peer: taken once calibrated, else refused.
+    fn aim(&mut self, entry: Option<Point<Ct>>, target: Point<Ct>, out: &mut Vec<Message>, actions: &mut Vec<Action>) {
+        if self.calibrated {
+            self.target = Some(target);
+            actions.push(Action::Target { entry, target });
+        } else {
+            out.push(not_calibrated());
+        }
     }
 
     fn refusal(&self, p: Phase) -> Option<(u16, &'static str, String)> {

@@ -220,6 +220,27 @@ pub(crate) fn timing_from_sample(values: &[f64]) -> Value {
     Value::Object(TIMING_VALUES.iter().zip(values).map(|(k, v)| ((*k).to_string(), json!(v))).collect())
 }
 
+/// The runner's timing at the end of a run: recorded in the procedure log (`cycle_timing`) at
+/// `t_s`, and returned for the JSON summary with the largest gap between controller states.
+/// `kept` is the runner's own count where the caller took it, else the report's is used.
+pub(crate) fn final_timing<A>(
+    run: &runner::RunReport<A>,
+    kept: Option<runner::Timing>,
+    rec: &stylet_recorder::Recorder,
+    t_s: f64,
+) -> Value {
+    let t = kept.unwrap_or(runner::Timing {
+        cycles: run.lateness.cycles(),
+        stalls: run.stalls,
+        late_cycles: run.late_cycles,
+        worst_lateness: run.lateness.max(),
+    });
+    rec.record(t_s, timing_sample("cycle_timing", &t, Some(&run.lateness)));
+    let mut timing = timing_json(&t, &run.lateness);
+    timing["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
+    timing
+}
+
 /// The runner's timing for a JSON summary.
 pub(crate) fn timing_json(t: &runner::Timing, l: &runner::Lateness) -> Value {
     json!({

@@ -265,15 +265,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let truth = w.truth(&report);
         let t_end = stylet_procedure::ports::Clock::now_s(&w);
         let (run, monitor) = w.arm.lockstep.finish();
-        let t = stylet_safety::runner::Timing {
-            cycles: run.lateness.cycles(),
-            stalls: run.stalls,
-            late_cycles: run.late_cycles,
-            worst_lateness: run.lateness.max(),
-        };
-        fan.rec.record(t_end, crate::realtime::timing_sample("cycle_timing", &t, Some(&run.lateness)));
-        let mut timing = crate::realtime::timing_json(&t, &run.lateness);
-        timing["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
+        let timing = crate::realtime::final_timing(&run, None, &fan.rec, t_end);
         let realtime = json!({ "virtual_time": true, "runner": { "policy": "virtual time (one thread, lockstep)" } });
         let end = ArmEnd { monitor, timing, realtime, events_dropped: run.events_dropped, ended_by_signal: false };
         (report, truth, end, false)
@@ -386,10 +378,8 @@ fn realtime(
     let RealtimeArm { motion, controller, .. } = w.arm;
     let timing = motion.handle.take_timing();
     let run = motion.handle.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
-    fan.rec.record(t_end, crate::realtime::timing_sample("cycle_timing", &timing, Some(&run.lateness)));
+    let timing_json = crate::realtime::final_timing(&run, Some(timing), &fan.rec, t_end);
     let monitor = controller.stop()?.monitor;
-    let mut timing_json = crate::realtime::timing_json(&timing, &run.lateness);
-    timing_json["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
     let mut realtime = scheduling.json();
     realtime["steal"] = crate::realtime::steal_json(&rt, started, None);
     let end = ArmEnd {

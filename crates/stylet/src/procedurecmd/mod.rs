@@ -149,7 +149,8 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let report =
         report.context("starting the driver's thread")?.map_err(|_| anyhow::anyhow!("the driver's thread panicked"))?;
     let run = world.motion.handle.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let timing = record_timing(&run, &mut fan, clock.now_s());
+    let mut timing = crate::realtime::final_timing(&run, None, &fan.rec, clock.now_s());
+    timing["link_errors"] = json!(run.snapshot.link_errors_total);
     let stats = fan.rec.close()?;
     drop(fan.tel);
     let tstats = telemetry.finish()?;
@@ -221,26 +222,6 @@ fn drives_off<A>(motion: &mut RunnerMotion<A>) {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
-}
-
-/// The control loop's timing over the run, recorded in the procedure log and returned for the
-/// summary.
-fn record_timing(
-    run: &stylet_safety::runner::RunReport<impl Sized>,
-    fan: &mut crate::demo::sink::Fanout,
-    now_s: f64,
-) -> serde_json::Value {
-    let t = stylet_safety::runner::Timing {
-        cycles: run.lateness.cycles(),
-        stalls: run.stalls,
-        late_cycles: run.late_cycles,
-        worst_lateness: run.lateness.max(),
-    };
-    fan.rec.record(now_s, crate::realtime::timing_sample("cycle_timing", &t, Some(&run.lateness)));
-    let mut timing = crate::realtime::timing_json(&t, &run.lateness);
-    timing["max_state_gap_ms"] = json!(run.snapshot.max_state_gap_ms);
-    timing["link_errors"] = json!(run.snapshot.link_errors_total);
-    timing
 }
 
 /// When the planning CT was taken, on the procedure clock (negative: before it started), from

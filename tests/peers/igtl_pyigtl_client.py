@@ -27,7 +27,9 @@ def wait(device, timeout=10):
 
 
 c.send_message(pyigtl.StringMessage("START_UP", device_name="CMD_0001"), wait=True)
-out["ack_start_up"] = wait("ACK_0001").string
+ack = wait("ACK_0001")
+out["ack_start_up"] = ack.string
+out["ack_start_up_time"] = ack.timestamp
 calibration = np.eye(4)
 calibration[:3, 3] = [10.0, 20.0, 30.0]
 c.send_message(pyigtl.TransformMessage(calibration, device_name="CLB_0002"), wait=True)
@@ -44,7 +46,9 @@ c.send_message(
 )
 image = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
 c.send_message(pyigtl.ImageMessage(image, device_name="CT_IN"), wait=True)
-out["current_position"] = wait("CURRENT_POSITION").matrix.tolist()
+position = wait("CURRENT_POSITION")
+out["current_position"] = position.matrix.tolist()
+out["current_position_time"] = position.timestamp
 out["note"] = wait("NOTE").string
 out["slice"] = np.asarray(wait("CT_SLICE").image).flatten().tolist()
 out["points"] = np.asarray(wait("PLAN_OUT").positions).tolist()

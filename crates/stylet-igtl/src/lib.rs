@@ -16,8 +16,8 @@ pub mod server;
 mod wire;
 
 pub use message::{
-    crc64, status, Body, Extended, Header, Image, Message, MetaEntry, Orientation, PointElement, Query, TrajElement,
-    EXTENDED_HEADER_SIZE, HEADER_SIZE,
+    crc64, status, Body, Extended, Header, Image, ImageMeta, Message, MetaEntry, Orientation, PointElement,
+    PolyAttribute, PolyData, Query, TrajElement, EXTENDED_HEADER_SIZE, HEADER_SIZE,
 };
 
 /// What went wrong with one message. The doc comment is the message.
@@ -137,6 +137,22 @@ impl Decoder {
     }
 }
 
+/// An OpenIGTLink timestamp from a time since the Unix epoch: whole seconds in the upper 32 bits,
+/// the fraction of a second in units of 2^-32 s in the lower 32 (the protocol's 32.32 format).
+#[must_use]
+pub fn timestamp_from_unix(since_epoch: std::time::Duration) -> u64 {
+    let seconds = since_epoch.as_secs() & 0xFFFF_FFFF;
+    let fraction = (u64::from(since_epoch.subsec_nanos()) << 32) / 1_000_000_000;
+    (seconds << 32) | fraction
+}
+
+/// The time since the Unix epoch an OpenIGTLink timestamp stands for.
+#[must_use]
+pub fn unix_from_timestamp(timestamp: u64) -> std::time::Duration {
+    let nanos = ((timestamp & 0xFFFF_FFFF) * 1_000_000_000 + (1 << 31)) >> 32;
+    std::time::Duration::new(timestamp >> 32, u32::try_from(nanos.min(999_999_999)).unwrap_or(0))
+}
+
 /// A point in 3D Slicer's RAS from Stylet's LPS (`stylet_core::frame::slicer_from_ct`).
 #[must_use]
 pub fn ras_from_lps(p: [f64; 3]) -> [f64; 3] {
@@ -147,4 +163,26 @@ pub fn ras_from_lps(p: [f64; 3]) -> [f64; 3] {
 #[must_use]
 pub fn lps_from_ras(p: [f64; 3]) -> [f64; 3] {
     stylet_core::frame::lps_ras_flip(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_seconds_and_a_binary_fraction() {
+        assert_eq!(timestamp_from_unix(Duration::new(1_700_000_000, 500_000_000)), (1_700_000_000 << 32) | (1 << 31));
+        assert_eq!(unix_from_timestamp((5 << 32) | (1 << 30)), Duration::new(5, 250_000_000));
+    }
+
+    proptest! {
+        #[test]
+        fn timestamps_round_trip_within_a_nanosecond(secs in 0u64..u64::from(u32::MAX), nanos in 0u32..1_000_000_000) {
+            let back = unix_from_timestamp(timestamp_from_unix(Duration::new(secs, nanos)));
+            prop_assert_eq!(back.as_secs(), secs);
+            prop_assert!((i64::from(back.subsec_nanos()) - i64::from(nanos)).abs() <= 1);
+        }
+    }
 }

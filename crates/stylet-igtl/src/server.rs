@@ -5,6 +5,13 @@
 //! never blocks (each client has a bounded queue; a client too slow to drain it loses messages,
 //! counted, and never stalls anyone else). Malformed input is logged as a rejection and the
 //! connection stays up.
+//!
+//! Every message leaves with a timestamp: the wall clock when the procedure handed it over (or
+//! when a reply was made), unless it carries one already. The server keeps the latest message of
+//! each kind per device it has sent ([`Scene`]) and answers `GET_` queries from it:
+//! `GET_CAPABIL` with the types it speaks, `GET_STATUS` with the convention's phase,
+//! `GET_IMGMETA` with the images it has, `GET_<TYPE>` with the latest of that type from the
+//! device named (every device when the name is empty), or a `STATUS` "not found" saying so.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
 use crate::bwh::{Action, Bwh, Phase};
-use crate::{Decoder, Message};
+use crate::{status, Body, Decoder, ImageMeta, Message, Query};
 
 /// The default port of OpenIGTLink.
 pub const DEFAULT_PORT: u16 = 18944;
@@ -92,6 +99,7 @@ pub struct ServerHandle {
     /// Requests from the peers.
     pub requests: mpsc::Receiver<Request>,
     out: broadcast::Sender<Message>,
+    scene: Arc<Mutex<Scene>>,
     /// Counters.
     pub stats: Arc<ServerStats>,
     bwh: Arc<Mutex<Bwh>>,
@@ -103,25 +111,168 @@ pub struct ServerHandle {
 #[derive(Clone, Debug)]
 pub struct Broadcaster {
     out: broadcast::Sender<Message>,
+    scene: Arc<Mutex<Scene>>,
 }
 
 impl Broadcaster {
-    /// Sends a message to every client; never blocks.
+    /// Sends a message to every client, timestamped and kept for `GET_` queries; never blocks.
     pub fn broadcast(&self, m: Message) {
-        let _ = self.out.send(m);
+        send_out(&self.out, &self.scene, m);
     }
+}
+
+/// Stamps a message, keeps it in the scene and sends it to every client.
+fn send_out(out: &broadcast::Sender<Message>, scene: &Mutex<Scene>, m: Message) {
+    let m = stamped(m);
+    if let Ok(mut s) = scene.lock() {
+        s.keep(&m);
+    }
+    let _ = out.send(m);
+}
+
+/// The message with the wall clock's time now when it has none (the server is the edge where
+/// messages leave; OpenIGTLink's timestamps are wall-clock time).
+fn stamped(mut m: Message) -> Message {
+    if m.timestamp == 0 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        m.timestamp = crate::timestamp_from_unix(now);
+    }
+    m
+}
+
+/// The types this server reads or sends, as `GET_CAPABIL` answers (a type name has 12 bytes:
+/// `GET_TRANSFORM` is `GET_TRANS` on the wire, as the reference library sends it).
+pub const CAPABILITIES: [&str; 19] = [
+    "CAPABILITY",
+    "IMAGE",
+    "IMGMETA",
+    "POINT",
+    "POLYDATA",
+    "POSITION",
+    "STATUS",
+    "STRING",
+    "TRAJ",
+    "TRANSFORM",
+    "GET_CAPABIL",
+    "GET_IMAGE",
+    "GET_IMGMETA",
+    "GET_POINT",
+    "GET_POLYDATA",
+    "GET_POSITION",
+    "GET_STATUS",
+    "GET_STRING",
+    "GET_TRANS",
+];
+
+/// What the server has sent, to answer `GET_` queries: the latest message of each type per
+/// device (a `STATUS` is an answer of its moment and is not kept).
+#[derive(Debug, Default)]
+pub struct Scene {
+    latest: Vec<Message>,
+}
+
+impl Scene {
+    /// Keeps `m` as the latest of its type from its device.
+    pub fn keep(&mut self, m: &Message) {
+        let kept = matches!(
+            m.body,
+            Body::Image(_)
+                | Body::Point(_)
+                | Body::PolyData(_)
+                | Body::Position { .. }
+                | Body::String { .. }
+                | Body::Traj(_)
+                | Body::Transform(_)
+        );
+        if !kept {
+            return;
+        }
+        let ty = m.body.type_name();
+        match self.latest.iter_mut().find(|k| k.device_name == m.device_name && k.body.type_name() == ty) {
+            Some(k) => *k = m.clone(),
+            None => self.latest.push(m.clone()),
+        }
+    }
+
+    /// The answers to `GET_<of>` from `device` (empty: every device) while the convention is in
+    /// `phase`.
+    #[must_use]
+    pub fn answer(&self, of: &str, device: &str, phase: Phase) -> Vec<Message> {
+        let of = if of == "TRANS" { "TRANSFORM" } else { of };
+        match of {
+            "CAPABIL" => {
+                vec![reply_to(device, Body::Capability(CAPABILITIES.iter().map(|t| (*t).to_string()).collect()))]
+            }
+            "STATUS" => vec![reply_to(
+                device,
+                Body::Status {
+                    code: status::OK,
+                    subcode: 0,
+                    error_name: String::new(),
+                    message: format!("phase {}", phase.name()),
+                },
+            )],
+            "IMGMETA" => {
+                let images: Vec<ImageMeta> = self
+                    .latest
+                    .iter()
+                    .filter_map(|m| match &m.body {
+                        Body::Image(img) => Some(ImageMeta {
+                            name: m.device_name.clone(),
+                            device_name: m.device_name.clone(),
+                            modality: "CT".into(),
+                            patient_name: String::new(),
+                            patient_id: String::new(),
+                            timestamp: m.timestamp,
+                            size: img.size,
+                            scalar_type: img.scalar_type,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                vec![reply_to(device, Body::ImgMeta(images))]
+            }
+            _ => {
+                let found: Vec<Message> = self
+                    .latest
+                    .iter()
+                    .filter(|m| m.body.type_name() == of && (device.is_empty() || m.device_name == device))
+                    .cloned()
+                    .collect();
+                if found.is_empty() {
+                    let what = if device.is_empty() { String::new() } else { format!(" from {device:?}") };
+                    vec![reply_to(
+                        device,
+                        Body::Status {
+                            code: status::NOT_FOUND,
+                            subcode: 0,
+                            error_name: "NOT_FOUND".into(),
+                            message: format!("no {of}{what} has been sent"),
+                        },
+                    )]
+                } else {
+                    found
+                }
+            }
+        }
+    }
+}
+
+/// A reply under the device name the query came with.
+fn reply_to(device: &str, body: Body) -> Message {
+    stamped(Message::new(device, body))
 }
 
 impl ServerHandle {
     /// A cloneable sender to every client.
     #[must_use]
     pub fn broadcaster(&self) -> Broadcaster {
-        Broadcaster { out: self.out.clone() }
+        Broadcaster { out: self.out.clone(), scene: Arc::clone(&self.scene) }
     }
 
-    /// Sends a message to every client; never blocks.
+    /// Sends a message to every client, timestamped and kept for `GET_` queries; never blocks.
     pub fn broadcast(&self, m: Message) {
-        let _ = self.out.send(m);
+        send_out(&self.out, &self.scene, m);
     }
 
     /// Reports a phase as entered or failed: a STATUS named after it, to every client.
@@ -175,8 +326,10 @@ pub fn start(cfg: &ServerConfig) -> Result<ServerHandle, ServerError> {
     let (out, _) = broadcast::channel(cfg.client_queue.max(1));
     let stats = Arc::new(ServerStats::default());
     let bwh = Arc::new(Mutex::new(Bwh::default()));
+    let scene = Arc::new(Mutex::new(Scene::default()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (out2, stats2, bwh2, cfg2) = (out.clone(), Arc::clone(&stats), Arc::clone(&bwh), cfg.clone());
+    let scene2 = Arc::clone(&scene);
     let thread = std::thread::Builder::new()
         .name("stylet-igtl".into())
         .spawn(move || {
@@ -198,8 +351,7 @@ pub fn start(cfg: &ServerConfig) -> Result<ServerHandle, ServerError> {
                                 cfg2.clone(),
                                 out2.subscribe(),
                                 req_tx.clone(),
-                                Arc::clone(&stats2),
-                                Arc::clone(&bwh2),
+                                Shared { stats: Arc::clone(&stats2), bwh: Arc::clone(&bwh2), scene: Arc::clone(&scene2) },
                             ));
                         }
                     }
@@ -207,7 +359,7 @@ pub fn start(cfg: &ServerConfig) -> Result<ServerHandle, ServerError> {
             });
         })
         .map_err(ServerError::Thread)?;
-    Ok(ServerHandle { local_addr, requests, out, stats, bwh, stop: Some(stop), thread: Some(thread) })
+    Ok(ServerHandle { local_addr, requests, out, scene, stats, bwh, stop: Some(stop), thread: Some(thread) })
 }
 
 fn reject(stats: &ServerStats, what: String) {
@@ -220,15 +372,22 @@ fn reject(stats: &ServerStats, what: String) {
     }
 }
 
+/// What every client's task shares with the procedure side.
+struct Shared {
+    stats: Arc<ServerStats>,
+    bwh: Arc<Mutex<Bwh>>,
+    scene: Arc<Mutex<Scene>>,
+}
+
 async fn client(
     id: u64,
     socket: TcpStream,
     cfg: ServerConfig,
     mut from_procedure: broadcast::Receiver<Message>,
     requests: mpsc::Sender<Request>,
-    stats: Arc<ServerStats>,
-    bwh: Arc<Mutex<Bwh>>,
+    shared: Shared,
 ) {
+    let Shared { stats, bwh, scene } = shared;
     let _ = socket.set_nodelay(true);
     let (mut rd, mut wr) = socket.into_split();
     let (reply_tx, mut reply_rx) = tokio::sync::mpsc::channel::<Message>(cfg.client_queue.max(1));
@@ -265,11 +424,15 @@ async fn client(
                 Err(e) => reject(&stats, format!("client {id}: {e}")),
                 Ok(m) => {
                     stats.received.fetch_add(1, Ordering::Relaxed);
-                    let (replies, actions) = match bwh.lock() {
-                        Ok(mut b) => b.handle(&m),
-                        Err(_) => (Vec::new(), Vec::new()),
+                    let (replies, actions) = match (&m.body, bwh.lock()) {
+                        (Body::Query { query: Query::Get, of, .. }, Ok(b)) => {
+                            let answers = scene.lock().map(|s| s.answer(of, &m.device_name, b.phase()));
+                            (answers.unwrap_or_default(), Vec::new())
+                        }
+                        (_, Ok(mut b)) => b.handle(&m),
+                        (_, Err(_)) => (Vec::new(), Vec::new()),
                     };
-                    for r in replies {
+                    for r in replies.into_iter().map(stamped) {
                         if reply_tx.try_send(r).is_err() {
                             stats.dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -283,4 +446,39 @@ async fn client(
     }
     drop(reply_tx);
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::*;
+
+    fn transform(device: &str, z: f32) -> Message {
+        Message::new(device, Body::Transform([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, z]))
+    }
+
+    #[test]
+    fn the_scene_keeps_the_latest_of_each_type_per_device_and_answers_from_it() {
+        let mut scene = Scene::default();
+        for m in [transform("NEEDLE", 1.0), transform("NEEDLE", 2.0), transform("ZONE", 3.0)] {
+            scene.keep(&m);
+        }
+        scene.keep(&Message::new(
+            "TARGETING",
+            Body::Status { code: status::OK, subcode: 0, error_name: String::new(), message: "ok".into() },
+        ));
+        let needle = scene.answer("TRANS", "NEEDLE", Phase::StartUp);
+        assert_eq!(needle.len(), 1);
+        assert_eq!(needle[0].body, transform("NEEDLE", 2.0).body);
+        assert_eq!(scene.answer("TRANSFORM", "", Phase::StartUp).len(), 2, "every device when none is named");
+        let Body::Status { code, message, .. } = &scene.answer("STATUS", "S", Phase::Targeting)[0].body else {
+            panic!("GET_STATUS answers the phase")
+        };
+        assert_eq!((*code, message.as_str()), (status::OK, "phase TARGETING"));
+        let Body::Status { code, message, .. } = &scene.answer("IMAGE", "CT", Phase::StartUp)[0].body else {
+            panic!("an IMAGE never sent is not found")
+        };
+        assert_eq!((*code, message.as_str()), (status::NOT_FOUND, "no IMAGE from \"CT\" has been sent"));
+        assert_eq!(scene.answer("IMGMETA", "", Phase::StartUp)[0].body, Body::ImgMeta(Vec::new()));
+    }
 }

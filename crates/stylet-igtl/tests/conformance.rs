@@ -47,7 +47,9 @@ fn every_vector_decodes_and_the_interpreted_ones_reencode_byte_for_byte() {
         "command",
         "commandFormat2",
         "image",
+        "imgmeta",
         "point",
+        "polydata",
         "position",
         "positionFormat2",
         "status",
@@ -87,6 +89,32 @@ fn vector_contents_are_what_the_reference_tests_wrote() {
         m.body,
         Body::Capability(vec!["IMAGE".into(), "GET_IMAGE".into(), "TRANSFORM".into(), "GET_TRANS".into()])
     );
+    let m = decode(&all["imgmeta"]);
+    let Body::ImgMeta(images) = &m.body else { panic!("{m:?}") };
+    let got: Vec<(&str, &str, &str, [u16; 3])> =
+        images.iter().map(|i| (i.name.as_str(), i.device_name.as_str(), i.modality.as_str(), i.size)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("IMAGE_DESCRIPTION_0", "IMAGE_0", "CT", [512, 512, 64]),
+            ("IMAGE_DESCRIPTION_1", "IMAGE_1", "MRI", [256, 128, 32]),
+            ("IMAGE_DESCRIPTION_2", "IMAGE_2", "PET", [256, 256, 32]),
+        ]
+    );
+    assert_eq!(
+        (images[2].patient_id.as_str(), images[2].timestamp, images[2].scalar_type),
+        ("PATIENT_ID_2", 1_234_567_900, 5)
+    );
+    let m = decode(&all["polydata"]);
+    let Body::PolyData(cube) = &m.body else { panic!("{m:?}") };
+    assert_eq!((cube.points.len(), cube.polygons.len(), cube.lines.len()), (8, 6, 0));
+    assert_eq!(cube.polygons[0], vec![0, 1, 2, 3]);
+    assert_eq!(cube.attributes.len(), 1);
+    assert_eq!(
+        (cube.attributes[0].name.as_str(), cube.attributes[0].kind, cube.attributes[0].components),
+        ("attr", 0, 1)
+    );
+    assert_eq!(cube.attributes[0].data, (0..8).map(|v| v as f32).collect::<Vec<_>>());
     let m = decode(&all["point"]);
     let Body::Point(p) = m.body else { panic!() };
     assert_eq!(p[0].name, "POINT_DESCRIPTION_0");

@@ -11,7 +11,7 @@ use stylet_core::frame::{Point, Transform};
 use stylet_igtl::bwh::{Action, Bwh};
 use stylet_igtl::client::Client;
 use stylet_igtl::server::{self, Request, ServerConfig, ServerHandle};
-use stylet_igtl::{Body, Image, Message, PointElement, HEADER_SIZE};
+use stylet_igtl::{Body, Image, Message, PointElement, PolyAttribute, PolyData, HEADER_SIZE};
 
 fn start() -> ServerHandle {
     server::start(&ServerConfig { addr: SocketAddr::from(([127, 0, 0, 1], 0)), ..Default::default() }).unwrap()
@@ -128,6 +128,12 @@ fn pyigtl_client_runs_the_start_of_a_bwh_session_and_both_directions() {
     assert_eq!(v["note"], "needle at the target");
     assert_eq!(v["slice"], serde_json::json!((0..12).collect::<Vec<i32>>()));
     assert_eq!(v["points"], serde_json::json!([[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]));
+    // Both the replies and the broadcasts carry the wall clock's time, as pyigtl reads it.
+    let now = seconds_since_1970();
+    for key in ["ack_start_up_time", "current_position_time"] {
+        let t = v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"));
+        assert!((now - 60.0..now + 1.0).contains(&t), "{key} {t} against now {now}");
+    }
     assert_eq!(s.stats.rejected.load(Ordering::Relaxed), 0);
 }
 
@@ -216,11 +222,11 @@ fn other_addresses_need_the_explicit_flag() {
     assert!(e.to_string().contains("not a loopback address"), "{e}");
 }
 
-/// Builds the C++ peer against Debian's libopenigtlink-dev; `None` (skip) outside CI when the
-/// library or g++ is missing, a failure in CI.
-fn cpp_peer() -> Option<std::path::PathBuf> {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/igtl_cpp_peer.cxx");
-    let exe = std::env::temp_dir().join(format!("stylet-igtl-cpp-peer-{}", std::process::id()));
+/// Builds a C++ peer (`tests/peers/NAME.cxx`) against Debian's libopenigtlink-dev; `None` (skip)
+/// outside CI when the library or g++ is missing, a failure in CI.
+fn cpp_peer(name: &str) -> Option<std::path::PathBuf> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/peers/{name}.cxx"));
+    let exe = std::env::temp_dir().join(format!("stylet-{name}-{}", std::process::id()));
     let o =
         Command::new("g++").arg(&src).args(["-I/usr/include/openigtlink", "-lOpenIGTLink", "-o"]).arg(&exe).output();
     match o {
@@ -242,7 +248,7 @@ fn cpp_peer() -> Option<std::path::PathBuf> {
 
 #[test]
 fn the_cpp_reference_library_both_ways() {
-    let Some(exe) = cpp_peer() else { return };
+    let Some(exe) = cpp_peer("igtl_cpp_peer") else { return };
     let s = start();
     let mut child = Command::new(&exe)
         .arg(s.local_addr.port().to_string())
@@ -329,6 +335,84 @@ fn the_cpp_reference_library_both_ways() {
         "IMAGE CT_SLICE 4x3x1 type 3 sum 66",
     ] {
         assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+    }
+    let _ = std::fs::remove_file(exe);
+}
+
+fn seconds_since_1970() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+#[test]
+fn the_cpp_reference_library_queries_what_the_server_has_sent() {
+    let Some(exe) = cpp_peer("igtl_cpp_queries") else { return };
+    let s = start();
+    // What the procedure side has sent before the peer asks: a planning CT and the needle (twice:
+    // the latest is kept), and a STATUS (an answer of its moment, not kept).
+    s.broadcast(Message::new(
+        "CT_PLANNING",
+        Body::Image(Image {
+            header_version: 1,
+            components: 1,
+            scalar_type: 4,
+            endian: 1,
+            coordinate: 2,
+            size: [4, 3, 2],
+            matrix: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+            subvolume_offset: [0, 0, 0],
+            subvolume_size: [4, 3, 2],
+            pixels: vec![0; 48],
+        }),
+    ));
+    let needle =
+        |z: f32| Message::new("NEEDLE", Body::Transform([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 2.0, z]));
+    s.broadcast(needle(3.0));
+    s.broadcast(needle(4.0));
+    s.broadcast(Message::new(
+        "ZONE",
+        Body::PolyData(PolyData {
+            points: vec![[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [10.0, 10.0, 0.0], [0.0, 10.0, 5.5]],
+            polygons: vec![vec![0, 1, 2], vec![0, 2, 3]],
+            attributes: vec![PolyAttribute {
+                kind: 0,
+                components: 1,
+                name: "margin_mm".into(),
+                data: vec![5.0, 6.0, 7.0, 8.0],
+            }],
+            ..PolyData::default()
+        }),
+    ));
+    s.completed(stylet_igtl::bwh::Phase::StartUp, true, "robot connected");
+    let before = seconds_since_1970();
+    let o = Command::new(&exe).arg(s.local_addr.port().to_string()).output().unwrap();
+    let after = seconds_since_1970();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.contains("BADCRC"), "{out}");
+    let capability = out.lines().find(|l| l.starts_with("CAPABILITY STYLET ")).unwrap_or_else(|| panic!("{out}"));
+    for t in ["IMAGE", "TRANSFORM", "POLYDATA", "GET_IMAGE", "GET_IMGMETA", "GET_STATUS", "GET_CAPABIL", "GET_TRANS"] {
+        assert!(capability.split(' ').any(|w| w == t), "{t} missing in {capability}");
+    }
+    for line in [
+        "STATUS STYLET 1 phase START_UP",
+        "IMGMETA  CT_PLANNING/CT_PLANNING/CT/4x3x2/type4",
+        "IMAGE CT_PLANNING 4x3x2",
+        "TRANSFORM NEEDLE 1 2 4",
+        "POLYDATA ZONE points 4 polygons 2 last 0,10,5.5 attribute margin_mm",
+        "STATUS NOWHERE 4 no TRANSFORM from \"NOWHERE\" has been sent",
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+    }
+    // Every answer carries the wall clock's time (the 32.32 format the library reads): the
+    // replies made now, the kept messages when they were sent.
+    let times: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("TIME "))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(times.len(), 7, "{out}");
+    for t in times {
+        assert!(t > before - 60.0 && t < after + 1.0, "timestamp {t} against now {before}..{after}:\n{out}");
     }
     let _ = std::fs::remove_file(exe);
 }

@@ -1,7 +1,8 @@
 //! Message bodies: the [`Body`] of every type the codec interprets, parsed and written by type
 //! (the spatial ones in [`super::spatial`], IMAGE in [`super::image`]).
 
-use super::image::Image;
+use super::image::{Image, ImageMeta};
+use super::polydata::PolyData;
 use super::spatial::{self, Orientation, PointElement, TrajElement};
 use crate::wire::{put_f32s, put_text, put_u16, put_u32, text_from, Reader, Short};
 
@@ -124,6 +125,10 @@ pub enum Body {
     Capability(Vec<String>),
     /// IMAGE.
     Image(Image),
+    /// IMGMETA: the images the sender has.
+    ImgMeta(Vec<ImageMeta>),
+    /// POLYDATA: a surface or lines.
+    PolyData(PolyData),
     /// GET_/STT_/STP_/RTS_ of a type (RTS_COMMAND is [`Body::Command`]); the body as sent.
     Query {
         /// Which.
@@ -157,6 +162,8 @@ impl Body {
             Body::Command { reply: true, .. } => "RTS_COMMAND".into(),
             Body::Capability(_) => "CAPABILITY".into(),
             Body::Image(_) => "IMAGE".into(),
+            Body::ImgMeta(_) => "IMGMETA".into(),
+            Body::PolyData(_) => "POLYDATA".into(),
             Body::Query { query, of, .. } => format!("{}{of}", query.prefix()),
             Body::Other { type_name, .. } => type_name.clone(),
         }
@@ -207,6 +214,8 @@ impl Body {
                 Body::Capability(r.rest().chunks(12).map(text_from).collect())
             }
             "IMAGE" => Body::Image(Image::parse(&mut r)?),
+            "IMGMETA" => Body::ImgMeta(ImageMeta::parse_all(&mut r, b.len())?),
+            "POLYDATA" => Body::PolyData(PolyData::parse(&mut r)?),
             t => {
                 let query =
                     [("GET_", Query::Get), ("STT_", Query::Start), ("STP_", Query::Stop), ("RTS_", Query::Reply)]
@@ -255,6 +264,8 @@ impl Body {
                 }
             }
             Body::Image(img) => img.write(out),
+            Body::ImgMeta(v) => ImageMeta::write_all(out, v),
+            Body::PolyData(p) => p.write(out),
             Body::Query { body, .. } | Body::Other { body, .. } => out.extend_from_slice(body),
         }
     }
@@ -272,6 +283,8 @@ pub(super) fn check_fields(body: &Body) -> Result<(), String> {
         Body::Command { name, .. } => fits("command name", name, 128),
         Body::Capability(v) => v.iter().try_for_each(|t| fits("capability type", t, 12)),
         Body::Image(img) => img.check(),
+        Body::ImgMeta(v) => ImageMeta::check_all(v),
+        Body::PolyData(p) => p.check(),
         _ => Ok(()),
     }
 }

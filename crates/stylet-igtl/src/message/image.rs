@@ -1,6 +1,7 @@
-//! IMAGE: the 72-byte image header, then the sub-volume's pixels.
+//! IMAGE: the 72-byte image header, then the sub-volume's pixels; IMGMETA: what images a sender
+//! has, 260 bytes each.
 
-use crate::wire::{put_f32s, put_u16, Reader, Short};
+use crate::wire::{put_f32s, put_text, put_u16, put_u64, Reader, Short};
 
 /// IMAGE (72-byte image header, then the pixels).
 #[derive(Clone, Debug, PartialEq)]
@@ -84,5 +85,78 @@ impl Image {
         } else {
             Err(format!("IMAGE has {} pixel bytes for a sub-volume of {n}", self.pixels.len()))
         }
+    }
+}
+
+/// One image a sender has, as IMGMETA lists it (260 bytes on the wire).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageMeta {
+    /// The image's name (64 bytes).
+    pub name: String,
+    /// The device name its IMAGE comes under, for a `GET_IMAGE` (20).
+    pub device_name: String,
+    /// Modality, e.g. `CT` (32).
+    pub modality: String,
+    /// Patient name (64).
+    pub patient_name: String,
+    /// Patient id (64).
+    pub patient_id: String,
+    /// When it was taken (OpenIGTLink 32.32 timestamp).
+    pub timestamp: u64,
+    /// Size, pixels.
+    pub size: [u16; 3],
+    /// Scalar type, as IMAGE's.
+    pub scalar_type: u8,
+}
+
+impl ImageMeta {
+    /// Bytes of one element.
+    pub const SIZE: usize = 260;
+
+    pub(super) fn parse_all(r: &mut Reader<'_>, len: usize) -> Result<Vec<ImageMeta>, Short> {
+        if !len.is_multiple_of(Self::SIZE) {
+            return Err(Short("IMGMETA body must be a multiple of 260 bytes"));
+        }
+        (0..len / Self::SIZE)
+            .map(|_| {
+                let meta = ImageMeta {
+                    name: r.text(64, "image name")?,
+                    device_name: r.text(20, "image device name")?,
+                    modality: r.text(32, "modality")?,
+                    patient_name: r.text(64, "patient name")?,
+                    patient_id: r.text(64, "patient id")?,
+                    timestamp: r.u64("image timestamp")?,
+                    size: [r.u16("size")?, r.u16("size")?, r.u16("size")?],
+                    scalar_type: r.u8("scalar type")?,
+                };
+                r.u8("reserved")?;
+                Ok(meta)
+            })
+            .collect()
+    }
+
+    pub(super) fn write_all(out: &mut Vec<u8>, v: &[ImageMeta]) {
+        for m in v {
+            put_text(out, &m.name, 64);
+            put_text(out, &m.device_name, 20);
+            put_text(out, &m.modality, 32);
+            put_text(out, &m.patient_name, 64);
+            put_text(out, &m.patient_id, 64);
+            put_u64(out, m.timestamp);
+            for s in m.size {
+                put_u16(out, s);
+            }
+            out.extend_from_slice(&[m.scalar_type, 0]);
+        }
+    }
+
+    pub(super) fn check_all(v: &[ImageMeta]) -> Result<(), String> {
+        v.iter().try_for_each(|m| {
+            super::body::fits("image name", &m.name, 64)?;
+            super::body::fits("image device name", &m.device_name, 20)?;
+            super::body::fits("modality", &m.modality, 32)?;
+            super::body::fits("patient name", &m.patient_name, 64)?;
+            super::body::fits("patient id", &m.patient_id, 64)
+        })
     }
 }

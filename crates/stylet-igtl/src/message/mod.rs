@@ -1,12 +1,14 @@
 //! Messages: the 58-byte header, the version-2 extended header and metadata, and the bodies
-//! ([`body`], by type: [`spatial`], [`image`]).
+//! ([`body`], by type: [`spatial`], [`image`], [`polydata`]).
 
 mod body;
 mod image;
+mod polydata;
 mod spatial;
 
 pub use body::{status, Body, Query};
-pub use image::Image;
+pub use image::{Image, ImageMeta};
+pub use polydata::{PolyAttribute, PolyData};
 pub use spatial::{Orientation, PointElement, TrajElement};
 
 use crate::wire::{put_text, put_u16, put_u32, put_u64, Reader, Short};

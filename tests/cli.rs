@@ -770,9 +770,9 @@ fn write_seg_nrrd(v: &stylet_imaging::Volume, names: &[(u32, &str)], path: &std:
         axis(0),
         axis(1),
         axis(2),
-        v.origin[0],
-        v.origin[1],
-        v.origin[2]
+        v.origin.to_array()[0],
+        v.origin.to_array()[1],
+        v.origin.to_array()[2]
     );
     for (i, (value, name)) in names.iter().enumerate() {
         h += &format!("Segment{i}_Name:={name}\nSegment{i}_LabelValue:={value}\nSegment{i}_Layer:=0\n");
@@ -867,7 +867,7 @@ fn dicom_listen_prints_the_series_storescu_and_dicom_send_send_and_stops_after_t
     let v = stylet_imaging::Volume {
         dims: [nx, ny, nz],
         spacing_mm: [0.8, 0.8, 2.0],
-        origin: nalgebra::Vector3::new(-10.0, -8.0, -100.0),
+        origin: stylet_core::frame::Point::new(-10.0, -8.0, -100.0),
         direction: nalgebra::Matrix3::identity(),
         voxels: (0..nx * ny * nz).map(|i| (i % 900) as f32 - 500.0).collect(),
     };

@@ -416,8 +416,20 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
         *v += (gaussian(&mut rng) * spec.noise_hu) as f32;
     }
     Phantom {
-        volume: Volume { dims: spec.dims, spacing_mm: s, origin, direction: Matrix3::identity(), voxels },
-        labels: Volume { dims: spec.dims, spacing_mm: s, origin, direction: Matrix3::identity(), voxels: labels },
+        volume: Volume {
+            dims: spec.dims,
+            spacing_mm: s,
+            origin: Point::from_coords(origin),
+            direction: Matrix3::identity(),
+            voxels,
+        },
+        labels: Volume {
+            dims: spec.dims,
+            spacing_mm: s,
+            origin: Point::from_coords(origin),
+            direction: Matrix3::identity(),
+            voxels: labels,
+        },
         ct_from_robot: Transform::from_nalgebra(ct_from_robot),
         markers_in_ct: markers_in_ct.into_iter().map(Point::from_coords).collect(),
         tumour_in_ct: Point::from_coords(anatomy.tumours.first().map_or(anatomy.liver_c, |t| t.0)),

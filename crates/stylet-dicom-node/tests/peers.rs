@@ -16,7 +16,8 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::{ClientAssociationOptions, Pdu};
-use nalgebra::{Matrix3, Vector3};
+use nalgebra::Matrix3;
+use stylet_core::frame::Point;
 use stylet_dicom_node::{
     send_series, Destination, DicomNode, NodeConfig, NodeEvent, SendError, Sender, Series, SeriesOutcome,
 };
@@ -102,7 +103,7 @@ fn phantom_series(dir: &Path, series_uid: &str) -> Vec<PathBuf> {
     let v = Volume {
         dims: [nx, ny, nz],
         spacing_mm: [0.7, 0.7, 1.25],
-        origin: Vector3::new(-14.0, -11.5, -300.0),
+        origin: Point::new(-14.0, -11.5, -300.0),
         direction: Matrix3::identity(),
         voxels: (0..nx * ny * nz).map(|i| ((i * 7919) % 3000) as f32 - 1024.0).collect(),
     };

@@ -134,7 +134,7 @@ pub fn detect_needle(
                 // Without a plan: the tip is the end nearer the middle of the scan (inside the
                 // patient); the shaft comes in from the skin.
                 let (lo, hi) = v.bounds();
-                let mid = (lo + hi) / 2.0;
+                let mid = (lo.to_nalgebra().coords + hi.to_nalgebra().coords) / 2.0;
                 let (p, q) = (found.tip.to_nalgebra().coords, found.shaft_end.to_nalgebra().coords);
                 if (q - mid).norm() < (p - mid).norm() {
                     std::mem::swap(&mut found.tip, &mut found.shaft_end);

@@ -9,6 +9,7 @@ use std::io::Read;
 use std::path::Path;
 
 use nalgebra::{Matrix3, Matrix4, UnitQuaternion, Vector3, Vector4};
+use stylet_core::frame::Point;
 
 use crate::volume::Volume;
 
@@ -227,7 +228,7 @@ pub fn parse_nifti(name: &str, bytes: &[u8]) -> Result<Volume, NiftiError> {
         field,
         reason: e.to_string(),
     })?;
-    Ok(Volume { dims, spacing_mm: spacing, origin, direction, voxels })
+    Ok(Volume { dims, spacing_mm: spacing, origin: Point::from_coords(origin), direction, voxels })
 }
 
 /// Writes a volume as NIfTI-1 float32 (`.nii`, or gzip-compressed when the name ends in `.gz`),
@@ -266,7 +267,7 @@ pub fn write_nifti(v: &Volume, path: &Path) -> Result<(), NiftiError> {
             b[at..at + 4].copy_from_slice(&(val as f32).to_le_bytes());
         }
         let at = 280 + 16 * r + 12;
-        b[at..at + 4].copy_from_slice(&((flip * v.origin[r]) as f32).to_le_bytes());
+        b[at..at + 4].copy_from_slice(&((flip * v.origin.to_array()[r]) as f32).to_le_bytes());
     }
     b[344..348].copy_from_slice(b"n+1\0");
     b.reserve(v.voxels.len() * 4);
@@ -336,7 +337,7 @@ mod tests {
         let v = Volume {
             dims: [3, 2, 2],
             spacing_mm: [0.8, 0.9, 1.25],
-            origin: Vector3::new(-10.0, 20.0, -300.0),
+            origin: Point::new(-10.0, 20.0, -300.0),
             direction: Matrix3::identity(),
             voxels: (0..12).map(|x| x as f32 * 1.5 - 3.0).collect(),
         };
@@ -347,7 +348,7 @@ mod tests {
             let _ = std::fs::remove_file(&p);
             assert_eq!(back.dims, v.dims);
             assert_eq!(back.voxels, v.voxels);
-            assert!((back.origin - v.origin).norm() < 1e-4);
+            assert!(back.origin.distance_mm(v.origin) < 1e-4);
             assert!((back.direction - v.direction).norm() < 1e-6);
             for (a, b) in back.spacing_mm.iter().zip(v.spacing_mm) {
                 assert!((a - b).abs() < 1e-6);

@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use nalgebra::{Matrix3, Vector3};
+use stylet_core::frame::Point;
 
 use crate::volume::Volume;
 
@@ -357,7 +358,13 @@ fn parse_nrrd_with(
         field: "space directions".into(),
         reason: format!("{e} (with the spacing split off, the directions must be orthonormal)"),
     })?;
-    Ok(Volume { dims: [h.sizes[0], h.sizes[1], h.sizes[2]], spacing_mm: spacing, origin, direction, voxels })
+    Ok(Volume {
+        dims: [h.sizes[0], h.sizes[1], h.sizes[2]],
+        spacing_mm: spacing,
+        origin: Point::from_coords(origin),
+        direction,
+        voxels,
+    })
 }
 
 #[cfg(test)]

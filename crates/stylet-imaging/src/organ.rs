@@ -251,7 +251,7 @@ mod tests {
     fn organ_ct(shift: Vector3<f64>, noise: f64, seed: u64) -> (Volume, Volume) {
         let dims = [90, 90, 70];
         let spacing_mm = [0.8, 0.8, 1.0];
-        let origin = Vector3::new(-36.0, -36.0, -35.0);
+        let origin = Point::new(-36.0, -36.0, -35.0);
         let mut ct =
             Volume { dims, spacing_mm, origin, direction: Matrix3::identity(), voxels: vec![0.0; 90 * 90 * 70] };
         let mut labels = ct.clone();

@@ -12,7 +12,7 @@ pub struct Volume {
     /// Spacing along each index, mm (column step, row step, slice step).
     pub spacing_mm: [f64; 3],
     /// Centre of voxel (0, 0, 0), LPS mm.
-    pub origin: Vector3<f64>,
+    pub origin: Point<Ct>,
     /// Unit step directions as columns: along i (the DICOM row direction), j (column direction), k
     /// (from one slice to the next; not perpendicular to the first two when the gantry is tilted).
     pub direction: Matrix3<f64>,
@@ -42,8 +42,11 @@ impl Volume {
     pub fn ct_from_index(&self, i: f64, j: f64, k: f64) -> Point<Ct> {
         let d = self.direction;
         let s = self.spacing_mm;
-        let p = self.origin + d.column(0) * (i * s[0]) + d.column(1) * (j * s[1]) + d.column(2) * (k * s[2]);
-        Point::new(p.x, p.y, p.z)
+        let p = self.origin.to_nalgebra().coords
+            + d.column(0) * (i * s[0])
+            + d.column(1) * (j * s[1])
+            + d.column(2) * (k * s[2]);
+        Point::from_coords(p)
     }
 
     /// The fractional voxel index of an LPS position.
@@ -55,7 +58,7 @@ impl Volume {
             self.direction.column(1) * s[1],
             self.direction.column(2) * s[2],
         ]);
-        m.try_inverse().map(|inv| inv * (p.to_nalgebra().coords - self.origin))
+        m.try_inverse().map(|inv| inv * (p - self.origin).to_nalgebra())
     }
 
     /// Value at integer index, if inside.
@@ -98,7 +101,7 @@ impl Volume {
 
     /// Axis-aligned LPS bounds of the voxel centres: (min, max).
     #[must_use]
-    pub fn bounds(&self) -> (Vector3<f64>, Vector3<f64>) {
+    pub fn bounds(&self) -> (Point<Ct>, Point<Ct>) {
         let [nx, ny, nz] = self.dims.map(|n| n.saturating_sub(1) as f64);
         let mut lo = Vector3::repeat(f64::INFINITY);
         let mut hi = Vector3::repeat(f64::NEG_INFINITY);
@@ -116,7 +119,7 @@ impl Volume {
             lo = lo.inf(&p);
             hi = hi.sup(&p);
         }
-        (lo, hi)
+        (Point::from_coords(lo), Point::from_coords(hi))
     }
 
     /// Smallest and largest value.

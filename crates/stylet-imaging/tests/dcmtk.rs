@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nalgebra::{Matrix3, Vector3};
+use nalgebra::Matrix3;
+use stylet_core::frame::Point;
 use stylet_imaging::{load_series, write_series, Volume};
 
 fn have(tool: &str) -> bool {
@@ -26,7 +27,7 @@ fn volume() -> Volume {
     Volume {
         dims: [nx, ny, nz],
         spacing_mm: [0.78, 0.78, 1.5],
-        origin: Vector3::new(-14.5, -11.0, -310.0),
+        origin: Point::new(-14.5, -11.0, -310.0),
         direction: Matrix3::identity(),
         // Air to dense metal, noise-like (worst case for the predictors and the run lengths),
         // with a flat block so RLE has runs to find.
@@ -76,7 +77,7 @@ fn jpeg_lossless_and_rle_from_dcmtk_read_back_voxel_for_voxel() {
         assert!(report.transfer_syntax.starts_with(uid), "{name}: {}", report.transfer_syntax);
         assert_eq!(report.slices, v.dims[2], "{name}");
         assert_eq!(back.dims, v.dims, "{name}");
-        assert!((back.origin - v.origin).norm() < 1e-4, "{name}");
+        assert!(back.origin.distance_mm(v.origin) < 1e-4, "{name}");
         assert!((report.slice_spacing_mm - 1.5).abs() < 1e-4, "{name}");
         assert_eq!(back.voxels, v.voxels, "{name}: lossless must be lossless");
     }

@@ -30,10 +30,10 @@ fn the_jpeg2000_series_loads_with_geometry_from_positions_not_slice_thickness() 
     assert!(r.tilt_deg < 1e-6 && !r.oblique);
     // LPS bounds of the voxel centres.
     let (lo, hi) = v.bounds();
-    for (got, want) in lo.iter().zip([-249.51171875, -437.51171875, -804.5]) {
+    for (got, want) in lo.to_array().iter().zip([-249.51171875, -437.51171875, -804.5]) {
         assert!(close(*got, want), "min {lo:?}");
     }
-    for (got, want) in hi.iter().zip([249.51171875, 61.51171875, -766.5]) {
+    for (got, want) in hi.to_array().iter().zip([249.51171875, 61.51171875, -766.5]) {
         assert!(close(*got, want), "max {hi:?}");
     }
     // Rescale -1024 / 1 applied: air at -1024 HU.

@@ -3,7 +3,8 @@
 //! does not match the step.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use nalgebra::{Matrix3, UnitQuaternion, Vector3};
+use nalgebra::{Matrix3, UnitQuaternion};
+use stylet_core::frame::Point;
 use stylet_imaging::{load_series, write_series, write_series_encoded, PixelEncoding, Volume};
 
 #[test]
@@ -13,7 +14,7 @@ fn dicom_series_round_trip_keeps_geometry_and_hu() {
     let v = Volume {
         dims: [nx, ny, nz],
         spacing_mm: [0.7, 0.8, 1.25],
-        origin: Vector3::new(-100.0, 35.5, -420.0),
+        origin: Point::new(-100.0, 35.5, -420.0),
         direction: Matrix3::from_columns(&[
             rot.column(0).into_owned(),
             rot.column(1).into_owned(),
@@ -29,7 +30,7 @@ fn dicom_series_round_trip_keeps_geometry_and_hu() {
     assert_eq!(back.dims, v.dims);
     assert_eq!(report.slices, nz);
     assert!((report.slice_spacing_mm - 1.25).abs() < 1e-4, "{report:?}");
-    assert!((back.origin - v.origin).norm() < 1e-4);
+    assert!(back.origin.distance_mm(v.origin) < 1e-4);
     assert!((back.direction - v.direction).norm() < 1e-5);
     for (a, b) in back.spacing_mm.iter().zip(v.spacing_mm) {
         assert!((a - b).abs() < 1e-5);
@@ -44,7 +45,7 @@ fn jpeg2000_lossless_series_reads_back_bit_exact() {
     let v = Volume {
         dims: [nx, ny, nz],
         spacing_mm: [0.75, 0.75, 2.0],
-        origin: Vector3::new(-15.0, -12.0, 30.0),
+        origin: Point::new(-15.0, -12.0, 30.0),
         direction: Matrix3::identity(),
         // Full HU range, noise-like, including air and dense metal.
         voxels: (0..nx * ny * nz).map(|i| ((i * 7919) % 5000) as f32 - 1024.0).collect(),
@@ -75,7 +76,7 @@ fn an_unsupported_transfer_syntax_is_named() {
     let v = Volume {
         dims: [8, 8, 3],
         spacing_mm: [1.0, 1.0, 1.0],
-        origin: Vector3::zeros(),
+        origin: Point::origin(),
         direction: Matrix3::identity(),
         voxels: vec![0.0; 8 * 8 * 3],
     };
@@ -159,7 +160,7 @@ fn a_series_reads_back_with_its_identity_and_a_slice_of_another_patient_is_refus
     let v = Volume {
         dims: [8, 6, 4],
         spacing_mm: [1.0, 1.0, 2.0],
-        origin: Vector3::zeros(),
+        origin: Point::origin(),
         direction: Matrix3::identity(),
         voxels: vec![40.0; 8 * 6 * 4],
     };

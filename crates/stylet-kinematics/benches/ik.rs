@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use nalgebra::Isometry3;
 use stylet_kinematics::{random_reachable_lines, solve_first, Arm, KeepOuts, KinematicsConfig};
 
 fn ik(c: &mut Criterion) {
@@ -30,7 +29,7 @@ fn ik(c: &mut Criterion) {
         });
     });
     let baseline = stylet_kinematics::baseline::KBaseline::new(&kin.urdf, &arm).unwrap();
-    let targets: Vec<Isometry3<f64>> = lines.iter().map(|(q, _)| arm.tip_pose(q).to_nalgebra()).collect();
+    let targets: Vec<_> = lines.iter().map(|(q, _)| arm.tip_pose(q)).collect();
     let mut k = 0;
     g.bench_function("k_jacobian_6dof_pose", |b| {
         b.iter(|| {

@@ -5,6 +5,7 @@
 //! needle roll); prismatic joints are held, as in Stylet's solver. `k` works in metres.
 
 use nalgebra::{Isometry3, Translation3};
+use stylet_core::frame::{Needle, Robot, Transform};
 
 use crate::model::{Arm, Motion};
 
@@ -64,7 +65,8 @@ impl KBaseline {
     /// Solves for the tip pose `target` (mm) from `seed` (rad / mm); returns the joints (rad / mm)
     /// when k reports success.
     #[must_use]
-    pub fn solve(&self, seed: &[f64], target: &Isometry3<f64>) -> Option<Vec<f64>> {
+    pub fn solve(&self, seed: &[f64], target: &Transform<Robot, Needle>) -> Option<Vec<f64>> {
+        let target = target.to_nalgebra();
         let si: Vec<f64> = seed.iter().zip(&self.prismatic).map(|(v, p)| if *p { v * 1e-3 } else { *v }).collect();
         self.serial.set_joint_positions_unchecked(&si);
         let t = Isometry3::from_parts(Translation3::from(target.translation.vector * 1e-3), target.rotation);

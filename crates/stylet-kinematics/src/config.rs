@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use nalgebra::{Unit, Vector3};
 use serde::Deserialize;
 use stylet_core::config::{read_toml, Checker, ConfigError};
+use stylet_core::frame::{Point, Vector};
 
 use crate::ik::IkOptions;
 use crate::keepout::{KeepOut, KeepOuts};
@@ -90,8 +91,8 @@ impl KinematicsConfig {
             c.require(inner < outer, key("outer_radius_mm"), outer, format!("must exceed inner_radius_mm = {inner}"));
             volumes.push(KeepOut::Cylinder {
                 name: cy.name.clone(),
-                center: Vector3::from(cy.center_mm),
-                axis,
+                center: Point::from_coords(Vector3::from(cy.center_mm)),
+                axis: Vector::from_nalgebra(axis.into_inner()),
                 inner_radius_mm: inner,
                 outer_radius_mm: outer,
                 half_length_mm: c.positive(key("half_length_mm"), cy.half_length_mm),
@@ -107,8 +108,8 @@ impl KinematicsConfig {
             );
             volumes.push(KeepOut::Box {
                 name: b.name.clone(),
-                min: Vector3::from(b.min_mm),
-                max: Vector3::from(b.max_mm),
+                min: Point::from_coords(Vector3::from(b.min_mm)),
+                max: Point::from_coords(Vector3::from(b.max_mm)),
             });
         }
         for (k, h) in raw.keepout.height_field.iter().enumerate() {

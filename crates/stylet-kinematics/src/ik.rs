@@ -350,7 +350,7 @@ fn evaluate(
         .filter(|(j, _)| j.motion == Motion::Revolute && j.lower.is_finite() && j.upper.is_finite())
         .map(|(j, v)| ((v - j.lower).min(j.upper - v) / (j.upper - j.lower)).max(0.0))
         .fold(0.5, f64::min);
-    let clearance_mm = keepout.clearance(&s.points).0;
+    let clearance_mm = keepout.clearance_coords(&s.points).0;
     // Score: joint-limit margin and manipulability first, clearance (saturating at 100 mm) next.
     let score = limit_margin + manipulability.min(1.0) + 0.2 * (clearance_mm.min(100.0) / 100.0);
     Solution {
@@ -438,7 +438,7 @@ fn solve(
             continue;
         }
         if sol.clearance_mm < 0.0 {
-            let (_, name) = keepout.clearance(&s.points);
+            let (_, name) = keepout.clearance_coords(&s.points);
             collision = Some((name, -sol.clearance_mm));
             continue;
         }

@@ -4,7 +4,8 @@
 //! each with the same radius, sampled every [`SAMPLE_MM`]. Signed distances are positive outside a
 //! volume.
 
-use nalgebra::{Unit, Vector2, Vector3};
+use nalgebra::{Vector2, Vector3};
+use stylet_core::frame::{Point, Robot, Vector};
 
 /// Spacing of the points sampled along each arm segment, mm.
 pub const SAMPLE_MM: f64 = 10.0;
@@ -17,9 +18,9 @@ pub enum KeepOut {
         /// Name for messages.
         name: String,
         /// Centre of the cylinder's axis segment.
-        center: Vector3<f64>,
-        /// Axis direction.
-        axis: Unit<Vector3<f64>>,
+        center: Point<Robot>,
+        /// Axis direction (unit).
+        axis: Vector<Robot>,
         /// Inner radius (0: solid).
         inner_radius_mm: f64,
         /// Outer radius.
@@ -32,9 +33,9 @@ pub enum KeepOut {
         /// Name for messages.
         name: String,
         /// Lower corner.
-        min: Vector3<f64>,
+        min: Point<Robot>,
         /// Upper corner.
-        max: Vector3<f64>,
+        max: Point<Robot>,
     },
     /// Everything below a height field (the patient's skin), over its grid.
     HeightField {
@@ -67,17 +68,24 @@ impl KeepOut {
 
     /// Signed distance from `p` to the volume (negative inside), mm.
     #[must_use]
-    pub fn signed_distance(&self, p: &Vector3<f64>) -> f64 {
+    pub fn signed_distance(&self, p: Point<Robot>) -> f64 {
+        self.distance_at(&p.to_nalgebra().coords)
+    }
+
+    /// [`KeepOut::signed_distance`] on the coordinates of a base-frame point.
+    fn distance_at(&self, p: &Vector3<f64>) -> f64 {
         match self {
             KeepOut::Cylinder { center, axis, inner_radius_mm, outer_radius_mm, half_length_mm, .. } => {
+                let (center, axis) = (center.to_nalgebra().coords, axis.to_nalgebra());
                 let d = p - center;
-                let t = d.dot(axis);
-                let r = (d - axis.into_inner() * t).norm();
+                let t = d.dot(&axis);
+                let r = (d - axis * t).norm();
                 let rc = 0.5 * (inner_radius_mm + outer_radius_mm);
                 let hr = 0.5 * (outer_radius_mm - inner_radius_mm);
                 box_sdf(Vector2::new((r - rc).abs() - hr, t.abs() - half_length_mm))
             }
             KeepOut::Box { min, max, .. } => {
+                let (min, max) = (min.to_nalgebra().coords, max.to_nalgebra().coords);
                 let c = (min + max) * 0.5;
                 let h = (max - min) * 0.5;
                 let q = (p - c).abs() - h;
@@ -113,10 +121,16 @@ pub struct KeepOuts {
 }
 
 impl KeepOuts {
-    /// Smallest clearance of the arm (polyline through `points`) to any volume, and that volume's
-    /// name; `(INFINITY, "")` without volumes.
+    /// Smallest clearance of the arm (polyline through `points`, base frame) to any volume, and
+    /// that volume's name; `(INFINITY, "")` without volumes.
     #[must_use]
-    pub fn clearance(&self, points: &[Vector3<f64>]) -> (f64, String) {
+    pub fn clearance(&self, points: &[Point<Robot>]) -> (f64, String) {
+        let coords: Vec<Vector3<f64>> = points.iter().map(|p| p.to_nalgebra().coords).collect();
+        self.clearance_coords(&coords)
+    }
+
+    /// [`KeepOuts::clearance`] on the coordinates of base-frame points (the IK's scratch buffer).
+    pub(crate) fn clearance_coords(&self, points: &[Vector3<f64>]) -> (f64, String) {
         let mut best = (f64::INFINITY, String::new());
         for v in &self.volumes {
             for w in points.windows(2) {
@@ -124,7 +138,7 @@ impl KeepOuts {
                 let n = ((b - a).norm() / SAMPLE_MM).ceil().max(1.0) as usize;
                 for k in 0..=n {
                     let p = a + (b - a) * (k as f64 / n as f64);
-                    let d = v.signed_distance(&p) - self.link_radius_mm;
+                    let d = v.distance_at(&p) - self.link_radius_mm;
                     if d < best.0 {
                         best = (d, v.name().to_string());
                     }
@@ -143,26 +157,26 @@ mod tests {
     fn ring_signed_distance() {
         let ring = KeepOut::Cylinder {
             name: "gantry".into(),
-            center: Vector3::zeros(),
-            axis: Vector3::y_axis(),
+            center: Point::origin(),
+            axis: Vector::new(0.0, 1.0, 0.0),
             inner_radius_mm: 350.0,
             outer_radius_mm: 900.0,
             half_length_mm: 300.0,
         };
-        assert!((ring.signed_distance(&Vector3::zeros()) - 350.0).abs() < 1e-9, "bore centre is outside the ring");
-        assert!(ring.signed_distance(&Vector3::new(600.0, 0.0, 0.0)) < 0.0);
-        assert!((ring.signed_distance(&Vector3::new(600.0, 400.0, 0.0)) - 100.0).abs() < 1e-9);
+        assert!((ring.signed_distance(Point::origin()) - 350.0).abs() < 1e-9, "bore centre is outside the ring");
+        assert!(ring.signed_distance(Point::new(600.0, 0.0, 0.0)) < 0.0);
+        assert!((ring.signed_distance(Point::new(600.0, 400.0, 0.0)) - 100.0).abs() < 1e-9);
     }
 
     #[test]
     fn box_and_height_field() {
         let table = KeepOut::Box {
             name: "table".into(),
-            min: Vector3::new(-100.0, -100.0, -50.0),
-            max: Vector3::new(100.0, 100.0, 0.0),
+            min: Point::new(-100.0, -100.0, -50.0),
+            max: Point::new(100.0, 100.0, 0.0),
         };
-        assert!((table.signed_distance(&Vector3::new(0.0, 0.0, 10.0)) - 10.0).abs() < 1e-9);
-        assert!(table.signed_distance(&Vector3::new(0.0, 0.0, -10.0)) < 0.0);
+        assert!((table.signed_distance(Point::new(0.0, 0.0, 10.0)) - 10.0).abs() < 1e-9);
+        assert!(table.signed_distance(Point::new(0.0, 0.0, -10.0)) < 0.0);
         let skin = KeepOut::HeightField {
             name: "skin".into(),
             origin_xy: Vector2::new(0.0, 0.0),
@@ -170,8 +184,8 @@ mod tests {
             nx: 3,
             heights: vec![100.0; 9],
         };
-        assert!((skin.signed_distance(&Vector3::new(5.0, 5.0, 130.0)) - 30.0).abs() < 1e-9);
-        assert!(skin.signed_distance(&Vector3::new(5.0, 5.0, 90.0)) < 0.0);
-        assert!(skin.signed_distance(&Vector3::new(50.0, 5.0, 0.0)).is_infinite(), "off the grid");
+        assert!((skin.signed_distance(Point::new(5.0, 5.0, 130.0)) - 30.0).abs() < 1e-9);
+        assert!(skin.signed_distance(Point::new(5.0, 5.0, 90.0)) < 0.0);
+        assert!(skin.signed_distance(Point::new(50.0, 5.0, 0.0)).is_infinite(), "off the grid");
     }
 }

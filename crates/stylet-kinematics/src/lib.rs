@@ -40,8 +40,8 @@ pub fn path_clearance<'a>(
     let mut jac = nalgebra::Matrix6xX::zeros(arm.dof());
     let mut best = (f64::INFINITY, 0, String::new());
     for (k, q) in path.into_iter().enumerate() {
-        arm.tip_and_jacobian(q, &mut points, &mut jac);
-        let (c, name) = keepout.clearance(&points);
+        arm.isometry_and_jacobian(q, &mut points, &mut jac);
+        let (c, name) = keepout.clearance_coords(&points);
         if c < best.0 {
             best = (c, k, name);
         }

@@ -252,16 +252,20 @@ impl Arm {
         }
     }
 
-    /// The tip pose, the position of every joint frame (then the tip) in the base frame (mm, into
+    /// The tip pose, the position of every joint frame (then the tip) in the base frame (into
     /// `points`, a buffer kept between calls), and the geometric Jacobian (rows: linear mm per unit,
     /// then angular rad per unit) in the base frame.
     pub fn tip_and_jacobian(
         &self,
         q: &[f64],
-        points: &mut Vec<Vector3<f64>>,
+        points: &mut Vec<Point<Robot>>,
         jac: &mut Matrix6xX<f64>,
     ) -> Transform<Robot, Needle> {
-        Transform::from_nalgebra(self.isometry_and_jacobian(q, points, jac))
+        let mut coords = Vec::with_capacity(self.joints.len() + 1);
+        let tip = self.isometry_and_jacobian(q, &mut coords, jac);
+        points.clear();
+        points.extend(coords.into_iter().map(Point::from_coords));
+        Transform::from_nalgebra(tip)
     }
 
     /// [`Arm::tip_and_jacobian`] with the tip as an isometry, for the numerical work inside this crate.

@@ -117,8 +117,8 @@ fn unreachable_degenerate_and_colliding_lines_say_why() {
     let wall = KeepOuts {
         volumes: vec![KeepOut::Box {
             name: "wall".into(),
-            min: Vector3::new(-2000.0, -2000.0, -2000.0),
-            max: Vector3::new(2000.0, 2000.0, 2000.0),
+            min: Point::new(-2000.0, -2000.0, -2000.0),
+            max: Point::new(2000.0, 2000.0, 2000.0),
         }],
         link_radius_mm: 40.0,
     };

@@ -64,21 +64,21 @@ fn ellipse_distance(e0: f64, e1: f64, y0: f64, y1: f64) -> f64 {
 
 /// A prolate spheroid: centre, unit axis, semi-axes (along the axis, across it).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Spheroid {
+pub(crate) struct Spheroid {
     /// Centre, LPS mm.
-    pub centre: Vector3<f64>,
+    pub(crate) centre: Vector3<f64>,
     /// Unit axis.
-    pub axis: Vector3<f64>,
+    pub(crate) axis: Vector3<f64>,
     /// Semi-axis along the axis, mm.
-    pub a: f64,
+    pub(crate) a: f64,
     /// Semi-axis across, mm.
-    pub b: f64,
+    pub(crate) b: f64,
 }
 
 impl Spheroid {
     /// Signed depth of `p`: distance to the surface, positive inside, negative outside.
     #[must_use]
-    pub fn depth(&self, p: &Vector3<f64>) -> f64 {
+    pub(crate) fn depth(&self, p: &Vector3<f64>) -> f64 {
         let d = p - self.centre;
         let u = d.dot(&self.axis).abs();
         let v = (d - self.axis * d.dot(&self.axis)).norm();
@@ -91,21 +91,12 @@ impl Spheroid {
             -dist
         }
     }
-
-    /// Whether `p` is inside.
-    #[must_use]
-    pub fn contains(&self, p: &Vector3<f64>) -> bool {
-        let d = p - self.centre;
-        let u = d.dot(&self.axis);
-        let v2 = d.norm_squared() - u * u;
-        (u / self.a).powi(2) + v2 / (self.b * self.b) <= 1.0
-    }
 }
 
 /// 6-connected components of `mask`: a component id per voxel (0 = none, 1.. by decreasing
 /// size) and the sizes (index 0 unused).
 #[must_use]
-pub fn components(mask: &[bool], dims: [usize; 3]) -> (Vec<u32>, Vec<usize>) {
+pub(crate) fn components(mask: &[bool], dims: [usize; 3]) -> (Vec<u32>, Vec<usize>) {
     let [nx, ny, nz] = dims;
     let mut id = vec![0u32; mask.len()];
     let mut sizes = vec![0usize];
@@ -189,7 +180,9 @@ mod tests {
             let brute = surface.iter().map(|q| (q - p).norm()).fold(f64::INFINITY, f64::min);
             let d = s.depth(&p);
             assert!((d.abs() - brute).abs() < 0.05, "{p:?}: {d} vs {brute}");
-            assert_eq!(d > 0.0, s.contains(&p));
+            // Inside by the implicit equation.
+            let (u, r) = ((p - s.centre).dot(&s.axis), p - s.centre);
+            assert_eq!(d > 0.0, (u / s.a).powi(2) + (r.norm_squared() - u * u) / (s.b * s.b) <= 1.0);
         }
     }
 
@@ -204,7 +197,7 @@ mod tests {
 
 /// The bounding box of the true voxels of `mask`: (lowest index, size), or None when empty.
 #[must_use]
-pub fn bbox(mask: &[bool], dims: [usize; 3]) -> Option<([usize; 3], [usize; 3])> {
+pub(crate) fn bbox(mask: &[bool], dims: [usize; 3]) -> Option<([usize; 3], [usize; 3])> {
     let [nx, ny, _] = dims;
     let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
     // Row by row: only the first and last true voxel of each row matter.
@@ -220,19 +213,19 @@ pub fn bbox(mask: &[bool], dims: [usize; 3]) -> Option<([usize; 3], [usize; 3])>
 
 /// A box of a volume (lowest index and size) and copies of fields into and out of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Crop {
+pub(crate) struct Crop {
     /// The whole volume's size.
-    pub full: [usize; 3],
+    pub(crate) full: [usize; 3],
     /// Lowest index of the box.
-    pub lo: [usize; 3],
+    pub(crate) lo: [usize; 3],
     /// Size of the box.
-    pub dims: [usize; 3],
+    pub(crate) dims: [usize; 3],
 }
 
 impl Crop {
     /// The box around `mask`'s true voxels grown by `margin` voxels (clamped), if any.
     #[must_use]
-    pub fn around(mask: &[bool], full: [usize; 3], margin: usize) -> Option<Self> {
+    pub(crate) fn around(mask: &[bool], full: [usize; 3], margin: usize) -> Option<Self> {
         let (lo, size) = bbox(mask, full)?;
         Some(Self::grown(full, lo, size, margin))
     }
@@ -252,7 +245,7 @@ impl Crop {
     /// `is`, grown by `margin` voxels (clamped to the volume), if any: a bounding box without a
     /// pass over the whole volume when this box is known to hold them all.
     #[must_use]
-    pub fn around_within<T: Copy>(&self, field: &[T], is: impl Fn(T) -> bool, margin: usize) -> Option<Self> {
+    pub(crate) fn around_within<T: Copy>(&self, field: &[T], is: impl Fn(T) -> bool, margin: usize) -> Option<Self> {
         let local: Vec<bool> = self.extract(field).into_iter().map(is).collect();
         let (lo, size) = bbox(&local, self.dims)?;
         let lo = [lo[0] + self.lo[0], lo[1] + self.lo[1], lo[2] + self.lo[2]];
@@ -261,7 +254,7 @@ impl Crop {
 
     /// Full-volume index of a box index.
     #[must_use]
-    pub fn full_index(&self, i: usize) -> usize {
+    pub(crate) fn full_index(&self, i: usize) -> usize {
         let [cx, cy, _] = self.dims;
         let (a, b, c) = (i % cx, (i / cx) % cy, i / (cx * cy));
         ((c + self.lo[2]) * self.full[1] + b + self.lo[1]) * self.full[0] + a + self.lo[0]
@@ -269,7 +262,7 @@ impl Crop {
 
     /// Box index of a full-volume index, when inside.
     #[must_use]
-    pub fn index(&self, idx: usize) -> Option<usize> {
+    pub(crate) fn index(&self, idx: usize) -> Option<usize> {
         let [nx, ny, _] = self.full;
         let (i, j, k) = (idx % nx, (idx / nx) % ny, idx / (nx * ny));
         let (a, b, c) = (i.checked_sub(self.lo[0])?, j.checked_sub(self.lo[1])?, k.checked_sub(self.lo[2])?);
@@ -278,7 +271,7 @@ impl Crop {
 
     /// The box's part of a full-volume field.
     #[must_use]
-    pub fn extract<T: Copy>(&self, field: &[T]) -> Vec<T> {
+    pub(crate) fn extract<T: Copy>(&self, field: &[T]) -> Vec<T> {
         let mut out = Vec::with_capacity(self.dims.iter().product());
         for c in 0..self.dims[2] {
             for b in 0..self.dims[1] {

@@ -7,7 +7,7 @@
 
 pub mod config;
 pub mod edt;
-pub mod geometry;
+pub(crate) mod geometry;
 pub mod plan;
 
 pub use config::{load_zone, Class, LabelTable, Rules, Zone};

@@ -66,7 +66,7 @@ impl Scene {
         let labels = Volume {
             dims: self.dims,
             spacing_mm: [1.0; 3],
-            origin,
+            origin: Point::from_coords(origin),
             direction: Matrix3::identity(),
             voxels: self.labels.clone(),
         };
@@ -243,7 +243,7 @@ fn bad_input_gets_clear_errors() {
     assert!(e.to_string().contains("42"), "{e}");
     // A label map on another grid.
     let (ct, mut labels) = Scene::new([60, 60, 40]).volumes();
-    labels.origin.x += 5.0;
+    labels.origin = labels.origin + stylet_core::frame::Vector::new(5.0, 0.0, 0.0);
     let t = table();
     let e = plan(&PlanInput {
         ct: &ct,

@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nalgebra::{Matrix3, Vector3};
+use nalgebra::Matrix3;
+use stylet_core::frame::Point;
 use stylet_dicom_node::{DicomNode, NodeConfig};
 use stylet_imaging::{load_series, write_series_with, PixelEncoding, SeriesMeta, Volume};
 use stylet_procedure::ports::{Acquired, CtPurpose, CtSource, PlanningCt};
@@ -35,7 +36,7 @@ fn volume(seed: u32) -> Volume {
     Volume {
         dims,
         spacing_mm: [0.8, 0.8, 2.5],
-        origin: Vector3::new(-10.0, -8.0, -15.0),
+        origin: Point::new(-10.0, -8.0, -15.0),
         direction: Matrix3::identity(),
         voxels,
     }
@@ -175,7 +176,7 @@ fn over_dicom_only_the_asked_for_series_of_the_planning_patient_and_frame_is_use
     let ct = ct.unwrap();
     assert_eq!(ct.volume.voxels, right.voxels, "{notices:?}");
     assert_eq!(ct.volume.dims, right.dims);
-    assert!((ct.volume.origin - right.origin).norm() < 1e-4);
+    assert!(ct.volume.origin.distance_mm(right.origin) < 1e-4);
     let since = asked.elapsed().as_secs_f64();
     assert!(ct.acquired_s >= 0.0 && ct.acquired_s <= since + 1.0, "acquired at {} s", ct.acquired_s);
     assert!(!notices.iter().any(|n| n.contains("AcquisitionDateTime")), "{notices:?}");

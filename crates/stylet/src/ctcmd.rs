@@ -31,9 +31,9 @@ fn geometry(v: &Volume) -> serde_json::Value {
     json!({
         "dimensions": v.dims,
         "spacing_mm": v.spacing_mm,
-        "origin_lps_mm": [v.origin.x, v.origin.y, v.origin.z],
+        "origin_lps_mm": v.origin,
         "direction_columns_lps": (0..3).map(|c| [d[(0, c)], d[(1, c)], d[(2, c)]]).collect::<Vec<_>>(),
-        "bounds_lps_mm": { "min": [lo.x, lo.y, lo.z], "max": [hi.x, hi.y, hi.z] },
+        "bounds_lps_mm": { "min": lo, "max": hi },
         "value_range": [min, max],
         "tilt_deg": v.tilt_deg(),
     })

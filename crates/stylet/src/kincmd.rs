@@ -298,7 +298,7 @@ pub(crate) fn bench_ik(args: &BenchIkArgs) -> anyhow::Result<ExitCode> {
     let home_si = to_urdf_units(&arm, &home);
     let (mut k_ok, mut k_t) = (0usize, Vec::with_capacity(lines.len()));
     for (q, line) in &lines {
-        let target = arm.tip_pose(q).to_nalgebra();
+        let target = arm.tip_pose(q);
         let t0 = Instant::now();
         let r = baseline.solve(&home, &target);
         k_t.push(t0.elapsed().as_secs_f64() * 1e6);

@@ -358,7 +358,7 @@ impl<A: SimArm> SimWorld<A> {
                 "tip_error_along_axis_mm": along,
                 "tip_error_across_axis_mm": (error - p_axis * along).norm(),
                 "zone_centre_error_mm": (achieved_centre - planned_centre).norm(),
-                "measured_tip_error_mm": p.measured_tip.map(|m| (Vector3::from(m) - planned_tip).norm()),
+                "measured_tip_error_mm": p.measured_tip.map(|m| (m.to_nalgebra().coords - planned_tip).norm()),
                 "error_sources_at_the_tip": imaged.budget,
             }));
         }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use nalgebra::{Matrix3, Vector3};
+use stylet_core::frame::Point;
 
 use super::SPACING_TOLERANCE_MM;
 use super::{decode_slice, read_dir, syntax_name, tag_f64s, tag_str, DicomError, SeriesIdentity, SeriesReport, Slice};
@@ -51,7 +52,7 @@ pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesRe
     let volume = Volume {
         dims: [nx, ny, slices.len()],
         spacing_mm: [grid.pixel_spacing[1], grid.pixel_spacing[0], k_spacing],
-        origin: slices[0].position,
+        origin: Point::from_coords(slices[0].position),
         direction: Matrix3::from_columns(&[row_dir, col_dir, k_dir]),
         voxels,
     };

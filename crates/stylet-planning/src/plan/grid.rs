@@ -25,7 +25,7 @@ impl Grid {
             v.direction.column(1) * s[1],
             v.direction.column(2) * s[2],
         ]);
-        Some(Self { dims: v.dims, origin: v.origin, m, inv: m.try_inverse()? })
+        Some(Self { dims: v.dims, origin: v.origin.to_nalgebra().coords, m, inv: m.try_inverse()? })
     }
     pub(super) fn lps(&self, idx: usize) -> Vector3<f64> {
         let [nx, ny, _] = self.dims;

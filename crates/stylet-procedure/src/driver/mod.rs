@@ -545,7 +545,7 @@ pub struct Chosen {
     /// The plan.
     pub plan: stylet_planning::Plan,
     /// The tumour centre, CT.
-    pub target: Vector3<f64>,
+    pub target: Point<Ct>,
 }
 
 /// Keeps the planning CT shared with workers.

@@ -223,7 +223,7 @@ impl<W: World> Driver<'_, W> {
                 .map(|f| (f.tip.to_nalgebra().coords - carried, f));
             (liver, found)
         })?;
-        self.position_report().liver_at_cts_mm.push(liver.as_ref().ok().map(|l| l.shift.to_nalgebra().into()));
+        self.position_report().liver_at_cts_mm.push(liver.as_ref().ok().map(|l| l.shift));
         let liver = match liver {
             Ok(l) => {
                 let d = l.shift.to_nalgebra();
@@ -249,7 +249,7 @@ impl<W: World> Driver<'_, W> {
         self.re_reference_at = Some(acquired);
         let now = self.world.now_s();
         self.sink.event(now, Event::TipMeasured(Point::from_coords(tip)));
-        self.position_report().measured_tip = Some(tip.into());
+        self.position_report().measured_tip = Some(Point::from_coords(tip));
         Ok(Measured { tip, liver })
     }
 

@@ -1,6 +1,6 @@
 //! What the driver reports: how each needle position and the procedure ended.
 
-use stylet_core::frame::{Ct, Point};
+use stylet_core::frame::{Ct, Point, Vector};
 
 use crate::Phase;
 
@@ -12,9 +12,9 @@ pub struct PositionReport {
     /// Planned tip.
     pub planned_tip: Point<Ct>,
     /// Unit needle axis.
-    pub axis: stylet_core::frame::Vector<Ct>,
+    pub axis: Vector<Ct>,
     /// The last tip measured in a CT.
-    pub measured_tip: Option<[f64; 3]>,
+    pub measured_tip: Option<Point<Ct>>,
     /// CTs with the needle (the confirmation CT and the checkpoints), all insertions.
     pub cts_with_needle: usize,
     /// Re-insertions after a lateral miss.
@@ -23,7 +23,7 @@ pub struct PositionReport {
     pub verified_margin_mm: Option<f64>,
     /// How far the liver had moved since the planning CT in each CT with the needle, as
     /// measured there (CT, LPS mm; `None` where it could not be measured).
-    pub liver_at_cts_mm: Vec<Option<[f64; 3]>>,
+    pub liver_at_cts_mm: Vec<Option<Vector<Ct>>>,
 }
 
 /// How the procedure ended.

@@ -132,7 +132,7 @@ impl<W: World> Driver<'_, W> {
                 report.plans.len()
             )));
         }
-        let target = report.tumour_centre.to_nalgebra().coords;
+        let target = report.tumour_centre;
         let mut options = options;
         loop {
             let index = match self.ask(&Prompt::ChoosePlan { options: options.clone() })? {

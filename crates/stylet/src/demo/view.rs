@@ -102,7 +102,7 @@ pub(crate) fn robot(log: &Logger, t_s: f64, arm: &Arm, q: &[f64], ct_from_robot:
     let mut points = Vec::new();
     let mut jac = nalgebra::Matrix6xX::zeros(arm.dof());
     let tip = arm.tip_and_jacobian(q, &mut points, &mut jac).to_nalgebra();
-    let links: Vec<[f32; 3]> = points.iter().map(|p| f3((ct_from_robot * nalgebra::Point3::from(*p)).coords)).collect();
+    let links: Vec<[f32; 3]> = points.iter().map(|p| f3((ct_from_robot * p.to_nalgebra()).coords)).collect();
     log.log(Item::Lines {
         path: "world/robot/links".into(),
         t_s: Some(t_s),

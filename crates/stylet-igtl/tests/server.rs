@@ -17,6 +17,22 @@ fn start() -> ServerHandle {
     server::start(&ServerConfig { addr: SocketAddr::from(([127, 0, 0, 1], 0)), ..Default::default() }).unwrap()
 }
 
+/// A whole IMAGE on an identity grid (big-endian): `coordinate` 1 RAS, 2 LPS.
+fn image(scalar_type: u8, coordinate: u8, size: [u16; 3], pixels: Vec<u8>) -> Image {
+    Image {
+        header_version: 1,
+        components: 1,
+        scalar_type,
+        endian: 1,
+        coordinate,
+        size,
+        matrix: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+        subvolume_offset: [0, 0, 0],
+        subvolume_size: size,
+        pixels,
+    }
+}
+
 fn next_request(s: &ServerHandle) -> Request {
     s.requests.recv_timeout(Duration::from_secs(20)).expect("a request from the peer")
 }
@@ -87,21 +103,7 @@ fn pyigtl_client_runs_the_start_of_a_bwh_session_and_both_directions() {
     let tip = [[1.0, 0.0, 0.0, -11.0], [0.0, 1.0, 0.0, 12.0], [0.0, 0.0, 1.0, 13.0], [0.0, 0.0, 0.0, 1.0]];
     s.broadcast(Bwh::current_position(Transform::try_from_rows(tip).unwrap()));
     s.broadcast(Message::new("NOTE", Body::String { encoding: 3, value: b"needle at the target".to_vec() }));
-    s.broadcast(Message::new(
-        "CT_SLICE",
-        Body::Image(Image {
-            header_version: 1,
-            components: 1,
-            scalar_type: 3,
-            endian: 1,
-            coordinate: 1,
-            size: [4, 3, 1],
-            matrix: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
-            subvolume_offset: [0, 0, 0],
-            subvolume_size: [4, 3, 1],
-            pixels: (0..12).collect(),
-        }),
-    ));
+    s.broadcast(Message::new("CT_SLICE", Body::Image(image(3, 1, [4, 3, 1], (0..12).collect()))));
     let point = |name: &str, p: [f32; 3]| PointElement {
         name: name.into(),
         group: "Landmark".into(),
@@ -297,21 +299,7 @@ fn the_cpp_reference_library_both_ways() {
         Body::Point(vec![point("entry", [1.0, 2.0, 3.0]), point("target", [4.0, 5.0, 6.5])]),
     ));
     s.completed(stylet_igtl::bwh::Phase::MoveToTarget, true, "at the target");
-    s.broadcast(Message::new(
-        "CT_SLICE",
-        Body::Image(Image {
-            header_version: 1,
-            components: 1,
-            scalar_type: 3,
-            endian: 1,
-            coordinate: 1,
-            size: [4, 3, 1],
-            matrix: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
-            subvolume_offset: [0, 0, 0],
-            subvolume_size: [4, 3, 1],
-            pixels: (0..12).collect(),
-        }),
-    ));
+    s.broadcast(Message::new("CT_SLICE", Body::Image(image(3, 1, [4, 3, 1], (0..12).collect()))));
     let t0 = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -349,21 +337,7 @@ fn the_cpp_reference_library_queries_what_the_server_has_sent() {
     let s = start();
     // What the procedure side has sent before the peer asks: a planning CT and the needle (twice:
     // the latest is kept), and a STATUS (an answer of its moment, not kept).
-    s.broadcast(Message::new(
-        "CT_PLANNING",
-        Body::Image(Image {
-            header_version: 1,
-            components: 1,
-            scalar_type: 4,
-            endian: 1,
-            coordinate: 2,
-            size: [4, 3, 2],
-            matrix: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
-            subvolume_offset: [0, 0, 0],
-            subvolume_size: [4, 3, 2],
-            pixels: vec![0; 48],
-        }),
-    ));
+    s.broadcast(Message::new("CT_PLANNING", Body::Image(image(4, 2, [4, 3, 2], vec![0; 48]))));
     let needle =
         |z: f32| Message::new("NEEDLE", Body::Transform([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 2.0, z]));
     s.broadcast(needle(3.0));
@@ -485,22 +459,7 @@ fn pyigtl_as_the_server_and_this_crate_as_the_client() {
         owner: String::new(),
     };
     c.send(&Message::new("PLAN", Body::Point(vec![point]))).unwrap();
-    c.send(&Message::new(
-        "SLICE",
-        Body::Image(Image {
-            header_version: 1,
-            components: 1,
-            scalar_type: 3,
-            endian: 1,
-            coordinate: 1,
-            size: [3, 2, 1],
-            matrix: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
-            subvolume_offset: [0, 0, 0],
-            subvolume_size: [3, 2, 1],
-            pixels: vec![10, 11, 12, 13, 14, 15],
-        }),
-    ))
-    .unwrap();
+    c.send(&Message::new("SLICE", Body::Image(image(3, 1, [3, 2, 1], vec![10, 11, 12, 13, 14, 15])))).unwrap();
     let last = lines.next().unwrap().unwrap();
     let v: serde_json::Value = serde_json::from_str(&last).unwrap();
     assert_eq!(v["TIP"], serde_json::json!([7.0, 8.0, 9.0]), "{v}");

@@ -6,6 +6,9 @@
 //! counted, and never stalls anyone else). Malformed input is logged as a rejection and the
 //! connection stays up.
 //!
+//! A message is shared, not copied, between the clients and the scene (an `Arc`): broadcasting a
+//! whole CT costs the procedure side no copy, and the scene's lock is held only to swap a pointer.
+//!
 //! Every message leaves with a timestamp: the wall clock when the procedure handed it over (or
 //! when a reply was made), unless it carries one already. The server keeps the latest message of
 //! each kind per device it has sent ([`Scene`]) and answers `GET_` queries from it:
@@ -98,7 +101,7 @@ pub struct ServerHandle {
     pub local_addr: SocketAddr,
     /// Requests from the peers.
     pub requests: mpsc::Receiver<Request>,
-    out: broadcast::Sender<Message>,
+    out: broadcast::Sender<Arc<Message>>,
     scene: Arc<Mutex<Scene>>,
     /// Counters.
     pub stats: Arc<ServerStats>,
@@ -110,7 +113,7 @@ pub struct ServerHandle {
 /// A cloneable sender to every client (for threads and closures); never blocks.
 #[derive(Clone, Debug)]
 pub struct Broadcaster {
-    out: broadcast::Sender<Message>,
+    out: broadcast::Sender<Arc<Message>>,
     scene: Arc<Mutex<Scene>>,
 }
 
@@ -122,8 +125,8 @@ impl Broadcaster {
 }
 
 /// Stamps a message, keeps it in the scene and sends it to every client.
-fn send_out(out: &broadcast::Sender<Message>, scene: &Mutex<Scene>, m: Message) {
-    let m = stamped(m);
+fn send_out(out: &broadcast::Sender<Arc<Message>>, scene: &Mutex<Scene>, m: Message) {
+    let m = Arc::new(stamped(m));
     if let Ok(mut s) = scene.lock() {
         s.keep(&m);
     }
@@ -168,12 +171,12 @@ pub const CAPABILITIES: [&str; 19] = [
 /// device (a `STATUS` is an answer of its moment and is not kept).
 #[derive(Debug, Default)]
 pub struct Scene {
-    latest: Vec<Message>,
+    latest: Vec<Arc<Message>>,
 }
 
 impl Scene {
     /// Keeps `m` as the latest of its type from its device.
-    pub fn keep(&mut self, m: &Message) {
+    pub fn keep(&mut self, m: &Arc<Message>) {
         let kept = matches!(
             m.body,
             Body::Image(_)
@@ -189,15 +192,15 @@ impl Scene {
         }
         let ty = m.body.type_name();
         match self.latest.iter_mut().find(|k| k.device_name == m.device_name && k.body.type_name() == ty) {
-            Some(k) => *k = m.clone(),
-            None => self.latest.push(m.clone()),
+            Some(k) => *k = Arc::clone(m),
+            None => self.latest.push(Arc::clone(m)),
         }
     }
 
     /// The answers to `GET_<of>` from `device` (empty: every device) while the convention is in
     /// `phase`.
     #[must_use]
-    pub fn answer(&self, of: &str, device: &str, phase: Phase) -> Vec<Message> {
+    pub fn answer(&self, of: &str, device: &str, phase: Phase) -> Vec<Arc<Message>> {
         let of = if of == "TRANS" { "TRANSFORM" } else { of };
         match of {
             "CAPABIL" => {
@@ -233,7 +236,7 @@ impl Scene {
                 vec![reply_to(device, Body::ImgMeta(images))]
             }
             _ => {
-                let found: Vec<Message> = self
+                let found: Vec<Arc<Message>> = self
                     .latest
                     .iter()
                     .filter(|m| m.body.type_name() == of && (device.is_empty() || m.device_name == device))
@@ -259,8 +262,8 @@ impl Scene {
 }
 
 /// A reply under the device name the query came with.
-fn reply_to(device: &str, body: Body) -> Message {
-    stamped(Message::new(device, body))
+fn reply_to(device: &str, body: Body) -> Arc<Message> {
+    Arc::new(stamped(Message::new(device, body)))
 }
 
 impl ServerHandle {
@@ -383,14 +386,14 @@ async fn client(
     id: u64,
     socket: TcpStream,
     cfg: ServerConfig,
-    mut from_procedure: broadcast::Receiver<Message>,
+    mut from_procedure: broadcast::Receiver<Arc<Message>>,
     requests: mpsc::Sender<Request>,
     shared: Shared,
 ) {
     let Shared { stats, bwh, scene } = shared;
     let _ = socket.set_nodelay(true);
     let (mut rd, mut wr) = socket.into_split();
-    let (reply_tx, mut reply_rx) = tokio::sync::mpsc::channel::<Message>(cfg.client_queue.max(1));
+    let (reply_tx, mut reply_rx) = tokio::sync::mpsc::channel::<Arc<Message>>(cfg.client_queue.max(1));
     let writer_stats = Arc::clone(&stats);
     let writer = tokio::spawn(async move {
         loop {
@@ -424,15 +427,18 @@ async fn client(
                 Err(e) => reject(&stats, format!("client {id}: {e}")),
                 Ok(m) => {
                     stats.received.fetch_add(1, Ordering::Relaxed);
-                    let (replies, actions) = match (&m.body, bwh.lock()) {
+                    let (replies, actions): (Vec<Arc<Message>>, Vec<Action>) = match (&m.body, bwh.lock()) {
                         (Body::Query { query: Query::Get, of, .. }, Ok(b)) => {
                             let answers = scene.lock().map(|s| s.answer(of, &m.device_name, b.phase()));
                             (answers.unwrap_or_default(), Vec::new())
                         }
-                        (_, Ok(mut b)) => b.handle(&m),
+                        (_, Ok(mut b)) => {
+                            let (replies, actions) = b.handle(&m);
+                            (replies.into_iter().map(|r| Arc::new(stamped(r))).collect(), actions)
+                        }
                         (_, Err(_)) => (Vec::new(), Vec::new()),
                     };
-                    for r in replies.into_iter().map(stamped) {
+                    for r in replies {
                         if reply_tx.try_send(r).is_err() {
                             stats.dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -461,12 +467,12 @@ mod tests {
     fn the_scene_keeps_the_latest_of_each_type_per_device_and_answers_from_it() {
         let mut scene = Scene::default();
         for m in [transform("NEEDLE", 1.0), transform("NEEDLE", 2.0), transform("ZONE", 3.0)] {
-            scene.keep(&m);
+            scene.keep(&Arc::new(m));
         }
-        scene.keep(&Message::new(
+        scene.keep(&Arc::new(Message::new(
             "TARGETING",
             Body::Status { code: status::OK, subcode: 0, error_name: String::new(), message: "ok".into() },
-        ));
+        )));
         let needle = scene.answer("TRANS", "NEEDLE", Phase::StartUp);
         assert_eq!(needle.len(), 1);
         assert_eq!(needle[0].body, transform("NEEDLE", 2.0).body);

@@ -265,6 +265,10 @@ pub enum Request {
     Abort,
     /// Withdraw the needle along its axis (after an abort or a fault).
     Retract,
+    /// The software e-stop, from an operator who has no button on the supervisor's thread
+    /// (3D Slicer's EMERGENCY): the driver presses [`Motion::estop`] at once (drives off, brakes
+    /// on, latched); the procedure then ends as after any e-stop.
+    EStop,
     /// The operator has left: the console closed, or the process was asked to end (a signal).
     /// The procedure stops as on an abort and the arm holds; with nobody to command the
     /// retraction or to answer, the run then ends at once with the drives off under the

@@ -270,7 +270,9 @@ impl<'a, W: World> Driver<'a, W> {
         self.sink.event(now, Event::LoopTiming(&timing));
         if let Some(r) = self.world.request() {
             self.sink.event(now, Event::Operator { action: "request", detail: &format!("{r:?}") });
-            if r == Request::Leave {
+            if r == Request::EStop {
+                self.world.estop();
+            } else if r == Request::Leave {
                 // Every wait that takes an abort ends; what asks the operator stops asking.
                 self.operator_left = true;
                 self.requests.push_back(Request::Abort);

@@ -437,7 +437,7 @@ impl<W: World> Driver<'_, W> {
                 }
             }
             Request::Abort | Request::Leave => Err(DriverError::Aborted(self.wf.phase())),
-            Request::Resume | Request::Retract => Ok(()),
+            Request::Resume | Request::Retract | Request::EStop => Ok(()),
         }
     }
 

@@ -19,9 +19,10 @@ use stylet_core::frame::{Ct, Needle, Point, Robot, Transform};
 use crate::{lps_from_ras, status, Body, Message, Orientation};
 
 /// The workflow phases of the convention.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Phase {
     /// Connected, nothing set.
+    #[default]
     StartUp,
     /// Planning in Slicer.
     Planning,
@@ -91,19 +92,28 @@ pub enum Action {
     },
 }
 
+/// Who registers the CT to the robot and chooses the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Convention {
+    /// The peer: CALIBRATION takes Slicer's `CLB_` matrix and TARGETING its `TGT_`, `TRAJ` or
+    /// `POINT`; TARGETING before a calibration and MOVE_TO_TARGET before a target are refused.
+    #[default]
+    PeerPlans,
+    /// Stylet's procedure: it registers on the CT's fiducials and plans under the clinical rules
+    /// itself, and sends its plan for review; a `CLB_` or a target from the network is refused
+    /// with a STATUS saying so, and whether a phase can be entered is the procedure's to say.
+    StyletPlans,
+}
+
 /// The convention's state.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Bwh {
     phase: Phase,
+    convention: Convention,
     calibrated: bool,
     target: Option<Point<Ct>>,
 }
 
-impl Default for Bwh {
-    fn default() -> Self {
-        Self { phase: Phase::StartUp, calibrated: false, target: None }
-    }
-}
 
 /// A point Slicer sent (RAS, single precision) in the CT's LPS.
 fn ras_point(a: [f32; 3]) -> Point<Ct> {
@@ -146,6 +156,12 @@ pub fn lps_from_ras_matrix(m: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
 }
 
 impl Bwh {
+    /// The convention's state at connection, under `convention`.
+    #[must_use]
+    pub fn new(convention: Convention) -> Self {
+        Self { convention, ..Self::default() }
+    }
+
     /// The current phase.
     #[must_use]
     pub fn phase(&self) -> Phase {
@@ -177,6 +193,17 @@ impl Bwh {
                         }
                     },
                 }
+            }
+            (Body::Transform(t), d) if d.starts_with("CLB_") && self.convention == Convention::StyletPlans => {
+                out.push(reply(format!("ACK_{}", &d[4..]), Body::Transform(*t)));
+                out.push(status(
+                    Phase::Calibration.name(),
+                    status::CONFIG_ERROR,
+                    "STYLET_REGISTERS",
+                    "not taken: Stylet registers the CT to the robot on the arm's fiducials itself \
+                     (TRANSFORM REGISTRATION); this site does not take a calibration from the network"
+                        .into(),
+                ));
             }
             (Body::Transform(t), d) if d.starts_with("CLB_") => {
                 out.push(reply(format!("ACK_{}", &d[4..]), Body::Transform(*t)));
@@ -211,7 +238,16 @@ impl Bwh {
 
     /// A target (and entry) from the peer: taken once calibrated, else refused.
     fn aim(&mut self, entry: Option<Point<Ct>>, target: Point<Ct>, out: &mut Vec<Message>, actions: &mut Vec<Action>) {
-        if self.calibrated {
+        if self.convention == Convention::StyletPlans {
+            out.push(status(
+                Phase::Targeting.name(),
+                status::CONFIG_ERROR,
+                "STYLET_PLANS",
+                "not taken: Stylet plans the needle path from the planning CT under the clinical rules \
+                 and sends its plan for review (POINT PLAN); TARGETING shows it, MOVE_TO_TARGET executes it"
+                    .into(),
+            ));
+        } else if self.calibrated {
             self.target = Some(target);
             actions.push(Action::Target { entry, target });
         } else {
@@ -220,11 +256,12 @@ impl Bwh {
     }
 
     fn refusal(&self, p: Phase) -> Option<(u16, &'static str, String)> {
+        let peer_plans = self.convention == Convention::PeerPlans;
         match p {
-            Phase::Targeting if !self.calibrated => {
+            Phase::Targeting if peer_plans && !self.calibrated => {
                 Some((status::NOT_READY, "NOT_CALIBRATED", "targeting needs a calibration (CLB_) first".into()))
             }
-            Phase::MoveToTarget if self.target.is_none() => {
+            Phase::MoveToTarget if peer_plans && self.target.is_none() => {
                 Some((status::CONFIG_ERROR, "NO_TARGET", "moving needs a target (TGT_) first".into()))
             }
             Phase::MoveToTarget if self.phase == Phase::Emergency => {
@@ -356,6 +393,35 @@ mod tests {
         assert!(act.is_empty(), "{act:?}");
         let (out, _) = b.handle(&cmd("0002", "TARGETING"));
         assert_eq!(code_of(&out[1]), Some(("TARGETING".into(), status::NOT_READY)));
+    }
+
+    #[test]
+    fn when_stylet_plans_a_calibration_or_target_from_the_network_is_refused_and_phases_are_the_procedures() {
+        let mut b = Bwh::new(Convention::StyletPlans);
+        // TARGETING and MOVE_TO_TARGET are not refused by the convention: the procedure decides.
+        let (out, act) = b.handle(&cmd("0001", "TARGETING"));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(act, vec![Action::Enter(Phase::Targeting)]);
+        let (_, act) = b.handle(&cmd("0002", "MOVE_TO_TARGET"));
+        assert_eq!(act, vec![Action::Enter(Phase::MoveToTarget)]);
+        // A calibration matrix, even a rigid one: echoed, refused with the reason, no action.
+        let mut t = [0.0f32; 12];
+        (t[0], t[4], t[8]) = (1.0, 1.0, 1.0);
+        let (out, act) = b.handle(&Message::new("CLB_0003", Body::Transform(t)));
+        assert_eq!(out[0].device_name, "ACK_0003");
+        assert_eq!(code_of(&out[1]), Some(("CALIBRATION".into(), status::CONFIG_ERROR)));
+        assert!(act.is_empty(), "{act:?}");
+        // A target: refused, no action.
+        let (out, act) = b.handle(&Message::new("TGT_0004", Body::Transform(t)));
+        assert_eq!(code_of(&out[1]), Some(("TARGETING".into(), status::CONFIG_ERROR)));
+        let Body::Status { message, .. } = &out[1].body else { panic!("{out:?}") };
+        assert!(message.contains("POINT PLAN"), "{message}");
+        assert!(act.is_empty(), "{act:?}");
+        // After EMERGENCY, moving is refused by the convention itself.
+        b.handle(&cmd("0005", "EMERGENCY"));
+        let (out, act) = b.handle(&cmd("0006", "MOVE_TO_TARGET"));
+        assert_eq!(code_of(&out[1]), Some(("MOVE_TO_TARGET".into(), status::PANIC)));
+        assert!(act.is_empty());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-use crate::bwh::{Action, Bwh, Phase};
+use crate::bwh::{Action, Bwh, Convention, Phase};
 use crate::{status, Body, Decoder, ImageMeta, Message, Query};
 
 /// The default port of OpenIGTLink.
@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Messages queued per client before it starts losing them.
     pub client_queue: usize,
+    /// Who registers and plans: the peer, or Stylet's procedure.
+    pub convention: Convention,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +52,7 @@ impl Default for ServerConfig {
             allow_remote: false,
             max_body: 64 << 20,
             client_queue: 1024,
+            convention: Convention::PeerPlans,
         }
     }
 }
@@ -286,6 +289,15 @@ impl ServerHandle {
         }
     }
 
+    /// Refuses to enter a phase: a STATUS named after it with `code` (`crate::status`), an error
+    /// name and the reason, to every client.
+    pub fn refused(&self, p: Phase, code: u16, error_name: &str, reason: &str) {
+        self.broadcast(Message::new(
+            p.name(),
+            Body::Status { code, subcode: 0, error_name: error_name.to_string(), message: reason.to_string() },
+        ));
+    }
+
     /// The convention's current phase.
     #[must_use]
     pub fn phase(&self) -> Option<Phase> {
@@ -328,7 +340,7 @@ pub fn start(cfg: &ServerConfig) -> Result<ServerHandle, ServerError> {
     let (req_tx, requests) = mpsc::channel();
     let (out, _) = broadcast::channel(cfg.client_queue.max(1));
     let stats = Arc::new(ServerStats::default());
-    let bwh = Arc::new(Mutex::new(Bwh::default()));
+    let bwh = Arc::new(Mutex::new(Bwh::new(cfg.convention)));
     let scene = Arc::new(Mutex::new(Scene::default()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (out2, stats2, bwh2, cfg2) = (out.clone(), Arc::clone(&stats), Arc::clone(&bwh), cfg.clone());

@@ -1,0 +1,511 @@
+//! 3D Slicer as the procedure's operator, over OpenIGTLink's BWH convention (docs/igtl.md).
+//!
+//! The phases Slicer sends answer the procedure driver's prompts; nothing from the network moves
+//! the arm by itself. START_UP starts the procedure (the planning CT, Stylet's own registration
+//! and plans); TARGETING reports the plan Stylet chose, reachable by the arm; MOVE_TO_TARGET
+//! executes it through the driver's steps, every insertion step under the respiratory gate
+//! (RESP-2) and the pedal (INS-2), which the supervisor checks; STOP stops the procedure as the
+//! console's abort does; EMERGENCY presses the software e-stop. The other decisions (start the
+//! ablation, withdraw the needle, go on after a fault) are announced as `STRING PROMPT` and
+//! answered with `STRING ANSWER` (`yes`, `no`, `abort`, `retract`, `plan N`).
+//!
+//! [`FrontEnd`] is the convention's logic as a pure state machine (actions and prompts in,
+//! replies out); [`SlicerOperator`] puts it on a running server.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use stylet_igtl::bwh::{Action, Phase};
+use stylet_igtl::server::ServerHandle;
+use stylet_igtl::{status, Body, Message};
+use stylet_procedure::ports::{Answer, Operator, Prompt, Request};
+
+/// The device name of the prompts Stylet sends (STRING).
+pub const PROMPT_DEVICE: &str = "PROMPT";
+/// The device name of the answers Slicer sends (STRING).
+pub const ANSWER_DEVICE: &str = "ANSWER";
+
+/// What the front end sends back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A STATUS named after the phase: entered (or done) when `ok`, failed otherwise.
+    Completed {
+        /// The phase.
+        phase: Phase,
+        /// Entered or done.
+        ok: bool,
+        /// What happened.
+        text: String,
+    },
+    /// A STATUS refusing a phase (or an answer): its code (`stylet_igtl::status`), error name and
+    /// reason.
+    Refused {
+        /// The STATUS's device name.
+        device: String,
+        /// The code.
+        code: u16,
+        /// The error name.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// `STRING PROMPT`: the decision now due, and how to give it.
+    Prompt(String),
+}
+
+/// The BWH convention's side of the procedure: Slicer's phases and answers in, the driver's
+/// answers and requests out.
+#[derive(Debug, Default)]
+pub struct FrontEnd {
+    started: bool,
+    /// TARGETING was asked before the plans were ready: reported when they are.
+    targeting: bool,
+    /// MOVE_TO_TARGET was given for the plan choice now due.
+    go: bool,
+    /// A plan picked with `ANSWER plan N` (1-based, as shown).
+    picked: Option<usize>,
+    /// The plan is being executed (MOVE_TO_TARGET taken).
+    moving: bool,
+    /// STOP or EMERGENCY was given: nothing more moves.
+    stopped_by: Option<Phase>,
+    /// The answer to the prompt shown, typed after it was shown.
+    answer: Option<Answer>,
+    requests: VecDeque<Request>,
+    shown: Option<Prompt>,
+    out: Vec<Reply>,
+}
+
+impl FrontEnd {
+    /// One action of the convention (from the server).
+    pub fn take(&mut self, action: Action) {
+        match action {
+            Action::Enter(p) => self.enter(p),
+            Action::Received(m) => self.received(&m),
+            // Not produced when Stylet plans (the convention refuses them with the reason).
+            Action::Registration(_) | Action::Target { .. } => {}
+        }
+    }
+
+    fn enter(&mut self, p: Phase) {
+        match p {
+            Phase::StartUp if self.started => self.done(p, true, "already started"),
+            Phase::StartUp => self.started = true,
+            Phase::Planning => self.done(
+                p,
+                true,
+                "Stylet plans from the planning CT under the clinical rules; its plan follows as POINT PLAN",
+            ),
+            Phase::Calibration => self.done(
+                p,
+                true,
+                "Stylet registers the CT to the robot on the arm's fiducials; the registration follows as TRANSFORM REGISTRATION",
+            ),
+            Phase::Targeting if !self.started => self.refuse(p, status::NOT_READY, "NOT_STARTED", "START_UP first"),
+            Phase::Targeting => match &self.shown {
+                Some(Prompt::ChoosePlan { options }) => {
+                    let text = plans_text(options);
+                    self.done(p, true, &text);
+                }
+                _ => self.targeting = true,
+            },
+            Phase::MoveToTarget => self.move_to_target(),
+            Phase::Stop => {
+                self.stopped_by = Some(p);
+                self.requests.push_back(Request::Abort);
+                self.done(
+                    p,
+                    true,
+                    "controlled stop: the procedure stops, the arm holds under the supervisor; ANSWER retract withdraws the needle",
+                );
+            }
+            Phase::Emergency => {
+                self.stopped_by = Some(p);
+                self.requests.push_back(Request::EStop);
+                self.done(p, true, "software e-stop: drives off, brakes on, latched; a reset needs the console");
+            }
+            Phase::Manual => self.refuse(
+                p,
+                status::CONFIG_ERROR,
+                "NOT_OFFERED",
+                "manual motion is not offered: the arm moves only through the procedure's supervised, gated steps",
+            ),
+        }
+    }
+
+    fn move_to_target(&mut self) {
+        let p = Phase::MoveToTarget;
+        if !self.started {
+            self.refuse(p, status::NOT_READY, "NOT_STARTED", "START_UP first");
+        } else if self.stopped_by.is_some() {
+            self.refuse(p, status::PANIC, "STOPPED", "the procedure was stopped; it cannot move again");
+        } else if self.moving {
+            self.done(p, true, "already executing the plan");
+        } else if matches!(self.shown, Some(Prompt::ChoosePlan { .. })) {
+            self.go = true;
+        } else {
+            self.refuse(
+                p,
+                status::CONFIG_ERROR,
+                "NO_PLAN",
+                "no plan to execute yet: wait for TARGETING's STATUS (planning CT, registration and plans first)",
+            );
+        }
+    }
+
+    fn received(&mut self, m: &Message) {
+        let Body::String { value, .. } = &m.body else { return };
+        if m.device_name != ANSWER_DEVICE {
+            return;
+        }
+        let text = String::from_utf8_lossy(value).trim().trim_end_matches('\0').to_ascii_lowercase();
+        match text.as_str() {
+            "yes" => self.answer = Some(Answer::Yes),
+            "no" => self.answer = Some(Answer::No),
+            "abort" => self.answer = Some(Answer::Abort),
+            "retract" => self.requests.push_back(Request::Retract),
+            t => match t.strip_prefix("plan ").and_then(|n| n.trim().parse::<usize>().ok()) {
+                Some(n) if n >= 1 => self.picked = Some(n),
+                _ => self.out.push(Reply::Refused {
+                    device: ANSWER_DEVICE.into(),
+                    code: status::UNKNOWN_INSTRUCTION,
+                    name: "UNKNOWN_ANSWER",
+                    reason: format!("{text:?} is no answer: yes, no, abort, retract or plan N"),
+                }),
+            },
+        }
+    }
+
+    /// The driver asks `prompt`: shown once, answered when Slicer has.
+    pub fn ask(&mut self, prompt: &Prompt) -> Option<Answer> {
+        if self.shown.as_ref() != Some(prompt) {
+            self.show(prompt);
+            return None;
+        }
+        match prompt {
+            Prompt::Start => self.started.then(|| {
+                self.done(Phase::StartUp, true, "procedure started: planning CT, fiducials, registration, plans");
+                Answer::Yes
+            }),
+            Prompt::ChoosePlan { options } => {
+                if let Some(a) = self.answer.take().filter(|a| *a == Answer::Abort) {
+                    return Some(a);
+                }
+                if !self.go {
+                    return None;
+                }
+                self.go = false;
+                let picked = match self.picked.take() {
+                    Some(n) => match options.get(n - 1) {
+                        Some(o) => o,
+                        None => {
+                            let why = format!("there is no plan {n} (1 to {})", options.len());
+                            self.refuse(Phase::MoveToTarget, status::CONFIG_ERROR, "NO_SUCH_PLAN", &why);
+                            return None;
+                        }
+                    },
+                    // The best plan that is not high-risk (OAR-2), else the best (the driver then
+                    // asks for the explicit override).
+                    None => options.iter().find(|o| !o.high_risk).or(options.first())?,
+                };
+                self.moving = true;
+                Some(Answer::Choose { index: picked.index })
+            }
+            _ => self.answer.take(),
+        }
+    }
+
+    fn show(&mut self, prompt: &Prompt) {
+        self.shown = Some(prompt.clone());
+        // An answer typed before the question was asked answers nothing.
+        self.answer = None;
+        let text = match prompt {
+            Prompt::Start => "start the procedure: START_UP".to_string(),
+            Prompt::ChoosePlan { options } => {
+                if std::mem::take(&mut self.targeting) {
+                    let text = plans_text(options);
+                    self.done(Phase::Targeting, true, &text);
+                }
+                format!("{}; MOVE_TO_TARGET executes it (ANSWER plan N first to pick another)", plans_text(options))
+            }
+            Prompt::OverrideHighRisk { index, rules } => format!(
+                "plan {} is high-risk ({}): ANSWER yes to execute it anyway, no for another",
+                index + 1,
+                rules.join("; ")
+            ),
+            Prompt::StartAblation { setting, position } => {
+                self.done(
+                    Phase::MoveToTarget,
+                    true,
+                    &format!("the needle is at the target of position {} of {} (ACC-1 accepted)", position.0, position.1),
+                );
+                format!("start the ablation ({setting}) at position {} of {}: ANSWER yes or abort", position.0, position.1)
+            }
+            Prompt::AfterFault { fault } => {
+                format!("the supervisor latched {fault}; the arm holds: ANSWER yes resets, abort ends the procedure")
+            }
+            Prompt::RetractNeedle { why } => format!("{why}: ANSWER yes withdraws the needle, no keeps it held"),
+            Prompt::CheckpointsExhausted { taken } => {
+                format!("INS-3: {taken} checkpoint CTs taken, none left: ANSWER yes goes on, abort stops")
+            }
+        };
+        self.out.push(Reply::Prompt(text));
+    }
+
+    /// A request made since the last call.
+    pub fn request(&mut self) -> Option<Request> {
+        self.requests.pop_front()
+    }
+
+    /// The replies made since the last call.
+    pub fn replies(&mut self) -> Vec<Reply> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Whether the plan is being executed (MOVE_TO_TARGET was taken and not yet reported done).
+    #[must_use]
+    pub fn moving(&self) -> bool {
+        self.moving
+    }
+
+    /// The phase by which the peer stopped the procedure (STOP or EMERGENCY), if it did.
+    #[must_use]
+    pub fn stopped_by(&self) -> Option<Phase> {
+        self.stopped_by
+    }
+
+    fn done(&mut self, phase: Phase, ok: bool, text: &str) {
+        self.out.push(Reply::Completed { phase, ok, text: text.to_string() });
+    }
+
+    fn refuse(&mut self, phase: Phase, code: u16, name: &'static str, reason: &str) {
+        self.out.push(Reply::Refused { device: phase.name().into(), code, name, reason: reason.to_string() });
+    }
+}
+
+/// The plans offered, best first, as Slicer is told.
+fn plans_text(options: &[stylet_procedure::ports::PlanOption]) -> String {
+    let list: Vec<String> = options
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            format!(
+                "plan {}: {} position(s), margin {:.1} mm{}",
+                i + 1,
+                o.positions,
+                o.margin_mm,
+                if o.high_risk { ", high-risk (OAR-2)" } else { "" }
+            )
+        })
+        .collect();
+    format!("reachable by the arm: {}", list.join("; "))
+}
+
+/// 3D Slicer as the [`Operator`]: the [`FrontEnd`] on a running OpenIGTLink server (started
+/// with `stylet_igtl::bwh::Convention::StyletPlans`).
+#[derive(Debug)]
+pub struct SlicerOperator {
+    server: ServerHandle,
+    front: FrontEnd,
+    leave: Option<Arc<AtomicBool>>,
+    left: bool,
+}
+
+impl SlicerOperator {
+    /// Slicer over `server`.
+    #[must_use]
+    pub fn new(server: ServerHandle) -> Self {
+        Self { server, front: FrontEnd::default(), leave: None, left: false }
+    }
+
+    /// The operator leaves ([`Request::Leave`]) once `flag` is set (a signal asked the process
+    /// to end).
+    #[must_use]
+    pub fn leave_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.leave = Some(flag);
+        self
+    }
+
+    /// Takes what the peers sent, sends what the front end replied.
+    fn exchange(&mut self) {
+        while let Ok(r) = self.server.requests.try_recv() {
+            self.front.take(r.action);
+        }
+        self.send();
+    }
+
+    fn send(&mut self) {
+        for r in self.front.replies() {
+            match r {
+                Reply::Completed { phase, ok, text } => self.server.completed(phase, ok, &text),
+                Reply::Refused { device, code, name, reason } => self.server.broadcast(Message::new(
+                    &device,
+                    Body::Status { code, subcode: 0, error_name: name.to_string(), message: reason },
+                )),
+                Reply::Prompt(text) => self.server.broadcast(Message::new(
+                    PROMPT_DEVICE,
+                    Body::String { encoding: 3, value: text.into_bytes() },
+                )),
+            }
+        }
+    }
+
+    /// The phase by which the peer stopped the procedure (STOP or EMERGENCY), if it did.
+    #[must_use]
+    pub fn stopped_by(&self) -> Option<Phase> {
+        self.front.stopped_by()
+    }
+
+    /// The procedure has ended: a STATUS for MOVE_TO_TARGET when it was executing, and the
+    /// last word as a prompt. Returns the server (to stop it).
+    pub fn ended(mut self, ok: bool, text: &str) -> ServerHandle {
+        self.exchange();
+        if self.front.moving() || !ok {
+            self.server.completed(Phase::MoveToTarget, ok, text);
+        }
+        self.server.broadcast(Message::new(
+            PROMPT_DEVICE,
+            Body::String { encoding: 3, value: format!("the procedure has ended: {text}").into_bytes() },
+        ));
+        self.server
+    }
+}
+
+impl Operator for SlicerOperator {
+    fn answer(&mut self, prompt: &Prompt) -> Option<Answer> {
+        self.exchange();
+        let a = self.front.ask(prompt);
+        self.send();
+        a
+    }
+
+    fn request(&mut self) -> Option<Request> {
+        if !self.left && self.leave.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+            self.left = true;
+            return Some(Request::Leave);
+        }
+        self.exchange();
+        self.front.request()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use stylet_procedure::ports::PlanOption;
+
+    fn plans() -> Prompt {
+        Prompt::ChoosePlan {
+            options: vec![
+                PlanOption { index: 3, positions: 1, margin_mm: 6.0, high_risk: true },
+                PlanOption { index: 5, positions: 2, margin_mm: 5.5, high_risk: false },
+            ],
+        }
+    }
+
+    fn answer_text(f: &mut FrontEnd, text: &str) {
+        f.take(Action::Received(Box::new(Message::new(
+            ANSWER_DEVICE,
+            Body::String { encoding: 3, value: text.as_bytes().to_vec() },
+        ))));
+    }
+
+    fn refused(r: &[Reply]) -> Vec<(String, u16)> {
+        r.iter()
+            .filter_map(|r| match r {
+                Reply::Refused { device, code, .. } => Some((device.clone(), *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bwh_phases_answer_the_drivers_prompts_and_nothing_moves_before_move_to_target() {
+        let mut f = FrontEnd::default();
+        // Nothing before START_UP: the start prompt is shown and waits; phases are refused.
+        assert_eq!(f.ask(&Prompt::Start), None);
+        assert_eq!(f.ask(&Prompt::Start), None);
+        f.take(Action::Enter(Phase::Targeting));
+        f.take(Action::Enter(Phase::MoveToTarget));
+        let r = f.replies();
+        assert!(matches!(&r[0], Reply::Prompt(t) if t.contains("START_UP")), "{r:?}");
+        assert_eq!(refused(&r), vec![("TARGETING".into(), status::NOT_READY), ("MOVE_TO_TARGET".into(), status::NOT_READY)]);
+        f.take(Action::Enter(Phase::StartUp));
+        assert_eq!(f.ask(&Prompt::Start), Some(Answer::Yes));
+        // TARGETING before the plans: reported once they are offered.
+        f.take(Action::Enter(Phase::Targeting));
+        // MOVE_TO_TARGET before the plans: refused.
+        f.take(Action::Enter(Phase::MoveToTarget));
+        assert_eq!(refused(&f.replies()), vec![("MOVE_TO_TARGET".into(), status::CONFIG_ERROR)]);
+        assert_eq!(f.ask(&plans()), None);
+        let r = f.replies();
+        assert!(
+            r.iter().any(|x| matches!(x, Reply::Completed { phase: Phase::Targeting, ok: true, text } if text.contains("plan 2: 2 position(s)"))),
+            "{r:?}"
+        );
+        // The plan choice waits for MOVE_TO_TARGET; then the best plan that is not high-risk.
+        assert_eq!(f.ask(&plans()), None);
+        assert_eq!(f.ask(&plans()), None);
+        f.take(Action::Enter(Phase::MoveToTarget));
+        assert_eq!(f.ask(&plans()), Some(Answer::Choose { index: 5 }));
+        assert!(f.moving());
+        // The ablation: announced with MOVE_TO_TARGET's STATUS; an answer typed before the
+        // question answers nothing; one typed after it does.
+        let ablate = Prompt::StartAblation { setting: "100 W".into(), position: (1, 2) };
+        answer_text(&mut f, "yes");
+        assert_eq!(f.ask(&ablate), None);
+        assert_eq!(f.ask(&ablate), None);
+        let r = f.replies();
+        assert!(r.iter().any(|x| matches!(x, Reply::Completed { phase: Phase::MoveToTarget, ok: true, .. })), "{r:?}");
+        answer_text(&mut f, "YES");
+        assert_eq!(f.ask(&ablate), Some(Answer::Yes));
+        // Unknown answers are refused with the reason; MANUAL is not offered.
+        answer_text(&mut f, "maybe");
+        f.take(Action::Enter(Phase::Manual));
+        assert_eq!(
+            refused(&f.replies()),
+            vec![("ANSWER".into(), status::UNKNOWN_INSTRUCTION), ("MANUAL".into(), status::CONFIG_ERROR)]
+        );
+    }
+
+    #[test]
+    fn a_picked_plan_stop_and_emergency() {
+        let mut f = FrontEnd::default();
+        f.take(Action::Enter(Phase::StartUp));
+        f.ask(&Prompt::Start);
+        assert_eq!(f.ask(&Prompt::Start), Some(Answer::Yes));
+        f.ask(&plans());
+        answer_text(&mut f, "plan 1");
+        f.take(Action::Enter(Phase::MoveToTarget));
+        assert_eq!(f.ask(&plans()), Some(Answer::Choose { index: 3 }));
+        answer_text(&mut f, "retract");
+        assert_eq!(f.request(), Some(Request::Retract));
+        f.take(Action::Enter(Phase::Stop));
+        assert_eq!(f.request(), Some(Request::Abort));
+        f.take(Action::Enter(Phase::Emergency));
+        assert_eq!(f.request(), Some(Request::EStop));
+        assert_eq!(f.request(), None);
+        f.replies();
+        // Stopped: moving again is refused.
+        let mut g = FrontEnd::default();
+        g.take(Action::Enter(Phase::StartUp));
+        g.take(Action::Enter(Phase::Emergency));
+        g.take(Action::Enter(Phase::MoveToTarget));
+        assert_eq!(refused(&g.replies()), vec![("MOVE_TO_TARGET".into(), status::PANIC)]);
+    }
+
+    #[test]
+    fn a_plan_number_that_is_not_offered_is_refused_and_nothing_is_chosen() {
+        let mut f = FrontEnd::default();
+        f.take(Action::Enter(Phase::StartUp));
+        f.ask(&Prompt::Start);
+        f.ask(&Prompt::Start);
+        f.ask(&plans());
+        answer_text(&mut f, "plan 7");
+        f.take(Action::Enter(Phase::MoveToTarget));
+        assert_eq!(f.ask(&plans()), None);
+        assert!(!f.moving());
+        assert_eq!(refused(&f.replies()), vec![("MOVE_TO_TARGET".into(), status::CONFIG_ERROR)]);
+    }
+}

@@ -1,7 +1,9 @@
-//! A scripted 3D Slicer-style session: pyigtl (tests/peers/igtl_bwh_session.py) drives
-//! `stylet igtl serve` (the simulated robot behind the supervisor) through the whole BWH sequence:
-//! refusals in the wrong phase, START_UP, CALIBRATION with a matrix, TARGETING with entry and
-//! target, MOVE_TO_TARGET with CURRENT_POSITION streamed, EMERGENCY, and a refusal after it.
+//! 3D Slicer's part scripted with pyigtl: tests/peers/igtl_bwh_session.py runs the simulated
+//! procedure of `stylet igtl serve` through the BWH phases (refusals in the wrong phase, START_UP,
+//! TARGETING with Stylet's plan, MOVE_TO_TARGET with the needle, the gate and the workflow
+//! streamed, the ablation prompt answered), and the same script holds the needle when the pedal
+//! is released or the gate closes; and Slicer watching `stylet demo --igtl`, whose EMERGENCY
+//! stops it safely.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -11,73 +13,117 @@ use std::process::{Command, Stdio};
 
 const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
 
-#[test]
-fn pyigtl_runs_the_bwh_sequence_against_the_simulated_robot() {
-    let _turn = common::wall_clock_turn();
+/// `stylet igtl serve` on `scenario` with the scripted Slicer session: the script's JSON and the
+/// run's summary, or None when pyigtl is missing outside CI.
+fn bwh_session(scenario: &str) -> Option<(serde_json::Value, serde_json::Value)> {
     let root = common::repo();
-    let config = common::generous_config("igtl-serve");
+    let out = std::env::temp_dir().join(format!("stylet-igtl-serve-{scenario}-{}", std::process::id()));
+    // Virtual time paced to the wall clock: the supervision is the virtual world's lockstep, so
+    // no host timing enters the run (the generous config is not needed).
     let mut server = Command::new(STYLET)
-        .args(["igtl", "serve", "--port", "0", "--json", "--stop-on-eof", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
+        .args(["igtl", "serve", "--port", "0", "--json", "--out"])
+        .arg(&out)
+        .args(["--config", "config", "--scenario"])
+        .arg(format!("config/scenarios/{scenario}.toml"))
+        .current_dir(&root)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(first["event"], "listening", "{first}");
-    let addr = first["detail"].as_str().unwrap().to_string();
+    let mut err_lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let listening = err_lines.next().unwrap().unwrap();
+    let addr = listening.strip_prefix("OpenIGTLink: listening on ").unwrap_or_else(|| panic!("{listening}"));
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let port = addr.rsplit(':').next().unwrap().to_string();
     let o = Command::new("python3").arg(root.join("tests/peers/igtl_bwh_session.py")).arg(&port).output().unwrap();
-    // End the server (stdin closes) and read its last line.
-    drop(server.stdin.take());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let _ = server.wait();
     if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
+        let _ = server.kill();
+        let _ = server.wait();
         eprintln!("skipped: {}", String::from_utf8_lossy(&o.stderr));
-        return;
+        return None;
     }
-    assert!(
-        o.status.success(),
-        "{}\n{}\n{rest:?}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    let done = server.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)));
+    assert!(o.status.success(), "{v}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stdout));
+    let summary: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    eprintln!(
+        "{scenario}: slowest ACK {} ms; longest hold of the insertion {} s at {} mm",
+        v["ack_ms_max"], v["longest_hold_s"], v["longest_hold_depth_mm"]
     );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let _ = std::fs::remove_dir_all(out);
+    Some((v, summary))
+}
+
+/// The procedure went in and ended done, with the needle streamed to the end.
+fn assert_completed(v: &serde_json::Value, summary: &serde_json::Value) {
+    assert!(v["insertion_positions"].as_u64().unwrap() >= 20, "{v}");
+    assert!(v["insertion_travel_mm"].as_f64().unwrap() > 30.0, "{v}");
+    let phases: Vec<&str> = v["phases"].as_array().unwrap().iter().filter_map(|x| x.as_str()).collect();
+    assert!(phases.contains(&"Insertion") && phases.contains(&"Ablation"), "{phases:?}");
+    assert!(v["prompts"].to_string().contains("start the ablation"), "{v}");
+    assert!(v["ended"].as_str().unwrap().contains("done"), "{v}");
+    assert_eq!(summary["outcome"], "done", "{summary}");
+    assert!(summary["tip_error_mm"].as_f64().unwrap() < 3.0, "{summary}");
+    assert_eq!(summary["wire_monitor_violations"], 0, "{summary}");
+}
+
+#[test]
+fn pyigtl_runs_the_simulated_procedure_through_the_bwh_phases_to_the_ablation() {
+    let Some((v, summary)) = bwh_session("easy") else { return };
     let steps = v["steps"].as_array().unwrap();
-    let status_of = |i: usize| (steps[i]["phase"].as_str().unwrap().to_string(), steps[i]["status"].as_u64());
-    // Refused before set-up: targeting -> device not ready (13); moving -> configuration error (10).
-    assert_eq!(status_of(0), ("TARGETING".into(), Some(13)), "{v}");
-    assert_eq!(status_of(1), ("MOVE_TO_TARGET".into(), Some(10)), "{v}");
-    // Every command acknowledged with its phase within 100 ms.
+    let step = |i: usize| (steps[i]["phase"].as_str().unwrap(), steps[i]["status"].as_u64(), steps[i]["text"].clone());
+    // Every command acknowledged with its own phase. How long the ACK took is measured, not
+    // asserted (no wall-clock luck in a test): docs/igtl.md gives the figures.
     for s in steps.iter().filter(|s| s["ack_ms"].is_number()) {
         assert_eq!(s["ack"], s["phase"], "{s}");
-        assert!(s["ack_ms"].as_f64().unwrap() < 100.0, "{s}");
     }
-    assert_eq!(status_of(2), ("START_UP".into(), Some(1)), "{v}");
-    // A scaled calibration matrix is refused with the reason; the identity after it is taken.
-    let non_rigid = &v["non_rigid_calibration"];
-    assert_ne!(non_rigid["status"], 1, "{v}");
-    assert!(non_rigid["text"].as_str().unwrap().contains("not a rigid transform"), "{v}");
-    assert_eq!(v["calibration_echo"][0][0], 1.0);
-    assert_eq!(status_of(4), ("CALIBRATION".into(), Some(1)), "{v}");
-    assert_eq!(status_of(6), ("TARGETING".into(), Some(1)), "{v}");
-    assert_eq!(status_of(8), ("MOVE_TO_TARGET".into(), Some(1)), "{v}");
-    // Positions streamed during the move, ending at the target (RAS = robot mm here).
-    let positions = v["positions"].as_array().unwrap();
-    assert!(positions.len() >= 5, "{} positions", positions.len());
-    let last: Vec<f64> = positions.last().unwrap().as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-    let target: Vec<f64> = v["target"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-    let err = last.iter().zip(&target).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
-    assert!(err < 1.0, "last streamed tip {last:?} vs target {target:?}: {err} mm");
-    assert_eq!(status_of(9), ("EMERGENCY".into(), Some(1)), "{v}");
-    assert_eq!(status_of(10), ("MOVE_TO_TARGET".into(), Some(3)), "{v}");
-    // The server's last word: no rejection, no wire violation.
-    let stopped: serde_json::Value = serde_json::from_str(rest.last().unwrap()).unwrap();
-    assert_eq!(stopped["event"], "stopped", "{stopped}");
-    assert_eq!(stopped["detail"]["rejected"], 0, "{stopped}");
-    assert_eq!(stopped["detail"]["wire_monitor_violations"], 0, "{stopped}");
+    // Refused before START_UP, with the reason: not ready (13); a calibration matrix and MANUAL:
+    // configuration error (10).
+    assert_eq!(step(0).0, "MOVE_TO_TARGET");
+    assert_eq!(step(0).1, Some(13), "{v}");
+    assert_eq!(step(1).1, Some(13), "{v}");
+    assert_eq!(v["calibration_matrix"]["status"], 10, "{v}");
+    assert!(v["calibration_matrix"]["text"].as_str().unwrap().contains("fiducials"), "{v}");
+    assert_eq!((step(2).0, step(2).1), ("MANUAL", Some(10)), "{v}");
+    // START_UP, TARGETING (Stylet's plan, reachable), MOVE_TO_TARGET at the target.
+    assert_eq!((step(3).0, step(3).1), ("START_UP", Some(1)), "{v}");
+    assert_eq!((step(4).0, step(4).1), ("TARGETING", Some(1)), "{v}");
+    assert!(step(4).2.as_str().unwrap().contains("plan 1:"), "{v}");
+    assert_eq!((step(6).0, step(6).1), ("MOVE_TO_TARGET", Some(1)), "{v}");
+    assert!(step(6).2.as_str().unwrap().contains("at the target"), "{v}");
+    // The registration is a rigid robot-to-image matrix.
+    let reg = &v["registration_ras"];
+    let col = |j: usize| (0..3).map(|i| reg[i][j].as_f64().unwrap().powi(2)).sum::<f64>().sqrt();
+    for j in 0..3 {
+        assert!((col(j) - 1.0).abs() < 1e-4, "{reg}");
+    }
+    // The gate closed during the insertion (breathing), and the procedure completed.
+    assert!(v["gate_closings_seen"].as_u64().unwrap() >= 1, "{v}");
+    assert_completed(&v, &summary);
+}
+
+#[test]
+fn the_same_session_with_the_pedal_released_holds_the_needle_until_it_is_pressed() {
+    // The pedal is lifted 20 mm into the tissue for 3 s (INS-2): MOVE_TO_TARGET is executing,
+    // and the needle holds still for the 3 s (the messages' timestamps are the procedure's time).
+    let Some((v, summary)) = bwh_session("fault-pedal-release") else { return };
+    assert!(summary["scenario_events"].to_string().contains("PedalRelease"), "{summary}");
+    assert!(v["longest_hold_s"].as_f64().unwrap() >= 2.9, "{v}");
+    assert!(v["longest_hold_depth_mm"].as_f64().unwrap() >= 20.0, "{v}");
+    assert_completed(&v, &summary);
+}
+
+#[test]
+fn the_same_session_with_the_gate_closed_holds_the_needle_until_it_opens() {
+    // The respiratory belt goes silent for 5 s, 20 mm into the tissue: the gate closes (RESP-2)
+    // while MOVE_TO_TARGET is executing, and the needle holds still for the 5 s.
+    let Some((v, summary)) = bwh_session("fault-stale-respiration") else { return };
+    assert!(summary["scenario_events"].to_string().contains("belt silent"), "{summary}");
+    assert!(v["longest_hold_s"].as_f64().unwrap() >= 4.9, "{v}");
+    assert!(v["longest_hold_depth_mm"].as_f64().unwrap() >= 20.0, "{v}");
+    assert_completed(&v, &summary);
 }
 
 #[test]

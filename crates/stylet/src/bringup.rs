@@ -65,11 +65,6 @@ impl std::fmt::Display for StepError {
     }
 }
 
-/// A step's error as an anyhow error (for the commands that run sessions: demo, igtl serve).
-pub(crate) fn step<T>(r: Result<T, StepError>) -> anyhow::Result<T> {
-    r.map_err(|e| anyhow::anyhow!("{e}"))
-}
-
 /// Sees every snapshot the session pumps, with the events drained since the last one and the
 /// runner's timing (its worst cycle start since the previous pump).
 pub(crate) type Observer = Box<dyn FnMut(&Snapshot, &[String], runner::Timing)>;
@@ -214,34 +209,6 @@ impl Session {
             Ok(Err(r)) => Err(StepError::Refused(format!("move to {goal:?}: {r}"))),
             Err(e) => Err(StepError::Check(e.to_string())),
         }
-    }
-
-    /// Connects, enables and homes a freshly started controller: waits for Connected, asks for
-    /// StartHoming (retrying briefly while the first states arrive), waits for the drives, then
-    /// moves the needle home on its own (INS-1) and the arm home, and completes homing.
-    pub(crate) fn enable_and_home(&mut self) -> anyhow::Result<()> {
-        step(self.wait("connected", Duration::from_secs(2), |x| x.state == MotionState::Connected))?;
-        let mut tries = 0;
-        while let Err(e) = self.command(Command::StartHoming) {
-            tries += 1;
-            anyhow::ensure!(tries < 50, "{e}");
-            self.pump();
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        step(
-            self.wait("drives enabled", Duration::from_secs(2), |x| {
-                x.drives_on && x.status.has(Status::DRIVES_ENABLED)
-            }),
-        )?;
-        let home = self.cfg.robot.home();
-        let ins =
-            self.cfg.robot.insertion_joint().ok_or_else(|| anyhow::anyhow!("the robot has no insertion joint"))?;
-        let mut needle_home = step(self.snapshot())?.commanded.as_slice().to_vec();
-        needle_home[ins] = home[ins];
-        step(self.move_to(&needle_home))?;
-        step(self.move_to(&home))?;
-        step(self.command(Command::Complete))?;
-        Ok(())
     }
 
     /// Waits for the arm to settle and returns the largest |commanded - measured|, per joint unit.

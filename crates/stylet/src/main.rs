@@ -93,7 +93,7 @@ enum Top {
     /// Read a procedure log back: header, records by kind, state changes and faults, and where
     /// the log was cut if the process died mid-write.
     Replay(replaycmd::ReplayArgs),
-    /// OpenIGTLink (3D Slicer): serve the simulated robot to navigation peers (docs/igtl.md).
+    /// OpenIGTLink (3D Slicer): the simulated procedure with Slicer as its operator (docs/igtl.md).
     Igtl {
         #[command(subcommand)]
         command: IgtlCmd,
@@ -112,9 +112,12 @@ enum Top {
 
 #[derive(Debug, Subcommand)]
 enum IgtlCmd {
-    /// An OpenIGTLink server (default 127.0.0.1:18944) in front of the simulated robot: the BWH
-    /// robot convention (CMD_/ACK_ phases, CLB_ registration, TGT_/TRAJ/POINT targets),
-    /// CURRENT_POSITION streamed during motion, every motion through the supervisor.
+    /// The simulated procedure (a scenario's world) with 3D Slicer as its operator over an
+    /// OpenIGTLink server (default 127.0.0.1:18944, BWH convention): START_UP starts it,
+    /// TARGETING shows Stylet's plan, MOVE_TO_TARGET executes it through the supervisor (every
+    /// insertion step gated, RESP-2, and pedal-enabled, INS-2), STOP and EMERGENCY stop it;
+    /// other decisions come as STRING PROMPT, answered with STRING ANSWER. The plan (POINT PLAN),
+    /// the registration, the workflow phase, the gate and the needle (CURRENT_POSITION) stream.
     Serve(igtlcmd::ServeArgs),
 }
 

@@ -1,6 +1,6 @@
 //! The control loop on this host: the simulated controller (when simulated), the serial link and
 //! the supervisor's runner, each scheduled as `config/realtime.toml` asks, and the report of what
-//! the host granted (printed by bringup, demo, bench loop and igtl serve, and logged).
+//! the host granted (printed by bringup, demo and bench loop, and logged).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::{json, Value};
 use stylet_core::frame::Robot;
+use stylet_procedure::ports::World;
 use stylet_procedure::{Driver, DriverConfig, Outcome as End, Report};
 use stylet_recorder::{FsyncPolicy, Recorder};
 use stylet_safety::SafetyConfig;
 use stylet_sim::scenario::{Outcome, Scenario};
 use stylet_sim::world::{RealtimeArm, SimArm, SimWorld, TrueController, VirtualArm, WorldSetup};
+use stylet_suite::{LiveWorld, SlicerOperator};
 use stylet_telemetry::{Sink, Telemetry};
 
 pub(crate) mod sink;
@@ -79,6 +81,41 @@ pub(crate) struct DemoArgs {
     /// EMERGENCY.
     #[arg(long, num_args = 0..=1, default_missing_value = "18944", value_name = "PORT", requires = "realtime")]
     igtl: Option<u16>,
+}
+
+/// 3D Slicer as the operator of the simulated procedure (`stylet igtl serve`): where its
+/// OpenIGTLink server listens.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlicerSetup {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) allow_remote: bool,
+}
+
+impl DemoArgs {
+    /// The demo's options for `stylet igtl serve`: the scenario's world, run by Slicer.
+    pub(crate) fn for_slicer(
+        config: PathBuf,
+        scenario: Option<PathBuf>,
+        seed: Option<u64>,
+        out: Option<PathBuf>,
+        json: bool,
+    ) -> Self {
+        DemoArgs {
+            scenario,
+            seed,
+            breathing_trace: None,
+            liver_amplitude_mm: 12.0,
+            errors_from: None,
+            realtime: false,
+            out,
+            config,
+            json,
+            viewer: false,
+            rrd: None,
+            connect: None,
+            igtl: None,
+        }
+    }
 }
 
 /// Workflow transitions a nominal one-position run passes through (the progress bar's length).
@@ -239,7 +276,68 @@ struct ArmEnd {
     ended_by_signal: bool,
 }
 
+/// Starts the OpenIGTLink server with Stylet planning (the BWH convention's phases answer the
+/// driver's prompts) and makes Slicer the operator; the scene goes out through `fan`.
+fn slicer_operator(setup: SlicerSetup, fan: &mut Fanout) -> anyhow::Result<(SlicerOperator, crate::signals::EndRequest)> {
+    let srv = stylet_igtl::server::start(&stylet_igtl::server::ServerConfig {
+        addr: setup.addr,
+        allow_remote: setup.allow_remote,
+        convention: stylet_igtl::bwh::Convention::StyletPlans,
+        ..Default::default()
+    })?;
+    if !setup.addr.ip().is_loopback() {
+        eprintln!("warning: OpenIGTLink server listening on {}, reachable from other hosts", srv.local_addr);
+    }
+    eprintln!("OpenIGTLink: listening on {}", srv.local_addr);
+    fan.event_note(&format!("OpenIGTLink: 3D Slicer is the operator, listening on {}", srv.local_addr));
+    fan.igtl = Some(srv.broadcaster());
+    // SIGTERM, SIGHUP or SIGINT: the operator leaves (the arm stops under the supervisor).
+    let signal = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
+    Ok((SlicerOperator::new(srv).leave_when(signal.flag()), signal))
+}
+
+/// The driver over `world`, run by Slicer when there is one; Slicer is handed back.
+fn drive<W: World>(
+    world: &mut W,
+    fan: &mut Fanout,
+    dcfg: &DriverConfig,
+    slicer: Option<SlicerOperator>,
+) -> (Report, Option<SlicerOperator>) {
+    match slicer {
+        None => (Driver::new(world, fan, dcfg.clone()).run(), None),
+        Some(op) => {
+            let mut live = LiveWorld::new(world, op);
+            let report = Driver::new(&mut live, fan, dcfg.clone()).run();
+            (report, Some(live.operator))
+        }
+    }
+}
+
+/// Slicer told how the procedure ended; the server stopped once the peers have had the time to
+/// read it.
+fn slicer_ended(op: SlicerOperator, report: &Report) {
+    let (ok, text) = match &report.outcome {
+        End::Done => (true, format!("done: {} position(s) ablated, the needle out, drives off", report.positions.len())),
+        End::Stopped { state, fault, .. } => {
+            (false, format!("stopped by the supervisor ({state}, {}); the arm holds", fault.as_deref().unwrap_or("e-stop")))
+        }
+        End::Aborted { retracted, .. } => {
+            (false, format!("aborted; the needle {}", if *retracted { "withdrawn" } else { "holds where it stopped" }))
+        }
+        End::Failed { error, .. } => (false, format!("failed: {error}")),
+    };
+    let srv = op.ended(ok, &text);
+    std::thread::sleep(Duration::from_millis(500));
+    srv.stop();
+}
+
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    run_with(args, None)
+}
+
+/// `stylet demo`, or with `slicer` the simulated procedure that 3D Slicer runs (`stylet igtl
+/// serve`).
+pub(crate) fn run_with(args: &DemoArgs, slicer: Option<SlicerSetup>) -> anyhow::Result<ExitCode> {
     let t_start = Instant::now();
     let (scenario_path, scenario) = scenario(args)?;
     let seed = args.seed.unwrap_or(scenario.phantom.seed);
@@ -254,22 +352,38 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let safety = SafetyConfig::load_dir(&args.config)?;
     let title = format!("demo {} seed {seed}", scenario_path.display());
     let (mut fan, telemetry, rrd) = fanout(args, &log_path, &title, &dcfg)?;
-    let (report, truth, end, network_estop) = if args.realtime {
-        realtime(args, &scenario, seed, &dcfg, &safety, &mut fan)?
+    let (slicer, slicer_signal) = match slicer {
+        Some(setup) => {
+            let (op, signal) = slicer_operator(setup, &mut fan)?;
+            (Some(op), Some(signal))
+        }
+        None => (None, None),
+    };
+    let (report, truth, mut end, network_estop, slicer) = if args.realtime {
+        realtime(args, &scenario, seed, &dcfg, &safety, &mut fan, slicer)?
     } else {
         let controller = crate::simcmd::controller_from(&args.config, &[])?;
         let arm =
             VirtualArm::new(safety.clone(), controller).map_err(|e| anyhow::anyhow!("simulated controller: {e}"))?;
         let mut w = world(arm, &scenario, seed, &args.config, &dcfg)?;
-        let report = Driver::new(&mut w, &mut fan, dcfg.clone()).run();
+        let (report, slicer) = drive(&mut w, &mut fan, &dcfg, slicer);
         let truth = w.truth(&report);
         let t_end = stylet_procedure::ports::Clock::now_s(&w);
         let (run, monitor) = w.arm.lockstep.finish();
         let timing = crate::realtime::final_timing(&run, None, &fan.rec, t_end);
         let realtime = json!({ "virtual_time": true, "runner": { "policy": "virtual time (one thread, lockstep)" } });
         let end = ArmEnd { monitor, timing, realtime, events_dropped: run.events_dropped, ended_by_signal: false };
-        (report, truth, end, false)
+        (report, truth, end, false, slicer)
     };
+    let mut network_stop = network_estop.then_some("EMERGENCY");
+    if let Some(op) = slicer {
+        // What the peer stopped (STOP, EMERGENCY) ended as it commanded.
+        network_stop = network_stop.or(op.stopped_by().map(stylet_igtl::bwh::Phase::name));
+        slicer_ended(op, &report);
+    }
+    if slicer_signal.is_some_and(|s| s.asked()) && !matches!(report.outcome, End::Done) {
+        end.ended_by_signal = true;
+    }
     let stats = fan.rec.close()?;
     fan.bar.finish_and_clear();
     drop(fan.tel);
@@ -289,9 +403,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if let (Some(s), Some(m)) = (summary.as_object_mut(), more.as_object()) {
         s.extend(m.clone());
     }
-    if network_estop {
+    if let Some(phase) = network_stop {
         if let Some(a) = summary["scenario_events"].as_array_mut() {
-            a.push(json!("network EMERGENCY (OpenIGTLink)"));
+            a.push(json!(format!("network {phase} (OpenIGTLink)")));
         }
     }
     print_summary(args, &summary, outcome);
@@ -300,9 +414,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "ended by a signal (SIGTERM, SIGHUP or SIGINT): the operator left, the arm stopped and holds under the supervisor with the drives off"
     );
     // An e-stop the operator pressed (over the network) ends the run as commanded.
-    let expected = scenario.expect == outcome || (outcome == Outcome::SafeStop && network_estop);
+    let expected = scenario.expect == outcome || (outcome != Outcome::Done && network_stop.is_some());
     if let End::Failed { error, .. } = &report.outcome {
-        if scenario.expect != Outcome::Aborted {
+        if scenario.expect != Outcome::Aborted && network_stop.is_none() {
             anyhow::bail!("the procedure stopped: {error}");
         }
     }
@@ -323,7 +437,8 @@ fn realtime(
     dcfg: &DriverConfig,
     safety: &SafetyConfig,
     fan: &mut Fanout,
-) -> anyhow::Result<(Report, Value, ArmEnd, bool)> {
+    slicer: Option<SlicerOperator>,
+) -> anyhow::Result<(Report, Value, ArmEnd, bool, Option<SlicerOperator>)> {
     // Before any thread starts: the real-time core, heavy work off it, memory locked.
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
     let started = std::time::Instant::now();
@@ -361,13 +476,13 @@ fn realtime(
     // The driver on a thread of its own, above normal load (its heartbeat and gate are due
     // every tick); the threads it starts for heavy work put themselves at SCHED_IDLE.
     let driver_schedule = rt.schedule(stylet_rt::Role::Driver);
-    let report = std::thread::scope(|s| {
+    let (report, slicer) = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("stylet-driver".into())
             .spawn_scoped(s, || {
                 scheduling.set_driver(driver_schedule.apply_to_current_thread());
                 fan.event_note(&scheduling.line());
-                Driver::new(&mut w, fan, dcfg.clone()).run()
+                drive(&mut w, fan, dcfg, slicer)
             })
             .map(|t| t.join())
     })
@@ -390,7 +505,7 @@ fn realtime(
         // A signal after the driver had ended changed nothing.
         ended_by_signal: signal.asked() && matches!(report.outcome, End::Aborted { .. }),
     };
-    Ok((report, truth, end, network_estop.load(Ordering::SeqCst)))
+    Ok((report, truth, end, network_estop.load(Ordering::SeqCst), slicer))
 }
 
 fn outcome_name(o: Outcome) -> &'static str {

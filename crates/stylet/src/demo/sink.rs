@@ -26,6 +26,12 @@ pub(crate) struct Fanout {
     last_joints_s: f64,
     last_timing_s: f64,
     stalls_logged: u64,
+    /// The gate as last sent over OpenIGTLink.
+    gate_sent: Option<bool>,
+    /// The wall-clock time (since the Unix epoch) of the procedure's time 0, taken at its first
+    /// event: OpenIGTLink messages are stamped with when their content was true in the
+    /// procedure's time (a paced virtual run's messages keep the virtual time's intervals).
+    epoch: Option<std::time::Duration>,
 }
 
 impl Fanout {
@@ -52,7 +58,18 @@ impl Fanout {
             last_joints_s: f64::NEG_INFINITY,
             last_timing_s: f64::NEG_INFINITY,
             stalls_logged: 0,
+            gate_sent: None,
+            epoch: None,
         }
+    }
+
+    /// Sends `m` to the OpenIGTLink peers stamped with the procedure's time `t`.
+    fn send(&mut self, t: f64, mut m: stylet_igtl::Message) {
+        let Some(b) = &self.igtl else { return };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let epoch = *self.epoch.get_or_insert_with(|| now.saturating_sub(std::time::Duration::from_secs_f64(t.max(0.0))));
+        m.timestamp = stylet_igtl::timestamp_from_unix(epoch + std::time::Duration::from_secs_f64(t.max(0.0)));
+        b.broadcast(m);
     }
 
     /// A note at the start of the run.
@@ -108,10 +125,9 @@ impl Fanout {
         }
         self.last_fk_s = t;
         view::robot(&self.tel, t, &self.arm, snap.measured.as_slice(), ct_from_robot, self.needle_mm);
-        if let Some(b) = &self.igtl {
-            b.broadcast(stylet_igtl::bwh::Bwh::current_position(
-                ct_from_robot * self.arm.tip_pose(snap.measured.as_slice()),
-            ));
+        if self.igtl.is_some() {
+            let tip = ct_from_robot * self.arm.tip_pose(snap.measured.as_slice());
+            self.send(t, stylet_igtl::bwh::Bwh::current_position(tip));
         }
     }
 
@@ -146,13 +162,11 @@ impl EventSink for Fanout {
             Event::Workflow(tr) => {
                 self.rec.record(t, tr.event());
                 view::text(&self.tel, "state/workflow", t, format!("{:?}", tr.to), Level::Info);
-                if let Some(b) = &self.igtl {
-                    let phase = format!("{:?}", tr.to);
-                    b.broadcast(stylet_igtl::Message::new(
-                        "WORKFLOW",
-                        stylet_igtl::Body::String { encoding: 3, value: phase.into_bytes() },
-                    ));
-                }
+                let phase = format!("{:?}", tr.to);
+                self.send(t, stylet_igtl::Message::new(
+                    "WORKFLOW",
+                    stylet_igtl::Body::String { encoding: 3, value: phase.into_bytes() },
+                ));
                 self.bar.inc(1);
                 self.bar.set_message(format!("{:?}", tr.to));
                 self.say(t, &format!("workflow {:?} -> {:?}: {}", tr.from, tr.to, tr.reason));
@@ -190,6 +204,14 @@ impl EventSink for Fanout {
                     view::scalar(&self.tel, "respiration/gate_open", t, f64::from(u8::from(open)));
                     view::scalar(&self.tel, "respiration/predicted_mm", t, predicted_mm);
                 }
+                if self.igtl.is_some() && self.gate_sent != Some(open) {
+                    self.gate_sent = Some(open);
+                    let state = if open { "open" } else { "closed" };
+                    self.send(t, stylet_igtl::Message::new(
+                        "GATE",
+                        stylet_igtl::Body::String { encoding: 3, value: state.as_bytes().to_vec() },
+                    ));
+                }
             }
             Event::PlanningCt(p) => {
                 view::structures(&self.tel, &p.labels, &p.table, 4);
@@ -208,7 +230,16 @@ impl EventSink for Fanout {
                 });
             }
             Event::Registered(robot_from_ct) => {
-                self.ct_from_robot = Some(robot_from_ct.inverse());
+                let ct_from_robot = robot_from_ct.inverse();
+                self.ct_from_robot = Some(ct_from_robot);
+                if let Some(b) = &self.igtl {
+                    // Slicer's convention for a registration: robot to image, in RAS.
+                    let rows = stylet_igtl::bwh::lps_from_ras_matrix(&ct_from_robot.to_matrix_rows());
+                    b.broadcast(stylet_igtl::Message::new(
+                        "REGISTRATION",
+                        stylet_igtl::Body::Transform(stylet_igtl::bwh::transform_from_matrix(&rows)),
+                    ));
+                }
             }
             Event::Plan { entry, tip, zone_centre, zone_mm } => {
                 let v = |p: stylet_core::frame::Point<stylet_core::frame::Ct>| p.to_nalgebra().coords;

@@ -16,7 +16,7 @@
 //! `GET_IMGMETA` with the images it has, `GET_<TYPE>` with the latest of that type from the
 //! device named (every device when the name is empty), or a `STATUS` "not found" saying so.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -26,6 +26,9 @@ use tokio::sync::broadcast;
 
 use crate::bwh::{Action, Bwh, Convention, Phase};
 use crate::{status, Body, Decoder, ImageMeta, Message, Query};
+
+/// A body larger than this (bytes) is encoded on a blocking thread, off the server's own.
+const LARGE_BODY: usize = 1 << 20;
 
 /// The default port of OpenIGTLink.
 pub const DEFAULT_PORT: u16 = 18944;
@@ -37,6 +40,9 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Listening on anything but loopback must be asked for explicitly.
     pub allow_remote: bool,
+    /// The other hosts that may connect when listening beyond loopback (this host's own
+    /// loopback peers always may); anyone else's connection is closed at once, and logged.
+    pub allowed_peers: Vec<IpAddr>,
     /// Largest body accepted, bytes (a larger one is skipped by its size).
     pub max_body: usize,
     /// Messages queued per client before it starts losing them.
@@ -50,6 +56,7 @@ impl Default for ServerConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             allow_remote: false,
+            allowed_peers: Vec::new(),
             max_body: 64 << 20,
             client_queue: 1024,
             convention: Convention::PeerPlans,
@@ -357,7 +364,12 @@ pub fn start(cfg: &ServerConfig) -> Result<ServerHandle, ServerError> {
                     tokio::select! {
                         _ = &mut stopped => break,
                         r = listener.accept() => {
-                            let Ok((socket, _peer)) = r else { continue };
+                            let Ok((socket, peer)) = r else { continue };
+                            if !peer_allowed(&cfg2.allowed_peers, peer.ip()) {
+                                reject(&stats2, format!("{peer}: connection refused, not on the allow-list"));
+                                drop(socket);
+                                continue;
+                            }
                             next_client += 1;
                             stats2.clients.fetch_add(1, Ordering::Relaxed);
                             tokio::spawn(client(
@@ -375,6 +387,20 @@ pub fn start(cfg: &ServerConfig) -> Result<ServerHandle, ServerError> {
         })
         .map_err(ServerError::Thread)?;
     Ok(ServerHandle { local_addr, requests, out, scene, stats, bwh, stop: Some(stop), thread: Some(thread) })
+}
+
+/// Whether encoding `m` is long work (an image's pixels beyond [`LARGE_BODY`]).
+fn is_large(m: &Message) -> bool {
+    matches!(&m.body, Body::Image(img) if img.pixels.len() > LARGE_BODY)
+}
+
+/// Whether `peer` may connect: this host (loopback), or a host on the allow-list.
+fn peer_allowed(allowed: &[IpAddr], peer: IpAddr) -> bool {
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    };
+    peer.is_loopback() || allowed.contains(&peer)
 }
 
 fn reject(stats: &ServerStats, what: String) {
@@ -409,7 +435,9 @@ async fn client(
     let writer_stats = Arc::clone(&stats);
     let writer = tokio::spawn(async move {
         loop {
+            // Replies first: an ACK never waits behind the procedure's stream once it is ready.
             let m = tokio::select! {
+                biased;
                 m = reply_rx.recv() => match m { Some(m) => m, None => break },
                 m = from_procedure.recv() => match m {
                     Ok(m) => m,
@@ -420,7 +448,17 @@ async fn client(
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
             };
-            let Ok(bytes) = m.encode() else { continue };
+            // A large message (a CT) is encoded (copied, CRC-64) off the server's one thread, so
+            // that the other clients' reads and replies go on meanwhile.
+            let bytes = if is_large(&m) {
+                match tokio::task::spawn_blocking(move || m.encode()).await {
+                    Ok(Ok(b)) => b,
+                    _ => continue,
+                }
+            } else {
+                let Ok(b) = m.encode() else { continue };
+                b
+            };
             if wr.write_all(&bytes).await.is_err() {
                 break;
             }
@@ -473,6 +511,19 @@ mod tests {
 
     fn transform(device: &str, z: f32) -> Message {
         Message::new(device, Body::Transform([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, z]))
+    }
+
+    #[test]
+    fn only_this_host_and_the_listed_peers_may_connect() {
+        let listed: IpAddr = [192, 0, 2, 7].into();
+        assert!(peer_allowed(&[], [127, 0, 0, 1].into()));
+        assert!(peer_allowed(&[], std::net::Ipv6Addr::LOCALHOST.into()));
+        assert!(!peer_allowed(&[], listed));
+        assert!(peer_allowed(&[listed], listed));
+        assert!(!peer_allowed(&[listed], [192, 0, 2, 8].into()));
+        // An IPv4 peer on a dual-stack socket arrives IPv4-mapped.
+        assert!(peer_allowed(&[listed], std::net::Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped().into()));
+        assert!(!peer_allowed(&[], std::net::Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped().into()));
     }
 
     #[test]

@@ -224,6 +224,47 @@ fn other_addresses_need_the_explicit_flag() {
     assert!(e.to_string().contains("not a loopback address"), "{e}");
 }
 
+/// This host's address on its network (not loopback): the source of a connection to it, as a
+/// remote peer's would be.
+fn this_hosts_network_address() -> std::net::IpAddr {
+    // Connecting a UDP socket sends nothing; it picks the interface the route goes out on.
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    udp.connect("192.0.2.1:9").or_else(|_| udp.connect("10.0.0.1:9")).expect("a route off this host");
+    let ip = udp.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
+    ip
+}
+
+#[test]
+fn beyond_loopback_only_the_allowed_peers_are_served() {
+    let host = this_hosts_network_address();
+    let serve = |allowed: Vec<std::net::IpAddr>| {
+        server::start(&ServerConfig {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            allow_remote: true,
+            allowed_peers: allowed,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let ask = |s: &ServerHandle, from: std::net::IpAddr| -> Option<Message> {
+        let mut c = Client::connect(SocketAddr::new(from, s.local_addr.port()), 1 << 20).ok()?;
+        c.send(&cmd("0001", "START_UP")).ok()?;
+        c.wait_for("ACK_0001", Duration::from_secs(3)).ok().flatten()
+    };
+    // Not on the list: the connection is closed unanswered, and the refusal logged.
+    let s = serve(Vec::new());
+    assert!(ask(&s, host).is_none(), "a peer not on the list was answered");
+    let refused = s.stats.rejections.lock().unwrap().clone();
+    assert!(refused.iter().any(|r| r.contains(&host.to_string()) && r.contains("allow-list")), "{refused:?}");
+    assert_eq!(s.stats.received.load(Ordering::Relaxed), 0);
+    // This host's own loopback peers are served.
+    assert!(ask(&s, std::net::IpAddr::from([127, 0, 0, 1])).is_some());
+    // On the list: served.
+    let s = serve(vec![host]);
+    assert!(ask(&s, host).is_some(), "an allowed peer was not answered");
+}
+
 /// Builds a C++ peer (`tests/peers/NAME.cxx`) against Debian's libopenigtlink-dev; `None` (skip)
 /// outside CI when the library or g++ is missing, a failure in CI.
 fn cpp_peer(name: &str) -> Option<std::path::PathBuf> {

@@ -17,12 +17,16 @@ pub(crate) struct ServeArgs {
     /// TCP port (0: any free port, printed on stderr).
     #[arg(long, default_value_t = stylet_igtl::server::DEFAULT_PORT)]
     port: u16,
-    /// Address to listen on; anything but loopback needs --allow-remote.
+    /// Address to listen on; anything but loopback needs --allow-remote and --allow-peer.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
     /// Allow listening on a non-loopback address (logged).
     #[arg(long)]
     allow_remote: bool,
+    /// A host that may connect from the network (repeat for more; this host itself always may).
+    /// Anyone else's connection is closed at once and logged.
+    #[arg(long = "allow-peer", value_name = "ADDRESS")]
+    allow_peers: Vec<IpAddr>,
     /// Scenario file (the simulated patient and world) [default: CONFIG/scenarios/easy.toml].
     #[arg(long)]
     scenario: Option<PathBuf>,
@@ -46,6 +50,11 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         addr.ip().is_loopback() || args.allow_remote,
         "refusing to listen on {addr}: not loopback (pass --allow-remote)"
     );
+    anyhow::ensure!(
+        addr.ip().is_loopback() || !args.allow_peers.is_empty(),
+        "refusing to listen on {addr} for nobody: name the hosts that may connect (--allow-peer ADDRESS)"
+    );
     let demo = DemoArgs::for_slicer(args.config.clone(), args.scenario.clone(), args.seed, args.out.clone(), args.json);
-    crate::demo::run_with(&demo, Some(SlicerSetup { addr, allow_remote: args.allow_remote }))
+    let setup = SlicerSetup { addr, allow_remote: args.allow_remote, allowed_peers: args.allow_peers.clone() };
+    crate::demo::run_with(&demo, Some(setup))
 }

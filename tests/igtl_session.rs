@@ -16,6 +16,9 @@ const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
 /// `stylet igtl serve` on `scenario` with the scripted Slicer session: the script's JSON and the
 /// run's summary, or None when pyigtl is missing outside CI.
 fn bwh_session(scenario: &str) -> Option<(serde_json::Value, serde_json::Value)> {
+    // Paced to the wall clock and heavy (a 34 MB CT to a Python peer, VTK rendering): one at a
+    // time, and never beside a wall-clock test's control loop.
+    let _turn = common::wall_clock_turn();
     let root = common::repo();
     let out = std::env::temp_dir().join(format!("stylet-igtl-serve-{scenario}-{}", std::process::id()));
     // Virtual time paced to the wall clock: the supervision is the virtual world's lockstep, so
@@ -35,7 +38,13 @@ fn bwh_session(scenario: &str) -> Option<(serde_json::Value, serde_json::Value)>
     let addr = listening.strip_prefix("OpenIGTLink: listening on ").unwrap_or_else(|| panic!("{listening}"));
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let port = addr.rsplit(':').next().unwrap().to_string();
-    let o = Command::new("python3").arg(root.join("tests/peers/igtl_bwh_session.py")).arg(&port).output().unwrap();
+    let picture = out.with_extension("png");
+    let o = Command::new("python3")
+        .arg(root.join("tests/peers/igtl_bwh_session.py"))
+        .arg(&port)
+        .arg(&picture)
+        .output()
+        .unwrap();
     if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
         let _ = server.kill();
         let _ = server.wait();
@@ -53,6 +62,7 @@ fn bwh_session(scenario: &str) -> Option<(serde_json::Value, serde_json::Value)>
         v["ack_ms_max"], v["longest_hold_s"], v["longest_hold_depth_mm"]
     );
     let _ = std::fs::remove_dir_all(out);
+    let _ = std::fs::remove_file(picture);
     Some((v, summary))
 }
 
@@ -102,6 +112,58 @@ fn pyigtl_runs_the_simulated_procedure_through_the_bwh_phases_to_the_ablation() 
     // The gate closed during the insertion (breathing), and the procedure completed.
     assert!(v["gate_closings_seen"].as_u64().unwrap() >= 1, "{v}");
     assert_completed(&v, &summary);
+    assert_scene(&v);
+}
+
+/// The scene as Slicer's stand-in read it into VTK: the planning CT on the grid `stylet ct info`
+/// reads from the same phantom written to NIfTI, the needle CTs, the needle path, and both
+/// ablation zones enclosing the device's ellipsoid's volume within 2 %; and the rendered picture.
+fn assert_scene(v: &serde_json::Value) {
+    let root = common::repo();
+    let scene = &v["scene"];
+    let dir = std::env::temp_dir().join(format!("stylet-igtl-phantom-{}", std::process::id()));
+    let ok = Command::new(STYLET)
+        .args(["sim", "phantom", "--scenario", "config/scenarios/easy.toml", "--out"])
+        .arg(&dir)
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let info = Command::new(STYLET).args(["ct", "info", "--json"]).arg(dir.join("ct.nii.gz")).output().unwrap();
+    assert!(info.status.success(), "{}", String::from_utf8_lossy(&info.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let g = &info["geometry"];
+    let ct = &scene["CT_PLANNING"];
+    assert_eq!(ct["size"], g["dimensions"], "{ct}\n{g}");
+    assert_eq!(ct["coordinate"], "ras", "{ct}");
+    let m = |r: usize, c: usize| ct["ijk_to_ras"][r][c].as_f64().unwrap();
+    let f = |x: &serde_json::Value| x.as_f64().unwrap();
+    // RAS is LPS with x and y negated: each axis (direction times spacing) and voxel 0's centre.
+    let flip = [-1.0, -1.0, 1.0];
+    for c in 0..3 {
+        let spacing = f(&g["spacing_mm"][c]);
+        for r in 0..3 {
+            let want = flip[r] * f(&g["direction_columns_lps"][c][r]) * spacing;
+            assert!((m(r, c) - want).abs() < 1e-4, "axis {c} row {r}: {} vs {want}\n{ct}\n{g}", m(r, c));
+        }
+        let origin = flip[c] * f(&g["origin_lps_mm"][c]);
+        assert!((m(c, 3) - origin).abs() < 1e-3, "origin {c}: {} vs {origin}\n{ct}\n{g}", m(c, 3));
+    }
+    assert!(scene["CT_CONFIRMATION"]["size"].is_array() && scene["CT_CHECKPOINT"]["size"].is_array(), "{scene}");
+    let path = &scene["NEEDLE_PATH"];
+    assert_eq!((path["points"].as_u64(), path["lines"].as_u64()), (Some(2), Some(1)), "{path}");
+    // The zones: the device setting the ablation prompt named.
+    let prompt = v["prompts"].as_array().unwrap().iter().filter_map(|p| p.as_str()).find(|p| p.starts_with("start the ablation")).unwrap();
+    let named = prompt.split_once('(').and_then(|(_, r)| r.split_once(')')).map(|(n, _)| n).unwrap();
+    let (device, setting) = named.split_once(' ').unwrap();
+    let zone = stylet_planning::load_zone(&root.join("config/devices.toml"), device, setting).unwrap();
+    let ellipsoid = 4.0 / 3.0 * std::f64::consts::PI * (zone.long_mm / 2.0) * (zone.short_mm / 2.0).powi(2);
+    for name in ["ZONE_PLANNED", "ZONE_ACHIEVED"] {
+        let got = scene[name]["volume_mm3"].as_f64().unwrap_or_else(|| panic!("{name}: {scene}"));
+        assert!((got / ellipsoid - 1.0).abs() < 0.02, "{name}: {got} mm3 vs {ellipsoid} mm3");
+    }
+    assert!(v["picture"]["bytes"].as_u64().unwrap() > 10_000, "{v}");
 }
 
 #[test]

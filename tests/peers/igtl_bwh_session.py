@@ -5,9 +5,14 @@ matrix: Stylet registers itself, MANUAL), then START_UP, TARGETING (Stylet's pla
 with the needle (CURRENT_POSITION), the gate (STRING GATE) and the workflow (STRING WORKFLOW)
 watched, ANSWER yes to the ablation prompt, and the end. Records every ACK's delay and the
 longest time the needle held still during the insertion (the same script runs against a world
-whose gate closes or whose pedal is released mid-insertion). Prints JSON; exit 3 when pyigtl is
-missing."""
+whose gate closes or whose pedal is released mid-insertion), and the scene Slicer would load (the
+CTs as IMAGE, the needle path and the ablation zones as POLYDATA, read into VTK), rendered
+off-screen with VTK into PNG when a path is given. Prints JSON; exit 3 when pyigtl or VTK is
+missing.
+
+Usage: igtl_bwh_session.py PORT [PICTURE.png]"""
 import json
+import os
 import struct
 import sys
 import time
@@ -16,8 +21,9 @@ try:
     import numpy as np
     import pyigtl
     import pyigtl.messages as pm
+    import vtk  # noqa: F401 (Slicer's stand-in reads the scene into VTK)
 except ImportError as e:  # pragma: no cover
-    print(f"pyigtl is not installed: {e} (pip install pyigtl)", file=sys.stderr)
+    print(f"pyigtl or vtk is not installed: {e} (pip install pyigtl vtk)", file=sys.stderr)
     sys.exit(3)
 
 
@@ -39,6 +45,149 @@ class StatusMessage(pm.MessageBase):
 
 
 pm.message_type_to_class_constructor["STATUS"] = StatusMessage
+
+
+class PolyDataMessage(pm.MessageBase):
+    """POLYDATA as received (pyigtl 0.3's own unpacker is unfinished): points and cells."""
+
+    def __init__(self, timestamp=None, device_name=None):
+        pm.MessageBase.__init__(self, timestamp=timestamp, device_name=device_name)
+        self._message_type = "POLYDATA"
+        self.points, self.cells = np.zeros((0, 3)), {}
+        self._valid_message = True
+
+    def _unpack_content(self, content):
+        h = struct.unpack("> 10I", content[:40])
+        at = 40
+        self.points = np.frombuffer(content[at : at + 12 * h[0]], dtype=">f4").reshape(-1, 3).astype(float)
+        at += 12 * h[0]
+        for name, size in zip(["vertices", "lines", "polygons", "strips"], [h[2], h[4], h[6], h[8]]):
+            flat, cells, i = np.frombuffer(content[at : at + size], dtype=">u4"), [], 0
+            while i < len(flat):
+                cells.append(flat[i + 1 : i + 1 + flat[i]].tolist())
+                i += 1 + flat[i]
+            self.cells[name] = cells
+            at += size
+
+
+pm.message_type_to_class_constructor["POLYDATA"] = PolyDataMessage
+# What Slicer loads as the scene: the CTs (volumes) and the models.
+SCENE = {"CT_PLANNING", "CT_CONFIRMATION", "CT_CHECKPOINT", "NEEDLE_PATH", "ZONE_PLANNED", "ZONE_ACHIEVED"}
+
+
+
+def polydata(m):
+    """A received POLYDATA as a vtkPolyData (what Slicer makes of it)."""
+    import vtk
+    from vtk.util import numpy_support
+
+    pd, pts = vtk.vtkPolyData(), vtk.vtkPoints()
+    pts.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(m.points)))
+    pd.SetPoints(pts)
+    for name, setter in [("lines", pd.SetLines), ("polygons", pd.SetPolys)]:
+        arr = vtk.vtkCellArray()
+        for cell in m.cells.get(name, []):
+            arr.InsertNextCell(len(cell), cell)
+        setter(arr)
+    return pd
+
+
+def describe_scene(scene):
+    """What arrived: each CT's grid (IJK to RAS, voxel 0 at the origin) and each model's points,
+    cells and, for a closed surface, its volume as VTK measures it."""
+    import vtk
+
+    out = {}
+    for name, m in scene.items():
+        if m.message_type == "IMAGE":
+            out[name] = {"size": [int(x) for x in m.image.shape[::-1]], "ijk_to_ras": m.ijk_to_world_matrix.tolist(),
+                         "coordinate": m.world_coordinate_system, "mean": float(np.mean(m.image))}
+        else:
+            d = {"points": len(m.points), "lines": len(m.cells["lines"]), "polygons": len(m.cells["polygons"]),
+                 "first_point": m.points[0].tolist() if len(m.points) else None,
+                 "last_point": m.points[-1].tolist() if len(m.points) else None}
+            if m.cells["polygons"]:
+                mp = vtk.vtkMassProperties()
+                tri = vtk.vtkTriangleFilter()
+                tri.SetInputData(polydata(m))
+                mp.SetInputConnection(tri.GetOutputPort())
+                mp.Update()
+                d["volume_mm3"] = mp.GetVolume()
+            out[name] = d
+    return out
+
+
+def render_scene(scene, png):
+    """The scene as Slicer's 3D view would show it, rendered off-screen with VTK: the planning
+    CT's axial slice through the planned zone's centre, the needle path (yellow tube), the zone
+    planned (orange) and the zone achieved (green mesh), seen from above the patient's right."""
+    import vtk
+    from vtk.util import numpy_support
+
+    ren = vtk.vtkRenderer()
+    ren.SetBackground(0.08, 0.08, 0.12)
+
+    def add(source, colour, opacity, wire=False):
+        mapper = vtk.vtkPolyDataMapper()
+        mapper.SetInputConnection(source.GetOutputPort()) if hasattr(source, "GetOutputPort") else mapper.SetInputData(source)
+        actor = vtk.vtkActor()
+        actor.SetMapper(mapper)
+        actor.GetProperty().SetColor(*colour)
+        actor.GetProperty().SetOpacity(opacity)
+        if wire:
+            actor.GetProperty().SetRepresentationToWireframe()
+        ren.AddActor(actor)
+
+    if "ZONE_PLANNED" in scene:
+        add(polydata(scene["ZONE_PLANNED"]), (1.0, 0.55, 0.1), 0.45)
+    if "ZONE_ACHIEVED" in scene:
+        add(polydata(scene["ZONE_ACHIEVED"]), (0.2, 0.95, 0.35), 0.5, wire=True)
+    if "NEEDLE_PATH" in scene:
+        tube = vtk.vtkTubeFilter()
+        tube.SetInputData(polydata(scene["NEEDLE_PATH"]))
+        tube.SetRadius(1.2)
+        tube.SetNumberOfSides(16)
+        add(tube, (1.0, 1.0, 0.2), 1.0)
+    centre = scene["ZONE_PLANNED"].points.mean(axis=0) if "ZONE_PLANNED" in scene else np.zeros(3)
+    ct = scene.get("CT_PLANNING")
+    if ct is not None:
+        # The axial slice through the planned zone's centre, placed by the IMAGE's own matrix.
+        m = ct.ijk_to_world_matrix
+        k = int(round(np.linalg.solve(m[:3, :3], centre - m[:3, 3])[2]))
+        k = min(max(k, 0), ct.image.shape[0] - 1)
+        sl = np.clip((ct.image[k].astype(float) + 160.0) / 400.0 * 255.0, 0, 255).astype(np.uint8)
+        img = vtk.vtkImageData()
+        img.SetDimensions(sl.shape[1], sl.shape[0], 1)
+        img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(sl.ravel(), deep=True))
+        actor = vtk.vtkImageActor()
+        actor.GetMapper().SetInputData(img)
+        actor.SetOpacity(0.85)
+        t = vtk.vtkMatrix4x4()
+        for i in range(3):
+            for j in range(3):
+                t.SetElement(i, j, m[i, j])
+            t.SetElement(i, 3, m[i, 3] + m[i, 2] * k)
+        actor.SetUserMatrix(t)
+        ren.AddActor(actor)
+    cam = ren.GetActiveCamera()
+    cam.SetFocalPoint(*centre)
+    # From the patient's right, anterior and above (RAS), the head up.
+    cam.SetPosition(*(centre + np.array([-160.0, 260.0, 220.0])))
+    cam.SetViewUp(0.0, 0.0, 1.0)
+    ren.ResetCameraClippingRange()
+    win = vtk.vtkRenderWindow()
+    win.SetOffScreenRendering(1)
+    win.AddRenderer(ren)
+    win.SetSize(900, 700)
+    win.Render()
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(win)
+    grab.Update()
+    w = vtk.vtkPNGWriter()
+    w.SetFileName(png)
+    w.SetInputConnection(grab.GetOutputPort())
+    w.Write()
+
 
 port = int(sys.argv[1])
 c = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=port)
@@ -96,6 +245,7 @@ command(7, "MOVE_TO_TARGET", status_timeout=None)
 gate, gate_since = None, None
 workflow = None
 gate_closings = 0
+scene = {}
 positions = []  # (t, [x, y, z], gate open, seconds since the gate last changed, workflow)
 done = None
 deadline = time.time() + 300
@@ -118,6 +268,8 @@ while done is None and time.time() < deadline:
             log["prompts"].append(m.string)
         elif m.device_name == "MOVE_TO_TARGET":
             done = m
+        elif m.device_name in SCENE:
+            scene[m.device_name] = m
     time.sleep(0.005)
 if done is None:
     fail("MOVE_TO_TARGET did not complete")
@@ -157,6 +309,13 @@ while ended is None and time.time() < deadline:
 if ended is None:
     fail("the procedure did not end")
 log["ended"] = ended
+for m in c.get_latest_messages():
+    if m.device_name in SCENE:
+        scene[m.device_name] = m
+log["scene"] = describe_scene(scene)
+if len(sys.argv) > 2:
+    render_scene(scene, sys.argv[2])
+    log["picture"] = {"path": sys.argv[2], "bytes": os.path.getsize(sys.argv[2])}
 log["ack_ms_max"] = max(s["ack_ms"] for s in log["steps"] if "ack_ms" in s)
 print(json.dumps(log))
 c.stop()

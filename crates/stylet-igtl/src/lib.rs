@@ -12,6 +12,7 @@
 pub mod bwh;
 pub mod client;
 mod message;
+pub mod scene;
 pub mod server;
 mod wire;
 

@@ -382,6 +382,13 @@ pub enum Event<'a> {
         /// Zone axes, mm.
         zone_mm: (f64, f64),
     },
+    /// A CT with the needle in place (confirmation or checkpoint), as it arrived.
+    NeedleCt {
+        /// Why it was taken.
+        purpose: CtPurpose,
+        /// The volume (HU, LPS).
+        volume: &'a Volume,
+    },
     /// The needle tip measured in a CT.
     TipMeasured(Point<Ct>),
     /// An ablation done, its zone where the measured tip placed it.

@@ -198,6 +198,8 @@ impl<W: World> Driver<'_, W> {
             self.tick()?;
         };
         self.position_report().cts_with_needle += 1;
+        let now = self.world.now_s();
+        self.sink.event(now, Event::NeedleCt { purpose, volume: &ct.volume });
         let acquired = ct.acquired_s;
         let in_tissue = purpose != CtPurpose::Confirmation;
         let p = Arc::clone(planning);

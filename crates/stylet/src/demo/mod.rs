@@ -85,10 +85,12 @@ pub(crate) struct DemoArgs {
 
 /// 3D Slicer as the operator of the simulated procedure (`stylet igtl serve`): where its
 /// OpenIGTLink server listens.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SlicerSetup {
     pub(crate) addr: std::net::SocketAddr,
     pub(crate) allow_remote: bool,
+    /// The other hosts that may connect (beyond loopback).
+    pub(crate) allowed_peers: Vec<std::net::IpAddr>,
 }
 
 impl DemoArgs {
@@ -282,15 +284,25 @@ fn slicer_operator(setup: SlicerSetup, fan: &mut Fanout) -> anyhow::Result<(Slic
     let srv = stylet_igtl::server::start(&stylet_igtl::server::ServerConfig {
         addr: setup.addr,
         allow_remote: setup.allow_remote,
+        allowed_peers: setup.allowed_peers.clone(),
         convention: stylet_igtl::bwh::Convention::StyletPlans,
         ..Default::default()
     })?;
     if !setup.addr.ip().is_loopback() {
-        eprintln!("warning: OpenIGTLink server listening on {}, reachable from other hosts", srv.local_addr);
+        eprintln!(
+            "warning: OpenIGTLink server listening on {}, reachable from other hosts; served: {:?} and this host",
+            srv.local_addr, setup.allowed_peers
+        );
     }
     eprintln!("OpenIGTLink: listening on {}", srv.local_addr);
-    fan.event_note(&format!("OpenIGTLink: 3D Slicer is the operator, listening on {}", srv.local_addr));
+    let peers = if setup.addr.ip().is_loopback() {
+        "this host".to_string()
+    } else {
+        format!("this host and {:?}", setup.allowed_peers)
+    };
+    fan.event_note(&format!("OpenIGTLink: 3D Slicer is the operator, listening on {} for {peers}", srv.local_addr));
     fan.igtl = Some(srv.broadcaster());
+    fan.igtl_volumes = true;
     // SIGTERM, SIGHUP or SIGINT: the operator leaves (the arm stops under the supervisor).
     let signal = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
     Ok((SlicerOperator::new(srv).leave_when(signal.flag()), signal))

@@ -2,7 +2,7 @@
 //! the terminal (progress bar and log lines).
 
 use nalgebra::Vector3;
-use stylet_core::frame::{Ct, Robot, Transform};
+use stylet_core::frame::{Ct, Point, Robot, Transform};
 use stylet_procedure::ports::{Event, EventSink};
 use stylet_recorder::{Event as LogEvent, Recorder};
 use stylet_safety::runner::RunnerEvent;
@@ -15,6 +15,11 @@ pub(crate) struct Fanout {
     pub(crate) rec: Recorder,
     pub(crate) tel: Logger,
     pub(crate) igtl: Option<stylet_igtl::server::Broadcaster>,
+    /// Whether the CT volumes go out over OpenIGTLink too (tens of MB each): only where no
+    /// wall-clock control loop runs beside them (`igtl serve`'s paced virtual time). Beside a
+    /// wall-clock loop, streaming a planning CT through loopback delayed the serial line's
+    /// controller states past HAZ-8's 15 ms on 2 cores.
+    pub(crate) igtl_volumes: bool,
     pub(crate) bar: indicatif::ProgressBar,
     pub(crate) quiet: bool,
     /// For the robot's pose: the model and the registration (once known).
@@ -48,6 +53,7 @@ impl Fanout {
             rec,
             tel,
             igtl,
+            igtl_volumes: false,
             bar,
             quiet,
             arm,
@@ -128,6 +134,27 @@ impl Fanout {
         if self.igtl.is_some() {
             let tip = ct_from_robot * self.arm.tip_pose(snap.measured.as_slice());
             self.send(t, stylet_igtl::bwh::Bwh::current_position(tip));
+        }
+    }
+
+    /// A CT volume to the OpenIGTLink peers as IMAGE `device` (RAS), when there are any.
+    fn send_ct(&mut self, t: f64, device: &str, v: &stylet_imaging::Volume) {
+        if self.igtl.is_none() || !self.igtl_volumes {
+            return;
+        }
+        let d = v.direction;
+        let direction = std::array::from_fn(|c| [d[(0, c)], d[(1, c)], d[(2, c)]]);
+        match stylet_igtl::scene::ct_image(v.dims, v.spacing_mm, v.origin, direction, &v.voxels) {
+            Ok(img) => self.send(t, stylet_igtl::Message::new(device, stylet_igtl::Body::Image(img))),
+            Err(e) => self.say(t, &format!("{device} not sent over OpenIGTLink: {e}")),
+        }
+    }
+
+    /// An ablation zone to the OpenIGTLink peers as POLYDATA `device` (RAS).
+    fn send_zone(&mut self, t: f64, device: &str, centre: Point<Ct>, axis: Vector3<f64>, zone_mm: (f64, f64)) {
+        if self.igtl.is_some() {
+            let surface = stylet_igtl::scene::ellipsoid(centre, axis.into(), zone_mm.0, zone_mm.1);
+            self.send(t, stylet_igtl::Message::new(device, stylet_igtl::Body::PolyData(surface)));
         }
     }
 
@@ -214,6 +241,7 @@ impl EventSink for Fanout {
                 }
             }
             Event::PlanningCt(p) => {
+                self.send_ct(t, "CT_PLANNING", &p.ct.volume);
                 view::structures(&self.tel, &p.labels, &p.table, 4);
                 let v = &p.ct.volume;
                 let [nx, ny, nz] = v.dims;
@@ -242,12 +270,28 @@ impl EventSink for Fanout {
                 }
             }
             Event::Plan { entry, tip, zone_centre, zone_mm } => {
-                let v = |p: stylet_core::frame::Point<stylet_core::frame::Ct>| p.to_nalgebra().coords;
+                let v = |p: Point<Ct>| p.to_nalgebra().coords;
                 self.plan(v(entry), v(tip), v(zone_centre), zone_mm);
+                // The planned path from 30 mm outside the skin to the tip, and the planned zone.
+                let axis = (v(tip) - v(entry)).try_normalize(1e-9).unwrap_or_else(Vector3::z);
+                let outside = Point::from_coords(v(entry) - axis * 30.0);
+                if self.igtl.is_some() {
+                    let path = stylet_igtl::scene::polyline(&[outside, tip]);
+                    self.send(t, stylet_igtl::Message::new("NEEDLE_PATH", stylet_igtl::Body::PolyData(path)));
+                }
+                self.send_zone(t, "ZONE_PLANNED", zone_centre, axis, zone_mm);
+            }
+            Event::NeedleCt { purpose, volume } => {
+                let device = match purpose {
+                    stylet_procedure::ports::CtPurpose::Confirmation => "CT_CONFIRMATION",
+                    stylet_procedure::ports::CtPurpose::Checkpoint => "CT_CHECKPOINT",
+                };
+                self.send_ct(t, device, volume);
             }
             Event::Ablated { zone_centre, axis, zone_mm } => {
                 let (c, a) = (zone_centre.to_nalgebra().coords, Vector3::from(axis));
                 view::zone(&self.tel, "world/zone/achieved", c, a, zone_mm.0, zone_mm.1);
+                self.send_zone(t, "ZONE_ACHIEVED", zone_centre, a, zone_mm);
             }
             Event::TipMeasured(p) => {
                 view::point(

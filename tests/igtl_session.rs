@@ -13,9 +13,30 @@ use std::process::{Command, Stdio};
 
 const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
 
-/// `stylet igtl serve` on `scenario` with the scripted Slicer session: the script's JSON and the
-/// run's summary, or None when pyigtl is missing outside CI.
-fn bwh_session(scenario: &str) -> Option<(serde_json::Value, serde_json::Value)> {
+/// Builds the C++ reference library's watcher (`tests/peers/igtl_cpp_watch.cxx`) against
+/// Debian's libopenigtlink-dev; `None` (skip) outside CI when it does not build, a failure in CI.
+fn cpp_watcher() -> Option<std::path::PathBuf> {
+    let src = common::repo().join("tests/peers/igtl_cpp_watch.cxx");
+    let exe = std::env::temp_dir().join(format!("stylet-igtl-cpp-watch-{}", std::process::id()));
+    let o = Command::new("g++").arg(&src).args(["-I/usr/include/openigtlink", "-lOpenIGTLink", "-o"]).arg(&exe).output();
+    match o {
+        Ok(o) if o.status.success() => Some(exe),
+        other => {
+            let why = other.map_or_else(|e| e.to_string(), |o| String::from_utf8_lossy(&o.stderr).into_owned());
+            assert!(std::env::var_os("CI").is_none(), "building the C++ peer (apt install libopenigtlink-dev g++): {why}");
+            eprintln!("skipped the C++ watcher: {why}");
+            None
+        }
+    }
+}
+
+/// `stylet igtl serve` on `scenario` with the scripted Slicer session (and, given, the C++
+/// reference library watching beside it): the script's JSON, the run's summary and the C++
+/// watcher's lines, or None when pyigtl is missing outside CI.
+fn bwh_session(
+    scenario: &str,
+    cpp: Option<&std::path::Path>,
+) -> Option<(serde_json::Value, serde_json::Value, Option<String>)> {
     // Paced to the wall clock and heavy (a 34 MB CT to a Python peer, VTK rendering): one at a
     // time, and never beside a wall-clock test's control loop.
     let _turn = common::wall_clock_turn();
@@ -38,6 +59,13 @@ fn bwh_session(scenario: &str) -> Option<(serde_json::Value, serde_json::Value)>
     let addr = listening.strip_prefix("OpenIGTLink: listening on ").unwrap_or_else(|| panic!("{listening}"));
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let port = addr.rsplit(':').next().unwrap().to_string();
+    // The C++ watcher connects first: it sees everything from the start.
+    let watcher = cpp.map(|exe| {
+        let mut w = Command::new(exe).arg(&port).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "CONNECTED");
+        (w, lines)
+    });
     let picture = out.with_extension("png");
     let o = Command::new("python3")
         .arg(root.join("tests/peers/igtl_bwh_session.py"))
@@ -48,6 +76,9 @@ fn bwh_session(scenario: &str) -> Option<(serde_json::Value, serde_json::Value)>
     if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
         let _ = server.kill();
         let _ = server.wait();
+        if let Some((mut w, _)) = watcher {
+            let _ = w.wait();
+        }
         eprintln!("skipped: {}", String::from_utf8_lossy(&o.stderr));
         return None;
     }
@@ -63,7 +94,12 @@ fn bwh_session(scenario: &str) -> Option<(serde_json::Value, serde_json::Value)>
     );
     let _ = std::fs::remove_dir_all(out);
     let _ = std::fs::remove_file(picture);
-    Some((v, summary))
+    let watched = watcher.map(|(mut w, lines)| {
+        let text: Vec<String> = lines.map_while(Result::ok).collect();
+        assert!(w.wait().unwrap().success(), "{text:?}");
+        text.join("\n")
+    });
+    Some((v, summary, watched))
 }
 
 /// The procedure went in and ended done, with the needle streamed to the end.
@@ -81,7 +117,8 @@ fn assert_completed(v: &serde_json::Value, summary: &serde_json::Value) {
 
 #[test]
 fn pyigtl_runs_the_simulated_procedure_through_the_bwh_phases_to_the_ablation() {
-    let Some((v, summary)) = bwh_session("easy") else { return };
+    let cpp = cpp_watcher();
+    let Some((v, summary, watched)) = bwh_session("easy", cpp.as_deref()) else { return };
     let steps = v["steps"].as_array().unwrap();
     let step = |i: usize| (steps[i]["phase"].as_str().unwrap(), steps[i]["status"].as_u64(), steps[i]["text"].clone());
     // Every command acknowledged with its own phase. How long the ACK took is measured, not
@@ -113,6 +150,27 @@ fn pyigtl_runs_the_simulated_procedure_through_the_bwh_phases_to_the_ablation() 
     assert!(v["gate_closings_seen"].as_u64().unwrap() >= 1, "{v}");
     assert_completed(&v, &summary);
     assert_scene(&v);
+    // The C++ reference library unpacked the scene with its CRC check: the CTs, the path, the
+    // zones and the needle's transforms.
+    if let Some(w) = watched {
+        for line in [
+            "IMAGE CT_PLANNING 300x300x190 spacing 0.8,0.8,1 type 4",
+            "IMAGE CT_CONFIRMATION 300x300x190",
+            "IMAGE CT_CHECKPOINT 300x300x190",
+            "POLYDATA NEEDLE_PATH points 2 polygons 0 lines 1",
+            "POLYDATA ZONE_PLANNED points 1986 polygons 3968 lines 0",
+            "POLYDATA ZONE_ACHIEVED points 1986 polygons 3968 lines 0",
+            "TRANSFORM REGISTRATION",
+            "TRANSFORM CURRENT_POSITION",
+        ] {
+            assert!(w.lines().any(|l| l.starts_with(line)), "{line:?} not in\n{w}");
+        }
+        let end = w.lines().find(|l| l.starts_with("END")).unwrap_or_else(|| panic!("{w}"));
+        eprintln!("the C++ watcher: {end}");
+        assert!(end.ends_with("BADCRC=0"), "{end}");
+        let transforms = end.split(' ').find_map(|f| f.strip_prefix("TRANSFORM=")).unwrap().parse::<u32>().unwrap();
+        assert!(transforms >= 20, "{end}");
+    }
 }
 
 /// The scene as Slicer's stand-in read it into VTK: the planning CT on the grid `stylet ct info`
@@ -170,7 +228,7 @@ fn assert_scene(v: &serde_json::Value) {
 fn the_same_session_with_the_pedal_released_holds_the_needle_until_it_is_pressed() {
     // The pedal is lifted 20 mm into the tissue for 3 s (INS-2): MOVE_TO_TARGET is executing,
     // and the needle holds still for the 3 s (the messages' timestamps are the procedure's time).
-    let Some((v, summary)) = bwh_session("fault-pedal-release") else { return };
+    let Some((v, summary, _)) = bwh_session("fault-pedal-release", None) else { return };
     assert!(summary["scenario_events"].to_string().contains("PedalRelease"), "{summary}");
     assert!(v["longest_hold_s"].as_f64().unwrap() >= 2.9, "{v}");
     assert!(v["longest_hold_depth_mm"].as_f64().unwrap() >= 20.0, "{v}");
@@ -181,7 +239,7 @@ fn the_same_session_with_the_pedal_released_holds_the_needle_until_it_is_pressed
 fn the_same_session_with_the_gate_closed_holds_the_needle_until_it_opens() {
     // The respiratory belt goes silent for 5 s, 20 mm into the tissue: the gate closes (RESP-2)
     // while MOVE_TO_TARGET is executing, and the needle holds still for the 5 s.
-    let Some((v, summary)) = bwh_session("fault-stale-respiration") else { return };
+    let Some((v, summary, _)) = bwh_session("fault-stale-respiration", None) else { return };
     assert!(summary["scenario_events"].to_string().contains("belt silent"), "{summary}");
     assert!(v["longest_hold_s"].as_f64().unwrap() >= 4.9, "{v}");
     assert!(v["longest_hold_depth_mm"].as_f64().unwrap() >= 20.0, "{v}");

@@ -288,18 +288,14 @@ fn slicer_operator(setup: SlicerSetup, fan: &mut Fanout) -> anyhow::Result<(Slic
         convention: stylet_igtl::bwh::Convention::StyletPlans,
         ..Default::default()
     })?;
-    if !setup.addr.ip().is_loopback() {
-        eprintln!(
-            "warning: OpenIGTLink server listening on {}, reachable from other hosts; served: {:?} and this host",
-            srv.local_addr, setup.allowed_peers
-        );
-    }
-    eprintln!("OpenIGTLink: listening on {}", srv.local_addr);
     let peers = if setup.addr.ip().is_loopback() {
         "this host".to_string()
     } else {
-        format!("this host and {:?}", setup.allowed_peers)
+        let peers = format!("this host and {:?}", setup.allowed_peers);
+        eprintln!("warning: OpenIGTLink server listening on {}, reachable from other hosts; served: {peers}", srv.local_addr);
+        peers
     };
+    eprintln!("OpenIGTLink: listening on {}", srv.local_addr);
     fan.event_note(&format!("OpenIGTLink: 3D Slicer is the operator, listening on {} for {peers}", srv.local_addr));
     fan.igtl = Some(srv.broadcaster());
     fan.igtl_volumes = true;

@@ -72,9 +72,10 @@ impl Fanout {
     /// Sends `m` to the OpenIGTLink peers stamped with the procedure's time `t`.
     fn send(&mut self, t: f64, mut m: stylet_igtl::Message) {
         let Some(b) = &self.igtl else { return };
+        let since_start = std::time::Duration::from_secs_f64(t.max(0.0));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let epoch = *self.epoch.get_or_insert_with(|| now.saturating_sub(std::time::Duration::from_secs_f64(t.max(0.0))));
-        m.timestamp = stylet_igtl::timestamp_from_unix(epoch + std::time::Duration::from_secs_f64(t.max(0.0)));
+        let epoch = *self.epoch.get_or_insert_with(|| now.saturating_sub(since_start));
+        m.timestamp = stylet_igtl::timestamp_from_unix(epoch + since_start);
         b.broadcast(m);
     }
 
@@ -261,8 +262,9 @@ impl EventSink for Fanout {
                 let ct_from_robot = robot_from_ct.inverse();
                 self.ct_from_robot = Some(ct_from_robot);
                 if let Some(b) = &self.igtl {
-                    // Slicer's convention for a registration: robot to image, in RAS.
-                    let rows = stylet_igtl::bwh::lps_from_ras_matrix(&ct_from_robot.to_matrix_rows());
+                    // Slicer's convention for a registration: robot to image, in RAS (the LPS/RAS
+                    // flip on the image side).
+                    let rows = stylet_core::frame::lps_ras_flip_rows(ct_from_robot.to_matrix_rows());
                     b.broadcast(stylet_igtl::Message::new(
                         "REGISTRATION",
                         stylet_igtl::Body::Transform(stylet_igtl::bwh::transform_from_matrix(&rows)),

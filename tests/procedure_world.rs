@@ -66,7 +66,18 @@ struct Rig {
 }
 
 impl Rig {
+    /// The procedure started and a plan chosen at the console.
     fn start(tag: &str) -> Rig {
+        let rig = Rig::launch(tag, None);
+        wait_for(&rig.proc_pane, "Start the procedure", 60);
+        keys(&rig.proc_pane, &["y"]);
+        wait_for(&rig.proc_pane, "Choose a plan", 120);
+        keys(&rig.proc_pane, &["1"]);
+        rig
+    }
+
+    /// The world and `stylet procedure` running, 3D Slicer served on `igtl_port` when given.
+    fn launch(tag: &str, igtl_port: Option<u16>) -> Rig {
         let config = common::generous_config(&format!("procedure-world-{tag}"));
         let dir = std::env::temp_dir().join(format!("stylet-procedure-world-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -125,7 +136,11 @@ tumour_label = {label}
 [ablation]
 device = "mwa-generic"
 setting = "100W-8min"
+
+[igtl]
+port = {igtl_port}
 "#,
+                igtl_port = igtl_port.unwrap_or(18944),
                 controller = devices["controller"].as_str().unwrap(),
                 sensor = devices["sensor"].as_str().unwrap(),
                 ct = devices["planning_ct"].as_str().unwrap(),
@@ -137,17 +152,14 @@ setting = "100W-8min"
         let out = dir.join("out");
         let log = out.join("procedure.log");
         let proc_cmd = format!(
-            "{STYLET} procedure --site {} --config {} --out {}; echo exit=$? > {}",
+            "{STYLET} procedure{} --site {} --config {} --out {}; echo exit=$? > {}",
+            if igtl_port.is_some() { " --igtl" } else { "" },
             site.display(),
             config.display(),
             out.display(),
             dir.join("exit").display()
         );
         tmux(&["new-window", "-t", &session, "-n", "procedure", &proc_cmd]);
-        wait_for(&proc_pane, "Start the procedure", 60);
-        keys(&proc_pane, &["y"]);
-        wait_for(&proc_pane, "Choose a plan", 120);
-        keys(&proc_pane, &["1"]);
         Rig { session, world_pane, proc_pane, dir, world_out, out, log }
     }
 
@@ -347,4 +359,121 @@ fn the_sensor_unplugged_mid_insertion_closes_the_gate_and_the_operator_withdraws
     assert_eq!(end["truth"]["inserted_mm"], 0.0, "the needle is out: {end}");
     assert_eq!(end["truth"]["controller_drives_off"], Value::Bool(true), "{end}");
     assert_eq!(end["wire_monitor"]["violations"], 0, "{end}");
+}
+
+/// 3D Slicer's side of `stylet procedure --igtl` (tests/peers/igtl_armed_client.py), one command
+/// at a time.
+struct Slicer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Slicer {
+    /// The client, or None when pyigtl is missing outside CI.
+    fn start(port: u16) -> Option<Slicer> {
+        use std::process::{Command, Stdio};
+        let script = common::repo().join("tests/peers/igtl_armed_client.py");
+        let probe = Command::new("python3").args(["-c", "import pyigtl"]).output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            assert!(std::env::var_os("CI").is_none(), "pyigtl is missing (pip install pyigtl)");
+            eprintln!("skipped: pyigtl is missing");
+            return None;
+        }
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        Some(Slicer { child, stdin, lines })
+    }
+
+    /// One command; its JSON line.
+    fn ask(&mut self, line: &str) -> Value {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let reply = self.lines.next().unwrap().unwrap();
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{line}: {e}: {reply}"))
+    }
+}
+
+impl Drop for Slicer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn slicer_moves_the_arm_only_while_armed_at_the_console_and_a_disconnection_disarms() {
+    if !common::have_tmux() {
+        return;
+    }
+    let _turn = common::wall_clock_turn();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let rig = Rig::launch("slicer", Some(port));
+    let (proc_pane, log) = (rig.proc_pane.as_str(), rig.log.as_path());
+    wait_for(proc_pane, "3D Slicer: not armed, no peer connected", 60);
+    let Some(mut slicer) = Slicer::start(port) else { return };
+    assert_eq!(slicer.ask("connect")["connected"], true);
+    // Started at the console; the plans are offered on both.
+    wait_for(proc_pane, "Start the procedure", 60);
+    keys(proc_pane, &["y"]);
+    wait_for(proc_pane, "Choose a plan", 120);
+    wait_for(proc_pane, "not armed (127.0.0.1:", 10);
+    // Before arming, MOVE_TO_TARGET is refused with the reason, and nothing is chosen.
+    let refused = slicer.ask("cmd MOVE_TO_TARGET");
+    assert_eq!((refused["status"].as_u64(), refused["error"].as_str()), (Some(5), Some("NOT_ARMED")), "{refused}");
+    assert!(refused["text"].as_str().unwrap().contains("not armed at the console"), "{refused}");
+    assert!(screen(proc_pane).contains("Choose a plan"));
+    // Armed at the console, then the peer disconnects: it lapses, and a new connection is not
+    // armed.
+    keys(proc_pane, &["w"]);
+    wait_for(proc_pane, "3D Slicer: ARMED for 127.0.0.1:", 10);
+    assert_eq!(slicer.ask("close")["closed"], true);
+    wait_for(proc_pane, "disconnected): 3D Slicer can no longer move the arm", 10);
+    assert_eq!(slicer.ask("connect")["connected"], true);
+    wait_for(proc_pane, "not armed (127.0.0.1:", 10);
+    let again = slicer.ask("cmd MOVE_TO_TARGET");
+    assert_eq!(again["status"].as_u64(), Some(5), "{again}");
+    // Armed again: MOVE_TO_TARGET executes the plan through the driver (the console's decision
+    // answered from Slicer); STOP from Slicer stops the procedure and disarms.
+    keys(proc_pane, &["w"]);
+    wait_for(proc_pane, "3D Slicer: ARMED for 127.0.0.1:", 10);
+    let go = slicer.ask("cmd MOVE_TO_TARGET 0");
+    assert_eq!(go["ack"], "MOVE_TO_TARGET", "{go}");
+    wait_for(proc_pane, "answered from 3D Slicer", 30);
+    let stop = slicer.ask("cmd STOP");
+    assert_eq!(stop["status"].as_u64(), Some(1), "{stop}");
+    wait_for(proc_pane, "lapsed (STOP from 3D Slicer)", 10);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !screen(proc_pane).contains("ENDED") {
+        if screen(proc_pane).contains("Withdraw the needle now?") {
+            keys(proc_pane, &["y"]);
+        }
+        assert!(Instant::now() < deadline, "the procedure did not end:\n{}", screen(proc_pane));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(slicer);
+    let (exit, summary) = rig.leave();
+    assert_eq!(exit, "exit=2", "{summary}");
+    assert_eq!(summary["driver"]["outcome"]["outcome"], "aborted", "{summary}");
+    // Each change and refusal is in the procedure log.
+    let text = std::fs::read_to_string(log).unwrap();
+    for want in [
+        "OpenIGTLink: 3D Slicer is a front end",
+        "refused MOVE_TO_TARGET from 127.0.0.1:",
+        "network control ARMED at the console for 127.0.0.1:",
+        "disconnected): 3D Slicer can no longer move the arm",
+        "lapsed (STOP from 3D Slicer)",
+    ] {
+        assert!(text.contains(want), "the log lacks {want:?}");
+    }
+    let end = rig.end_world();
+    assert_eq!(end["truth"]["controller_drives_off"], Value::Bool(true), "{end}");
 }

@@ -102,6 +102,8 @@ pub struct ServerStats {
     pub dropped: AtomicU64,
     /// The last rejections' messages.
     pub rejections: Mutex<Vec<String>>,
+    /// The clients connected now: number and address.
+    pub peers: Mutex<Vec<(u64, SocketAddr)>>,
 }
 
 /// The procedure side's handle.
@@ -305,6 +307,12 @@ impl ServerHandle {
         ));
     }
 
+    /// The clients connected now (number, address), in connection order.
+    #[must_use]
+    pub fn peers(&self) -> Vec<(u64, SocketAddr)> {
+        self.stats.peers.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
     /// The convention's current phase.
     #[must_use]
     pub fn phase(&self) -> Option<Phase> {
@@ -372,6 +380,9 @@ pub fn start(cfg: &ServerConfig) -> Result<ServerHandle, ServerError> {
                             }
                             next_client += 1;
                             stats2.clients.fetch_add(1, Ordering::Relaxed);
+                            if let Ok(mut p) = stats2.peers.lock() {
+                                p.push((next_client, peer));
+                            }
                             tokio::spawn(client(
                                 next_client,
                                 socket,
@@ -502,6 +513,9 @@ async fn client(
     }
     drop(reply_tx);
     let _ = writer.await;
+    if let Ok(mut p) = stats.peers.lock() {
+        p.retain(|(c, _)| *c != id);
+    };
 }
 
 #[cfg(test)]

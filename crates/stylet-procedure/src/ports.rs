@@ -283,6 +283,9 @@ pub trait Operator {
     fn answer(&mut self, prompt: &Prompt) -> Option<Answer>;
     /// A request made since the last call.
     fn request(&mut self) -> Option<Request>;
+    /// What the operator's side has to say for the procedure log since the last call (network
+    /// control armed or lapsed, a command refused).
+    fn operator_notices(&mut self, _sink: &mut dyn FnMut(String)) {}
 }
 
 /// How an ablation is going.

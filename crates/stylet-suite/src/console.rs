@@ -40,6 +40,8 @@ pub enum Key {
     EndAblation,
     /// The software e-stop: drives off, brakes on, latched.
     EStop,
+    /// Arm network control (3D Slicer may move the arm), or disarm it when armed.
+    Network,
     /// Not a key: the console closed, or the process was asked to end ([`Keys::leave`]).
     Leave,
 }
@@ -82,6 +84,8 @@ pub struct View {
     pub log: VecDeque<(f64, String)>,
     /// Set when the procedure ended, with how.
     pub ended: Option<String>,
+    /// Network control (3D Slicer), when the procedure serves it: armed for whom, or not.
+    pub network: Option<String>,
     insertion: Option<(usize, f64)>,
 }
 
@@ -102,6 +106,7 @@ impl View {
             prompt: None,
             log: VecDeque::new(),
             ended: None,
+            network: None,
             insertion,
         }
     }
@@ -187,6 +192,7 @@ pub struct Keys {
     view: Arc<Mutex<View>>,
     ablation_end: AblationEnd,
     estop: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    network: Option<crate::arming::NetworkControl>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -196,6 +202,13 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
+    /// The key [`Key::Network`] arms and disarms `network`.
+    #[must_use]
+    pub fn with_network(mut self, network: crate::arming::NetworkControl) -> Self {
+        self.network = Some(network);
+        self
+    }
+
     /// The view the keys answer.
     #[must_use]
     pub fn view(&self) -> Arc<Mutex<View>> {
@@ -233,6 +246,13 @@ impl Keys {
                 lock(&self.view).say(t, format!("operator: software e-stop ({how})"));
                 r
             }
+            Key::Network => match &self.network {
+                Some(n) => {
+                    n.toggle();
+                    Ok(())
+                }
+                None => Err("no network front end (stylet procedure --igtl)".to_string()),
+            },
             Key::EndAblation => {
                 self.ablation_end.confirm();
                 lock(&self.view).say(t, "operator: the generator has stopped (ablation ended)");
@@ -272,7 +292,7 @@ impl ConsoleOperator {
             answered: None,
             requests: VecDeque::new(),
         };
-        (op, Keys { tx, view, ablation_end, estop })
+        (op, Keys { tx, view, ablation_end, estop, network: None })
     }
 
     /// Sorts the keys pressed since the last call: the first answer to the prompt on screen,
@@ -299,6 +319,17 @@ impl ConsoleOperator {
                 },
                 None => self.say(format!("{key:?} ignored: it answered no question on screen now")),
             }
+        }
+    }
+
+    /// `prompt` was answered elsewhere (3D Slicer): it leaves the screen, and a key pressed for
+    /// it answers nothing.
+    pub fn answered_elsewhere(&mut self, prompt: &Prompt, answer: Answer) {
+        if self.due.as_ref().is_some_and(|(_, p)| p == prompt) {
+            self.due = None;
+            self.answered = None;
+            lock(&self.view).prompt = None;
+            self.say(format!("answered from 3D Slicer: {answer:?}"));
         }
     }
 

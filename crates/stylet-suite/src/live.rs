@@ -67,6 +67,9 @@ impl<W, O: Operator> Operator for LiveWorld<'_, W, O> {
     fn request(&mut self) -> Option<Request> {
         self.operator.request()
     }
+    fn operator_notices(&mut self, sink: &mut dyn FnMut(String)) {
+        self.operator.operator_notices(sink);
+    }
 }
 
 impl<W: Ablation, O> Ablation for LiveWorld<'_, W, O> {

@@ -125,6 +125,38 @@ pub struct AblationSite {
     pub setting: String,
 }
 
+/// 3D Slicer's connection (`stylet procedure --igtl`): where the OpenIGTLink server listens and
+/// who may connect. Slicer moves the arm only once the operator arms network control at the
+/// console.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IgtlSite {
+    /// The address to listen on (`127.0.0.1`: this host only).
+    #[serde(default = "loopback")]
+    pub bind: std::net::IpAddr,
+    /// The TCP port.
+    #[serde(default = "igtl_port")]
+    pub port: u16,
+    /// The workstations that may connect (addresses); anyone else's connection is closed at
+    /// once and logged. Needed with any bind beyond loopback.
+    #[serde(default)]
+    pub allowed_peers: Vec<std::net::IpAddr>,
+}
+
+impl Default for IgtlSite {
+    fn default() -> Self {
+        IgtlSite { bind: loopback(), port: igtl_port(), allowed_peers: Vec::new() }
+    }
+}
+
+fn loopback() -> std::net::IpAddr {
+    std::net::Ipv4Addr::LOCALHOST.into()
+}
+
+fn igtl_port() -> u16 {
+    stylet_igtl::server::DEFAULT_PORT
+}
+
 /// The site: every device `stylet procedure` drives, and the planning inputs.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +171,9 @@ pub struct Site {
     pub planning: PlanningSite,
     /// The ablation device.
     pub ablation: AblationSite,
+    /// 3D Slicer (with `stylet procedure --igtl`; loopback, port 18944 when absent).
+    #[serde(default)]
+    pub igtl: IgtlSite,
 }
 
 impl Site {
@@ -216,6 +251,13 @@ impl Site {
                 return bad(&format!("ct.dicom.{field}"), value, &why);
             }
         }
+        if !self.igtl.bind.is_loopback() && self.igtl.allowed_peers.is_empty() {
+            return bad(
+                "igtl.allowed_peers",
+                "[]".into(),
+                &format!("igtl.bind = {} reaches other hosts: name the workstations that may connect", self.igtl.bind),
+            );
+        }
         if let Some(f) = &self.ct.folder {
             if !(f.quiet_s.is_finite() && (0.1..=600.0).contains(&f.quiet_s)) {
                 return bad("ct.folder.quiet_s", f.quiet_s.to_string(), "must be 0.1 to 600");
@@ -283,6 +325,12 @@ mod tests {
         assert!(site.planning.ct.starts_with("/etc/stylet"));
         assert_eq!(site.ct.source, CtSourceKind::Dicom);
         assert!(site.ct.dicom.as_ref().unwrap().storage_dir.starts_with("/etc/stylet"));
+        assert_eq!(site.igtl, IgtlSite::default());
+        // Without [igtl]: this host only, on the protocol's port.
+        let cut = shipped().split("\n[igtl]").next().unwrap().to_string();
+        assert_eq!(Site::parse(&cut, Path::new("site.toml")).unwrap().igtl.port, 18944);
+        let remote = shipped().replace("bind = \"127.0.0.1\"", "bind = \"0.0.0.0\"").replace("allowed_peers = []", "allowed_peers = [\"10.1.2.3\"]");
+        assert_eq!(Site::parse(&remote, Path::new("site.toml")).unwrap().igtl.allowed_peers, vec![std::net::IpAddr::from([10, 1, 2, 3])]);
     }
 
     #[test]
@@ -296,6 +344,8 @@ mod tests {
             ("tumour_label = 2", "", "planning.tumour_label = absent"),
             ("source = \"dicom\"", "source = \"pacs\"", "unknown variant"),
             ("[ablation]", "[ablation]\ncolour = 1", "unknown field"),
+            ("bind = \"127.0.0.1\"", "bind = \"0.0.0.0\"", "igtl.allowed_peers = []: igtl.bind = 0.0.0.0 reaches other hosts"),
+            ("bind = \"127.0.0.1\"", "bind = \"the-slicer-pc\"", "invalid IP address"),
         ];
         for (from, to, expect) in cases {
             let text = shipped();

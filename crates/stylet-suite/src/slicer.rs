@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use stylet_igtl::bwh::{Action, Phase};
+
+use crate::arming::NetworkControl;
+use crate::console::ConsoleOperator;
 use stylet_igtl::server::ServerHandle;
 use stylet_igtl::{status, Body, Message};
 use stylet_procedure::ports::{Answer, Operator, Prompt, Request};
@@ -257,6 +260,26 @@ impl FrontEnd {
         self.requests.pop_front()
     }
 
+    /// `prompt` was answered elsewhere (at the console): Slicer is told what follows from it.
+    pub fn answered_elsewhere(&mut self, prompt: &Prompt, answer: Answer) {
+        match (prompt, answer) {
+            (Prompt::Start, Answer::Yes) if !self.started => {
+                self.started = true;
+                self.done(Phase::StartUp, true, "procedure started at the console: planning CT, fiducials, registration, plans");
+            }
+            (Prompt::ChoosePlan { options }, Answer::Choose { index }) => {
+                self.moving = true;
+                self.go = false;
+                let n = options.iter().position(|o| o.index == index).map_or(0, |i| i + 1);
+                self.done(Phase::MoveToTarget, true, &format!("plan {n} chosen at the console: executing it"));
+            }
+            _ => {}
+        }
+        // The prompt is no longer due: an answer typed for it answers nothing.
+        self.shown = None;
+        self.answer = None;
+    }
+
     /// The replies made since the last call.
     pub fn replies(&mut self) -> Vec<Reply> {
         std::mem::take(&mut self.out)
@@ -309,13 +332,22 @@ pub struct SlicerOperator {
     front: FrontEnd,
     leave: Option<Arc<AtomicBool>>,
     left: bool,
+    network: Option<NetworkControl>,
 }
 
 impl SlicerOperator {
     /// Slicer over `server`.
     #[must_use]
     pub fn new(server: ServerHandle) -> Self {
-        Self { server, front: FrontEnd::default(), leave: None, left: false }
+        Self { server, front: FrontEnd::default(), leave: None, left: false, network: None }
+    }
+
+    /// A command that moves the arm is taken only from a peer for which `network` is armed (at
+    /// the console); STOP and EMERGENCY disarm it.
+    #[must_use]
+    pub fn armed_by(mut self, network: NetworkControl) -> Self {
+        self.network = Some(network);
+        self
     }
 
     /// The operator leaves ([`Request::Leave`]) once `flag` is set (a signal asked the process
@@ -328,10 +360,39 @@ impl SlicerOperator {
 
     /// Takes what the peers sent, sends what the front end replied.
     fn exchange(&mut self) {
+        if let Some(n) = &self.network {
+            n.refresh(&self.server.peers());
+        }
         while let Ok(r) = self.server.requests.try_recv() {
+            if !self.may(&r) {
+                continue;
+            }
             self.front.take(r.action);
         }
         self.send();
+    }
+
+    /// Whether the request is taken: without network control, all are; with it, a command that
+    /// moves the arm only from an armed peer (else refused with the reason). STOP and
+    /// EMERGENCY disarm.
+    fn may(&self, r: &stylet_igtl::server::Request) -> bool {
+        let Some(n) = &self.network else { return true };
+        if let Action::Enter(p @ (Phase::Stop | Phase::Emergency)) = &r.action {
+            n.disarm(&format!("{} from 3D Slicer", p.name()));
+            return true;
+        }
+        let Some(device) = moves_arm(&r.action) else { return true };
+        if n.allows(r.client) {
+            return true;
+        }
+        let who = self.server.peers().iter().find(|(c, _)| *c == r.client).map_or("a peer now gone".into(), |(_, a)| a.to_string());
+        let reason = "network control is not armed at the console: the operator arms it there (key w) for the 3D Slicer connected";
+        n.note(format!("refused {device} from {who}: {reason}"));
+        self.server.broadcast(Message::new(
+            device,
+            Body::Status { code: status::ACCESS_DENIED, subcode: 0, error_name: "NOT_ARMED".into(), message: reason.into() },
+        ));
+        false
     }
 
     fn send(&mut self) {
@@ -371,6 +432,23 @@ impl SlicerOperator {
     }
 }
 
+/// The device name under which a request that moves the arm is answered, if `action` is one:
+/// MOVE_TO_TARGET, and an answer that goes on (anything but `abort` and `no`: a reset, a
+/// retraction, an override, the next step).
+fn moves_arm(action: &Action) -> Option<&'static str> {
+    match action {
+        Action::Enter(Phase::MoveToTarget) => Some(Phase::MoveToTarget.name()),
+        Action::Received(m) if m.device_name == ANSWER_DEVICE => match &m.body {
+            Body::String { value, .. } => {
+                let text = String::from_utf8_lossy(value).trim().trim_end_matches('\0').to_ascii_lowercase();
+                (text != "abort" && text != "no").then_some(ANSWER_DEVICE)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 impl Operator for SlicerOperator {
     fn answer(&mut self, prompt: &Prompt) -> Option<Answer> {
         self.exchange();
@@ -386,6 +464,57 @@ impl Operator for SlicerOperator {
         }
         self.exchange();
         self.front.request()
+    }
+
+    fn operator_notices(&mut self, sink: &mut dyn FnMut(String)) {
+        if let Some(n) = &self.network {
+            for line in n.take_notices() {
+                sink(line);
+            }
+        }
+    }
+}
+
+/// The CT suite's operator (`stylet procedure`): the console, and 3D Slicer when it is served
+/// (`--igtl`). A prompt is shown on both and the first answer counts (the other is told);
+/// requests come from both, the console's first. Slicer moves the arm only while the console
+/// has armed network control ([`NetworkControl`]); a stop from either disarms it.
+#[derive(Debug)]
+pub struct SuiteOperator {
+    /// The console.
+    pub console: ConsoleOperator,
+    /// 3D Slicer, armed by the console's [`NetworkControl`].
+    pub slicer: Option<SlicerOperator>,
+}
+
+impl Operator for SuiteOperator {
+    fn answer(&mut self, prompt: &Prompt) -> Option<Answer> {
+        if let Some(a) = self.console.answer(prompt) {
+            if let Some(s) = &mut self.slicer {
+                s.front.answered_elsewhere(prompt, a);
+                s.send();
+            }
+            return Some(a);
+        }
+        let a = self.slicer.as_mut()?.answer(prompt)?;
+        self.console.answered_elsewhere(prompt, a);
+        Some(a)
+    }
+
+    fn request(&mut self) -> Option<Request> {
+        let r = self.console.request().or_else(|| self.slicer.as_mut().and_then(SlicerOperator::request))?;
+        if let (Some(n), Request::Abort | Request::EStop | Request::Leave) =
+            (self.slicer.as_ref().and_then(|s| s.network.as_ref()), r)
+        {
+            n.disarm(&format!("{r:?}"));
+        }
+        Some(r)
+    }
+
+    fn operator_notices(&mut self, sink: &mut dyn FnMut(String)) {
+        if let Some(s) = &mut self.slicer {
+            s.operator_notices(sink);
+        }
     }
 }
 

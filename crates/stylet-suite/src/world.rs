@@ -61,6 +61,9 @@ impl<M, C, R, O: Operator, A> Operator for SuiteWorld<M, C, R, O, A> {
     fn request(&mut self) -> Option<Request> {
         self.operator.request()
     }
+    fn operator_notices(&mut self, sink: &mut dyn FnMut(String)) {
+        self.operator.operator_notices(sink);
+    }
 }
 
 impl<M, C, R, O, A: Ablation> Ablation for SuiteWorld<M, C, R, O, A> {

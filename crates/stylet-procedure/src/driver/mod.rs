@@ -268,6 +268,11 @@ impl<'a, W: World> Driver<'a, W> {
         self.observe(now, &snap);
         let timing = self.world.take_timing();
         self.sink.event(now, Event::LoopTiming(&timing));
+        let mut notices = Vec::new();
+        self.world.operator_notices(&mut |n| notices.push(n));
+        for n in notices {
+            self.note(&format!("operator: {n}"));
+        }
         if let Some(r) = self.world.request() {
             self.sink.event(now, Event::Operator { action: "request", detail: &format!("{r:?}") });
             if r == Request::EStop {

@@ -281,6 +281,15 @@ struct ArmEnd {
 /// Starts the OpenIGTLink server with Stylet planning (the BWH convention's phases answer the
 /// driver's prompts) and makes Slicer the operator; the scene goes out through `fan`.
 fn slicer_operator(setup: SlicerSetup, fan: &mut Fanout) -> anyhow::Result<(SlicerOperator, crate::signals::EndRequest)> {
+    let op = serve_slicer(&setup, fan, "the operator")?;
+    // SIGTERM, SIGHUP or SIGINT: the operator leaves (the arm stops under the supervisor).
+    let signal = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
+    Ok((op.leave_when(signal.flag()), signal))
+}
+
+/// Starts the OpenIGTLink server for 3D Slicer as `role` (said on stderr and in the log), with
+/// Stylet planning; the scene, the CTs included, goes out through `fan`.
+pub(crate) fn serve_slicer(setup: &SlicerSetup, fan: &mut Fanout, role: &str) -> anyhow::Result<SlicerOperator> {
     let srv = stylet_igtl::server::start(&stylet_igtl::server::ServerConfig {
         addr: setup.addr,
         allow_remote: setup.allow_remote,
@@ -296,12 +305,10 @@ fn slicer_operator(setup: SlicerSetup, fan: &mut Fanout) -> anyhow::Result<(Slic
         peers
     };
     eprintln!("OpenIGTLink: listening on {}", srv.local_addr);
-    fan.event_note(&format!("OpenIGTLink: 3D Slicer is the operator, listening on {} for {peers}", srv.local_addr));
+    fan.event_note(&format!("OpenIGTLink: 3D Slicer is {role}, listening on {} for {peers}", srv.local_addr));
     fan.igtl = Some(srv.broadcaster());
     fan.igtl_volumes = true;
-    // SIGTERM, SIGHUP or SIGINT: the operator leaves (the arm stops under the supervisor).
-    let signal = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
-    Ok((SlicerOperator::new(srv).leave_when(signal.flag()), signal))
+    Ok(SlicerOperator::new(srv))
 }
 
 /// The driver over `world`, run by Slicer when there is one; Slicer is handed back.
@@ -323,7 +330,7 @@ fn drive<W: World>(
 
 /// Slicer told how the procedure ended; the server stopped once the peers have had the time to
 /// read it.
-fn slicer_ended(op: SlicerOperator, report: &Report) {
+pub(crate) fn slicer_ended(op: SlicerOperator, report: &Report) {
     let (ok, text) = match &report.outcome {
         End::Done => (true, format!("done: {} position(s) ablated, the needle out, drives off", report.positions.len())),
         End::Stopped { state, fault, .. } => {

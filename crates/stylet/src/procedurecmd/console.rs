@@ -21,7 +21,7 @@ use stylet_suite::{Key, Keys, View};
 
 /// The keys, as the console's footer shows them.
 pub(crate) const HELP: &str =
-    "y yes  n no  1-9 plan  p pause  r resume  a abort  x retract  e ablation ended  SPACE e-stop  q quit (when ended)";
+    "y yes  n no  1-9 plan  p pause  r resume  a abort  x retract  e ablation ended  w Slicer arm/disarm  SPACE e-stop  q quit (when ended)";
 
 /// The terminal, in raw mode on the alternate screen until dropped.
 pub(crate) struct Console {
@@ -148,6 +148,7 @@ pub(crate) fn key_for(c: char) -> Option<Key> {
         'x' => Key::Retract,
         'e' => Key::EndAblation,
         ' ' => Key::EStop,
+        'w' => Key::Network,
         _ => return None,
     })
 }
@@ -197,8 +198,9 @@ pub(crate) fn prompt_text(p: &Prompt) -> Vec<Line<'static>> {
 
 /// One frame of the console.
 pub(crate) fn draw(f: &mut Frame<'_>, v: &View) {
+    let status_rows = if v.network.is_some() { 4 } else { 3 };
     let [status, gate, depth, prompt, faults, log, help] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(status_rows),
         Constraint::Length(3),
         Constraint::Length(3),
         Constraint::Length(7),
@@ -221,7 +223,12 @@ pub(crate) fn draw(f: &mut Frame<'_>, v: &View) {
         )),
         Span::styled(ended, bold.fg(Color::Yellow)),
     ]);
-    f.render_widget(Paragraph::new(line).block(Block::bordered().title(" Stylet procedure ")), status);
+    let network = v.network.as_ref().map(|n| {
+        let style = if n.starts_with("ARMED") { bold.fg(Color::Magenta) } else { Style::new() };
+        Line::from(vec![Span::raw("3D Slicer: "), Span::styled(n.clone(), style)])
+    });
+    let status_lines: Vec<Line<'_>> = std::iter::once(line).chain(network).collect();
+    f.render_widget(Paragraph::new(status_lines).block(Block::bordered().title(" Stylet procedure ")), status);
     let gate_line = match v.gate {
         Some(g) => Line::from(vec![
             Span::raw(format!("surrogate {:+6.2} mm   predicted {:+6.2} mm   gate ", g.signal_mm, g.predicted_mm)),
@@ -328,12 +335,16 @@ mod tests {
         }
         v.ended = Some("Done".into());
         assert!(screen(&v).contains("ENDED: Done (q to leave)"));
+        assert!(!screen(&v).contains("3D Slicer"));
+        v.network = Some("ARMED for 10.1.2.3:50123".into());
+        assert!(screen(&v).contains("3D Slicer: ARMED for 10.1.2.3:50123"));
     }
 
     #[test]
     fn keys() {
         assert_eq!(key_for('3'), Some(Key::Choose(2)));
         assert_eq!(key_for(' '), Some(Key::EStop));
+        assert_eq!(key_for('w'), Some(Key::Network));
         assert_eq!(key_for('z'), None);
     }
 }

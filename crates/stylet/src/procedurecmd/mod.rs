@@ -21,8 +21,8 @@ use stylet_recorder::{FsyncPolicy, Recorder};
 use stylet_safety::{Command, SafetyConfig};
 use stylet_suite::ct::unix_now;
 use stylet_suite::{
-    AblationEnd, Arrivals, ConsoleOperator, FolderWatch, ManualAblation, ScannerCt, SensorRespiration, Site,
-    SuiteWorld, View, ViewSink, WallClock,
+    AblationEnd, Arrivals, ConsoleOperator, FolderWatch, ManualAblation, NetworkControl, ScannerCt,
+    SensorRespiration, Site, SuiteOperator, SuiteWorld, View, ViewSink, WallClock,
 };
 use stylet_telemetry::{Sink, Telemetry};
 
@@ -44,6 +44,11 @@ pub(crate) struct ProcedureArgs {
     /// Print the summary as JSON when the procedure has ended.
     #[arg(long)]
     json: bool,
+    /// Serve 3D Slicer over OpenIGTLink as the site's [igtl] says (default: this host, port
+    /// 18944): it sees the scene (CTs, plan, path, zones, needle) and may answer; it moves the
+    /// arm only while network control is armed at the console (key w).
+    #[arg(long)]
+    igtl: bool,
 }
 
 pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
@@ -92,6 +97,18 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
         needle_mm,
     );
 
+    // 3D Slicer, before the arm: a port that cannot be bound is an error before anything moves.
+    let slicer = if args.igtl {
+        let setup = crate::demo::SlicerSetup {
+            addr: std::net::SocketAddr::new(site.igtl.bind, site.igtl.port),
+            allow_remote: !site.igtl.bind.is_loopback(),
+            allowed_peers: site.igtl.allowed_peers.clone(),
+        };
+        Some(crate::demo::serve_slicer(&setup, &mut fan, "a front end (it moves the arm once armed at the console)")?)
+    } else {
+        None
+    };
+
     // The arm: the supervisor's runner over the controller's link, scheduled as configured.
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
     let crate::realtime::ControlLoop { h, mut scheduling, stats: link_stats, .. } = crate::realtime::start(
@@ -114,7 +131,15 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let ablation_end = AblationEnd::default();
     let button = h.estop_button();
     let estop = Arc::new(move || button.press().map_err(|e| e.to_string()));
-    let (operator, keys) = ConsoleOperator::new(Arc::clone(&view), ablation_end.clone(), estop);
+    let (console, keys) = ConsoleOperator::new(Arc::clone(&view), ablation_end.clone(), estop);
+    let (slicer, keys) = match slicer {
+        Some(s) => {
+            let network = NetworkControl::new(Arc::clone(&view));
+            (Some(s.armed_by(network.clone())), keys.with_network(network))
+        }
+        None => (None, keys),
+    };
+    let operator = SuiteOperator { console, slicer };
     let mut world = SuiteWorld {
         motion: RunnerMotion::new(h, safety.clone()),
         ct,
@@ -148,6 +173,9 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let (report, ui) = report;
     let report =
         report.context("starting the driver's thread")?.map_err(|_| anyhow::anyhow!("the driver's thread panicked"))?;
+    if let Some(slicer) = world.operator.slicer.take() {
+        crate::demo::slicer_ended(slicer, &report);
+    }
     let run = world.motion.handle.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut timing = crate::realtime::final_timing(&run, None, &fan.rec, clock.now_s());
     timing["link_errors"] = json!(run.snapshot.link_errors_total);

@@ -71,6 +71,20 @@ class PolyDataMessage(pm.MessageBase):
 
 
 pm.message_type_to_class_constructor["POLYDATA"] = PolyDataMessage
+
+# pyigtl keeps only the latest message of each device: every STRING (the workflow's phases, the
+# prompts) is also kept here as it arrives, so that none is lost when several come between two
+# polls of a busy script.
+STRINGS = []
+
+
+class RecordedString(pyigtl.StringMessage):
+    def _unpack_content(self, content):
+        super()._unpack_content(content)
+        STRINGS.append(self)
+
+
+pm.message_type_to_class_constructor["STRING"] = RecordedString
 # What Slicer loads as the scene: the CTs (volumes) and the models.
 SCENE = {"CT_PLANNING", "CT_CONFIRMATION", "CT_CHECKPOINT", "NEEDLE_PATH", "ZONE_PLANNED", "ZONE_ACHIEVED"}
 
@@ -260,12 +274,9 @@ while done is None and time.time() < deadline:
                 gate_closings += workflow == "Insertion" and gate == "closed"
         elif m.device_name == "WORKFLOW":
             workflow = m.string
-            log["phases"].append(workflow)
         elif m.device_name == "CURRENT_POSITION":
             since = now - gate_since if gate_since is not None else None
             positions.append((now, np.asarray(m.matrix)[:3, 3].tolist(), gate, since, workflow))
-        elif m.device_name == "PROMPT":
-            log["prompts"].append(m.string)
         elif m.device_name == "MOVE_TO_TARGET":
             done = m
         elif m.device_name in SCENE:
@@ -298,17 +309,14 @@ c.send_message(pyigtl.StringMessage("yes", device_name="ANSWER"), wait=True)
 deadline = time.time() + 120
 ended = None
 while ended is None and time.time() < deadline:
-    m = c.wait_for_message("PROMPT", timeout=0.1)
-    if m is not None:
-        log["prompts"].append(m.string)
-        if m.string.startswith("the procedure has ended"):
-            ended = m.string
-    w = c.wait_for_message("WORKFLOW", timeout=0)
-    if w is not None:
-        log["phases"].append(w.string)
+    time.sleep(0.1)
+    ends = [m.string for m in STRINGS if m.device_name == "PROMPT" and m.string.startswith("the procedure has ended")]
+    ended = ends[0] if ends else None
 if ended is None:
     fail("the procedure did not end")
 log["ended"] = ended
+log["phases"] = [m.string for m in STRINGS if m.device_name == "WORKFLOW"]
+log["prompts"] = [m.string for m in STRINGS if m.device_name == "PROMPT"]
 for m in c.get_latest_messages():
     if m.device_name in SCENE:
         scene[m.device_name] = m

@@ -2,20 +2,31 @@
 // scripted Slicer session: receives every message until the server closes, unpacks each IMAGE,
 // POLYDATA and TRANSFORM with the library (CRC checked), prints one line for the first of each
 // device and, at the end, how many of each type it unpacked and how many failed their CRC.
+// Meanwhile, every 500 ms, it sends a command the convention does not know (STRING CMD_9nnn
+// "PING": acknowledged, then refused with STATUS 12 to this client alone; nothing reaches the
+// procedure) and times its ACK from the send to the ACK's arrival, whatever else is streaming
+// (the CTs included): the last line says how many ACKs came back and the slowest.
 // Built and run by tests/igtl_session.rs:
-//   g++ igtl_cpp_watch.cxx -I/usr/include/openigtlink -lOpenIGTLink
+//   g++ igtl_cpp_watch.cxx -I/usr/include/openigtlink -lOpenIGTLink -pthread
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 #include "igtlClientSocket.h"
 #include "igtlImageMessage.h"
 #include "igtlMessageHeader.h"
 #include "igtlPolyDataMessage.h"
+#include "igtlStringMessage.h"
 #include "igtlTransformMessage.h"
+
+using Clock = std::chrono::steady_clock;
 
 template <class M> static bool unpack(igtl::ClientSocket::Pointer& s, igtl::MessageHeader::Pointer& h, M& m) {
   m->SetMessageHeader(h);
@@ -37,6 +48,29 @@ int main(int argc, char** argv) {
   std::map<std::string, int> unpacked;
   std::set<std::string> seen;
   int bad = 0;
+  // The pings: when each was sent, by its ACK's device name.
+  std::mutex mu;
+  std::map<std::string, Clock::time_point> sent;
+  std::atomic<bool> done{false};
+  int acks = 0;
+  double ack_max_ms = 0.0;
+  std::thread pinger([&] {
+    for (int n = 1; !done; n++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      if (done) break;
+      char dev[20];
+      snprintf(dev, sizeof dev, "CMD_%d", 9000 + n);
+      igtl::StringMessage::Pointer m = igtl::StringMessage::New();
+      m->SetDeviceName(dev);
+      m->SetString("PING");
+      m->Pack();
+      {
+        std::lock_guard<std::mutex> g(mu);
+        sent["ACK_" + std::string(dev + 4)] = Clock::now();
+      }
+      if (socket->Send(m->GetPackPointer(), m->GetPackSize()) == 0) break;
+    }
+  });
   for (;;) {
     igtl::MessageHeader::Pointer h = igtl::MessageHeader::New();
     h->InitPack();
@@ -69,14 +103,27 @@ int main(int argc, char** argv) {
       if (first) printf("TRANSFORM %s %g %g %g\n", dev.c_str(), mm[0][3], mm[1][3], mm[2][3]);
     } else {
       socket->Skip(h->GetBodySizeToRead(), 0);
+      if (type == "STRING" && dev.rfind("ACK_9", 0) == 0) {
+        std::lock_guard<std::mutex> g(mu);
+        auto it = sent.find(dev);
+        if (it != sent.end()) {
+          double ms = std::chrono::duration<double, std::milli>(Clock::now() - it->second).count();
+          acks++;
+          if (ms > ack_max_ms) ack_max_ms = ms;
+          sent.erase(it);
+        }
+      }
       continue;
     }
     unpacked[type]++;
     fflush(stdout);
   }
+  done = true;
+  socket->CloseSocket();
+  pinger.join();
+  printf("ACKS %d unanswered %zu slowest %.1f ms\n", acks, sent.size(), ack_max_ms);
   printf("END");
   for (auto& kv : unpacked) printf(" %s=%d", kv.first.c_str(), kv.second);
   printf(" BADCRC=%d\n", bad);
-  socket->CloseSocket();
   return 0;
 }

@@ -104,6 +104,10 @@ pub struct ServerStats {
     pub rejections: Mutex<Vec<String>>,
     /// The clients connected now: number and address.
     pub peers: Mutex<Vec<(u64, SocketAddr)>>,
+    /// Replies (ACKs, query answers) written.
+    pub replies: AtomicU64,
+    /// The longest time from a message's last byte read to its reply written to the socket, us.
+    pub reply_max_us: AtomicU64,
 }
 
 /// The procedure side's handle.
@@ -442,16 +446,38 @@ async fn client(
     let Shared { stats, bwh, scene } = shared;
     let _ = socket.set_nodelay(true);
     let (mut rd, mut wr) = socket.into_split();
-    let (reply_tx, mut reply_rx) = tokio::sync::mpsc::channel::<Arc<Message>>(cfg.client_queue.max(1));
+    // Replies, with when the message they answer was read (to measure the server's part).
+    let (reply_tx, mut reply_rx) =
+        tokio::sync::mpsc::channel::<(Arc<Message>, std::time::Instant)>(cfg.client_queue.max(1));
     let writer_stats = Arc::clone(&stats);
     let writer = tokio::spawn(async move {
+        // A large message (a CT) is encoded (copied, CRC-64) on a blocking thread while this
+        // client's replies go on being written; the procedure's stream after it waits, in order.
+        let mut encoding: Option<tokio::task::JoinHandle<Result<Vec<u8>, crate::IgtlError>>> = None;
         loop {
-            // Replies first: an ACK never waits behind the procedure's stream once it is ready.
-            let m = tokio::select! {
+            // Replies first: an ACK never waits behind the procedure's stream, nor behind a CT
+            // being encoded; only behind a message already on the wire.
+            let (bytes, read_at) = tokio::select! {
                 biased;
-                m = reply_rx.recv() => match m { Some(m) => m, None => break },
-                m = from_procedure.recv() => match m {
-                    Ok(m) => m,
+                m = reply_rx.recv() => match m {
+                    Some((m, t)) => match m.encode() { Ok(b) => (b, Some(t)), Err(_) => continue },
+                    None => break,
+                },
+                done = async {
+                    match encoding.as_mut() {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                }, if encoding.is_some() => {
+                    encoding = None;
+                    match done { Ok(Ok(b)) => (b, None), _ => continue }
+                }
+                m = from_procedure.recv(), if encoding.is_none() => match m {
+                    Ok(m) if is_large(&m) => {
+                        encoding = Some(tokio::task::spawn_blocking(move || m.encode()));
+                        continue;
+                    }
+                    Ok(m) => match m.encode() { Ok(b) => (b, None), Err(_) => continue },
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         writer_stats.dropped.fetch_add(n, Ordering::Relaxed);
                         continue;
@@ -459,19 +485,13 @@ async fn client(
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
             };
-            // A large message (a CT) is encoded (copied, CRC-64) off the server's one thread, so
-            // that the other clients' reads and replies go on meanwhile.
-            let bytes = if is_large(&m) {
-                match tokio::task::spawn_blocking(move || m.encode()).await {
-                    Ok(Ok(b)) => b,
-                    _ => continue,
-                }
-            } else {
-                let Ok(b) = m.encode() else { continue };
-                b
-            };
             if wr.write_all(&bytes).await.is_err() {
                 break;
+            }
+            if let Some(t) = read_at {
+                let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                writer_stats.replies.fetch_add(1, Ordering::Relaxed);
+                writer_stats.reply_max_us.fetch_max(us, Ordering::Relaxed);
             }
         }
     });
@@ -482,6 +502,7 @@ async fn client(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let read_at = std::time::Instant::now();
         decoder.push(&buf[..n]);
         while let Some(r) = decoder.next_message() {
             match r {
@@ -500,7 +521,7 @@ async fn client(
                         (_, Err(_)) => (Vec::new(), Vec::new()),
                     };
                     for r in replies {
-                        if reply_tx.try_send(r).is_err() {
+                        if reply_tx.try_send((r, read_at)).is_err() {
                             stats.dropped.fetch_add(1, Ordering::Relaxed);
                         }
                     }

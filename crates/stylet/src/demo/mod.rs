@@ -330,7 +330,7 @@ fn drive<W: World>(
 
 /// Slicer told how the procedure ended; the server stopped once the peers have had the time to
 /// read it.
-pub(crate) fn slicer_ended(op: SlicerOperator, report: &Report) {
+pub(crate) fn slicer_ended(op: SlicerOperator, report: &Report) -> Value {
     let (ok, text) = match &report.outcome {
         End::Done => (true, format!("done: {} position(s) ablated, the needle out, drives off", report.positions.len())),
         End::Stopped { state, fault, .. } => {
@@ -343,7 +343,19 @@ pub(crate) fn slicer_ended(op: SlicerOperator, report: &Report) {
     };
     let srv = op.ended(ok, &text);
     std::thread::sleep(Duration::from_millis(500));
+    let st = &srv.stats;
+    let counts = json!({
+        "clients": st.clients.load(Ordering::Relaxed),
+        "received": st.received.load(Ordering::Relaxed),
+        "rejected": st.rejected.load(Ordering::Relaxed),
+        "dropped": st.dropped.load(Ordering::Relaxed),
+        "replies": st.replies.load(Ordering::Relaxed),
+        // From a message's last byte read to its reply written to the socket: the server's part
+        // of every ACK.
+        "reply_max_ms": st.reply_max_us.load(Ordering::Relaxed) as f64 / 1e3,
+    });
     srv.stop();
+    counts
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -391,10 +403,11 @@ pub(crate) fn run_with(args: &DemoArgs, slicer: Option<SlicerSetup>) -> anyhow::
         (report, truth, end, false, slicer)
     };
     let mut network_stop = network_estop.then_some("EMERGENCY");
+    let mut igtl = None;
     if let Some(op) = slicer {
         // What the peer stopped (STOP, EMERGENCY) ended as it commanded.
         network_stop = network_stop.or(op.stopped_by().map(stylet_igtl::bwh::Phase::name));
-        slicer_ended(op, &report);
+        igtl = Some(slicer_ended(op, &report));
     }
     if slicer_signal.is_some_and(|s| s.asked()) && !matches!(report.outcome, End::Done) {
         end.ended_by_signal = true;
@@ -417,6 +430,9 @@ pub(crate) fn run_with(args: &DemoArgs, slicer: Option<SlicerSetup>) -> anyhow::
     });
     if let (Some(s), Some(m)) = (summary.as_object_mut(), more.as_object()) {
         s.extend(m.clone());
+    }
+    if let Some(counts) = igtl {
+        summary["igtl"] = counts;
     }
     if let Some(phase) = network_stop {
         if let Some(a) = summary["scenario_events"].as_array_mut() {

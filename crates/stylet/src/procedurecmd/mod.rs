@@ -173,9 +173,7 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let (report, ui) = report;
     let report =
         report.context("starting the driver's thread")?.map_err(|_| anyhow::anyhow!("the driver's thread panicked"))?;
-    if let Some(slicer) = world.operator.slicer.take() {
-        crate::demo::slicer_ended(slicer, &report);
-    }
+    let igtl = world.operator.slicer.take().map(|s| crate::demo::slicer_ended(s, &report));
     let run = world.motion.handle.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut timing = crate::realtime::final_timing(&run, None, &fan.rec, clock.now_s());
     timing["link_errors"] = json!(run.snapshot.link_errors_total);
@@ -195,6 +193,7 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
         "link": crate::realtime::link_counts(&link_stats),
         "realtime": scheduling.json(),
         "seconds": t_start.elapsed().as_secs_f64(),
+        "igtl": igtl,
     });
     if let Err(e) =
         ui.map_err(|_| anyhow::anyhow!("the console's thread panicked")).and_then(|r| r.map_err(anyhow::Error::from))

@@ -230,6 +230,15 @@ fn assert_scene(v: &serde_json::Value) {
         let got = scene[name]["volume_mm3"].as_f64().unwrap_or_else(|| panic!("{name}: {scene}"));
         assert!((got / ellipsoid - 1.0).abs() < 0.02, "{name}: {got} mm3 vs {ellipsoid} mm3");
     }
+    // The organs at risk near the path, each a closed surface.
+    let oars: Vec<(&String, &serde_json::Value)> =
+        scene.as_object().unwrap().iter().filter(|(k, _)| k.starts_with("OAR_")).collect();
+    assert!(!oars.is_empty(), "no organ at risk near the path: {scene}");
+    for (name, s) in &oars {
+        assert_eq!(s["open_edges"], 0, "{name}: {s}");
+        assert!(s["volume_mm3"].as_f64().unwrap() > 0.0, "{name}: {s}");
+    }
+    eprintln!("organs at risk sent: {:?}", oars.iter().map(|(k, s)| format!("{k} {:.0} mm3", s["volume_mm3"].as_f64().unwrap_or(0.0))).collect::<Vec<_>>());
     assert!(v["picture"]["bytes"].as_u64().unwrap() > 10_000, "{v}");
 }
 

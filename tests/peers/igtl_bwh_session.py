@@ -127,6 +127,15 @@ def describe_scene(scene):
                 mp.SetInputConnection(tri.GetOutputPort())
                 mp.Update()
                 d["volume_mm3"] = mp.GetVolume()
+                # Closed: no edge that only one polygon has.
+                fe = vtk.vtkFeatureEdges()
+                fe.SetInputData(polydata(m))
+                fe.BoundaryEdgesOn()
+                fe.FeatureEdgesOff()
+                fe.NonManifoldEdgesOff()
+                fe.ManifoldEdgesOff()
+                fe.Update()
+                d["open_edges"] = fe.GetOutput().GetNumberOfCells()
             out[name] = d
     return out
 
@@ -134,7 +143,8 @@ def describe_scene(scene):
 def render_scene(scene, png):
     """The scene as Slicer's 3D view would show it, rendered off-screen with VTK: the planning
     CT's axial slice through the planned zone's centre, the needle path (yellow tube), the zone
-    planned (orange) and the zone achieved (green mesh), seen from above the patient's right."""
+    planned (orange), the zone achieved (green mesh) and the organs at risk near the path, seen
+    from above the patient's right."""
     import vtk
     from vtk.util import numpy_support
 
@@ -156,6 +166,11 @@ def render_scene(scene, png):
         add(polydata(scene["ZONE_PLANNED"]), (1.0, 0.55, 0.1), 0.45)
     if "ZONE_ACHIEVED" in scene:
         add(polydata(scene["ZONE_ACHIEVED"]), (0.2, 0.95, 0.35), 0.5, wire=True)
+    # The organs at risk near the path: vessels red, bone white, the others blue.
+    for name, m in scene.items():
+        if name.startswith("OAR_"):
+            colour = {"OAR_VESSEL": (0.85, 0.15, 0.15), "OAR_BONE": (0.95, 0.95, 0.9)}.get(name, (0.3, 0.5, 1.0))
+            add(polydata(m), colour, 0.8)
     if "NEEDLE_PATH" in scene:
         tube = vtk.vtkTubeFilter()
         tube.SetInputData(polydata(scene["NEEDLE_PATH"]))
@@ -279,7 +294,7 @@ while done is None and time.time() < deadline:
             positions.append((now, np.asarray(m.matrix)[:3, 3].tolist(), gate, since, workflow))
         elif m.device_name == "MOVE_TO_TARGET":
             done = m
-        elif m.device_name in SCENE:
+        elif m.device_name in SCENE or m.device_name.startswith("OAR_"):
             scene[m.device_name] = m
     time.sleep(0.005)
 if done is None:
@@ -318,7 +333,7 @@ log["ended"] = ended
 log["phases"] = [m.string for m in STRINGS if m.device_name == "WORKFLOW"]
 log["prompts"] = [m.string for m in STRINGS if m.device_name == "PROMPT"]
 for m in c.get_latest_messages():
-    if m.device_name in SCENE:
+    if m.device_name in SCENE or m.device_name.startswith("OAR_"):
         scene[m.device_name] = m
 log["scene"] = describe_scene(scene)
 if len(sys.argv) > 2:

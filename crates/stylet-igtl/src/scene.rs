@@ -123,6 +123,101 @@ pub fn polyline(points: &[Point<Ct>]) -> PolyData {
     }
 }
 
+/// A voxel grid's place in the CT (LPS): voxel (0, 0, 0)'s centre, the unit steps along i, j,
+/// k (columns of `direction`), and the spacing along each, mm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Grid {
+    /// Voxels along i, j, k.
+    pub dims: [usize; 3],
+    /// Spacing along i, j, k, mm.
+    pub spacing_mm: [f64; 3],
+    /// Centre of voxel (0, 0, 0).
+    pub origin: Point<Ct>,
+    /// Unit steps along i, j, k.
+    pub direction: [[f64; 3]; 3],
+}
+
+impl Grid {
+    /// Where index coordinates (voxel centres at whole numbers) lie, LPS mm.
+    fn lps(&self, at: [f64; 3]) -> [f64; 3] {
+        let o = self.origin.to_array();
+        std::array::from_fn(|r| o[r] + (0..3).map(|c| self.direction[c][r] * self.spacing_mm[c] * at[c]).sum::<f64>())
+    }
+
+    /// Whether the steps i, j, k make a left-handed frame (a mirrored slice order).
+    fn mirrored(&self) -> bool {
+        let [a, b, c] = self.direction;
+        let det = a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0]);
+        det < 0.0
+    }
+}
+
+/// The boundary of a set of voxels (an organ at risk near the path, say) as a closed surface of
+/// quads in RAS facing outwards: a face wherever a voxel for which `inside(i, j, k)` holds
+/// meets one for which it does not. Only voxels in the index box `lo..hi` are visited (clamped
+/// to the grid); a structure that leaves the box is closed where the box cuts it.
+#[must_use]
+pub fn voxel_surface(grid: &Grid, lo: [usize; 3], hi: [usize; 3], inside: impl Fn(usize, usize, usize) -> bool) -> PolyData {
+    let hi: [usize; 3] = std::array::from_fn(|a| hi[a].min(grid.dims[a]));
+    let within = |v: [usize; 3]| (0..3).all(|a| v[a] >= lo[a] && v[a] < hi[a]);
+    let mut corners: std::collections::HashMap<[usize; 3], u32> = std::collections::HashMap::new();
+    let mut points: Vec<[f32; 3]> = Vec::new();
+    let mut polygons = Vec::new();
+    let mirrored = grid.mirrored();
+    let mut corner = |c: [usize; 3]| -> u32 {
+        *corners.entry(c).or_insert_with(|| {
+            points.push(ras_from_lps(grid.lps(c.map(|x| x as f64 - 0.5))).map(|x| x as f32));
+            u32::try_from(points.len() - 1).unwrap_or(u32::MAX)
+        })
+    };
+    for k in lo[2]..hi[2] {
+        for j in lo[1]..hi[1] {
+            for i in lo[0]..hi[0] {
+                if !inside(i, j, k) {
+                    continue;
+                }
+                let v = [i, j, k];
+                for a in 0..3 {
+                    for up in [false, true] {
+                        // The neighbour across this face: outside the box or the set, a face.
+                        let mut n = v;
+                        let open = if up {
+                            n[a] += 1;
+                            !within(n) || !inside(n[0], n[1], n[2])
+                        } else {
+                            v[a] == 0 || {
+                                n[a] -= 1;
+                                !within(n) || !inside(n[0], n[1], n[2])
+                            }
+                        };
+                        if !open {
+                            continue;
+                        }
+                        // The face's corners, counter-clockwise about +a in (b, c) when facing
+                        // up, reversed when facing down (and when the grid is mirrored).
+                        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+                        let mut quad: Vec<u32> = [(0, 0), (1, 0), (1, 1), (0, 1)]
+                            .iter()
+                            .map(|&(db, dc)| {
+                                let mut p = v;
+                                p[a] += usize::from(up);
+                                p[b] += db;
+                                p[c] += dc;
+                                corner(p)
+                            })
+                            .collect();
+                        if up == mirrored {
+                            quad.reverse();
+                        }
+                        polygons.push(quad);
+                    }
+                }
+            }
+        }
+    }
+    PolyData { points, polygons, ..PolyData::default() }
+}
+
 /// Two unit vectors across `axis` and across each other, right-handed with it.
 fn across(axis: [f64; 3]) -> ([f64; 3], [f64; 3]) {
     let norm = |x: [f64; 3]| {
@@ -191,6 +286,37 @@ mod tests {
             Err(SceneError::Values { dims: [4, 3, 2], got: 5 })
         );
         assert_eq!(ct_image([70_000, 1, 1], [1.0; 3], Point::new(0.0, 0.0, 0.0), eye, &[]), Err(SceneError::TooLarge([70_000, 1, 1])));
+    }
+
+    /// The volume a closed, outward-facing surface of flat polygons encloses (each a fan of
+    /// triangles).
+    fn enclosed_volume_of_polygons(p: &PolyData) -> f64 {
+        let fans = p.polygons.iter().flat_map(|q| (1..q.len() - 1).map(move |i| vec![q[0], q[i], q[i + 1]])).collect();
+        enclosed_volume(&PolyData { points: p.points.clone(), polygons: fans, ..PolyData::default() })
+    }
+
+    #[test]
+    fn a_voxel_sets_surface_is_closed_faces_out_and_encloses_its_voxels() {
+        let grid = Grid {
+            dims: [6, 5, 4],
+            spacing_mm: [0.8, 0.7, 2.0],
+            origin: Point::new(-30.0, 12.0, 250.0),
+            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
+        let voxel_mm3 = 0.8 * 0.7 * 2.0;
+        // One voxel: a box of 8 corners and 6 faces.
+        let one = voxel_surface(&grid, [0; 3], [6, 5, 4], |i, j, k| (i, j, k) == (2, 2, 1));
+        assert_eq!((one.points.len(), one.polygons.len()), (8, 6));
+        assert!((enclosed_volume_of_polygons(&one) - voxel_mm3).abs() < 1e-4);
+        // An L of voxels at the grid's edge: every face shared inside is left out.
+        let l = |i: usize, j: usize, k: usize| k == 0 && (j == 0 && i < 3 || i == 0 && j < 3);
+        let s = voxel_surface(&grid, [0; 3], [6, 5, 4], l);
+        assert_eq!(s.polygons.len(), 5 * 6 - 2 * 4);
+        assert!((enclosed_volume_of_polygons(&s) - 5.0 * voxel_mm3).abs() < 1e-3);
+        // Mirrored slices (k downwards): still facing out. A box cuts a structure and closes it.
+        let down = Grid { direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]], ..grid };
+        let cut = voxel_surface(&down, [0; 3], [6, 2, 4], |_, _, _| true);
+        assert!((enclosed_volume_of_polygons(&cut) - 6.0 * 2.0 * 4.0 * voxel_mm3).abs() < 1e-2);
     }
 
     #[test]

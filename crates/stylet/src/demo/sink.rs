@@ -10,6 +10,23 @@ use stylet_telemetry::{Level, Logger};
 
 use super::view;
 
+/// Organs at risk within this distance of a planned path go to 3D Slicer as POLYDATA, mm.
+const OAR_RADIUS_MM: f64 = 15.0;
+
+/// Whether the needle must keep clear of a structure of this class (OAR rules): not the body,
+/// soft tissue, the liver or the tumour.
+fn is_at_risk(class: stylet_planning::Class) -> bool {
+    use stylet_planning::Class as C;
+    !matches!(class, C::Background | C::Body | C::SoftTissue | C::Liver | C::Tumour)
+}
+
+/// The distance from `p` to the segment from `a` to `b`, mm.
+fn distance_to_segment(p: Vector3<f64>, a: Vector3<f64>, b: Vector3<f64>) -> f64 {
+    let ab = b - a;
+    let s = if ab.norm_squared() > 0.0 { ((p - a).dot(&ab) / ab.norm_squared()).clamp(0.0, 1.0) } else { 0.0 };
+    (p - (a + ab * s)).norm()
+}
+
 /// Where the demo's events go.
 pub(crate) struct Fanout {
     pub(crate) rec: Recorder,
@@ -33,6 +50,9 @@ pub(crate) struct Fanout {
     stalls_logged: u64,
     /// The gate as last sent over OpenIGTLink.
     gate_sent: Option<bool>,
+    /// The planning CT's labels, kept while OpenIGTLink is served: the organs at risk near each
+    /// planned path go out as POLYDATA.
+    labels: Option<(stylet_imaging::Volume, stylet_planning::LabelTable)>,
     /// The wall-clock time (since the Unix epoch) of the procedure's time 0, taken at its first
     /// event: OpenIGTLink messages are stamped with when their content was true in the
     /// procedure's time (a paced virtual run's messages keep the virtual time's intervals).
@@ -65,6 +85,7 @@ impl Fanout {
             last_timing_s: f64::NEG_INFINITY,
             stalls_logged: 0,
             gate_sent: None,
+            labels: None,
             epoch: None,
         }
     }
@@ -159,6 +180,64 @@ impl Fanout {
         }
     }
 
+    /// The organs at risk within [`OAR_RADIUS_MM`] of the path from `outside` to `tip` (and as
+    /// far beyond the tip), one POLYDATA per class (`OAR_VESSEL`, `OAR_BONE`, ...), their voxels'
+    /// surface cut where the cylinder ends.
+    fn send_organs_at_risk(&mut self, t: f64, outside: Point<Ct>, tip: Point<Ct>) {
+        let Some((labels, table)) = &self.labels else { return };
+        let (a, b) = (outside.to_nalgebra().coords, tip.to_nalgebra().coords);
+        let beyond = b + (b - a).try_normalize(1e-9).unwrap_or_else(Vector3::z) * OAR_RADIUS_MM;
+        let near = |p: Vector3<f64>| distance_to_segment(p, a, beyond) <= OAR_RADIUS_MM;
+        // The index box around the cylinder.
+        let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+        for end in [a, beyond] {
+            for corner in 0..8u8 {
+                let d = Vector3::from_fn(|r, _| if corner >> r & 1 == 1 { OAR_RADIUS_MM } else { -OAR_RADIUS_MM });
+                let Some(ijk) = labels.index_from_ct(Point::from_coords(end + d)) else { continue };
+                for r in 0..3 {
+                    let x = ijk[r].round().clamp(0.0, (labels.dims[r] - 1) as f64) as usize;
+                    lo[r] = lo[r].min(x);
+                    hi[r] = hi[r].max(x + 1);
+                }
+            }
+        }
+        if (0..3).any(|r| lo[r] >= hi[r]) {
+            return;
+        }
+        let class_at = |i: usize, j: usize, k: usize| -> Option<stylet_planning::Class> {
+            let v = labels.get(i, j, k)?;
+            let class = table.class(v.round().max(0.0) as u32)?;
+            let at = labels.ct_from_index(i as f64, j as f64, k as f64).to_nalgebra().coords;
+            (is_at_risk(class) && near(at)).then_some(class)
+        };
+        let mut classes = Vec::new();
+        for k in lo[2]..hi[2] {
+            for j in lo[1]..hi[1] {
+                for i in lo[0]..hi[0] {
+                    if let Some(c) = class_at(i, j, k).filter(|c| !classes.contains(c)) {
+                        classes.push(c);
+                    }
+                }
+            }
+        }
+        let d = labels.direction;
+        let grid = stylet_igtl::scene::Grid {
+            dims: labels.dims,
+            spacing_mm: labels.spacing_mm,
+            origin: labels.origin,
+            direction: std::array::from_fn(|c| [d[(0, c)], d[(1, c)], d[(2, c)]]),
+        };
+        let mut surfaces = Vec::new();
+        for class in classes {
+            let surface = stylet_igtl::scene::voxel_surface(&grid, lo, hi, |i, j, k| class_at(i, j, k) == Some(class));
+            let device = format!("OAR_{}", format!("{class:?}").to_uppercase());
+            surfaces.push((device, surface));
+        }
+        for (device, surface) in surfaces {
+            self.send(t, stylet_igtl::Message::new(&device, stylet_igtl::Body::PolyData(surface)));
+        }
+    }
+
     fn plan(&mut self, entry: Vector3<f64>, tip: Vector3<f64>, centre: Vector3<f64>, zone: (f64, f64)) {
         let axis = (tip - entry).try_normalize(1e-9).unwrap_or_else(Vector3::z);
         view::point(&self.tel, "world/target", None, centre, 1.5, [255, 40, 40, 255]);
@@ -243,6 +322,9 @@ impl EventSink for Fanout {
             }
             Event::PlanningCt(p) => {
                 self.send_ct(t, "CT_PLANNING", &p.ct.volume);
+                if self.igtl.is_some() {
+                    self.labels = Some((p.labels.clone(), p.table.clone()));
+                }
                 view::structures(&self.tel, &p.labels, &p.table, 4);
                 let v = &p.ct.volume;
                 let [nx, ny, nz] = v.dims;
@@ -280,6 +362,7 @@ impl EventSink for Fanout {
                 if self.igtl.is_some() {
                     let path = stylet_igtl::scene::polyline(&[outside, tip]);
                     self.send(t, stylet_igtl::Message::new("NEEDLE_PATH", stylet_igtl::Body::PolyData(path)));
+                    self.send_organs_at_risk(t, outside, tip);
                 }
                 self.send_zone(t, "ZONE_PLANNED", zone_centre, axis, zone_mm);
             }

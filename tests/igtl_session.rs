@@ -143,6 +143,18 @@ fn pyigtl_runs_the_simulated_procedure_through_the_bwh_phases_to_the_ablation() 
     assert!(step(4).2.as_str().unwrap().contains("plan 1:"), "{v}");
     assert_eq!((step(6).0, step(6).1), ("MOVE_TO_TARGET", Some(1)), "{v}");
     assert!(step(6).2.as_str().unwrap().contains("at the target"), "{v}");
+    // Slicer aimed near the last plan offered: the plan it matched (the nearest) is the one
+    // executed, its entry within 1 mm of Slicer's (RAS).
+    let aim = &v["aim"];
+    assert_eq!(aim["status"], 1, "{aim}");
+    let text = aim["text"].as_str().unwrap();
+    let n: usize = text.strip_prefix("plan ").and_then(|r| r.split(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("{aim}"));
+    let executed = &v["executed_plan"][0];
+    let dist = |a: &serde_json::Value, b: &serde_json::Value| {
+        (0..3).map(|i| (a[i].as_f64().unwrap() - b[i].as_f64().unwrap()).powi(2)).sum::<f64>().sqrt()
+    };
+    assert!(dist(executed, &aim["offered"][2 * n - 2]) < 0.01, "plan {n} was not the one executed: {executed} {aim}");
+    assert!(dist(executed, &aim["entry"]) < 1.0, "{executed} {aim}");
     // The registration is a rigid robot-to-image matrix.
     let reg = &v["registration_ras"];
     let col = |j: usize| (0..3).map(|i| reg[i][j].as_f64().unwrap().powi(2)).sum::<f64>().sqrt();

@@ -269,6 +269,18 @@ command(5, "START_UP", status_timeout=30)
 command(6, "TARGETING", status_timeout=120)
 reg = wait("REGISTRATION", 5)
 log["registration_ras"] = np.asarray(reg.matrix).tolist()
+# PLANNING: Stylet's plans for review (POINT PLANS: each plan's entry and target); Slicer aims at
+# the last one, its entry and target each moved 0.3 mm (placed by hand), and Stylet takes the
+# plan it matches (the nearest: plans may lie closer together than that) as the one
+# MOVE_TO_TARGET executes.
+plans = wait("PLANS", 10)
+offered = np.asarray(plans.positions, dtype=float)
+k = len(offered) // 2
+entry, target = offered[2 * k - 2] + [0.3, 0.0, 0.0], offered[2 * k - 1] + [0.0, 0.3, 0.0]
+c.send_message(pyigtl.PointMessage(positions=[entry, target], names=["entry", "target"], device_name="AIM"), wait=True)
+st = wait("PLANNING", 10)
+log["aim"] = {"plans": k, "status": st.code, "text": st.status_string, "entry": entry.tolist(), "target": target.tolist(),
+             "offered": offered.tolist()}
 # MOVE_TO_TARGET: alignment, confirmation CT, gated insertion steps, checkpoint CTs.
 command(7, "MOVE_TO_TARGET", status_timeout=None)
 gate, gate_since = None, None
@@ -294,6 +306,8 @@ while done is None and time.time() < deadline:
             positions.append((now, np.asarray(m.matrix)[:3, 3].tolist(), gate, since, workflow))
         elif m.device_name == "MOVE_TO_TARGET":
             done = m
+        elif m.device_name == "PLAN":
+            log["executed_plan"] = np.asarray(m.positions, dtype=float).tolist()
         elif m.device_name in SCENE or m.device_name.startswith("OAR_"):
             scene[m.device_name] = m
     time.sleep(0.005)

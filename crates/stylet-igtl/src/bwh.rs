@@ -100,8 +100,10 @@ pub enum Convention {
     #[default]
     PeerPlans,
     /// Stylet's procedure: it registers on the CT's fiducials and plans under the clinical rules
-    /// itself, and sends its plan for review; a `CLB_` or a target from the network is refused
-    /// with a STATUS saying so, and whether a phase can be entered is the procedure's to say.
+    /// itself, and sends its plans for review; a target from the network (`TGT_`, `TRAJ`,
+    /// `POINT`) is passed on to choose among them (no calibration needed: the registration is
+    /// Stylet's), a `CLB_` is refused with a STATUS saying so, and whether a phase can be
+    /// entered is the procedure's to say.
     StyletPlans,
 }
 
@@ -238,16 +240,7 @@ impl Bwh {
 
     /// A target (and entry) from the peer: taken once calibrated, else refused.
     fn aim(&mut self, entry: Option<Point<Ct>>, target: Point<Ct>, out: &mut Vec<Message>, actions: &mut Vec<Action>) {
-        if self.convention == Convention::StyletPlans {
-            out.push(status(
-                Phase::Targeting.name(),
-                status::CONFIG_ERROR,
-                "STYLET_PLANS",
-                "not taken: Stylet plans the needle path from the planning CT under the clinical rules \
-                 and sends its plan for review (POINT PLAN); TARGETING shows it, MOVE_TO_TARGET executes it"
-                    .into(),
-            ));
-        } else if self.calibrated {
+        if self.calibrated || self.convention == Convention::StyletPlans {
             self.target = Some(target);
             actions.push(Action::Target { entry, target });
         } else {
@@ -396,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn when_stylet_plans_a_calibration_or_target_from_the_network_is_refused_and_phases_are_the_procedures() {
+    fn when_stylet_plans_a_calibration_is_refused_a_target_passed_on_and_phases_are_the_procedures() {
         let mut b = Bwh::new(Convention::StyletPlans);
         // TARGETING and MOVE_TO_TARGET are not refused by the convention: the procedure decides.
         let (out, act) = b.handle(&cmd("0001", "TARGETING"));
@@ -411,12 +404,11 @@ mod tests {
         assert_eq!(out[0].device_name, "ACK_0003");
         assert_eq!(code_of(&out[1]), Some(("CALIBRATION".into(), status::CONFIG_ERROR)));
         assert!(act.is_empty(), "{act:?}");
-        // A target: refused, no action.
+        // A target, without a calibration: passed on (in LPS) for the procedure to choose by.
+        (t[9], t[10], t[11]) = (10.0, -20.0, 30.0);
         let (out, act) = b.handle(&Message::new("TGT_0004", Body::Transform(t)));
-        assert_eq!(code_of(&out[1]), Some(("TARGETING".into(), status::CONFIG_ERROR)));
-        let Body::Status { message, .. } = &out[1].body else { panic!("{out:?}") };
-        assert!(message.contains("POINT PLAN"), "{message}");
-        assert!(act.is_empty(), "{act:?}");
+        assert_eq!(out.len(), 1, "only the ACK: {out:?}");
+        assert_eq!(act, vec![Action::Target { entry: None, target: Point::new(-10.0, 20.0, 30.0) }]);
         // After EMERGENCY, moving is refused by the convention itself.
         b.handle(&cmd("0005", "EMERGENCY"));
         let (out, act) = b.handle(&cmd("0006", "MOVE_TO_TARGET"));

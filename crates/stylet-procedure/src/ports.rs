@@ -234,6 +234,10 @@ pub struct PlanOption {
     pub margin_mm: f64,
     /// High-risk (OAR-2): executed only after an explicit override.
     pub high_risk: bool,
+    /// The first position's entry at the skin (CT).
+    pub entry: Point<Ct>,
+    /// The first position's planned tip (CT).
+    pub tip: Point<Ct>,
 }
 
 /// The operator's answer.

@@ -22,7 +22,8 @@ use crate::arming::NetworkControl;
 use crate::console::ConsoleOperator;
 use stylet_igtl::server::ServerHandle;
 use stylet_igtl::{status, Body, Message};
-use stylet_procedure::ports::{Answer, Operator, Prompt, Request};
+use stylet_core::frame::{Ct, Point};
+use stylet_procedure::ports::{Answer, Operator, PlanOption, Prompt, Request};
 
 /// The device name of the prompts Stylet sends (STRING).
 pub const PROMPT_DEVICE: &str = "PROMPT";
@@ -30,7 +31,7 @@ pub const PROMPT_DEVICE: &str = "PROMPT";
 pub const ANSWER_DEVICE: &str = "ANSWER";
 
 /// What the front end sends back.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
     /// A STATUS named after the phase: entered (or done) when `ok`, failed otherwise.
     Completed {
@@ -55,7 +56,13 @@ pub enum Reply {
     },
     /// `STRING PROMPT`: the decision now due, and how to give it.
     Prompt(String),
+    /// `POINT PLANS`: the plans offered, for review (each plan's entry and target).
+    Plans(Vec<PlanOption>),
 }
+
+/// How far Slicer's entry and target may be from a plan's for the plan to be the one Slicer
+/// aimed at, mm.
+pub const AIM_TOLERANCE_MM: f64 = 10.0;
 
 /// The BWH convention's side of the procedure: Slicer's phases and answers in, the driver's
 /// answers and requests out.
@@ -66,8 +73,10 @@ pub struct FrontEnd {
     targeting: bool,
     /// MOVE_TO_TARGET was given for the plan choice now due.
     go: bool,
-    /// A plan picked with `ANSWER plan N` (1-based, as shown).
+    /// A plan picked with `ANSWER plan N` or by Slicer's target (1-based, as shown).
     picked: Option<usize>,
+    /// Slicer's target (TGT_, TRAJ, POINT): its entry if given, and the target (CT).
+    aim: Option<(Option<Point<Ct>>, Point<Ct>)>,
     /// The plan is being executed (MOVE_TO_TARGET taken).
     moving: bool,
     /// STOP or EMERGENCY was given: nothing more moves.
@@ -85,8 +94,14 @@ impl FrontEnd {
         match action {
             Action::Enter(p) => self.enter(p),
             Action::Received(m) => self.received(&m),
-            // Not produced when Stylet plans (the convention refuses them with the reason).
-            Action::Registration(_) | Action::Target { .. } => {}
+            Action::Target { entry, target } => {
+                self.aim = Some((entry, target));
+                if let Some(Prompt::ChoosePlan { options }) = self.shown.clone() {
+                    self.match_aim(&options);
+                }
+            }
+            // Not produced when Stylet plans (the convention refuses it with the reason).
+            Action::Registration(_) => {}
         }
     }
 
@@ -225,9 +240,13 @@ impl FrontEnd {
         let text = match prompt {
             Prompt::Start => "start the procedure: START_UP".to_string(),
             Prompt::ChoosePlan { options } => {
+                self.out.push(Reply::Plans(options.clone()));
                 if std::mem::take(&mut self.targeting) {
                     let text = plans_text(options);
                     self.done(Phase::Targeting, true, &text);
+                }
+                if self.aim.is_some() {
+                    self.match_aim(options);
                 }
                 format!("{}; MOVE_TO_TARGET executes it (ANSWER plan N first to pick another)", plans_text(options))
             }
@@ -253,6 +272,61 @@ impl FrontEnd {
             }
         };
         self.out.push(Reply::Prompt(text));
+    }
+
+    /// Slicer's target chooses among the plans offered: with an entry, the plan whose entry and
+    /// target are both within [`AIM_TOLERANCE_MM`] of Slicer's (the nearest); with a target
+    /// alone, the best plan (not high-risk first) whose target is. It is then the plan
+    /// MOVE_TO_TARGET executes (STATUS PLANNING says which, and how far); none: refused with the
+    /// nearest, and Stylet's plans stand.
+    fn match_aim(&mut self, options: &[PlanOption]) {
+        let Some((entry, target)) = self.aim.take() else { return };
+        let far = |o: &PlanOption| {
+            let tip = (o.tip - target).norm_mm();
+            (entry.map_or(0.0, |e| (o.entry - e).norm_mm()), tip)
+        };
+        let worst = |o: &PlanOption| {
+            let (e, t) = far(o);
+            e.max(t)
+        };
+        let within: Vec<usize> = (0..options.len()).filter(|&i| worst(&options[i]) <= AIM_TOLERANCE_MM).collect();
+        let chosen = if entry.is_some() {
+            within.iter().copied().min_by(|&a, &b| worst(&options[a]).total_cmp(&worst(&options[b])))
+        } else {
+            within.iter().copied().find(|&i| !options[i].high_risk).or(within.first().copied())
+        };
+        match chosen {
+            Some(i) => {
+                self.picked = Some(i + 1);
+                let (e, t) = far(&options[i]);
+                let entry_text = if entry.is_some() { format!("entry {e:.1} mm and ") } else { String::new() };
+                self.done(
+                    Phase::Planning,
+                    true,
+                    &format!(
+                        "plan {} matches your target ({entry_text}target {t:.1} mm away; margin {:.1} mm{}): MOVE_TO_TARGET executes it",
+                        i + 1,
+                        options[i].margin_mm,
+                        if options[i].high_risk { ", high-risk (OAR-2): an override is asked" } else { "" }
+                    ),
+                );
+            }
+            None => {
+                let nearest = (0..options.len()).min_by(|&a, &b| worst(&options[a]).total_cmp(&worst(&options[b])));
+                let why = nearest.map_or("no plan is offered".to_string(), |i| {
+                    format!("the nearest is plan {} at {:.1} mm", i + 1, worst(&options[i]))
+                });
+                self.refuse(
+                    Phase::Planning,
+                    status::CONFIG_ERROR,
+                    "NO_MATCHING_PLAN",
+                    &format!(
+                        "no plan under the clinical rules {} within {AIM_TOLERANCE_MM} mm of yours ({why}); Stylet's plans are in POINT PLANS",
+                        if entry.is_some() { "enters and ends" } else { "ends" }
+                    ),
+                );
+            }
+        }
     }
 
     /// A request made since the last call.
@@ -322,6 +396,28 @@ fn plans_text(options: &[stylet_procedure::ports::PlanOption]) -> String {
         })
         .collect();
     format!("reachable by the arm: {}", list.join("; "))
+}
+
+/// `POINT PLANS`: each plan's entry and target (RAS), named `plan N entry` and `plan N target`,
+/// grouped by plan; high-risk plans in red, the others yellow.
+fn plans_message(options: &[PlanOption]) -> Message {
+    let element = |n: usize, what: &str, p: Point<Ct>, high_risk: bool| {
+        let r = stylet_igtl::ras_from_lps(p.to_array());
+        stylet_igtl::PointElement {
+            name: format!("plan {n} {what}"),
+            group: format!("Plan {n}"),
+            rgba: if high_risk { [255, 60, 60, 255] } else { [255, 255, 0, 255] },
+            position: r.map(|x| x as f32),
+            diameter: 2.0,
+            owner: String::new(),
+        }
+    };
+    let points = options
+        .iter()
+        .enumerate()
+        .flat_map(|(i, o)| [element(i + 1, "entry", o.entry, o.high_risk), element(i + 1, "target", o.tip, o.high_risk)])
+        .collect();
+    Message::new("PLANS", Body::Point(points))
 }
 
 /// 3D Slicer as the [`Operator`]: the [`FrontEnd`] on a running OpenIGTLink server (started
@@ -407,6 +503,7 @@ impl SlicerOperator {
                     PROMPT_DEVICE,
                     Body::String { encoding: 3, value: text.into_bytes() },
                 )),
+                Reply::Plans(options) => self.server.broadcast(plans_message(&options)),
             }
         }
     }
@@ -527,8 +624,8 @@ mod tests {
     fn plans() -> Prompt {
         Prompt::ChoosePlan {
             options: vec![
-                PlanOption { index: 3, positions: 1, margin_mm: 6.0, high_risk: true },
-                PlanOption { index: 5, positions: 2, margin_mm: 5.5, high_risk: false },
+                PlanOption { index: 3, positions: 1, margin_mm: 6.0, high_risk: true, entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0), tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0) },
+                PlanOption { index: 5, positions: 2, margin_mm: 5.5, high_risk: false, entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0), tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0) },
             ],
         }
     }
@@ -622,6 +719,76 @@ mod tests {
         g.take(Action::Enter(Phase::Emergency));
         g.take(Action::Enter(Phase::MoveToTarget));
         assert_eq!(refused(&g.replies()), vec![("MOVE_TO_TARGET".into(), status::PANIC)]);
+    }
+
+    #[test]
+    fn slicers_target_chooses_among_the_plans_offered_or_is_refused_with_the_nearest() {
+        let option = |index, entry: [f64; 3], tip: [f64; 3], high_risk| PlanOption {
+            index,
+            positions: 1,
+            margin_mm: 6.0,
+            high_risk,
+            entry: Point::new(entry[0], entry[1], entry[2]),
+            tip: Point::new(tip[0], tip[1], tip[2]),
+        };
+        let plans = Prompt::ChoosePlan {
+            options: vec![
+                option(4, [0.0, 100.0, 0.0], [0.0, 0.0, 0.0], true),
+                option(7, [100.0, 0.0, 0.0], [1.0, 0.0, 0.0], false),
+                option(9, [0.0, 0.0, 100.0], [0.0, 1.0, 0.0], false),
+            ],
+        };
+        let started = || {
+            let mut f = FrontEnd::default();
+            f.take(Action::Enter(Phase::StartUp));
+            f.ask(&Prompt::Start);
+            f.ask(&Prompt::Start);
+            f
+        };
+        let aim = |f: &mut FrontEnd, entry: Option<[f64; 3]>, target: [f64; 3]| {
+            f.take(Action::Target {
+                entry: entry.map(|e| Point::new(e[0], e[1], e[2])),
+                target: Point::new(target[0], target[1], target[2]),
+            });
+        };
+        let planning = |r: &[Reply]| {
+            r.iter()
+                .find_map(|x| match x {
+                    Reply::Completed { phase: Phase::Planning, ok, text } => Some((*ok, text.clone())),
+                    Reply::Refused { device, code, reason, .. } if device == "PLANNING" => Some((*code == 0, reason.clone())),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        // With an entry, before the plans are offered: matched when they are, the nearest; the
+        // plans go out for review.
+        let mut f = started();
+        aim(&mut f, Some([3.0, 2.0, 96.0]), [0.0, 2.0, 1.0]);
+        f.ask(&plans);
+        let r = f.replies();
+        assert!(r.iter().any(|x| matches!(x, Reply::Plans(o) if o.len() == 3)), "{r:?}");
+        let (ok, text) = planning(&r);
+        assert!(ok && text.starts_with("plan 3 matches"), "{text}");
+        f.take(Action::Enter(Phase::MoveToTarget));
+        assert_eq!(f.ask(&plans), Some(Answer::Choose { index: 9 }));
+        // A target alone, once offered: the best plan that is not high-risk ending near it.
+        let mut g = started();
+        g.ask(&plans);
+        g.replies();
+        aim(&mut g, None, [0.5, 0.0, 0.0]);
+        assert!(planning(&g.replies()).1.starts_with("plan 2 matches"));
+        g.take(Action::Enter(Phase::MoveToTarget));
+        assert_eq!(g.ask(&plans), Some(Answer::Choose { index: 7 }));
+        // Nothing near: refused with the nearest; Stylet's best plan stands.
+        let mut h = started();
+        h.ask(&plans);
+        h.replies();
+        aim(&mut h, Some([0.0, 0.0, 140.0]), [0.0, 1.0, 0.0]);
+        let r = h.replies();
+        assert_eq!(refused(&r), vec![("PLANNING".into(), status::CONFIG_ERROR)]);
+        assert!(planning(&r).1.contains("the nearest is plan 3 at 40.0 mm"), "{r:?}");
+        h.take(Action::Enter(Phase::MoveToTarget));
+        assert_eq!(h.ask(&plans), Some(Answer::Choose { index: 7 }));
     }
 
     #[test]

@@ -117,11 +117,16 @@ impl<W: World> Driver<'_, W> {
             .iter()
             .enumerate()
             .filter(|(k, _)| reachable[*k])
-            .map(|(index, p)| PlanOption {
-                index,
-                positions: p.positions.len(),
-                margin_mm: p.margin_mm,
-                high_risk: p.high_risk,
+            .filter_map(|(index, p)| {
+                let first = p.positions.first()?;
+                Some(PlanOption {
+                    index,
+                    positions: p.positions.len(),
+                    margin_mm: p.margin_mm,
+                    high_risk: p.high_risk,
+                    entry: first.entry,
+                    tip: first.tip,
+                })
             })
             .collect();
         if options.is_empty() {

@@ -188,6 +188,13 @@ fn pyigtl_runs_the_simulated_procedure_through_the_bwh_phases_to_the_ablation() 
         let count = |key: &str| acks.split(key).nth(1).and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok());
         assert!(count("ACKS ").unwrap() >= 20, "{acks}");
         assert!(count("unanswered ").unwrap() <= 1, "{acks}");
+        // And on a second connection that stopped the images (STP_IMAGE, answered RTS_IMAGE):
+        // no CT came, every ping was answered.
+        let quiet = w.lines().find(|l| l.starts_with("ACKS_NO_IMAGES")).unwrap_or_else(|| panic!("{w}"));
+        eprintln!("the C++ command connection: {quiet}");
+        let field = |key: &str| quiet.split(key).nth(1).and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok());
+        assert_eq!((field(" images "), field(" rts ")), (Some(0), Some(1)), "{quiet}");
+        assert!(field("ACKS_NO_IMAGES ").unwrap() >= 20, "{quiet}");
         assert!(end.ends_with("BADCRC=0"), "{end}");
         let transforms = end.split(' ').find_map(|f| f.strip_prefix("TRANSFORM=")).unwrap().parse::<u32>().unwrap();
         assert!(transforms >= 20, "{end}");

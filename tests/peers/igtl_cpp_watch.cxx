@@ -5,7 +5,9 @@
 // Meanwhile, every 500 ms, it sends a command the convention does not know (STRING CMD_9nnn
 // "PING": acknowledged, then refused with STATUS 12 to this client alone; nothing reaches the
 // procedure) and times its ACK from the send to the ACK's arrival, whatever else is streaming
-// (the CTs included): the last line says how many ACKs came back and the slowest.
+// (the CTs included): the last line says how many ACKs came back and the slowest. A second
+// connection asks not to be sent images (STP_IMAGE, answered RTS_IMAGE) and pings the same way:
+// a command connection with no CT in front of its ACKs.
 // Built and run by tests/igtl_session.rs:
 //   g++ igtl_cpp_watch.cxx -I/usr/include/openigtlink -lOpenIGTLink -pthread
 #include <atomic>
@@ -27,6 +29,55 @@
 #include "igtlTransformMessage.h"
 
 using Clock = std::chrono::steady_clock;
+
+namespace igtl {
+igtlCreateDefaultQueryMessageClass(StopImageMessage, "STP_IMAGE")
+}
+
+// The command connection: STP_IMAGE, then a PING every 500 ms, each ACK read and timed (the
+// other messages read past) until the server closes; "ACKS_NO_IMAGES n images i slowest x ms".
+static void command_connection(int port, std::atomic<bool>& done, std::string& result) {
+  igtl::ClientSocket::Pointer s = igtl::ClientSocket::New();
+  if (s->ConnectToServer("127.0.0.1", port) != 0) { result = "ACKS_NO_IMAGES cannot connect"; return; }
+  igtl::StopImageMessage::Pointer stop = igtl::StopImageMessage::New();
+  stop->SetDeviceName("");
+  stop->Pack();
+  s->Send(stop->GetPackPointer(), stop->GetPackSize());
+  int acks = 0, images = 0, rts = 0;
+  double slowest = 0.0;
+  for (int n = 1; !done; n++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    char dev[20];
+    snprintf(dev, sizeof dev, "CMD_%d", 8000 + n);
+    igtl::StringMessage::Pointer m = igtl::StringMessage::New();
+    m->SetDeviceName(dev);
+    m->SetString("PING");
+    m->Pack();
+    Clock::time_point t0 = Clock::now();
+    if (s->Send(m->GetPackPointer(), m->GetPackSize()) == 0) break;
+    std::string want = "ACK_" + std::string(dev + 4);
+    for (;;) {
+      igtl::MessageHeader::Pointer h = igtl::MessageHeader::New();
+      h->InitPack();
+      if (s->Receive(h->GetPackPointer(), h->GetPackSize()) != h->GetPackSize()) { done = true; break; }
+      h->Unpack();
+      std::string type = h->GetDeviceType(), name = h->GetDeviceName();
+      s->Skip(h->GetBodySizeToRead(), 0);
+      images += type == "IMAGE";
+      rts += type == "RTS_IMAGE";
+      if (type == "STRING" && name == want) {
+        double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        acks++;
+        if (ms > slowest) slowest = ms;
+        break;
+      }
+    }
+  }
+  s->CloseSocket();
+  char line[160];
+  snprintf(line, sizeof line, "ACKS_NO_IMAGES %d images %d rts %d slowest %.1f ms", acks, images, rts, slowest);
+  result = line;
+}
 
 template <class M> static bool unpack(igtl::ClientSocket::Pointer& s, igtl::MessageHeader::Pointer& h, M& m) {
   m->SetMessageHeader(h);
@@ -54,6 +105,8 @@ int main(int argc, char** argv) {
   std::atomic<bool> done{false};
   int acks = 0;
   double ack_max_ms = 0.0;
+  std::string command_result;
+  std::thread commander(command_connection, atoi(argv[1]), std::ref(done), std::ref(command_result));
   std::thread pinger([&] {
     for (int n = 1; !done; n++) {
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -121,7 +174,9 @@ int main(int argc, char** argv) {
   done = true;
   socket->CloseSocket();
   pinger.join();
+  commander.join();
   printf("ACKS %d unanswered %zu slowest %.1f ms\n", acks, sent.size(), ack_max_ms);
+  printf("%s\n", command_result.c_str());
   printf("END");
   for (auto& kv : unpacked) printf(" %s=%d", kv.first.c_str(), kv.second);
   printf(" BADCRC=%d\n", bad);

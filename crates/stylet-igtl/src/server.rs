@@ -161,7 +161,7 @@ fn stamped(mut m: Message) -> Message {
 
 /// The types this server reads or sends, as `GET_CAPABIL` answers (a type name has 12 bytes:
 /// `GET_TRANSFORM` is `GET_TRANS` on the wire, as the reference library sends it).
-pub const CAPABILITIES: [&str; 19] = [
+pub const CAPABILITIES: [&str; 29] = [
     "CAPABILITY",
     "IMAGE",
     "IMGMETA",
@@ -181,6 +181,16 @@ pub const CAPABILITIES: [&str; 19] = [
     "GET_STATUS",
     "GET_STRING",
     "GET_TRANS",
+    "STT_IMAGE",
+    "STP_IMAGE",
+    "STT_POLYDATA",
+    "STP_POLYDATA",
+    "STT_TRANS",
+    "STP_TRANS",
+    "STT_STRING",
+    "STP_STRING",
+    "STT_POINT",
+    "STP_POINT",
 ];
 
 /// What the server has sent, to answer `GET_` queries: the latest message of each type per
@@ -449,6 +459,10 @@ async fn client(
     // Replies, with when the message they answer was read (to measure the server's part).
     let (reply_tx, mut reply_rx) =
         tokio::sync::mpsc::channel::<(Arc<Message>, std::time::Instant)>(cfg.client_queue.max(1));
+    // The types this client asked not to be streamed (`STP_<TYPE>`, until `STT_<TYPE>`): e.g. a
+    // connection that only commands, with no CT in front of its ACKs.
+    let muted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let writer_muted = Arc::clone(&muted);
     let writer_stats = Arc::clone(&stats);
     let writer = tokio::spawn(async move {
         // A large message (a CT) is encoded (copied, CRC-64) on a blocking thread while this
@@ -473,6 +487,7 @@ async fn client(
                     match done { Ok(Ok(b)) => (b, None), _ => continue }
                 }
                 m = from_procedure.recv(), if encoding.is_none() => match m {
+                    Ok(m) if writer_muted.lock().is_ok_and(|t| t.contains(&m.body.type_name())) => continue,
                     Ok(m) if is_large(&m) => {
                         encoding = Some(tokio::task::spawn_blocking(move || m.encode()));
                         continue;
@@ -513,6 +528,18 @@ async fn client(
                         (Body::Query { query: Query::Get, of, .. }, Ok(b)) => {
                             let answers = scene.lock().map(|s| s.answer(of, &m.device_name, b.phase()));
                             (answers.unwrap_or_default(), Vec::new())
+                        }
+                        (Body::Query { query: q @ (Query::Start | Query::Stop), of, .. }, _) => {
+                            let type_name = if of == "TRANS" { "TRANSFORM".to_string() } else { of.clone() };
+                            if let Ok(mut t) = muted.lock() {
+                                t.retain(|x| *x != type_name);
+                                if *q == Query::Stop {
+                                    t.push(type_name);
+                                }
+                            }
+                            // RTS_<TYPE>: one status byte, 0 for success.
+                            let body = Body::Query { query: Query::Reply, of: of.clone(), body: vec![0] };
+                            (vec![reply_to(&m.device_name, body)], Vec::new())
                         }
                         (_, Ok(mut b)) => {
                             let (replies, actions) = b.handle(&m);

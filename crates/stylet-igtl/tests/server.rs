@@ -11,7 +11,7 @@ use stylet_core::frame::{Point, Transform};
 use stylet_igtl::bwh::{Action, Bwh};
 use stylet_igtl::client::Client;
 use stylet_igtl::server::{self, Request, ServerConfig, ServerHandle};
-use stylet_igtl::{Body, Image, Message, PointElement, PolyAttribute, PolyData, HEADER_SIZE};
+use stylet_igtl::{Body, Image, Message, PointElement, PolyAttribute, PolyData, Query, HEADER_SIZE};
 
 fn start() -> ServerHandle {
     server::start(&ServerConfig { addr: SocketAddr::from(([127, 0, 0, 1], 0)), ..Default::default() }).unwrap()
@@ -508,4 +508,34 @@ fn pyigtl_as_the_server_and_this_crate_as_the_client() {
     assert_eq!(v["PLAN"], serde_json::json!([[1.5, 2.5, 3.5]]), "{v}");
     assert_eq!(v["SLICE"], serde_json::json!([10, 11, 12, 13, 14, 15]), "{v}");
     let _ = child.wait();
+}
+
+#[test]
+fn a_client_stops_and_starts_a_types_stream_and_its_replies_go_on() {
+    let s = start();
+    let mut c = Client::connect(s.local_addr, 1 << 20).unwrap();
+    let query = |q: Query, of: &str| Message::new("", Body::Query { query: q, of: of.into(), body: Vec::new() });
+    let rts = |m: Option<Message>| match m.map(|m| m.body) {
+        Some(Body::Query { query: Query::Reply, of, body }) => (of, body),
+        other => panic!("{other:?}"),
+    };
+    // STP_IMAGE: acknowledged (RTS_IMAGE, status 0); then images are not streamed to this client,
+    // the rest is, and its commands are answered.
+    c.send(&query(Query::Stop, "IMAGE")).unwrap();
+    assert_eq!(rts(c.recv(Duration::from_secs(5)).unwrap()), ("IMAGE".to_string(), vec![0]));
+    s.broadcast(Message::new("CT", Body::Image(image(4, 1, [2, 2, 1], vec![0; 8]))));
+    s.broadcast(Message::new("WORKFLOW", Body::String { encoding: 3, value: b"Insertion".to_vec() }));
+    c.send(&cmd("0001", "PING")).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = c.recv(Duration::from_millis(500)).unwrap() {
+        got.push((m.body.type_name(), m.device_name));
+    }
+    assert!(!got.iter().any(|(t, _)| t == "IMAGE"), "{got:?}");
+    assert!(got.contains(&("STRING".into(), "WORKFLOW".into())) && got.contains(&("STRING".into(), "ACK_0001".into())), "{got:?}");
+    // STT_IMAGE: streamed again.
+    c.send(&query(Query::Start, "IMAGE")).unwrap();
+    assert_eq!(rts(c.recv(Duration::from_secs(5)).unwrap()).0, "IMAGE");
+    s.broadcast(Message::new("CT", Body::Image(image(4, 1, [2, 2, 1], vec![0; 8]))));
+    let m = c.wait_for("CT", Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(m.body.type_name(), "IMAGE");
 }

@@ -37,6 +37,16 @@ fn bwh_session(
     scenario: &str,
     cpp: Option<&std::path::Path>,
 ) -> Option<(serde_json::Value, serde_json::Value, Option<String>)> {
+    bwh_session_with(scenario, cpp, None)
+}
+
+/// As [`bwh_session`]; with `calibration` (the world's truth, `stylet sim phantom`'s
+/// truth.json) the server takes the registration from Slicer, and the script sends it.
+fn bwh_session_with(
+    scenario: &str,
+    cpp: Option<&std::path::Path>,
+    calibration: Option<&std::path::Path>,
+) -> Option<(serde_json::Value, serde_json::Value, Option<String>)> {
     // Paced to the wall clock and heavy (a 34 MB CT to a Python peer, VTK rendering): one at a
     // time, and never beside a wall-clock test's control loop.
     let _turn = common::wall_clock_turn();
@@ -49,6 +59,7 @@ fn bwh_session(
         .arg(&out)
         .args(["--config", "config", "--scenario"])
         .arg(format!("config/scenarios/{scenario}.toml"))
+        .args(calibration.map(|_| "--calibration-from-slicer"))
         .current_dir(&root)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -71,6 +82,7 @@ fn bwh_session(
         .arg(root.join("tests/peers/igtl_bwh_session.py"))
         .arg(&port)
         .arg(&picture)
+        .args(calibration.map(|c| vec![std::ffi::OsStr::new("--calibration"), c.as_os_str()]).unwrap_or_default())
         .output()
         .unwrap();
     if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
@@ -265,7 +277,27 @@ fn assert_scene(v: &serde_json::Value) {
 fn the_same_session_with_the_pedal_released_holds_the_needle_until_it_is_pressed() {
     // The pedal is lifted 20 mm into the tissue for 3 s (INS-2): MOVE_TO_TARGET is executing,
     // and the needle holds still for the 3 s (the messages' timestamps are the procedure's time).
-    let Some((v, summary, _)) = bwh_session("fault-pedal-release", None) else { return };
+    // Here the site takes the registration from Slicer's calibration (CLB_): the world's true
+    // one, which comes back as the REGISTRATION the procedure used.
+    let truth = std::env::temp_dir().join(format!("stylet-igtl-pedal-truth-{}", std::process::id()));
+    let ok = Command::new(STYLET)
+        .args(["sim", "phantom", "--scenario", "config/scenarios/fault-pedal-release.toml", "--out"])
+        .arg(&truth)
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let session = bwh_session_with("fault-pedal-release", None, Some(&truth.join("truth.json")));
+    let _ = std::fs::remove_dir_all(&truth);
+    let Some((v, summary, _)) = session else { return };
+    let clb = &v["calibration_matrix"];
+    assert_eq!(clb["status"], 1, "{clb}");
+    for r in 0..3 {
+        for c in 0..4 {
+            let (sent, used) = (clb["sent_ras"][r][c].as_f64().unwrap(), v["registration_ras"][r][c].as_f64().unwrap());
+            assert!((sent - used).abs() < 1e-3, "row {r} col {c}: sent {sent}, used {used}");
+        }
+    }
     assert!(summary["scenario_events"].to_string().contains("PedalRelease"), "{summary}");
     assert!(v["longest_hold_s"].as_f64().unwrap() >= 2.9, "{v}");
     assert!(v["longest_hold_depth_mm"].as_f64().unwrap() >= 20.0, "{v}");

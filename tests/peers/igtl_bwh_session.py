@@ -10,7 +10,11 @@ CTs as IMAGE, the needle path and the ablation zones as POLYDATA, read into VTK)
 off-screen with VTK into PNG when a path is given. Prints JSON; exit 3 when pyigtl or VTK is
 missing.
 
-Usage: igtl_bwh_session.py PORT [PICTURE.png]"""
+With --calibration TRUTH.json (`stylet sim phantom`'s truth; the server runs with
+--calibration-from-slicer), the calibration is Slicer's: after START_UP, CALIBRATION and a CLB_
+with the world's true robot-to-image matrix (RAS), which must come back as the REGISTRATION.
+
+Usage: igtl_bwh_session.py PORT [PICTURE.png] [--calibration TRUTH.json]"""
 import json
 import os
 import struct
@@ -218,7 +222,14 @@ def render_scene(scene, png):
     w.Write()
 
 
-port = int(sys.argv[1])
+args = sys.argv[1:]
+calibration = None
+if "--calibration" in args:
+    i = args.index("--calibration")
+    calibration = args[i + 1]
+    del args[i : i + 2]
+port = int(args[0])
+picture = args[1] if len(args) > 1 else None
 c = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=port)
 log = {"steps": [], "prompts": [], "phases": []}
 
@@ -258,13 +269,26 @@ while not c.is_connected() and time.time() < deadline:
 command(1, "MOVE_TO_TARGET")
 command(2, "TARGETING")
 # Stylet registers on the CT's fiducials: a calibration matrix from the network is refused.
-c.send_message(pyigtl.TransformMessage(np.eye(4), device_name="CLB_0003"), wait=True)
-wait("ACK_0003")
-st = wait("CALIBRATION")
-log["calibration_matrix"] = {"status": st.code, "error": st.error_name, "text": st.status_string}
+if calibration is None:
+    c.send_message(pyigtl.TransformMessage(np.eye(4), device_name="CLB_0003"), wait=True)
+    wait("ACK_0003")
+    st = wait("CALIBRATION")
+    log["calibration_matrix"] = {"status": st.code, "error": st.error_name, "text": st.status_string}
 command(4, "MANUAL")
 # START_UP: the procedure starts (planning CT, fiducials, registration, plans).
 command(5, "START_UP", status_timeout=30)
+if calibration is not None:
+    # Slicer's calibration: the world's true robot-to-image matrix, in RAS (x and y flipped on
+    # the image side).
+    with open(calibration) as f:
+        ras = np.asarray(json.load(f)["ct_from_robot"], dtype=float)
+    ras[0, :] *= -1.0
+    ras[1, :] *= -1.0
+    command(8, "CALIBRATION")
+    c.send_message(pyigtl.TransformMessage(ras, device_name="CLB_0009"), wait=True)
+    wait("ACK_0009")
+    st = wait("CALIBRATION", 120)
+    log["calibration_matrix"] = {"status": st.code, "error": st.error_name, "text": st.status_string, "sent_ras": ras.tolist()}
 # TARGETING: reported once Stylet has its plans, reachable by the arm.
 command(6, "TARGETING", status_timeout=120)
 reg = wait("REGISTRATION", 5)
@@ -350,9 +374,9 @@ for m in c.get_latest_messages():
     if m.device_name in SCENE or m.device_name.startswith("OAR_"):
         scene[m.device_name] = m
 log["scene"] = describe_scene(scene)
-if len(sys.argv) > 2:
-    render_scene(scene, sys.argv[2])
-    log["picture"] = {"path": sys.argv[2], "bytes": os.path.getsize(sys.argv[2])}
+if picture is not None:
+    render_scene(scene, picture)
+    log["picture"] = {"path": picture, "bytes": os.path.getsize(picture)}
 log["ack_ms_max"] = max(s["ack_ms"] for s in log["steps"] if "ack_ms" in s)
 print(json.dumps(log))
 c.stop()

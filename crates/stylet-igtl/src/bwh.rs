@@ -105,6 +105,10 @@ pub enum Convention {
     /// Stylet's), a `CLB_` is refused with a STATUS saying so, and whether a phase can be
     /// entered is the procedure's to say.
     StyletPlans,
+    /// As [`Convention::StyletPlans`], but the site takes the registration from the peer: a
+    /// rigid `CLB_` (robot to image, RAS) is passed on as [`Action::Registration`] and the
+    /// procedure uses it instead of its fiducials.
+    StyletPlansPeerCalibrates,
 }
 
 /// The convention's state.
@@ -240,7 +244,7 @@ impl Bwh {
 
     /// A target (and entry) from the peer: taken once calibrated, else refused.
     fn aim(&mut self, entry: Option<Point<Ct>>, target: Point<Ct>, out: &mut Vec<Message>, actions: &mut Vec<Action>) {
-        if self.calibrated || self.convention == Convention::StyletPlans {
+        if self.calibrated || self.convention != Convention::PeerPlans {
             self.target = Some(target);
             actions.push(Action::Target { entry, target });
         } else {
@@ -414,6 +418,22 @@ mod tests {
         let (out, act) = b.handle(&cmd("0006", "MOVE_TO_TARGET"));
         assert_eq!(code_of(&out[1]), Some(("MOVE_TO_TARGET".into(), status::PANIC)));
         assert!(act.is_empty());
+    }
+
+    #[test]
+    fn where_the_site_takes_the_peers_calibration_a_rigid_clb_is_passed_on_and_another_refused() {
+        let mut b = Bwh::new(Convention::StyletPlansPeerCalibrates);
+        let mut t = [0.0f32; 12];
+        (t[0], t[4], t[8], t[9]) = (1.0, 1.0, 1.0, 5.0);
+        let (out, act) = b.handle(&Message::new("CLB_0001", Body::Transform(t)));
+        assert_eq!(out.len(), 1, "only the ACK: {out:?}");
+        let [Action::Registration(m)] = act.as_slice() else { panic!("{act:?}") };
+        // RAS to LPS: x and y flip on the image side.
+        assert_eq!(*m * Point::new(0.0, 0.0, 0.0), Point::new(-5.0, 0.0, 0.0));
+        t[0] = 2.0;
+        let (out, act) = b.handle(&Message::new("CLB_0002", Body::Transform(t)));
+        assert!(act.is_empty(), "{act:?}");
+        assert_eq!(code_of(&out[1]).map(|c| c.0), Some("CALIBRATION".into()));
     }
 
     #[test]

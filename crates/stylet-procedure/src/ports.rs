@@ -221,6 +221,9 @@ pub enum Prompt {
         /// CTs taken.
         taken: usize,
     },
+    /// The site takes the CT-to-robot registration from the operator's side (3D Slicer's
+    /// calibration): answered yes once [`Operator::registration`] has it, or abort.
+    Registration,
 }
 
 /// One plan the operator can choose.
@@ -290,6 +293,11 @@ pub trait Operator {
     /// What the operator's side has to say for the procedure log since the last call (network
     /// control armed or lapsed, a command refused).
     fn operator_notices(&mut self, _sink: &mut dyn FnMut(String)) {}
+    /// The registration the operator's side gives (3D Slicer's `CLB_`, checked rigid), once
+    /// given; asked only where the site takes it from there ([`Prompt::Registration`]).
+    fn registration(&mut self) -> Option<Transform<Robot, Ct>> {
+        None
+    }
 }
 
 /// How an ablation is going.

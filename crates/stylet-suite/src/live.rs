@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use stylet_core::frame::{Ct, Point};
+use stylet_core::frame::{Ct, Point, Robot, Transform};
 use stylet_procedure::ports::{
     Ablation, AblationStatus, Acquired, Answer, Clock, CtPurpose, CtSource, Motion, Operator, PlanningCt, PortError,
     Prompt, Request, Respiration,
@@ -69,6 +69,9 @@ impl<W, O: Operator> Operator for LiveWorld<'_, W, O> {
     }
     fn operator_notices(&mut self, sink: &mut dyn FnMut(String)) {
         self.operator.operator_notices(sink);
+    }
+    fn registration(&mut self) -> Option<Transform<Robot, Ct>> {
+        self.operator.registration()
     }
 }
 

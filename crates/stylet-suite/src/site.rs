@@ -141,11 +141,15 @@ pub struct IgtlSite {
     /// once and logged. Needed with any bind beyond loopback.
     #[serde(default)]
     pub allowed_peers: Vec<std::net::IpAddr>,
+    /// Take the CT-to-robot registration from 3D Slicer's calibration (`CLB_`, checked rigid)
+    /// instead of the fiducials in the planning CT.
+    #[serde(default)]
+    pub calibration_from_slicer: bool,
 }
 
 impl Default for IgtlSite {
     fn default() -> Self {
-        IgtlSite { bind: loopback(), port: igtl_port(), allowed_peers: Vec::new() }
+        IgtlSite { bind: loopback(), port: igtl_port(), allowed_peers: Vec::new(), calibration_from_slicer: false }
     }
 }
 

@@ -22,7 +22,7 @@ use crate::arming::NetworkControl;
 use crate::console::ConsoleOperator;
 use stylet_igtl::server::ServerHandle;
 use stylet_igtl::{status, Body, Message};
-use stylet_core::frame::{Ct, Point};
+use stylet_core::frame::{Ct, Point, Robot, Transform};
 use stylet_procedure::ports::{Answer, Operator, PlanOption, Prompt, Request};
 
 /// The device name of the prompts Stylet sends (STRING).
@@ -77,6 +77,10 @@ pub struct FrontEnd {
     picked: Option<usize>,
     /// Slicer's target (TGT_, TRAJ, POINT): its entry if given, and the target (CT).
     aim: Option<(Option<Point<Ct>>, Point<Ct>)>,
+    /// The site takes the registration from Slicer (its CLB_).
+    takes_calibration: bool,
+    /// Slicer's calibration, checked rigid by the convention.
+    calibration: Option<Transform<Robot, Ct>>,
     /// The plan is being executed (MOVE_TO_TARGET taken).
     moving: bool,
     /// STOP or EMERGENCY was given: nothing more moves.
@@ -100,7 +104,14 @@ impl FrontEnd {
                     self.match_aim(&options);
                 }
             }
-            // Not produced when Stylet plans (the convention refuses it with the reason).
+            // Passed on only where the site takes Slicer's calibration
+            // (`Convention::StyletPlansPeerCalibrates`).
+            Action::Registration(image_from_robot) if self.takes_calibration => {
+                self.calibration = Some(image_from_robot.inverse());
+                if self.shown != Some(Prompt::Registration) {
+                    self.done(Phase::Calibration, true, "calibration received: it will be the registration");
+                }
+            }
             Action::Registration(_) => {}
         }
     }
@@ -113,6 +124,11 @@ impl FrontEnd {
                 p,
                 true,
                 "Stylet plans from the planning CT under the clinical rules; its plan follows as POINT PLAN",
+            ),
+            Phase::Calibration if self.takes_calibration => self.done(
+                p,
+                true,
+                "this site takes the registration from 3D Slicer: send TRANSFORM CLB_<id> (robot to image, RAS)",
             ),
             Phase::Calibration => self.done(
                 p,
@@ -205,6 +221,15 @@ impl FrontEnd {
                 self.done(Phase::StartUp, true, "procedure started: planning CT, fiducials, registration, plans");
                 Answer::Yes
             }),
+            Prompt::Registration => {
+                if let Some(a) = self.answer.take().filter(|a| *a == Answer::Abort) {
+                    return Some(a);
+                }
+                self.calibration.is_some().then(|| {
+                    self.done(Phase::Calibration, true, "calibration taken as the registration (rigid)");
+                    Answer::Yes
+                })
+            }
             Prompt::ChoosePlan { options } => {
                 if let Some(a) = self.answer.take().filter(|a| *a == Answer::Abort) {
                     return Some(a);
@@ -270,6 +295,10 @@ impl FrontEnd {
             Prompt::CheckpointsExhausted { taken } => {
                 format!("INS-3: {taken} checkpoint CTs taken, none left: ANSWER yes goes on, abort stops")
             }
+            Prompt::Registration => {
+                "the registration: send the calibration as TRANSFORM CLB_<id> (robot to image, RAS); ANSWER abort stops"
+                    .to_string()
+            }
         };
         self.out.push(Reply::Prompt(text));
     }
@@ -327,6 +356,18 @@ impl FrontEnd {
                 );
             }
         }
+    }
+
+    /// A front end for a site that takes the registration from Slicer's calibration.
+    #[must_use]
+    pub fn taking_calibration() -> Self {
+        FrontEnd { takes_calibration: true, ..FrontEnd::default() }
+    }
+
+    /// Slicer's calibration, once received (robot from CT).
+    #[must_use]
+    pub fn calibration(&self) -> Option<Transform<Robot, Ct>> {
+        self.calibration
     }
 
     /// A request made since the last call.
@@ -436,6 +477,14 @@ impl SlicerOperator {
     #[must_use]
     pub fn new(server: ServerHandle) -> Self {
         Self { server, front: FrontEnd::default(), leave: None, left: false, network: None }
+    }
+
+    /// The site takes the registration from Slicer's calibration (the server runs
+    /// `Convention::StyletPlansPeerCalibrates`).
+    #[must_use]
+    pub fn taking_calibration(mut self) -> Self {
+        self.front = FrontEnd::taking_calibration();
+        self
     }
 
     /// A command that moves the arm is taken only from a peer for which `network` is armed (at
@@ -563,6 +612,10 @@ impl Operator for SlicerOperator {
         self.front.request()
     }
 
+    fn registration(&mut self) -> Option<Transform<Robot, Ct>> {
+        self.front.calibration()
+    }
+
     fn operator_notices(&mut self, sink: &mut dyn FnMut(String)) {
         if let Some(n) = &self.network {
             for line in n.take_notices() {
@@ -612,6 +665,10 @@ impl Operator for SuiteOperator {
         if let Some(s) = &mut self.slicer {
             s.operator_notices(sink);
         }
+    }
+
+    fn registration(&mut self) -> Option<Transform<Robot, Ct>> {
+        self.slicer.as_mut()?.registration()
     }
 }
 
@@ -789,6 +846,32 @@ mod tests {
         assert!(planning(&r).1.contains("the nearest is plan 3 at 40.0 mm"), "{r:?}");
         h.take(Action::Enter(Phase::MoveToTarget));
         assert_eq!(h.ask(&plans), Some(Answer::Choose { index: 7 }));
+    }
+
+    #[test]
+    fn where_the_site_takes_slicers_calibration_it_answers_the_registration_prompt() {
+        let rigid = Transform::<Ct, Robot>::try_from_rows([
+            [0.0, -1.0, 0.0, 10.0],
+            [1.0, 0.0, 0.0, 20.0],
+            [0.0, 0.0, 1.0, 30.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ])
+        .unwrap();
+        // Not taken where the site registers on the fiducials.
+        let mut f = FrontEnd::default();
+        f.take(Action::Registration(rigid));
+        assert_eq!(f.calibration(), None);
+        // Taken where it takes Slicer's: the prompt waits for it, then is answered yes.
+        let mut g = FrontEnd::taking_calibration();
+        g.take(Action::Enter(Phase::Calibration));
+        assert!(matches!(&g.replies()[0], Reply::Completed { text, .. } if text.contains("CLB_")));
+        assert_eq!(g.ask(&Prompt::Registration), None);
+        assert_eq!(g.ask(&Prompt::Registration), None);
+        g.take(Action::Registration(rigid));
+        assert_eq!(g.ask(&Prompt::Registration), Some(Answer::Yes));
+        let robot_from_ct = g.calibration().unwrap();
+        let p = robot_from_ct * Point::<Ct>::new(10.0, 20.0, 30.0);
+        assert!((p - Point::<Robot>::new(0.0, 0.0, 0.0)).norm_mm() < 1e-9, "{p:?}");
     }
 
     #[test]

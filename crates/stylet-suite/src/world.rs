@@ -1,6 +1,6 @@
 //! The CT suite as the driver's world: each port delegated to its device.
 
-use stylet_core::frame::{Ct, Point};
+use stylet_core::frame::{Ct, Point, Robot, Transform};
 use stylet_procedure::ports::{
     Ablation, AblationStatus, Acquired, Answer, Clock, CtPurpose, CtSource, Motion, Operator, PlanningCt, PortError,
     Prompt, Request, Respiration,
@@ -63,6 +63,9 @@ impl<M, C, R, O: Operator, A> Operator for SuiteWorld<M, C, R, O, A> {
     }
     fn operator_notices(&mut self, sink: &mut dyn FnMut(String)) {
         self.operator.operator_notices(sink);
+    }
+    fn registration(&mut self) -> Option<Transform<Robot, Ct>> {
+        self.operator.registration()
     }
 }
 

@@ -27,6 +27,10 @@ pub(crate) struct ServeArgs {
     /// Anyone else's connection is closed at once and logged.
     #[arg(long = "allow-peer", value_name = "ADDRESS")]
     allow_peers: Vec<IpAddr>,
+    /// Take the registration from Slicer's calibration (TRANSFORM CLB_<id>, robot to image,
+    /// RAS; checked rigid) instead of the fiducials in the planning CT.
+    #[arg(long)]
+    calibration_from_slicer: bool,
     /// Scenario file (the simulated patient and world) [default: CONFIG/scenarios/easy.toml].
     #[arg(long)]
     scenario: Option<PathBuf>,
@@ -55,6 +59,11 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         "refusing to listen on {addr} for nobody: name the hosts that may connect (--allow-peer ADDRESS)"
     );
     let demo = DemoArgs::for_slicer(args.config.clone(), args.scenario.clone(), args.seed, args.out.clone(), args.json);
-    let setup = SlicerSetup { addr, allow_remote: args.allow_remote, allowed_peers: args.allow_peers.clone() };
+    let setup = SlicerSetup {
+        addr,
+        allow_remote: args.allow_remote,
+        allowed_peers: args.allow_peers.clone(),
+        peer_calibration: args.calibration_from_slicer,
+    };
     crate::demo::run_with(&demo, Some(setup))
 }

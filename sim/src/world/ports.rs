@@ -132,6 +132,8 @@ impl<A: SimArm> Operator for SimWorld<A> {
                 }
             }
             Prompt::CheckpointsExhausted { .. } => Answer::Abort,
+            // The simulated site registers on its fiducials; nobody gives one.
+            Prompt::Registration => Answer::Abort,
             Prompt::RetractNeedle { .. } => {
                 if s.hold_after_stop {
                     Answer::No

@@ -68,6 +68,9 @@ pub struct DriverConfig {
     pub hold_limit_s: Option<f64>,
     /// A CT asked for must arrive within this, s (the site's `ct.timeout_s`).
     pub ct_timeout_s: f64,
+    /// The registration comes from the operator's side (3D Slicer's calibration, where the site
+    /// allows it) instead of the fiducials in the planning CT.
+    pub registration_from_operator: bool,
 }
 
 /// Why the procedure could not go on. The doc comment is the message.
@@ -222,7 +225,11 @@ impl<'a, W: World> Driver<'a, W> {
         self.workflow(&Input::Confirm)?;
         let planning = self.planning_ct()?;
         let plans = self.plans(&planning)?;
-        let robot_from_ct = self.register(&planning, plans.tumour_centre)?;
+        let robot_from_ct = if self.cfg.registration_from_operator {
+            self.operator_registration()?
+        } else {
+            self.register(&planning, plans.tumour_centre)?
+        };
         let chosen = self.choose_plan(&plans, robot_from_ct)?;
         self.enable_and_home()?;
         let n = chosen.plan.positions.len();

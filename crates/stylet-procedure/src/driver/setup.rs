@@ -78,6 +78,27 @@ impl<W: World> Driver<'_, W> {
         }
     }
 
+    /// The registration from the operator's side (3D Slicer's calibration, checked rigid where
+    /// it was received): asked for, and waited on until given or the operator aborts. Stylet
+    /// has no fiducial residual for it: the log says where it came from.
+    pub(super) fn operator_registration(&mut self) -> Result<Transform<Robot, Ct>, DriverError> {
+        loop {
+            match self.ask(&Prompt::Registration)? {
+                Answer::Yes => {
+                    if let Some(robot_from_ct) = self.world.registration() {
+                        let reason = "from 3D Slicer's calibration (CLB_), rigid; no fiducial residual: the site takes it from there".to_string();
+                        self.workflow(&Input::RegistrationDone { accepted: true, reason })?;
+                        let now = self.world.now_s();
+                        self.sink.event(now, Event::Registered(robot_from_ct));
+                        return Ok(robot_from_ct);
+                    }
+                }
+                Answer::Abort => return Err(DriverError::Aborted(self.wf.phase())),
+                _ => {}
+            }
+        }
+    }
+
     /// The planner's plans for the tumour (the registration is not needed for them).
     pub(super) fn plans(&mut self, planning: &Shared) -> Result<stylet_planning::PlanReport, DriverError> {
         let cfg = Arc::clone(&self.cfg);

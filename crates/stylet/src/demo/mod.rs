@@ -91,6 +91,8 @@ pub(crate) struct SlicerSetup {
     pub(crate) allow_remote: bool,
     /// The other hosts that may connect (beyond loopback).
     pub(crate) allowed_peers: Vec<std::net::IpAddr>,
+    /// The registration comes from Slicer's calibration (CLB_), not from the fiducials.
+    pub(crate) peer_calibration: bool,
 }
 
 impl DemoArgs {
@@ -159,6 +161,7 @@ pub(crate) fn driver_config(config: &Path) -> anyhow::Result<DriverConfig> {
         max_reinsertions: 2,
         hold_limit_s: Some(30.0),
         ct_timeout_s: 600.0,
+        registration_from_operator: false,
     })
 }
 
@@ -294,7 +297,11 @@ pub(crate) fn serve_slicer(setup: &SlicerSetup, fan: &mut Fanout, role: &str) ->
         addr: setup.addr,
         allow_remote: setup.allow_remote,
         allowed_peers: setup.allowed_peers.clone(),
-        convention: stylet_igtl::bwh::Convention::StyletPlans,
+        convention: if setup.peer_calibration {
+            stylet_igtl::bwh::Convention::StyletPlansPeerCalibrates
+        } else {
+            stylet_igtl::bwh::Convention::StyletPlans
+        },
         ..Default::default()
     })?;
     let peers = if setup.addr.ip().is_loopback() {
@@ -308,7 +315,13 @@ pub(crate) fn serve_slicer(setup: &SlicerSetup, fan: &mut Fanout, role: &str) ->
     fan.event_note(&format!("OpenIGTLink: 3D Slicer is {role}, listening on {} for {peers}", srv.local_addr));
     fan.igtl = Some(srv.broadcaster());
     fan.igtl_volumes = true;
-    Ok(SlicerOperator::new(srv))
+    let op = SlicerOperator::new(srv);
+    Ok(if setup.peer_calibration {
+        fan.event_note("the registration comes from 3D Slicer's calibration (CLB_), not from the fiducials");
+        op.taking_calibration()
+    } else {
+        op
+    })
 }
 
 /// The driver over `world`, run by Slicer when there is one; Slicer is handed back.
@@ -375,6 +388,7 @@ pub(crate) fn run_with(args: &DemoArgs, slicer: Option<SlicerSetup>) -> anyhow::
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let log_path = out.join("procedure.log");
     let mut dcfg = driver_config(&args.config)?;
+    dcfg.registration_from_operator = slicer.as_ref().is_some_and(|s| s.peer_calibration);
     reads_the_sensor_of(&mut dcfg, &scenario);
     let safety = SafetyConfig::load_dir(&args.config)?;
     let title = format!("demo {} seed {seed}", scenario_path.display());

@@ -189,6 +189,9 @@ pub(crate) fn prompt_text(p: &Prompt) -> Vec<Line<'static>> {
             lines.push(Line::from(format!("Stopped ({why}) with the needle in tissue; the arm holds.")));
             lines.push(Line::from("Withdraw the needle now?  y (withdraw) / n (keep holding)"));
         }
+        Prompt::Registration => {
+            lines.push(Line::from("Waiting for the calibration (robot to image) from 3D Slicer (CLB_).  a aborts"));
+        }
         Prompt::CheckpointsExhausted { taken } => {
             lines.push(Line::from(format!("INS-3: {taken} checkpoint CTs taken, the limit. Go on?  y / a")));
         }

@@ -64,6 +64,7 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     dcfg.ct_timeout_s = site.ct.timeout_s;
     // At a console the arm holds until the operator decides.
     dcfg.hold_limit_s = None;
+    dcfg.registration_from_operator = args.igtl && site.igtl.calibration_from_slicer;
     let safety = SafetyConfig::load_dir(&args.config)?;
     let out = match &args.out {
         Some(o) => o.clone(),
@@ -103,6 +104,7 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
             addr: std::net::SocketAddr::new(site.igtl.bind, site.igtl.port),
             allow_remote: !site.igtl.bind.is_loopback(),
             allowed_peers: site.igtl.allowed_peers.clone(),
+            peer_calibration: site.igtl.calibration_from_slicer,
         };
         Some(crate::demo::serve_slicer(&setup, &mut fan, "a front end (it moves the arm once armed at the console)")?)
     } else {

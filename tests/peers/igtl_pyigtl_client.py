@@ -34,8 +34,14 @@ calibration = np.eye(4)
 calibration[:3, 3] = [10.0, 20.0, 30.0]
 c.send_message(pyigtl.TransformMessage(calibration, device_name="CLB_0002"), wait=True)
 out["ack_calibration"] = wait("ACK_0002").matrix.tolist()
-c.send_message(pyigtl.StringMessage("TARGETING", device_name="CMD_0003"), wait=True)
-out["ack_targeting"] = wait("ACK_0003").string
+# Protocol 3 (header version 2, with metadata), as Slicer sends it: answered in kind.
+targeting = pyigtl.StringMessage("TARGETING", device_name="CMD_0003")
+targeting.header_version = 2
+targeting.metadata = {"Requester": "Slicer"}
+c.send_message(targeting, wait=True)
+ack = wait("ACK_0003")
+out["ack_targeting"] = ack.string
+out["ack_targeting_header_version"] = ack.header_version
 target = np.eye(4)
 target[:3, 3] = [5.0, -6.0, 7.0]
 c.send_message(pyigtl.TransformMessage(target, device_name="TGT_0004"), wait=True)
@@ -45,7 +51,10 @@ c.send_message(
     wait=True,
 )
 image = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
-c.send_message(pyigtl.ImageMessage(image, device_name="CT_IN"), wait=True)
+ct_in = pyigtl.ImageMessage(image, device_name="CT_IN")
+ct_in.header_version = 2
+ct_in.metadata = {"Modality": "CT"}
+c.send_message(ct_in, wait=True)
 position = wait("CURRENT_POSITION")
 out["current_position"] = position.matrix.tolist()
 out["current_position_time"] = position.timestamp

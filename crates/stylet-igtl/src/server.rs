@@ -287,6 +287,18 @@ impl Scene {
     }
 }
 
+/// A reply to a header-version-2 message in version 2 too, with the same message id (so a
+/// protocol-3 peer such as 3D Slicer can match it to what it sent).
+fn answering(reply: &Message, to: &Message) -> Message {
+    let mut r = reply.clone();
+    r.version = 2;
+    r.extended = Some(crate::Extended {
+        message_id: to.extended.as_ref().map_or(0, |e| e.message_id),
+        metadata: r.extended.take().map(|e| e.metadata).unwrap_or_default(),
+    });
+    r
+}
+
 /// A reply under the device name the query came with.
 fn reply_to(device: &str, body: Body) -> Arc<Message> {
     Arc::new(stamped(Message::new(device, body)))
@@ -548,6 +560,7 @@ async fn client(
                         (_, Err(_)) => (Vec::new(), Vec::new()),
                     };
                     for r in replies {
+                        let r = if m.version == 2 { Arc::new(answering(&r, &m)) } else { r };
                         if reply_tx.try_send((r, read_at)).is_err() {
                             stats.dropped.fetch_add(1, Ordering::Relaxed);
                         }

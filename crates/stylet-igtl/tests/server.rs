@@ -90,6 +90,9 @@ fn pyigtl_client_runs_the_start_of_a_bwh_session_and_both_directions() {
         Action::Target { entry: Some(Point::new(-1.0, -2.0, 3.0)), target: Point::new(-4.0, -5.0, 6.0) }
     );
     let Action::Received(img) = &got[5] else { panic!("{got:?}") };
+    // Sent in header version 2: its metadata kept.
+    let meta = &img.extended.as_ref().unwrap_or_else(|| panic!("{img:?}")).metadata;
+    assert!(meta.iter().any(|e| e.key == "Modality" && e.value == b"CT"), "{meta:?}");
     let Body::Image(img) = &img.body else { panic!("{img:?}") };
     assert_eq!(img.size, [4, 3, 2]);
     assert_eq!(img.scalar_type, 4);
@@ -121,6 +124,7 @@ fn pyigtl_client_runs_the_start_of_a_bwh_session_and_both_directions() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ack_start_up"], "START_UP");
     assert_eq!(v["ack_targeting"], "TARGETING");
+    assert_eq!(v["ack_targeting_header_version"], 2, "a version-2 command is answered in version 2");
     assert_eq!(v["ack_calibration"][0][3], 10.0);
     assert_eq!(v["ack_target"][2][3], 7.0);
     // CURRENT_POSITION went out in RAS.

@@ -299,6 +299,23 @@ fn answering(reply: &Message, to: &Message) -> Message {
     r
 }
 
+/// The STATUS that refuses a message the decoder rejected, under its device name where the
+/// header gave one: checksum error (9), overflow (8), unknown version (17), or a malformed
+/// message (2), with the reason.
+fn refusal(e: &crate::IgtlError) -> Message {
+    use crate::IgtlError as E;
+    let (device, code, name) = match e {
+        E::Crc { device, .. } => (device.as_str(), status::CHECKSUM_ERROR, "BAD_CRC"),
+        E::TooLarge { .. } => ("", status::OVERFLOW, "TOO_LARGE"),
+        E::Version(_) => ("", status::UNKNOWN_VERSION, "BAD_VERSION"),
+        _ => ("", status::UNKNOWN_ERROR, "MALFORMED"),
+    };
+    stamped(Message::new(
+        device,
+        Body::Status { code, subcode: 0, error_name: name.to_string(), message: e.to_string() },
+    ))
+}
+
 /// A reply under the device name the query came with.
 fn reply_to(device: &str, body: Body) -> Arc<Message> {
     Arc::new(stamped(Message::new(device, body)))
@@ -533,7 +550,11 @@ async fn client(
         decoder.push(&buf[..n]);
         while let Some(r) = decoder.next_message() {
             match r {
-                Err(e) => reject(&stats, format!("client {id}: {e}")),
+                Err(e) => {
+                    // Refused with a STATUS saying why, to the sender; the stream goes on.
+                    let _ = reply_tx.try_send((Arc::new(refusal(&e)), read_at));
+                    reject(&stats, format!("client {id}: {e}"));
+                }
                 Ok(m) => {
                     stats.received.fetch_add(1, Ordering::Relaxed);
                     let (replies, actions): (Vec<Arc<Message>>, Vec<Action>) = match (&m.body, bwh.lock()) {

@@ -172,6 +172,25 @@ fn malformed_input_is_rejected_and_the_connection_stays_healthy() {
     assert_eq!(rejections.len(), 2, "{rejections:?}");
     assert!(rejections[0].contains("CRC"), "{rejections:?}");
     assert!(rejections[1].contains("extended header"), "{rejections:?}");
+    // Each refused to its sender with a STATUS saying why.
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut decoder = stylet_igtl::Decoder::new(1 << 20);
+    let mut statuses = Vec::new();
+    let mut buf = [0u8; 4096];
+    while statuses.len() < 2 {
+        use std::io::Read;
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed");
+        decoder.push(&buf[..n]);
+        while let Some(Ok(m)) = decoder.next_message() {
+            if let Body::Status { code, error_name, message, .. } = m.body {
+                statuses.push((m.device_name, code, error_name, message));
+            }
+        }
+    }
+    assert_eq!((statuses[0].0.as_str(), statuses[0].1, statuses[0].2.as_str()), ("CMD_0001", 9, "BAD_CRC"), "{statuses:?}");
+    assert!(statuses[0].3.contains("CRC-64 mismatch"), "{statuses:?}");
+    assert_eq!((statuses[1].1, statuses[1].2.as_str()), (2, "MALFORMED"), "{statuses:?}");
     // A huge BODY_SIZE on another connection: rejected; the server still serves the first client.
     let mut huge = good[..HEADER_SIZE].to_vec();
     huge[42..50].copy_from_slice(&(u64::MAX / 2).to_be_bytes());

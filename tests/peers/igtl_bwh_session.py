@@ -89,6 +89,18 @@ class RecordedString(pyigtl.StringMessage):
 
 
 pm.message_type_to_class_constructor["STRING"] = RecordedString
+
+# Likewise every TRANSFORM's timestamp (the needle's rate during motion).
+TRANSFORMS = []
+
+
+class RecordedTransform(pyigtl.TransformMessage):
+    def _unpack_content(self, content):
+        super()._unpack_content(content)
+        TRANSFORMS.append(self)
+
+
+pm.message_type_to_class_constructor["TRANSFORM"] = RecordedTransform
 # What Slicer loads as the scene: the CTs (volumes) and the models.
 SCENE = {"CT_PLANNING", "CT_CONFIRMATION", "CT_CHECKPOINT", "NEEDLE_PATH", "ZONE_PLANNED", "ZONE_ACHIEVED"}
 
@@ -368,6 +380,15 @@ while ended is None and time.time() < deadline:
 if ended is None:
     fail("the procedure did not end")
 log["ended"] = ended
+# The needle's stream during the insertion, every message (procedure-time stamps): the longest
+# interval between two while MOVE_TO_TARGET was executing and the needle moving.
+stamps = sorted(m.timestamp for m in TRANSFORMS if m.device_name == "CURRENT_POSITION")
+moving = [t for (t, _p, _g, _s, w) in positions if w in ("Alignment", "Insertion")]
+if moving:
+    during = [t for t in stamps if moving[0] <= t <= moving[-1]]
+    gaps = np.diff(during) if len(during) > 1 else np.array([np.inf])
+    log["needle_stream"] = {"messages": len(during), "max_interval_s": float(np.max(gaps)),
+                            "median_interval_s": float(np.median(gaps))}
 log["phases"] = [m.string for m in STRINGS if m.device_name == "WORKFLOW"]
 log["prompts"] = [m.string for m in STRINGS if m.device_name == "PROMPT"]
 for m in c.get_latest_messages():

@@ -175,7 +175,10 @@ fn pyigtl_runs_the_simulated_procedure_through_the_bwh_phases_to_the_ablation() 
     }
     // The needle's TRANSFORM at 10 Hz during the motion (procedure-time stamps, every message).
     let stream = &v["needle_stream"];
-    eprintln!("the needle's stream during the motion: {stream}");
+    eprintln!(
+        "the needle's stream during the motion: {stream}; MOVE_TO_TARGET's STATUS {} s after AtTarget",
+        v["status_after_completion_s"]
+    );
     assert!(stream["max_interval_s"].as_f64().unwrap() <= 0.1 + 1e-3, "{stream}");
     // The gate closed during the insertion (breathing), and the procedure completed.
     assert!(v["gate_closings_seen"].as_u64().unwrap() >= 1, "{v}");

@@ -350,6 +350,11 @@ while done is None and time.time() < deadline:
 if done is None:
     fail("MOVE_TO_TARGET did not complete")
 log["steps"].append({"phase": "MOVE_TO_TARGET", "status": done.code, "text": done.status_string})
+# How long after the needle reached the target (WORKFLOW AtTarget, stamped with the procedure's
+# time on the wall clock) its STATUS left (stamped when sent).
+at_target = [m.timestamp for m in STRINGS if m.device_name == "WORKFLOW" and m.string == "AtTarget"]
+if at_target:
+    log["status_after_completion_s"] = round(done.timestamp - at_target[0], 3)
 # The longest hold of the insertion: the longest time over which the tip stayed within 0.05 mm of
 # where it stopped, and how deep it was then (from the first position of the insertion). The
 # gate (RESP-2) and the pedal (INS-2) hold the needle; so does nothing else during an insertion.

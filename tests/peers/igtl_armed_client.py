@@ -12,34 +12,17 @@ Each command prints one JSON line. Exit 3 when pyigtl is missing.
 
 Usage: igtl_armed_client.py PORT"""
 import json
-import struct
 import sys
 import time
 
 try:
     import pyigtl
-    import pyigtl.messages as pm
+    import igtl_status  # noqa: F401 (registers STATUS with pyigtl)
 except ImportError as e:  # pragma: no cover
     print(f"pyigtl is not installed: {e} (pip install pyigtl)", file=sys.stderr)
     sys.exit(3)
 
 
-class StatusMessage(pm.MessageBase):
-    """STATUS, which pyigtl 0.3 does not have."""
-
-    def __init__(self, timestamp=None, device_name=None):
-        pm.MessageBase.__init__(self, timestamp=timestamp, device_name=device_name)
-        self._message_type = "STATUS"
-        self.code, self.subcode, self.error_name, self.status_string = 0, 0, "", ""
-        self._valid_message = True
-
-    def _unpack_content(self, content):
-        self.code, self.subcode = struct.unpack("> H q", content[:10])
-        self.error_name = content[10:30].split(b"\0")[0].decode()
-        self.status_string = content[30:].split(b"\0")[0].decode()
-
-
-pm.message_type_to_class_constructor["STATUS"] = StatusMessage
 
 port = int(sys.argv[1])
 client, n = None, 0

@@ -4,35 +4,18 @@ phase (STRING WORKFLOW), the needle tip (TRANSFORM CURRENT_POSITION); once the n
 (phase Insertion and some positions seen), sends EMERGENCY and waits for its ACK and STATUS.
 Prints JSON; exit 3 when pyigtl is missing."""
 import json
-import struct
 import sys
 import time
 
 try:
     import numpy as np
     import pyigtl
-    import pyigtl.messages as pm
+    import igtl_status  # noqa: F401 (registers STATUS with pyigtl)
 except ImportError as e:  # pragma: no cover
     print(f"pyigtl is not installed: {e} (pip install pyigtl)", file=sys.stderr)
     sys.exit(3)
 
 
-class StatusMessage(pm.MessageBase):
-    def __init__(self, timestamp=None, device_name=None):
-        pm.MessageBase.__init__(self, timestamp=timestamp, device_name=device_name)
-        self._message_type = "STATUS"
-        self.code, self.status_string = 0, ""
-        self._valid_message = True
-
-    def _pack_content(self):
-        return b""
-
-    def _unpack_content(self, content):
-        self.code = struct.unpack("> H", content[:2])[0]
-        self.status_string = content[30:].split(b"\0")[0].decode()
-
-
-pm.message_type_to_class_constructor["STATUS"] = StatusMessage
 c = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=int(sys.argv[1]))
 out = {"phases": [], "positions": 0}
 deadline = time.time() + 240

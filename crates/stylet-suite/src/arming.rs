@@ -73,9 +73,7 @@ impl NetworkControl {
         if s.armed.is_empty() {
             return;
         }
-        let line = format!("network control lapsed ({why}): 3D Slicer can no longer move the arm");
-        s.armed.clear();
-        self.changed(&mut s, line);
+        self.lapse(&mut s, why);
     }
 
     /// Whether client `client` may move the arm now.
@@ -122,9 +120,7 @@ impl NetworkControl {
                 None
             };
             if let Some(why) = why {
-                s.armed.clear();
-                let line = format!("network control lapsed ({why}): 3D Slicer can no longer move the arm");
-                self.changed(&mut s, line);
+                self.lapse(&mut s, &why);
             }
         }
         if s.peers != peers {
@@ -143,6 +139,12 @@ impl NetworkControl {
     #[must_use]
     pub fn take_notices(&self) -> Vec<String> {
         std::mem::take(&mut lock(&self.inner).notices)
+    }
+
+    /// Disarms, saying why, on the console and in the log.
+    fn lapse(&self, s: &mut State, why: &str) {
+        s.armed.clear();
+        self.changed(s, format!("network control lapsed ({why}): 3D Slicer can no longer move the arm"));
     }
 
     fn changed(&self, s: &mut State, line: String) {

@@ -192,7 +192,7 @@ impl FrontEnd {
         if m.device_name != ANSWER_DEVICE {
             return;
         }
-        let text = String::from_utf8_lossy(value).trim().trim_end_matches('\0').to_ascii_lowercase();
+        let text = answer_text(value);
         match text.as_str() {
             "yes" => self.answer = Some(Answer::Yes),
             "no" => self.answer = Some(Answer::No),
@@ -578,6 +578,11 @@ impl SlicerOperator {
     }
 }
 
+/// An `ANSWER`'s text as the front end reads it: trimmed, NUL-free, lower case.
+fn answer_text(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).trim().trim_end_matches('\0').to_ascii_lowercase()
+}
+
 /// The device name under which a request that moves the arm is answered, if `action` is one:
 /// MOVE_TO_TARGET, and an answer that goes on (anything but `abort` and `no`: a reset, a
 /// retraction, an override, the next step).
@@ -586,7 +591,7 @@ fn moves_arm(action: &Action) -> Option<&'static str> {
         Action::Enter(Phase::MoveToTarget) => Some(Phase::MoveToTarget.name()),
         Action::Received(m) if m.device_name == ANSWER_DEVICE => match &m.body {
             Body::String { value, .. } => {
-                let text = String::from_utf8_lossy(value).trim().trim_end_matches('\0').to_ascii_lowercase();
+                let text = answer_text(value);
                 (text != "abort" && text != "no").then_some(ANSWER_DEVICE)
             }
             _ => None,

@@ -34,6 +34,16 @@ namespace igtl {
 igtlCreateDefaultQueryMessageClass(StopImageMessage, "STP_IMAGE")
 }
 
+// STRING CMD_<id> "PING", packed: a command the convention does not know (acknowledged, then
+// refused with STATUS 12 to the sender alone; nothing reaches the procedure).
+static igtl::StringMessage::Pointer ping(int id) {
+  igtl::StringMessage::Pointer m = igtl::StringMessage::New();
+  m->SetDeviceName(("CMD_" + std::to_string(id)).c_str());
+  m->SetString("PING");
+  m->Pack();
+  return m;
+}
+
 // The command connection: STP_IMAGE, then a PING every 500 ms, each ACK read and timed (the
 // other messages read past) until the server closes; "ACKS_NO_IMAGES n images i slowest x ms".
 static void command_connection(int port, std::atomic<bool>& done, std::string& result) {
@@ -47,15 +57,10 @@ static void command_connection(int port, std::atomic<bool>& done, std::string& r
   double slowest = 0.0;
   for (int n = 1; !done; n++) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    char dev[20];
-    snprintf(dev, sizeof dev, "CMD_%d", 8000 + n);
-    igtl::StringMessage::Pointer m = igtl::StringMessage::New();
-    m->SetDeviceName(dev);
-    m->SetString("PING");
-    m->Pack();
+    igtl::StringMessage::Pointer m = ping(8000 + n);
     Clock::time_point t0 = Clock::now();
     if (s->Send(m->GetPackPointer(), m->GetPackSize()) == 0) break;
-    std::string want = "ACK_" + std::string(dev + 4);
+    std::string want = "ACK_" + std::to_string(8000 + n);
     for (;;) {
       igtl::MessageHeader::Pointer h = igtl::MessageHeader::New();
       h->InitPack();
@@ -111,15 +116,10 @@ int main(int argc, char** argv) {
     for (int n = 1; !done; n++) {
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
       if (done) break;
-      char dev[20];
-      snprintf(dev, sizeof dev, "CMD_%d", 9000 + n);
-      igtl::StringMessage::Pointer m = igtl::StringMessage::New();
-      m->SetDeviceName(dev);
-      m->SetString("PING");
-      m->Pack();
+      igtl::StringMessage::Pointer m = ping(9000 + n);
       {
         std::lock_guard<std::mutex> g(mu);
-        sent["ACK_" + std::string(dev + 4)] = Clock::now();
+        sent["ACK_" + std::to_string(9000 + n)] = Clock::now();
       }
       if (socket->Send(m->GetPackPointer(), m->GetPackSize()) == 0) break;
     }

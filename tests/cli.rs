@@ -478,9 +478,11 @@ fn resp_eval_cross_validates_by_recording_on_the_real_traces() {
         }
     }
     assert_eq!(seen.len(), 15);
-    // Held out, prediction still beats holding the last sample on every trace.
+    // Issue 16's goal, held out: <= 0.45x on average, no trace worse than 0.9x, and prediction
+    // beats holding the last sample on every trace.
     let o = &h["held_out"];
-    assert!(o["mean_ratio_to_hold"].as_f64().unwrap() < 0.6, "{o}");
+    assert!(o["mean_ratio_to_hold"].as_f64().unwrap() <= 0.45, "{o}");
+    assert!(o["worst_ratio_to_hold"].as_f64().unwrap() <= 0.9, "{o}");
     assert_eq!(o["traces_worse_than_hold"], 0, "{o}");
     // The gate keeps its promise held out: every trace's p95 residual inside the window, and it
     // opens at least 35 % of the time on average (issue 16, item 3).

@@ -18,12 +18,19 @@ const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
 fn cpp_watcher() -> Option<std::path::PathBuf> {
     let src = common::repo().join("tests/peers/igtl_cpp_watch.cxx");
     let exe = std::env::temp_dir().join(format!("stylet-igtl-cpp-watch-{}", std::process::id()));
-    let o = Command::new("g++").arg(&src).args(["-I/usr/include/openigtlink", "-lOpenIGTLink", "-pthread", "-o"]).arg(&exe).output();
+    let o = Command::new("g++")
+        .arg(&src)
+        .args(["-I/usr/include/openigtlink", "-lOpenIGTLink", "-pthread", "-o"])
+        .arg(&exe)
+        .output();
     match o {
         Ok(o) if o.status.success() => Some(exe),
         other => {
             let why = other.map_or_else(|e| e.to_string(), |o| String::from_utf8_lossy(&o.stderr).into_owned());
-            assert!(std::env::var_os("CI").is_none(), "building the C++ peer (apt install libopenigtlink-dev g++): {why}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "building the C++ peer (apt install libopenigtlink-dev g++): {why}"
+            );
             eprintln!("skipped the C++ watcher: {why}");
             None
         }
@@ -95,8 +102,9 @@ fn bwh_session_with(
         return None;
     }
     let done = server.wait_with_output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    });
     assert!(o.status.success(), "{v}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stdout));
     let summary: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
@@ -160,7 +168,8 @@ fn pyigtl_runs_the_simulated_procedure_through_the_bwh_phases_to_the_ablation() 
     let aim = &v["aim"];
     assert_eq!(aim["status"], 1, "{aim}");
     let text = aim["text"].as_str().unwrap();
-    let n: usize = text.strip_prefix("plan ").and_then(|r| r.split(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("{aim}"));
+    let n: usize =
+        text.strip_prefix("plan ").and_then(|r| r.split(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("{aim}"));
     let executed = &v["executed_plan"][0];
     let dist = |a: &serde_json::Value, b: &serde_json::Value| {
         (0..3).map(|i| (a[i].as_f64().unwrap() - b[i].as_f64().unwrap()).powi(2)).sum::<f64>().sqrt()
@@ -259,7 +268,13 @@ fn assert_scene(v: &serde_json::Value) {
     let path = &scene["NEEDLE_PATH"];
     assert_eq!((path["points"].as_u64(), path["lines"].as_u64()), (Some(2), Some(1)), "{path}");
     // The zones: the device setting the ablation prompt named.
-    let prompt = v["prompts"].as_array().unwrap().iter().filter_map(|p| p.as_str()).find(|p| p.starts_with("start the ablation")).unwrap();
+    let prompt = v["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .find(|p| p.starts_with("start the ablation"))
+        .unwrap();
     let named = prompt.split_once('(').and_then(|(_, r)| r.split_once(')')).map(|(n, _)| n).unwrap();
     let (device, setting) = named.split_once(' ').unwrap();
     let zone = stylet_planning::load_zone(&root.join("config/devices.toml"), device, setting).unwrap();
@@ -276,7 +291,10 @@ fn assert_scene(v: &serde_json::Value) {
         assert_eq!(s["open_edges"], 0, "{name}: {s}");
         assert!(s["volume_mm3"].as_f64().unwrap() > 0.0, "{name}: {s}");
     }
-    eprintln!("organs at risk sent: {:?}", oars.iter().map(|(k, s)| format!("{k} {:.0} mm3", s["volume_mm3"].as_f64().unwrap_or(0.0))).collect::<Vec<_>>());
+    eprintln!(
+        "organs at risk sent: {:?}",
+        oars.iter().map(|(k, s)| format!("{k} {:.0} mm3", s["volume_mm3"].as_f64().unwrap_or(0.0))).collect::<Vec<_>>()
+    );
     assert!(v["picture"]["bytes"].as_u64().unwrap() > 10_000, "{v}");
 }
 

@@ -120,7 +120,6 @@ pub struct Bwh {
     target: Option<Point<Ct>>,
 }
 
-
 /// A point Slicer sent (RAS, single precision) in the CT's LPS.
 fn ras_point(a: [f32; 3]) -> Point<Ct> {
     let [x, y, z] = lps_from_ras(a.map(f64::from));

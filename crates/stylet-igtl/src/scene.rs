@@ -147,7 +147,8 @@ impl Grid {
     /// Whether the steps i, j, k make a left-handed frame (a mirrored slice order).
     fn mirrored(&self) -> bool {
         let [a, b, c] = self.direction;
-        let det = a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0]);
+        let det = a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0])
+            + a[2] * (b[0] * c[1] - b[1] * c[0]);
         det < 0.0
     }
 }
@@ -157,7 +158,12 @@ impl Grid {
 /// meets one for which it does not. Only voxels in the index box `lo..hi` are visited (clamped
 /// to the grid); a structure that leaves the box is closed where the box cuts it.
 #[must_use]
-pub fn voxel_surface(grid: &Grid, lo: [usize; 3], hi: [usize; 3], inside: impl Fn(usize, usize, usize) -> bool) -> PolyData {
+pub fn voxel_surface(
+    grid: &Grid,
+    lo: [usize; 3],
+    hi: [usize; 3],
+    inside: impl Fn(usize, usize, usize) -> bool,
+) -> PolyData {
     let hi: [usize; 3] = std::array::from_fn(|a| hi[a].min(grid.dims[a]));
     let within = |v: [usize; 3]| (0..3).all(|a| v[a] >= lo[a] && v[a] < hi[a]);
     let mut corners: std::collections::HashMap<[usize; 3], u32> = std::collections::HashMap::new();
@@ -224,7 +230,8 @@ fn across(axis: [f64; 3]) -> ([f64; 3], [f64; 3]) {
         let n = (x[0] * x[0] + x[1] * x[1] + x[2] * x[2]).sqrt();
         x.map(|c| c / n)
     };
-    let cross = |a: [f64; 3], b: [f64; 3]| [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+    let cross =
+        |a: [f64; 3], b: [f64; 3]| [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
     let helper = if axis[0].abs() < 0.9 { [1.0, 0.0, 0.0] } else { [0.0, 1.0, 0.0] };
     let u = norm(cross(axis, helper));
     (u, cross(axis, u))
@@ -285,7 +292,10 @@ mod tests {
             ct_image([4, 3, 2], [1.0; 3], Point::new(0.0, 0.0, 0.0), eye, &hu[..5]),
             Err(SceneError::Values { dims: [4, 3, 2], got: 5 })
         );
-        assert_eq!(ct_image([70_000, 1, 1], [1.0; 3], Point::new(0.0, 0.0, 0.0), eye, &[]), Err(SceneError::TooLarge([70_000, 1, 1])));
+        assert_eq!(
+            ct_image([70_000, 1, 1], [1.0; 3], Point::new(0.0, 0.0, 0.0), eye, &[]),
+            Err(SceneError::TooLarge([70_000, 1, 1]))
+        );
     }
 
     /// The volume a closed, outward-facing surface of flat polygons encloses (each a fan of

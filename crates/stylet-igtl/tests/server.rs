@@ -188,7 +188,11 @@ fn malformed_input_is_rejected_and_the_connection_stays_healthy() {
             }
         }
     }
-    assert_eq!((statuses[0].0.as_str(), statuses[0].1, statuses[0].2.as_str()), ("CMD_0001", 9, "BAD_CRC"), "{statuses:?}");
+    assert_eq!(
+        (statuses[0].0.as_str(), statuses[0].1, statuses[0].2.as_str()),
+        ("CMD_0001", 9, "BAD_CRC"),
+        "{statuses:?}"
+    );
     assert!(statuses[0].3.contains("CRC-64 mismatch"), "{statuses:?}");
     assert_eq!((statuses[1].1, statuses[1].2.as_str()), (2, "MALFORMED"), "{statuses:?}");
     // A huge BODY_SIZE on another connection: rejected; the server still serves the first client.
@@ -554,7 +558,10 @@ fn a_client_stops_and_starts_a_types_stream_and_its_replies_go_on() {
         got.push((m.body.type_name(), m.device_name));
     }
     assert!(!got.iter().any(|(t, _)| t == "IMAGE"), "{got:?}");
-    assert!(got.contains(&("STRING".into(), "WORKFLOW".into())) && got.contains(&("STRING".into(), "ACK_0001".into())), "{got:?}");
+    assert!(
+        got.contains(&("STRING".into(), "WORKFLOW".into())) && got.contains(&("STRING".into(), "ACK_0001".into())),
+        "{got:?}"
+    );
     // STT_IMAGE: streamed again.
     c.send(&query(Query::Start, "IMAGE")).unwrap();
     assert_eq!(rts(c.recv(Duration::from_secs(5)).unwrap()).0, "IMAGE");

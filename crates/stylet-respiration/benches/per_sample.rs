@@ -13,7 +13,7 @@ fn per_sample(c: &mut Criterion) {
         .join("../../../shared/data/respiration/krilavicius/201205181211-LAC-1-N-320-6.csv");
     let trace = read_trace(&path, TraceFormat::Krilavicius).unwrap();
     let (signal, _) = trace.principal_axis();
-    for method in [Method::Hold, Method::WaveletRls, Method::Pattern, Method::Combined] {
+    for method in [Method::Hold, Method::WaveletRls, Method::Pattern, Method::Reservoir, Method::Combined] {
         let cfg = RespirationConfig { method, ..RespirationConfig::default() };
         // Steady state: the pattern history (120 s) full.
         let warm = 1500;

@@ -15,7 +15,9 @@ pub enum Method {
     WaveletRls,
     /// Nearest neighbours among past breaths.
     Pattern,
-    /// Both, weighted by recent accuracy.
+    /// An echo-state network with an online-trained read-out.
+    Reservoir,
+    /// All three, weighted by recent accuracy.
     Combined,
 }
 
@@ -64,6 +66,16 @@ pub struct RespirationConfig {
     pub pattern_neighbours: usize,
     /// Pattern history, s.
     pub pattern_history_s: f64,
+    /// Reservoir units (0: none in the blend).
+    pub reservoir_units: usize,
+    /// Reservoir spectral radius.
+    pub reservoir_spectral_radius: f64,
+    /// Reservoir leak rate.
+    pub reservoir_leak: f64,
+    /// Reservoir input scale.
+    pub reservoir_input_scale: f64,
+    /// Reservoir read-out RLS forgetting factor.
+    pub reservoir_forgetting: f64,
     /// Error smoothing weight.
     pub error_smoothing: f64,
     /// Baseline window, s.
@@ -125,6 +137,11 @@ impl Default for RespirationConfig {
             pattern_window: 16,
             pattern_neighbours: 10,
             pattern_history_s: 120.0,
+            reservoir_units: 40,
+            reservoir_spectral_radius: 0.9,
+            reservoir_leak: 0.5,
+            reservoir_input_scale: 0.5,
+            reservoir_forgetting: 0.999,
             error_smoothing: 0.02,
             baseline_window_s: 20.0,
             exhale_fraction: 0.2,
@@ -233,6 +250,16 @@ impl RespirationConfig {
             pattern_window: p.pattern_window,
             pattern_neighbours: p.pattern_neighbours,
             pattern_history_s: c.range("prediction.pattern_history_s", p.pattern_history_s, 5.0, 3600.0),
+            reservoir_units: p.reservoir_units,
+            reservoir_spectral_radius: c.range(
+                "prediction.reservoir_spectral_radius",
+                p.reservoir_spectral_radius,
+                0.05,
+                0.999,
+            ),
+            reservoir_leak: c.range("prediction.reservoir_leak", p.reservoir_leak, 0.01, 1.0),
+            reservoir_input_scale: c.range("prediction.reservoir_input_scale", p.reservoir_input_scale, 0.01, 10.0),
+            reservoir_forgetting: c.range("prediction.reservoir_forgetting", p.reservoir_forgetting, 0.9, 1.0),
             error_smoothing: c.range("prediction.error_smoothing", p.error_smoothing, 1e-4, 1.0),
             baseline_window_s: c.range("estimation.baseline_window_s", raw.estimation.baseline_window_s, 2.0, 600.0),
             exhale_fraction: c.range("estimation.exhale_fraction", raw.estimation.exhale_fraction, 0.05, 0.5),
@@ -267,6 +294,9 @@ impl RespirationConfig {
         c.count("prediction.wavelet_taps", cfg.wavelet_taps, 1, 8);
         c.count("prediction.pattern_window", cfg.pattern_window, 2, 256);
         c.count("prediction.pattern_neighbours", cfg.pattern_neighbours, 1, 256);
+        if cfg.reservoir_units > 0 || cfg.method == Method::Reservoir {
+            c.count("prediction.reservoir_units", cfg.reservoir_units, 2, 200);
+        }
         c.finish(path, cfg)
     }
 }
@@ -342,6 +372,11 @@ struct RawPrediction {
     pattern_window: usize,
     pattern_neighbours: usize,
     pattern_history_s: f64,
+    reservoir_units: usize,
+    reservoir_spectral_radius: f64,
+    reservoir_leak: f64,
+    reservoir_input_scale: f64,
+    reservoir_forgetting: f64,
     error_smoothing: f64,
 }
 

@@ -11,7 +11,10 @@
 
 use crate::config::{GateMode, Method, OnDrift, RespirationConfig};
 use crate::correlation::CorrelationModel;
-use crate::predict::{Combined, Hold, PatternMatch, PatternMatchSettings, Predictor, WaveletRls, WaveletRlsSettings};
+use crate::predict::{
+    Combined, Hold, PatternMatch, PatternMatchSettings, Predictor, Reservoir, ReservoirSettings, WaveletRls,
+    WaveletRlsSettings,
+};
 
 /// Larger surrogate values are refused (no breathing sensor reads metres).
 const MAX_ABS_VALUE_MM: f64 = 10_000.0;
@@ -111,7 +114,8 @@ pub struct GateOutput {
     /// through the correlation model, when one is set: what to compensate when the gate opens off
     /// the reference level.
     pub predicted_target_offset_mm: Option<[f64; 3]>,
-    /// Running RMS prediction error (the confidence), mm.
+    /// Running RMS prediction error (the confidence: the larger of the recent one and the one
+    /// over a five times longer past), mm.
     pub confidence_mm: f64,
     /// This decision holds until then (newest sample + stale limit), s.
     pub valid_until_s: f64,
@@ -124,6 +128,7 @@ enum AnyPredictor {
     Hold(Hold),
     Rls(WaveletRls),
     Pattern(PatternMatch),
+    Reservoir(Box<Reservoir>),
     Combined(Box<Combined>),
 }
 
@@ -141,11 +146,19 @@ impl AnyPredictor {
             neighbours: cfg.pattern_neighbours,
             history: ((cfg.pattern_history_s / cfg.period_s).round() as usize).max(16),
         };
+        let reservoir = ReservoirSettings {
+            units: cfg.reservoir_units,
+            spectral_radius: cfg.reservoir_spectral_radius,
+            leak: cfg.reservoir_leak,
+            input_scale: cfg.reservoir_input_scale,
+            forgetting: cfg.reservoir_forgetting,
+        };
         match cfg.method {
             Method::Hold => Self::Hold(Hold::default()),
             Method::WaveletRls => Self::Rls(WaveletRls::new(h, rls)),
             Method::Pattern => Self::Pattern(PatternMatch::new(h, pm)),
-            Method::Combined => Self::Combined(Box::new(Combined::new(h, rls, pm, cfg.error_smoothing))),
+            Method::Reservoir => Self::Reservoir(Box::new(Reservoir::new(h, reservoir))),
+            Method::Combined => Self::Combined(Box::new(Combined::new(h, rls, pm, reservoir, cfg.error_smoothing))),
         }
     }
     fn as_dyn(&mut self) -> &mut dyn Predictor {
@@ -153,6 +166,7 @@ impl AnyPredictor {
             Self::Hold(p) => p,
             Self::Rls(p) => p,
             Self::Pattern(p) => p,
+            Self::Reservoir(p) => p.as_mut(),
             Self::Combined(p) => p.as_mut(),
         }
     }
@@ -161,6 +175,7 @@ impl AnyPredictor {
             Self::Hold(p) => p.predict(),
             Self::Rls(p) => p.predict(),
             Self::Pattern(p) => p.predict(),
+            Self::Reservoir(p) => p.predict(),
             Self::Combined(p) => p.predict(),
         }
     }
@@ -185,6 +200,8 @@ pub struct Respiration {
     /// Past predictions waiting for their target (for the running error).
     pending: std::collections::VecDeque<f64>,
     mse: f64,
+    /// The same over a longer past (a fifth of the smoothing weight).
+    mse_slow: f64,
     /// The two previous predictions (older first), for the predicted speed.
     prev_predictions: [f64; 2],
     prediction: f64,
@@ -217,6 +234,7 @@ impl Respiration {
             sorted_window: Vec::new(),
             pending: std::collections::VecDeque::new(),
             mse: 1.0,
+            mse_slow: 1.0,
             prev_predictions: [0.0; 2],
             prediction: 0.0,
             estimate: BreathingEstimate::default(),
@@ -331,7 +349,9 @@ impl Respiration {
         if self.pending.len() >= self.horizon {
             if let Some(p) = self.pending.pop_front() {
                 let a = self.cfg.error_smoothing;
+                let b = a / 5.0;
                 self.mse = (1.0 - a) * self.mse + a * (p - s.value_mm).powi(2);
+                self.mse_slow = (1.0 - b) * self.mse_slow + b * (p - s.value_mm).powi(2);
             }
         }
         self.predictor.as_dyn().push(s.value_mm);
@@ -465,7 +485,9 @@ impl Respiration {
     /// closes the gate).
     #[must_use]
     pub fn decide(&self, now_s: f64) -> GateOutput {
-        let confidence = self.mse.sqrt();
+        // The larger of the recent and the longer-run error: a calm spell in irregular breathing
+        // does not earn the prediction a trust that the next irregular breath breaks.
+        let confidence = self.mse.max(self.mse_slow).sqrt();
         let mut out = GateOutput {
             open: false,
             reason: GateReason::NoSignal,

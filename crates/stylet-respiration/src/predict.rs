@@ -10,7 +10,11 @@
 //!   removed) is compared with every window of the last `history` samples, and the changes that
 //!   followed the `k` closest are averaged (inverse-distance weights). Breathing repeats itself, so
 //!   this captures the asymmetric inhale/exhale shape a linear model smooths over.
-//! - [`Combined`]: both of the above, weighted by the inverse of their recent squared error (an
+//! - [`Reservoir`]: an echo-state network: a fixed random recurrent network driven by the
+//!   signal's normalised sample-to-sample change, whose linear read-out is trained online (RLS)
+//!   on this patient's breathing as it arrives. Its state carries a nonlinear memory of the recent
+//!   breaths that neither a linear model nor a window comparison has.
+//! - [`Combined`]: all three above, weighted by the inverse of their recent squared error (an
 //!   exponential average over matured predictions), so each trace leans on whichever predicts it
 //!   better; and while the blend's error averaged over a longer past is above that of the last
 //!   sample held, the last sample (a signal nothing predicts is then no worse for the prediction
@@ -84,6 +88,66 @@ impl Default for WaveletRlsSettings {
     }
 }
 
+/// Recursive least squares over a feature vector, with a forgetting factor, kept finite and
+/// bounded through spells without excitation (a breath-hold).
+#[derive(Clone, Debug)]
+struct Rls {
+    w: Vec<f64>,
+    /// The inverse-correlation matrix, row-major.
+    p: Vec<f64>,
+    dim: usize,
+    forgetting: f64,
+    delta: f64,
+}
+
+impl Rls {
+    fn new(dim: usize, forgetting: f64, delta: f64) -> Self {
+        let mut rls = Self { w: vec![0.0; dim], p: vec![0.0; dim * dim], dim, forgetting, delta };
+        rls.reset_p();
+        rls
+    }
+
+    fn reset_p(&mut self) {
+        self.p.iter_mut().for_each(|x| *x = 0.0);
+        for i in 0..self.dim {
+            self.p[i * self.dim + i] = self.delta;
+        }
+    }
+
+    fn output(&self, x: &[f64]) -> f64 {
+        self.w.iter().zip(x).map(|(a, b)| a * b).sum()
+    }
+
+    fn update(&mut self, x: &[f64], y: f64) {
+        let d = self.dim;
+        let lam = self.forgetting;
+        let px: Vec<f64> = (0..d).map(|r| (0..d).map(|c| self.p[r * d + c] * x[c]).sum()).collect();
+        let denom = lam + x.iter().zip(&px).map(|(a, b)| a * b).sum::<f64>();
+        if !(denom.is_finite() && denom > 1e-12) {
+            self.reset_p();
+            return;
+        }
+        let err = y - self.output(x);
+        for (w, p) in self.w.iter_mut().zip(&px) {
+            *w += p / denom * err;
+        }
+        for r in 0..d {
+            for c in 0..d {
+                self.p[r * d + c] = (self.p[r * d + c] - px[r] * px[c] / denom) / lam;
+            }
+        }
+        // Without excitation (a breath-hold) P grows as 1/lambda^n: keep it bounded.
+        let trace: f64 = (0..d).map(|i| self.p[i * d + i]).sum();
+        if !trace.is_finite() || !self.w.iter().all(|w| w.is_finite()) {
+            self.reset_p();
+            self.w.iter_mut().for_each(|w| *w = 0.0);
+        } else if trace > MAX_P_TRACE {
+            let k = MAX_P_TRACE / trace;
+            self.p.iter_mut().for_each(|x| *x *= k);
+        }
+    }
+}
+
 /// RLS on multi-scale features.
 #[derive(Clone, Debug)]
 pub struct WaveletRls {
@@ -95,8 +159,7 @@ pub struct WaveletRls {
     detail: Vec<Recent>,
     /// Feature vectors of the last `horizon + 1` samples, oldest first, waiting for their target.
     pending: std::collections::VecDeque<(Vec<f64>, f64)>,
-    w: Vec<f64>,
-    p: Vec<f64>,
+    rls: Rls,
     dim: usize,
     current: Option<Vec<f64>>,
 }
@@ -110,27 +173,15 @@ impl WaveletRls {
         let s = WaveletRlsSettings { levels, taps, ..s };
         let keep = (1 << levels) * (taps + 1) + 4;
         let dim = levels * taps + 3;
-        let mut p = vec![0.0; dim * dim];
-        for i in 0..dim {
-            p[i * dim + i] = s.delta;
-        }
         Self {
             s,
             horizon,
             approx: (0..=levels).map(|_| Recent::new(keep)).collect(),
             detail: (0..levels).map(|_| Recent::new(keep)).collect(),
             pending: std::collections::VecDeque::new(),
-            w: vec![0.0; dim],
-            p,
+            rls: Rls::new(dim, s.forgetting, s.delta),
             dim,
             current: None,
-        }
-    }
-
-    fn reset_p(&mut self) {
-        self.p.iter_mut().for_each(|x| *x = 0.0);
-        for i in 0..self.dim {
-            self.p[i * self.dim + i] = self.s.delta;
         }
     }
 
@@ -153,35 +204,6 @@ impl WaveletRls {
         f.push(1.0);
         Some(f)
     }
-
-    fn update(&mut self, x: &[f64], y: f64) {
-        let d = self.dim;
-        let lam = self.s.forgetting;
-        let px: Vec<f64> = (0..d).map(|r| (0..d).map(|c| self.p[r * d + c] * x[c]).sum()).collect();
-        let denom = lam + x.iter().zip(&px).map(|(a, b)| a * b).sum::<f64>();
-        if !(denom.is_finite() && denom > 1e-12) {
-            self.reset_p();
-            return;
-        }
-        let err = y - self.w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
-        for (w, p) in self.w.iter_mut().zip(&px) {
-            *w += p / denom * err;
-        }
-        for r in 0..d {
-            for c in 0..d {
-                self.p[r * d + c] = (self.p[r * d + c] - px[r] * px[c] / denom) / lam;
-            }
-        }
-        // Without excitation (a breath-hold) P grows as 1/lambda^n: keep it bounded.
-        let trace: f64 = (0..d).map(|i| self.p[i * d + i]).sum();
-        if !trace.is_finite() || !self.w.iter().all(|w| w.is_finite()) {
-            self.reset_p();
-            self.w.iter_mut().for_each(|w| *w = 0.0);
-        } else if trace > MAX_P_TRACE {
-            let k = MAX_P_TRACE / trace;
-            self.p.iter_mut().for_each(|x| *x *= k);
-        }
-    }
 }
 
 /// The largest trace of the RLS inverse-correlation matrix.
@@ -201,7 +223,7 @@ impl Predictor for WaveletRls {
         // The sample `horizon` back now has its target.
         if self.pending.len() >= self.horizon.max(1) {
             if let Some((x, base)) = self.pending.pop_front() {
-                self.update(&x, value - base);
+                self.rls.update(&x, value - base);
             }
         }
         self.current = self.features();
@@ -215,7 +237,7 @@ impl Predictor for WaveletRls {
     fn predict(&self) -> f64 {
         let last = self.approx[0].back(0).unwrap_or(0.0);
         match &self.current {
-            Some(f) => last + self.w.iter().zip(f).map(|(a, b)| a * b).sum::<f64>(),
+            Some(f) => last + self.rls.output(f),
             None => last,
         }
     }
@@ -304,17 +326,188 @@ impl Predictor for PatternMatch {
     }
 }
 
-/// [`WaveletRls`] and [`PatternMatch`] blended by their recent accuracy.
+/// Settings of [`Reservoir`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReservoirSettings {
+    /// Units in the reservoir (0: no reservoir in [`Combined`]).
+    pub units: usize,
+    /// Spectral radius of the recurrent weights (below 1: the echo of the input fades).
+    pub spectral_radius: f64,
+    /// Leak rate: the share of each unit's new activation in its state (1: no leak).
+    pub leak: f64,
+    /// Scale of the input weights.
+    pub input_scale: f64,
+    /// RLS forgetting factor of the read-out.
+    pub forgetting: f64,
+}
+
+impl Default for ReservoirSettings {
+    fn default() -> Self {
+        Self { units: 40, spectral_radius: 0.9, leak: 0.5, input_scale: 0.5, forgetting: 0.999 }
+    }
+}
+
+/// The input, in running standard deviations of the sample-to-sample change, is clipped here, so
+/// that one artefact (a cough, a belt slipping) neither saturates the reservoir for long nor
+/// inflates the scale the next breaths are measured in.
+const RESERVOIR_INPUT_CLIP: f64 = 5.0;
+
+/// Samples over which the reservoir's scale is a plain mean (then an exponential one, each new
+/// sample weighing 1 %); its read-out trains only after them.
+const RESERVOIR_SCALE_SAMPLES: usize = 50;
+
+/// Samples before the reservoir's read-out is used (its state and scale settle first).
+const RESERVOIR_WARMUP: usize = 100;
+
+/// An echo-state network (Jaeger): a fixed, sparse, random recurrent network driven by the
+/// signal's sample-to-sample change in units of its running standard deviation (so that any
+/// sensor's units and any breathing amplitude look alike to it), with a linear read-out trained
+/// online by RLS to predict the change over the horizon in the same units. The weights come from
+/// a fixed seed: the same signal gives the same predictions.
+#[derive(Clone, Debug)]
+pub struct Reservoir {
+    s: ReservoirSettings,
+    horizon: usize,
+    /// Recurrent weights, row-major, units x units.
+    recurrent: Vec<f64>,
+    /// Input weights per unit: the normalised change, and a bias.
+    input: Vec<[f64; 2]>,
+    state: Vec<f64>,
+    /// Running mean square of the sample-to-sample change.
+    change_ms: f64,
+    last: Option<f64>,
+    /// Read-out features (the state and a bias) with the value and scale they were taken at,
+    /// oldest first, waiting for their target.
+    pending: std::collections::VecDeque<(Vec<f64>, f64, f64)>,
+    readout: Rls,
+    pushed: usize,
+}
+
+impl Reservoir {
+    /// A predictor `horizon` samples ahead.
+    #[must_use]
+    pub fn new(horizon: usize, s: ReservoirSettings) -> Self {
+        let n = s.units.clamp(2, 200);
+        let s = ReservoirSettings { units: n, ..s };
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut uniform = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        // About one connection in ten, then scaled to the spectral radius (power iteration).
+        let mut recurrent: Vec<f64> = (0..n * n)
+            .map(|_| {
+                let (keep, w) = (uniform(), uniform());
+                if keep.abs() < 0.1 {
+                    w
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let radius = spectral_radius(&recurrent, n);
+        if radius > 1e-9 {
+            recurrent.iter_mut().for_each(|w| *w *= s.spectral_radius / radius);
+        }
+        let input = (0..n).map(|_| [uniform() * s.input_scale, uniform() * 0.2]).collect();
+        Self {
+            s,
+            horizon,
+            recurrent,
+            input,
+            state: vec![0.0; n],
+            change_ms: 0.0,
+            last: None,
+            pending: std::collections::VecDeque::new(),
+            readout: Rls::new(n + 1, s.forgetting, 100.0),
+            pushed: 0,
+        }
+    }
+
+    fn scale(&self) -> f64 {
+        self.change_ms.sqrt().max(1e-9)
+    }
+}
+
+/// The largest eigenvalue magnitude of a square matrix (power iteration; enough for scaling).
+fn spectral_radius(m: &[f64], n: usize) -> f64 {
+    let mut v = vec![1.0; n];
+    let mut radius = 0.0;
+    for _ in 0..100 {
+        let next: Vec<f64> = (0..n).map(|r| (0..n).map(|c| m[r * n + c] * v[c]).sum()).collect();
+        let norm = next.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let before = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm < 1e-12 || before < 1e-12 {
+            return 0.0;
+        }
+        radius = norm / before;
+        v = next.iter().map(|x| x / norm).collect();
+    }
+    radius
+}
+
+impl Predictor for Reservoir {
+    fn push(&mut self, value: f64) {
+        let change = self.last.map_or(0.0, |l| value - l);
+        self.last = Some(value);
+        self.pushed += 1;
+        // The scale: a plain mean at first, then an exponential one; an outlier counts only up
+        // to the clip.
+        let (weight, limit) = if self.pushed < RESERVOIR_SCALE_SAMPLES {
+            (1.0 / self.pushed as f64, f64::INFINITY)
+        } else {
+            (0.01, RESERVOIR_INPUT_CLIP * RESERVOIR_INPUT_CLIP * self.change_ms)
+        };
+        self.change_ms = (1.0 - weight) * self.change_ms + weight * (change * change).min(limit);
+        let scale = self.scale();
+        let u = (change / scale).clamp(-RESERVOIR_INPUT_CLIP, RESERVOIR_INPUT_CLIP);
+        let n = self.state.len();
+        let leak = self.s.leak;
+        let next: Vec<f64> = (0..n)
+            .map(|r| {
+                let recurrent: f64 = (0..n).map(|c| self.recurrent[r * n + c] * self.state[c]).sum();
+                let [w_u, bias] = self.input[r];
+                (1.0 - leak) * self.state[r] + leak * (recurrent + w_u * u + bias).tanh()
+            })
+            .collect();
+        self.state = next;
+        // The sample `horizon` back now has its target (in the scale it was predicted in).
+        if self.pending.len() >= self.horizon.max(1) {
+            if let Some((x, base, at_scale)) = self.pending.pop_front() {
+                self.readout.update(&x, (value - base) / at_scale);
+            }
+        }
+        // Until the scale has seen some breathing, a target in its units would be meaningless.
+        if self.pushed >= RESERVOIR_SCALE_SAMPLES && self.change_ms > 0.0 {
+            let mut features = self.state.clone();
+            features.push(1.0);
+            self.pending.push_back((features, value, scale));
+        }
+    }
+
+    fn predict(&self) -> f64 {
+        match (self.last, self.pending.back()) {
+            (Some(last), Some((f, _, scale))) if self.pushed > RESERVOIR_WARMUP => {
+                last + scale * self.readout.output(f)
+            }
+            (last, _) => last.unwrap_or(0.0),
+        }
+    }
+}
+
+/// [`WaveletRls`], [`PatternMatch`] and [`Reservoir`] blended by their recent accuracy.
 #[derive(Clone, Debug)]
 pub struct Combined {
     horizon: usize,
     rls: WaveletRls,
     pattern: PatternMatch,
-    /// Past predictions (rls, pattern, blend, the last sample held, the output) waiting for
-    /// their target, oldest first.
-    pending: std::collections::VecDeque<[f64; 5]>,
-    /// Exponential averages of squared error: rls, pattern, the output.
-    mse: [f64; 3],
+    /// None with zero units.
+    reservoir: Option<Reservoir>,
+    /// Past predictions (rls, pattern, reservoir, blend, the last sample held, the output)
+    /// waiting for their target, oldest first.
+    pending: std::collections::VecDeque<[f64; 6]>,
+    /// Exponential averages of squared error: rls, pattern, reservoir, the output.
+    mse: [f64; 4],
     /// The blend's and the held sample's squared errors averaged over a longer past (a fifth of
     /// the smoothing weight): what the fallback decides on, so that a few bad breaths do not
     /// switch it.
@@ -327,13 +520,20 @@ impl Combined {
     /// A predictor `horizon` samples ahead; `smoothing` is the weight of each new error in the
     /// running mean squared errors (e.g. 0.02).
     #[must_use]
-    pub fn new(horizon: usize, rls: WaveletRlsSettings, pattern: PatternMatchSettings, smoothing: f64) -> Self {
+    pub fn new(
+        horizon: usize,
+        rls: WaveletRlsSettings,
+        pattern: PatternMatchSettings,
+        reservoir: ReservoirSettings,
+        smoothing: f64,
+    ) -> Self {
         Self {
             horizon,
             rls: WaveletRls::new(horizon, rls),
             pattern: PatternMatch::new(horizon, pattern),
+            reservoir: (reservoir.units > 0).then(|| Reservoir::new(horizon, reservoir)),
             pending: std::collections::VecDeque::new(),
-            mse: [1.0; 3],
+            mse: [1.0; 4],
             slow: [1.0; 2],
             smoothing: smoothing.clamp(1e-4, 1.0),
             last: 0.0,
@@ -343,7 +543,7 @@ impl Combined {
     /// The running RMS error of the prediction given (mm): its confidence.
     #[must_use]
     pub fn rms_error(&self) -> f64 {
-        self.mse[2].sqrt()
+        self.mse[3].sqrt()
     }
 
     /// Whether the blend is losing to the last sample held (squared errors over the longer
@@ -354,21 +554,24 @@ impl Combined {
     }
 
     fn blend(&self) -> f64 {
-        let w = self.pattern_weight();
-        (1.0 - w) * self.rls.predict() + w * self.pattern.predict()
+        self.parts().iter().zip(self.weights()).map(|(p, w)| p * w).sum()
     }
 
-    /// The blend weight of the pattern matcher (0-1).
+    /// The blend weights of wavelet-RLS, pattern matching and the reservoir (summing to 1; the
+    /// reservoir's 0 without one): each the inverse of its recent mean squared error.
     #[must_use]
-    pub fn pattern_weight(&self) -> f64 {
-        let (a, b) = (1.0 / self.mse[0].max(1e-12), 1.0 / self.mse[1].max(1e-12));
-        b / (a + b)
+    pub fn weights(&self) -> [f64; 3] {
+        let inverse = |m: f64| 1.0 / m.max(1e-12);
+        let w =
+            [inverse(self.mse[0]), inverse(self.mse[1]), self.reservoir.as_ref().map_or(0.0, |_| inverse(self.mse[2]))];
+        let total: f64 = w.iter().sum();
+        w.map(|x| x / total)
     }
 
-    /// The two predictions (rls, pattern).
+    /// The three predictions (wavelet-RLS, pattern, reservoir; the last sample without one).
     #[must_use]
-    pub fn parts(&self) -> (f64, f64) {
-        (self.rls.predict(), self.pattern.predict())
+    pub fn parts(&self) -> [f64; 3] {
+        [self.rls.predict(), self.pattern.predict(), self.reservoir.as_ref().map_or(self.last, Predictor::predict)]
     }
 }
 
@@ -378,7 +581,7 @@ impl Predictor for Combined {
             if let Some(p) = self.pending.pop_front() {
                 let a = self.smoothing;
                 let b = a / 5.0;
-                let (fast, slow) = ([p[0], p[1], p[4]], [p[2], p[3]]);
+                let (fast, slow) = ([p[0], p[1], p[2], p[5]], [p[3], p[4]]);
                 for (m, p) in self.mse.iter_mut().zip(fast) {
                     *m = (1.0 - a) * *m + a * (p - value).powi(2);
                 }
@@ -389,8 +592,12 @@ impl Predictor for Combined {
         }
         self.rls.push(value);
         self.pattern.push(value);
+        if let Some(r) = &mut self.reservoir {
+            r.push(value);
+        }
         self.last = value;
-        self.pending.push_back([self.rls.predict(), self.pattern.predict(), self.blend(), value, self.predict()]);
+        let [rls, pattern, reservoir] = self.parts();
+        self.pending.push_back([rls, pattern, reservoir, self.blend(), value, self.predict()]);
     }
 
     fn predict(&self) -> f64 {
@@ -432,7 +639,13 @@ mod tests {
         let rls = rms_after(&mut WaveletRls::new(h, WaveletRlsSettings::default()), h, 1500, 600);
         let pm = rms_after(&mut PatternMatch::new(h, PatternMatchSettings::default()), h, 1500, 600);
         let comb = rms_after(
-            &mut Combined::new(h, WaveletRlsSettings::default(), PatternMatchSettings::default(), 0.02),
+            &mut Combined::new(
+                h,
+                WaveletRlsSettings::default(),
+                PatternMatchSettings::default(),
+                ReservoirSettings::default(),
+                0.02,
+            ),
             h,
             1500,
             600,
@@ -461,7 +674,15 @@ mod tests {
             let preds: Vec<f64> = walk.iter().map(|v| predict(*v)).collect();
             walk.iter().enumerate().skip(600 + h).map(|(i, v)| (preds[i - h] - v).powi(2)).sum::<f64>().sqrt()
         };
-        let combined = || Combined::new(h, WaveletRlsSettings::default(), PatternMatchSettings::default(), 0.02);
+        let combined = || {
+            Combined::new(
+                h,
+                WaveletRlsSettings::default(),
+                PatternMatchSettings::default(),
+                ReservoirSettings::default(),
+                0.02,
+            )
+        };
         let mut held = Hold::default();
         let hold = rms(&mut |v| {
             held.push(v);

@@ -420,7 +420,14 @@ mod tests {
     #[test]
     fn plans_are_chosen_by_number_and_other_keys_are_refused_with_why() {
         let (mut op, keys, _) = console();
-        let opt = |index| PlanOption { index, positions: 1, margin_mm: 6.0, high_risk: false, entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0), tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0) };
+        let opt = |index| PlanOption {
+            index,
+            positions: 1,
+            margin_mm: 6.0,
+            high_risk: false,
+            entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0),
+            tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0),
+        };
         let prompt = Prompt::ChoosePlan { options: vec![opt(4), opt(7)] };
         assert_eq!(op.answer(&prompt), None);
         keys.press(Key::Yes).unwrap();

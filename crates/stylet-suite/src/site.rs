@@ -333,8 +333,13 @@ mod tests {
         // Without [igtl]: this host only, on the protocol's port.
         let cut = shipped().split("\n[igtl]").next().unwrap().to_string();
         assert_eq!(Site::parse(&cut, Path::new("site.toml")).unwrap().igtl.port, 18944);
-        let remote = shipped().replace("bind = \"127.0.0.1\"", "bind = \"0.0.0.0\"").replace("allowed_peers = []", "allowed_peers = [\"10.1.2.3\"]");
-        assert_eq!(Site::parse(&remote, Path::new("site.toml")).unwrap().igtl.allowed_peers, vec![std::net::IpAddr::from([10, 1, 2, 3])]);
+        let remote = shipped()
+            .replace("bind = \"127.0.0.1\"", "bind = \"0.0.0.0\"")
+            .replace("allowed_peers = []", "allowed_peers = [\"10.1.2.3\"]");
+        assert_eq!(
+            Site::parse(&remote, Path::new("site.toml")).unwrap().igtl.allowed_peers,
+            vec![std::net::IpAddr::from([10, 1, 2, 3])]
+        );
     }
 
     #[test]
@@ -348,7 +353,11 @@ mod tests {
             ("tumour_label = 2", "", "planning.tumour_label = absent"),
             ("source = \"dicom\"", "source = \"pacs\"", "unknown variant"),
             ("[ablation]", "[ablation]\ncolour = 1", "unknown field"),
-            ("bind = \"127.0.0.1\"", "bind = \"0.0.0.0\"", "igtl.allowed_peers = []: igtl.bind = 0.0.0.0 reaches other hosts"),
+            (
+                "bind = \"127.0.0.1\"",
+                "bind = \"0.0.0.0\"",
+                "igtl.allowed_peers = []: igtl.bind = 0.0.0.0 reaches other hosts",
+            ),
             ("bind = \"127.0.0.1\"", "bind = \"the-slicer-pc\"", "invalid IP address"),
         ];
         for (from, to, expect) in cases {

@@ -20,9 +20,9 @@ use stylet_igtl::bwh::{Action, Phase};
 
 use crate::arming::NetworkControl;
 use crate::console::ConsoleOperator;
+use stylet_core::frame::{Ct, Point, Robot, Transform};
 use stylet_igtl::server::ServerHandle;
 use stylet_igtl::{status, Body, Message};
-use stylet_core::frame::{Ct, Point, Robot, Transform};
 use stylet_procedure::ports::{Answer, Operator, PlanOption, Prompt, Request};
 
 /// The device name of the prompts Stylet sends (STRING).
@@ -284,9 +284,15 @@ impl FrontEnd {
                 self.done(
                     Phase::MoveToTarget,
                     true,
-                    &format!("the needle is at the target of position {} of {} (ACC-1 accepted)", position.0, position.1),
+                    &format!(
+                        "the needle is at the target of position {} of {} (ACC-1 accepted)",
+                        position.0, position.1
+                    ),
                 );
-                format!("start the ablation ({setting}) at position {} of {}: ANSWER yes or abort", position.0, position.1)
+                format!(
+                    "start the ablation ({setting}) at position {} of {}: ANSWER yes or abort",
+                    position.0, position.1
+                )
             }
             Prompt::AfterFault { fault } => {
                 format!("the supervisor latched {fault}; the arm holds: ANSWER yes resets, abort ends the procedure")
@@ -380,7 +386,11 @@ impl FrontEnd {
         match (prompt, answer) {
             (Prompt::Start, Answer::Yes) if !self.started => {
                 self.started = true;
-                self.done(Phase::StartUp, true, "procedure started at the console: planning CT, fiducials, registration, plans");
+                self.done(
+                    Phase::StartUp,
+                    true,
+                    "procedure started at the console: planning CT, fiducials, registration, plans",
+                );
             }
             (Prompt::ChoosePlan { options }, Answer::Choose { index }) => {
                 self.moving = true;
@@ -456,7 +466,9 @@ fn plans_message(options: &[PlanOption]) -> Message {
     let points = options
         .iter()
         .enumerate()
-        .flat_map(|(i, o)| [element(i + 1, "entry", o.entry, o.high_risk), element(i + 1, "target", o.tip, o.high_risk)])
+        .flat_map(|(i, o)| {
+            [element(i + 1, "entry", o.entry, o.high_risk), element(i + 1, "target", o.tip, o.high_risk)]
+        })
         .collect();
     Message::new("PLANS", Body::Point(points))
 }
@@ -530,12 +542,22 @@ impl SlicerOperator {
         if n.allows(r.client) {
             return true;
         }
-        let who = self.server.peers().iter().find(|(c, _)| *c == r.client).map_or("a peer now gone".into(), |(_, a)| a.to_string());
+        let who = self
+            .server
+            .peers()
+            .iter()
+            .find(|(c, _)| *c == r.client)
+            .map_or("a peer now gone".into(), |(_, a)| a.to_string());
         let reason = "network control is not armed at the console: the operator arms it there (key w) for the 3D Slicer connected";
         n.note(format!("refused {device} from {who}: {reason}"));
         self.server.broadcast(Message::new(
             device,
-            Body::Status { code: status::ACCESS_DENIED, subcode: 0, error_name: "NOT_ARMED".into(), message: reason.into() },
+            Body::Status {
+                code: status::ACCESS_DENIED,
+                subcode: 0,
+                error_name: "NOT_ARMED".into(),
+                message: reason.into(),
+            },
         ));
         false
     }
@@ -548,10 +570,9 @@ impl SlicerOperator {
                     &device,
                     Body::Status { code, subcode: 0, error_name: name.to_string(), message: reason },
                 )),
-                Reply::Prompt(text) => self.server.broadcast(Message::new(
-                    PROMPT_DEVICE,
-                    Body::String { encoding: 3, value: text.into_bytes() },
-                )),
+                Reply::Prompt(text) => self
+                    .server
+                    .broadcast(Message::new(PROMPT_DEVICE, Body::String { encoding: 3, value: text.into_bytes() })),
                 Reply::Plans(options) => self.server.broadcast(plans_message(&options)),
             }
         }
@@ -686,8 +707,22 @@ mod tests {
     fn plans() -> Prompt {
         Prompt::ChoosePlan {
             options: vec![
-                PlanOption { index: 3, positions: 1, margin_mm: 6.0, high_risk: true, entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0), tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0) },
-                PlanOption { index: 5, positions: 2, margin_mm: 5.5, high_risk: false, entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0), tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0) },
+                PlanOption {
+                    index: 3,
+                    positions: 1,
+                    margin_mm: 6.0,
+                    high_risk: true,
+                    entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0),
+                    tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0),
+                },
+                PlanOption {
+                    index: 5,
+                    positions: 2,
+                    margin_mm: 5.5,
+                    high_risk: false,
+                    entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0),
+                    tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0),
+                },
             ],
         }
     }
@@ -718,7 +753,10 @@ mod tests {
         f.take(Action::Enter(Phase::MoveToTarget));
         let r = f.replies();
         assert!(matches!(&r[0], Reply::Prompt(t) if t.contains("START_UP")), "{r:?}");
-        assert_eq!(refused(&r), vec![("TARGETING".into(), status::NOT_READY), ("MOVE_TO_TARGET".into(), status::NOT_READY)]);
+        assert_eq!(
+            refused(&r),
+            vec![("TARGETING".into(), status::NOT_READY), ("MOVE_TO_TARGET".into(), status::NOT_READY)]
+        );
         f.take(Action::Enter(Phase::StartUp));
         assert_eq!(f.ask(&Prompt::Start), Some(Answer::Yes));
         // TARGETING before the plans: reported once they are offered.
@@ -817,7 +855,9 @@ mod tests {
             r.iter()
                 .find_map(|x| match x {
                     Reply::Completed { phase: Phase::Planning, ok, text } => Some((*ok, text.clone())),
-                    Reply::Refused { device, code, reason, .. } if device == "PLANNING" => Some((*code == 0, reason.clone())),
+                    Reply::Refused { device, code, reason, .. } if device == "PLANNING" => {
+                        Some((*code == 0, reason.clone()))
+                    }
                     _ => None,
                 })
                 .unwrap()

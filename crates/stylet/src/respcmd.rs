@@ -58,7 +58,7 @@ pub(crate) struct EvalArgs {
     json: bool,
 }
 
-const METHODS: [Method; 3] = [Method::WaveletRls, Method::Pattern, Method::Combined];
+const METHODS: [Method; 4] = [Method::WaveletRls, Method::Pattern, Method::Reservoir, Method::Combined];
 
 fn format_of(path: &Path, f: Format) -> anyhow::Result<TraceFormat> {
     Ok(match f {
@@ -227,11 +227,12 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     for (k, h) in horizons.iter().enumerate() {
         say!("horizon {h} ms (prediction RMSE / no-prediction RMSE; gate of the {:?} method)", cfg.method);
         say!(
-            "{:<34} {:>8} {:>7} {:>7} {:>8} {:>6} {:>8} {:>8}",
+            "{:<34} {:>8} {:>7} {:>7} {:>9} {:>8} {:>6} {:>8} {:>8}",
             "trace",
             "hold mm",
             "rls",
             "pattern",
+            "reservoir",
             "combined",
             "duty",
             "res p95",
@@ -240,12 +241,13 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         for r in &results {
             let rep = &r.reports[k];
             say!(
-                "{:<34} {:>8.2} {:>7.3} {:>7.3} {:>8.3} {:>5.1}% {:>8.2} {:>8.2}",
+                "{:<34} {:>8.2} {:>7.3} {:>7.3} {:>9.3} {:>8.3} {:>5.1}% {:>8.2} {:>8.2}",
                 r.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
                 rep.hold_rmse_mm,
                 rep.methods[0].ratio_to_hold,
                 rep.methods[1].ratio_to_hold,
                 rep.methods[2].ratio_to_hold,
+                rep.methods[3].ratio_to_hold,
                 100.0 * rep.gate.duty_cycle,
                 rep.gate.residual_p95_mm,
                 rep.gate.residual_max_mm
@@ -253,12 +255,13 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         }
         let s = &summary[k];
         say!(
-            "{:<34} {:>8} {:>7.3} {:>7.3} {:>8.3} {:>5.1}% {:>8.2}   (window +-{} mm)",
+            "{:<34} {:>8} {:>7.3} {:>7.3} {:>9.3} {:>8.3} {:>5.1}% {:>8.2}   (window +-{} mm)",
             format!("mean over {} trace(s)", results.len()),
             "",
             s["methods"][0]["mean_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
             s["methods"][1]["mean_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
             s["methods"][2]["mean_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
+            s["methods"][3]["mean_ratio_to_hold"].as_f64().unwrap_or(f64::NAN),
             100.0 * s["mean_duty_cycle"].as_f64().unwrap_or(f64::NAN),
             s["max_residual_p95_mm"].as_f64().unwrap_or(f64::NAN),
             cfg.window_half_width_mm

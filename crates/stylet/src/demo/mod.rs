@@ -283,7 +283,10 @@ struct ArmEnd {
 
 /// Starts the OpenIGTLink server with Stylet planning (the BWH convention's phases answer the
 /// driver's prompts) and makes Slicer the operator; the scene goes out through `fan`.
-fn slicer_operator(setup: SlicerSetup, fan: &mut Fanout) -> anyhow::Result<(SlicerOperator, crate::signals::EndRequest)> {
+fn slicer_operator(
+    setup: SlicerSetup,
+    fan: &mut Fanout,
+) -> anyhow::Result<(SlicerOperator, crate::signals::EndRequest)> {
     let op = serve_slicer(&setup, fan, "the operator")?;
     // SIGTERM, SIGHUP or SIGINT: the operator leaves (the arm stops under the supervisor).
     let signal = crate::signals::EndRequest::watch().context("watching for SIGTERM, SIGHUP and SIGINT")?;
@@ -308,7 +311,10 @@ pub(crate) fn serve_slicer(setup: &SlicerSetup, fan: &mut Fanout, role: &str) ->
         "this host".to_string()
     } else {
         let peers = format!("this host and {:?}", setup.allowed_peers);
-        eprintln!("warning: OpenIGTLink server listening on {}, reachable from other hosts; served: {peers}", srv.local_addr);
+        eprintln!(
+            "warning: OpenIGTLink server listening on {}, reachable from other hosts; served: {peers}",
+            srv.local_addr
+        );
         peers
     };
     eprintln!("OpenIGTLink: listening on {}", srv.local_addr);
@@ -345,10 +351,13 @@ fn drive<W: World>(
 /// read it.
 pub(crate) fn slicer_ended(op: SlicerOperator, report: &Report) -> Value {
     let (ok, text) = match &report.outcome {
-        End::Done => (true, format!("done: {} position(s) ablated, the needle out, drives off", report.positions.len())),
-        End::Stopped { state, fault, .. } => {
-            (false, format!("stopped by the supervisor ({state}, {}); the arm holds", fault.as_deref().unwrap_or("e-stop")))
+        End::Done => {
+            (true, format!("done: {} position(s) ablated, the needle out, drives off", report.positions.len()))
         }
+        End::Stopped { state, fault, .. } => (
+            false,
+            format!("stopped by the supervisor ({state}, {}); the arm holds", fault.as_deref().unwrap_or("e-stop")),
+        ),
         End::Aborted { retracted, .. } => {
             (false, format!("aborted; the needle {}", if *retracted { "withdrawn" } else { "holds where it stopped" }))
         }

@@ -271,10 +271,13 @@ impl EventSink for Fanout {
                 self.rec.record(t, tr.event());
                 view::text(&self.tel, "state/workflow", t, format!("{:?}", tr.to), Level::Info);
                 let phase = format!("{:?}", tr.to);
-                self.send(t, stylet_igtl::Message::new(
-                    "WORKFLOW",
-                    stylet_igtl::Body::String { encoding: 3, value: phase.into_bytes() },
-                ));
+                self.send(
+                    t,
+                    stylet_igtl::Message::new(
+                        "WORKFLOW",
+                        stylet_igtl::Body::String { encoding: 3, value: phase.into_bytes() },
+                    ),
+                );
                 self.bar.inc(1);
                 self.bar.set_message(format!("{:?}", tr.to));
                 self.say(t, &format!("workflow {:?} -> {:?}: {}", tr.from, tr.to, tr.reason));
@@ -315,10 +318,13 @@ impl EventSink for Fanout {
                 if self.igtl.is_some() && self.gate_sent != Some(open) {
                     self.gate_sent = Some(open);
                     let state = if open { "open" } else { "closed" };
-                    self.send(t, stylet_igtl::Message::new(
-                        "GATE",
-                        stylet_igtl::Body::String { encoding: 3, value: state.as_bytes().to_vec() },
-                    ));
+                    self.send(
+                        t,
+                        stylet_igtl::Message::new(
+                            "GATE",
+                            stylet_igtl::Body::String { encoding: 3, value: state.as_bytes().to_vec() },
+                        ),
+                    );
                 }
             }
             Event::PlanningCt(p) => {

@@ -322,7 +322,14 @@ mod tests {
         v.apply(2.0, &Ev::Fault { code: "HAZ-11", detail: "control cycle started 11 ms late" });
         v.planned_mm = Some(80.0);
         v.inserted_mm = Some(20.0);
-        let opt = PlanOption { index: 3, positions: 1, margin_mm: 6.5, high_risk: true, entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0), tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0) };
+        let opt = PlanOption {
+            index: 3,
+            positions: 1,
+            margin_mm: 6.5,
+            high_risk: true,
+            entry: stylet_core::frame::Point::new(0.0, 0.0, 0.0),
+            tip: stylet_core::frame::Point::new(0.0, 0.0, 80.0),
+        };
         v.prompt = Some((4, Prompt::ChoosePlan { options: vec![opt] }));
         let s = screen(&v);
         for want in [

@@ -21,8 +21,8 @@ use stylet_recorder::{FsyncPolicy, Recorder};
 use stylet_safety::{Command, SafetyConfig};
 use stylet_suite::ct::unix_now;
 use stylet_suite::{
-    AblationEnd, Arrivals, ConsoleOperator, FolderWatch, ManualAblation, NetworkControl, ScannerCt,
-    SensorRespiration, Site, SuiteOperator, SuiteWorld, View, ViewSink, WallClock,
+    AblationEnd, Arrivals, ConsoleOperator, FolderWatch, ManualAblation, NetworkControl, ScannerCt, SensorRespiration,
+    Site, SuiteOperator, SuiteWorld, View, ViewSink, WallClock,
 };
 use stylet_telemetry::{Sink, Telemetry};
 

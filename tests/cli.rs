@@ -545,6 +545,36 @@ fn resp_eval_takes_a_belt_in_adc_counts_at_1000_and_at_25_hz() {
     }
     // The two rates of one belt give one answer.
     assert!((ratios[0] - ratios[1]).abs() < 0.05, "{ratios:?}");
+    // The run as numbers, and the prediction over the belt's artefact-free stretches.
+    let timeline = dir.join("timeline.csv");
+    let trace = dir.join("belt-25hz-counts.csv");
+    let out = Command::new(STYLET)
+        .args(["resp", "eval", "--horizon-ms", "400", "--trace"])
+        .arg(&trace)
+        .arg("--timeline")
+        .arg(&timeline)
+        .arg("--config")
+        .arg(repo().join("config"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&timeline).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("# horizon_s = 0.4"));
+    assert_eq!(lines.next(), Some("t_s,value_mm,predicted_mm,open,reference_mm"));
+    assert!((5990..=6001).contains(&lines.count()), "one row per working-rate sample");
+    let clean =
+        Command::new("python3").arg(repo().join("bench/artefact_free_ratio.py")).arg(&timeline).output().unwrap();
+    assert!(clean.status.success(), "{clean:?}");
+    let report = String::from_utf8_lossy(&clean.stdout);
+    let free = report
+        .lines()
+        .find_map(|l| l.strip_prefix("artefact-free parts: ratio "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse::<f64>().ok())
+        .unwrap();
+    // Issue 16's 0.6x holds where the belt is not moving with the patient (docs/PERFORMANCE.md).
+    assert!(free <= 0.6, "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

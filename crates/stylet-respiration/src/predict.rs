@@ -349,7 +349,8 @@ impl Default for ReservoirSettings {
 
 /// The input, in running standard deviations of the sample-to-sample change, is clipped here, so
 /// that one artefact (a cough, a belt slipping) neither saturates the reservoir for long nor
-/// inflates the scale the next breaths are measured in.
+/// inflates the scale the next breaths are measured in; and a change over the horizon beyond
+/// `horizon` times this is not learnt from.
 const RESERVOIR_INPUT_CLIP: f64 = 5.0;
 
 /// Samples over which the reservoir's scale is a plain mean (then an exponential one, each new
@@ -474,7 +475,12 @@ impl Predictor for Reservoir {
         // The sample `horizon` back now has its target (in the scale it was predicted in).
         if self.pending.len() >= self.horizon.max(1) {
             if let Some((x, base, at_scale)) = self.pending.pop_front() {
-                self.readout.update(&x, (value - base) / at_scale);
+                // A change larger than the horizon's clipped steps could add up to is an
+                // artefact, not a lesson: the read-out does not learn it.
+                let target = (value - base) / at_scale;
+                if target.abs() <= RESERVOIR_INPUT_CLIP * self.horizon.max(1) as f64 {
+                    self.readout.update(&x, target);
+                }
             }
         }
         // Until the scale has seen some breathing, a target in its units would be meaningless.
@@ -650,8 +656,10 @@ mod tests {
             1500,
             600,
         );
+        let res = rms_after(&mut Reservoir::new(h, ReservoirSettings::default()), h, 1500, 600);
         assert!(hold > 2.0, "{hold}");
         assert!(rls < 0.05 * hold, "rls {rls} vs hold {hold}");
+        assert!(res < 0.05 * hold, "reservoir {res} vs hold {hold}");
         assert!(pm < 0.05 * hold, "pattern {pm} vs hold {hold}");
         assert!(comb < 0.05 * hold, "combined {comb} vs hold {hold}");
     }
@@ -700,6 +708,47 @@ mod tests {
         });
         assert!(blend > 1.02 * hold, "the blend alone loses here: {blend} vs hold {hold}");
         assert!(comb < 1.01 * hold, "with the fallback: {comb} vs hold {hold}");
+    }
+
+    #[test]
+    fn the_reservoir_sees_no_units_and_shrugs_off_an_artefact() {
+        let h = 4;
+        // The same breathing in millimetres and in ADC counts (x 400, offset): the same
+        // prediction, in each signal's units.
+        let mut mm = Reservoir::new(h, ReservoirSettings::default());
+        let mut counts = Reservoir::new(h, ReservoirSettings::default());
+        for i in 0..1200 {
+            mm.push(sine(i));
+            counts.push(32_000.0 + 400.0 * sine(i));
+            if i > 200 {
+                let expected = 32_000.0 + 400.0 * mm.predict();
+                assert!((counts.predict() - expected).abs() < 1e-6 * 400.0, "sample {i}");
+            }
+        }
+        // A belt slipping: one sample 100 amplitudes off. A minute later the reservoir predicts
+        // the sine as well as it did before.
+        let mut r = Reservoir::new(h, ReservoirSettings::default());
+        // The RMS error over samples [score_from, to) of a run over [from, to).
+        let rms = |r: &mut Reservoir, from: usize, score_from: usize, to: usize, spike: Option<usize>| {
+            let (mut e2, mut n) = (0.0, 0);
+            let mut preds = std::collections::VecDeque::new();
+            for i in from..to {
+                r.push(if Some(i) == spike { 500.0 } else { sine(i) });
+                preds.push_back(r.predict());
+                if preds.len() > h {
+                    let p = preds.pop_front().unwrap_or(0.0);
+                    if i >= score_from {
+                        e2 += (p - sine(i)).powi(2);
+                        n += 1;
+                    }
+                }
+            }
+            (e2 / f64::from(n)).sqrt()
+        };
+        let before = rms(&mut r, 0, 700, 1000, None);
+        let _ = rms(&mut r, 1000, 1000, 1600, Some(1000));
+        let after = rms(&mut r, 1600, 1600, 1900, None);
+        assert!(before < 0.1 && after < 2.0 * before, "after the artefact {after} vs before {before}");
     }
 
     #[test]

@@ -37,13 +37,17 @@ pub(crate) struct EvalArgs {
     /// Write a PNG of signal, prediction and gate (one trace, first horizon).
     #[arg(long, requires = "trace")]
     plot: Option<PathBuf>,
+    /// Write the run as CSV (one trace, first horizon): per working-rate sample its time, the
+    /// signal, the prediction made then for the horizon ahead, the gate and its reference.
+    #[arg(long, requires = "trace")]
+    timeline: Option<PathBuf>,
     /// Seconds of the trace to plot, from... to.
     #[arg(long, value_delimiter = ',', default_value = "20,80")]
     plot_span_s: Vec<f64>,
     /// Cross-validate by recording (with --dir): for each recording (the markers of one session
     /// together), the predictor settings that do best on the others, scored on it
     /// (docs/respiration.md, "Cross-validation").
-    #[arg(long, conflicts_with = "plot")]
+    #[arg(long, conflicts_with_all = ["plot", "timeline"])]
     cv: bool,
     /// With --dir: the gate's trade-off as a PNG, mean duty against the worst trace's p95
     /// residual, for window half-widths of 1 to 4 mm and confidence factors 0, 1 and 2 (the
@@ -131,17 +135,41 @@ fn eval_one(path: &Path, args: &EvalArgs, cfg: &RespirationConfig, horizons: &[f
         "peak_to_peak_mm": p2p,
         "horizons": reports,
     });
-    if let Some(png) = &args.plot {
-        let span = match args.plot_span_s.as_slice() {
-            [a, b] if b > a => (*a, *b),
-            other => anyhow::bail!("--plot-span-s takes FROM,TO seconds with FROM < TO, got {other:?}"),
-        };
+    if args.plot.is_some() || args.timeline.is_some() {
         let c = RespirationConfig { horizon_s: horizons[0] * 1e-3, on_drift: OnDrift::ReReference, ..cfg.clone() };
         let (tl, _) = run(&sig.t_s, signal, &c);
-        crate::plot::respiration_png(png, &tl, c.horizon_s, c.window_half_width_mm, span)
-            .with_context(|| format!("writing {}", png.display()))?;
+        if let Some(png) = &args.plot {
+            let span = match args.plot_span_s.as_slice() {
+                [a, b] if b > a => (*a, *b),
+                other => anyhow::bail!("--plot-span-s takes FROM,TO seconds with FROM < TO, got {other:?}"),
+            };
+            crate::plot::respiration_png(png, &tl, c.horizon_s, c.window_half_width_mm, span)
+                .with_context(|| format!("writing {}", png.display()))?;
+        }
+        if let Some(csv) = &args.timeline {
+            std::fs::write(csv, timeline_csv(&tl, c.horizon_s))
+                .with_context(|| format!("writing {}", csv.display()))?;
+        }
     }
     Ok(TraceResult { path: path.to_path_buf(), json, reports })
+}
+
+/// The run as CSV: `t_s,value_mm,predicted_mm,open,reference_mm` (the prediction made at `t_s`
+/// for `horizon_s` later; the reference empty before there is one).
+fn timeline_csv(tl: &stylet_respiration::eval::Timeline, horizon_s: f64) -> String {
+    let mut out = format!("# horizon_s = {horizon_s}\nt_s,value_mm,predicted_mm,open,reference_mm\n");
+    for i in 0..tl.t_s.len() {
+        let reference =
+            if tl.reference_mm[i].is_finite() { format!("{:.6}", tl.reference_mm[i]) } else { String::new() };
+        out.push_str(&format!(
+            "{:.4},{:.6},{:.6},{},{reference}\n",
+            tl.t_s[i],
+            tl.value_mm[i],
+            tl.predicted_mm[i],
+            u8::from(tl.open[i])
+        ));
+    }
+    out
 }
 
 pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
@@ -269,6 +297,9 @@ pub(crate) fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(p) = &args.plot {
         say!("plot: {}", p.display());
+    }
+    if let Some(p) = &args.timeline {
+        say!("timeline: {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
 }

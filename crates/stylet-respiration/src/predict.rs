@@ -95,6 +95,8 @@ struct Rls {
     w: Vec<f64>,
     /// The inverse-correlation matrix, row-major.
     p: Vec<f64>,
+    /// P x of the update in progress (kept to spare an allocation per sample).
+    px: Vec<f64>,
     dim: usize,
     forgetting: f64,
     delta: f64,
@@ -102,7 +104,7 @@ struct Rls {
 
 impl Rls {
     fn new(dim: usize, forgetting: f64, delta: f64) -> Self {
-        let mut rls = Self { w: vec![0.0; dim], p: vec![0.0; dim * dim], dim, forgetting, delta };
+        let mut rls = Self { w: vec![0.0; dim], p: vec![0.0; dim * dim], px: vec![0.0; dim], dim, forgetting, delta };
         rls.reset_p();
         rls
     }
@@ -121,9 +123,13 @@ impl Rls {
     fn update(&mut self, x: &[f64], y: f64) {
         let d = self.dim;
         let lam = self.forgetting;
-        let px: Vec<f64> = (0..d).map(|r| (0..d).map(|c| self.p[r * d + c] * x[c]).sum()).collect();
+        let mut px = std::mem::take(&mut self.px);
+        for (r, out) in px.iter_mut().enumerate() {
+            *out = self.p[r * d..(r + 1) * d].iter().zip(x).map(|(p, x)| p * x).sum();
+        }
         let denom = lam + x.iter().zip(&px).map(|(a, b)| a * b).sum::<f64>();
         if !(denom.is_finite() && denom > 1e-12) {
+            self.px = px;
             self.reset_p();
             return;
         }
@@ -131,11 +137,12 @@ impl Rls {
         for (w, p) in self.w.iter_mut().zip(&px) {
             *w += p / denom * err;
         }
-        for r in 0..d {
-            for c in 0..d {
-                self.p[r * d + c] = (self.p[r * d + c] - px[r] * px[c] / denom) / lam;
+        for (r, row) in self.p.chunks_exact_mut(d).enumerate() {
+            for (p, pc) in row.iter_mut().zip(&px) {
+                *p = (*p - px[r] * pc / denom) / lam;
             }
         }
+        self.px = px;
         // Without excitation (a breath-hold) P grows as 1/lambda^n: keep it bounded.
         let trace: f64 = (0..d).map(|i| self.p[i * d + i]).sum();
         if !trace.is_finite() || !self.w.iter().all(|w| w.is_finite()) {
@@ -268,6 +275,7 @@ pub struct PatternMatch {
     buf: Recent,
     prediction: f64,
     scratch: Vec<(f64, f64)>,
+    query: Vec<f64>,
 }
 
 impl PatternMatch {
@@ -279,7 +287,14 @@ impl PatternMatch {
             neighbours: s.neighbours.clamp(1, 256),
             history: s.history.clamp(16, 100_000),
         };
-        Self { s, horizon, buf: Recent::new(s.history + s.window + horizon + 1), prediction: 0.0, scratch: Vec::new() }
+        Self {
+            s,
+            horizon,
+            buf: Recent::new(s.history + s.window + horizon + 1),
+            prediction: 0.0,
+            scratch: Vec::new(),
+            query: Vec::new(),
+        }
     }
 
     fn compute(&mut self) -> Option<f64> {
@@ -294,16 +309,17 @@ impl PatternMatch {
             return None;
         }
         let q_end = v[now];
+        // The query window, newest first, offset removed.
+        let mut query = std::mem::take(&mut self.query);
+        query.clear();
+        query.extend(v[now + 1 - w..=now].iter().rev().map(|x| x - q_end));
         self.scratch.clear();
         for j in lo..hi {
             let c_end = v[j];
-            let mut d = 0.0;
-            for m in 0..w {
-                let e = (v[j - m] - c_end) - (v[now - m] - q_end);
-                d += e * e;
-            }
+            let d: f64 = v[j + 1 - w..=j].iter().rev().zip(&query).map(|(c, q)| (c - c_end) - q).map(|e| e * e).sum();
             self.scratch.push((d, v[j + h] - c_end));
         }
+        self.query = query;
         let k = k.min(self.scratch.len());
         self.scratch.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
         let (mut num, mut den) = (0.0, 0.0);
@@ -369,11 +385,13 @@ const RESERVOIR_WARMUP: usize = 100;
 pub struct Reservoir {
     s: ReservoirSettings,
     horizon: usize,
-    /// Recurrent weights, row-major, units x units.
-    recurrent: Vec<f64>,
+    /// Recurrent weights, sparse: per unit, its inputs (unit, weight) in column order.
+    recurrent: Vec<Vec<(usize, f64)>>,
     /// Input weights per unit: the normalised change, and a bias.
     input: Vec<[f64; 2]>,
     state: Vec<f64>,
+    /// The next state, computed beside the current one.
+    next: Vec<f64>,
     /// Running mean square of the sample-to-sample change.
     change_ms: f64,
     last: Option<f64>,
@@ -410,6 +428,10 @@ impl Reservoir {
         if radius > 1e-9 {
             recurrent.iter_mut().for_each(|w| *w *= s.spectral_radius / radius);
         }
+        let recurrent = recurrent
+            .chunks_exact(n)
+            .map(|row| row.iter().enumerate().filter(|(_, w)| **w != 0.0).map(|(c, w)| (c, *w)).collect())
+            .collect();
         let input = (0..n).map(|_| [uniform() * s.input_scale, uniform() * 0.2]).collect();
         Self {
             s,
@@ -417,6 +439,7 @@ impl Reservoir {
             recurrent,
             input,
             state: vec![0.0; n],
+            next: vec![0.0; n],
             change_ms: 0.0,
             last: None,
             pending: std::collections::VecDeque::new(),
@@ -462,16 +485,14 @@ impl Predictor for Reservoir {
         self.change_ms = (1.0 - weight) * self.change_ms + weight * (change * change).min(limit);
         let scale = self.scale();
         let u = (change / scale).clamp(-RESERVOIR_INPUT_CLIP, RESERVOIR_INPUT_CLIP);
-        let n = self.state.len();
         let leak = self.s.leak;
-        let next: Vec<f64> = (0..n)
-            .map(|r| {
-                let recurrent: f64 = (0..n).map(|c| self.recurrent[r * n + c] * self.state[c]).sum();
-                let [w_u, bias] = self.input[r];
-                (1.0 - leak) * self.state[r] + leak * (recurrent + w_u * u + bias).tanh()
-            })
-            .collect();
-        self.state = next;
+        let mut next = std::mem::take(&mut self.next);
+        for (r, out) in next.iter_mut().enumerate() {
+            let recurrent: f64 = self.recurrent[r].iter().map(|(c, w)| w * self.state[*c]).sum();
+            let [w_u, bias] = self.input[r];
+            *out = (1.0 - leak) * self.state[r] + leak * (recurrent + w_u * u + bias).tanh();
+        }
+        self.next = std::mem::replace(&mut self.state, next);
         // The sample `horizon` back now has its target (in the scale it was predicted in).
         if self.pending.len() >= self.horizon.max(1) {
             if let Some((x, base, at_scale)) = self.pending.pop_front() {

@@ -36,6 +36,59 @@ fn help_lists_the_commands() {
     }
 }
 
+/// Installed anywhere (issue 19, item 3): from an empty folder, with no ./config and no
+/// STYLET_CONFIG, every command runs on the defaults built into the binary; `config init` writes
+/// them out for editing, and STYLET_CONFIG or --config points at the edited copy.
+#[test]
+fn the_binary_runs_from_an_empty_folder_on_its_built_in_config() {
+    let root = std::env::temp_dir().join(format!("stylet-anywhere-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (empty, cache) = (root.join("empty"), root.join("cache"));
+    std::fs::create_dir_all(&empty).unwrap();
+    let stylet = |args: &[&str], config_env: Option<&Path>| {
+        let mut cmd = Command::new(STYLET);
+        cmd.args(args).current_dir(&empty).env("XDG_CACHE_HOME", &cache).env_remove("STYLET_CONFIG");
+        if let Some(c) = config_env {
+            cmd.env("STYLET_CONFIG", c);
+        }
+        cmd.output().unwrap()
+    };
+    // The built-in defaults, checked where they were written (under the cache, not here).
+    let out = stylet(&["config", "check", "--json"], None);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checked: Vec<&str> = v["checked"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
+    assert!(checked.iter().all(|c| c.starts_with(cache.join("stylet").to_str().unwrap())), "{checked:?}");
+    assert!(checked.iter().any(|c| c.ends_with("scenarios/easy.toml")), "{checked:?}");
+    // A whole procedure, in virtual time, from the empty folder.
+    let out = stylet(&["demo", "--json", "--out", "run"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], v["expected_outcome"], "{v}");
+    assert!(empty.join("run/procedure.log").is_file());
+    // The defaults written out, refused a second time without --force, edited and used.
+    let mine = empty.join("mine");
+    let out = stylet(&["config", "init", "mine"], None);
+    assert!(out.status.success(), "{out:?}");
+    assert!(mine.join("robot/stylet_arm.urdf").is_file() && mine.join("scenarios/easy.toml").is_file());
+    let out = stylet(&["config", "init", "mine"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--force") && err.contains("safety.toml"), "{err}");
+    let safety = std::fs::read_to_string(mine.join("safety.toml")).unwrap();
+    let broken = safety.replacen("rule = ", "rule_typo = ", 1);
+    assert_ne!(broken, safety);
+    std::fs::write(mine.join("safety.toml"), broken).unwrap();
+    let out = stylet(&["config", "check"], Some(&mine));
+    assert!(!out.status.success(), "STYLET_CONFIG is the config: {out:?}");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(mine.join("safety.toml").to_str().unwrap()), "{text}");
+    // A folder that is not there: said once, with the way out.
+    let out = stylet(&["resp", "eval", "--trace", "x.csv", "--config", "nowhere"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("nowhere") && err.contains("config init"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[test]
 fn repository_config_checks_clean() {
     let out = Command::new(STYLET).args(["config", "check", "--json"]).arg(repo().join("config")).output().unwrap();

@@ -29,13 +29,14 @@ pub struct Problem {
 /// A config file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// cannot read config file {path}: {source}
-    #[error("cannot read config file {path}: {source}")]
+    /// cannot read config file {path}: {reason}
+    #[error("cannot read config file {path}: {reason}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not as a source, so that a chain of causes does not
+        /// print it twice).
+        reason: std::io::Error,
     },
     /// {path}: not valid TOML for this file: {message}
     #[error("{path}: {message}")]
@@ -76,7 +77,7 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
 /// [`ConfigError::Read`] or [`ConfigError::Syntax`] (which covers unknown keys and wrong types).
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        std::fs::read_to_string(path).map_err(|reason| ConfigError::Read { path: path.to_path_buf(), reason })?;
     parse_toml(path, &text)
 }
 

@@ -16,7 +16,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 30.0)]
     seconds: f64,
     /// The config folder.
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Print JSON.
     #[arg(long)]

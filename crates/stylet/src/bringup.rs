@@ -29,7 +29,7 @@ pub(crate) struct Args {
     #[arg(long = "fault", value_name = "SPEC", requires = "sim")]
     faults: Vec<String>,
     /// The config folder.
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// How far each revolute joint moves out and back, degrees.
     #[arg(long, default_value_t = 2.0)]

@@ -1,4 +1,4 @@
-//! `stylet config check`.
+//! `stylet config check` and `stylet config init`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -138,4 +138,21 @@ fn toml_files(dir: &Path) -> Vec<std::path::PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
+}
+
+/// Writes the built-in defaults to `dir` (`stylet config init`).
+pub(crate) fn init(dir: &Path, force: bool, as_json: bool) -> anyhow::Result<ExitCode> {
+    let written = crate::configdir::write_all(dir, force)
+        .map_err(|e| anyhow::anyhow!("stylet config init {}: {e}", dir.display()))?;
+    if as_json {
+        let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        say!("{}", json!({ "dir": dir, "files": files }));
+    } else {
+        say!("wrote the default config, {} files, to {}", written.len(), dir.display());
+        say!(
+            "use it with --config {0} or STYLET_CONFIG={0}; `stylet config check {0}` checks your edits",
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

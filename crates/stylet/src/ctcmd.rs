@@ -125,7 +125,7 @@ pub(crate) struct FiducialArgs {
     #[arg(long)]
     series: Option<String>,
     /// The config folder (registration.toml `[fiducials]`).
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// A marker config file (a `[fiducials]` table: threshold_hu, diameter_mm, volume
     /// fractions, max_elongation) used instead of registration.toml's.

@@ -26,7 +26,7 @@ pub(crate) struct ChainArgs {
     #[arg(long)]
     tip: Option<String>,
     /// The config folder (robot/kinematics.toml).
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
 }
 
@@ -255,7 +255,7 @@ pub(crate) struct BenchIkArgs {
     #[arg(long, default_value_t = 2026)]
     seed: u64,
     /// The config folder.
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Also write the lines (with their 6-D target poses, metres) as JSON for peer solvers.
     #[arg(long)]

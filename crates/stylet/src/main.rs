@@ -11,6 +11,7 @@ macro_rules! say {
 mod bench;
 mod bringup;
 mod configcmd;
+mod configdir;
 mod ctcmd;
 mod demo;
 mod dicomcmd;
@@ -34,8 +35,10 @@ use clap::{Parser, Subcommand};
 
 /// Stylet: a control stack for robotic needle guidance in CT-guided liver ablation.
 ///
-/// Every command prints a human report, or JSON with --json. Config lives in a folder
-/// (default ./config): robot/robot.toml, safety.toml, sim.toml.
+/// Every command prints a human report, or JSON with --json. Config lives in a folder (robot/,
+/// safety.toml, respiration.toml, scenarios/, ...), found in this order: --config DIR, the
+/// STYLET_CONFIG environment variable, ./config, the defaults built into the binary.
+/// `stylet config init DIR` writes those defaults out for editing.
 #[derive(Debug, Parser)]
 #[command(name = "stylet", version, about, long_about = None)]
 struct Cli {
@@ -143,9 +146,21 @@ enum RespCmd {
 enum ConfigCmd {
     /// Check every file of a config folder; exits non-zero with readable errors.
     Check {
-        /// The config folder.
-        #[arg(default_value = "config")]
+        /// The config folder [default: $STYLET_CONFIG, else ./config, else the built-in defaults].
+        #[arg(env = "STYLET_CONFIG", default_value = configdir::DEFAULT, value_parser = configdir::resolve, hide_default_value = true)]
         dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the built-in default config to a folder, for editing; use it with --config DIR or
+    /// STYLET_CONFIG=DIR (or as ./config).
+    Init {
+        /// The folder (created if missing).
+        dir: PathBuf,
+        /// Overwrite files that exist already (else nothing is written when one does).
+        #[arg(long)]
+        force: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -194,6 +209,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Top::Config { command: ConfigCmd::Check { dir, json } } => configcmd::check(&dir, json),
+        Top::Config { command: ConfigCmd::Init { dir, force, json } } => configcmd::init(&dir, force, json),
         Top::Sim { command: SimCmd::Controller(args) } => simcmd::run(&args),
         Top::Sim { command: SimCmd::Phantom(args) } => simcmd::phantom(&args),
         Top::Sim { command: SimCmd::Sensor(args) } => simcmd::sensor(&args),

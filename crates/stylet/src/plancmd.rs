@@ -55,7 +55,7 @@ pub(crate) struct PlanArgs {
     #[arg(long)]
     series: Option<String>,
     /// The config folder (labels.toml, devices.toml, clinical-rules.toml).
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Print JSON.
     #[arg(long)]

@@ -35,7 +35,7 @@ pub(crate) struct Args {
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     target: Option<Vec<f64>>,
     /// The config folder (registration.toml).
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Print JSON.
     #[arg(long)]

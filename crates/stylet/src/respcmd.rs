@@ -55,7 +55,7 @@ pub(crate) struct EvalArgs {
     #[arg(long, requires = "dir", conflicts_with_all = ["plot", "cv"])]
     tradeoff: Option<PathBuf>,
     /// The config folder (respiration.toml).
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Print JSON.
     #[arg(long)]

@@ -18,7 +18,7 @@ use stylet_sim::{Controller, FaultSpec, SimConfig};
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The config folder (robot/robot.toml, safety.toml, sim.toml).
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Inject a fault (repeatable), e.g. `drop=0.05`, `stuck=2@1.5`, `estop@3`: see docs/sim.md.
     #[arg(long = "fault", value_name = "SPEC")]
@@ -225,7 +225,7 @@ pub(crate) struct PhantomArgs {
     #[arg(long)]
     extra_beads: Option<usize>,
     /// The config folder (robot/marker_frame.txt, registration.toml, scenarios/).
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Print JSON.
     #[arg(long)]
@@ -342,7 +342,7 @@ pub(crate) struct SensorArgs {
     #[arg(long)]
     duration_s: Option<f64>,
     /// The config folder.
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Print JSON: the device.
     #[arg(long)]

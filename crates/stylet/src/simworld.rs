@@ -39,7 +39,7 @@ pub(crate) struct WorldArgs {
     #[arg(long)]
     out: PathBuf,
     /// The config folder.
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Print JSON lines (the devices first, then one per scan, the truth at the end).
     #[arg(long)]

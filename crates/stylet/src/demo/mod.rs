@@ -59,7 +59,7 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// The config folder.
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Print JSON.
     #[arg(long)]

@@ -35,7 +35,7 @@ pub(crate) struct ProcedureArgs {
     #[arg(long)]
     site: Option<PathBuf>,
     /// The config folder (robot, safety, clinical rules, devices, respiration).
-    #[arg(long, default_value = "config")]
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
     /// Output folder for the procedure log and telemetry [default: a new folder under the
     /// system's temporary folder].

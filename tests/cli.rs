@@ -89,6 +89,40 @@ fn the_binary_runs_from_an_empty_folder_on_its_built_in_config() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// Shell completions that bash takes and completes with, and a manual page per command.
+#[test]
+fn completions_complete_in_bash_and_every_command_has_a_manual_page() {
+    let script = Command::new(STYLET).args(["completions", "bash"]).output().unwrap();
+    assert!(script.status.success(), "{script:?}");
+    let dir = std::env::temp_dir().join(format!("stylet-completions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stylet.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    // What bash offers after `stylet con` and after `stylet config `.
+    let complete = |words: &str, cword: usize| {
+        let probe = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE=\"{words}\"; COMP_POINT=${{#COMP_LINE}}; \
+             _stylet stylet \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            file.display()
+        );
+        let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(complete("stylet con", 1), ["config"]);
+    let sub = complete("stylet config ''", 2);
+    assert!(sub.contains(&"check".to_string()) && sub.contains(&"init".to_string()), "{sub:?}");
+    let man = dir.join("man");
+    let out = Command::new(STYLET).arg("man").arg(&man).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let demo = std::fs::read_to_string(man.join("stylet-demo.1")).unwrap();
+    assert!(demo.contains(".TH stylet-demo 1") && demo.contains("scenario"), "{demo}");
+    for page in ["stylet.1", "stylet-config-init.1", "stylet-resp-eval.1", "stylet-procedure.1"] {
+        assert!(man.join(page).is_file(), "{page}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn repository_config_checks_clean() {
     let out = Command::new(STYLET).args(["config", "check", "--json"]).arg(repo().join("config")).output().unwrap();

@@ -31,7 +31,7 @@ mod simworld;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Stylet: a control stack for robotic needle guidance in CT-guided liver ablation.
 ///
@@ -88,6 +88,18 @@ enum Top {
     /// alignment and gated insertion through the supervisor on the simulated controller,
     /// checkpoint CTs, ablation, verification, retraction; ends with a summary.
     Demo(demo::DemoArgs),
+    /// Shell completions on standard output, e.g. `stylet completions bash >
+    /// ~/.local/share/bash-completion/completions/stylet`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Manual pages: one per command (stylet.1, stylet-demo.1, ...) into a folder, e.g. `stylet
+    /// man ~/.local/share/man/man1`; without one, stylet(1) on standard output.
+    Man {
+        /// The folder to write the pages to.
+        dir: Option<PathBuf>,
+    },
     /// The procedure on the CT suite's devices named in the site config (config/site.toml,
     /// docs/site.md): the arm's controller and the respiratory sensor on their serial ports, CTs
     /// from the scanner (DICOM node or watched folder), the ablation device run by hand, and the
@@ -229,6 +241,14 @@ fn main() -> ExitCode {
         Top::Plan(args) => plancmd::run(&args),
         Top::Replay(args) => replaycmd::replay(&args),
         Top::Demo(args) => demo::run(&args),
+        Top::Completions { shell } => {
+            // Into a buffer first: the generator panics on a closed pipe (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "stylet", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(ExitCode::SUCCESS)
+        }
+        Top::Man { dir } => man(dir.as_deref()),
         Top::Procedure(args) => procedurecmd::run(&args),
         Top::Igtl { command: IgtlCmd::Serve(args) } => igtlcmd::serve(&args),
         Top::Sim { command: SimCmd::Record(args) } => replaycmd::record(&args),
@@ -240,4 +260,22 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `stylet man`: every command's page into `dir`, or stylet(1) on standard output.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir).with_context(|| format!("writing to {}", dir.display()))?;
+            let pages = std::fs::read_dir(dir)?
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "1"))
+                .count();
+            say!("{pages} manual pages in {} (`man -l {}/stylet.1`)", dir.display(), dir.display());
+        }
+        None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).context("writing the page")?,
+    }
+    Ok(ExitCode::SUCCESS)
 }

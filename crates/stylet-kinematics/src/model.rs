@@ -67,6 +67,13 @@ pub enum ModelError {
         /// The I/O error.
         reason: String,
     },
+    /// cannot expand xacro {path} (Stylet runs `xacro`, e.g. `pip install xacro`): {reason}
+    Xacro {
+        /// The file.
+        path: String,
+        /// What xacro said, or why it could not run.
+        reason: String,
+    },
     /// URDF {path} is not valid: {reason}
     Parse {
         /// The file.
@@ -118,14 +125,23 @@ fn pose_mm(p: &urdf_rs::Pose) -> Isometry3<f64> {
 }
 
 impl Arm {
-    /// Reads a URDF file and extracts the chain from `base` to `tip`.
+    /// Reads a URDF file, or a xacro file (`*.xacro`, expanded by the `xacro` program with its
+    /// default arguments), and extracts the chain from `base` to `tip`.
     ///
     /// # Errors
     /// A [`ModelError`] naming the file and what is wrong.
     pub fn from_urdf_file(path: &std::path::Path, base: &str, tip: &str) -> Result<Arm, ModelError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ModelError::Read { path: path.display().to_string(), reason: e.to_string() })?;
-        Self::from_urdf_str(&path.display().to_string(), &text, base, tip)
+        let name = path.display().to_string();
+        let text = if path.extension().is_some_and(|e| e == "xacro") {
+            if !path.is_file() {
+                return Err(ModelError::Read { path: name, reason: "no such file".into() });
+            }
+            urdf_rs::utils::convert_xacro_to_urdf(path)
+                .map_err(|e| ModelError::Xacro { path: name.clone(), reason: e.to_string() })?
+        } else {
+            std::fs::read_to_string(path).map_err(|e| ModelError::Read { path: name.clone(), reason: e.to_string() })?
+        };
+        Self::from_urdf_str(&name, &text, base, tip)
     }
 
     /// Parses URDF text (`path` names it in errors) and extracts the chain from `base` to `tip`.

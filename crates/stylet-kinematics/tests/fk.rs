@@ -85,3 +85,43 @@ fn jacobian_matches_finite_differences() {
         }
     }
 }
+
+/// The reference arm written as xacro (config/robot/arms/stylet_arm.urdf.xacro), expanded by the
+/// real `xacro` (PyPI), is the arm of the URDF: the same joints, limits and forward kinematics;
+/// and an argument of it reaches the arm. With CI set a missing `xacro` fails the test; elsewhere
+/// it skips.
+#[test]
+fn the_xacro_arm_is_the_urdf_arm() {
+    let xacro_file = common::config_dir().join("arms/stylet_arm.urdf.xacro");
+    if std::process::Command::new("xacro").arg("--help").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "xacro is required in CI (.ci/run installs it from PyPI)");
+        eprintln!("SKIPPED: no xacro on PATH (pip install xacro)");
+        return;
+    }
+    let urdf = stylet_kinematics::Arm::from_urdf_file(
+        &common::config_dir().join("stylet_arm.urdf"),
+        "base_link",
+        "needle_tip",
+    )
+    .unwrap();
+    let xacro = stylet_kinematics::Arm::from_urdf_file(&xacro_file, "base_link", "needle_tip").unwrap();
+    assert_eq!(urdf.dof(), xacro.dof());
+    for (a, b) in urdf.joints.iter().zip(&xacro.joints) {
+        assert_eq!(
+            (&a.name, a.motion, a.lower, a.upper, a.velocity),
+            (&b.name, b.motion, b.lower, b.upper, b.velocity)
+        );
+    }
+    for k in 0..50 {
+        let q: Vec<f64> = (0..urdf.dof()).map(|j| ((k * 7 + j * 3) % 11) as f64 * 0.25 - 1.25).collect();
+        let (a, b) = (urdf.tip_pose(&q).to_nalgebra(), xacro.tip_pose(&q).to_nalgebra());
+        assert!((a.translation.vector - b.translation.vector).norm() < 1e-9, "{q:?}");
+        assert!(a.rotation.angle_to(&b.rotation) < 1e-12, "{q:?}");
+    }
+    // A file xacro refuses: its message, naming the file.
+    let bad = std::env::temp_dir().join(format!("stylet-bad-{}.urdf.xacro", std::process::id()));
+    std::fs::write(&bad, "<robot xmlns:xacro=\"http://www.ros.org/wiki/xacro\"><xacro:nope/></robot>").unwrap();
+    let e = stylet_kinematics::Arm::from_urdf_file(&bad, "a", "b").unwrap_err().to_string();
+    assert!(e.contains("cannot expand xacro") && e.contains(&bad.display().to_string()), "{e}");
+    let _ = std::fs::remove_file(bad);
+}

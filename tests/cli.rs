@@ -60,12 +60,16 @@ fn the_binary_runs_from_an_empty_folder_on_its_built_in_config() {
     let checked: Vec<&str> = v["checked"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
     assert!(checked.iter().all(|c| c.starts_with(cache.join("stylet").to_str().unwrap())), "{checked:?}");
     assert!(checked.iter().any(|c| c.ends_with("scenarios/easy.toml")), "{checked:?}");
-    // A whole procedure, in virtual time, from the empty folder.
-    let out = stylet(&["demo", "--json", "--out", "run"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A whole procedure, in virtual time, from the empty folder; with -v its log lines in words.
+    let out = stylet(&["demo", "--json", "--out", "run", "-v"], None);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], v["expected_outcome"], "{v}");
     assert!(empty.join("run/procedure.log").is_file());
+    assert!(log.lines().any(|l| l.contains(" INFO stylet_procedure::driver: workflow")), "{log}");
+    assert!(log.lines().any(|l| l.contains(" INFO stylet_safety: ") && l.contains("aligning -> aligned")), "{log}");
+    assert!(!log.contains("DEBUG"), "-v is information, not debugging");
     // The defaults written out, refused a second time without --force, edited and used.
     let mine = empty.join("mine");
     let out = stylet(&["config", "init", "mine"], None);
@@ -87,6 +91,37 @@ fn the_binary_runs_from_an_empty_folder_on_its_built_in_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("nowhere") && err.contains("config init"), "{err}");
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Logs as JSON lines (issue 19, item 2): the procedure's, the control thread's events (bridged
+/// from its channel), and a dependency's (rerun, through the `log` facade); STYLET_LOG filters.
+#[test]
+fn logs_come_as_json_lines_from_stylet_and_its_dependencies() {
+    let out_dir = std::env::temp_dir().join(format!("stylet-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out = Command::new(STYLET)
+        .args(["demo", "--log-json", "--out"])
+        .arg(&out_dir)
+        .arg("--config")
+        .arg(repo().join("config"))
+        .env("STYLET_LOG", "debug,stylet_safety=info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let by =
+        |target: &str| lines.iter().filter(|v| v["target"].as_str().is_some_and(|t| t.starts_with(target))).count();
+    assert!(by("stylet_procedure") > 5 && by("stylet_safety") > 5 && by("re_") > 0, "{log}");
+    for v in &lines {
+        assert!(v["timestamp"].is_string() && v["level"].is_string() && v["fields"].is_object(), "{v}");
+        // The filter: stylet_safety at information and above only.
+        if v["target"] == "stylet_safety" {
+            assert!(["INFO", "WARN", "ERROR"].contains(&v["level"].as_str().unwrap_or_default()), "{v}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
 }
 
 /// Shell completions that bash takes and completes with, and a manual page per command.

@@ -231,6 +231,10 @@ impl Shared {
 
     /// Reports an event; a node whose user stopped listening goes on storing.
     pub(crate) fn report(&self, event: NodeEvent) {
+        match &event {
+            NodeEvent::Refused { .. } => tracing::warn!(?event, "DICOM node"),
+            _ => tracing::info!(?event, "DICOM node"),
+        }
         let _ = self.events.lock().unwrap_or_else(PoisonError::into_inner).send(event);
     }
 }

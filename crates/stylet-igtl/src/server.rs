@@ -422,6 +422,7 @@ pub fn start(cfg: &ServerConfig) -> Result<ServerHandle, ServerError> {
                                 continue;
                             }
                             next_client += 1;
+                            tracing::info!(client = next_client, %peer, "OpenIGTLink client connected");
                             stats2.clients.fetch_add(1, Ordering::Relaxed);
                             if let Ok(mut p) = stats2.peers.lock() {
                                 p.push((next_client, peer));
@@ -458,6 +459,7 @@ fn peer_allowed(allowed: &[IpAddr], peer: IpAddr) -> bool {
 }
 
 fn reject(stats: &ServerStats, what: String) {
+    tracing::warn!("OpenIGTLink: {what}");
     stats.rejected.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut r) = stats.rejections.lock() {
         if r.len() >= 64 {

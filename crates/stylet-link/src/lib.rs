@@ -187,6 +187,7 @@ impl Link {
                 });
             }
         };
+        tracing::info!(port = path, controller = ?info, "controller link open");
         Ok(Link {
             info,
             path: path.to_string(),

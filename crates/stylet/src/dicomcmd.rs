@@ -38,7 +38,7 @@ pub(crate) struct ListenArgs {
     #[arg(long)]
     series: Option<usize>,
     /// Print every event (associations, each instance) as well.
-    #[arg(long, short)]
+    #[arg(long)]
     verbose: bool,
     /// Print one JSON object per line.
     #[arg(long)]

@@ -17,6 +17,7 @@ mod demo;
 mod dicomcmd;
 mod igtlcmd;
 mod kincmd;
+mod logs;
 mod plancmd;
 mod plot;
 mod procedurecmd;
@@ -42,6 +43,13 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "stylet", version, about, long_about = None)]
 struct Cli {
+    /// More log lines on standard error: -v information, -vv debugging, -vvv tracing (else
+    /// warnings and errors; STYLET_LOG=FILTER wins, e.g. STYLET_LOG=stylet_procedure=debug).
+    #[arg(short = 'v', action = clap::ArgAction::Count, global = true)]
+    log_verbosity: u8,
+    /// Log lines as JSON objects, one per line.
+    #[arg(long, global = true)]
+    log_json: bool,
     #[command(subcommand)]
     command: Top,
 }
@@ -219,6 +227,7 @@ enum BenchCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logs::init(cli.log_verbosity, cli.log_json);
     let result = match cli.command {
         Top::Config { command: ConfigCmd::Check { dir, json } } => configcmd::check(&dir, json),
         Top::Config { command: ConfigCmd::Init { dir, force, json } } => configcmd::init(&dir, force, json),

@@ -361,6 +361,7 @@ impl<'a, W: World> Driver<'a, W> {
         if let RunnerEvent::Supervisor(stylet_safety::Event::Transition { cause, .. }) = e {
             self.last_cause = cause;
         }
+        log_runner_event(now, e);
         self.sink.event(now, Event::Supervisor(e));
     }
 
@@ -454,12 +455,14 @@ impl<'a, W: World> Driver<'a, W> {
     fn workflow(&mut self, input: &Input) -> Result<(), DriverError> {
         let now = self.world.now_s();
         let tr = self.wf.handle(now, input)?;
+        tracing::info!(t_s = now, from = ?tr.from, to = ?tr.to, reason = %tr.reason, "workflow");
         self.sink.event(now, Event::Workflow(&tr));
         Ok(())
     }
 
     fn note(&mut self, text: &str) {
         let now = self.world.now_s();
+        tracing::info!(t_s = now, "{text}");
         self.sink.event(now, Event::Note(text));
     }
 
@@ -564,3 +567,25 @@ pub struct Chosen {
 
 /// Keeps the planning CT shared with workers.
 type Shared = Arc<PlanningCt>;
+
+/// The control thread's events as log events, on the procedure's thread (the control thread
+/// only puts them on its wait-free channel, which the motion port drains): faults as errors,
+/// stalls and the controller's refusals as warnings, state changes and the supervisor's
+/// refusals as information, the rest for debugging.
+fn log_runner_event(t_s: f64, e: &RunnerEvent) {
+    use stylet_safety::Event as S;
+    match e {
+        RunnerEvent::Supervisor(S::FaultLatched { .. } | S::FaultEscalated { .. }) => {
+            tracing::error!(target: "stylet_safety", t_s, "{e}");
+        }
+        RunnerEvent::Supervisor(S::ControllerNack { .. })
+        | RunnerEvent::Stall { .. }
+        | RunnerEvent::TrajectoryRejected { .. } => tracing::warn!(target: "stylet_safety", t_s, "{e}"),
+        // A refusal is the supervisor at work (an insertion step asked for while the gate is
+        // closed is refused in every run), not a problem.
+        RunnerEvent::Supervisor(S::Transition { .. } | S::Refused { .. }) => {
+            tracing::info!(target: "stylet_safety", t_s, "{e}");
+        }
+        _ => tracing::debug!(target: "stylet_safety", t_s, "{e}"),
+    }
+}

@@ -71,6 +71,9 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
         None => std::env::temp_dir().join(format!("stylet-procedure-{}", unix_now() as u64)),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // The console owns the terminal: log lines go beside the procedure log.
+    crate::logs::to_file(&out.join("stylet.log"))
+        .with_context(|| format!("opening {}", out.join("stylet.log").display()))?;
 
     // The planning inputs first: nothing is opened for a plan that cannot be made.
     let clock = WallClock::start();

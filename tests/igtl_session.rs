@@ -15,6 +15,13 @@ const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
 
 /// Builds the C++ reference library's watcher (`tests/peers/igtl_cpp_watch.cxx`) against
 /// Debian's libopenigtlink-dev; `None` (skip) outside CI when it does not build, a failure in CI.
+
+/// The rest of a child's standard error, read on a thread of its own: a child that logs must never
+/// block on a full pipe while the test waits for it.
+fn drain(lines: std::io::Lines<BufReader<std::process::ChildStderr>>) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || lines.map_while(Result::ok).collect())
+}
+
 fn cpp_watcher() -> Option<std::path::PathBuf> {
     let src = common::repo().join("tests/peers/igtl_cpp_watch.cxx");
     let exe = std::env::temp_dir().join(format!("stylet-igtl-cpp-watch-{}", std::process::id()));
@@ -74,6 +81,7 @@ fn bwh_session_with(
         .unwrap();
     let mut err_lines = BufReader::new(server.stderr.take().unwrap()).lines();
     let listening = err_lines.next().unwrap().unwrap();
+    let _rest = drain(err_lines);
     let addr = listening.strip_prefix("OpenIGTLink: listening on ").unwrap_or_else(|| panic!("{listening}"));
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let port = addr.rsplit(':').next().unwrap().to_string();
@@ -357,6 +365,7 @@ fn slicer_watches_the_demo_and_its_emergency_stops_it_safely() {
         .unwrap();
     let mut err_lines = BufReader::new(demo.stderr.take().unwrap()).lines();
     let listening = err_lines.next().unwrap().unwrap();
+    let _rest = drain(err_lines);
     let addr = listening.strip_prefix("OpenIGTLink: listening on ").unwrap_or_else(|| panic!("{listening}"));
     let port = addr.rsplit(':').next().unwrap().to_string();
     let w = Command::new("python3").arg(root.join("tests/peers/igtl_demo_watch.py")).arg(&port).output().unwrap();

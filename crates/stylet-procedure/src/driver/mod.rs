@@ -570,17 +570,18 @@ type Shared = Arc<PlanningCt>;
 
 /// The control thread's events as log events, on the procedure's thread (the control thread
 /// only puts them on its wait-free channel, which the motion port drains): faults as errors,
-/// stalls and the controller's refusals as warnings, state changes and the supervisor's
-/// refusals as information, the rest for debugging.
+/// the controller's refusals as warnings, state changes and the supervisor's refusals as
+/// information, the rest for debugging. A stall is for debugging too: on a virtual machine
+/// cycles a few ms late come by the thousand, and a stall that matters latches HAZ-11, an error.
 fn log_runner_event(t_s: f64, e: &RunnerEvent) {
     use stylet_safety::Event as S;
     match e {
         RunnerEvent::Supervisor(S::FaultLatched { .. } | S::FaultEscalated { .. }) => {
             tracing::error!(target: "stylet_safety", t_s, "{e}");
         }
-        RunnerEvent::Supervisor(S::ControllerNack { .. })
-        | RunnerEvent::Stall { .. }
-        | RunnerEvent::TrajectoryRejected { .. } => tracing::warn!(target: "stylet_safety", t_s, "{e}"),
+        RunnerEvent::Supervisor(S::ControllerNack { .. }) | RunnerEvent::TrajectoryRejected { .. } => {
+            tracing::warn!(target: "stylet_safety", t_s, "{e}");
+        }
         // A refusal is the supervisor at work (an insertion step asked for while the gate is
         // closed is refused in every run), not a problem.
         RunnerEvent::Supervisor(S::Transition { .. } | S::Refused { .. }) => {

@@ -13,15 +13,14 @@ use std::process::{Command, Stdio};
 
 const STYLET: &str = env!("CARGO_BIN_EXE_stylet");
 
-/// Builds the C++ reference library's watcher (`tests/peers/igtl_cpp_watch.cxx`) against
-/// Debian's libopenigtlink-dev; `None` (skip) outside CI when it does not build, a failure in CI.
-
 /// The rest of a child's standard error, read on a thread of its own: a child that logs must never
 /// block on a full pipe while the test waits for it.
 fn drain(lines: std::io::Lines<BufReader<std::process::ChildStderr>>) -> std::thread::JoinHandle<Vec<String>> {
     std::thread::spawn(move || lines.map_while(Result::ok).collect())
 }
 
+/// Builds the C++ reference library's watcher (`tests/peers/igtl_cpp_watch.cxx`) against
+/// Debian's libopenigtlink-dev; `None` (skip) outside CI when it does not build, a failure in CI.
 fn cpp_watcher() -> Option<std::path::PathBuf> {
     let src = common::repo().join("tests/peers/igtl_cpp_watch.cxx");
     let exe = std::env::temp_dir().join(format!("stylet-igtl-cpp-watch-{}", std::process::id()));

@@ -19,6 +19,12 @@ fn drain(lines: std::io::Lines<BufReader<std::process::ChildStderr>>) -> std::th
     std::thread::spawn(move || lines.map_while(Result::ok).collect())
 }
 
+/// The longest interval between the needle's TRANSFORMs during motion (at most 0.1 s: asserted
+/// by the easy session): a hold read from their timestamps is short by up to this at each end.
+fn needle_interval_s(v: &serde_json::Value) -> f64 {
+    v["needle_stream"]["max_interval_s"].as_f64().unwrap_or(0.05).min(0.1)
+}
+
 /// Builds the C++ reference library's watcher (`tests/peers/igtl_cpp_watch.cxx`) against
 /// Debian's libopenigtlink-dev; `None` (skip) outside CI when it does not build, a failure in CI.
 fn cpp_watcher() -> Option<std::path::PathBuf> {
@@ -331,7 +337,8 @@ fn the_same_session_with_the_pedal_released_holds_the_needle_until_it_is_pressed
         }
     }
     assert!(summary["scenario_events"].to_string().contains("PedalRelease"), "{summary}");
-    assert!(v["longest_hold_s"].as_f64().unwrap() >= 2.9, "{v}");
+    // The 3 s release, less up to one needle message interval at each end of the hold.
+    assert!(v["longest_hold_s"].as_f64().unwrap() >= 3.0 - 2.0 * needle_interval_s(&v), "{v}");
     assert!(v["longest_hold_depth_mm"].as_f64().unwrap() >= 20.0, "{v}");
     assert_completed(&v, &summary);
 }
@@ -342,7 +349,7 @@ fn the_same_session_with_the_gate_closed_holds_the_needle_until_it_opens() {
     // while MOVE_TO_TARGET is executing, and the needle holds still for the 5 s.
     let Some((v, summary, _)) = bwh_session("fault-stale-respiration", None) else { return };
     assert!(summary["scenario_events"].to_string().contains("belt silent"), "{summary}");
-    assert!(v["longest_hold_s"].as_f64().unwrap() >= 4.9, "{v}");
+    assert!(v["longest_hold_s"].as_f64().unwrap() >= 5.0 - 2.0 * needle_interval_s(&v), "{v}");
     assert!(v["longest_hold_depth_mm"].as_f64().unwrap() >= 20.0, "{v}");
     assert_completed(&v, &summary);
 }

@@ -349,7 +349,7 @@ impl Respiration {
         if self.pending.len() >= self.horizon {
             if let Some(p) = self.pending.pop_front() {
                 let a = self.cfg.error_smoothing;
-                let b = a / 5.0;
+                let b = a / crate::predict::LONG_RUN_SMOOTHING_DIVISOR;
                 self.mse = (1.0 - a) * self.mse + a * (p - s.value_mm).powi(2);
                 self.mse_slow = (1.0 - b) * self.mse_slow + b * (p - s.value_mm).powi(2);
             }

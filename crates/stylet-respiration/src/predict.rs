@@ -213,6 +213,10 @@ impl WaveletRls {
     }
 }
 
+/// The longer-run error averages (the blend's fallback, the gate's margin) weigh each new error
+/// this many times less than the running ones.
+pub(crate) const LONG_RUN_SMOOTHING_DIVISOR: f64 = 5.0;
+
 /// The largest trace of the RLS inverse-correlation matrix.
 const MAX_P_TRACE: f64 = 1e8;
 
@@ -607,7 +611,7 @@ impl Predictor for Combined {
         if self.pending.len() > self.horizon.saturating_sub(1) {
             if let Some(p) = self.pending.pop_front() {
                 let a = self.smoothing;
-                let b = a / 5.0;
+                let b = a / LONG_RUN_SMOOTHING_DIVISOR;
                 let (fast, slow) = ([p[0], p[1], p[2], p[5]], [p[3], p[4]]);
                 for (m, p) in self.mse.iter_mut().zip(fast) {
                     *m = (1.0 - a) * *m + a * (p - value).powi(2);

@@ -53,13 +53,14 @@ fn cache_root() -> PathBuf {
 /// The built-in defaults as a folder: written once per version and content, then reused.
 pub(crate) fn builtin() -> std::io::Result<PathBuf> {
     let root = cache_root();
-    let dir = root.join(format!("config-{}-{:016x}", env!("CARGO_PKG_VERSION"), fingerprint()));
+    let id = fingerprint();
+    let dir = root.join(format!("config-{}-{id:016x}", env!("CARGO_PKG_VERSION")));
     if dir.join(COMPLETE).is_file() {
         return Ok(dir);
     }
     // Written beside, then renamed into place: a reader never sees half a folder, and two
     // processes starting at once both end up with the same complete one.
-    let staging = root.join(format!(".staging-{}-{}", std::process::id(), fingerprint()));
+    let staging = root.join(format!(".staging-{}-{id}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     write_all(&staging, true)?;
     std::fs::write(staging.join(COMPLETE), b"")?;

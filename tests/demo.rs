@@ -256,6 +256,32 @@ fn harder_world() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// Irregular breathing in the harder world, on a seed whose final approach once waited out the
+/// step's time limit: the approach waited for the gate's longer-run prediction error (which an
+/// irregular breather's deep breaths keep high) to fall, not only the recent one (session 20).
+#[test]
+fn irregular_breathing_in_the_harder_world_reaches_the_target() {
+    let out = std::env::temp_dir().join(format!("stylet-demo-test-{}-irregular-harder", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new(STYLET)
+        .args(["demo", "--json", "--seed", "3004", "--out"])
+        .arg(&out)
+        .arg("--scenario")
+        .arg(scenario_file("irregular-breathing"))
+        .arg("--errors-from")
+        .arg(scenario_file("harder-world"))
+        .arg("--config")
+        .arg(root().join("config"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["outcome"], "done", "{v}");
+    assert_eq!(v["wire_monitor_violations"], 0, "{v}");
+    assert!(v["tip_error_mm"].as_f64().unwrap() <= 2.7, "{v}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
 #[test]
 fn recorded_breathing() {
     let (_, out) = nominal("recorded-breathing");

@@ -117,6 +117,8 @@ pub struct GateOutput {
     /// Running RMS prediction error (the confidence: the larger of the recent one and the one
     /// over a five times longer past), mm.
     pub confidence_mm: f64,
+    /// The recent running RMS prediction error alone, mm: how calm the breathing is now.
+    pub recent_error_mm: f64,
     /// This decision holds until then (newest sample + stale limit), s.
     pub valid_until_s: f64,
     /// The breathing estimate.
@@ -495,6 +497,7 @@ impl Respiration {
             offset_from_reference_mm: self.reference_mm.map(|r| self.prediction - r),
             predicted_target_offset_mm: self.predicted_target_offset(),
             confidence_mm: confidence,
+            recent_error_mm: self.mse.sqrt(),
             valid_until_s: self.last.map_or(f64::NEG_INFINITY, |l| l.t_s + self.cfg.stale_after_s),
             estimate: self.estimate,
         };

@@ -345,7 +345,10 @@ impl<'a, W: World> Driver<'a, W> {
             }
         }
         let d = self.resp.decide(now);
-        let near = (d.predicted_mm - d.estimate.baseline_mm).abs() + d.confidence_mm
+        // The final approach waits for a calm moment near end-exhale: judged on the recent error
+        // (the gate itself, open or not, already allows for the longer-run one; with both here an
+        // irregular breather's approach waited out the step's time limit).
+        let near = (d.predicted_mm - d.estimate.baseline_mm).abs() + d.recent_error_mm
             <= self.cfg.respiration.final_approach_half_width_mm;
         self.gate_open = d.open;
         self.approach_ok = d.open && near;

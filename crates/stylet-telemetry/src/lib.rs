@@ -4,15 +4,24 @@
 //! channel and returns; when the sink is slow and the channel is full the item is dropped and
 //! counted ([`Telemetry::dropped`]). One thread owns the rerun recording stream and turns items
 //! into archetypes. Callers build items from plain data (no rerun types cross this crate's
-//! boundary), so the rest of the workspace builds and tests without rerun.
+//! boundary), so the rest of the workspace builds and tests without rerun. Without the `rerun`
+//! feature (on by default) the API stays and [`Telemetry::start`] says the build has none.
 //!
 //! Entity paths and timelines are documented in docs/telemetry.md.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+#[cfg(feature = "rerun")]
+use std::sync::mpsc;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+#[cfg(feature = "rerun")]
+mod rerun_sink;
+
+/// Whether this build can record (the `rerun` feature); without it only [`Telemetry::off`] works.
+pub const BUILT: bool = cfg!(feature = "rerun");
 
 /// The timeline every timed item is logged on: seconds since the procedure started.
 pub const TIMELINE: &str = "procedure_time";
@@ -26,6 +35,16 @@ pub enum Sink {
     Spawn,
     /// Stream to a running viewer at this gRPC URL (e.g. `rerun+http://127.0.0.1:9876/proxy`).
     Connect(String),
+}
+
+impl std::fmt::Display for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::File(p) => write!(f, "{}", p.display()),
+            Sink::Spawn => f.write_str("spawned viewer"),
+            Sink::Connect(u) => f.write_str(u),
+        }
+    }
 }
 
 /// Severity of a text item.
@@ -130,6 +149,11 @@ pub enum TelemetryError {
     Thread(#[from] std::io::Error),
     /// the telemetry thread panicked
     Panicked,
+    /// {sink}: this build has no rerun telemetry (it was built without the `telemetry` feature)
+    NotBuilt {
+        /// The sink asked for.
+        sink: String,
+    },
 }
 
 /// What a finished telemetry run did.
@@ -143,6 +167,7 @@ pub struct Stats {
 
 /// What goes through the channel.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "rerun"), allow(dead_code))]
 enum Msg {
     Item(Item),
     /// Finish: log nothing after this (loggers still alive then count their items as dropped).
@@ -195,23 +220,20 @@ impl Telemetry {
     /// # Errors
     /// [`TelemetryError::Start`] when rerun cannot open the sink (file not writable, no viewer).
     pub fn start(app: &'static str, sink: &Sink, capacity: usize) -> Result<Self, TelemetryError> {
-        let builder = rerun::RecordingStreamBuilder::new(app);
-        let start_err = |e: &dyn std::fmt::Display| TelemetryError::Start {
-            sink: match sink {
-                Sink::File(p) => p.display().to_string(),
-                Sink::Spawn => "spawned viewer".into(),
-                Sink::Connect(u) => u.clone(),
-            },
-            reason: e.to_string(),
-        };
-        let rec = match sink {
-            Sink::File(p) => builder.save(p).map_err(|e| start_err(&e))?,
-            Sink::Spawn => builder.spawn().map_err(|e| start_err(&e))?,
-            Sink::Connect(url) => builder.connect_grpc_opts(url.clone()).map_err(|e| start_err(&e))?,
-        };
-        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
-        let join = std::thread::Builder::new().name("stylet-telemetry".into()).spawn(move || sink_loop(&rec, &rx))?;
-        Ok(Self { logger: Logger { tx: Some(tx), dropped: Arc::new(AtomicU64::new(0)) }, join: Some(join) })
+        #[cfg(feature = "rerun")]
+        {
+            let rec = rerun_sink::open(app, sink)?;
+            let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+            let join = std::thread::Builder::new()
+                .name("stylet-telemetry".into())
+                .spawn(move || rerun_sink::sink_loop(&rec, &rx))?;
+            Ok(Self { logger: Logger { tx: Some(tx), dropped: Arc::new(AtomicU64::new(0)) }, join: Some(join) })
+        }
+        #[cfg(not(feature = "rerun"))]
+        {
+            let _ = (app, capacity);
+            Err(TelemetryError::NotBuilt { sink: sink.to_string() })
+        }
     }
 
     /// Whether items go anywhere.
@@ -267,83 +289,3 @@ impl Drop for Telemetry {
     }
 }
 
-fn sink_loop(rec: &rerun::RecordingStream, rx: &Receiver<Msg>) -> Result<u64, TelemetryError> {
-    let mut logged = 0u64;
-    let mut first_error = None;
-    for msg in rx {
-        let Msg::Item(item) = msg else { break };
-        match log_item(rec, &item) {
-            Ok(()) => logged += 1,
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    rec.flush_blocking().map_err(|e| TelemetryError::Write(e.to_string()))?;
-    match first_error {
-        Some(e) => Err(TelemetryError::Write(e)),
-        None => Ok(logged),
-    }
-}
-
-fn rgba(c: [u8; 4]) -> rerun::Color {
-    rerun::Color::from_unmultiplied_rgba(c[0], c[1], c[2], c[3])
-}
-
-fn at(rec: &rerun::RecordingStream, t_s: Option<f64>) -> bool {
-    match t_s {
-        Some(t) => {
-            rec.set_duration_secs(TIMELINE, t);
-            false
-        }
-        None => true,
-    }
-}
-
-fn log_item(rec: &rerun::RecordingStream, item: &Item) -> Result<(), String> {
-    let r = match item {
-        Item::Scalar { path, t_s, value } => {
-            rec.set_duration_secs(TIMELINE, *t_s);
-            rec.log(path.as_str(), &rerun::Scalars::single(*value))
-        }
-        Item::Text { path, t_s, text, level } => {
-            rec.set_duration_secs(TIMELINE, *t_s);
-            let level = match level {
-                Level::Info => rerun::TextLogLevel::INFO,
-                Level::Warn => rerun::TextLogLevel::WARN,
-                Level::Error => rerun::TextLogLevel::ERROR,
-            };
-            rec.log(path.as_str(), &rerun::TextLog::new(text.as_str()).with_level(level))
-        }
-        Item::Points { path, t_s, points, radius_mm, color } => {
-            let a = rerun::Points3D::new(points.iter().copied()).with_radii([*radius_mm]).with_colors([rgba(*color)]);
-            if at(rec, *t_s) {
-                rec.log_static(path.as_str(), &a)
-            } else {
-                rec.log(path.as_str(), &a)
-            }
-        }
-        Item::Lines { path, t_s, strips, radius_mm, color } => {
-            let a =
-                rerun::LineStrips3D::new(strips.iter().cloned()).with_radii([*radius_mm]).with_colors([rgba(*color)]);
-            if at(rec, *t_s) {
-                rec.log_static(path.as_str(), &a)
-            } else {
-                rec.log(path.as_str(), &a)
-            }
-        }
-        Item::Ellipsoid { path, centre, half_sizes_mm, rotation_xyzw, color } => {
-            let a = rerun::Ellipsoids3D::from_centers_and_half_sizes([*centre], [*half_sizes_mm])
-                .with_quaternions([rerun::Quaternion::from_xyzw(*rotation_xyzw)])
-                .with_colors([rgba(*color)]);
-            rec.log_static(path.as_str(), &a)
-        }
-        Item::Image { path, width, height, pixels } => {
-            if pixels.len() != (*width as usize) * (*height as usize) {
-                return Err(format!("{path}: {} pixels for a {width}x{height} image", pixels.len()));
-            }
-            rec.log_static(path.as_str(), &rerun::Image::from_l8(pixels.clone(), [*width, *height]))
-        }
-    };
-    r.map_err(|e| e.to_string())
-}

@@ -1,5 +1,6 @@
 //! The written `.rrd` read back by rerun's own reader (the PyPI `rerun-sdk` of the same version,
 //! tests/peers/read_rrd.py): entities and values are there; a slow sink drops and counts.
+#![cfg(feature = "rerun")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;

@@ -208,8 +208,14 @@ fn fanout(
         (None, true) => Sink::Spawn,
         (None, false) => Sink::File(rrd_path.clone()),
     };
-    let where_to = if matches!(sink, Sink::File(_)) { json!(rrd_path) } else { json!("viewer") };
-    let telemetry = Telemetry::start("stylet_demo", &sink, 1 << 16)?;
+    let asked = args.rrd.is_some() || args.viewer || args.connect.is_some();
+    let (telemetry, where_to) = if stylet_telemetry::BUILT || asked {
+        let where_to = if matches!(sink, Sink::File(_)) { json!(rrd_path) } else { json!("viewer") };
+        (Telemetry::start("stylet_demo", &sink, 1 << 16)?, where_to)
+    } else {
+        // A build without the `telemetry` feature records nothing unless asked (then it says why not).
+        (Telemetry::off(), Value::Null)
+    };
     let bar = if args.json {
         indicatif::ProgressBar::hidden()
     } else {

@@ -88,8 +88,12 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let log_path = out.join("procedure.log");
     let title = format!("procedure {}", site_path.display());
     let rec = Recorder::create(&log_path, &title, 0, FsyncPolicy::default(), 1 << 16)?;
-    let rrd = out.join("telemetry.rrd");
-    let telemetry = Telemetry::start("stylet_procedure", &Sink::File(rrd.clone()), 1 << 16)?;
+    // A build without the `telemetry` feature writes no recording.
+    let rrd = stylet_telemetry::BUILT.then(|| out.join("telemetry.rrd"));
+    let telemetry = match &rrd {
+        Some(rrd) => Telemetry::start("stylet_procedure", &Sink::File(rrd.clone()), 1 << 16)?,
+        None => Telemetry::off(),
+    };
     let needle_mm = dcfg.ik.standoff_mm + 200.0;
     let mut fan = crate::demo::sink::Fanout::new(
         rec,
@@ -213,7 +217,9 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     } else {
         say!("procedure ended: {}", summary["outcome"].as_str().unwrap_or("?"));
         say!("procedure log: {} ({} records; `stylet replay` reads it)", log_path.display(), stats.written);
-        say!("telemetry: {} ({} items)", rrd.display(), tstats.logged);
+        if let Some(rrd) = &rrd {
+            say!("telemetry: {} ({} items)", rrd.display(), tstats.logged);
+        }
     }
     Ok(match report.outcome {
         Outcome::Done => ExitCode::SUCCESS,

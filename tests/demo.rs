@@ -188,9 +188,63 @@ fn easy() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// An MCAP file read back by the `mcap` package (PyPI; tests/peers/read_mcap.py).
+fn read_mcap(path: &Path) -> Option<Value> {
+    let o = Command::new("python3").arg(root().join("tests/peers/read_mcap.py")).arg(path).output().unwrap();
+    if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
+        eprintln!("skipped the MCAP read-back: {}", String::from_utf8_lossy(&o.stderr));
+        return None;
+    }
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(serde_json::from_slice(&o.stdout).unwrap())
+}
+
+/// The procedure log as MCAP (issue 19, item 5), read by the `mcap` package: every record once,
+/// on its kind's topic with its JSON Schema, at its procedure time, the workflow's transitions as
+/// the log has them.
 #[test]
 fn near_vessel() {
     let (_, out) = nominal("near-vessel");
+    let (log, mcap) = (out.join("procedure.log"), out.join("procedure.mcap"));
+    let o =
+        Command::new(STYLET).args(["replay", "--json", "--records", "--mcap"]).arg(&mcap).arg(&log).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let replay: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let records = replay["record_list"].as_array().unwrap();
+    assert_eq!(replay["mcap"]["messages"].as_u64().unwrap(), records.len() as u64, "{}", replay["mcap"]);
+    let Some(m) = read_mcap(&mcap) else { return };
+    assert_eq!(m["message_count"].as_u64().unwrap(), records.len() as u64, "{}", m["message_count"]);
+    let meta = &m["metadata"]["stylet_procedure_log"];
+    assert_eq!(meta["format"], "stylet procedure log", "{meta}");
+    assert_eq!(meta["records"], records.len().to_string(), "{meta}");
+    let started_ms = replay["header"]["started_unix_ms"].as_u64().unwrap();
+    let topics = m["topics"].as_object().unwrap();
+    for (topic, t) in topics {
+        assert_eq!(t["message_encoding"], "json", "{topic}");
+        assert_eq!(t["schema_encoding"], "jsonschema", "{topic}");
+        for msg in t["messages"].as_array().unwrap() {
+            let d = &msg["data"];
+            let rec = &records[usize::try_from(d["seq"].as_u64().unwrap()).unwrap()];
+            assert_eq!(d, rec, "{topic}: the message is the log's record");
+            let want = started_ms * 1_000_000 + (rec["t_s"].as_f64().unwrap() * 1e9).round() as u64;
+            assert_eq!(msg["log_time"].as_u64().unwrap(), want, "{topic}: {d}");
+            for field in t["schema_data"]["required"].as_array().unwrap() {
+                assert!(!d[field.as_str().unwrap()].is_null(), "{topic}: {field} missing in {d}");
+            }
+        }
+    }
+    let workflow = |transitions: Vec<&Value>| -> Vec<String> {
+        transitions
+            .iter()
+            .filter(|r| r["machine"] == "workflow")
+            .map(|r| format!("{} -> {}", r["from"], r["to"]))
+            .collect()
+    };
+    let in_log = workflow(records.iter().filter(|r| r["kind"] == "state").collect());
+    let in_mcap =
+        workflow(topics["/procedure/state"]["messages"].as_array().unwrap().iter().map(|m| &m["data"]).collect());
+    assert_eq!(in_mcap, in_log);
+    assert!(in_log.last().unwrap().ends_with("\"Done\""), "{in_log:?}");
     let _ = std::fs::remove_dir_all(out);
 }
 

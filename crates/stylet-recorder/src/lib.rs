@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+mod mcap_export;
+pub use mcap_export::{topic as mcap_topic, write_mcap, McapError, McapStats};
+
 const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// The format's name in the header.

@@ -288,4 +288,3 @@ impl Drop for Telemetry {
         }
     }
 }
-

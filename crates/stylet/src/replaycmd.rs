@@ -1,7 +1,9 @@
 //! `stylet replay`: read a procedure log back (and `stylet sim record`, a log writer for the
 //! crash tests).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use serde_json::json;
@@ -24,6 +26,10 @@ pub(crate) struct ReplayArgs {
     /// Replay the procedure into a spawned rerun viewer (`rerun` on PATH).
     #[arg(long)]
     viewer: bool,
+    /// Also write the procedure as MCAP here (Foxglove, PlotJuggler, the mcap tools): a JSON
+    /// channel per record kind, one per measurement (docs/recorder.md).
+    #[arg(long, value_name = "FILE")]
+    mcap: Option<PathBuf>,
 }
 
 /// Every record as rerun items on the `procedure_time` timeline: state changes, operator actions,
@@ -86,12 +92,21 @@ pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let mcap = match &args.mcap {
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let stats = stylet_recorder::write_mcap(&log, std::io::BufWriter::new(file))
+                .with_context(|| format!("{}", path.display()))?;
+            Some(json!({ "file": path, "messages": stats.messages, "channels": stats.channels }))
+        }
+        None => None,
+    };
     if args.json {
         let mut out = json!({
             "log": args.log, "header": log.header, "bytes": log.bytes,
             "records": log.records.len(), "kinds": kinds, "t_s": [span.0, span.1], "cut": log.cut,
             "rerun": replayed.map(|s| json!({ "logged": s.logged, "dropped": s.dropped, "rrd": args.rrd })),
-            "cycle_timing": timing,
+            "cycle_timing": timing, "mcap": mcap,
         });
         if args.records {
             out["record_list"] = json!(log.records);
@@ -119,6 +134,14 @@ pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             "replayed into rerun: {} items{}",
             s.logged,
             args.rrd.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
+        );
+    }
+    if let Some(m) = &mcap {
+        say!(
+            "MCAP: {} ({} messages on {} channels)",
+            args.mcap.as_deref().unwrap_or(Path::new("?")).display(),
+            m["messages"],
+            m["channels"]
         );
     }
     match &log.cut {

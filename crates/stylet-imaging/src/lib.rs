@@ -8,10 +8,11 @@ pub mod needle;
 pub mod nifti;
 pub mod nrrd;
 pub mod organ;
+pub mod seg;
 mod volume;
 pub mod writer;
 
-pub use dicom::{load_series, DicomError, SeriesIdentity, SeriesReport};
+pub use dicom::{load_series, DicomError, SeriesIdentity, SeriesReport, SourceInstance};
 pub use fiducials::{detect, Fiducial, FiducialSettings, Rejected};
 pub use needle::{detect_needle, NeedleError, NeedleFound, NeedleSettings};
 pub use nifti::{load_nifti, parse_nifti, write_nifti, NiftiError};

@@ -134,6 +134,19 @@ pub struct SeriesReport {
     pub tilt_deg: f64,
     /// Whether the slice axes are not aligned with the patient axes.
     pub oblique: bool,
+    /// Each slice's SOP class and instance, in the volume's slice order (`k`): what a derived
+    /// object (a Segmentation) references.
+    #[serde(skip)]
+    pub instances: Vec<SourceInstance>,
+}
+
+/// One image of a series, as a derived object references it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceInstance {
+    /// SOPClassUID (0008,0016).
+    pub sop_class_uid: String,
+    /// SOPInstanceUID (0008,0018).
+    pub sop_instance_uid: String,
 }
 
 /// Whose CT a series is and in which patient coordinate system: what a checkpoint CT must share

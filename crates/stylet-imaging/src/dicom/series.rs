@@ -10,7 +10,10 @@ use nalgebra::{Matrix3, Vector3};
 use stylet_core::frame::Point;
 
 use super::SPACING_TOLERANCE_MM;
-use super::{decode_slice, read_dir, syntax_name, tag_f64s, tag_str, DicomError, SeriesIdentity, SeriesReport, Slice};
+use super::{
+    decode_slice, read_dir, syntax_name, tag_f64s, tag_str, DicomError, SeriesIdentity, SeriesReport, Slice,
+    SourceInstance,
+};
 use crate::volume::Volume;
 
 type Files = Vec<(PathBuf, DefaultDicomObject)>;
@@ -66,6 +69,13 @@ pub fn load_series(dir: &Path, series: Option<&str>) -> Result<(Volume, SeriesRe
         slice_thickness_tag_mm: thickness,
         tilt_deg: volume.tilt_deg(),
         oblique: !(axis_aligned(&row_dir) && axis_aligned(&col_dir)),
+        instances: slices
+            .iter()
+            .map(|s| SourceInstance {
+                sop_class_uid: tag_str(&s.obj, tags::SOP_CLASS_UID),
+                sop_instance_uid: tag_str(&s.obj, tags::SOP_INSTANCE_UID),
+            })
+            .collect(),
     };
     Ok((volume, report))
 }

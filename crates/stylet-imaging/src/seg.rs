@@ -1,0 +1,376 @@
+//! Masks on a CT's grid written as a DICOM Segmentation (SEG, PS3.3 A.51): binary, one frame per
+//! segment and slice that holds any of it, in the CT's study and frame of reference, so radiology
+//! tools (3D Slicer, OHIF, highdicom) show Stylet's results (the tumour, the planned and verified
+//! ablation zones) over the CT they came from (issue 19, item 1).
+//!
+//! The SEG is a new series of the CT's study (StudyInstanceUID, FrameOfReferenceUID and the
+//! patient copied from the CT's [`SeriesMeta`]); its frames lie on the CT's slices
+//! (ImagePositionPatient per frame, the CT's orientation and pixel spacing shared), ordered by
+//! segment and then by slice position, with the two dimension indices a reader needs
+//! (ReferencedSegmentNumber, ImagePositionPatient). Pixels are one bit each, packed
+//! least-significant bit first, the frames one continuous bit stream (PS3.5 8.1.1).
+
+use std::path::Path;
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+use crate::dicom::SourceInstance;
+use crate::volume::Volume;
+use crate::writer::{SeriesMeta, WriteError};
+
+/// A coded concept (PS3.3 8.8): the code, its scheme and what it means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Code {
+    /// CodeValue, e.g. `108369006`.
+    pub value: String,
+    /// CodingSchemeDesignator, e.g. `SCT` (SNOMED CT) or `DCM`.
+    pub scheme: String,
+    /// CodeMeaning, e.g. `Neoplasm`.
+    pub meaning: String,
+}
+
+impl Code {
+    /// A code.
+    #[must_use]
+    pub fn new(value: &str, scheme: &str, meaning: &str) -> Self {
+        Code { value: value.into(), scheme: scheme.into(), meaning: meaning.into() }
+    }
+
+    fn item(&self) -> InMemDicomObject {
+        InMemDicomObject::from_element_iter([
+            DataElement::new(tags::CODE_VALUE, VR::SH, PrimitiveValue::from(self.value.as_str())),
+            DataElement::new(tags::CODING_SCHEME_DESIGNATOR, VR::SH, PrimitiveValue::from(self.scheme.as_str())),
+            DataElement::new(tags::CODE_MEANING, VR::LO, PrimitiveValue::from(self.meaning.as_str())),
+        ])
+    }
+}
+
+/// How a segment was made (SegmentAlgorithmType).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Computed by Stylet (a plan's zone, a detection).
+    Automatic,
+    /// Drawn by a person (labels that came with the CT).
+    Manual,
+}
+
+/// One segment: what it is and its mask on the CT's grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentSpec<'a> {
+    /// SegmentLabel, e.g. `Tumour`.
+    pub label: &'a str,
+    /// SegmentedPropertyCategoryCodeSequence, e.g. SCT 49755003 Morphologically Altered Structure.
+    pub category: Code,
+    /// SegmentedPropertyTypeCodeSequence, e.g. SCT 108369006 Neoplasm.
+    pub property: Code,
+    /// SegmentAlgorithmType.
+    pub algorithm: Algorithm,
+    /// The voxels inside, in the CT's voxel order (`i` fastest, then `j`, then `k`).
+    pub mask: &'a [bool],
+}
+
+/// The SEG's own identity and the device that made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegMeta {
+    /// SeriesInstanceUID of the SEG.
+    pub series_uid: String,
+    /// SOPInstanceUID of the SEG.
+    pub sop_instance_uid: String,
+    /// SeriesDescription.
+    pub description: String,
+    /// SeriesNumber.
+    pub series_number: u32,
+    /// ContentDate and ContentTime (DICOM DA `YYYYMMDD`, TM `HHMMSS`).
+    pub content_date_time: (String, String),
+    /// SoftwareVersions.
+    pub software_version: String,
+}
+
+/// What [`write_seg`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SegWritten {
+    /// Frames (segment x slice holding any of it).
+    pub frames: usize,
+    /// Voxels inside, per segment.
+    pub voxels: Vec<usize>,
+}
+
+fn ds(values: &[f64]) -> PrimitiveValue {
+    PrimitiveValue::from(values.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join("\\").as_str())
+}
+
+fn seq(tag: dicom_core::Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::SQ, dicom_core::value::DataSetSequence::from(items))
+}
+
+fn text(tag: dicom_core::Tag, vr: VR, s: &str) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, vr, PrimitiveValue::from(s))
+}
+
+fn empty(tag: dicom_core::Tag, vr: VR) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, vr, PrimitiveValue::Empty)
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> WriteError {
+    WriteError::Io { path: path.display().to_string(), reason: e.to_string() }
+}
+
+/// The CT a SEG is drawn on: its grid, its identity, and its slices' instances (one per slice
+/// `k`, as [`crate::SeriesReport::instances`] has them; empty for a CT that exists only in
+/// memory, and then no instance is referenced).
+#[derive(Clone, Copy, Debug)]
+pub struct SegSource<'a> {
+    /// The grid (geometry only; the voxels are not read).
+    pub grid: &'a Volume,
+    /// Study, series, frame of reference and patient.
+    pub meta: &'a SeriesMeta,
+    /// The slices' SOP instances, in slice order, or none.
+    pub instances: &'a [SourceInstance],
+}
+
+fn reference(i: &SourceInstance) -> [DataElement<InMemDicomObject>; 2] {
+    [
+        text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &i.sop_class_uid),
+        text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &i.sop_instance_uid),
+    ]
+}
+
+/// Writes `segments` (masks on the grid of `source`) as one SEG file at `path`. Empty segments
+/// are kept in the segment list and have no frames.
+///
+/// # Errors
+/// [`WriteError::Io`] when a mask's length is not the grid's, the instances are not one per
+/// slice, or the file cannot be written; [`WriteError::Sheared`] for a tilted grid.
+pub fn write_seg(
+    path: &Path,
+    source: SegSource<'_>,
+    seg: &SegMeta,
+    segments: &[SegmentSpec<'_>],
+) -> Result<SegWritten, WriteError> {
+    let (grid, ct) = (source.grid, source.meta);
+    if grid.tilt_deg() > 1e-6 {
+        return Err(WriteError::Sheared { tilt_deg: grid.tilt_deg() });
+    }
+    let [nx, ny, nz] = grid.dims;
+    let per_slice = nx * ny;
+    if nx > usize::from(u16::MAX) || ny > usize::from(u16::MAX) {
+        return Err(io(path, format!("a {nx} x {ny} grid does not fit DICOM's Rows and Columns")));
+    }
+    if !source.instances.is_empty() && source.instances.len() != nz {
+        return Err(io(path, format!("{} source instances for {nz} slices", source.instances.len())));
+    }
+    for s in segments {
+        if s.mask.len() != per_slice * nz {
+            return Err(io(
+                path,
+                format!("segment {:?}: {} mask voxels for a {nx} x {ny} x {nz} grid", s.label, s.mask.len()),
+            ));
+        }
+    }
+    let d = grid.direction;
+    let iop = [d[(0, 0)], d[(1, 0)], d[(2, 0)], d[(0, 1)], d[(1, 1)], d[(2, 1)]];
+    // Frames: segment by segment, slices in order along the slice step.
+    let mut frames: Vec<(usize, usize)> = Vec::new();
+    let mut voxels = Vec::with_capacity(segments.len());
+    for (n, s) in segments.iter().enumerate() {
+        voxels.push(s.mask.iter().filter(|m| **m).count());
+        for k in 0..nz {
+            if s.mask[k * per_slice..(k + 1) * per_slice].iter().any(|m| *m) {
+                frames.push((n, k));
+            }
+        }
+    }
+    // One continuous bit stream, least-significant bit first.
+    let bits = frames.len() * per_slice;
+    let mut pixels = vec![0u8; bits.div_ceil(8) + bits.div_ceil(8) % 2];
+    let mut bit = 0usize;
+    for &(n, k) in &frames {
+        for &m in &segments[n].mask[k * per_slice..(k + 1) * per_slice] {
+            if m {
+                pixels[bit / 8] |= 1 << (bit % 8);
+            }
+            bit += 1;
+        }
+    }
+    let segment_items: Vec<InMemDicomObject> = segments
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let mut item = InMemDicomObject::from_element_iter([
+                DataElement::new(tags::SEGMENT_NUMBER, VR::US, PrimitiveValue::from([(n + 1) as u16])),
+                text(tags::SEGMENT_LABEL, VR::LO, s.label),
+                text(
+                    tags::SEGMENT_ALGORITHM_TYPE,
+                    VR::CS,
+                    match s.algorithm {
+                        Algorithm::Automatic => "AUTOMATIC",
+                        Algorithm::Manual => "MANUAL",
+                    },
+                ),
+                seq(tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE, vec![s.category.item()]),
+                seq(tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, vec![s.property.item()]),
+            ]);
+            if s.algorithm == Algorithm::Automatic {
+                item.put(text(tags::SEGMENT_ALGORITHM_NAME, VR::LO, "Stylet"));
+            }
+            item
+        })
+        .collect();
+    let per_frame: Vec<InMemDicomObject> = frames
+        .iter()
+        .map(|&(n, k)| {
+            let position = grid.ct_from_index(0.0, 0.0, k as f64).to_array();
+            let mut item = InMemDicomObject::from_element_iter([
+                seq(
+                    tags::FRAME_CONTENT_SEQUENCE,
+                    vec![InMemDicomObject::from_element_iter([DataElement::new(
+                        tags::DIMENSION_INDEX_VALUES,
+                        VR::UL,
+                        PrimitiveValue::from([(n + 1) as u32, (k + 1) as u32]),
+                    )])],
+                ),
+                seq(
+                    tags::PLANE_POSITION_SEQUENCE,
+                    vec![InMemDicomObject::from_element_iter([DataElement::new(
+                        tags::IMAGE_POSITION_PATIENT,
+                        VR::DS,
+                        ds(&position),
+                    )])],
+                ),
+                seq(
+                    tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+                    vec![InMemDicomObject::from_element_iter([DataElement::new(
+                        tags::REFERENCED_SEGMENT_NUMBER,
+                        VR::US,
+                        PrimitiveValue::from([(n + 1) as u16]),
+                    )])],
+                ),
+            ]);
+            // The CT slice this frame was segmented on (Derivation Image functional group).
+            if let Some(src) = source.instances.get(k) {
+                let mut image = InMemDicomObject::from_element_iter(reference(src));
+                image.put(seq(
+                    tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+                    vec![Code::new("121322", "DCM", "Source image for image processing operation").item()],
+                ));
+                item.put(seq(
+                    tags::DERIVATION_IMAGE_SEQUENCE,
+                    vec![InMemDicomObject::from_element_iter([
+                        seq(tags::DERIVATION_CODE_SEQUENCE, vec![Code::new("113076", "DCM", "Segmentation").item()]),
+                        seq(tags::SOURCE_IMAGE_SEQUENCE, vec![image]),
+                    ])],
+                ));
+            }
+            item
+        })
+        .collect();
+    let shared = InMemDicomObject::from_element_iter([
+        seq(
+            tags::PIXEL_MEASURES_SEQUENCE,
+            vec![InMemDicomObject::from_element_iter([
+                DataElement::new(tags::PIXEL_SPACING, VR::DS, ds(&[grid.spacing_mm[1], grid.spacing_mm[0]])),
+                DataElement::new(tags::SLICE_THICKNESS, VR::DS, ds(&[grid.spacing_mm[2]])),
+                DataElement::new(tags::SPACING_BETWEEN_SLICES, VR::DS, ds(&[grid.spacing_mm[2]])),
+            ])],
+        ),
+        seq(
+            tags::PLANE_ORIENTATION_SEQUENCE,
+            vec![InMemDicomObject::from_element_iter([DataElement::new(
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                ds(&iop),
+            )])],
+        ),
+    ]);
+    let dimension_uid = format!("{}.1", seg.sop_instance_uid);
+    let dimension = |pointer: dicom_core::Tag, group: dicom_core::Tag, label: &str| {
+        InMemDicomObject::from_element_iter([
+            text(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_uid),
+            DataElement::new(tags::DIMENSION_INDEX_POINTER, VR::AT, PrimitiveValue::Tags(vec![pointer].into())),
+            DataElement::new(tags::FUNCTIONAL_GROUP_POINTER, VR::AT, PrimitiveValue::Tags(vec![group].into())),
+            text(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label),
+        ])
+    };
+    let (date, time) = (&seg.content_date_time.0, &seg.content_date_time.1);
+    let mut obj = InMemDicomObject::from_element_iter([
+        text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
+        text(tags::SOP_CLASS_UID, VR::UI, uids::SEGMENTATION_STORAGE),
+        text(tags::SOP_INSTANCE_UID, VR::UI, &seg.sop_instance_uid),
+        // Patient and study: the CT's.
+        text(tags::PATIENT_NAME, VR::PN, &ct.patient_name),
+        text(tags::PATIENT_ID, VR::LO, &ct.patient_id),
+        empty(tags::PATIENT_BIRTH_DATE, VR::DA),
+        empty(tags::PATIENT_SEX, VR::CS),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, &ct.study_uid),
+        empty(tags::STUDY_DATE, VR::DA),
+        empty(tags::STUDY_TIME, VR::TM),
+        empty(tags::REFERRING_PHYSICIAN_NAME, VR::PN),
+        empty(tags::STUDY_ID, VR::SH),
+        empty(tags::ACCESSION_NUMBER, VR::SH),
+        // The SEG's own series.
+        text(tags::MODALITY, VR::CS, "SEG"),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, &seg.series_uid),
+        text(tags::SERIES_NUMBER, VR::IS, &seg.series_number.to_string()),
+        text(tags::SERIES_DESCRIPTION, VR::LO, &seg.description),
+        text(tags::FRAME_OF_REFERENCE_UID, VR::UI, &ct.frame_of_reference_uid),
+        empty(tags::POSITION_REFERENCE_INDICATOR, VR::LO),
+        text(tags::MANUFACTURER, VR::LO, "Stylet"),
+        text(tags::MANUFACTURER_MODEL_NAME, VR::LO, "stylet"),
+        text(tags::DEVICE_SERIAL_NUMBER, VR::LO, "none"),
+        text(tags::SOFTWARE_VERSIONS, VR::LO, &seg.software_version),
+        text(tags::INSTANCE_NUMBER, VR::IS, "1"),
+        text(tags::CONTENT_DATE, VR::DA, date),
+        text(tags::CONTENT_TIME, VR::TM, time),
+        text(tags::CONTENT_LABEL, VR::CS, "STYLET"),
+        text(tags::CONTENT_DESCRIPTION, VR::LO, &seg.description),
+        empty(tags::CONTENT_CREATOR_NAME, VR::PN),
+        text(tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY"),
+        text(tags::SEGMENTATION_TYPE, VR::CS, "BINARY"),
+        seq(tags::SEGMENT_SEQUENCE, segment_items),
+        seq(
+            tags::DIMENSION_ORGANIZATION_SEQUENCE,
+            vec![InMemDicomObject::from_element_iter([text(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_uid)])],
+        ),
+        seq(
+            tags::DIMENSION_INDEX_SEQUENCE,
+            vec![
+                dimension(tags::REFERENCED_SEGMENT_NUMBER, tags::SEGMENT_IDENTIFICATION_SEQUENCE, "Segment"),
+                dimension(tags::IMAGE_POSITION_PATIENT, tags::PLANE_POSITION_SEQUENCE, "Position"),
+            ],
+        ),
+        seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]),
+        seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame),
+        text(tags::NUMBER_OF_FRAMES, VR::IS, &frames.len().to_string()),
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from([1u16])),
+        text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from([ny as u16])),
+        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from([nx as u16])),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from([1u16])),
+        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from([1u16])),
+        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from([0u16])),
+        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from([0u16])),
+        text(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00"),
+        DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(pixels)),
+    ]);
+    // The CT series and its slices (Common Instance Reference), when they exist as files.
+    if !source.instances.is_empty() {
+        let slices = source.instances.iter().map(|i| InMemDicomObject::from_element_iter(reference(i))).collect();
+        obj.put(seq(
+            tags::REFERENCED_SERIES_SEQUENCE,
+            vec![InMemDicomObject::from_element_iter([
+                text(tags::SERIES_INSTANCE_UID, VR::UI, &ct.series_uid),
+                seq(tags::REFERENCED_INSTANCE_SEQUENCE, slices),
+            ])],
+        ));
+    }
+    let file = obj
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .map_err(|e| io(path, e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    file.write_to_file(path).map_err(|e| io(path, e))?;
+    Ok(SegWritten { frames: frames.len(), voxels })
+}

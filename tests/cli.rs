@@ -812,6 +812,79 @@ fn plan_phantom(tag: &str) -> PathBuf {
     out
 }
 
+/// `stylet plan --dicom-seg` (issue 19, item 1): the tumour and the best plan's zone as a DICOM
+/// Segmentation on the CT series, read by highdicom and pydicom (tests/peers/read_seg.py) and
+/// checked by dciodvfy; a CT file that is not DICOM is refused, naming it.
+#[test]
+fn plan_writes_the_tumour_and_the_zone_as_a_dicom_segmentation() {
+    let out = std::env::temp_dir().join(format!("stylet-plan-seg-{}", std::process::id()));
+    let (code, _) = run_json(&[
+        "sim",
+        "phantom",
+        "--json",
+        "--dims",
+        "160,160,127",
+        "--spacing-mm",
+        "1.5,1.5,1.5",
+        "--dicom",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    let (dicom, labels, seg) = (out.join("dicom"), out.join("labels.nii.gz"), out.join("plan.seg.dcm"));
+    let (code, v) = run_json(&[
+        "plan",
+        "--json",
+        "--ct",
+        dicom.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--tumour",
+        "3",
+        "--dicom-seg",
+        seg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    let tumour_voxels = v["report"]["tumour_voxels"].as_u64().unwrap();
+    assert_eq!(v["dicom_seg"]["voxels"][0].as_u64().unwrap(), tumour_voxels, "{}", v["dicom_seg"]);
+    assert!(v["dicom_seg"]["voxels"][1].as_u64().unwrap() > tumour_voxels, "{}", v["dicom_seg"]);
+    let o = Command::new("python3").arg(repo().join("tests/peers/read_seg.py")).arg(&seg).output().unwrap();
+    if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
+        eprintln!("SKIPPED: {}", String::from_utf8_lossy(&o.stderr));
+    } else {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["source_instances"], 127, "{r}");
+        let labels: Vec<&str> =
+            r["segments"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+        assert_eq!(labels, ["Tumour", "Planned ablation zone"]);
+        let read: Vec<u64> = ["1", "2"]
+            .iter()
+            .map(|n| r["by_position"][n].as_array().unwrap().iter().map(|f| f["on"][0].as_u64().unwrap()).sum())
+            .collect();
+        assert_eq!(read[0], tumour_voxels, "{r}");
+        assert_eq!(read[1], v["dicom_seg"]["voxels"][1].as_u64().unwrap());
+    }
+    match Command::new("dciodvfy").arg(&seg).output() {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+            assert!(!text.lines().any(|l| l.starts_with("Error")), "{text}");
+        }
+        Err(e) => assert!(std::env::var_os("CI").is_none(), "dciodvfy: {e}"),
+    }
+    let nifti = out.join("ct.nii.gz");
+    let o = Command::new(STYLET)
+        .args(["plan", "--ct", nifti.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--tumour", "3"])
+        .arg("--dicom-seg")
+        .arg(out.join("no.seg.dcm"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--dicom-seg needs the CT as a DICOM series folder") && err.contains("ct.nii.gz"), "{err}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
 #[test]
 fn plan_on_a_phantom_with_json_picture_and_clear_errors() {
     let out = plan_phantom("plan");

@@ -47,6 +47,29 @@ impl Code {
     }
 }
 
+/// The ablation zone's property code. No standard code names an ablation zone yet, so it is in
+/// Stylet's private coding scheme (PS3.16 8.2: designators beginning `99`).
+#[must_use]
+pub fn ablation_zone() -> Code {
+    Code::new("ABLATION-ZONE", "99STYLET", "Ablation zone")
+}
+
+/// A new UID under the UUID-derived root `2.25` (PS3.5 B.2), from a 128-bit hash of `parts`
+/// (give it something unique: the source's UID and the time).
+#[must_use]
+pub fn derived_uid(parts: &[&str]) -> String {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut h);
+        parts.hash(&mut h);
+        std::process::id().hash(&mut h);
+        h.finish()
+    };
+    let v = (u128::from(half(1)) << 64) | u128::from(half(2));
+    format!("2.25.{v}")
+}
+
 /// How a segment was made (SegmentAlgorithmType).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {

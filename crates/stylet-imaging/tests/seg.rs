@@ -88,14 +88,14 @@ fn a_segmentation_on_a_ct_series_reads_back_in_highdicom_pydicom_and_dciodvfy() 
         SegmentSpec {
             label: "Planned ablation zone",
             category: Code::new("49755003", "SCT", "Morphologically Altered Structure"),
-            property: Code::new("ABLATION-ZONE", "99STYLET", "Ablation zone"),
+            property: stylet_imaging::seg::ablation_zone(),
             algorithm: Algorithm::Automatic,
             mask: &zone,
         },
         SegmentSpec {
             label: "Verified ablation zone (none yet)",
             category: Code::new("49755003", "SCT", "Morphologically Altered Structure"),
-            property: Code::new("ABLATION-ZONE", "99STYLET", "Ablation zone"),
+            property: stylet_imaging::seg::ablation_zone(),
             algorithm: Algorithm::Automatic,
             mask: &verified,
         },

@@ -134,6 +134,13 @@ fn generated_phantoms_from_the_shipped_scenarios() {
             assert!(ph.tumours_in_ct.iter().any(|(t, _)| t.distance_mm(c) < 1.5), "{c:?} vs {:?}", ph.tumours_in_ct);
             let best = &r.plans[0];
             assert!(best.margin_mm >= 5.0 && best.clearance_mm >= 2.75);
+            // The zone drawn on the grid (as a DICOM SEG shows it) holds every tumour voxel, with
+            // room: MAR-1's 5 mm is more than three voxels.
+            let zone = best.zone_mask(&ph.volume);
+            assert_eq!(r.tumour_voxel_indices.len(), r.tumour_voxels);
+            assert!(r.tumour_voxel_indices.iter().all(|i| zone[*i]), "{name} tumour {component}");
+            let inside = zone.iter().filter(|z| **z).count();
+            assert!(inside > 2 * r.tumour_voxels, "{inside} zone voxels, {} tumour voxels", r.tumour_voxels);
             // IND-2 for two tumours, IND-1 for one.
             assert_eq!(r.indication[0].rule, if tumours == 1 { "IND-1" } else { "IND-2" });
         }

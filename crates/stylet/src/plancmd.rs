@@ -60,10 +60,24 @@ pub(crate) struct PlanArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Write the tumour and the best plan's ablation zone(s) as a DICOM Segmentation here, in the
+    /// CT's study and frame of reference (the CT must be a DICOM series folder).
+    #[arg(long, value_name = "FILE")]
+    dicom_seg: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let ct = crate::ctcmd::load_ct(&args.ct, args.series.as_deref())?;
+    let (ct, series) = if args.ct.is_dir() {
+        let (v, r) = stylet_imaging::load_series(&args.ct, args.series.as_deref())?;
+        (v, Some(r))
+    } else {
+        anyhow::ensure!(
+            args.dicom_seg.is_none(),
+            "--dicom-seg needs the CT as a DICOM series folder: {} has no study or frame of reference to reference",
+            args.ct.display()
+        );
+        (crate::ctcmd::load_ct(&args.ct, None)?, None)
+    };
     let (labels, segments) = stylet_suite::planning::load_labels(&args.labels)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.labels.display()))?;
     let (table, table_name) =
@@ -116,10 +130,23 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         };
         draw(png, &ct, &labels, &table, best, inserted).with_context(|| format!("writing {}", png.display()))?;
     }
+    let seg = match (&args.dicom_seg, &series, report.plans.first()) {
+        (Some(path), Some(series), Some(best)) => {
+            let w = write_plan_seg(path, &ct, series, &report, best, matches!(tumour, TumourSpec::Sphere { .. }))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Some(json!({ "file": path, "frames": w.frames, "voxels": w.voxels }))
+        }
+        (Some(path), _, None) => {
+            say!("no plan: {} not written", path.display());
+            None
+        }
+        _ => None,
+    };
     if args.json {
         say!(
             "{}",
             json!({
+                "dicom_seg": seg,
                 "ct": args.ct, "labels": args.labels, "label_table": table_name,
                 "label_classes": table.entries().iter().map(|(a, b, c, n)| json!({ "values": [a, b], "class": c, "name": n })).collect::<Vec<_>>(),
                 "device": zone.device, "setting": zone.setting,
@@ -201,7 +228,68 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &args.png {
         say!("picture: {}", p.display());
     }
+    if let (Some(p), Some(w)) = (&args.dicom_seg, &seg) {
+        say!("DICOM Segmentation: {} ({} frames: the tumour and plan #1's zone)", p.display(), w["frames"]);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tumour and `best`'s ablation zone(s) as a SEG on the planning CT (`series`).
+fn write_plan_seg(
+    path: &std::path::Path,
+    ct: &Volume,
+    series: &stylet_imaging::SeriesReport,
+    report: &stylet_planning::PlanReport,
+    best: &Plan,
+    placed_tumour: bool,
+) -> anyhow::Result<stylet_imaging::seg::SegWritten> {
+    use stylet_imaging::seg::{derived_uid, write_seg, Algorithm, Code, SegMeta, SegSource, SegmentSpec};
+    let mut tumour = vec![false; ct.voxels.len()];
+    for &i in &report.tumour_voxel_indices {
+        if let Some(t) = tumour.get_mut(i) {
+            *t = true;
+        }
+    }
+    let zone = best.zone_mask(ct);
+    let meta = stylet_imaging::SeriesMeta {
+        study_uid: series.identity.study_uid.clone(),
+        series_uid: series.series_uid.clone(),
+        description: series.description.clone(),
+        patient_id: series.identity.patient_id.clone(),
+        patient_name: series.identity.patient_name.clone(),
+        frame_of_reference_uid: series.identity.frame_of_reference_uid.clone(),
+        acquisition_datetime: series.identity.acquisition_datetime.clone(),
+    };
+    let now = stylet_suite::ct::dicom_datetime(stylet_suite::ct::unix_now());
+    let seg_series = derived_uid(&[&series.series_uid, "stylet plan SEG", &now]);
+    let seg = SegMeta {
+        sop_instance_uid: format!("{seg_series}.1"),
+        series_uid: seg_series,
+        description: "Stylet plan: tumour and planned ablation zone".into(),
+        series_number: 901,
+        content_date_time: (now[..8].to_string(), now[8..14].to_string()),
+        software_version: format!("stylet {}", env!("CARGO_PKG_VERSION")),
+    };
+    let category = Code::new("49755003", "SCT", "Morphologically Altered Structure");
+    let segments = [
+        SegmentSpec {
+            label: "Tumour",
+            category: category.clone(),
+            property: Code::new("108369006", "SCT", "Neoplasm"),
+            // Placed by `--target`, or taken from the label map (drawn outside Stylet).
+            algorithm: if placed_tumour { Algorithm::Automatic } else { Algorithm::Manual },
+            mask: &tumour,
+        },
+        SegmentSpec {
+            label: "Planned ablation zone",
+            category,
+            property: stylet_imaging::seg::ablation_zone(),
+            algorithm: Algorithm::Automatic,
+            mask: &zone,
+        },
+    ];
+    let source = SegSource { grid: ct, meta: &meta, instances: &series.instances };
+    Ok(write_seg(path, source, &seg, &segments)?)
 }
 
 fn colour(c: Class) -> Option<[u8; 3]> {

@@ -221,6 +221,56 @@ pub struct PlanReport {
     /// The tumour's surface points the margins are measured on.
     #[serde(skip)]
     pub tumour_surface: Vec<Point<Ct>>,
+    /// The tumour's voxels (indices into the CT's voxels), for results drawn on the CT.
+    #[serde(skip)]
+    pub tumour_voxel_indices: Vec<usize>,
+}
+
+impl Plan {
+    /// Which voxels of `grid` lie within any of this plan's ablation zones (ellipsoids of
+    /// `zone_long_mm` along each position's axis and `zone_short_mm` across, at its centre).
+    #[must_use]
+    pub fn zone_mask(&self, grid: &Volume) -> Vec<bool> {
+        let [nx, ny, nz] = grid.dims;
+        let (a, b) = (self.zone_long_mm / 2.0, self.zone_short_mm / 2.0);
+        let zones: Vec<(nalgebra::Vector3<f64>, nalgebra::Vector3<f64>)> = self
+            .positions
+            .iter()
+            .map(|p| (p.zone_centre.to_nalgebra().coords, p.axis.to_nalgebra().normalize()))
+            .collect();
+        let mut mask = vec![false; nx * ny * nz];
+        let r = a.max(b);
+        for (c, axis) in &zones {
+            // The voxels of the sphere around the zone (its corners' indices), then the ellipsoid.
+            let corners: Vec<nalgebra::Vector3<f64>> = (0..8)
+                .filter_map(|n| {
+                    let s = |bit: usize| if n & bit == 0 { -r } else { r };
+                    grid.index_from_ct(Point::from_coords(c + nalgebra::Vector3::new(s(1), s(2), s(4))))
+                })
+                .collect();
+            if corners.len() < 8 {
+                continue; // a grid whose index cannot be computed (never for a CT's)
+            }
+            let range = |axis_i: usize, n: usize| {
+                let lo = corners.iter().map(|v| v[axis_i]).fold(f64::INFINITY, f64::min).floor().max(0.0) as usize;
+                let hi = corners.iter().map(|v| v[axis_i]).fold(f64::NEG_INFINITY, f64::max).ceil();
+                lo..(hi.max(-1.0) as usize + 1).min(n)
+            };
+            for k in range(2, nz) {
+                for j in range(1, ny) {
+                    for i in range(0, nx) {
+                        let d = grid.ct_from_index(i as f64, j as f64, k as f64).to_nalgebra().coords - c;
+                        let along = d.dot(axis);
+                        let across2 = (d.norm_squared() - along * along).max(0.0);
+                        if (along / a).powi(2) + across2 / (b * b) <= 1.0 {
+                            mask[(k * ny + j) * nx + i] = true;
+                        }
+                    }
+                }
+            }
+        }
+        mask
+    }
 }
 
 /// Everything the planner needs.
@@ -314,5 +364,6 @@ pub fn plan(input: &PlanInput<'_>) -> Result<PlanReport, PlanError> {
         plans,
         skin_source,
         tumour_surface: zr.surface.iter().copied().map(Point::from_coords).collect(),
+        tumour_voxel_indices: tumour.voxels.clone(),
     })
 }

@@ -9,6 +9,7 @@ pub mod nifti;
 pub mod nrrd;
 pub mod organ;
 pub mod seg;
+pub mod sr;
 mod volume;
 pub mod writer;
 

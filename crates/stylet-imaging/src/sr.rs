@@ -1,0 +1,201 @@
+//! A procedure's figures as a DICOM Comprehensive Structured Report (PS3.3 A.35.3), in the
+//! planning CT's study, so a PACS files them with the images (issue 19, item 1).
+//!
+//! One root CONTAINER (its title a code) holding, each by CONTAINS: the planning CT's study,
+//! series and frame of reference as UIDREF items (DCM 110180 Study Instance UID, DCM 112002
+//! Series Instance UID, DCM 112227 Frame of Reference UID), then the report's items in order:
+//! numbers with their UCUM unit (NUM), text (TEXT, e.g. each rule's verdict) and coded values
+//! (CODE). No instance is referenced, so no evidence sequence is needed.
+
+use std::path::Path;
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+use crate::seg::Code;
+use crate::writer::{SeriesMeta, WriteError};
+
+/// One content item of the report.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SrItem {
+    /// A measurement: its name, value and UCUM unit (e.g. `mm`, `1`).
+    Num {
+        /// What was measured.
+        name: Code,
+        /// The value (finite; a non-finite one is written as a text saying so).
+        value: f64,
+        /// Its unit, a UCUM code.
+        unit: Code,
+    },
+    /// Free text.
+    Text {
+        /// What it says.
+        name: Code,
+        /// The text.
+        text: String,
+    },
+    /// A coded value.
+    Coded {
+        /// What it names.
+        name: Code,
+        /// The value.
+        value: Code,
+    },
+}
+
+/// UCUM's millimetre.
+#[must_use]
+pub fn millimetre() -> Code {
+    Code::new("mm", "UCUM", "millimeter")
+}
+
+/// UCUM's dimensionless unit (counts).
+#[must_use]
+pub fn no_unit() -> Code {
+    Code::new("1", "UCUM", "no units")
+}
+
+/// The SR's own identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SrMeta {
+    /// SeriesInstanceUID of the SR.
+    pub series_uid: String,
+    /// SOPInstanceUID of the SR.
+    pub sop_instance_uid: String,
+    /// SeriesDescription.
+    pub description: String,
+    /// SeriesNumber.
+    pub series_number: u32,
+    /// ContentDate and ContentTime (DICOM DA `YYYYMMDD`, TM `HHMMSS`).
+    pub content_date_time: (String, String),
+    /// SoftwareVersions.
+    pub software_version: String,
+    /// The document's title (the root container's concept name).
+    pub title: Code,
+    /// Whether the procedure ran to its end (CompletionFlag COMPLETE, else PARTIAL).
+    pub complete: bool,
+}
+
+fn text(tag: dicom_core::Tag, vr: VR, s: &str) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, vr, PrimitiveValue::from(s))
+}
+
+fn empty(tag: dicom_core::Tag, vr: VR) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, vr, PrimitiveValue::Empty)
+}
+
+fn seq(tag: dicom_core::Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::SQ, dicom_core::value::DataSetSequence::from(items))
+}
+
+fn code_item(c: &Code) -> InMemDicomObject {
+    InMemDicomObject::from_element_iter([
+        text(tags::CODE_VALUE, VR::SH, &c.value),
+        text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, &c.scheme),
+        text(tags::CODE_MEANING, VR::LO, &c.meaning),
+    ])
+}
+
+fn item(value_type: &str, name: &Code) -> InMemDicomObject {
+    InMemDicomObject::from_element_iter([
+        text(tags::RELATIONSHIP_TYPE, VR::CS, "CONTAINS"),
+        text(tags::VALUE_TYPE, VR::CS, value_type),
+        seq(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![code_item(name)]),
+    ])
+}
+
+fn uidref(name: Code, uid: &str) -> InMemDicomObject {
+    let mut i = item("UIDREF", &name);
+    i.put(text(tags::UID, VR::UI, uid));
+    i
+}
+
+fn content(it: &SrItem) -> InMemDicomObject {
+    match it {
+        SrItem::Num { name, value, unit } if value.is_finite() => {
+            let mut i = item("NUM", name);
+            // DS holds at most 16 characters.
+            let v = format!("{value:.6}");
+            let v = if v.len() > 16 { format!("{value:.6e}") } else { v };
+            i.put(seq(
+                tags::MEASURED_VALUE_SEQUENCE,
+                vec![InMemDicomObject::from_element_iter([
+                    seq(tags::MEASUREMENT_UNITS_CODE_SEQUENCE, vec![code_item(unit)]),
+                    text(tags::NUMERIC_VALUE, VR::DS, &v),
+                ])],
+            ));
+            i
+        }
+        SrItem::Num { name, value, .. } => {
+            let mut i = item("TEXT", name);
+            i.put(text(tags::TEXT_VALUE, VR::UT, &format!("not measured ({value})")));
+            i
+        }
+        SrItem::Text { name, text: t } => {
+            let mut i = item("TEXT", name);
+            i.put(text(tags::TEXT_VALUE, VR::UT, t));
+            i
+        }
+        SrItem::Coded { name, value } => {
+            let mut i = item("CODE", name);
+            i.put(seq(tags::CONCEPT_CODE_SEQUENCE, vec![code_item(value)]));
+            i
+        }
+    }
+}
+
+/// Writes the report `items` about the procedure on the planning CT `ct` as one Comprehensive SR
+/// file at `path`.
+///
+/// # Errors
+/// [`WriteError::Io`] when the file cannot be written.
+pub fn write_sr(path: &Path, ct: &SeriesMeta, sr: &SrMeta, items: &[SrItem]) -> Result<(), WriteError> {
+    let io = |e: &dyn std::fmt::Display| WriteError::Io { path: path.display().to_string(), reason: e.to_string() };
+    let mut children = vec![
+        uidref(Code::new("110180", "DCM", "Study Instance UID"), &ct.study_uid),
+        uidref(Code::new("112002", "DCM", "Series Instance UID"), &ct.series_uid),
+        uidref(Code::new("112227", "DCM", "Frame of Reference UID"), &ct.frame_of_reference_uid),
+    ];
+    children.extend(items.iter().map(content));
+    let (date, time) = (&sr.content_date_time.0, &sr.content_date_time.1);
+    let obj = InMemDicomObject::from_element_iter([
+        text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
+        text(tags::SOP_CLASS_UID, VR::UI, uids::COMPREHENSIVE_SR_STORAGE),
+        text(tags::SOP_INSTANCE_UID, VR::UI, &sr.sop_instance_uid),
+        text(tags::PATIENT_NAME, VR::PN, &ct.patient_name),
+        text(tags::PATIENT_ID, VR::LO, &ct.patient_id),
+        empty(tags::PATIENT_BIRTH_DATE, VR::DA),
+        empty(tags::PATIENT_SEX, VR::CS),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, &ct.study_uid),
+        empty(tags::STUDY_DATE, VR::DA),
+        empty(tags::STUDY_TIME, VR::TM),
+        empty(tags::REFERRING_PHYSICIAN_NAME, VR::PN),
+        empty(tags::STUDY_ID, VR::SH),
+        empty(tags::ACCESSION_NUMBER, VR::SH),
+        text(tags::MODALITY, VR::CS, "SR"),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, &sr.series_uid),
+        text(tags::SERIES_NUMBER, VR::IS, &sr.series_number.to_string()),
+        text(tags::SERIES_DESCRIPTION, VR::LO, &sr.description),
+        seq(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, Vec::new()),
+        text(tags::MANUFACTURER, VR::LO, "Stylet"),
+        text(tags::SOFTWARE_VERSIONS, VR::LO, &sr.software_version),
+        text(tags::INSTANCE_NUMBER, VR::IS, "1"),
+        text(tags::COMPLETION_FLAG, VR::CS, if sr.complete { "COMPLETE" } else { "PARTIAL" }),
+        text(tags::VERIFICATION_FLAG, VR::CS, "UNVERIFIED"),
+        text(tags::CONTENT_DATE, VR::DA, date),
+        text(tags::CONTENT_TIME, VR::TM, time),
+        seq(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, Vec::new()),
+        text(tags::VALUE_TYPE, VR::CS, "CONTAINER"),
+        seq(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![code_item(&sr.title)]),
+        text(tags::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE"),
+        seq(tags::CONTENT_SEQUENCE, children),
+    ]);
+    let file = obj
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .map_err(|e| io(&e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
+    }
+    file.write_to_file(path).map_err(|e| io(&e))
+}

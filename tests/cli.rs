@@ -794,20 +794,14 @@ fn resp_eval_on_real_traces_with_json_and_a_plot() {
     assert_eq!(synthetic["rows_reported"][0]["line"], 902, "{synthetic}");
 }
 
-/// A small phantom (160 x 160 x 127 voxels of 1.5 mm) for the planning tests, in a fresh folder.
-fn plan_phantom(tag: &str) -> PathBuf {
+/// A small phantom (160 x 160 x 127 voxels of 1.5 mm) for the planning tests, in a fresh folder
+/// (`extra`: more `sim phantom` options).
+fn plan_phantom(tag: &str, extra: &[&str]) -> PathBuf {
     let out = std::env::temp_dir().join(format!("stylet-{tag}-{}", std::process::id()));
-    let (code, _) = run_json(&[
-        "sim",
-        "phantom",
-        "--json",
-        "--dims",
-        "160,160,127",
-        "--spacing-mm",
-        "1.5,1.5,1.5",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let mut args = vec!["sim", "phantom", "--json", "--dims", "160,160,127", "--spacing-mm", "1.5,1.5,1.5"];
+    args.extend(extra);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let (code, _) = run_json(&args);
     assert_eq!(code, Some(0));
     out
 }
@@ -817,20 +811,7 @@ fn plan_phantom(tag: &str) -> PathBuf {
 /// checked by dciodvfy; a CT file that is not DICOM is refused, naming it.
 #[test]
 fn plan_writes_the_tumour_and_the_zone_as_a_dicom_segmentation() {
-    let out = std::env::temp_dir().join(format!("stylet-plan-seg-{}", std::process::id()));
-    let (code, _) = run_json(&[
-        "sim",
-        "phantom",
-        "--json",
-        "--dims",
-        "160,160,127",
-        "--spacing-mm",
-        "1.5,1.5,1.5",
-        "--dicom",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0));
+    let out = plan_phantom("plan-dicom-seg", &["--dicom"]);
     let (dicom, labels, seg) = (out.join("dicom"), out.join("labels.nii.gz"), out.join("plan.seg.dcm"));
     let (code, v) = run_json(&[
         "plan",
@@ -887,7 +868,7 @@ fn plan_writes_the_tumour_and_the_zone_as_a_dicom_segmentation() {
 
 #[test]
 fn plan_on_a_phantom_with_json_picture_and_clear_errors() {
-    let out = plan_phantom("plan");
+    let out = plan_phantom("plan", &[]);
     let (ct, labels, png) = (out.join("ct.nii.gz"), out.join("labels.nii.gz"), out.join("plan.png"));
     let (code, v) = run_json(&[
         "plan",
@@ -1012,7 +993,7 @@ fn write_seg_nrrd(v: &stylet_imaging::Volume, names: &[(u32, &str)], path: &std:
 
 #[test]
 fn plan_reads_a_slicer_segmentation_by_its_segment_names() {
-    let out = plan_phantom("plan-seg");
+    let out = plan_phantom("plan-seg", &[]);
     let (ct, labels, seg) = (out.join("ct.nii.gz"), out.join("labels.nii.gz"), out.join("labels.seg.nrrd"));
     // The phantom's label values under the names a user might give them in Slicer.
     let names = [

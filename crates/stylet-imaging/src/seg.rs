@@ -16,6 +16,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
+use crate::derived::{empty, header, seq, text};
 use crate::dicom::SourceInstance;
 use crate::volume::Volume;
 use crate::writer::{SeriesMeta, WriteError};
@@ -38,7 +39,7 @@ impl Code {
         Code { value: value.into(), scheme: scheme.into(), meaning: meaning.into() }
     }
 
-    fn item(&self) -> InMemDicomObject {
+    pub(crate) fn item(&self) -> InMemDicomObject {
         InMemDicomObject::from_element_iter([
             DataElement::new(tags::CODE_VALUE, VR::SH, PrimitiveValue::from(self.value.as_str())),
             DataElement::new(tags::CODING_SCHEME_DESIGNATOR, VR::SH, PrimitiveValue::from(self.scheme.as_str())),
@@ -122,18 +123,6 @@ pub struct SegWritten {
 
 fn ds(values: &[f64]) -> PrimitiveValue {
     PrimitiveValue::from(values.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join("\\").as_str())
-}
-
-fn seq(tag: dicom_core::Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
-    DataElement::new(tag, VR::SQ, dicom_core::value::DataSetSequence::from(items))
-}
-
-fn text(tag: dicom_core::Tag, vr: VR, s: &str) -> DataElement<InMemDicomObject> {
-    DataElement::new(tag, vr, PrimitiveValue::from(s))
-}
-
-fn empty(tag: dicom_core::Tag, vr: VR) -> DataElement<InMemDicomObject> {
-    DataElement::new(tag, vr, PrimitiveValue::Empty)
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> WriteError {
@@ -317,23 +306,10 @@ pub fn write_seg(
         ])
     };
     let (date, time) = (&seg.content_date_time.0, &seg.content_date_time.1);
-    let mut obj = InMemDicomObject::from_element_iter([
-        text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
-        text(tags::SOP_CLASS_UID, VR::UI, uids::SEGMENTATION_STORAGE),
-        text(tags::SOP_INSTANCE_UID, VR::UI, &seg.sop_instance_uid),
-        // Patient and study: the CT's.
-        text(tags::PATIENT_NAME, VR::PN, &ct.patient_name),
-        text(tags::PATIENT_ID, VR::LO, &ct.patient_id),
-        empty(tags::PATIENT_BIRTH_DATE, VR::DA),
-        empty(tags::PATIENT_SEX, VR::CS),
-        text(tags::STUDY_INSTANCE_UID, VR::UI, &ct.study_uid),
-        empty(tags::STUDY_DATE, VR::DA),
-        empty(tags::STUDY_TIME, VR::TM),
-        empty(tags::REFERRING_PHYSICIAN_NAME, VR::PN),
-        empty(tags::STUDY_ID, VR::SH),
-        empty(tags::ACCESSION_NUMBER, VR::SH),
+    let mut obj = InMemDicomObject::from_element_iter(header(uids::SEGMENTATION_STORAGE, &seg.sop_instance_uid, ct));
+    obj.put(text(tags::MODALITY, VR::CS, "SEG"));
+    for e in [
         // The SEG's own series.
-        text(tags::MODALITY, VR::CS, "SEG"),
         text(tags::SERIES_INSTANCE_UID, VR::UI, &seg.series_uid),
         text(tags::SERIES_NUMBER, VR::IS, &seg.series_number.to_string()),
         text(tags::SERIES_DESCRIPTION, VR::LO, &seg.description),
@@ -376,7 +352,9 @@ pub fn write_seg(
         DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from([0u16])),
         text(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00"),
         DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(pixels)),
-    ]);
+    ] {
+        obj.put(e);
+    }
     // The CT series and its slices (Common Instance Reference), when they exist as files.
     if !source.instances.is_empty() {
         let slices = source.instances.iter().map(|i| InMemDicomObject::from_element_iter(reference(i))).collect();

@@ -9,10 +9,11 @@
 
 use std::path::Path;
 
-use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_core::VR;
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
+use crate::derived::{header, seq, text};
 use crate::seg::Code;
 use crate::writer::{SeriesMeta, WriteError};
 
@@ -77,31 +78,11 @@ pub struct SrMeta {
     pub complete: bool,
 }
 
-fn text(tag: dicom_core::Tag, vr: VR, s: &str) -> DataElement<InMemDicomObject> {
-    DataElement::new(tag, vr, PrimitiveValue::from(s))
-}
-
-fn empty(tag: dicom_core::Tag, vr: VR) -> DataElement<InMemDicomObject> {
-    DataElement::new(tag, vr, PrimitiveValue::Empty)
-}
-
-fn seq(tag: dicom_core::Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
-    DataElement::new(tag, VR::SQ, dicom_core::value::DataSetSequence::from(items))
-}
-
-fn code_item(c: &Code) -> InMemDicomObject {
-    InMemDicomObject::from_element_iter([
-        text(tags::CODE_VALUE, VR::SH, &c.value),
-        text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, &c.scheme),
-        text(tags::CODE_MEANING, VR::LO, &c.meaning),
-    ])
-}
-
 fn item(value_type: &str, name: &Code) -> InMemDicomObject {
     InMemDicomObject::from_element_iter([
         text(tags::RELATIONSHIP_TYPE, VR::CS, "CONTAINS"),
         text(tags::VALUE_TYPE, VR::CS, value_type),
-        seq(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![code_item(name)]),
+        seq(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![name.item()]),
     ])
 }
 
@@ -121,7 +102,7 @@ fn content(it: &SrItem) -> InMemDicomObject {
             i.put(seq(
                 tags::MEASURED_VALUE_SEQUENCE,
                 vec![InMemDicomObject::from_element_iter([
-                    seq(tags::MEASUREMENT_UNITS_CODE_SEQUENCE, vec![code_item(unit)]),
+                    seq(tags::MEASUREMENT_UNITS_CODE_SEQUENCE, vec![unit.item()]),
                     text(tags::NUMERIC_VALUE, VR::DS, &v),
                 ])],
             ));
@@ -139,7 +120,7 @@ fn content(it: &SrItem) -> InMemDicomObject {
         }
         SrItem::Coded { name, value } => {
             let mut i = item("CODE", name);
-            i.put(seq(tags::CONCEPT_CODE_SEQUENCE, vec![code_item(value)]));
+            i.put(seq(tags::CONCEPT_CODE_SEQUENCE, vec![value.item()]));
             i
         }
     }
@@ -159,20 +140,8 @@ pub fn write_sr(path: &Path, ct: &SeriesMeta, sr: &SrMeta, items: &[SrItem]) -> 
     ];
     children.extend(items.iter().map(content));
     let (date, time) = (&sr.content_date_time.0, &sr.content_date_time.1);
-    let obj = InMemDicomObject::from_element_iter([
-        text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
-        text(tags::SOP_CLASS_UID, VR::UI, uids::COMPREHENSIVE_SR_STORAGE),
-        text(tags::SOP_INSTANCE_UID, VR::UI, &sr.sop_instance_uid),
-        text(tags::PATIENT_NAME, VR::PN, &ct.patient_name),
-        text(tags::PATIENT_ID, VR::LO, &ct.patient_id),
-        empty(tags::PATIENT_BIRTH_DATE, VR::DA),
-        empty(tags::PATIENT_SEX, VR::CS),
-        text(tags::STUDY_INSTANCE_UID, VR::UI, &ct.study_uid),
-        empty(tags::STUDY_DATE, VR::DA),
-        empty(tags::STUDY_TIME, VR::TM),
-        empty(tags::REFERRING_PHYSICIAN_NAME, VR::PN),
-        empty(tags::STUDY_ID, VR::SH),
-        empty(tags::ACCESSION_NUMBER, VR::SH),
+    let mut obj = InMemDicomObject::from_element_iter(header(uids::COMPREHENSIVE_SR_STORAGE, &sr.sop_instance_uid, ct));
+    for e in [
         text(tags::MODALITY, VR::CS, "SR"),
         text(tags::SERIES_INSTANCE_UID, VR::UI, &sr.series_uid),
         text(tags::SERIES_NUMBER, VR::IS, &sr.series_number.to_string()),
@@ -187,10 +156,12 @@ pub fn write_sr(path: &Path, ct: &SeriesMeta, sr: &SrMeta, items: &[SrItem]) -> 
         text(tags::CONTENT_TIME, VR::TM, time),
         seq(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, Vec::new()),
         text(tags::VALUE_TYPE, VR::CS, "CONTAINER"),
-        seq(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![code_item(&sr.title)]),
+        seq(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![sr.title.item()]),
         text(tags::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE"),
         seq(tags::CONTENT_SEQUENCE, children),
-    ]);
+    ] {
+        obj.put(e);
+    }
     let file = obj
         .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
         .map_err(|e| io(&e))?;

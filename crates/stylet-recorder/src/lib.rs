@@ -86,6 +86,20 @@ pub enum Event {
 }
 
 impl Event {
+    /// The record's `kind` as the log writes it (`command`, `state`, `operator`, `fault`,
+    /// `sample`, `note`).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Command { .. } => "command",
+            Event::State { .. } => "state",
+            Event::Operator { .. } => "operator",
+            Event::Fault { .. } => "fault",
+            Event::Sample { .. } => "sample",
+            Event::Note { .. } => "note",
+        }
+    }
+
     /// Whether this event is forced to the disk at once.
     #[must_use]
     pub fn is_critical(&self) -> bool {

@@ -42,18 +42,7 @@ pub struct McapStats {
 pub fn topic(event: &Event) -> String {
     match event {
         Event::Sample { name, .. } => format!("/sample/{name}"),
-        other => format!("/procedure/{}", kind(other)),
-    }
-}
-
-fn kind(event: &Event) -> &'static str {
-    match event {
-        Event::Command { .. } => "command",
-        Event::State { .. } => "state",
-        Event::Operator { .. } => "operator",
-        Event::Fault { .. } => "fault",
-        Event::Sample { .. } => "sample",
-        Event::Note { .. } => "note",
+        other => format!("/procedure/{}", other.kind()),
     }
 }
 
@@ -126,7 +115,7 @@ pub fn write_mcap<W: Write + Seek>(log: &Log, w: W) -> Result<McapStats, McapErr
     let mut channels: BTreeMap<String, (u16, u32)> = BTreeMap::new();
     let mut stats = McapStats::default();
     for Record { seq, t_s, event } in &log.records {
-        let k = kind(event);
+        let k = event.kind();
         let schema_id = match schemas.get(k) {
             Some(id) => *id,
             None => {

@@ -62,15 +62,7 @@ pub(crate) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let log = read_log(&args.log)?;
     let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
     for r in &log.records {
-        let k = match r.event {
-            Event::Command { .. } => "command",
-            Event::State { .. } => "state",
-            Event::Operator { .. } => "operator",
-            Event::Fault { .. } => "fault",
-            Event::Sample { .. } => "sample",
-            Event::Note { .. } => "note",
-        };
-        *kinds.entry(k).or_insert(0) += 1;
+        *kinds.entry(r.event.kind()).or_insert(0) += 1;
     }
     let span = (log.records.first().map(|r| r.t_s), log.records.last().map(|r| r.t_s));
     // The control loop's timing, as the run summed it up at its end.

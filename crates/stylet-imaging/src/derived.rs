@@ -1,0 +1,43 @@
+//! What every object Stylet derives from a CT (a Segmentation, a Structured Report) writes alike:
+//! element builders, and the patient and study copied from the CT, so that a PACS files the new
+//! series with the images it came from.
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+
+use crate::writer::SeriesMeta;
+
+pub(crate) type Element = DataElement<InMemDicomObject>;
+
+pub(crate) fn text(tag: Tag, vr: VR, s: &str) -> Element {
+    DataElement::new(tag, vr, PrimitiveValue::from(s))
+}
+
+pub(crate) fn empty(tag: Tag, vr: VR) -> Element {
+    DataElement::new(tag, vr, PrimitiveValue::Empty)
+}
+
+pub(crate) fn seq(tag: Tag, items: Vec<InMemDicomObject>) -> Element {
+    DataElement::new(tag, VR::SQ, dicom_core::value::DataSetSequence::from(items))
+}
+
+/// SpecificCharacterSet, SOP class and instance, then the Patient and General Study modules as
+/// the CT has them (type 2 attributes Stylet does not know left empty).
+pub(crate) fn header(sop_class_uid: &str, sop_instance_uid: &str, ct: &SeriesMeta) -> [Element; 13] {
+    [
+        text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
+        text(tags::SOP_CLASS_UID, VR::UI, sop_class_uid),
+        text(tags::SOP_INSTANCE_UID, VR::UI, sop_instance_uid),
+        text(tags::PATIENT_NAME, VR::PN, &ct.patient_name),
+        text(tags::PATIENT_ID, VR::LO, &ct.patient_id),
+        empty(tags::PATIENT_BIRTH_DATE, VR::DA),
+        empty(tags::PATIENT_SEX, VR::CS),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, &ct.study_uid),
+        empty(tags::STUDY_DATE, VR::DA),
+        empty(tags::STUDY_TIME, VR::TM),
+        empty(tags::REFERRING_PHYSICIAN_NAME, VR::PN),
+        empty(tags::STUDY_ID, VR::SH),
+        empty(tags::ACCESSION_NUMBER, VR::SH),
+    ]
+}

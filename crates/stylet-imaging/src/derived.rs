@@ -10,6 +10,23 @@ use crate::writer::SeriesMeta;
 
 pub(crate) type Element = DataElement<InMemDicomObject>;
 
+/// A derived object's own series and instance, and the software that made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DerivedSeries {
+    /// SeriesInstanceUID.
+    pub series_uid: String,
+    /// SOPInstanceUID.
+    pub sop_instance_uid: String,
+    /// SeriesDescription.
+    pub description: String,
+    /// SeriesNumber.
+    pub series_number: u32,
+    /// ContentDate and ContentTime (DICOM DA `YYYYMMDD`, TM `HHMMSS`).
+    pub content_date_time: (String, String),
+    /// SoftwareVersions.
+    pub software_version: String,
+}
+
 pub(crate) fn text(tag: Tag, vr: VR, s: &str) -> Element {
     DataElement::new(tag, vr, PrimitiveValue::from(s))
 }

@@ -1,7 +1,7 @@
 //! CT imaging: DICOM series, NIfTI and NRRD volumes and label maps as [`Volume`]s in the DICOM
 //! patient frame (LPS).
 
-mod derived;
+pub mod derived;
 pub mod dicom;
 pub mod dicom_lengths;
 pub mod fiducials;

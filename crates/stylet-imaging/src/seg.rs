@@ -16,7 +16,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
-use crate::derived::{empty, header, seq, text};
+use crate::derived::{empty, header, seq, text, DerivedSeries};
 use crate::dicom::SourceInstance;
 use crate::volume::Volume;
 use crate::writer::{SeriesMeta, WriteError};
@@ -95,23 +95,6 @@ pub struct SegmentSpec<'a> {
     pub mask: &'a [bool],
 }
 
-/// The SEG's own identity and the device that made it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SegMeta {
-    /// SeriesInstanceUID of the SEG.
-    pub series_uid: String,
-    /// SOPInstanceUID of the SEG.
-    pub sop_instance_uid: String,
-    /// SeriesDescription.
-    pub description: String,
-    /// SeriesNumber.
-    pub series_number: u32,
-    /// ContentDate and ContentTime (DICOM DA `YYYYMMDD`, TM `HHMMSS`).
-    pub content_date_time: (String, String),
-    /// SoftwareVersions.
-    pub software_version: String,
-}
-
 /// What [`write_seg`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SegWritten {
@@ -158,7 +141,7 @@ fn reference(i: &SourceInstance) -> [DataElement<InMemDicomObject>; 2] {
 pub fn write_seg(
     path: &Path,
     source: SegSource<'_>,
-    seg: &SegMeta,
+    seg: &DerivedSeries,
     segments: &[SegmentSpec<'_>],
 ) -> Result<SegWritten, WriteError> {
     let (grid, ct) = (source.grid, source.meta);

@@ -13,7 +13,7 @@ use dicom_core::VR;
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
-use crate::derived::{header, seq, text};
+use crate::derived::{header, seq, text, DerivedSeries};
 use crate::seg::Code;
 use crate::writer::{SeriesMeta, WriteError};
 
@@ -60,18 +60,8 @@ pub fn no_unit() -> Code {
 /// The SR's own identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SrMeta {
-    /// SeriesInstanceUID of the SR.
-    pub series_uid: String,
-    /// SOPInstanceUID of the SR.
-    pub sop_instance_uid: String,
-    /// SeriesDescription.
-    pub description: String,
-    /// SeriesNumber.
-    pub series_number: u32,
-    /// ContentDate and ContentTime (DICOM DA `YYYYMMDD`, TM `HHMMSS`).
-    pub content_date_time: (String, String),
-    /// SoftwareVersions.
-    pub software_version: String,
+    /// The SR's series and instance.
+    pub series: DerivedSeries,
     /// The document's title (the root container's concept name).
     pub title: Code,
     /// Whether the procedure ran to its end (CompletionFlag COMPLETE, else PARTIAL).
@@ -139,16 +129,17 @@ pub fn write_sr(path: &Path, ct: &SeriesMeta, sr: &SrMeta, items: &[SrItem]) -> 
         uidref(Code::new("112227", "DCM", "Frame of Reference UID"), &ct.frame_of_reference_uid),
     ];
     children.extend(items.iter().map(content));
-    let (date, time) = (&sr.content_date_time.0, &sr.content_date_time.1);
-    let mut obj = InMemDicomObject::from_element_iter(header(uids::COMPREHENSIVE_SR_STORAGE, &sr.sop_instance_uid, ct));
+    let (date, time) = (&sr.series.content_date_time.0, &sr.series.content_date_time.1);
+    let mut obj =
+        InMemDicomObject::from_element_iter(header(uids::COMPREHENSIVE_SR_STORAGE, &sr.series.sop_instance_uid, ct));
     for e in [
         text(tags::MODALITY, VR::CS, "SR"),
-        text(tags::SERIES_INSTANCE_UID, VR::UI, &sr.series_uid),
-        text(tags::SERIES_NUMBER, VR::IS, &sr.series_number.to_string()),
-        text(tags::SERIES_DESCRIPTION, VR::LO, &sr.description),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, &sr.series.series_uid),
+        text(tags::SERIES_NUMBER, VR::IS, &sr.series.series_number.to_string()),
+        text(tags::SERIES_DESCRIPTION, VR::LO, &sr.series.description),
         seq(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, Vec::new()),
         text(tags::MANUFACTURER, VR::LO, "Stylet"),
-        text(tags::SOFTWARE_VERSIONS, VR::LO, &sr.software_version),
+        text(tags::SOFTWARE_VERSIONS, VR::LO, &sr.series.software_version),
         text(tags::INSTANCE_NUMBER, VR::IS, "1"),
         text(tags::COMPLETION_FLAG, VR::CS, if sr.complete { "COMPLETE" } else { "PARTIAL" }),
         text(tags::VERIFICATION_FLAG, VR::CS, "UNVERIFIED"),

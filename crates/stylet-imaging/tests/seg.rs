@@ -11,7 +11,8 @@ use std::process::Command;
 use nalgebra::Matrix3;
 use serde_json::Value;
 use stylet_core::frame::Point;
-use stylet_imaging::seg::{write_seg, Algorithm, Code, SegMeta, SegSource, SegmentSpec};
+use stylet_imaging::derived::DerivedSeries;
+use stylet_imaging::seg::{write_seg, Algorithm, Code, SegSource, SegmentSpec};
 use stylet_imaging::{load_series, write_series_with, PixelEncoding, SeriesMeta, Volume};
 
 fn tmp(tag: &str) -> PathBuf {
@@ -53,6 +54,18 @@ fn per_slice(v: &Volume, mask: &[bool]) -> Vec<(u64, i64)> {
     mask.chunks(n)
         .map(|s| (s.iter().filter(|b| **b).count() as u64, s.iter().position(|b| *b).map_or(-1, |p| p as i64)))
         .collect()
+}
+
+/// The SEG's own series and instance (`series_uid` and it with `.1`).
+fn derived(series_uid: &str, description: &str, series_number: u32) -> DerivedSeries {
+    DerivedSeries {
+        series_uid: series_uid.into(),
+        sop_instance_uid: format!("{series_uid}.1"),
+        description: description.into(),
+        series_number,
+        content_date_time: ("20261207".into(), "120000".into()),
+        software_version: "stylet test".into(),
+    }
 }
 
 fn peer(script: &str, args: &[&str]) -> Option<Value> {
@@ -100,14 +113,7 @@ fn a_segmentation_on_a_ct_series_reads_back_in_highdicom_pydicom_and_dciodvfy() 
             mask: &verified,
         },
     ];
-    let seg_meta = SegMeta {
-        series_uid: "1.2.826.0.1.3680043.10.1299.7.1.9".into(),
-        sop_instance_uid: "1.2.826.0.1.3680043.10.1299.7.1.9.1".into(),
-        description: "Stylet plan".into(),
-        series_number: 900,
-        content_date_time: ("20261207".into(), "120000".into()),
-        software_version: "stylet test".into(),
-    };
+    let seg_meta = derived("1.2.826.0.1.3680043.10.1299.7.1.9", "Stylet plan", 900);
     let path = dir.join("seg").join("plan.seg.dcm");
     let source = SegSource { grid: &grid, meta: &meta, instances: &report.instances };
     let written = write_seg(&path, source, &seg_meta, &segments).unwrap();
@@ -180,14 +186,7 @@ fn a_mask_of_the_wrong_size_or_instances_not_one_per_slice_are_refused() {
     let dir = tmp("refused");
     let grid = ct();
     let meta = SeriesMeta::phantom("1.2.3", "1.2.3.4", "ct");
-    let seg_meta = SegMeta {
-        series_uid: "1.2.3.5".into(),
-        sop_instance_uid: "1.2.3.5.1".into(),
-        description: "x".into(),
-        series_number: 1,
-        content_date_time: ("20261207".into(), "120000".into()),
-        software_version: "t".into(),
-    };
+    let seg_meta = derived("1.2.3.5", "x", 1);
     let short = vec![true; 10];
     let spec = |mask| SegmentSpec {
         label: "x",

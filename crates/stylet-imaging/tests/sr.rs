@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use stylet_imaging::derived::DerivedSeries;
 use stylet_imaging::seg::Code;
 use stylet_imaging::sr::{millimetre, no_unit, write_sr, SrItem, SrMeta};
 use stylet_imaging::SeriesMeta;
@@ -34,12 +35,14 @@ fn a_procedure_report_reads_back_in_dsrdump_pydicom_and_dciodvfy() {
     let path = dir.join("report.sr.dcm");
     let ct = SeriesMeta::phantom("1.2.826.0.1.3680043.10.1299.8.1", "1.2.826.0.1.3680043.10.1299.8.1.2", "planning CT");
     let sr = SrMeta {
-        series_uid: "1.2.826.0.1.3680043.10.1299.8.1.9".into(),
-        sop_instance_uid: "1.2.826.0.1.3680043.10.1299.8.1.9.1".into(),
-        description: "Stylet procedure report".into(),
-        series_number: 902,
-        content_date_time: ("20261207".into(), "120000".into()),
-        software_version: "stylet test".into(),
+        series: DerivedSeries {
+            series_uid: "1.2.826.0.1.3680043.10.1299.8.1.9".into(),
+            sop_instance_uid: "1.2.826.0.1.3680043.10.1299.8.1.9.1".into(),
+            description: "Stylet procedure report".into(),
+            series_number: 902,
+            content_date_time: ("20261207".into(), "120000".into()),
+            software_version: "stylet test".into(),
+        },
         title: code("PROCEDURE-REPORT", "Stylet procedure report"),
         complete: true,
     };

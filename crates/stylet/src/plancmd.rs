@@ -243,7 +243,8 @@ fn write_plan_seg(
     best: &Plan,
     placed_tumour: bool,
 ) -> anyhow::Result<stylet_imaging::seg::SegWritten> {
-    use stylet_imaging::seg::{derived_uid, write_seg, Algorithm, Code, SegMeta, SegSource, SegmentSpec};
+    use stylet_imaging::derived::DerivedSeries;
+    use stylet_imaging::seg::{derived_uid, write_seg, Algorithm, Code, SegSource, SegmentSpec};
     let mut tumour = vec![false; ct.voxels.len()];
     for &i in &report.tumour_voxel_indices {
         if let Some(t) = tumour.get_mut(i) {
@@ -262,7 +263,7 @@ fn write_plan_seg(
     };
     let now = stylet_suite::ct::dicom_datetime(stylet_suite::ct::unix_now());
     let seg_series = derived_uid(&[&series.series_uid, "stylet plan SEG", &now]);
-    let seg = SegMeta {
+    let seg = DerivedSeries {
         sop_instance_uid: format!("{seg_series}.1"),
         series_uid: seg_series,
         description: "Stylet plan: tumour and planned ablation zone".into(),

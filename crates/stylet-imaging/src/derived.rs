@@ -2,11 +2,13 @@
 //! element builders, and the patient and study copied from the CT, so that a PACS files the new
 //! series with the images it came from.
 
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
+use std::path::Path;
 
-use crate::writer::SeriesMeta;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+use crate::writer::{SeriesMeta, WriteError};
 
 pub(crate) type Element = DataElement<InMemDicomObject>;
 
@@ -37,6 +39,26 @@ pub(crate) fn empty(tag: Tag, vr: VR) -> Element {
 
 pub(crate) fn seq(tag: Tag, items: Vec<InMemDicomObject>) -> Element {
     DataElement::new(tag, VR::SQ, dicom_core::value::DataSetSequence::from(items))
+}
+
+/// Decimal strings (DS), six decimals, backslash-separated.
+pub(crate) fn ds(values: &[f64]) -> PrimitiveValue {
+    PrimitiveValue::from(values.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join("\\").as_str())
+}
+
+pub(crate) fn io_error(path: &Path, e: impl std::fmt::Display) -> WriteError {
+    WriteError::Io { path: path.display().to_string(), reason: e.to_string() }
+}
+
+/// Writes `obj` as a DICOM file (Explicit VR Little Endian) at `path`, its folder created.
+pub(crate) fn write_file(path: &Path, obj: InMemDicomObject) -> Result<(), WriteError> {
+    let file = obj
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .map_err(|e| io_error(path, e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    }
+    file.write_to_file(path).map_err(|e| io_error(path, e))
 }
 
 /// SpecificCharacterSet, SOP class and instance, then the Patient and General Study modules as

@@ -14,9 +14,9 @@ use std::path::Path;
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::InMemDicomObject;
 
-use crate::derived::{empty, header, seq, text, DerivedSeries};
+use crate::derived::{ds, empty, header, io_error, seq, text, write_file, DerivedSeries};
 use crate::dicom::SourceInstance;
 use crate::volume::Volume;
 use crate::writer::{SeriesMeta, WriteError};
@@ -41,9 +41,9 @@ impl Code {
 
     pub(crate) fn item(&self) -> InMemDicomObject {
         InMemDicomObject::from_element_iter([
-            DataElement::new(tags::CODE_VALUE, VR::SH, PrimitiveValue::from(self.value.as_str())),
-            DataElement::new(tags::CODING_SCHEME_DESIGNATOR, VR::SH, PrimitiveValue::from(self.scheme.as_str())),
-            DataElement::new(tags::CODE_MEANING, VR::LO, PrimitiveValue::from(self.meaning.as_str())),
+            text(tags::CODE_VALUE, VR::SH, &self.value),
+            text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, &self.scheme),
+            text(tags::CODE_MEANING, VR::LO, &self.meaning),
         ])
     }
 }
@@ -104,14 +104,6 @@ pub struct SegWritten {
     pub voxels: Vec<usize>,
 }
 
-fn ds(values: &[f64]) -> PrimitiveValue {
-    PrimitiveValue::from(values.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join("\\").as_str())
-}
-
-fn io(path: &Path, e: impl std::fmt::Display) -> WriteError {
-    WriteError::Io { path: path.display().to_string(), reason: e.to_string() }
-}
-
 /// The CT a SEG is drawn on: its grid, its identity, and its slices' instances (one per slice
 /// `k`, as [`crate::SeriesReport::instances`] has them; empty for a CT that exists only in
 /// memory, and then no instance is referenced).
@@ -151,21 +143,20 @@ pub fn write_seg(
     let [nx, ny, nz] = grid.dims;
     let per_slice = nx * ny;
     if nx > usize::from(u16::MAX) || ny > usize::from(u16::MAX) {
-        return Err(io(path, format!("a {nx} x {ny} grid does not fit DICOM's Rows and Columns")));
+        return Err(io_error(path, format!("a {nx} x {ny} grid does not fit DICOM's Rows and Columns")));
     }
     if !source.instances.is_empty() && source.instances.len() != nz {
-        return Err(io(path, format!("{} source instances for {nz} slices", source.instances.len())));
+        return Err(io_error(path, format!("{} source instances for {nz} slices", source.instances.len())));
     }
     for s in segments {
         if s.mask.len() != per_slice * nz {
-            return Err(io(
+            return Err(io_error(
                 path,
                 format!("segment {:?}: {} mask voxels for a {nx} x {ny} x {nz} grid", s.label, s.mask.len()),
             ));
         }
     }
-    let d = grid.direction;
-    let iop = [d[(0, 0)], d[(1, 0)], d[(2, 0)], d[(0, 1)], d[(1, 1)], d[(2, 1)]];
+    let iop = grid.image_orientation();
     // Frames: segment by segment, slices in order along the slice step.
     let mut frames: Vec<(usize, usize)> = Vec::new();
     let mut voxels = Vec::with_capacity(segments.len());
@@ -349,12 +340,6 @@ pub fn write_seg(
             ])],
         ));
     }
-    let file = obj
-        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
-        .map_err(|e| io(path, e))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    }
-    file.write_to_file(path).map_err(|e| io(path, e))?;
+    write_file(path, obj)?;
     Ok(SegWritten { frames: frames.len(), voxels })
 }

@@ -11,9 +11,9 @@ use std::path::Path;
 
 use dicom_core::VR;
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::InMemDicomObject;
 
-use crate::derived::{header, seq, text, DerivedSeries};
+use crate::derived::{header, seq, text, write_file, DerivedSeries};
 use crate::seg::Code;
 use crate::writer::{SeriesMeta, WriteError};
 
@@ -122,7 +122,6 @@ fn content(it: &SrItem) -> InMemDicomObject {
 /// # Errors
 /// [`WriteError::Io`] when the file cannot be written.
 pub fn write_sr(path: &Path, ct: &SeriesMeta, sr: &SrMeta, items: &[SrItem]) -> Result<(), WriteError> {
-    let io = |e: &dyn std::fmt::Display| WriteError::Io { path: path.display().to_string(), reason: e.to_string() };
     let mut children = vec![
         uidref(Code::new("110180", "DCM", "Study Instance UID"), &ct.study_uid),
         uidref(Code::new("112002", "DCM", "Series Instance UID"), &ct.series_uid),
@@ -153,11 +152,5 @@ pub fn write_sr(path: &Path, ct: &SeriesMeta, sr: &SrMeta, items: &[SrItem]) -> 
     ] {
         obj.put(e);
     }
-    let file = obj
-        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
-        .map_err(|e| io(&e))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
-    }
-    file.write_to_file(path).map_err(|e| io(&e))
+    write_file(path, obj)
 }

@@ -49,6 +49,13 @@ impl Volume {
         Point::from_coords(p)
     }
 
+    /// DICOM's ImageOrientationPatient: the row direction (`i`), then the column direction (`j`).
+    #[must_use]
+    pub(crate) fn image_orientation(&self) -> [f64; 6] {
+        let d = self.direction;
+        [d[(0, 0)], d[(1, 0)], d[(2, 0)], d[(0, 1)], d[(1, 1)], d[(2, 1)]]
+    }
+
     /// The fractional voxel index of an LPS position.
     #[must_use]
     pub fn index_from_ct(&self, p: Point<Ct>) -> Option<Vector3<f64>> {

@@ -10,6 +10,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
+use crate::derived::ds;
 use crate::volume::Volume;
 
 /// Why a series could not be written. The doc comment is the message.
@@ -34,10 +35,6 @@ pub enum WriteError {
         /// Tilt.
         tilt_deg: f64,
     },
-}
-
-fn ds(values: &[f64]) -> PrimitiveValue {
-    PrimitiveValue::from(values.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join("\\").as_str())
 }
 
 /// How the pixel data are stored.
@@ -133,8 +130,7 @@ pub fn write_series_with(
     std::fs::create_dir_all(dir)
         .map_err(|e| WriteError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
     let [nx, ny, nz] = v.dims;
-    let d = v.direction;
-    let iop = [d[(0, 0)], d[(1, 0)], d[(2, 0)], d[(0, 1)], d[(1, 1)], d[(2, 1)]];
+    let iop = v.image_orientation();
     let mut paths = Vec::with_capacity(nz);
     for k in 0..nz {
         let p = v.ct_from_index(0.0, 0.0, k as f64).to_array();

@@ -76,6 +76,19 @@ pub(crate) struct Spheroid {
 }
 
 impl Spheroid {
+    /// `(u/a)^2 + (v/b)^2` of `p` (u along the axis, v across): below 1 inside.
+    fn level(&self, p: &Vector3<f64>) -> f64 {
+        let d = p - self.centre;
+        let u = d.dot(&self.axis);
+        (u / self.a).powi(2) + (d.norm_squared() - u * u).max(0.0) / (self.b * self.b)
+    }
+
+    /// Whether `p` is inside or on the surface.
+    #[must_use]
+    pub(crate) fn contains(&self, p: &Vector3<f64>) -> bool {
+        self.level(p) <= 1.0
+    }
+
     /// Signed depth of `p`: distance to the surface, positive inside, negative outside.
     #[must_use]
     pub(crate) fn depth(&self, p: &Vector3<f64>) -> f64 {
@@ -84,8 +97,7 @@ impl Spheroid {
         let v = (d - self.axis * d.dot(&self.axis)).norm();
         let (e0, e1, y0, y1) = if self.a >= self.b { (self.a, self.b, u, v) } else { (self.b, self.a, v, u) };
         let dist = ellipse_distance(e0, e1, y0, y1);
-        let inside = (u / self.a).powi(2) + (v / self.b).powi(2) < 1.0;
-        if inside {
+        if self.level(p) < 1.0 {
             dist
         } else {
             -dist

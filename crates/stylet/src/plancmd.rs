@@ -137,7 +137,10 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             Some(json!({ "file": path, "frames": w.frames, "voxels": w.voxels }))
         }
         (Some(path), _, None) => {
-            say!("no plan: {} not written", path.display());
+            // With --json, `"dicom_seg": null` says it; the JSON stays the only output.
+            if !args.json {
+                say!("no plan: {} not written", path.display());
+            }
             None
         }
         _ => None,
@@ -252,15 +255,7 @@ fn write_plan_seg(
         }
     }
     let zone = best.zone_mask(ct);
-    let meta = stylet_imaging::SeriesMeta {
-        study_uid: series.identity.study_uid.clone(),
-        series_uid: series.series_uid.clone(),
-        description: series.description.clone(),
-        patient_id: series.identity.patient_id.clone(),
-        patient_name: series.identity.patient_name.clone(),
-        frame_of_reference_uid: series.identity.frame_of_reference_uid.clone(),
-        acquisition_datetime: series.identity.acquisition_datetime.clone(),
-    };
+    let meta = series.meta();
     let now = stylet_suite::ct::dicom_datetime(stylet_suite::ct::unix_now());
     let seg_series = derived_uid(&[&series.series_uid, "stylet plan SEG", &now]);
     let seg = DerivedSeries {

@@ -140,6 +140,23 @@ pub struct SeriesReport {
     pub instances: Vec<SourceInstance>,
 }
 
+impl SeriesReport {
+    /// The series' identity as a writer takes it (a derived object's study, frame of reference
+    /// and patient are these).
+    #[must_use]
+    pub fn meta(&self) -> crate::SeriesMeta {
+        crate::SeriesMeta {
+            study_uid: self.identity.study_uid.clone(),
+            series_uid: self.series_uid.clone(),
+            description: self.description.clone(),
+            patient_id: self.identity.patient_id.clone(),
+            patient_name: self.identity.patient_name.clone(),
+            frame_of_reference_uid: self.identity.frame_of_reference_uid.clone(),
+            acquisition_datetime: self.identity.acquisition_datetime.clone(),
+        }
+    }
+}
+
 /// One image of a series, as a derived object references it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SourceInstance {

@@ -34,11 +34,16 @@ fn scenario_file(scenario: &str) -> PathBuf {
 /// Runs the demo on a scenario (virtual time unless `realtime`); its JSON summary and output
 /// folder.
 fn run_demo(scenario: &str, realtime: bool, tag: &str) -> (Value, PathBuf) {
+    run_demo_with(scenario, realtime, tag, &[])
+}
+
+/// [`run_demo`] with more options.
+fn run_demo_with(scenario: &str, realtime: bool, tag: &str, extra: &[&str]) -> (Value, PathBuf) {
     let name = Path::new(scenario).file_stem().unwrap().to_string_lossy().to_string();
     let out = std::env::temp_dir().join(format!("stylet-demo-test-{}-{name}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let mut cmd = Command::new(STYLET);
-    cmd.args(["demo", "--json", "--out"]).arg(&out).arg("--scenario").arg(scenario_file(scenario));
+    cmd.args(["demo", "--json", "--out"]).arg(&out).arg("--scenario").arg(scenario_file(scenario)).args(extra);
     let (_turn, config) = if realtime {
         cmd.arg("--realtime");
         (Some(common::wall_clock_turn()), Some(common::generous_config(&name)))
@@ -104,13 +109,7 @@ fn safe_stop(scenario: &str) -> Value {
 
 /// The rerun recording read back by rerun's own reader (tests/peers/read_rrd.py).
 fn read_rrd(path: &Path) -> Option<Value> {
-    let o = Command::new("python3").arg(root().join("tests/peers/read_rrd.py")).arg(path).output().unwrap();
-    if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
-        eprintln!("skipped the .rrd read-back: {}", String::from_utf8_lossy(&o.stderr));
-        return None;
-    }
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    Some(serde_json::from_slice(&o.stdout).unwrap())
+    common::python_peer("read_rrd.py", &[path.as_os_str()])
 }
 
 #[test]
@@ -190,13 +189,7 @@ fn easy() {
 
 /// An MCAP file read back by the `mcap` package (PyPI; tests/peers/read_mcap.py).
 fn read_mcap(path: &Path) -> Option<Value> {
-    let o = Command::new("python3").arg(root().join("tests/peers/read_mcap.py")).arg(path).output().unwrap();
-    if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
-        eprintln!("skipped the MCAP read-back: {}", String::from_utf8_lossy(&o.stderr));
-        return None;
-    }
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    Some(serde_json::from_slice(&o.stdout).unwrap())
+    common::python_peer("read_mcap.py", &[path.as_os_str()])
 }
 
 /// The procedure log as MCAP (issue 19, item 5), read by the `mcap` package: every record once,
@@ -389,6 +382,122 @@ fn two_tumours_every_position() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// A point `[x, y, z]` of the JSON.
+fn point(p: &Value) -> [f64; 3] {
+    let a = p.as_array().unwrap_or_else(|| panic!("not a point: {p}"));
+    [0, 1, 2].map(|i| a[i].as_f64().unwrap())
+}
+
+fn distance_mm(a: [f64; 3], b: [f64; 3]) -> f64 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
+
+/// The results as DICOM on the planning CT (issue 19, item 1), on a plan of three overlapping
+/// zones: the SEG read back by highdicom (by the planning CT's slices) and pydicom (by frame
+/// position) has the tumour, each planned and each verified zone where the driver placed them;
+/// the SR read back by pydicom has the driver's figures; dciodvfy finds no error in either and
+/// DCMTK's dsrdump parses the SR.
+#[test]
+fn the_results_come_as_dicom_on_the_planning_ct() {
+    let (v, out) = run_demo_with("two-tumours", false, "dicom", &["--write-planning-ct"]);
+    assert_eq!(v["outcome"], "done", "{v}");
+    let (d, driver) = (&v["dicom"], &v["driver"]);
+    let chosen = &driver["plan"]["plan"];
+    let n = chosen["positions"].as_array().unwrap().len();
+    assert!(n >= 2, "{v}");
+    let mut want = vec!["Tumour".to_string()];
+    want.extend((1..=n).map(|k| format!("Planned ablation zone {k}")));
+    want.extend((1..=n).map(|k| format!("Verified ablation zone {k}")));
+    let written: Vec<&str> = d["segments"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+    assert_eq!(written, want, "{d}");
+    let (seg, sr) = (Path::new(d["seg"].as_str().unwrap()), Path::new(d["sr"].as_str().unwrap()));
+    let (_, ct) = stylet_imaging::load_series(&out.join("planning-ct"), None).unwrap();
+    assert_eq!(ct.identity.study_uid, d["study_uid"].as_str().unwrap());
+    let uids: Vec<std::ffi::OsString> = ct.instances.iter().map(|i| i.sop_instance_uid.clone().into()).collect();
+    let mut args = vec![seg.as_os_str()];
+    args.extend(uids.iter().map(std::ffi::OsString::as_os_str));
+    if let Some(r) = common::python_peer("read_seg.py", &args) {
+        assert_eq!(r["study"], d["study_uid"], "{r}");
+        assert_eq!(r["frame_of_reference"], d["frame_of_reference_uid"], "{r}");
+        assert_eq!(r["source_instances"].as_u64().unwrap(), uids.len() as u64, "{r}");
+        let read: Vec<&str> = r["segments"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+        assert_eq!(read, want);
+        for (k, s) in d["segments"].as_array().unwrap().iter().enumerate() {
+            let number = (k + 1).to_string();
+            let voxels = s["voxels"].as_u64().unwrap();
+            assert!(voxels > 0, "{s}");
+            let by_slice: u64 =
+                r["by_instance"][&number].as_object().unwrap().values().map(|c| c[0].as_u64().unwrap()).sum();
+            let by_frame: u64 =
+                r["by_position"][&number].as_array().unwrap().iter().map(|f| f["on"][0].as_u64().unwrap()).sum();
+            assert_eq!((by_slice, by_frame), (voxels, voxels), "segment {number}");
+        }
+        // Where each segment lies, as pydicom reads it in patient coordinates: the tumour at the
+        // planner's target, each zone at its planned centre and, verified, where the driver
+        // placed it (behind the tip the last CT measured). Within half a voxel's diagonal.
+        let centroid = |k: usize| -> [f64; 3] {
+            let c = r["centroid_lps_mm"][(k + 1).to_string()].as_array().unwrap();
+            [0, 1, 2].map(|i| c[i].as_f64().unwrap())
+        };
+        let near = |a: [f64; 3], b: [f64; 3], what: &str| {
+            let d = distance_mm(a, b);
+            assert!(d < 0.7, "{what}: the SEG's centroid {a:?} is {d:.2} mm from {b:?}");
+        };
+        near(centroid(0), point(&driver["target"]), "the tumour");
+        for k in 0..n {
+            near(centroid(1 + k), point(&chosen["positions"][k]["zone_centre_lps_mm"]), "a planned zone");
+            near(centroid(1 + n + k), point(&driver["positions"][k]["ablated_zone_centre"]), "a verified zone");
+        }
+    }
+    if let Some(r) = common::python_peer("read_sr.py", &[sr.as_os_str()]) {
+        assert_eq!(r["study"], d["study_uid"], "{r}");
+        assert_eq!(r["completion"], "COMPLETE", "{r}");
+        let items = r["items"].as_array().unwrap();
+        let num = |name: &str| -> Vec<f64> {
+            items.iter().filter(|i| i["name"] == name).map(|i| i["value"].as_f64().unwrap()).collect()
+        };
+        let close = |a: &[f64], b: &[f64], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}: {a:?} vs {b:?}");
+            assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5), "{what}: {a:?} vs {b:?}");
+        };
+        close(
+            &num("Fiducial registration error (RMS)"),
+            &[driver["registration"]["fre_rms_mm"].as_f64().unwrap()],
+            "FRE",
+        );
+        close(
+            &num("Predicted target registration error at the tumour"),
+            &[driver["registration"]["predicted_tre_mm"].as_f64().unwrap()],
+            "TRE",
+        );
+        close(
+            &num("Planned minimal ablative margin (MAR-1)"),
+            &[chosen["margin_mm"].as_f64().unwrap()],
+            "planned margin",
+        );
+        let last_margin = driver["positions"][n - 1]["verified_margin_mm"].as_f64().unwrap();
+        close(&num("Achieved minimal ablative margin (MAR-1), measured tip"), &[last_margin], "achieved margin");
+        for k in 0..n {
+            let p = &driver["positions"][k];
+            let error = distance_mm(point(&p["measured_tip"]), point(&p["planned_tip"]));
+            close(&num(&format!("Tip-to-target error (ACC-1), position {}", k + 1)), &[error], "tip error");
+        }
+        close(&num("CTs with the needle, all positions"), &[v["cts_with_needle"].as_f64().unwrap()], "CTs");
+        let rules = items.iter().filter(|i| i["name"].as_str().unwrap().starts_with("Plan rule ")).count();
+        assert_eq!(rules, chosen["checks"].as_array().unwrap().len(), "{r}");
+    }
+    for f in [seg, sr] {
+        if let Some(errors) = common::dciodvfy_errors(f) {
+            assert!(errors.is_empty(), "{}: {errors:?}", f.display());
+        }
+    }
+    if let Some(o) = common::tool("dsrdump", &[sr.as_os_str()]) {
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && text.contains("Achieved minimal ablative margin"), "{text}");
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
+
 #[test]
 fn the_same_seed_gives_the_same_log_byte_for_byte() {
     let (a, out_a) = run_demo("easy", false, "a");
@@ -507,6 +616,15 @@ fn an_abort_mid_insertion_stops_holds_and_retracts_only_on_the_operators_command
     assert_eq!(v["final_phase"], "Aborted", "{v}");
     let log = std::fs::read_to_string(out.join("procedure.log")).unwrap();
     assert!(log.contains("\"action\":\"retract\""), "the retraction was the operator's: {log}");
+    // The results say what there is: the plan, no verified zone, a partial report.
+    let labels: Vec<&str> =
+        v["dicom"]["segments"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["Tumour", "Planned ablation zone"], "{v}");
+    if let Some(r) = common::python_peer("read_sr.py", &[Path::new(v["dicom"]["sr"].as_str().unwrap()).as_os_str()]) {
+        assert_eq!(r["completion"], "PARTIAL", "{r}");
+        let outcome = r["items"].as_array().unwrap().iter().find(|i| i["name"] == "Procedure outcome").unwrap();
+        assert!(outcome["value"].as_str().unwrap().starts_with("aborted by the operator in Insertion"), "{r}");
+    }
     let _ = std::fs::remove_dir_all(out);
 }
 

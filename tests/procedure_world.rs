@@ -296,6 +296,44 @@ fn the_procedure_completes_against_the_world_over_ptys_and_dicom_refusing_bad_se
     assert!(zone < 4.0, "the true zone centre {zone} mm from the tumour centre: {truth}");
     assert_eq!(end["wire_monitor"]["violations"], 0, "{end}");
     assert_eq!(truth["controller_drives_off"], Value::Bool(true), "{end}");
+    results_on_the_planning_ct(&summary["dicom"], &rig.dir.join("world").join("planning").join("ct"));
+}
+
+/// The results as DICOM (issue 19, item 1) in the study of the planning CT the site gave, its
+/// slices referenced: read back by highdicom and pydicom, checked by dciodvfy.
+fn results_on_the_planning_ct(d: &Value, planning_ct: &Path) {
+    let (_, ct) = stylet_imaging::load_series(planning_ct, None).unwrap();
+    assert_eq!(d["study_uid"].as_str().unwrap(), ct.identity.study_uid, "{d}");
+    assert_eq!(d["series_uid"].as_str().unwrap(), ct.series_uid, "{d}");
+    let labels: Vec<&str> = d["segments"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["Tumour", "Planned ablation zone", "Verified ablation zone"], "{d}");
+    let (seg, sr) = (Path::new(d["seg"].as_str().unwrap()), Path::new(d["sr"].as_str().unwrap()));
+    let uids: Vec<std::ffi::OsString> = ct.instances.iter().map(|i| i.sop_instance_uid.clone().into()).collect();
+    let mut args = vec![seg.as_os_str()];
+    args.extend(uids.iter().map(std::ffi::OsString::as_os_str));
+    if let Some(r) = common::python_peer("read_seg.py", &args) {
+        assert_eq!(r["source_instances"].as_u64().unwrap(), uids.len() as u64, "{r}");
+        for (k, s) in d["segments"].as_array().unwrap().iter().enumerate() {
+            let by_slice: u64 = r["by_instance"][(k + 1).to_string()]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|c| c[0].as_u64().unwrap())
+                .sum();
+            assert_eq!(by_slice, s["voxels"].as_u64().unwrap(), "{s}");
+        }
+    }
+    if let Some(r) = common::python_peer("read_sr.py", &[sr.as_os_str()]) {
+        assert_eq!(
+            (r["study"].as_str().unwrap(), r["completion"].as_str().unwrap()),
+            (ct.identity.study_uid.as_str(), "COMPLETE")
+        );
+    }
+    for f in [seg, sr] {
+        if let Some(errors) = common::dciodvfy_errors(f) {
+            assert!(errors.is_empty(), "{}: {errors:?}", f.display());
+        }
+    }
 }
 
 #[test]

@@ -5,7 +5,9 @@ masks it wrote:
     referenced source instances, and per segment and source instance (in the order given on the
     command line) the count of voxels set and the first one (row-major index within the slice);
   pydicom (PyPI): the same per segment and frame position, from the raw frames
-    (PerFrameFunctionalGroups: ReferencedSegmentNumber, ImagePositionPatient).
+    (PerFrameFunctionalGroups: ReferencedSegmentNumber, ImagePositionPatient), and each
+    segment's centroid in patient coordinates (LPS mm) from the frames' positions and the shared
+    orientation and pixel spacing.
     python3 read_seg.py SEG.dcm [SOP_INSTANCE_UID ...]
 Exit 3 when highdicom or pydicom is missing (the Rust tests then fail in CI and skip elsewhere)."""
 import json
@@ -53,11 +55,19 @@ if uids:
             by_instance[str(s["number"])] = {u: summary(pixels[i, :, :, s_i]) for i, u in enumerate(present)}
 ds = pydicom.dcmread(path)
 frames = ds.pixel_array.reshape(int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns))
-by_position = {}
+shared = ds.SharedFunctionalGroupsSequence[0]
+iop = np.array([float(x) for x in shared.PlaneOrientationSequence[0].ImageOrientationPatient])
+row_mm, col_mm = (float(x) for x in shared.PixelMeasuresSequence[0].PixelSpacing)
+by_position, sums = {}, {}
 for f, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
     n = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
     pos = [float(x) for x in item.PlanePositionSequence[0].ImagePositionPatient]
     by_position.setdefault(str(n), []).append({"position": pos, "on": summary(frames[f])})
+    rows, cols = np.nonzero(frames[f])
+    points = np.asarray(pos) + np.outer(cols * col_mm, iop[:3]) + np.outer(rows * row_mm, iop[3:])
+    total, count = sums.get(str(n), (np.zeros(3), 0))
+    sums[str(n)] = (total + points.sum(axis=0), count + len(rows))
+centroids = {n: (total / count).tolist() for n, (total, count) in sums.items() if count}
 print(json.dumps({
     "sop_class": ds.SOPClassUID,
     "modality": ds.Modality,
@@ -69,4 +79,5 @@ print(json.dumps({
     "source_instances": len(seg.get_source_image_uids()),
     "by_instance": by_instance,
     "by_position": by_position,
+    "centroid_lps_mm": centroids,
 }))

@@ -86,8 +86,9 @@ fn content(it: &SrItem) -> InMemDicomObject {
     match it {
         SrItem::Num { name, value, unit } if value.is_finite() => {
             let mut i = item("NUM", name);
-            // DS holds at most 16 characters.
-            let v = format!("{value:.6}");
+            // DS holds at most 16 characters; a count is written as one.
+            let v =
+                if value.fract() == 0.0 && value.abs() < 1e15 { format!("{value:.0}") } else { format!("{value:.6}") };
             let v = if v.len() > 16 { format!("{value:.6e}") } else { v };
             i.put(seq(
                 tags::MEASURED_VALUE_SEQUENCE,

@@ -82,6 +82,20 @@ impl SeriesMeta {
     }
 }
 
+impl SeriesMeta {
+    /// The SOP instances [`write_series_with`] writes for a volume of `slices` slices, in slice
+    /// order (for a SEG that references them).
+    #[must_use]
+    pub fn written_instances(&self, slices: usize) -> Vec<crate::SourceInstance> {
+        (0..slices)
+            .map(|k| crate::SourceInstance {
+                sop_class_uid: uids::CT_IMAGE_STORAGE.into(),
+                sop_instance_uid: format!("{}.{}", self.series_uid, k + 1),
+            })
+            .collect()
+    }
+}
+
 /// Writes `v` (HU) as `dir/slice_0000.dcm`, ... with the given series UID, study UID and
 /// description, as a series of the phantom patient ([`SeriesMeta::phantom`]). Values are
 /// rounded to int16 with RescaleIntercept -1024, RescaleSlope 1.

@@ -87,6 +87,8 @@ fn a_segmentation_on_a_ct_series_reads_back_in_highdicom_pydicom_and_dciodvfy() 
     write_series_with(&ct(), &dir, &meta, PixelEncoding::Uncompressed).unwrap();
     let (grid, report) = load_series(&dir, None).unwrap();
     assert_eq!(report.instances.len(), grid.dims[2]);
+    // The writer says which instances it wrote (what the demo's SEG references).
+    assert_eq!(meta.written_instances(grid.dims[2]), report.instances);
     let tumour = ellipsoid(&grid, [0.5, 0.3, 0.4], [4.0, 4.0, 3.0]);
     let zone = ellipsoid(&grid, [1.0, 0.0, 0.0], [9.0, 7.0, 4.0]);
     let verified = vec![false; tumour.len()];

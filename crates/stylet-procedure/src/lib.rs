@@ -25,6 +25,7 @@ use serde::Serialize;
 
 pub mod driver;
 pub mod ports;
+pub mod results;
 pub mod runner_motion;
 
 pub use driver::{Driver, DriverConfig, DriverError, Outcome, Report};

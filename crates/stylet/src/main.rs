@@ -15,6 +15,7 @@ mod configdir;
 mod ctcmd;
 mod demo;
 mod dicomcmd;
+mod dicomresults;
 mod igtlcmd;
 mod kincmd;
 mod logs;

@@ -339,10 +339,16 @@ impl<A: SimArm> SimWorld<A> {
         })
     }
 
+    /// The planning CT the scanner gave the driver (what the procedure's results are drawn on).
+    #[must_use]
+    pub fn planning_volume(&self) -> std::sync::Arc<stylet_imaging::Volume> {
+        std::sync::Arc::clone(&self.planning_ct)
+    }
+
     /// The errors of the run, from the truth, for the driver's `report`.
     #[must_use]
     pub fn truth(&mut self, report: &stylet_procedure::Report) -> Value {
-        let planned_margin = report.plan.map(|p| p.1);
+        let planned_margin = report.plan.as_ref().map(|p| p.plan.margin_mm);
         let mut positions = Vec::new();
         for (k, (imaged, axis, zone)) in self.ablated.iter().enumerate() {
             let Some(p) = report.positions.get(k) else { continue };

@@ -59,6 +59,7 @@ impl<W: World> Driver<'_, W> {
         );
         if let Some(p) = self.report.positions.last_mut() {
             p.verified_margin_mm = Some(margin);
+            p.ablated_zone_centre = Some(Point::from_coords(centre));
         }
         self.workflow(&Input::Verified { margin_mm: margin })?;
         Ok(())

@@ -28,7 +28,7 @@ mod needle;
 mod report;
 mod setup;
 
-pub use report::{Outcome, PositionReport, Report};
+pub use report::{Outcome, PlanChosen, PositionReport, RegistrationReport, Report};
 
 pub use needle::InsertionEnd;
 pub use setup::fiducial_settings;
@@ -187,6 +187,7 @@ impl<'a, W: World> Driver<'a, W> {
                 target: None,
                 registration: None,
                 plan: None,
+                tumour_voxels: Vec::new(),
                 positions: Vec::new(),
                 gate_open_fraction: 0.0,
                 fault: None,

@@ -97,6 +97,7 @@ impl<W: World> Driver<'_, W> {
             cts_with_needle: 0,
             reinsertions: 0,
             verified_margin_mm: None,
+            ablated_zone_centre: None,
             liver_at_cts_mm: Vec::new(),
         });
         let ins = self.insertion_joint()?;

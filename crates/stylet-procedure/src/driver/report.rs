@@ -19,11 +19,34 @@ pub struct PositionReport {
     pub cts_with_needle: usize,
     /// Re-insertions after a lateral miss.
     pub reinsertions: usize,
-    /// MAR-1 margin with the measured tip, mm.
+    /// MAR-1 margin with the measured tip, mm (with the zones placed so far).
     pub verified_margin_mm: Option<f64>,
+    /// Where the ablation zone was placed: its centre on the axis behind the measured tip
+    /// (`None` until ablated).
+    pub ablated_zone_centre: Option<Point<Ct>>,
     /// How far the liver had moved since the planning CT in each CT with the needle, as
     /// measured there (CT, LPS mm; `None` where it could not be measured).
     pub liver_at_cts_mm: Vec<Option<Vector<Ct>>>,
+}
+
+/// The fiducial registration's quality.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct RegistrationReport {
+    /// Markers matched and registered.
+    pub markers: usize,
+    /// Fiducial registration error, RMS, mm.
+    pub fre_rms_mm: f64,
+    /// Predicted target registration error at the tumour, mm.
+    pub predicted_tre_mm: Option<f64>,
+}
+
+/// The plan the operator chose.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PlanChosen {
+    /// Its index in the planner's list.
+    pub index: usize,
+    /// The plan: positions, planned margin, rule verdicts.
+    pub plan: stylet_planning::Plan,
 }
 
 /// How the procedure ended.
@@ -68,10 +91,15 @@ pub struct Report {
     pub final_phase: Phase,
     /// The tumour centre (CT, LPS mm), from the planner.
     pub target: Option<Point<Ct>>,
-    /// Markers registered, and the predicted TRE at the target, mm.
-    pub registration: Option<(usize, Option<f64>)>,
-    /// The plan executed (index), its margin and whether it was an override of OAR-2.
-    pub plan: Option<(usize, f64, bool)>,
+    /// The fiducial registration (`None` before it, or when the registration came from the
+    /// operator's side).
+    pub registration: Option<RegistrationReport>,
+    /// The plan executed, with every rule's verdict (`high_risk`: executed on an override of
+    /// OAR-2).
+    pub plan: Option<PlanChosen>,
+    /// The tumour's voxels in the planning CT (indices into its voxels), from the planner.
+    #[serde(skip)]
+    pub tumour_voxels: Vec<usize>,
     /// Each needle position.
     pub positions: Vec<PositionReport>,
     /// Fraction of gate decisions open during the insertions.

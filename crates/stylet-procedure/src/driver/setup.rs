@@ -59,7 +59,11 @@ impl<W: World> Driver<'_, W> {
         });
         match reg {
             Ok(r) => {
-                self.report.registration = Some((r.n, r.predicted_tre_mm));
+                self.report.registration = Some(super::RegistrationReport {
+                    markers: r.n,
+                    fre_rms_mm: r.fre_rms_mm,
+                    predicted_tre_mm: r.predicted_tre_mm,
+                });
                 let reason = format!(
                     "{} markers, FRE {:.2} mm RMS, predicted TRE {:.2} mm at the tumour",
                     r.n,
@@ -117,6 +121,7 @@ impl<W: World> Driver<'_, W> {
             })?
             .map_err(|e| DriverError::Planning(e.to_string()))?;
         self.report.target = Some(report.tumour_centre);
+        self.report.tumour_voxels.clone_from(&report.tumour_voxel_indices);
         Ok(report)
     }
 
@@ -194,7 +199,7 @@ impl<W: World> Driver<'_, W> {
             self.workflow(&Input::SelectPlan { index, positions: plan.positions.len() })?;
             self.zones = plan.positions.iter().map(|p| (p.zone_centre, p.axis)).collect();
             self.surface = report.tumour_surface.clone();
-            self.report.plan = Some((index, plan.margin_mm, plan.high_risk));
+            self.report.plan = Some(super::PlanChosen { index, plan: plan.clone() });
             let pos = &plan.positions[0];
             self.note(&format!(
                 "plan {index}: {} position(s); first entry ({:.1}, {:.1}, {:.1}) depth {:.1} mm, margin {:.1} mm, clearance {:.1} mm",

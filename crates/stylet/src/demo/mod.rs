@@ -55,9 +55,14 @@ pub(crate) struct DemoArgs {
     /// in virtual time: as fast as the CPU allows, the same procedure log for the same seed.
     #[arg(long)]
     realtime: bool,
-    /// Output folder for the procedure log and telemetry [default: a new temporary folder].
+    /// Output folder for the procedure log, telemetry and the results as DICOM (a SEG and an SR
+    /// on the planning CT) [default: a new temporary folder].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write the simulated planning CT as a DICOM series (OUT/planning-ct), which the
+    /// results' SEG then references slice by slice: load both in a viewer (3D Slicer, OHIF).
+    #[arg(long)]
+    write_planning_ct: bool,
     /// The config folder.
     #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
@@ -112,6 +117,7 @@ impl DemoArgs {
             errors_from: None,
             realtime: false,
             out,
+            write_planning_ct: false,
             config,
             json,
             viewer: false,
@@ -277,6 +283,17 @@ impl TrueController for crate::simcmd::InProcessSim {
     }
 }
 
+/// What a run gives back: the driver's report, the world's truth, the arm's end, whether an
+/// OpenIGTLink peer pressed the e-stop, Slicer (handed back), and the planning CT the driver had.
+struct Ran {
+    report: Report,
+    truth: Value,
+    end: ArmEnd,
+    network_estop: bool,
+    slicer: Option<SlicerOperator>,
+    planning_ct: Arc<stylet_imaging::Volume>,
+}
+
 /// What the arm's side reports at the end.
 struct ArmEnd {
     monitor: stylet_sim::MonitorReport,
@@ -415,7 +432,7 @@ pub(crate) fn run_with(args: &DemoArgs, slicer: Option<SlicerSetup>) -> anyhow::
         }
         None => (None, None),
     };
-    let (report, truth, mut end, network_estop, slicer) = if args.realtime {
+    let Ran { report, truth, mut end, network_estop, slicer, planning_ct } = if args.realtime {
         realtime(args, &scenario, seed, &dcfg, &safety, &mut fan, slicer)?
     } else {
         let controller = crate::simcmd::controller_from(&args.config, &[])?;
@@ -425,11 +442,12 @@ pub(crate) fn run_with(args: &DemoArgs, slicer: Option<SlicerSetup>) -> anyhow::
         let (report, slicer) = drive(&mut w, &mut fan, &dcfg, slicer);
         let truth = w.truth(&report);
         let t_end = stylet_procedure::ports::Clock::now_s(&w);
+        let planning_ct = w.planning_volume();
         let (run, monitor) = w.arm.lockstep.finish();
         let timing = crate::realtime::final_timing(&run, None, &fan.rec, t_end);
         let realtime = json!({ "virtual_time": true, "runner": { "policy": "virtual time (one thread, lockstep)" } });
         let end = ArmEnd { monitor, timing, realtime, events_dropped: run.events_dropped, ended_by_signal: false };
-        (report, truth, end, false, slicer)
+        Ran { report, truth, end, network_estop: false, slicer, planning_ct }
     };
     let mut network_stop = network_estop.then_some("EMERGENCY");
     let mut igtl = None;
@@ -451,7 +469,10 @@ pub(crate) fn run_with(args: &DemoArgs, slicer: Option<SlicerSetup>) -> anyhow::
         End::Aborted { .. } | End::Failed { .. } => Outcome::Aborted,
     };
     let mut summary = summary(&report, &truth, &end, outcome, &scenario);
+    let dicom =
+        crate::dicomresults::write_simulated(&out, &report, &planning_ct, &dcfg.rules, args.write_planning_ct, &title)?;
     let more = json!({
+        "dicom": dicom,
         "scenario": scenario_path, "description": scenario.description, "seed": seed, "out": out,
         "procedure_log": log_path, "telemetry": rrd, "log_records": stats.written,
         "telemetry_items": tstats.logged, "telemetry_dropped": tstats.dropped,
@@ -498,7 +519,7 @@ fn realtime(
     safety: &SafetyConfig,
     fan: &mut Fanout,
     slicer: Option<SlicerOperator>,
-) -> anyhow::Result<(Report, Value, ArmEnd, bool, Option<SlicerOperator>)> {
+) -> anyhow::Result<Ran> {
     // Before any thread starts: the real-time core, heavy work off it, memory locked.
     let rt = crate::realtime::prepare(&args.config, stylet_rt::MemoryLock::Current)?;
     let started = std::time::Instant::now();
@@ -550,6 +571,7 @@ fn realtime(
     .map_err(|_| anyhow::anyhow!("the driver's thread panicked"))?;
     let truth = w.truth(&report);
     let t_end = stylet_procedure::ports::Clock::now_s(&w);
+    let planning_ct = w.planning_volume();
     let RealtimeArm { motion, controller, .. } = w.arm;
     let timing = motion.handle.take_timing();
     let run = motion.handle.shutdown().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -565,7 +587,7 @@ fn realtime(
         // A signal after the driver had ended changed nothing.
         ended_by_signal: signal.asked() && matches!(report.outcome, End::Aborted { .. }),
     };
-    Ok((report, truth, end, network_estop.load(Ordering::SeqCst), slicer))
+    Ok(Ran { report, truth, end, network_estop: network_estop.load(Ordering::SeqCst), slicer, planning_ct })
 }
 
 fn outcome_name(o: Outcome) -> &'static str {
@@ -583,7 +605,7 @@ fn summary(report: &Report, truth: &Value, end: &ArmEnd, outcome: Outcome, scena
         "expected_outcome": outcome_name(scenario.expect),
         "driver": report,
         "final_phase": format!("{:?}", report.final_phase),
-        "planned_margin_mm": report.plan.map(|p| p.1),
+        "planned_margin_mm": report.plan.as_ref().map(|p| p.plan.margin_mm),
         "positions": report.positions.len(),
         "checkpoint_cts": truth["checkpoint_cts"],
         "cts_with_needle": report.positions.iter().map(|p| p.cts_with_needle).sum::<usize>(),
@@ -654,6 +676,16 @@ fn print_summary(args: &DemoArgs, s: &Value, outcome: Outcome) {
         s["procedure_log"].as_str().unwrap_or("?"),
         s["log_records"]
     );
+    let dicom = &s["dicom"];
+    if let Some(sr) = dicom["sr"].as_str() {
+        match dicom["seg"].as_str() {
+            Some(seg) => say!("results as DICOM: {seg} (SEG: tumour, planned and verified zones), {sr} (SR)"),
+            None => say!("results as DICOM: {sr} (SR)"),
+        }
+    }
+    if let Some(ct) = dicom["planning_ct"].as_str() {
+        say!("planning CT as DICOM: {ct}");
+    }
     if let Some(rrd) = s["telemetry"].as_str().filter(|r| *r != "viewer") {
         say!("telemetry: {rrd} ({} items; open with `rerun {rrd}`)", s["telemetry_items"]);
     }

@@ -189,8 +189,18 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
     let stats = fan.rec.close()?;
     drop(fan.tel);
     let tstats = telemetry.finish()?;
+    // The results as DICOM on the planning CT; a failure to write them is said, and the summary
+    // and the log stay.
+    let ct = &planning.inputs.ct.volume;
+    let dicom =
+        crate::dicomresults::write(&out, &report, ct, &planning.report.meta(), &planning.report.instances, &dcfg.rules)
+            .unwrap_or_else(|e| {
+                eprintln!("{e:#}");
+                json!({ "error": format!("{e:#}") })
+            });
     let summary = json!({
         "outcome": format!("{:?}", report.outcome),
+        "dicom": dicom,
         "driver": report,
         "site": site_path,
         "procedure_log": log_path,
@@ -219,6 +229,11 @@ pub(crate) fn run(args: &ProcedureArgs) -> anyhow::Result<ExitCode> {
         say!("procedure log: {} ({} records; `stylet replay` reads it)", log_path.display(), stats.written);
         if let Some(rrd) = &rrd {
             say!("telemetry: {} ({} items)", rrd.display(), tstats.logged);
+        }
+        let dicom = &summary["dicom"];
+        if let Some(sr) = dicom["sr"].as_str() {
+            let seg = dicom["seg"].as_str().map(|s| format!("{s} (SEG), ")).unwrap_or_default();
+            say!("results as DICOM: {seg}{sr} (SR), in the planning CT's study");
         }
     }
     Ok(match report.outcome {

@@ -412,6 +412,15 @@ struct RawLabel {
 #[serde(deny_unknown_fields)]
 struct RawDevices {
     devices: Vec<RawDevice>,
+    /// Read by [`crate::heat_sink::load_heat_sink`].
+    #[allow(dead_code)]
+    heat_sink: Option<serde::de::IgnoredAny>,
+}
+
+/// `devices.toml` as the heat sink's loader reads it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawDevicesFile {
+    pub(crate) heat_sink: Option<crate::heat_sink::HeatSink>,
 }
 
 #[derive(Debug, Deserialize)]

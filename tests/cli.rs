@@ -1154,3 +1154,134 @@ fn dicom_listen_prints_the_series_storescu_and_dicom_send_send_and_stops_after_t
         assert_eq!(s["volume"]["dimensions"], serde_json::json!([24, 20, 5]), "{s}");
     }
 }
+
+/// `stylet verify` (issue 18, item 4) on the phantom: the post-ablation CT rendered from a known
+/// zone (the liver moved by another breath-hold); the margin within 1 mm of the truth's, VER-1's
+/// verdict and exit status, where the rim is left, the margin map drawn; bad inputs named.
+#[test]
+fn verify_measures_the_margin_on_a_post_ablation_ct_and_says_when_ver1_fails() {
+    use stylet_core::frame::{Ct, Point, Vector};
+    use stylet_planning::heat_sink::ZoneShape;
+    let out = std::env::temp_dir().join(format!("stylet-verify-cli-{}", std::process::id()));
+    let (code, _) = run_json(&[
+        "sim",
+        "phantom",
+        "--json",
+        "--dims",
+        "240,240,160",
+        "--spacing-mm",
+        "1.0,1.0,1.2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    let (ct_path, labels_path) = (out.join("ct.nii.gz"), out.join("labels.nii.gz"));
+    let pre = stylet_imaging::load_nifti(&ct_path).unwrap();
+    let labels = stylet_imaging::load_nifti(&labels_path).unwrap();
+    let [nx, ny, _] = pre.dims;
+    let tumour: Vec<usize> = (0..labels.voxels.len()).filter(|&i| labels.voxels[i] == 3.0).collect();
+    let at = |i: usize| pre.ct_from_index((i % nx) as f64, ((i / nx) % ny) as f64, (i / (nx * ny)) as f64);
+    let centre =
+        tumour.iter().fold(nalgebra::Vector3::zeros(), |a, &i| a + at(i).to_nalgebra().coords) / tumour.len() as f64;
+    let is_t = |i: i64| i >= 0 && (i as usize) < labels.voxels.len() && labels.voxels[i as usize] == 3.0;
+    let surface: Vec<Point<Ct>> = tumour
+        .iter()
+        .filter(|&&i| {
+            let i = i as i64;
+            let (sx, sy, sz) = (1, nx as i64, (nx * ny) as i64);
+            [i - sx, i + sx, i - sy, i + sy, i - sz, i + sz].iter().any(|&q| !is_t(q))
+        })
+        .map(|&i| at(i))
+        .collect();
+    let axis = nalgebra::Vector3::new(0.3, -0.9, 0.3).normalize();
+    let zone = stylet_planning::Zone {
+        device: "test".into(),
+        setting: "test".into(),
+        long_mm: 60.0,
+        short_mm: 40.0,
+        centre_from_tip_mm: 5.0,
+        power_w: 100.0,
+        time_s: 480.0,
+    };
+    // Margins of about 9 and 3 mm: each verdict clear of VER-1's 5 mm by more than the 1 mm the
+    // measurement may be off.
+    for (name, offset, seed) in [("centred", [0.0, 0.0, -1.0], 5), ("off", [7.0, 0.0, 0.0], 6)] {
+        let c = centre + nalgebra::Vector3::from(offset);
+        let shape = ZoneShape::ellipsoid(Point::from_coords(c), axis, zone.long_mm, zone.short_mm);
+        let tissue: Vec<bool> = labels.voxels.iter().map(|l| [2.0, 3.0, 4.0].contains(l)).collect();
+        let mask: Vec<bool> = shape.mask(&pre).iter().zip(&tissue).map(|(z, t)| *z && *t).collect();
+        let tip = Point::<Ct>::from_coords(c + axis * 5.0);
+        let entry = Point::<Ct>::from_coords(c + axis * 120.0);
+        let post = stylet_sim::post_ablation::render_post_ablation(
+            &pre,
+            &labels,
+            &[stylet_sim::post_ablation::Ablated { zone: mask, tip, entry }],
+            Vector::new(1.0, -1.5, 6.0),
+            &stylet_sim::post_ablation::Look::default(),
+            1.0,
+            seed,
+        );
+        let post_path = out.join(format!("post-{name}.nii.gz"));
+        stylet_imaging::write_nifti(&post, &post_path).unwrap();
+        let truth = stylet_planning::margin_mm(
+            &surface,
+            &zone,
+            &[(Point::from_coords(c), stylet_core::frame::Vector::from_nalgebra(axis))],
+        );
+        let png = out.join(format!("margin-{name}.png"));
+        let (code, v) = run_json(&[
+            "verify",
+            "--json",
+            "--pre",
+            ct_path.to_str().unwrap(),
+            "--post",
+            post_path.to_str().unwrap(),
+            "--tumour",
+            labels_path.to_str().unwrap(),
+            "--tumour-label",
+            "3",
+            "--png",
+            png.to_str().unwrap(),
+        ]);
+        let margin = v["min_margin_mm"].as_f64().unwrap_or_else(|| panic!("{name}: {v}"));
+        assert!((margin - truth).abs() <= 1.0, "{name}: margin {margin} vs the truth's {truth}: {v}");
+        let shift: Vec<f64> = v["liver_shift_mm"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert!(((shift[0] - 1.0).powi(2) + (shift[1] + 1.5).powi(2) + (shift[2] - 6.0).powi(2)).sqrt() < 1.0, "{v}");
+        // The markers are where they were: no motion on the table.
+        assert_eq!(v["markers"]["used"], true, "{v}");
+        assert!(v["markers"]["translation_mm"].as_f64().unwrap() < 0.3, "{v}");
+        let pass = truth >= 5.0;
+        assert_eq!(v["ver1"]["pass"], pass, "{name}: truth {truth}: {v}");
+        assert_eq!(code, Some(if pass { 0 } else { 2 }), "{name}: {v}");
+        if !pass {
+            // The zone went left (+x): the rim left untreated is on the right.
+            assert!(v["under_treated_where"].as_str().unwrap().contains("right"), "{v}");
+            assert!(v["under_treated_fraction"].as_f64().unwrap() > 0.0, "{v}");
+        }
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG"), "{}", png.display());
+    }
+    // Bad inputs, named.
+    let o = Command::new(STYLET)
+        .args(["verify", "--pre", ct_path.to_str().unwrap(), "--post", ct_path.to_str().unwrap(), "--tumour"])
+        .arg(&labels_path)
+        .args(["--tumour-label", "99", "--no-markers", "--config"])
+        .arg(repo().join("config"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no tumour voxels") && err.contains("label 99"), "{err}");
+    let o = Command::new(STYLET)
+        .args(["verify", "--pre", ct_path.to_str().unwrap(), "--post", ct_path.to_str().unwrap(), "--tumour"])
+        .arg(&labels_path)
+        .args(["--tumour-label", "3", "--no-markers", "--config"])
+        .arg(repo().join("config"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no ablation zone at the seed"),
+        "the planning CT is no post-ablation CT: {err}"
+    );
+    let _ = std::fs::remove_dir_all(out);
+}

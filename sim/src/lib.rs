@@ -14,6 +14,7 @@ pub mod lockstep;
 pub mod monitor;
 pub mod patient;
 pub mod phantom;
+pub mod post_ablation;
 pub mod pty;
 pub mod scenario;
 pub mod truth;

@@ -27,11 +27,24 @@ pub struct OrganSettings {
     pub outlier_hu: f64,
     /// Fewer organ voxels than this near the point: no answer.
     pub min_voxels: usize,
+    /// Voxels closer than this to the point are left out (what changed there, e.g. an ablation
+    /// zone, does not steer the match), mm.
+    pub exclude_within_mm: f64,
+    /// Compare each image less its mean over the matched voxels (a CT with contrast against
+    /// one without: the organ brighter as a whole).
+    pub zero_mean: bool,
 }
 
 impl Default for OrganSettings {
     fn default() -> Self {
-        OrganSettings { radius_mm: 25.0, search_mm: 12.0, outlier_hu: 60.0, min_voxels: 2000 }
+        OrganSettings {
+            radius_mm: 25.0,
+            search_mm: 12.0,
+            outlier_hu: 60.0,
+            min_voxels: 2000,
+            exclude_within_mm: 0.0,
+            zero_mean: false,
+        }
     }
 }
 
@@ -141,7 +154,8 @@ pub fn organ_shift(
                 let (gi, gj, gk) = (lo[0] + i, lo[1] + j, lo[2] + k);
                 let p = reference.ct_from_index(gi as f64, gj as f64, gk as f64);
                 let inside = labels.get(gi, gj, gk).is_some_and(in_organ);
-                if inside && p.distance_mm(around) <= s.radius_mm && b.reference[b.at(i, j, k)].is_finite() {
+                let r = p.distance_mm(around);
+                if inside && r <= s.radius_mm && r >= s.exclude_within_mm && b.reference[b.at(i, j, k)].is_finite() {
                     mask.push([i, j, k]);
                 }
             }
@@ -151,12 +165,34 @@ pub fn organ_shift(
         return Err(OrganError::TooFewVoxels { found: mask.len(), needed: s.min_voxels });
     }
     let cap = s.outlier_hu * s.outlier_hu;
+    let mean = |v: &dyn Fn(&[usize; 3]) -> f64, every: usize| -> f64 {
+        let (sum, n) =
+            mask.iter().step_by(every).map(v).filter(|x| x.is_finite()).fold((0.0, 0usize), |(a, n), x| (a + x, n + 1));
+        if n == 0 {
+            0.0
+        } else {
+            sum / n as f64
+        }
+    };
+    let reference_mean = if s.zero_mean { mean(&|m| b.reference[b.at(m[0], m[1], m[2])], 1) } else { 0.0 };
     let cost = |shift: [i64; 3], every: usize| -> f64 {
+        let shifted = |m: &[usize; 3]| [0, 1, 2].map(|d| (m[d] as i64 + shift[d]) as usize);
+        let moved_mean = if s.zero_mean {
+            mean(
+                &|m| {
+                    let q = shifted(m);
+                    b.moved[b.at(q[0], q[1], q[2])]
+                },
+                every,
+            ) - reference_mean
+        } else {
+            0.0
+        };
         let mut sum = 0.0;
         let mut count = 0usize;
         for m in mask.iter().step_by(every) {
-            let q = [0, 1, 2].map(|d| (m[d] as i64 + shift[d]) as usize);
-            let diff = b.moved[b.at(q[0], q[1], q[2])] - b.reference[b.at(m[0], m[1], m[2])];
+            let q = shifted(m);
+            let diff = b.moved[b.at(q[0], q[1], q[2])] - moved_mean - b.reference[b.at(m[0], m[1], m[2])];
             sum += if diff.is_finite() { (diff * diff).min(cap) } else { cap };
             count += 1;
         }

@@ -275,6 +275,7 @@ pub struct Rules {
     pub exclude_posterior_fraction: f64,
     pub acc1_max_tip_error_mm: f64,
     pub ins3_max_checkpoints: usize,
+    pub ver1_min_margin_mm: f64,
 }
 
 impl Rules {
@@ -336,6 +337,7 @@ impl Rules {
             ),
             acc1_max_tip_error_mm: c.range("ACC-1.max_tip_error_mm", r.acc1.max_tip_error_mm, 0.1, 10.0),
             ins3_max_checkpoints: r.ins3.max_checkpoints,
+            ver1_min_margin_mm: c.range("VER-1.min_margin_mm", r.ver1.min_margin_mm, 0.0, 50.0),
         };
         c.count("INS-3.max_checkpoints", rules.ins3_max_checkpoints, 1, 20);
         c.require(
@@ -384,6 +386,7 @@ impl Default for Rules {
             exclude_posterior_fraction: 0.3,
             acc1_max_tip_error_mm: 3.0,
             ins3_max_checkpoints: 5,
+            ver1_min_margin_mm: 5.0,
         }
     }
 }
@@ -471,6 +474,7 @@ raw_sections! {
     RawCandidates { entry_spacing_mm: f64, exclude_posterior_fraction: f64 }
     RawAcc1 { max_tip_error_mm: f64 }
     RawIns3 { max_checkpoints: usize }
+    RawVer1 { min_margin_mm: f64 }
 }
 
 #[derive(Debug, Deserialize)]
@@ -508,6 +512,8 @@ struct RawRules {
     acc1: RawAcc1,
     #[serde(rename = "INS-3")]
     ins3: RawIns3,
+    #[serde(rename = "VER-1")]
+    ver1: RawVer1,
 }
 
 #[cfg(test)]

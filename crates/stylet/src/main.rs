@@ -29,6 +29,7 @@ mod respcmd;
 mod signals;
 mod simcmd;
 mod simworld;
+mod verifycmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,6 +115,11 @@ enum Top {
     /// from the scanner (DICOM node or watched folder), the ablation device run by hand, and the
     /// operator at a terminal console.
     Procedure(procedurecmd::ProcedureArgs),
+    /// Verification from a post-ablation contrast CT (VER-1): the ablation zone found and brought
+    /// into the planning CT's frame (the markers, then the liver), the 3-D margin around the
+    /// tumour, where it is under VER-1's margin; exit status 2 when a supplementary ablation is
+    /// called for; --png draws the margin map.
+    Verify(verifycmd::VerifyArgs),
     /// Read a procedure log back: header, records by kind, state changes and faults, and where
     /// the log was cut if the process died mid-write.
     Replay(replaycmd::ReplayArgs),
@@ -237,6 +243,7 @@ fn main() -> ExitCode {
         Top::Sim { command: SimCmd::Sensor(args) } => simcmd::sensor(&args),
         Top::Sim { command: SimCmd::World(args) } => simworld::run(&args),
         Top::Bringup(args) => bringup::run(&args),
+        Top::Verify(args) => verifycmd::run(&args),
         Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
         Top::Bench { command: BenchCmd::Ik(args) } => kincmd::bench_ik(&args),
         Top::Bench { command: BenchCmd::Edt(args) } => plancmd::bench_edt(&args),

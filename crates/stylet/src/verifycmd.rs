@@ -1,0 +1,278 @@
+//! `stylet verify`: verification from a post-ablation CT for CTs from elsewhere (issue 18, item
+//! 4): the planning CT, the post-ablation contrast CT and the label map on the planning CT in;
+//! the zone, the 3-D margin map and VER-1's verdict out (text or JSON), with a picture of the
+//! margin map. The method is `stylet_verification` (docs/verification.md); this file loads,
+//! finds the markers, and draws.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use nalgebra::Vector3;
+use serde_json::json;
+use stylet_core::frame::{Ct, Point, Transform};
+use stylet_imaging::Volume;
+use stylet_planning::Class;
+use stylet_verification::{body_motion, verify, Verification, VerifyInput, VerifySettings};
+
+/// Options of `stylet verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// The planning CT: a DICOM series folder, NIfTI or NRRD (the frame the result is in).
+    #[arg(long)]
+    pre: PathBuf,
+    /// The post-ablation contrast CT of the same patient (a DICOM series folder, NIfTI or NRRD;
+    /// any grid).
+    #[arg(long)]
+    post: PathBuf,
+    /// The label map on the planning CT's grid with the tumour and the liver (NIfTI, NRRD or 3D
+    /// Slicer's .seg.nrrd).
+    #[arg(long)]
+    tumour: PathBuf,
+    /// The tumour's label value [default: every voxel the label table calls a tumour].
+    #[arg(long)]
+    tumour_label: Option<u32>,
+    /// What the label values mean: a table of CONFIG/labels.toml, or `auto`.
+    #[arg(long, default_value = "auto")]
+    label_table: String,
+    /// Where the zone is expected, X,Y,Z in LPS mm (the ablated position) [default: the tumour's
+    /// centre].
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    seed: Option<Vec<f64>>,
+    /// Do not look for the marker frame's beads (then the patient is taken not to have moved on
+    /// the table between the CTs; the liver's own motion is measured either way).
+    #[arg(long)]
+    no_markers: bool,
+    /// Draw the margin map: axial, coronal and sagittal slices of the post CT in the planning
+    /// frame through the smallest margin (PNG).
+    #[arg(long, value_name = "FILE")]
+    png: Option<PathBuf>,
+    /// The config folder (clinical rules for VER-1, labels, the markers' detection).
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit status 0 when VER-1 holds, 2 when it does not (a supplementary ablation is called for).
+pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let pre =
+        crate::ctcmd::load_ct(&args.pre, None).with_context(|| format!("the planning CT {}", args.pre.display()))?;
+    let post = crate::ctcmd::load_ct(&args.post, None)
+        .with_context(|| format!("the post-ablation CT {}", args.post.display()))?;
+    let (labels, segments) = stylet_suite::planning::load_labels(&args.tumour)
+        .map_err(|e| anyhow::anyhow!("the label map {}: {e}", args.tumour.display()))?;
+    labels.check_same_grid(&pre, 0.5).map_err(|e| {
+        anyhow::anyhow!("the label map {} is not on the planning CT's grid: {e}", args.tumour.display())
+    })?;
+    let (table, table_name) =
+        stylet_suite::planning::label_table(&args.label_table, &labels, &segments, &args.config.join("labels.toml"))
+            .map_err(|e| anyhow::anyhow!(e))?;
+    let rules = stylet_planning::Rules::load(&args.config.join("clinical-rules.toml"))?;
+    let class = |v: f32| table.class(v.round().max(0.0) as u32);
+    let tumour: Vec<usize> = labels
+        .voxels
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| match args.tumour_label {
+            Some(t) => v.round() as i64 == i64::from(t),
+            None => class(**v) == Some(Class::Tumour),
+        })
+        .map(|(i, _)| i)
+        .collect();
+    anyhow::ensure!(
+        !tumour.is_empty(),
+        "the label map {} has no tumour voxels ({}; table {table_name})",
+        args.tumour.display(),
+        args.tumour_label.map_or("no label the table calls a tumour".to_string(), |t| format!("label {t}"))
+    );
+    let centre = tumour.iter().fold(Vector3::zeros(), |a, &i| {
+        let [nx, ny, _] = pre.dims;
+        a + pre.ct_from_index((i % nx) as f64, ((i / nx) % ny) as f64, (i / (nx * ny)) as f64).to_nalgebra().coords
+    }) / tumour.len() as f64;
+    let seed = match &args.seed {
+        Some(s) => {
+            anyhow::ensure!(s.len() == 3 && s.iter().all(|x| x.is_finite()), "--seed takes X,Y,Z in LPS mm, got {s:?}");
+            Point::new(s[0], s[1], s[2])
+        }
+        None => Point::from_coords(centre),
+    };
+    let loaded_s = started.elapsed().as_secs_f64();
+    // The patient's motion on the table, from the marker frame in both CTs.
+    let (pre_from_post, markers) = if args.no_markers {
+        (Transform::identity(), json!({ "used": false, "why": "--no-markers" }))
+    } else {
+        let reg = stylet_registration::RegistrationConfig::load(&args.config.join("registration.toml"))?;
+        let settings = stylet_procedure::driver::fiducial_settings(&reg.fiducials);
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| stylet_imaging::detect(&pre, &settings).0);
+            let b = stylet_imaging::detect(&post, &settings).0;
+            (a.join(), b)
+        });
+        let a = a.map_err(|_| anyhow::anyhow!("the marker detection's thread failed"))?;
+        let (pa, pb): (Vec<Point<Ct>>, Vec<Point<Ct>>) =
+            (a.iter().map(|m| m.center).collect(), b.iter().map(|m| m.center).collect());
+        match body_motion(&pa, &pb, reg.matching_tolerance_mm.max(10.0)) {
+            Some((t, rms)) => {
+                let moved = t.to_nalgebra().translation.vector.norm();
+                (t, json!({ "used": true, "pre": pa.len(), "post": pb.len(), "rms_mm": rms, "translation_mm": moved }))
+            }
+            None => (
+                Transform::identity(),
+                json!({ "used": false, "pre": pa.len(), "post": pb.len(),
+                        "why": "fewer than 3 beads paired: the patient is taken not to have moved on the table" }),
+            ),
+        }
+    };
+    let markers_s = started.elapsed().as_secs_f64() - loaded_s;
+    let is_liver = |v: f32| matches!(class(v), Some(Class::Liver | Class::Tumour | Class::Vessel));
+    let input = VerifyInput {
+        pre: &pre,
+        post: &post,
+        labels: &labels,
+        is_liver: &is_liver,
+        tumour: &tumour,
+        seed,
+        pre_from_post,
+    };
+    let settings = VerifySettings { min_margin_mm: rules.ver1_min_margin_mm, ..VerifySettings::default() };
+    let t0 = Instant::now();
+    let v = verify(&input, &settings).context("verification")?;
+    let verify_s = t0.elapsed().as_secs_f64();
+    if let Some(png) = &args.png {
+        draw(png, &pre, &post, &labels, &is_liver, &v, pre_from_post.inverse())
+            .with_context(|| format!("writing {}", png.display()))?;
+    }
+    let out = json!({
+        "pre": args.pre, "post": args.post, "labels": args.tumour, "label_table": table_name,
+        "tumour_voxels": tumour.len(),
+        "seed_lps_mm": seed.to_array(),
+        "markers": markers,
+        "liver_shift_mm": v.liver_shift.to_array(),
+        "liver_match": { "voxels": v.liver_match.0, "rms_before_hu": v.liver_match.1, "rms_after_hu": v.liver_match.2 },
+        "levels_hu": { "liver": v.levels_hu.0, "zone": v.levels_hu.1, "threshold": v.levels_hu.2 },
+        "zone_ml": v.zone_ml,
+        "surface_points": v.surface.len(),
+        "min_margin_mm": v.min_margin.margin_mm,
+        "min_margin_at_lps_mm": v.min_margin.at.to_array(),
+        "under_treated_fraction": v.under_treated_fraction,
+        "under_treated_where": v.where_under_treated(),
+        "ver1": { "rule": "VER-1", "min_margin_mm": v.min_margin_mm, "pass": v.passes() },
+        "png": args.png,
+        "seconds": { "load": loaded_s, "markers": markers_s, "verify": verify_s },
+    });
+    if args.json {
+        say!("{out}");
+    } else {
+        say!(
+            "zone {:.1} ml (liver {:.0} HU, zone {:.0} HU); liver moved {:.1} mm between the CTs",
+            v.zone_ml,
+            v.levels_hu.0,
+            v.levels_hu.1,
+            v.liver_shift.norm_mm()
+        );
+        let at = v.min_margin.at.to_array();
+        say!(
+            "smallest margin {:.1} mm at ({:.1}, {:.1}, {:.1}) LPS; {:.1} % of the tumour surface under {:.1} mm{}",
+            v.min_margin.margin_mm,
+            at[0],
+            at[1],
+            at[2],
+            100.0 * v.under_treated_fraction,
+            v.min_margin_mm,
+            v.where_under_treated().map(|w| format!(" ({w})")).unwrap_or_default()
+        );
+        say!(
+            "VER-1 {}: {}",
+            if v.passes() { "PASS" } else { "FAIL" },
+            if v.passes() {
+                "the zone covers the tumour with the margin".to_string()
+            } else {
+                "a supplementary ablation is called for".to_string()
+            }
+        );
+        if let Some(p) = &args.png {
+            say!("margin map: {}", p.display());
+        }
+    }
+    Ok(if v.passes() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// Three panels, 0.5 mm per pixel, through the smallest margin: axial, coronal, sagittal. The
+/// post CT in the planning frame (soft-tissue window), the zone's outline yellow, the tumour's
+/// surface coloured by its margin (green at VER-1's margin and more, orange under it, red
+/// outside the zone), a cross at the smallest margin.
+fn draw(
+    path: &std::path::Path,
+    pre: &Volume,
+    post: &Volume,
+    labels: &Volume,
+    is_liver: &dyn Fn(f32) -> bool,
+    v: &Verification,
+    post_from_pre: Transform<Ct, Ct>,
+) -> anyhow::Result<()> {
+    let (size, mm_px) = (300usize, 0.5);
+    let half = size as f64 / 2.0;
+    let centre = v.min_margin.at.to_nalgebra().coords;
+    let shift = v.liver_shift.to_nalgebra();
+    let zone = |p: Vector3<f64>| {
+        pre.index_from_ct(Point::from_coords(p)).is_some_and(|f| {
+            let ijk = [0, 1, 2].map(|d| f[d].round());
+            (0..3).all(|d| ijk[d] >= v.zone.lo[d] as f64 && ijk[d] < (v.zone.lo[d] + v.zone.dims[d]) as f64) && {
+                let l = [0, 1, 2].map(|d| ijk[d] as usize - v.zone.lo[d]);
+                v.zone.mask[(l[2] * v.zone.dims[1] + l[1]) * v.zone.dims[0] + l[0]]
+            }
+        })
+    };
+    let panels = [(Vector3::x(), -Vector3::y()), (Vector3::x(), Vector3::z()), (-Vector3::y(), Vector3::z())];
+    let mut img = crate::plot::Image::new(3 * size + 20, size);
+    for (n, (du, dv)) in panels.iter().enumerate() {
+        let x0 = n * (size + 10);
+        let normal = du.cross(dv);
+        let at = |px: f64, py: f64| centre + du * ((px - half) * mm_px) + dv * ((half - py) * mm_px);
+        for py in 0..size {
+            for px in 0..size {
+                let p = at(px as f64, py as f64);
+                let liver = labels.sample_nearest(Point::from_coords(p)).is_some_and(is_liver);
+                let q = if liver { p + shift } else { p };
+                let hu = post.sample_linear(post_from_pre * Point::from_coords(q)).unwrap_or(-1000.0);
+                let g = ((hu + 160.0) / 400.0 * 255.0).clamp(0.0, 255.0) as u8;
+                let mut c = [g, g, g];
+                let edge = zone(p)
+                    && !(zone(at(px as f64 + 1.0, py as f64))
+                        && zone(at(px as f64 - 1.0, py as f64))
+                        && zone(at(px as f64, py as f64 + 1.0))
+                        && zone(at(px as f64, py as f64 - 1.0)));
+                if edge {
+                    c = [250, 220, 40];
+                }
+                img.set((x0 + px) as i64, py as i64, c);
+            }
+        }
+        let slab = pre.spacing_mm.iter().copied().fold(0.0, f64::max) * 0.6;
+        for s in &v.surface {
+            let d = s.at.to_nalgebra().coords - centre;
+            if d.dot(&normal).abs() > slab {
+                continue;
+            }
+            let (px, py) = (half + d.dot(du) / mm_px, half - d.dot(dv) / mm_px);
+            let colour = if s.margin_mm >= v.min_margin_mm {
+                [40, 220, 90]
+            } else if s.margin_mm >= 0.0 {
+                [255, 150, 30]
+            } else {
+                [230, 30, 30]
+            };
+            for (ox, oy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                img.set(x0 as i64 + px as i64 + ox, py as i64 + oy, colour);
+            }
+        }
+        let (cx, cy) = (x0 as f64 + half, half);
+        img.line((cx - 6.0, cy), (cx + 6.0, cy), [230, 30, 230]);
+        img.line((cx, cy - 6.0), (cx, cy + 6.0), [230, 30, 230]);
+    }
+    img.write(path)
+}

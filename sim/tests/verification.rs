@@ -219,3 +219,81 @@ fn beside_the_hepatic_vein_the_heat_sunk_zone_is_found_as_it_is() {
         liver_shift: [0.5, 1.0, 9.0],
     });
 }
+
+/// The same on a real CT (issue 18, item 5): the shared TotalSegmentator abdomen (contrast CT,
+/// 3 mm voxels, its liver label), a zone drawn into a copy around a virtual 20 mm tumour in the
+/// liver, the liver then moved by another breath-hold; found with the same accuracy.
+///
+/// Fails today (docs/verification.md, "Known limits"): the liver's shift comes out 2.9 mm off
+/// (the unenhanced real liver shows nothing inside to match, only its edge, and the post copy
+/// has contrast), so the zone lands off (Dice 0.87) and the margin reads 2.7 mm for 6.2.
+#[test]
+#[ignore = "issue 18 item 5 not met yet: the liver's shift on the unenhanced real CT is off by 2.9 mm"]
+fn a_zone_drawn_into_the_real_totalsegmentator_ct_is_found_as_well() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ct/totalsegmentator-abdomen");
+    let ct = stylet_imaging::load_nifti(&dir.join("example_ct_sm.nii.gz")).unwrap();
+    let seg = stylet_imaging::load_nifti(&dir.join("example_seg.nii.gz")).unwrap();
+    // The liver (TotalSegmentator's 5) as the phantom's label 2: what breathing carries.
+    let mut labels = seg.clone();
+    for l in &mut labels.voxels {
+        *l = if *l == 5.0 { 2.0 } else { 0.0 };
+    }
+    let liver: Vec<bool> = labels.voxels.iter().map(|l| *l == 2.0).collect();
+    // The virtual tumour: 20 mm across at the liver's deepest point.
+    let depth = stylet_planning::edt::edt(&liver.iter().map(|l| !l).collect::<Vec<_>>(), ct.dims, ct.spacing_mm);
+    let [nx, ny, nz] = ct.dims;
+    // Deep in the liver and away from the scan's ends (the field's edge is no liver edge).
+    let inner = |i: usize| {
+        let ijk = [i % nx, (i / nx) % ny, i / (nx * ny)];
+        let edge = (0..3)
+            .map(|d| (ijk[d].min([nx, ny, nz][d] - 1 - ijk[d])) as f64 * ct.spacing_mm[d])
+            .fold(f64::INFINITY, f64::min);
+        f64::from(depth[i]).min(edge)
+    };
+    let deepest = (0..depth.len()).max_by(|a, b| inner(*a).total_cmp(&inner(*b))).unwrap();
+    let at = |i: usize| ct.ct_from_index((i % nx) as f64, ((i / nx) % ny) as f64, (i / (nx * ny)) as f64);
+    let centre = at(deepest);
+    eprintln!("the liver's deepest point {centre:?}, {:.1} mm from its edge", inner(deepest));
+    let tumour: Vec<usize> = (0..liver.len()).filter(|&i| at(i).distance_mm(centre) <= 10.0).collect();
+    let axis = Vector3::new(0.6, -0.8, 0.1).normalize();
+    let truth: Vec<bool> =
+        ZoneShape::ellipsoid(centre, axis, 52.2, 33.3).mask(&ct).iter().zip(&liver).map(|(z, l)| *z && *l).collect();
+    let tip = Point::<Ct>::from_coords(centre.to_nalgebra().coords + axis * 5.0);
+    let entry = Point::<Ct>::from_coords(tip.to_nalgebra().coords + axis * 100.0);
+    // The post CT is a contrast CT (portal venous phase): this unenhanced liver (~45 HU) takes
+    // up contrast as the phantom's does.
+    let mut drawn = ct.clone();
+    for (v, l) in drawn.voxels.iter_mut().zip(&liver) {
+        if *l {
+            *v += 60.0;
+        }
+    }
+    let look = Look { noise_hu: 12.0, ..Look::default() };
+    stylet_sim::post_ablation::draw_ablation(&mut drawn, &truth, &liver, Some((tip, entry)), &look, 7);
+    let shift = Vector::<Ct>::new(2.0, -1.5, 4.0);
+    let mut post = drawn.clone();
+    stylet_sim::phantom::displace_liver(&mut post, &drawn, &labels, shift);
+    let is_liver = |l: f32| l == 2.0;
+    let input = VerifyInput {
+        pre: &ct,
+        post: &post,
+        labels: &labels,
+        is_liver: &is_liver,
+        tumour: &tumour,
+        seed: centre,
+        pre_from_post: Transform::identity(),
+    };
+    let v = verify(&input, &VerifySettings::default()).unwrap();
+    let found = v.zone.to_full(ct.dims);
+    let both = found.iter().zip(&truth).filter(|(a, b)| **a && **b).count();
+    let dice = 2.0 * both as f64 / (found.iter().filter(|x| **x).count() + truth.iter().filter(|x| **x).count()) as f64;
+    let margin = true_margin(&ct, &tumour, &truth);
+    let shift_error = (v.liver_shift.to_nalgebra() - shift.to_nalgebra()).norm();
+    eprintln!(
+        "real CT: Dice {dice:.3}, margin {:.2} mm (truth {margin:.2}), liver shift error {shift_error:.2} mm ({:?}, match {:?}), levels {:?}",
+        v.min_margin.margin_mm, v.liver_shift, v.liver_match, v.levels_hu
+    );
+    assert!(dice >= 0.9, "Dice {dice}");
+    assert!((v.min_margin.margin_mm - margin).abs() <= 1.0, "margin {} vs {margin}", v.min_margin.margin_mm);
+    assert!(shift_error <= 1.0, "the liver's shift {:?} vs {shift:?}", v.liver_shift);
+}

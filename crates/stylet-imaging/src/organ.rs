@@ -30,9 +30,10 @@ pub struct OrganSettings {
     /// Voxels closer than this to the point are left out (what changed there, e.g. an ablation
     /// zone, does not steer the match), mm.
     pub exclude_within_mm: f64,
-    /// Compare each image less its mean over the matched voxels (a CT with contrast against
-    /// one without: the organ brighter as a whole).
-    pub zero_mean: bool,
+    /// Compare each image less its mean over the matched voxels, leaving out voxels beyond
+    /// either CT's end: a CT with contrast against one without (the organ brighter as a
+    /// whole), of another length.
+    pub normalise: bool,
 }
 
 impl Default for OrganSettings {
@@ -43,7 +44,7 @@ impl Default for OrganSettings {
             outlier_hu: 60.0,
             min_voxels: 2000,
             exclude_within_mm: 0.0,
-            zero_mean: false,
+            normalise: false,
         }
     }
 }
@@ -165,34 +166,23 @@ pub fn organ_shift(
         return Err(OrganError::TooFewVoxels { found: mask.len(), needed: s.min_voxels });
     }
     let cap = s.outlier_hu * s.outlier_hu;
-    let mean = |v: &dyn Fn(&[usize; 3]) -> f64, every: usize| -> f64 {
-        let (sum, n) =
-            mask.iter().step_by(every).map(v).filter(|x| x.is_finite()).fold((0.0, 0usize), |(a, n), x| (a + x, n + 1));
-        if n == 0 {
-            0.0
-        } else {
-            sum / n as f64
-        }
-    };
-    let reference_mean = if s.zero_mean { mean(&|m| b.reference[b.at(m[0], m[1], m[2])], 1) } else { 0.0 };
     let cost = |shift: [i64; 3], every: usize| -> f64 {
-        let shifted = |m: &[usize; 3]| [0, 1, 2].map(|d| (m[d] as i64 + shift[d]) as usize);
-        let moved_mean = if s.zero_mean {
-            mean(
-                &|m| {
-                    let q = shifted(m);
-                    b.moved[b.at(q[0], q[1], q[2])]
-                },
-                every,
-            ) - reference_mean
-        } else {
-            0.0
-        };
+        let pairs = mask.iter().step_by(every).map(|m| {
+            let q = [0, 1, 2].map(|d| (m[d] as i64 + shift[d]) as usize);
+            (b.moved[b.at(q[0], q[1], q[2])], b.reference[b.at(m[0], m[1], m[2])])
+        });
+        if s.normalise {
+            // Each side less its mean over the pairs that have both values, the squared
+            // difference capped; pairs without both values (beyond a CT's end) left out.
+            let both: Vec<(f64, f64)> = pairs.filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+            let n = both.len().max(1) as f64;
+            let (mx, my) = both.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+            return both.iter().map(|(x, y)| ((x - mx) - (y - my)).powi(2).min(cap)).sum::<f64>() / n;
+        }
         let mut sum = 0.0;
         let mut count = 0usize;
-        for m in mask.iter().step_by(every) {
-            let q = shifted(m);
-            let diff = b.moved[b.at(q[0], q[1], q[2])] - moved_mean - b.reference[b.at(m[0], m[1], m[2])];
+        for (moved, reference) in pairs {
+            let diff = moved - reference;
             sum += if diff.is_finite() { (diff * diff).min(cap) } else { cap };
             count += 1;
         }

@@ -54,7 +54,7 @@ impl Default for VerifySettings {
                 outlier_hu: 80.0,
                 min_voxels: 3000,
                 exclude_within_mm: 32.0,
-                zero_mean: true,
+                normalise: true,
             },
             seed_radius_mm: 5.0,
             opening_mm: 1.2,

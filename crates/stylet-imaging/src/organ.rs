@@ -174,10 +174,12 @@ pub fn organ_shift(
         if s.normalise {
             // Each side less its mean over the pairs that have both values, the squared
             // difference capped; pairs without both values (beyond a CT's end) left out.
-            let both: Vec<(f64, f64)> = pairs.filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
-            let n = both.len().max(1) as f64;
-            let (mx, my) = both.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
-            return both.iter().map(|(x, y)| ((x - mx) - (y - my)).powi(2).min(cap)).sum::<f64>() / n;
+            let finite = |(x, y): &(f64, f64)| x.is_finite() && y.is_finite();
+            let (n, sx, sy) =
+                pairs.clone().filter(finite).fold((0.0f64, 0.0, 0.0), |(n, a, b), (x, y)| (n + 1.0, a + x, b + y));
+            let n = n.max(1.0);
+            let (mx, my) = (sx / n, sy / n);
+            return pairs.filter(finite).map(|(x, y)| ((x - mx) - (y - my)).powi(2).min(cap)).sum::<f64>() / n;
         }
         let mut sum = 0.0;
         let mut count = 0usize;
@@ -188,35 +190,48 @@ pub fn organ_shift(
         }
         sum / count.max(1) as f64
     };
-    // Coarse: every second voxel of shift over the whole range, on an eighth of the voxels.
-    let mut best = ([0i64; 3], f64::INFINITY);
+    // Coarse: every second voxel of shift over the whole range, on an eighth of the voxels (on
+    // about 20,000 of them when there are more: a large matched region, as verification's).
+    // In the contrast mode (a large region, a search of 10 mm and more) every fourth voxel
+    // first, then every second near the best, then every voxel within one of that.
+    let sparse = (mask.len() / 20_000).max(8);
     let range = |d: usize, step: i64| (-search[d]..=search[d]).filter(move |x| x % step == 0);
-    for x in range(0, 2) {
-        for y in range(1, 2) {
-            for z in range(2, 2) {
-                let v = cost([x, y, z], 8);
+    let mut best = ([0i64; 3], f64::INFINITY);
+    let first = if s.normalise { 4 } else { 2 };
+    for x in range(0, first) {
+        for y in range(1, first) {
+            for z in range(2, first) {
+                let v = cost([x, y, z], sparse);
                 if v < best.1 {
                     best = ([x, y, z], v);
                 }
             }
         }
     }
-    // Fine: every voxel of shift near the coarse best, on all voxels.
-    let coarse = best.0;
-    best = (coarse, f64::INFINITY);
-    for x in -2..=2 {
-        for y in -2..=2 {
-            for z in -2..=2 {
-                let t = [coarse[0] + x, coarse[1] + y, coarse[2] + z];
-                if (0..3).any(|d| t[d].abs() > search[d]) {
-                    continue;
-                }
-                let v = cost(t, 1);
-                if v < best.1 {
-                    best = (t, v);
+    let around = |best: &mut ([i64; 3], f64), step: i64, reach: i64, every: usize| {
+        let centre = best.0;
+        *best = (centre, f64::INFINITY);
+        for x in -reach..=reach {
+            for y in -reach..=reach {
+                for z in -reach..=reach {
+                    let t = [centre[0] + x * step, centre[1] + y * step, centre[2] + z * step];
+                    if (0..3).any(|d| t[d].abs() > search[d]) {
+                        continue;
+                    }
+                    let v = cost(t, every);
+                    if v < best.1 {
+                        *best = (t, v);
+                    }
                 }
             }
         }
+    };
+    if s.normalise {
+        around(&mut best, 2, 1, sparse);
+        around(&mut best, 1, 1, 1);
+    } else {
+        // Fine: every voxel of shift near the coarse best, on all voxels.
+        around(&mut best, 1, 2, 1);
     }
     let (at, c0) = best;
     if (0..3).any(|d| at[d].abs() >= search[d]) {

@@ -49,7 +49,7 @@ impl Default for VerifySettings {
         VerifySettings {
             roi_radius_mm: 45.0,
             liver: OrganSettings {
-                radius_mm: 48.0,
+                radius_mm: 42.0,
                 search_mm: 10.0,
                 outlier_hu: 80.0,
                 min_voxels: 3000,
@@ -255,8 +255,9 @@ pub fn verify(input: &VerifyInput<'_>, s: &VerifySettings) -> Result<Verificatio
     let seed_index = pre.index_from_ct(input.seed).ok_or(VerifyError::SeedOutside(input.seed.to_array()))?;
     // 1-2. The post CT in the planning frame (the body's motion undone), then the liver's shift.
     let post_from_pre = input.pre_from_post.inverse();
-    let aligned = aligned_post(input, post_from_pre, s);
-    let liver = organ_shift(pre, input.labels, input.is_liver, &aligned, input.seed, &s.liver)?;
+    let moved = aligned_post(input, post_from_pre, s);
+    let aligned = moved.as_ref().unwrap_or(input.post);
+    let liver = organ_shift(pre, input.labels, input.is_liver, aligned, input.seed, &s.liver)?;
     let shift = liver.shift.to_nalgebra();
     // 3. The box: the ROI around the seed and the tumour with room for its margin.
     let b = search_box(pre, seed_index, input.tumour, s);
@@ -330,12 +331,12 @@ pub fn verify(input: &VerifyInput<'_>, s: &VerifySettings) -> Result<Verificatio
 }
 
 /// The post CT over the liver's matching box, on the planning grid, the body's motion undone
-/// (the post CT itself when there was none).
-fn aligned_post(input: &VerifyInput<'_>, post_from_pre: Transform<Ct, Ct>, s: &VerifySettings) -> Volume {
+/// (`None`: there was none, the post CT is used as it is).
+fn aligned_post(input: &VerifyInput<'_>, post_from_pre: Transform<Ct, Ct>, s: &VerifySettings) -> Option<Volume> {
     let identity = post_from_pre.to_nalgebra().translation.vector.norm() < 1e-9
         && post_from_pre.to_nalgebra().rotation.angle() < 1e-12;
     if identity {
-        return input.post.clone();
+        return None;
     }
     let pre = input.pre;
     let reach = s.liver.radius_mm + s.liver.search_mm + s.roi_radius_mm;
@@ -358,7 +359,7 @@ fn aligned_post(input: &VerifyInput<'_>, post_from_pre: Transform<Ct, Ct>, s: &V
             }
         }
     }
-    Volume { dims, spacing_mm: pre.spacing_mm, origin, direction: pre.direction, voxels }
+    Some(Volume { dims, spacing_mm: pre.spacing_mm, origin, direction: pre.direction, voxels })
 }
 
 /// The box of the planning grid that verification works in.

@@ -230,6 +230,9 @@ enum BenchCmd {
     /// Exact Euclidean distance transform of one label of a NIfTI label map (best of N runs);
     /// `bench/edt_side_by_side.sh` runs scipy.ndimage.distance_transform_edt beside it.
     Edt(plancmd::BenchEdtArgs),
+    /// Verification from a post-ablation CT (the liver's shift, the zone, the margin map) on
+    /// simulated CTs of a given size (default 512 x 512 x 300), and the marker detection in both.
+    Verify(verifycmd::BenchVerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -247,6 +250,7 @@ fn main() -> ExitCode {
         Top::Bench { command: BenchCmd::Loop(args) } => bench::run(&args),
         Top::Bench { command: BenchCmd::Ik(args) } => kincmd::bench_ik(&args),
         Top::Bench { command: BenchCmd::Edt(args) } => plancmd::bench_edt(&args),
+        Top::Bench { command: BenchCmd::Verify(args) } => verifycmd::bench_verify(&args),
         Top::Fk(args) => kincmd::fk(&args),
         Top::Ct { command: CtCmd::Info(args) } => ctcmd::info(&args),
         Top::Register(args) => regcmd::run(&args),

@@ -276,3 +276,120 @@ fn draw(
     }
     img.write(path)
 }
+
+/// Options of `stylet bench verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchVerifyArgs {
+    /// The simulated CTs' size: columns,rows,slices.
+    #[arg(long, value_delimiter = ',', default_value = "512,512,300")]
+    dims: Vec<usize>,
+    /// Voxel size, mm: x,y,z.
+    #[arg(long, value_delimiter = ',', default_value = "0.7,0.7,1.0")]
+    spacing_mm: Vec<f64>,
+    /// Runs (the best and the median are reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// The config folder.
+    #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `stylet bench verify`: verification (the liver's shift, the zone, the margin map) on a
+/// simulated planning CT and its post-ablation CT of the given size, and the marker detection
+/// in both, timed apart.
+pub(crate) fn bench_verify(args: &BenchVerifyArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.dims.len() == 3 && args.spacing_mm.len() == 3,
+        "--dims and --spacing-mm take three values each"
+    );
+    let dcfg = crate::demo::driver_config(&args.config)?;
+    let ph = stylet_sim::phantom::generate(&stylet_sim::phantom::PhantomSpec {
+        seed: 31,
+        dims: [args.dims[0], args.dims[1], args.dims[2]],
+        spacing_mm: [args.spacing_mm[0], args.spacing_mm[1], args.spacing_mm[2]],
+        markers_in_robot: dcfg.marker_frame.clone(),
+        marker_diameter_mm: dcfg.registration.fiducials.diameter_mm,
+        noise_hu: 15.0,
+        missing_beads: Vec::new(),
+        extra_beads: 0,
+        tumours: vec![stylet_sim::phantom::TumourSpec {
+            offset_from_liver_centre_mm: [5.0, -5.0, 3.0],
+            diameter_mm: 20.0,
+        }],
+        metal_wire: true,
+    });
+    let centre = ph.tumour_in_ct;
+    let axis = Vector3::new(0.3, -0.9, 0.3).normalize();
+    let is_liver = |l: f32| [2.0, 3.0, 4.0].contains(&l);
+    let tissue: Vec<bool> = ph.labels.voxels.iter().map(|l| is_liver(*l)).collect();
+    let shape = stylet_planning::heat_sink::ZoneShape::ellipsoid(centre, axis, 52.2, 33.3);
+    let zone: Vec<bool> = shape.mask(&ph.volume).iter().zip(&tissue).map(|(z, t)| *z && *t).collect();
+    let tip = Point::from_coords(centre.to_nalgebra().coords + axis * 5.0);
+    let entry = Point::from_coords(centre.to_nalgebra().coords + axis * 120.0);
+    let post = stylet_sim::post_ablation::render_post_ablation(
+        &ph.volume,
+        &ph.labels,
+        &[stylet_sim::post_ablation::Ablated { zone, tip, entry }],
+        stylet_core::frame::Vector::new(1.0, -1.5, 6.0),
+        &stylet_sim::post_ablation::Look::default(),
+        1.0,
+        31,
+    );
+    let tumour: Vec<usize> = (0..ph.labels.voxels.len()).filter(|&i| ph.labels.voxels[i] == 3.0).collect();
+    let input = VerifyInput {
+        pre: &ph.volume,
+        post: &post,
+        labels: &ph.labels,
+        is_liver: &is_liver,
+        tumour: &tumour,
+        seed: centre,
+        pre_from_post: Transform::identity(),
+    };
+    let settings = VerifySettings::default();
+    let fiducials = stylet_procedure::driver::fiducial_settings(&dcfg.registration.fiducials);
+    let (mut verify_s, mut markers_s) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for _ in 0..args.runs.max(1) {
+        let t = Instant::now();
+        last = Some(verify(&input, &settings).context("verification")?);
+        verify_s.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let found = std::thread::scope(|s| {
+            let a = s.spawn(|| stylet_imaging::detect(&ph.volume, &fiducials).0.len());
+            let b = stylet_imaging::detect(&post, &fiducials).0.len();
+            (a.join().unwrap_or(0), b)
+        });
+        markers_s.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(found.0 >= 3 && found.1 >= 3, "the markers were not found: {found:?}");
+    }
+    let v = last.context("no run")?;
+    let stats = |mut x: Vec<f64>| {
+        x.sort_by(f64::total_cmp);
+        json!({ "best_s": x[0], "median_s": x[x.len() / 2] })
+    };
+    let out = json!({
+        "dims": args.dims, "spacing_mm": args.spacing_mm, "voxels": ph.volume.voxels.len(), "runs": args.runs,
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "verify": stats(verify_s), "markers_both_cts": stats(markers_s),
+        "min_margin_mm": v.min_margin.margin_mm, "zone_ml": v.zone_ml, "liver_shift_mm": v.liver_shift.to_array(),
+    });
+    if args.json {
+        say!("{out}");
+    } else {
+        say!(
+            "{:?} voxels of {:?} mm: verification best {:.3} s (median {:.3}), marker detection in both CTs best {:.3} s (median {:.3}); margin {:.1} mm, zone {:.1} ml",
+            args.dims,
+            args.spacing_mm,
+            out["verify"]["best_s"].as_f64().unwrap_or(f64::NAN),
+            out["verify"]["median_s"].as_f64().unwrap_or(f64::NAN),
+            out["markers_both_cts"]["best_s"].as_f64().unwrap_or(f64::NAN),
+            out["markers_both_cts"]["median_s"].as_f64().unwrap_or(f64::NAN),
+            v.min_margin.margin_mm,
+            v.zone_ml
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1229,8 +1229,11 @@ fn verify_measures_the_margin_on_a_post_ablation_ct_and_says_when_ver1_fails() {
             &[(Point::from_coords(c), stylet_core::frame::Vector::from_nalgebra(axis))],
         );
         let png = out.join(format!("margin-{name}.png"));
+        let rrd = out.join(format!("margin-{name}.rrd"));
         let (code, v) = run_json(&[
             "verify",
+            "--rrd",
+            rrd.to_str().unwrap(),
             "--json",
             "--pre",
             ct_path.to_str().unwrap(),
@@ -1260,6 +1263,19 @@ fn verify_measures_the_margin_on_a_post_ablation_ct_and_says_when_ver1_fails() {
         }
         let bytes = std::fs::read(&png).unwrap();
         assert!(bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG"), "{}", png.display());
+        // The margin map in rerun, read back by rerun's own reader.
+        let o = Command::new("python3").arg(repo().join("tests/peers/read_rrd.py")).arg(&rrd).output().unwrap();
+        if o.status.code() == Some(3) && std::env::var_os("CI").is_none() {
+            eprintln!("SKIPPED: {}", String::from_utf8_lossy(&o.stderr));
+            continue;
+        }
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let e = &r["entities"];
+        for path in ["/verify/tumour/held", "/verify/zone", "/verify/min_margin", "/verify/verdict"] {
+            assert!(e[path].is_object(), "{name}: {path} missing: {}", e);
+        }
+        assert_eq!(e["/verify/tumour/under"].is_object(), !pass, "{name}: {e}");
     }
     // Bad inputs, named.
     let o = Command::new(STYLET)

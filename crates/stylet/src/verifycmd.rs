@@ -48,6 +48,11 @@ pub(crate) struct VerifyArgs {
     /// frame through the smallest margin (PNG).
     #[arg(long, value_name = "FILE")]
     png: Option<PathBuf>,
+    /// The margin map as a rerun recording (`rerun FILE` opens it): the tumour's surface points
+    /// by their margin (`/verify/tumour/held`, `/under`, `/outside`), the zone's surface
+    /// (`/verify/zone`), the smallest margin (`/verify/min_margin`), VER-1's verdict.
+    #[arg(long, value_name = "FILE")]
+    rrd: Option<PathBuf>,
     /// The config folder (clinical rules for VER-1, labels, the markers' detection).
     #[arg(long, env = "STYLET_CONFIG", default_value = crate::configdir::DEFAULT, value_parser = crate::configdir::resolve)]
     config: PathBuf,
@@ -146,6 +151,9 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         draw(png, &pre, &post, &labels, &is_liver, &v, pre_from_post.inverse())
             .with_context(|| format!("writing {}", png.display()))?;
     }
+    if let Some(rrd) = &args.rrd {
+        record(rrd, &pre, &v).with_context(|| format!("writing {}", rrd.display()))?;
+    }
     let out = json!({
         "pre": args.pre, "post": args.post, "labels": args.tumour, "label_table": table_name,
         "tumour_voxels": tumour.len(),
@@ -161,7 +169,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         "under_treated_fraction": v.under_treated_fraction,
         "under_treated_where": v.where_under_treated(),
         "ver1": { "rule": "VER-1", "min_margin_mm": v.min_margin_mm, "pass": v.passes() },
-        "png": args.png,
+        "png": args.png, "rrd": args.rrd,
         "seconds": { "load": loaded_s, "markers": markers_s, "verify": verify_s },
     });
     if args.json {
@@ -199,6 +207,71 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if v.passes() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The margin map as a rerun recording, in the planning CT's frame (LPS mm).
+fn record(path: &std::path::Path, pre: &Volume, v: &Verification) -> anyhow::Result<()> {
+    use stylet_telemetry::{Item, Level, Sink, Telemetry};
+    let tel = Telemetry::start("stylet_verify", &Sink::File(path.to_path_buf()), 64)?;
+    let point = |p: Point<Ct>| p.to_array().map(|x| x as f32);
+    // Each group only when it has points.
+    let group = |name: &str, keep: &dyn Fn(f64) -> bool, color: [u8; 4]| {
+        let points: Vec<[f32; 3]> = v.surface.iter().filter(|s| keep(s.margin_mm)).map(|s| point(s.at)).collect();
+        if !points.is_empty() {
+            tel.log(Item::Points { path: format!("/verify/tumour/{name}"), t_s: None, points, radius_mm: 0.4, color });
+        }
+    };
+    let t = v.min_margin_mm;
+    group("held", &|m| m >= t, [40, 220, 90, 255]);
+    group("under", &|m| (0.0..t).contains(&m), [255, 150, 30, 255]);
+    group("outside", &|m| m < 0.0, [230, 30, 30, 255]);
+    // The zone's surface: its voxels with a face neighbour outside it.
+    let (z, n) = (&v.zone, v.zone.dims);
+    let inside = |i: i64, j: i64, k: i64| {
+        (0..3).all(|d| [i, j, k][d] >= 0 && [i, j, k][d] < n[d] as i64)
+            && z.mask[((k as usize) * n[1] + j as usize) * n[0] + i as usize]
+    };
+    let mut surface = Vec::new();
+    for k in 0..n[2] as i64 {
+        for j in 0..n[1] as i64 {
+            for i in 0..n[0] as i64 {
+                let face = [(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)];
+                if inside(i, j, k) && face.iter().any(|(a, b, c)| !inside(i + a, j + b, k + c)) {
+                    let g = [i as usize + z.lo[0], j as usize + z.lo[1], k as usize + z.lo[2]];
+                    surface.push(point(pre.ct_from_index(g[0] as f64, g[1] as f64, g[2] as f64)));
+                }
+            }
+        }
+    }
+    tel.log(Item::Points {
+        path: "/verify/zone".into(),
+        t_s: None,
+        points: surface,
+        radius_mm: 0.25,
+        color: [250, 220, 40, 120],
+    });
+    tel.log(Item::Points {
+        path: "/verify/min_margin".into(),
+        t_s: None,
+        points: vec![point(v.min_margin.at)],
+        radius_mm: 1.5,
+        color: [230, 30, 230, 255],
+    });
+    let verdict = format!(
+        "VER-1 {}: smallest margin {:.1} mm (at least {:.1} mm), {:.1} % of the surface under it",
+        if v.passes() { "PASS" } else { "FAIL" },
+        v.min_margin.margin_mm,
+        t,
+        100.0 * v.under_treated_fraction
+    );
+    tel.log(Item::Text {
+        path: "/verify/verdict".into(),
+        t_s: 0.0,
+        text: verdict,
+        level: if v.passes() { Level::Info } else { Level::Warn },
+    });
+    tel.finish()?;
+    Ok(())
 }
 
 /// Three panels, 0.5 mm per pixel, through the smallest margin: axial, coronal, sagittal. The

@@ -19,6 +19,6 @@ pub use fiducials::{detect, Fiducial, FiducialSettings, Rejected};
 pub use needle::{detect_needle, NeedleError, NeedleFound, NeedleSettings};
 pub use nifti::{load_nifti, parse_nifti, write_nifti, NiftiError};
 pub use nrrd::{load_nrrd, nrrd_segments, parse_nrrd, NrrdError, Segment};
-pub use organ::{organ_shift, OrganError, OrganSettings, OrganShift};
+pub use organ::{organ_shift, smooth_box, OrganError, OrganSettings, OrganShift};
 pub use volume::Volume;
 pub use writer::{write_series, write_series_encoded, write_series_with, PixelEncoding, SeriesMeta, WriteError};

@@ -83,12 +83,6 @@ impl Spheroid {
         (u / self.a).powi(2) + (d.norm_squared() - u * u).max(0.0) / (self.b * self.b)
     }
 
-    /// Whether `p` is inside or on the surface.
-    #[must_use]
-    pub(crate) fn contains(&self, p: &Vector3<f64>) -> bool {
-        self.level(p) <= 1.0
-    }
-
     /// Signed depth of `p`: distance to the surface, positive inside, negative outside.
     #[must_use]
     pub(crate) fn depth(&self, p: &Vector3<f64>) -> f64 {

@@ -283,6 +283,16 @@ impl ZoneShape {
     pub fn mask(&self, grid: &Volume) -> Vec<bool> {
         let [nx, ny, nz] = grid.dims;
         let mut mask = vec![false; nx * ny * nz];
+        self.mark(grid, &mut mask);
+        mask
+    }
+
+    /// Sets the zone's voxels in `mask` (on `grid`; one of another length is left alone).
+    pub fn mark(&self, grid: &Volume, mask: &mut [bool]) {
+        let [nx, ny, nz] = grid.dims;
+        if mask.len() != nx * ny * nz {
+            return;
+        }
         let reach = self.semi_axes_mm.0.max(self.semi_axes_mm.1);
         let c = self.centre.to_nalgebra().coords;
         let corners: Vec<Vector3<f64>> = (0..8)
@@ -292,7 +302,7 @@ impl ZoneShape {
             })
             .collect();
         if corners.len() < 8 {
-            return mask;
+            return;
         }
         let range = |d: usize, n: usize| {
             let lo = corners.iter().map(|v| v[d]).fold(f64::INFINITY, f64::min).floor().max(0.0) as usize;
@@ -308,7 +318,6 @@ impl ZoneShape {
                 }
             }
         }
-        mask
     }
 }
 

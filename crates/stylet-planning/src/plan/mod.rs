@@ -10,7 +10,7 @@ use stylet_core::frame::{Ct, Point, Vector};
 use stylet_imaging::Volume;
 
 use crate::config::{Class, LabelTable, Rules, Zone};
-use crate::geometry::{Crop, Spheroid};
+use crate::geometry::Crop;
 
 mod entries;
 mod grid;
@@ -232,36 +232,15 @@ impl Plan {
     #[must_use]
     pub fn zone_mask(&self, grid: &Volume) -> Vec<bool> {
         let [nx, ny, nz] = grid.dims;
-        let (a, b) = (self.zone_long_mm / 2.0, self.zone_short_mm / 2.0);
         let mut mask = vec![false; nx * ny * nz];
         for p in &self.positions {
-            let zone =
-                Spheroid { centre: p.zone_centre.to_nalgebra().coords, axis: p.axis.to_nalgebra().normalize(), a, b };
-            // The voxels of the box around the zone's bounding sphere, then the spheroid.
-            let r = a.max(b);
-            let corners: Vec<nalgebra::Vector3<f64>> = (0..8)
-                .filter_map(|n| {
-                    let s = |bit: usize| if n & bit == 0 { -r } else { r };
-                    grid.index_from_ct(Point::from_coords(zone.centre + nalgebra::Vector3::new(s(1), s(2), s(4))))
-                })
-                .collect();
-            if corners.len() < 8 {
-                continue; // a grid whose index cannot be computed (never for a CT's)
-            }
-            let range = |axis: usize, n: usize| {
-                let lo = corners.iter().map(|v| v[axis]).fold(f64::INFINITY, f64::min).floor().max(0.0) as usize;
-                let hi = corners.iter().map(|v| v[axis]).fold(f64::NEG_INFINITY, f64::max).ceil();
-                lo..(hi + 1.0).clamp(0.0, n as f64) as usize
-            };
-            for k in range(2, nz) {
-                for j in range(1, ny) {
-                    for i in range(0, nx) {
-                        if zone.contains(&grid.ct_from_index(i as f64, j as f64, k as f64).to_nalgebra().coords) {
-                            mask[(k * ny + j) * nx + i] = true;
-                        }
-                    }
-                }
-            }
+            crate::heat_sink::ZoneShape::ellipsoid(
+                p.zone_centre,
+                p.axis.to_nalgebra(),
+                self.zone_long_mm,
+                self.zone_short_mm,
+            )
+            .mark(grid, &mut mask);
         }
         mask
     }

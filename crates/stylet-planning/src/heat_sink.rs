@@ -97,7 +97,7 @@ pub struct SinkPoint {
 #[must_use]
 pub fn sink_points(grid: &Volume, vessel: &[bool], around: Point<Ct>, within_mm: f64, hs: &HeatSink) -> Vec<SinkPoint> {
     let [nx, ny, nz] = grid.dims;
-    if vessel.len() != nx * ny * nz {
+    if vessel.len() != nx * ny * nz || vessel.is_empty() {
         return Vec::new();
     }
     let Some(c) = grid.index_from_ct(around) else { return Vec::new() };
@@ -416,6 +416,33 @@ mod tests {
         assert!((n0 as f64 / volume - 1.0).abs() < 0.02, "{n0} vs {volume}");
         assert!(n < n0 && n as f64 > 0.7 * n0 as f64, "{n} of {n0}");
         assert!(m.iter().zip(&m0).all(|(a, b)| !*a || *b), "the heat sink only takes away");
+    }
+
+    proptest::proptest! {
+        /// Whatever the vessels, the heat sink only takes away: the radius along any direction
+        /// is at most the chart's and never negative, and a point inside the shrunk zone is
+        /// inside the chart's.
+        #[test]
+        fn the_heat_sink_only_takes_away(
+            sinks in proptest::collection::vec(((-30.0f64..30.0, -30.0f64..30.0, -30.0f64..30.0), 1.0f64..5.0), 0..12),
+            axis in (-1.0f64..1.0, -1.0f64..1.0, 0.1f64..1.0),
+            u in (-1.0f64..1.0, -1.0f64..1.0, -1.0f64..1.0),
+            scale in 0.0f64..1.2,
+        ) {
+            let points: Vec<SinkPoint> = sinks
+                .iter()
+                .map(|((x, y, z), r)| SinkPoint { centre: Point::new(*x, *y, *z), radius_mm: *r })
+                .collect();
+            let chart = ZoneShape::ellipsoid(Point::new(0.0, 0.0, 0.0), Vector3::new(axis.0, axis.1, axis.2), 52.2, 33.3);
+            let zone = chart.clone().with_heat_sinks(&points, &HeatSink::default());
+            let u = Vector3::new(u.0, u.1, u.2);
+            proptest::prop_assume!(u.norm() > 1e-3);
+            let u = u.normalize();
+            let (r, r0) = (zone.radius(&u), chart.radius(&u));
+            proptest::prop_assert!(r >= 0.0 && r <= r0 + 1e-9, "{} vs {}", r, r0);
+            let p = Point::from_coords(u * (scale * r0));
+            proptest::prop_assert!(!zone.contains(p) || chart.contains(p));
+        }
     }
 
     #[test]

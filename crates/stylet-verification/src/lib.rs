@@ -198,7 +198,7 @@ impl Verification {
 /// Why verification found no answer. The doc comment is the message.
 #[derive(Clone, Debug, PartialEq, docsplay::Display, thiserror::Error)]
 pub enum VerifyError {
-    /// the label map is not on the planning CT's grid: {0}
+    /// the CTs cannot be compared: {0}
     Grid(String),
     /// no tumour voxels to verify
     NoTumour,
@@ -248,11 +248,20 @@ pub fn body_motion(pre: &[Point<Ct>], post: &[Point<Ct>], tolerance_mm: f64) -> 
 /// non-enhancing zone at the seed.
 pub fn verify(input: &VerifyInput<'_>, s: &VerifySettings) -> Result<Verification, VerifyError> {
     let pre = input.pre;
-    input.labels.check_same_grid(pre, 0.01).map_err(VerifyError::Grid)?;
+    if pre.dims.contains(&0) || input.post.dims.contains(&0) {
+        return Err(VerifyError::Grid(format!("an empty CT ({:?} and {:?} voxels)", pre.dims, input.post.dims)));
+    }
+    input
+        .labels
+        .check_same_grid(pre, 0.01)
+        .map_err(|e| VerifyError::Grid(format!("the label map is not on the planning CT's grid: {e}")))?;
     if input.tumour.is_empty() {
         return Err(VerifyError::NoTumour);
     }
-    let seed_index = pre.index_from_ct(input.seed).ok_or(VerifyError::SeedOutside(input.seed.to_array()))?;
+    let seed_index = pre
+        .index_from_ct(input.seed)
+        .filter(|f| (0..3).all(|d| f[d] > -0.5 && f[d] < pre.dims[d] as f64 - 0.5))
+        .ok_or(VerifyError::SeedOutside(input.seed.to_array()))?;
     // 1-2. The post CT in the planning frame (the body's motion undone), then the liver's shift.
     let post_from_pre = input.pre_from_post.inverse();
     let moved = aligned_post(input, post_from_pre, s);
@@ -563,4 +572,69 @@ fn neighbours(l: usize, n: [usize; 3]) -> impl Iterator<Item = usize> {
             (x[d] > 0).then(|| l - stride[d])
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cube(n: usize, value: f32) -> Volume {
+        Volume {
+            dims: [n, n, n],
+            spacing_mm: [1.0, 1.0, 1.0],
+            origin: Point::new(0.0, 0.0, 0.0),
+            direction: nalgebra::Matrix3::identity(),
+            voxels: vec![value; n * n * n],
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_verified_says_why() {
+        let (pre, post, labels) = (cube(40, 60.0), cube(40, 110.0), cube(40, 2.0));
+        let is_liver = |l: f32| l == 2.0;
+        let tumour: Vec<usize> = vec![20 * 40 * 40 + 20 * 40 + 20];
+        let input = VerifyInput {
+            pre: &pre,
+            post: &post,
+            labels: &labels,
+            is_liver: &is_liver,
+            tumour: &tumour,
+            seed: Point::new(20.0, 20.0, 20.0),
+            pre_from_post: Transform::identity(),
+        };
+        let s = VerifySettings::default();
+        let e = verify(&VerifyInput { tumour: &[], ..input }, &s).unwrap_err();
+        assert_eq!(e, VerifyError::NoTumour);
+        let e = verify(&VerifyInput { seed: Point::new(-500.0, 0.0, 0.0), ..input }, &s).unwrap_err();
+        assert!(e.to_string().contains("-500"), "{e}");
+        // Too little liver around the zone to measure its motion: said, not guessed.
+        let e = verify(&input, &s).unwrap_err().to_string();
+        assert!(e.contains("the liver's motion") && e.contains("voxels"), "{e}");
+        let empty = Volume { dims: [0, 0, 0], voxels: Vec::new(), ..cube(1, 0.0) };
+        let e = verify(&VerifyInput { post: &empty, ..input }, &s).unwrap_err().to_string();
+        assert!(e.contains("an empty CT"), "{e}");
+        let small = cube(30, 2.0);
+        let e = verify(&VerifyInput { labels: &small, ..input }, &s).unwrap_err().to_string();
+        assert!(e.contains("not on the planning CT's grid"), "{e}");
+    }
+
+    #[test]
+    fn the_body_motion_is_found_from_three_beads_or_not_at_all() {
+        let pre = [
+            Point::new(0.0, 0.0, 0.0),
+            Point::new(60.0, 0.0, 0.0),
+            Point::new(0.0, 45.0, 0.0),
+            Point::new(30.0, 20.0, 25.0),
+        ];
+        let moved: Vec<Point<Ct>> = pre
+            .iter()
+            .map(|p| Point::new(p.to_array()[0] + 3.0, p.to_array()[1] - 2.0, p.to_array()[2] + 1.0))
+            .collect();
+        let (t, rms) = body_motion(&pre, &moved, 10.0).unwrap();
+        assert!(rms < 1e-9);
+        assert!((t * moved[3]).distance_mm(pre[3]) < 1e-9);
+        assert!(body_motion(&pre, &moved[..2], 10.0).is_none());
+        assert!(body_motion(&pre, &moved, 1.0).is_none(), "no pair within 1 mm");
+    }
 }

@@ -52,7 +52,7 @@ impl Default for Look {
 
 /// The phantom's contrast: what each label's voxels gain in the portal venous phase, HU (the
 /// planning CT is unenhanced; its vessels already carry contrast).
-const ENHANCEMENT: [(u8, f64); 3] = [(2, 50.0), (3, 55.0), (7, 0.0)];
+const ENHANCEMENT: [(u8, f64); 2] = [(2, 50.0), (3, 55.0)];
 
 /// Draws an ablation zone (`zone`, a mask on `ct`'s grid) into `ct` where `tissue` allows it
 /// (the liver and what lies in it): the zone at `look.zone_hu`, the rim around it, gas bubbles

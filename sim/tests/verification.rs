@@ -171,8 +171,12 @@ fn run(c: &Case) {
             let beads = |v: &Volume| -> Vec<Point<Ct>> {
                 stylet_imaging::detect(v, &settings).0.iter().map(|m| m.center).collect()
             };
-            let (t_found, rms) = stylet_verification::body_motion(&beads(&ph.volume), &beads(&moved), 10.0)
-                .unwrap_or_else(|| panic!("{}: the markers were not paired", c.name));
+            let (t_found, rms) = stylet_verification::body_motion(
+                &beads(&ph.volume),
+                &beads(&moved),
+                VerifySettings::default().marker_pairing_mm,
+            )
+            .unwrap_or_else(|| panic!("{}: the markers were not paired", c.name));
             let error = (t_found * Point::<Ct>::from_coords(tumour_centre))
                 .distance_mm(pre_from_moved * Point::from_coords(tumour_centre));
             eprintln!(

@@ -20,6 +20,7 @@ use stylet_imaging::derived::DerivedSeries;
 use stylet_imaging::seg::{ablation_zone, derived_uid, write_seg, Algorithm, Code, SegSource, SegmentSpec};
 use stylet_imaging::sr::{millimetre, no_unit, write_sr, SrItem, SrMeta};
 use stylet_imaging::WriteError;
+use stylet_planning::heat_sink::ZoneShape;
 
 use crate::driver::{Outcome, Report};
 
@@ -130,20 +131,15 @@ fn masks(report: &Report, grid: &stylet_imaging::Volume) -> Vec<(String, Vec<boo
             format!("{what} ablation zone")
         }
     };
-    let one = |k: usize, centre: Option<stylet_core::frame::Point<stylet_core::frame::Ct>>| {
-        let mut p = plan.clone();
-        p.positions = plan.positions.get(k).cloned().into_iter().collect();
-        if let (Some(c), Some(pos)) = (centre, p.positions.first_mut()) {
-            pos.zone_centre = c;
-        }
-        p.zone_mask(grid)
+    let zone = |centre, axis: stylet_core::frame::Vector<stylet_core::frame::Ct>| {
+        ZoneShape::ellipsoid(centre, axis.to_nalgebra(), plan.zone_long_mm, plan.zone_short_mm).mask(grid)
     };
-    for k in 0..n {
-        out.push((name("Planned", k), one(k, None)));
+    for (k, p) in plan.positions.iter().enumerate() {
+        out.push((name("Planned", k), zone(p.zone_centre, p.axis)));
     }
-    for (k, pos) in report.positions.iter().enumerate() {
-        if let Some(c) = pos.ablated_zone_centre {
-            out.push((name("Verified", k), one(k, Some(c))));
+    for (k, p) in report.positions.iter().enumerate() {
+        if let Some(c) = p.ablated_zone_centre {
+            out.push((name("Verified", k), zone(c, p.axis)));
         }
     }
     out

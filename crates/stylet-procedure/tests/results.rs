@@ -18,13 +18,7 @@ fn failed_before_planning() -> Report {
     Report {
         outcome: Outcome::Failed { error: "registration refused: 3 markers (at least 4)".into(), needle_out: true },
         final_phase: Phase::Registration,
-        target: None,
-        registration: None,
-        plan: None,
-        tumour_voxels: Vec::new(),
-        positions: Vec::new(),
-        gate_open_fraction: 0.0,
-        fault: None,
+        ..Report::default()
     }
 }
 

@@ -42,6 +42,9 @@ pub struct VerifySettings {
     pub min_contrast_hu: f64,
     /// VER-1: the minimal margin, mm (MAR-1's threshold).
     pub min_margin_mm: f64,
+    /// A bead of the post CT is paired with the planning CT's nearest within this, mm (how far
+    /// the patient may have moved on the table), for [`body_motion`].
+    pub marker_pairing_mm: f64,
 }
 
 impl Default for VerifySettings {
@@ -60,6 +63,7 @@ impl Default for VerifySettings {
             opening_mm: 1.2,
             min_contrast_hu: 45.0,
             min_margin_mm: 5.0,
+            marker_pairing_mm: 10.0,
         }
     }
 }
@@ -119,6 +123,14 @@ impl BoxMask {
     fn ijk(&self, l: usize) -> [usize; 3] {
         let n = self.dims;
         [self.lo[0] + l % n[0], self.lo[1] + (l / n[0]) % n[1], self.lo[2] + l / (n[0] * n[1])]
+    }
+
+    /// Whether full-grid voxel (`i`, `j`, `k`) is set (outside the box: not).
+    #[must_use]
+    pub fn contains(&self, ijk: [i64; 3]) -> bool {
+        let local = [0, 1, 2].map(|d| ijk[d] - self.lo[d] as i64);
+        (0..3).all(|d| local[d] >= 0 && local[d] < self.dims[d] as i64)
+            && self.mask[(local[2] as usize * self.dims[1] + local[1] as usize) * self.dims[0] + local[0] as usize]
     }
 
     /// Voxels set.
@@ -257,6 +269,12 @@ pub fn verify(input: &VerifyInput<'_>, s: &VerifySettings) -> Result<Verificatio
         .map_err(|e| VerifyError::Grid(format!("the label map is not on the planning CT's grid: {e}")))?;
     if input.tumour.is_empty() {
         return Err(VerifyError::NoTumour);
+    }
+    if let Some(t) = input.tumour.iter().find(|&&t| t >= pre.voxels.len()) {
+        return Err(VerifyError::Grid(format!(
+            "tumour voxel {t} is beyond the planning CT's {} voxels",
+            pre.voxels.len()
+        )));
     }
     let seed_index = pre
         .index_from_ct(input.seed)

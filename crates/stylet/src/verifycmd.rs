@@ -105,22 +105,23 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         None => Point::from_coords(centre),
     };
+    let settings = VerifySettings { min_margin_mm: rules.ver1_min_margin_mm, ..VerifySettings::default() };
     let loaded_s = started.elapsed().as_secs_f64();
     // The patient's motion on the table, from the marker frame in both CTs.
     let (pre_from_post, markers) = if args.no_markers {
         (Transform::identity(), json!({ "used": false, "why": "--no-markers" }))
     } else {
         let reg = stylet_registration::RegistrationConfig::load(&args.config.join("registration.toml"))?;
-        let settings = stylet_procedure::driver::fiducial_settings(&reg.fiducials);
+        let beads = stylet_procedure::driver::fiducial_settings(&reg.fiducials);
         let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| stylet_imaging::detect(&pre, &settings).0);
-            let b = stylet_imaging::detect(&post, &settings).0;
+            let a = s.spawn(|| stylet_imaging::detect(&pre, &beads).0);
+            let b = stylet_imaging::detect(&post, &beads).0;
             (a.join(), b)
         });
         let a = a.map_err(|_| anyhow::anyhow!("the marker detection's thread failed"))?;
         let (pa, pb): (Vec<Point<Ct>>, Vec<Point<Ct>>) =
             (a.iter().map(|m| m.center).collect(), b.iter().map(|m| m.center).collect());
-        match body_motion(&pa, &pb, reg.matching_tolerance_mm.max(10.0)) {
+        match body_motion(&pa, &pb, settings.marker_pairing_mm) {
             Some((t, rms)) => {
                 let moved = t.to_nalgebra().translation.vector.norm();
                 (t, json!({ "used": true, "pre": pa.len(), "post": pb.len(), "rms_mm": rms, "translation_mm": moved }))
@@ -143,7 +144,6 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         seed,
         pre_from_post,
     };
-    let settings = VerifySettings { min_margin_mm: rules.ver1_min_margin_mm, ..VerifySettings::default() };
     let t0 = Instant::now();
     let v = verify(&input, &settings).context("verification")?;
     let verify_s = t0.elapsed().as_secs_f64();
@@ -226,19 +226,14 @@ fn record(path: &std::path::Path, pre: &Volume, v: &Verification) -> anyhow::Res
     group("under", &|m| (0.0..t).contains(&m), [255, 150, 30, 255]);
     group("outside", &|m| m < 0.0, [230, 30, 30, 255]);
     // The zone's surface: its voxels with a face neighbour outside it.
-    let (z, n) = (&v.zone, v.zone.dims);
-    let inside = |i: i64, j: i64, k: i64| {
-        (0..3).all(|d| [i, j, k][d] >= 0 && [i, j, k][d] < n[d] as i64)
-            && z.mask[((k as usize) * n[1] + j as usize) * n[0] + i as usize]
-    };
+    let (z, lo, n) = (&v.zone, v.zone.lo.map(|x| x as i64), v.zone.dims.map(|x| x as i64));
+    let face = [(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)];
     let mut surface = Vec::new();
-    for k in 0..n[2] as i64 {
-        for j in 0..n[1] as i64 {
-            for i in 0..n[0] as i64 {
-                let face = [(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)];
-                if inside(i, j, k) && face.iter().any(|(a, b, c)| !inside(i + a, j + b, k + c)) {
-                    let g = [i as usize + z.lo[0], j as usize + z.lo[1], k as usize + z.lo[2]];
-                    surface.push(point(pre.ct_from_index(g[0] as f64, g[1] as f64, g[2] as f64)));
+    for k in lo[2]..lo[2] + n[2] {
+        for j in lo[1]..lo[1] + n[1] {
+            for i in lo[0]..lo[0] + n[0] {
+                if z.contains([i, j, k]) && face.iter().any(|(a, b, c)| !z.contains([i + a, j + b, k + c])) {
+                    surface.push(point(pre.ct_from_index(i as f64, j as f64, k as f64)));
                 }
             }
         }
@@ -292,13 +287,8 @@ fn draw(
     let centre = v.min_margin.at.to_nalgebra().coords;
     let shift = v.liver_shift.to_nalgebra();
     let zone = |p: Vector3<f64>| {
-        pre.index_from_ct(Point::from_coords(p)).is_some_and(|f| {
-            let ijk = [0, 1, 2].map(|d| f[d].round());
-            (0..3).all(|d| ijk[d] >= v.zone.lo[d] as f64 && ijk[d] < (v.zone.lo[d] + v.zone.dims[d]) as f64) && {
-                let l = [0, 1, 2].map(|d| ijk[d] as usize - v.zone.lo[d]);
-                v.zone.mask[(l[2] * v.zone.dims[1] + l[1]) * v.zone.dims[0] + l[0]]
-            }
-        })
+        pre.index_from_ct(Point::from_coords(p))
+            .is_some_and(|f| v.zone.contains([0, 1, 2].map(|d| f[d].round() as i64)))
     };
     let panels = [(Vector3::x(), -Vector3::y()), (Vector3::x(), Vector3::z()), (-Vector3::y(), Vector3::z())];
     let mut img = crate::plot::Image::new(3 * size + 20, size);

@@ -181,17 +181,7 @@ impl<'a, W: World> Driver<'a, W> {
             operator_left: false,
             zones: Vec::new(),
             surface: Vec::new(),
-            report: Report {
-                outcome: Outcome::Done,
-                final_phase: Phase::SetUp,
-                target: None,
-                registration: None,
-                plan: None,
-                tumour_voxels: Vec::new(),
-                positions: Vec::new(),
-                gate_open_fraction: 0.0,
-                fault: None,
-            },
+            report: Report::default(),
         }
     }
 

@@ -107,3 +107,20 @@ pub struct Report {
     /// The supervisor's latched fault at the end.
     pub fault: Option<String>,
 }
+
+impl Default for Report {
+    /// Before the procedure: in set-up, nothing measured (the outcome is set when it ends).
+    fn default() -> Self {
+        Report {
+            outcome: Outcome::Done,
+            final_phase: Phase::SetUp,
+            target: None,
+            registration: None,
+            plan: None,
+            tumour_voxels: Vec::new(),
+            positions: Vec::new(),
+            gate_open_fraction: 0.0,
+            fault: None,
+        }
+    }
+}
